@@ -1,0 +1,65 @@
+# The commands a person types. `make run` and `make test` do all the set-up on a fresh machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMPS := .build-stamps
+export PYO3_PYTHON := $(abspath $(BIN)/python)
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(abspath $(BIN)):$(PATH)
+
+RUST_SOURCES := $(shell find rust/src -name '*.rs') rust/Cargo.toml Cargo.toml pyproject.toml
+PY_DIRS      := python tests bench scripts load examples
+
+.PHONY: help run test bench load demo setup build lint check-rust check-python proto proto-check clean
+
+help:
+	@echo "make run    - set up (venv, pinned deps, release build) and serve on 127.0.0.1:50051"
+	@echo "make test   - set up, then every check (fmt, clippy, cargo test, ruff, mypy, stubtest, proto, pytest)"
+	@echo "make bench  - release benchmarks against baselines measured in the same run -> docs/performance.md"
+	@echo "make proto  - regenerate python/allsuse/v1 from proto/"
+
+$(STAMPS)/venv: requirements.txt
+	@mkdir -p $(STAMPS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(STAMPS)/build: $(STAMPS)/venv $(RUST_SOURCES)
+	$(BIN)/maturin develop --release --quiet
+	touch $@
+
+setup: $(STAMPS)/build
+
+build: setup
+
+run: setup
+	$(BIN)/python -m allsuse.cli serve --config development
+
+check-rust: setup
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p allsuse-core --all-targets --features python -- -D warnings
+	cargo test --workspace
+
+check-python: setup
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/ruff format --check $(PY_DIRS)
+	$(BIN)/mypy
+	$(BIN)/python -m mypy.stubtest allsuse._core
+	$(BIN)/python scripts/gen_proto.py --check
+
+test: check-rust check-python
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python bench/run.py --write docs/performance.md
+
+proto: $(STAMPS)/venv
+	$(BIN)/python scripts/gen_proto.py
+
+clean:
+	rm -rf $(STAMPS) target

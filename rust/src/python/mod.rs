@@ -1,0 +1,27 @@
+//! The PyO3 adapter: extract arguments, release the GIL, compute in the pure core, convert back.
+//! Each area registers its functions from its own file; errors map in `errors.rs` only.
+
+mod cache;
+pub mod errors;
+mod indicators;
+mod pricing;
+mod risk;
+
+use pyo3::prelude::*;
+
+/// Which profile the extension was built with: "release" or "debug".
+#[pyfunction]
+fn build_profile() -> &'static str {
+    crate::build_profile()
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(build_profile, m)?)?;
+    pricing::register(m)?;
+    risk::register(m)?;
+    indicators::register(m)?;
+    cache::register(m)?;
+    Ok(())
+}
