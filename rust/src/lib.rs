@@ -8,6 +8,7 @@ pub mod cache;
 pub mod error;
 pub mod indicators;
 pub mod pricing;
+pub mod protocol;
 pub mod risk;
 
 #[cfg(feature = "python")]
