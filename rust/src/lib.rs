@@ -10,6 +10,7 @@ pub mod indicators;
 pub mod pricing;
 pub mod protocol;
 pub mod risk;
+pub mod rules;
 
 #[cfg(feature = "python")]
 mod python;
