@@ -1,6 +1,8 @@
 # Hand-written stubs for the compiled core, checked against the real module by mypy.stubtest.
 # Users import the typed facades (allsuse.pricing, allsuse.risk, ...), never this module.
 
+from typing import final
+
 import numpy as np
 import numpy.typing as npt
 
@@ -9,6 +11,80 @@ _F64 = npt.NDArray[np.float64]
 __version__: str
 
 def build_profile() -> str: ...
+
+# --- protocol ---
+
+def classify_week(
+    position: str,
+    move_pct: float,
+    roll_available: bool,
+    bounds: tuple[float, float, float, float, float, float, float, float, float, float],
+) -> tuple[str, str, str, float, float, float]: ...
+def protocol_level(
+    reference: float,
+    spot: float,
+    atr: float | None,
+    loss: float,
+    equity: float,
+    excursion: tuple[float, float, float],
+    loss_thresholds: tuple[float, float, float],
+    atr_fallback_share: float,
+) -> tuple[int, float, float]: ...
+def atr_regime(
+    atr_pct: float,
+    upper_pct: tuple[float, float, float, float],
+    size_multiplier: tuple[float, float, float, float, float],
+) -> tuple[str, float]: ...
+def delta_target(band_low: float, band_high: float, regime: str) -> float: ...
+def step_protection(
+    state: tuple[int, float, int, int],
+    drawdown: float,
+    day: int,
+    thresholds: tuple[float, float, float, float],
+    multipliers: tuple[float, float, float, float, float],
+    step_down_recovery: float,
+    off_recovery: float,
+    max_adjustments_per_day: int,
+) -> tuple[int, float, int, int]: ...
+def allowed_exposure(peak: float, equity: float, cap: float, multiplier: float) -> float: ...
+def vix_breaker(
+    vix: float, hedged_at: float, hedged_multiplier: float, reducing_at: float, halted_at: float
+) -> tuple[float, bool, str]: ...
+def size_put(
+    equity: float,
+    free_cash: float,
+    strike: float,
+    size_share: float,
+    symbol_cap_share: float,
+    existing_exposure: float,
+    m_atr: float,
+    m_drawdown: float,
+    m_vix: float,
+    multiplier: float,
+) -> tuple[float, int, str]: ...
+def size_covered_calls(shares: float, max_cover_share: float, multiplier: float) -> int: ...
+def select_strike(
+    kind: str, strikes: _F64, abs_deltas: _F64, band_low: float, band_high: float, target: float
+) -> tuple[int, float, float] | None: ...
+def select_synthetic_strike(
+    kind: str,
+    spot: float,
+    t: float,
+    vol: float,
+    rate: float,
+    div: float,
+    band_low: float,
+    band_high: float,
+    target: float,
+) -> tuple[float, float] | None: ...
+@final
+class RuleSet:
+    def __new__(cls, json: str) -> RuleSet: ...
+    def codes(self) -> list[str]: ...
+    @property
+    def version(self) -> int: ...
+    def __len__(self) -> int: ...
+    def evaluate(self, context_json: str) -> tuple[list[tuple[str, str, bool, str]], str]: ...
 
 # --- pricing ---
 

@@ -25,5 +25,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     indicators::register(m)?;
     cache::register(m)?;
     protocol::register(m)?;
+    // _core is private (users import the facades): no star-import surface for stubtest to track.
+    if m.hasattr("__all__")? {
+        m.delattr("__all__")?;
+    }
     Ok(())
 }
