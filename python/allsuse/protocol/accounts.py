@@ -16,6 +16,7 @@ import numpy as np
 
 from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
+from allsuse.protocol.positions import Position
 
 CENT = Decimal("0.01")
 
@@ -110,6 +111,7 @@ class Portfolio:
     accounts: dict[str, Account] = field(default_factory=dict)
     groups: dict[str, AccountGroup] = field(default_factory=dict)
     transactions: list[Transaction] = field(default_factory=list)
+    positions: dict[str, Position] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
     @classmethod
