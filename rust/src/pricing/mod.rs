@@ -20,7 +20,10 @@ impl OptionKind {
         match s.trim().to_ascii_lowercase().as_str() {
             "call" | "c" => Ok(OptionKind::Call),
             "put" | "p" => Ok(OptionKind::Put),
-            _ => Err(CoreError::invalid("kind", format!("must be 'call' or 'put', got '{s}'"))),
+            _ => Err(CoreError::invalid(
+                "kind",
+                format!("must be 'call' or 'put', got '{s}'"),
+            )),
         }
     }
 
@@ -35,7 +38,14 @@ impl OptionKind {
 }
 
 /// Validates the market inputs shared by every pricing call (spot, strike, t, vol > 0; rate, div finite).
-pub fn validate_inputs(spot: f64, strike: f64, t: f64, vol: f64, rate: f64, div: f64) -> CoreResult<()> {
+pub fn validate_inputs(
+    spot: f64,
+    strike: f64,
+    t: f64,
+    vol: f64,
+    rate: f64,
+    div: f64,
+) -> CoreResult<()> {
     check::positive("spot", spot)?;
     check::positive("strike", strike)?;
     check::positive("t", t)?;
@@ -48,7 +58,15 @@ pub fn validate_inputs(spot: f64, strike: f64, t: f64, vol: f64, rate: f64, div:
 /// Price without validation: the revaluation and solver inner loops call this after checking once.
 /// Inputs must satisfy `validate_inputs`; otherwise the result may be NaN (never a panic).
 #[inline]
-pub fn bs_price_unchecked(kind: OptionKind, spot: f64, strike: f64, t: f64, vol: f64, rate: f64, div: f64) -> f64 {
+pub fn bs_price_unchecked(
+    kind: OptionKind,
+    spot: f64,
+    strike: f64,
+    t: f64,
+    vol: f64,
+    rate: f64,
+    div: f64,
+) -> f64 {
     let sqrt_t = t.sqrt();
     let sd = vol * sqrt_t;
     let d1 = ((spot / strike).ln() + (rate - div) * t) / sd + 0.5 * sd;
@@ -62,7 +80,15 @@ pub fn bs_price_unchecked(kind: OptionKind, spot: f64, strike: f64, t: f64, vol:
 }
 
 /// Validated Black-Scholes-Merton price of one European option.
-pub fn bs_price(kind: OptionKind, spot: f64, strike: f64, t: f64, vol: f64, rate: f64, div: f64) -> CoreResult<f64> {
+pub fn bs_price(
+    kind: OptionKind,
+    spot: f64,
+    strike: f64,
+    t: f64,
+    vol: f64,
+    rate: f64,
+    div: f64,
+) -> CoreResult<f64> {
     validate_inputs(spot, strike, t, vol, rate, div)?;
     Ok(bs_price_unchecked(kind, spot, strike, t, vol, rate, div))
 }
@@ -83,9 +109,15 @@ mod tests {
     #[test]
     fn rejects_bad_inputs_by_name() {
         let e = bs_price(OptionKind::Call, -1.0, 100.0, 1.0, 0.2, 0.0, 0.0);
-        assert_eq!(e.err().map(|e| e.field().to_string()), Some("spot".to_string()));
+        assert_eq!(
+            e.err().map(|e| e.field().to_string()),
+            Some("spot".to_string())
+        );
         let e = bs_price(OptionKind::Call, 100.0, 100.0, 1.0, f64::NAN, 0.0, 0.0);
-        assert_eq!(e.err().map(|e| e.field().to_string()), Some("vol".to_string()));
+        assert_eq!(
+            e.err().map(|e| e.field().to_string()),
+            Some("vol".to_string())
+        );
         assert!(OptionKind::parse("straddle").is_err());
     }
 }

@@ -69,7 +69,11 @@ pub fn inv_cdf(p: f64) -> f64 {
     };
     // Halley refinement. In the upper half, work on the complement so precision is not lost near 1.
     for _ in 0..2 {
-        let e = if x <= 0.0 { cdf(x) - p } else { (1.0 - p) - cdf(-x) };
+        let e = if x <= 0.0 {
+            cdf(x) - p
+        } else {
+            (1.0 - p) - cdf(-x)
+        };
         let u = e * (2.0 * PI).sqrt() * (0.5 * x * x).exp();
         let step = u / (1.0 + 0.5 * x * u);
         if step.is_finite() {
@@ -93,7 +97,9 @@ mod tests {
 
     #[test]
     fn inverse_round_trips() {
-        for &p in &[1e-300, 1e-12, 1e-6, 0.001, 0.02425, 0.1, 0.3, 0.5, 0.7, 0.9, 0.975, 0.999_999] {
+        for &p in &[
+            1e-300, 1e-12, 1e-6, 0.001, 0.02425, 0.1, 0.3, 0.5, 0.7, 0.9, 0.975, 0.999_999,
+        ] {
             let x = inv_cdf(p);
             let back = cdf(x);
             assert!((back / p - 1.0).abs() < 1e-12, "p={p} x={x} back={back}");
