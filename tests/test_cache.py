@@ -79,7 +79,7 @@ def test_default_ttl_expires() -> None:
     cache = TTLCache(10, SHORT)
     cache.put(b"a", b"1")
     cache.put(b"b", b"2")
-    assert len(cache) == 2
+    # (no check before the sleep: on a loaded machine SHORT may already have passed)
     time.sleep(SLEEP)
     assert len(cache) == 0  # len counts live entries only
     assert cache.get(b"a") is None
@@ -110,7 +110,8 @@ def test_per_entry_ttl() -> None:
     assert cache.get(b"default") == b"d"
     assert cache.get(b"renewed") == b"r2"
     assert len(cache) == 4
-    assert cache.stats()["expirations"] == 1
+    # "short" expired; "renewed" too only if the machine stalled past SHORT between its two writes
+    assert cache.stats()["expirations"] in (1, 2)
 
 
 def test_delete_and_clear() -> None:
