@@ -69,7 +69,9 @@ def _env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str,
     return out
 
 
-def _typed(section: Mapping[str, Any], prefix: str, key: str, kind: type, *, minimum: float | None = None) -> Any:
+def _typed(
+    section: Mapping[str, Any], prefix: str, key: str, kind: type, *, minimum: float | None = None
+) -> Any:
     if key not in section:
         raise InvalidInputError.of(f"{prefix}.{key}", "is missing")
     value = section[key]
@@ -77,7 +79,7 @@ def _typed(section: Mapping[str, Any], prefix: str, key: str, kind: type, *, min
         value = float(value)
     if not isinstance(value, kind) or isinstance(value, bool):
         raise InvalidInputError.of(f"{prefix}.{key}", f"must be of type {kind.__name__}, got {value!r}")
-    if minimum is not None and value < minimum:
+    if minimum is not None and isinstance(value, (int, float)) and value < minimum:
         raise InvalidInputError.of(f"{prefix}.{key}", f"must be >= {minimum}, got {value!r}")
     return value
 
