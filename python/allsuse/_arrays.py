@@ -79,9 +79,7 @@ def broadcast(named: Mapping[str, Any]) -> Batch:
             shape = np.broadcast_shapes(shape, arr.shape)
         except ValueError:
             described = ", ".join(f"{n}{a.shape}" for n, a in arrays.items() if a.ndim)
-            raise InvalidInputError.of(
-                name, f"shape does not broadcast with the others: {described}"
-            ) from None
+            raise InvalidInputError.of(name, f"shape does not broadcast with the others: {described}") from None
     flat: dict[str, FloatArray] = {}
     for name, arr in arrays.items():
         if arr.size == 1:

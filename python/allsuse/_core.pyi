@@ -9,8 +9,6 @@ import numpy.typing as npt
 _F64 = npt.NDArray[np.float64]
 
 __version__: str
-# PyO3 lists every registered name in __all__; each area below extends this with its own.
-__all__ = ["__version__", "build_profile"]
 
 def build_profile() -> str: ...
 
@@ -79,6 +77,7 @@ def select_synthetic_strike(
     band_high: float,
     target: float,
 ) -> tuple[float, float] | None: ...
+
 @final
 class RuleSet:
     def __new__(cls, json: str) -> RuleSet: ...
@@ -94,8 +93,6 @@ class RuleSet:
 
 # --- indicators ---
 
-__all__ += ["atr", "hist_vol", "rsi", "sma", "trend_strength", "true_range"]
-
 def sma(values: _F64, window: int) -> _F64: ...
 def rsi(closes: _F64, period: int) -> _F64: ...
 def true_range(high: _F64, low: _F64, close: _F64) -> _F64: ...
@@ -104,8 +101,6 @@ def hist_vol(closes: _F64, window: int, periods_per_year: float) -> _F64: ...
 def trend_strength(closes: _F64, window: int) -> _F64: ...
 
 # --- cache ---
-
-__all__ += ["TTLCache"]
 
 @final
 class TTLCache:

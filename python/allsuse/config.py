@@ -69,9 +69,7 @@ def _env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str,
     return out
 
 
-def _typed(
-    section: Mapping[str, Any], prefix: str, key: str, kind: type, *, minimum: float | None = None
-) -> Any:
+def _typed(section: Mapping[str, Any], prefix: str, key: str, kind: type, *, minimum: float | None = None) -> Any:
     if key not in section:
         raise InvalidInputError.of(f"{prefix}.{key}", "is missing")
     value = section[key]

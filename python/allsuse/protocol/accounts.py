@@ -128,14 +128,28 @@ class Portfolio:
         return p
 
     # --- ledger -----------------------------------------------------------------------------------
-    def _record(self, at: dt.datetime, kind: str, account_id: str, amount: Decimal, reason: str,
-                counterparty: str | None = None) -> Transaction:
+    def _record(
+        self,
+        at: dt.datetime,
+        kind: str,
+        account_id: str,
+        amount: Decimal,
+        reason: str,
+        counterparty: str | None = None,
+    ) -> Transaction:
         tx = Transaction(next(self._ids), at, kind, account_id, amount, reason, counterparty)
         self.transactions.append(tx)
         return tx
 
-    def _credit(self, account_id: str, amount: Decimal, at: dt.datetime, kind: str, reason: str,
-                counterparty: str | None = None) -> Transaction:
+    def _credit(
+        self,
+        account_id: str,
+        amount: Decimal,
+        at: dt.datetime,
+        kind: str,
+        reason: str,
+        counterparty: str | None = None,
+    ) -> Transaction:
         acct = self.account(account_id)
         acct.balance += amount
         acct.peak = max(acct.peak, acct.balance)
@@ -154,12 +168,15 @@ class Portfolio:
     @property
     def equity(self) -> Decimal:
         """Total balance of every account not merged away."""
-        return sum((a.balance + a.leaps for a in self.accounts.values() if not self.groups[a.group_id].merged),
-                   Decimal("0.00"))
+        return sum(
+            (a.balance + a.leaps for a in self.accounts.values() if not self.groups[a.group_id].merged),
+            Decimal("0.00"),
+        )
 
     # --- deposits, withdrawals, P&L -----------------------------------------------------------------
-    def deposit(self, account_id: str, amount: float | int | str | Decimal, at: dt.datetime,
-                reason: str = "deposit") -> Transaction:
+    def deposit(
+        self, account_id: str, amount: float | int | str | Decimal, at: dt.datetime, reason: str = "deposit"
+    ) -> Transaction:
         """Adds money to an account. The base grows too, so a deposit never counts as fork surplus."""
         amt = money(amount)
         if amt <= 0:
@@ -168,14 +185,21 @@ class Portfolio:
         acct.base += amt
         return self._credit(account_id, amt, at, "deposit", reason)
 
-    def withdraw(self, account_id: str, amount: float | int | str | Decimal, at: dt.datetime,
-                 reason: str = "withdrawal") -> Transaction:
+    def withdraw(
+        self,
+        account_id: str,
+        amount: float | int | str | Decimal,
+        at: dt.datetime,
+        reason: str = "withdrawal",
+    ) -> Transaction:
         """Takes money out. A Com-Acc withdrawal is rejected (R18); so is more than the balance."""
         amt = money(amount)
         acct = self.account(account_id)
         spec = settings.default().account(acct.kind)
         if not spec.withdrawals:
-            raise InvalidInputError.of("account_id", f"R18_NO_WITHDRAWAL: account={account_id} account_type={acct.kind}")
+            raise InvalidInputError.of(
+                "account_id", f"R18_NO_WITHDRAWAL: account={account_id} account_type={acct.kind}"
+            )
         if amt <= 0:
             raise InvalidInputError.of("amount", f"must be > 0, got {amount!r}")
         if amt > acct.balance:
@@ -224,11 +248,16 @@ class Portfolio:
         """Merges every forked group whose total reached the threshold into the parent portfolio's Com-Acc."""
         threshold = money(settings.default().doc.section("merging").number("threshold", low=0))
         merged: list[AccountGroup] = []
-        main_com = next(a for a in self.accounts.values() if a.kind == "com" and self.groups[a.group_id].parent_id is None)
+        main_com = next(
+            a for a in self.accounts.values() if a.kind == "com" and self.groups[a.group_id].parent_id is None
+        )
         for group in list(self.groups.values()):
             if group.parent_id is None or group.merged:
                 continue
-            total = sum((self.accounts[i].balance + self.accounts[i].leaps for i in group.account_ids), Decimal("0.00"))
+            total = sum(
+                (self.accounts[i].balance + self.accounts[i].leaps for i in group.account_ids),
+                Decimal("0.00"),
+            )
             if total < threshold:
                 continue
             for account_id in group.account_ids:
@@ -259,12 +288,26 @@ class Portfolio:
                 continue
             to_leaps = money(gains * leaps_share)
             to_contracts = gains - to_leaps
-            out.append(self._record(at, "reinvestment", acct.id, to_contracts,
-                                    f"quarterly reinvestment: {to_contracts} of {gains} realised into contracts"))
+            out.append(
+                self._record(
+                    at,
+                    "reinvestment",
+                    acct.id,
+                    to_contracts,
+                    f"quarterly reinvestment: {to_contracts} of {gains} realised into contracts",
+                )
+            )
             acct.balance -= to_leaps
             acct.leaps += to_leaps
-            out.append(self._record(at, "leaps", acct.id, to_leaps,
-                                    f"quarterly reinvestment: {to_leaps} of {gains} realised into LEAPS"))
+            out.append(
+                self._record(
+                    at,
+                    "leaps",
+                    acct.id,
+                    to_leaps,
+                    f"quarterly reinvestment: {to_leaps} of {gains} realised into LEAPS",
+                )
+            )
         return out
 
 
@@ -293,7 +336,8 @@ def project(total: float, years: int, *, paths: int = 2000, seed: int = 0) -> Pr
     proj = cfg.doc.section("projection")
     reinvest = proj.number("reinvest_share", low=0, high=1)
     my = proj.section("market_years")
-    probs, mults = zip(*(my.numbers(k, 2) for k in my.keys()), strict=True)
+    year_kinds = my.keys()
+    probs, mults = zip(*(my.numbers(k, 2) for k in year_kinds), strict=True)
     p = np.asarray(probs) / np.sum(probs)
     m = np.asarray(mults)
     start = np.array([float(alloc[k].allocation) for k in settings.ACCOUNT_TYPES])

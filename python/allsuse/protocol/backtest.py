@@ -49,7 +49,9 @@ def load_bars(path: Path) -> Bars:
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
-            raise InvalidInputError(f"{path.name}: line 1: missing column(s) {', '.join(missing)}", missing[0], "missing")
+            raise InvalidInputError(
+                f"{path.name}: line 1: missing column(s) {', '.join(missing)}", missing[0], "missing"
+            )
         reader.fieldnames = header
         dates: list[dt.date] = []
         rows: list[list[float]] = []
@@ -61,15 +63,19 @@ def load_bars(path: Path) -> Bars:
                 try:
                     v = float(raw)
                 except ValueError:
-                    raise InvalidInputError(f"{path.name}: line {line}: {col} {raw!r} is not a number", col, "bad number") from None
+                    raise InvalidInputError(
+                        f"{path.name}: line {line}: {col} {raw!r} is not a number", col, "bad number"
+                    ) from None
                 if not math.isfinite(v) or (col != "volume" and v <= 0) or v < 0:
-                    raise InvalidInputError(f"{path.name}: line {line}: {col} {raw!r} is out of range", col, "out of range")
+                    raise InvalidInputError(
+                        f"{path.name}: line {line}: {col} {raw!r} is out of range", col, "out of range"
+                    )
                 values.append(v)
             if values[1] < values[2]:
                 raise InvalidInputError(f"{path.name}: line {line}: high is below low", "high", "below low")
             if dates and day <= dates[-1]:
                 raise InvalidInputError(
-                    f"{path.name}: line {line}: date {day} is not after the previous {dates[-1]} (dates must be sorted)",
+                    f"{path.name}: line {line}: date {day} is not after {dates[-1]} (dates must be sorted)",
                     "date",
                     "unsorted",
                 )
@@ -88,7 +94,9 @@ def load_vix(path: Path) -> dict[dt.date, float]:
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
         column = "vix_close" if "vix_close" in header else "close" if "close" in header else None
         if "date" not in header or column is None:
-            raise InvalidInputError(f"{path.name}: line 1: needs date and vix_close (or close) columns", "vix", "columns")
+            raise InvalidInputError(
+                f"{path.name}: line 1: needs date and vix_close (or close) columns", "vix", "columns"
+            )
         reader.fieldnames = header
         out: dict[dt.date, float] = {}
         previous: dt.date | None = None
@@ -99,7 +107,9 @@ def load_vix(path: Path) -> dict[dt.date, float]:
             try:
                 v = float(row[column] or "")
             except ValueError:
-                raise InvalidInputError(f"{path.name}: line {line}: {column} is not a number", column, "bad number") from None
+                raise InvalidInputError(
+                    f"{path.name}: line {line}: {column} is not a number", column, "bad number"
+                ) from None
             if not math.isfinite(v) or v <= 0:
                 raise InvalidInputError(f"{path.name}: line {line}: {column} must be > 0", column, "out of range")
             out[day] = v
@@ -185,8 +195,14 @@ class Backtest:
             quarter_end = day.month in (3, 6, 9, 12) and (i == last or self.bars.dates[i + 1].month != day.month)
             if quarter_end:
                 for tx in portfolio.reinvest_quarter(dt.datetime.combine(day, dt.time(16, 0))):
-                    ledger.events.append({"date": day.isoformat(), "event": tx.kind, "account": tx.account_id,
-                                          "amount": str(tx.amount)})
+                    ledger.events.append(
+                        {
+                            "date": day.isoformat(),
+                            "event": tx.kind,
+                            "account": tx.account_id,
+                            "amount": str(tx.amount),
+                        }
+                    )
             total = 0.0
             for account in portfolio.accounts.values():
                 eq = self.engine.account_equity(portfolio, account, market, day) + float(account.leaps)
@@ -208,31 +224,71 @@ class Backtest:
         if d.outcome == "REJECTED" or d.action in ("HOLD", "NO_TRADE"):
             return
         if d.action in ("OPEN_PUT", "OPEN_CALL") and order is not None:
-            pos = Position(self._next_id(), d.account_id, d.symbol, order.kind, -float(order.contracts), day,
-                           order.strike, order.expiry, order.limit_price, iv=market.iv_for(d.symbol))
+            pos = Position(
+                self._next_id(),
+                d.account_id,
+                d.symbol,
+                order.kind,
+                -float(order.contracts),
+                day,
+                order.strike,
+                order.expiry,
+                order.limit_price,
+                iv=market.iv_for(d.symbol),
+            )
             portfolio.positions[pos.id] = pos
-            portfolio.book_pnl(d.account_id, order.limit_price * MULTIPLIER * order.contracts, at,
-                               f"premium: sold {order.contracts} {order.kind} {order.strike:g} exp {order.expiry}")
+            portfolio.book_pnl(
+                d.account_id,
+                order.limit_price * MULTIPLIER * order.contracts,
+                at,
+                f"premium: sold {order.contracts} {order.kind} {order.strike:g} exp {order.expiry}",
+            )
         elif d.action == "CLOSE" and d.position_id in portfolio.positions:
             self._close(portfolio, portfolio.positions[d.position_id], market, day, at, "close")
         elif d.action == "ROLL" and d.position_id in portfolio.positions and order is not None:
             old = portfolio.positions[d.position_id]
             self._close(portfolio, old, market, day, at, "roll: close")
-            pos = Position(self._next_id(), d.account_id, d.symbol, order.kind, -float(order.contracts), day,
-                           order.strike, order.expiry, order.limit_price, iv=market.iv_for(d.symbol))
+            pos = Position(
+                self._next_id(),
+                d.account_id,
+                d.symbol,
+                order.kind,
+                -float(order.contracts),
+                day,
+                order.strike,
+                order.expiry,
+                order.limit_price,
+                iv=market.iv_for(d.symbol),
+            )
             portfolio.positions[pos.id] = pos
-            portfolio.book_pnl(d.account_id, order.limit_price * MULTIPLIER * order.contracts, at,
-                               f"roll: sold {order.contracts} {order.kind} {order.strike:g} exp {order.expiry}")
-            ledger.events.append({"date": day.isoformat(), "event": "roll", "account": d.account_id,
-                                  "from": old.strike, "to": order.strike})
+            portfolio.book_pnl(
+                d.account_id,
+                order.limit_price * MULTIPLIER * order.contracts,
+                at,
+                f"roll: sold {order.contracts} {order.kind} {order.strike:g} exp {order.expiry}",
+            )
+            ledger.events.append(
+                {
+                    "date": day.isoformat(),
+                    "event": "roll",
+                    "account": d.account_id,
+                    "from": old.strike,
+                    "to": order.strike,
+                }
+            )
         elif d.action == "ACCEPT_ASSIGNMENT" and d.position_id in portfolio.positions:
             self._assign(portfolio, portfolio.positions[d.position_id], day, at, ledger)
 
-    def _close(self, portfolio: Portfolio, pos: Position, market: MarketData, day: dt.date, at: dt.datetime,
-               why: str) -> None:
+    def _close(
+        self, portfolio: Portfolio, pos: Position, market: MarketData, day: dt.date, at: dt.datetime, why: str
+    ) -> None:
         cost = pos.mark(market.bars_for(pos.symbol).last_close, market.iv_for(pos.symbol), day, market.rate)
-        portfolio.book_pnl(pos.account_id, -cost * MULTIPLIER * -pos.quantity, at,
-                           f"{why}: bought back {-pos.quantity:g} {pos.kind} {pos.strike:g} at {cost:.2f}")
+        portfolio.book_pnl(
+            pos.account_id,
+            -cost * MULTIPLIER * -pos.quantity,
+            at,
+            f"{why}: bought back {-pos.quantity:g} {pos.kind} {pos.strike:g} at {cost:.2f}",
+        )
         del portfolio.positions[pos.id]
 
     def _assign(self, portfolio: Portfolio, opt: Position, day: dt.date, at: dt.datetime, ledger: _Ledger) -> None:
@@ -241,10 +297,18 @@ class Backtest:
         del portfolio.positions[opt.id]
         if opt.kind == "put":
             account.balance -= money(opt.strike * shares)
-            portfolio._record(at, "assignment", account.id, -money(opt.strike * shares),
-                              f"put assigned: bought {shares:g} shares at {opt.strike:g}")
-            existing = [p for p in portfolio.positions.values()
-                        if p.account_id == account.id and p.kind == "stock" and p.symbol == opt.symbol]
+            portfolio._record(
+                at,
+                "assignment",
+                account.id,
+                -money(opt.strike * shares),
+                f"put assigned: bought {shares:g} shares at {opt.strike:g}",
+            )
+            existing = [
+                p
+                for p in portfolio.positions.values()
+                if p.account_id == account.id and p.kind == "stock" and p.symbol == opt.symbol
+            ]
             if existing:
                 s = existing[0]
                 total = s.quantity + shares
@@ -254,8 +318,11 @@ class Backtest:
                 stock = Position(self._next_id(), account.id, opt.symbol, "stock", shares, day, cost_basis=opt.strike)
                 portfolio.positions[stock.id] = stock
         else:
-            stocks = [p for p in portfolio.positions.values()
-                      if p.account_id == account.id and p.kind == "stock" and p.symbol == opt.symbol]
+            stocks = [
+                p
+                for p in portfolio.positions.values()
+                if p.account_id == account.id and p.kind == "stock" and p.symbol == opt.symbol
+            ]
             if not stocks:
                 return
             s = stocks[0]
@@ -263,14 +330,26 @@ class Backtest:
             proceeds = opt.strike * sold
             gain = (opt.strike - s.cost_basis) * sold
             account.balance += money(proceeds - gain)
-            portfolio._record(at, "assignment", account.id, money(proceeds - gain),
-                              f"call assigned: sold {sold:g} shares at {opt.strike:g}")
+            portfolio._record(
+                at,
+                "assignment",
+                account.id,
+                money(proceeds - gain),
+                f"call assigned: sold {sold:g} shares at {opt.strike:g}",
+            )
             portfolio.book_pnl(account.id, gain, at, f"call assignment gain over cost basis {s.cost_basis:.2f}")
             s.quantity -= sold
             if s.quantity <= 0:
                 del portfolio.positions[s.id]
-        ledger.events.append({"date": day.isoformat(), "event": f"{opt.kind}_assignment", "account": account.id,
-                              "strike": opt.strike, "shares": shares})
+        ledger.events.append(
+            {
+                "date": day.isoformat(),
+                "event": f"{opt.kind}_assignment",
+                "account": account.id,
+                "strike": opt.strike,
+                "shares": shares,
+            }
+        )
 
     def _settle_expiries(self, portfolio: Portfolio, market: MarketData, day: dt.date, ledger: _Ledger) -> None:
         """Options at or past expiry that no decision handled: ITM ones are assigned, the rest expire."""
@@ -295,13 +374,20 @@ class Backtest:
             if not held and not any(e for e in counts):
                 counts["W-IDL"] = counts.get("W-IDL", 0) + 1
         for group in portfolio.check_forks(at):
-            ledger.events.append({"date": day.isoformat(), "event": "fork", "group": group.id,
-                                  "accounts": list(group.account_ids)})
+            ledger.events.append(
+                {
+                    "date": day.isoformat(),
+                    "event": "fork",
+                    "group": group.id,
+                    "accounts": list(group.account_ids),
+                }
+            )
         for group in list(portfolio.groups.values()):
             if group.parent_id is None or group.merged:
                 continue
-            total = sum(self.engine.account_equity(portfolio, portfolio.accounts[i], market, day)
-                        for i in group.account_ids)
+            total = sum(
+                self.engine.account_equity(portfolio, portfolio.accounts[i], market, day) for i in group.account_ids
+            )
             if total >= 500_000:
                 for pos in [p for p in portfolio.positions.values() if p.account_id in group.account_ids]:
                     if pos.is_option:
@@ -314,14 +400,24 @@ class Backtest:
             ledger.events.append({"date": day.isoformat(), "event": "merge", "group": group.id})
 
     # --- result ----------------------------------------------------------------------------------------
-    def _result(self, portfolio: Portfolio, ledger: _Ledger, dates: list[dt.date], equity: list[float],
-                start: dt.date, end: dt.date) -> dict[str, Any]:
+    def _result(
+        self,
+        portfolio: Portfolio,
+        ledger: _Ledger,
+        dates: list[dt.date],
+        equity: list[float],
+        start: dt.date,
+        end: dt.date,
+    ) -> dict[str, Any]:
         eq = np.asarray(equity)
         daily = eq[1:] / eq[:-1] - 1.0 if eq.size > 1 else np.zeros(0)
         metrics = risk.metrics(daily, periods_per_year=252) if daily.size >= 2 else {}
         accounts: dict[str, Any] = {}
-        week_ends = [i for i in range(len(dates)) if i == len(dates) - 1
-                     or dates[i + 1].isocalendar()[1] != dates[i].isocalendar()[1]]
+        week_ends = [
+            i
+            for i in range(len(dates))
+            if i == len(dates) - 1 or dates[i + 1].isocalendar()[1] != dates[i].isocalendar()[1]
+        ]
         for account_id, series in ledger.equity.items():
             s = np.asarray(series)
             weekly = s[week_ends]

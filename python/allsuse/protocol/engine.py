@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from allsuse import indicators, pricing, risk
-from allsuse import _core
+from allsuse import _core, indicators, pricing, risk
 from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
 from allsuse.protocol.accounts import Account, Portfolio
@@ -388,11 +387,9 @@ class _Deciding:
             self.notes.append("no roll inside the band for a credit or an acceptable debit: close")
             return self._close(opt, "risk_reduction")
         if self.level == 1:
-            if self.a.kind == "gen" or (
-                self.a.kind == "rev" and x >= lv.number("rev_roll_excursion")
-            ):
-                if can_roll:
-                    return self._roll(opt)
+            rolls_now = self.a.kind == "gen" or (self.a.kind == "rev" and x >= lv.number("rev_roll_excursion"))
+            if rolls_now and can_roll:
+                return self._roll(opt)
             self.notes.append("level 1 (enhanced): roll prepared, holding")
             return self._decision("HOLD", None, confidence=0.7)
         decayed = 1.0 - opt.mark(self.spot, self.iv, self.today, self.m.rate) / max(opt.premium, 1e-12)
@@ -429,7 +426,9 @@ class _Deciding:
         if code in ("P-RO", "C-RO", "C-REC") and itm:
             return self._roll(opt)
         if itm:
-            self.notes.append(f"in the money at expiry (spot {self.spot:.2f} vs strike {opt.strike:.2f}): {self.week.action}")
+            self.notes.append(
+                f"in the money at expiry (spot {self.spot:.2f} vs strike {opt.strike:.2f}): {self.week.action}"
+            )
             return self._decision("ACCEPT_ASSIGNMENT", None, confidence=conf, position_id=opt.id)
         self.notes.append(f"out of the money at expiry: {self.week.action}")
         return self._decision("HOLD", None, confidence=conf, position_id=opt.id)
@@ -498,7 +497,9 @@ class _Deciding:
             return self._decision("NO_TRADE", None, confidence=self.label.confidence)
         if weekday not in rule.entry_days:
             days = ",".join(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[d] for d in rule.entry_days)
-            self.notes.append(f"not an entry day for {self.spec.name} in {self.label.label.title()} (entry days {days})")
+            self.notes.append(
+                f"not an entry day for {self.spec.name} in {self.label.label.title()} (entry days {days})"
+            )
             return self._decision("NO_TRADE", None, confidence=self.label.confidence)
         frozen = self.e._runtime_of(self.a.id).frozen_until
         if frozen is not None and self.today <= frozen:
@@ -516,7 +517,13 @@ class _Deciding:
         return self._open("call", band, 0.0, shares=stock.quantity, cover=cover)
 
     def _open(
-        self, kind: str, band: tuple[float, float], size_share: float, *, shares: float = 0.0, cover: float = 1.0
+        self,
+        kind: str,
+        band: tuple[float, float],
+        size_share: float,
+        *,
+        shares: float = 0.0,
+        cover: float = 1.0,
     ) -> Decision:
         regime, m_atr = self._regime()
         target = _core.delta_target(band[0], band[1], regime)
@@ -545,8 +552,18 @@ class _Deciding:
         limit_es = self.e._sec("risk").number("es_budget_share") * self.portfolio_equity
         proposed = None
         while contracts > 0:
-            proposed = Position("proposed", self.a.id, self.symbol, kind, -float(contracts), self.today, strike,
-                                expiry, mid, iv=self.iv)
+            proposed = Position(
+                "proposed",
+                self.a.id,
+                self.symbol,
+                kind,
+                -float(contracts),
+                self.today,
+                strike,
+                expiry,
+                mid,
+                iv=self.iv,
+            )
             es_after = self.e.portfolio_es(self._all_positions(), self.m, self.today, extra=proposed)
             if es_after <= limit_es or kind == "call":
                 break
@@ -557,25 +574,45 @@ class _Deciding:
             return self._decision("NO_TRADE", None, confidence=self.label.confidence, es=(es_before, es_before))
         self.notes.append(f"ES(97.5%) before={es_before:.2f} after={es_after:.2f} budget={limit_es:.2f}")
         limit_price = round(mid, 2)
-        order = Order(kind, "sell_to_open", strike, expiry, contracts, limit_price, delta,
-                      round(limit_price * MULTIPLIER * contracts, 2))
+        order = Order(
+            kind,
+            "sell_to_open",
+            strike,
+            expiry,
+            contracts,
+            limit_price,
+            delta,
+            round(limit_price * MULTIPLIER * contracts, 2),
+        )
         action = "OPEN_PUT" if kind == "put" else "OPEN_CALL"
         ctx = self._context("entry", order, dte, es_after, reduces=False)
         return self._decision(action, order, confidence=self.label.confidence, ctx=ctx, es=(es_before, es_after))
 
     def _put_budget(self, strike: float, size_share: float, m_atr: float, prot_mult: float) -> tuple[int, str]:
-        committed = sum(p.collateral() + max(p.exposure(self.spot), 0.0) * (p.kind == "stock")
-                        for p in self.e.positions_of(self.p, self.a.id))
+        committed = sum(
+            p.collateral() + max(p.exposure(self.spot), 0.0) * (p.kind == "stock")
+            for p in self.e.positions_of(self.p, self.a.id)
+        )
         free_cash = self._free_cash()
         budget_k = self.e._sec("drawdown_budget").number("multiplier", low=0)
-        allowed = _core.allowed_exposure(max(float(self.a.peak), self.equity), self.equity, self.spec.max_drawdown,
-                                         budget_k) if self.equity > 0 else 0.0
+        allowed = (
+            _core.allowed_exposure(max(float(self.a.peak), self.equity), self.equity, self.spec.max_drawdown, budget_k)
+            if self.equity > 0
+            else 0.0
+        )
         deploy_cap = allowed * self.e.config.doc.number("max_deployment") * self.equity - committed
         free_for_budget = max(0.0, min(free_cash, deploy_cap))
         existing = sum(p.exposure(self.spot) for p in self.e.positions_of(self.p, self.a.id, self.symbol))
         budget, contracts, binding = _core.size_put(
-            self.equity, free_for_budget, strike, size_share,
-            self.e._sec("risk").number("symbol_cap_share"), max(existing, 0.0), m_atr, prot_mult, self.vix_mult,
+            self.equity,
+            free_for_budget,
+            strike,
+            size_share,
+            self.e._sec("risk").number("symbol_cap_share"),
+            max(existing, 0.0),
+            m_atr,
+            prot_mult,
+            self.vix_mult,
             MULTIPLIER,
         )
         note = (
@@ -606,8 +643,16 @@ class _Deciding:
             f"roll to {strike:g} expiring {expiry} (DTE {dte}) delta={delta:.1f}: new credit {mid:.2f} - "
             f"close {close_cost:.2f} = net {net:+.2f} per share"
         )
-        order = Order(opt.kind, "roll", strike, expiry, contracts, round(mid, 2), delta,
-                      round(net * MULTIPLIER * contracts, 2))
+        order = Order(
+            opt.kind,
+            "roll",
+            strike,
+            expiry,
+            contracts,
+            round(mid, 2),
+            delta,
+            round(net * MULTIPLIER * contracts, 2),
+        )
         reduces = strike <= opt.strike if opt.kind == "put" else True
         ctx = self._context("roll", order, dte, None, reduces=reduces)
         return self._decision("ROLL", order, confidence=0.8, ctx=ctx, position_id=opt.id, trust_kind="roll")
@@ -615,8 +660,16 @@ class _Deciding:
     def _close(self, opt: Position, trust_kind: str) -> Decision:
         cost = opt.mark(self.spot, self.iv, self.today, self.m.rate)
         contracts = int(-opt.quantity)
-        order = Order(opt.kind, "buy_to_close", opt.strike, opt.expiry, contracts, round(cost, 2),
-                      abs(self._delta(opt)) * 100, -round(cost * MULTIPLIER * contracts, 2))
+        order = Order(
+            opt.kind,
+            "buy_to_close",
+            opt.strike,
+            opt.expiry,
+            contracts,
+            round(cost, 2),
+            abs(self._delta(opt)) * 100,
+            -round(cost * MULTIPLIER * contracts, 2),
+        )
         ctx = self._context("close", order, None, None, reduces=True)
         return self._decision("CLOSE", order, confidence=0.9, ctx=ctx, position_id=opt.id, trust_kind=trust_kind)
 
@@ -625,10 +678,14 @@ class _Deciding:
         return float(pricing.bs_greeks(opt.kind, self.spot, opt.strike, t, self.iv, self.m.rate)["delta"])
 
     def _all_positions(self) -> list[Position]:
-        return [p for p in self.p.positions.values() if not self.p.groups[self.p.accounts[p.account_id].group_id].merged]
+        return [
+            p for p in self.p.positions.values() if not self.p.groups[self.p.accounts[p.account_id].group_id].merged
+        ]
 
     # --- compliance and the decision record ----------------------------------------------------------------
-    def _context(self, kind: str, order: Order, dte: int | None, es_after: float | None, *, reduces: bool) -> dict[str, Any]:
+    def _context(
+        self, kind: str, order: Order, dte: int | None, es_after: float | None, *, reduces: bool
+    ) -> dict[str, Any]:
         rule = self.e.config.entry_rule(self.a.kind, self.label.label)
         band = self._band(order.kind) if order.kind in ("put", "call") else None
         account_positions = self.e.positions_of(self.p, self.a.id)
@@ -651,7 +708,12 @@ class _Deciding:
         chain_quote = None
         for q in self.m.chains.get(self.symbol, {}).get(order.kind, []):
             if q.strike == order.strike:
-                chain_quote = {"open_interest": q.open_interest, "volume": q.volume, "bid": q.bid, "ask": q.ask}
+                chain_quote = {
+                    "open_interest": q.open_interest,
+                    "volume": q.volume,
+                    "bid": q.bid,
+                    "ask": q.ask,
+                }
         mid = chain_quote and (chain_quote["bid"] + chain_quote["ask"]) / 2
         # A roll releases the collateral of the position it replaces.
         released = 0.0

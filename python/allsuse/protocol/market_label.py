@@ -131,11 +131,29 @@ def market_label(
 
     conf = cfg.section("confidence")
     confidence = conf.number("base")
-    confidence += conf.number("strong_trend") if grade == "strong" else conf.number("moderate_trend") if grade == "moderate" else 0.0
+    confidence += (
+        conf.number("strong_trend")
+        if grade == "strong"
+        else conf.number("moderate_trend")
+        if grade == "moderate"
+        else 0.0
+    )
     if vol_regime in ("low", "high"):
         confidence += conf.number("clear_vol")
     if momentum != "neutral" and momentum == trend:
         confidence += conf.number("momentum_agrees")
     confidence = min(confidence, conf.number("cap"))
-    return MarketLabel(label, round(confidence, 10), scores, float(iv), vol_regime, trend, r2, grade, rsi, roc,
-                       momentum, volume_ratio)
+    return MarketLabel(
+        label,
+        round(confidence, 10),
+        scores,
+        float(iv),
+        vol_regime,
+        trend,
+        r2,
+        grade,
+        rsi,
+        roc,
+        momentum,
+        volume_ratio,
+    )

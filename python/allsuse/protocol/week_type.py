@@ -19,7 +19,9 @@ class WeekType:
     confidence: float
 
 
-def _bounds(cfg: settings.ProtocolConfig) -> tuple[float, float, float, float, float, float, float, float, float, float]:
+def _bounds(
+    cfg: settings.ProtocolConfig,
+) -> tuple[float, float, float, float, float, float, float, float, float, float]:
     w = cfg.doc.section("week_types")
     return (
         w.number("put_worthless_min"),
