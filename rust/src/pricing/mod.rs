@@ -3,7 +3,22 @@
 //! Conventions follow QuantLib's analytic European engine: vega per 1.00 of volatility,
 //! theta per year, rho per 1.00 of rate; `t` is in years.
 
+pub mod batch;
+pub mod greeks;
+pub mod implied_vol;
 pub mod normal;
+pub mod strike;
+
+#[cfg(test)]
+mod proptests;
+
+pub use batch::{
+    bs_greeks_batch, bs_price_batch, implied_vol_batch, strike_for_delta_batch, GreeksBatch,
+    ImpliedVols,
+};
+pub use greeks::{bs_greeks, bs_greeks_unchecked, Greeks};
+pub use implied_vol::implied_vol;
+pub use strike::strike_for_delta;
 
 use crate::error::{check, CoreError, CoreResult};
 
@@ -80,6 +95,9 @@ pub fn bs_price_unchecked(
 }
 
 /// Validated Black-Scholes-Merton price of one European option.
+///
+/// Valid but extreme inputs whose price is not representable (vol * sqrt(t) or a discount factor
+/// overflowing) are an error naming the argument responsible, never a NaN.
 pub fn bs_price(
     kind: OptionKind,
     spot: f64,
@@ -90,7 +108,56 @@ pub fn bs_price(
     div: f64,
 ) -> CoreResult<f64> {
     validate_inputs(spot, strike, t, vol, rate, div)?;
-    Ok(bs_price_unchecked(kind, spot, strike, t, vol, rate, div))
+    let price = bs_price_unchecked(kind, spot, strike, t, vol, rate, div);
+    if price.is_finite() {
+        Ok(price)
+    } else {
+        Err(out_of_range(spot, strike, t, vol, rate, div))
+    }
+}
+
+/// The error for valid inputs whose result overflowed: names the first argument that pushes an
+/// intermediate (vol sqrt(t), the rate or dividend discount factor, spot/strike) out of range.
+pub(crate) fn out_of_range(
+    spot: f64,
+    strike: f64,
+    t: f64,
+    vol: f64,
+    rate: f64,
+    div: f64,
+) -> CoreError {
+    let sd = vol * t.sqrt();
+    let representable = |x: f64| x.is_finite() && x > 0.0;
+    if !representable(sd) || !representable(1.0 / (spot * sd)) {
+        CoreError::invalid(
+            "vol",
+            format!("vol * sqrt(t) = {sd} is outside the range a price can be computed in"),
+        )
+    } else if !representable((-rate * t).exp()) || !(rate - div).is_finite() {
+        CoreError::invalid(
+            "rate",
+            format!(
+                "rate * t = {} is outside the range a price can be computed in",
+                rate * t
+            ),
+        )
+    } else if !representable((-div * t).exp()) {
+        CoreError::invalid(
+            "div",
+            format!(
+                "div * t = {} is outside the range a price can be computed in",
+                div * t
+            ),
+        )
+    } else {
+        CoreError::invalid(
+            "spot",
+            format!(
+                "spot / strike = {} is outside the range a price can be computed in",
+                spot / strike
+            ),
+        )
+    }
 }
 
 #[cfg(test)]
