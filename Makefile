@@ -12,7 +12,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(BIN)):$(PATH)
 
 RUST_SOURCES := $(shell find rust/src -name '*.rs') rust/Cargo.toml Cargo.toml pyproject.toml
-PY_DIRS      := python tests bench scripts load examples
+PY_DIRS      := $(wildcard python tests bench scripts load examples)
 
 .PHONY: help run test bench load demo setup build lint check-rust check-python proto proto-check clean
 

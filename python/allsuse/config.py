@@ -77,7 +77,7 @@ def _typed(section: Mapping[str, Any], prefix: str, key: str, kind: type, *, min
         value = float(value)
     if not isinstance(value, kind) or isinstance(value, bool):
         raise InvalidInputError.of(f"{prefix}.{key}", f"must be of type {kind.__name__}, got {value!r}")
-    if minimum is not None and value < minimum:
+    if minimum is not None and isinstance(value, (int, float)) and value < minimum:
         raise InvalidInputError.of(f"{prefix}.{key}", f"must be >= {minimum}, got {value!r}")
     return value
 

@@ -15,12 +15,18 @@ pub enum CoreError {
 impl CoreError {
     /// Bad input on `field`, for `reason` (a short phrase a caller can act on).
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        CoreError::InvalidInput { field: field.into(), reason: reason.into() }
+        CoreError::InvalidInput {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// A solver on `field` failed to converge, for `reason`.
     pub fn no_convergence(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        CoreError::NoConvergence { field: field.into(), reason: reason.into() }
+        CoreError::NoConvergence {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// The argument this error names.
@@ -33,7 +39,9 @@ impl CoreError {
     /// Why the argument was refused.
     pub fn reason(&self) -> &str {
         match self {
-            CoreError::InvalidInput { reason, .. } | CoreError::NoConvergence { reason, .. } => reason,
+            CoreError::InvalidInput { reason, .. } | CoreError::NoConvergence { reason, .. } => {
+                reason
+            }
         }
     }
 }
@@ -58,7 +66,10 @@ pub mod check {
         if x.is_finite() {
             Ok(x)
         } else {
-            Err(CoreError::invalid(field, format!("must be a finite number, got {x}")))
+            Err(CoreError::invalid(
+                field,
+                format!("must be a finite number, got {x}"),
+            ))
         }
     }
 
@@ -67,7 +78,10 @@ pub mod check {
         if x.is_finite() && x > 0.0 {
             Ok(x)
         } else {
-            Err(CoreError::invalid(field, format!("must be a finite number > 0, got {x}")))
+            Err(CoreError::invalid(
+                field,
+                format!("must be a finite number > 0, got {x}"),
+            ))
         }
     }
 
@@ -76,7 +90,10 @@ pub mod check {
         if x.is_finite() && x >= 0.0 {
             Ok(x)
         } else {
-            Err(CoreError::invalid(field, format!("must be a finite number >= 0, got {x}")))
+            Err(CoreError::invalid(
+                field,
+                format!("must be a finite number >= 0, got {x}"),
+            ))
         }
     }
 
@@ -85,7 +102,10 @@ pub mod check {
         if x.is_finite() && x > 0.0 && x < 1.0 {
             Ok(x)
         } else {
-            Err(CoreError::invalid(field, format!("must be strictly between 0 and 1, got {x}")))
+            Err(CoreError::invalid(
+                field,
+                format!("must be strictly between 0 and 1, got {x}"),
+            ))
         }
     }
 

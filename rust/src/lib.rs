@@ -8,7 +8,9 @@ pub mod cache;
 pub mod error;
 pub mod indicators;
 pub mod pricing;
+pub mod protocol;
 pub mod risk;
+pub mod rules;
 
 #[cfg(feature = "python")]
 mod python;

@@ -3,7 +3,22 @@
 //! Conventions follow QuantLib's analytic European engine: vega per 1.00 of volatility,
 //! theta per year, rho per 1.00 of rate; `t` is in years.
 
+pub mod batch;
+pub mod greeks;
+pub mod implied_vol;
 pub mod normal;
+pub mod strike;
+
+#[cfg(test)]
+mod proptests;
+
+pub use batch::{
+    bs_greeks_batch, bs_price_batch, implied_vol_batch, strike_for_delta_batch, GreeksBatch,
+    ImpliedVols,
+};
+pub use greeks::{bs_greeks, bs_greeks_unchecked, Greeks};
+pub use implied_vol::implied_vol;
+pub use strike::strike_for_delta;
 
 use crate::error::{check, CoreError, CoreResult};
 
@@ -20,7 +35,10 @@ impl OptionKind {
         match s.trim().to_ascii_lowercase().as_str() {
             "call" | "c" => Ok(OptionKind::Call),
             "put" | "p" => Ok(OptionKind::Put),
-            _ => Err(CoreError::invalid("kind", format!("must be 'call' or 'put', got '{s}'"))),
+            _ => Err(CoreError::invalid(
+                "kind",
+                format!("must be 'call' or 'put', got '{s}'"),
+            )),
         }
     }
 
@@ -35,7 +53,14 @@ impl OptionKind {
 }
 
 /// Validates the market inputs shared by every pricing call (spot, strike, t, vol > 0; rate, div finite).
-pub fn validate_inputs(spot: f64, strike: f64, t: f64, vol: f64, rate: f64, div: f64) -> CoreResult<()> {
+pub fn validate_inputs(
+    spot: f64,
+    strike: f64,
+    t: f64,
+    vol: f64,
+    rate: f64,
+    div: f64,
+) -> CoreResult<()> {
     check::positive("spot", spot)?;
     check::positive("strike", strike)?;
     check::positive("t", t)?;
@@ -48,7 +73,15 @@ pub fn validate_inputs(spot: f64, strike: f64, t: f64, vol: f64, rate: f64, div:
 /// Price without validation: the revaluation and solver inner loops call this after checking once.
 /// Inputs must satisfy `validate_inputs`; otherwise the result may be NaN (never a panic).
 #[inline]
-pub fn bs_price_unchecked(kind: OptionKind, spot: f64, strike: f64, t: f64, vol: f64, rate: f64, div: f64) -> f64 {
+pub fn bs_price_unchecked(
+    kind: OptionKind,
+    spot: f64,
+    strike: f64,
+    t: f64,
+    vol: f64,
+    rate: f64,
+    div: f64,
+) -> f64 {
     let sqrt_t = t.sqrt();
     let sd = vol * sqrt_t;
     let d1 = ((spot / strike).ln() + (rate - div) * t) / sd + 0.5 * sd;
@@ -62,9 +95,69 @@ pub fn bs_price_unchecked(kind: OptionKind, spot: f64, strike: f64, t: f64, vol:
 }
 
 /// Validated Black-Scholes-Merton price of one European option.
-pub fn bs_price(kind: OptionKind, spot: f64, strike: f64, t: f64, vol: f64, rate: f64, div: f64) -> CoreResult<f64> {
+///
+/// Valid but extreme inputs whose price is not representable (vol * sqrt(t) or a discount factor
+/// overflowing) are an error naming the argument responsible, never a NaN.
+pub fn bs_price(
+    kind: OptionKind,
+    spot: f64,
+    strike: f64,
+    t: f64,
+    vol: f64,
+    rate: f64,
+    div: f64,
+) -> CoreResult<f64> {
     validate_inputs(spot, strike, t, vol, rate, div)?;
-    Ok(bs_price_unchecked(kind, spot, strike, t, vol, rate, div))
+    let price = bs_price_unchecked(kind, spot, strike, t, vol, rate, div);
+    if price.is_finite() {
+        Ok(price)
+    } else {
+        Err(out_of_range(spot, strike, t, vol, rate, div))
+    }
+}
+
+/// The error for valid inputs whose result overflowed: names the first argument that pushes an
+/// intermediate (vol sqrt(t), the rate or dividend discount factor, spot/strike) out of range.
+pub(crate) fn out_of_range(
+    spot: f64,
+    strike: f64,
+    t: f64,
+    vol: f64,
+    rate: f64,
+    div: f64,
+) -> CoreError {
+    let sd = vol * t.sqrt();
+    let representable = |x: f64| x.is_finite() && x > 0.0;
+    if !representable(sd) || !representable(1.0 / (spot * sd)) {
+        CoreError::invalid(
+            "vol",
+            format!("vol * sqrt(t) = {sd} is outside the range a price can be computed in"),
+        )
+    } else if !representable((-rate * t).exp()) || !(rate - div).is_finite() {
+        CoreError::invalid(
+            "rate",
+            format!(
+                "rate * t = {} is outside the range a price can be computed in",
+                rate * t
+            ),
+        )
+    } else if !representable((-div * t).exp()) {
+        CoreError::invalid(
+            "div",
+            format!(
+                "div * t = {} is outside the range a price can be computed in",
+                div * t
+            ),
+        )
+    } else {
+        CoreError::invalid(
+            "spot",
+            format!(
+                "spot / strike = {} is outside the range a price can be computed in",
+                spot / strike
+            ),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -83,9 +176,15 @@ mod tests {
     #[test]
     fn rejects_bad_inputs_by_name() {
         let e = bs_price(OptionKind::Call, -1.0, 100.0, 1.0, 0.2, 0.0, 0.0);
-        assert_eq!(e.err().map(|e| e.field().to_string()), Some("spot".to_string()));
+        assert_eq!(
+            e.err().map(|e| e.field().to_string()),
+            Some("spot".to_string())
+        );
         let e = bs_price(OptionKind::Call, 100.0, 100.0, 1.0, f64::NAN, 0.0, 0.0);
-        assert_eq!(e.err().map(|e| e.field().to_string()), Some("vol".to_string()));
+        assert_eq!(
+            e.err().map(|e| e.field().to_string()),
+            Some("vol".to_string())
+        );
         assert!(OptionKind::parse("straddle").is_err());
     }
 }

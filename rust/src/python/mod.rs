@@ -5,6 +5,7 @@ mod cache;
 pub mod errors;
 mod indicators;
 mod pricing;
+mod protocol;
 mod risk;
 
 use pyo3::prelude::*;
@@ -23,5 +24,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     risk::register(m)?;
     indicators::register(m)?;
     cache::register(m)?;
+    protocol::register(m)?;
+    // _core is private (users import the facades): no star-import surface for stubtest to track.
+    if m.hasattr("__all__")? {
+        m.delattr("__all__")?;
+    }
     Ok(())
 }

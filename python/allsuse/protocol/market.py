@@ -1,0 +1,90 @@
+"""Market data the engine reads: daily bars per symbol, implied vols, the VIX, sectors, chains, earnings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from allsuse.errors import InvalidInputError
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Bars:
+    """Daily bars of one symbol, oldest first, up to and including the as-of day."""
+
+    dates: tuple[dt.date, ...]
+    open: FloatArray
+    high: FloatArray
+    low: FloatArray
+    close: FloatArray
+    volume: FloatArray
+
+    def __post_init__(self) -> None:
+        n = len(self.dates)
+        for name in ("open", "high", "low", "close", "volume"):
+            arr = getattr(self, name)
+            if arr.shape != (n,):
+                raise InvalidInputError.of(f"bars.{name}", f"has shape {arr.shape}, dates has {n} entries")
+        if n and not np.all(np.isfinite(self.close)):
+            raise InvalidInputError.of("bars.close", "must be finite")
+
+    def upto(self, day: dt.date) -> Bars:
+        """The bars up to and including `day`."""
+        n = int(np.searchsorted(np.array(self.dates, dtype="datetime64[D]"), np.datetime64(day, "D"), side="right"))
+        return Bars(self.dates[:n], self.open[:n], self.high[:n], self.low[:n], self.close[:n], self.volume[:n])
+
+    @property
+    def last_close(self) -> float:
+        """The most recent close."""
+        if not self.dates:
+            raise InvalidInputError.of("bars", "no bars up to the as-of date")
+        return float(self.close[-1])
+
+
+@dataclass(frozen=True)
+class OptionQuote:
+    """One strike of a chain: bid/ask, IV, open interest and volume."""
+
+    strike: float
+    bid: float
+    ask: float
+    iv: float
+    open_interest: float = 0.0
+    volume: float = 0.0
+
+
+@dataclass(frozen=True)
+class MarketData:
+    """Everything the engine needs about markets at the as-of time."""
+
+    bars: dict[str, Bars]
+    iv: dict[str, float]
+    vix: float | None = None
+    rate: float = 0.0
+    sectors: dict[str, str] = field(default_factory=dict)
+    chains: dict[str, dict[str, list[OptionQuote]]] = field(default_factory=dict)  # symbol -> kind -> quotes
+    earnings: dict[str, list[dt.date]] | None = None
+
+    def bars_for(self, symbol: str) -> Bars:
+        """The bars of `symbol`, or InvalidInputError naming `symbol`."""
+        if symbol not in self.bars:
+            raise InvalidInputError.of("symbol", f"no bars for {symbol!r}")
+        return self.bars[symbol]
+
+    def iv_for(self, symbol: str) -> float:
+        """The implied volatility of `symbol`, or InvalidInputError."""
+        iv = self.iv.get(symbol)
+        if iv is None or not np.isfinite(iv) or iv <= 0:
+            raise InvalidInputError.of("iv", f"no valid implied volatility for {symbol!r}")
+        return float(iv)
+
+
+def this_weeks_friday(day: dt.date) -> dt.date:
+    """The Friday of `day`'s week; from Friday on, the next week's Friday (so DTE is 1..7)."""
+    ahead = (4 - day.weekday()) % 7
+    return day + dt.timedelta(days=ahead if ahead > 0 else 7)

@@ -1,0 +1,161 @@
+"""Decision scenarios of the engine (PROTOCOL sections 3, 5, 6, 7, 10) on synthetic but deterministic bars."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from allsuse.protocol import Bars, Engine, MarketData, Portfolio, Position
+
+THURSDAY = dt.date(2024, 3, 7)
+MONDAY = dt.date(2024, 3, 4)
+WEDNESDAY = dt.date(2024, 3, 6)
+
+
+def make_bars(end: dt.date, closes: np.ndarray, volume: float = 1e6) -> Bars:
+    days: list[dt.date] = []
+    d = end
+    while len(days) < closes.size:
+        if d.weekday() < 5:
+            days.append(d)
+        d -= dt.timedelta(days=1)
+    days.reverse()
+    c = closes.astype(np.float64)
+    spread = np.maximum(c * 0.004, 0.01)
+    return Bars(tuple(days), c.copy(), c + spread, c - spread, c.copy(), np.full(c.size, volume))
+
+
+def trend(n: int, start: float, daily: float, wiggle: float = 0.0) -> np.ndarray:
+    i = np.arange(n)
+    return start * (1 + daily) ** i * (1 + wiggle * np.sin(i * 1.7))
+
+
+def market(bars: Bars, iv: float, symbol: str = "NVDA", vix: float | None = 18.0) -> MarketData:
+    return MarketData(bars={symbol: bars}, iv={symbol: iv}, vix=vix, sectors={symbol: "tech"})
+
+
+def green(end: dt.date) -> Bars:
+    return make_bars(end, trend(300, 50.0, 0.004, 0.002))
+
+
+def red(end: dt.date) -> Bars:
+    return make_bars(end, trend(300, 150.0, -0.004, 0.002))
+
+
+def chop(end: dt.date) -> Bars:
+    i = np.arange(300)
+    return make_bars(end, 100.0 * (1 + 0.03 * np.sin(i / 3.0)))
+
+
+def at(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(15, 45))
+
+
+@pytest.fixture
+def portfolio() -> Portfolio:
+    return Portfolio.create("p1", 100_000, at(MONDAY) - dt.timedelta(days=30))
+
+
+def test_green_thursday_gen_opens_a_put_inside_40_50(portfolio: Portfolio) -> None:
+    engine = Engine()
+    d = engine.decide(portfolio, "p1/gen-1", "NVDA", at(THURSDAY), market(green(THURSDAY), 0.15))
+    assert d.label == "green"
+    assert d.action == "OPEN_PUT", d.explanation
+    assert d.order is not None and 40 <= d.order.delta <= 50
+    assert d.order.expiry == dt.date(2024, 3, 8)  # that week's Friday: DTE 1
+    assert d.order.contracts >= 1
+    assert d.es_after > d.es_before >= 0
+    codes = {r.code for r in d.compliance}
+    assert {"R01_DELTA_BAND", "R02_DTE_WINDOW", "R05_CASH_SECURED", "R09_ES_BUDGET"} <= codes
+    assert all(r.passed for r in d.compliance), [r.message for r in d.compliance if not r.passed]
+    assert d.requires_approval  # trust starts at 0.3
+    assert "R" not in d.explanation or "delta=" in d.explanation
+    assert f"{d.order.strike:g}" in d.explanation
+
+
+def test_red_monday_gen_opens_inside_35_45(portfolio: Portfolio) -> None:
+    d = Engine().decide(portfolio, "p1/gen-1", "NVDA", at(MONDAY), market(red(MONDAY), 0.45))
+    assert d.label == "red"
+    assert d.action == "OPEN_PUT", d.explanation
+    assert d.order is not None and 35 <= d.order.delta <= 45
+    assert d.order.expiry == dt.date(2024, 3, 8)
+
+
+def test_chop_gives_gen_no_trade(portfolio: Portfolio) -> None:
+    d = Engine().decide(portfolio, "p1/gen-1", "NVDA", at(THURSDAY), market(chop(THURSDAY), 0.30))
+    assert d.label == "chop"
+    assert d.action == "NO_TRADE" and d.order is None
+    assert "no new entries" in d.explanation
+
+
+def test_not_an_entry_day_gives_no_trade(portfolio: Portfolio) -> None:
+    d = Engine().decide(portfolio, "p1/gen-1", "NVDA", at(WEDNESDAY), market(green(WEDNESDAY), 0.15))
+    assert d.action == "NO_TRADE" and "not an entry day" in d.explanation
+
+
+def _short_put(portfolio: Portfolio, strike: float, premium: float = 1.0) -> Position:
+    pos = Position("pos-1", "p1/gen-1", "NVDA", "put", -2.0, MONDAY, strike, dt.date(2024, 3, 8), premium, iv=0.3)
+    portfolio.positions[pos.id] = pos
+    return pos
+
+
+def test_level_2_excursion_rolls(portfolio: Portfolio) -> None:
+    bars = green(WEDNESDAY)
+    spot = bars.last_close
+    atr5 = spot * 0.008  # the synthetic bars' ATR is about 0.8% of spot
+    _short_put(portfolio, strike=spot + 2.5 * atr5, premium=1.5)
+    d = Engine().decide(portfolio, "p1/gen-1", "NVDA", at(WEDNESDAY), market(bars, 0.15), roll_available=True)
+    assert d.protocol_level == 2, d.explanation
+    assert d.action == "ROLL", d.explanation
+    assert d.order is not None and d.order.expiry is not None and (d.order.expiry - WEDNESDAY).days <= 14
+
+
+def test_level_3_excursion_closes_and_account_turns_reducing(portfolio: Portfolio) -> None:
+    bars = green(WEDNESDAY)
+    spot = bars.last_close
+    _short_put(portfolio, strike=spot * 1.06, premium=0.5)
+    engine = Engine()
+    d = engine.decide(portfolio, "p1/gen-1", "NVDA", at(WEDNESDAY), market(bars, 0.15))
+    assert d.protocol_level == 3
+    assert d.action == "CLOSE" and d.requires_approval  # emergency: never automatic
+    assert d.account_state == "REDUCING"
+    assert portfolio.account("p1/gen-1").state == "REDUCING"
+    # A REDUCING account gets no new entries until an operator resets it.
+    del portfolio.positions["pos-1"]
+    nxt = engine.decide(portfolio, "p1/gen-1", "NVDA", at(THURSDAY), market(green(THURSDAY), 0.15))
+    assert nxt.action == "NO_TRADE" and nxt.outcome == "REJECTED"
+    assert any(r.code == "R10_TRADING_STATE" and not r.passed for r in nxt.compliance)
+    engine.reset_account(portfolio, "p1/gen-1")
+    again = engine.decide(portfolio, "p1/gen-1", "NVDA", at(THURSDAY), market(green(THURSDAY), 0.15))
+    assert again.action == "OPEN_PUT"
+
+
+def test_vix_66_blocks_new_entries(portfolio: Portfolio) -> None:
+    d = Engine().decide(portfolio, "p1/gen-1", "NVDA", at(THURSDAY), market(green(THURSDAY), 0.15, vix=66.0))
+    assert d.action == "NO_TRADE" and d.outcome == "REJECTED"
+    r11 = next(r for r in d.compliance if r.code == "R11_VIX_BREAKER")
+    assert not r11.passed and "vix=66" in r11.message
+
+
+def test_repeated_idempotency_key_returns_the_stored_decision(portfolio: Portfolio) -> None:
+    engine = Engine()
+    m = market(green(THURSDAY), 0.15)
+    first = engine.decide(portfolio, "p1/gen-1", "NVDA", at(THURSDAY), m, idempotency_key="k-1")
+    second = engine.decide(portfolio, "p1/gen-1", "NVDA", at(THURSDAY), m, idempotency_key="k-1")
+    assert second is first
+    third = engine.decide(portfolio, "p1/gen-1", "NVDA", at(THURSDAY), m, idempotency_key="k-2")
+    assert third.id != first.id
+
+
+def test_outcomes_move_trust(portfolio: Portfolio) -> None:
+    engine = Engine()
+    d = engine.decide(portfolio, "p1/gen-1", "NVDA", at(THURSDAY), market(green(THURSDAY), 0.15))
+    before = engine.trust.score("entry")
+    up = engine.record_outcome(d, True, THURSDAY)
+    assert up == pytest.approx(before + 0.02 * d.confidence)
+    down = engine.record_outcome(d, False, THURSDAY)
+    assert down == pytest.approx(up - 0.01 * d.confidence)
+    engine.trust.decay(THURSDAY + dt.timedelta(days=14))
+    assert engine.trust.score("entry") == pytest.approx(down * 0.98**2)
