@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::kernel::LiveOption;
+use super::kernel::{Lanes, LiveOption};
 use super::var::{tail_count, tail_risk_in_place};
 use crate::error::{check, CoreError, CoreResult};
 use crate::pricing::{bs_price_unchecked, validate_inputs, OptionKind};
@@ -534,8 +534,46 @@ impl Columns {
     }
 }
 
+/// One chunk's work, compiled by pulp for each instruction set and run with the best one.
+struct ChunkKernel<'a> {
+    legs: &'a Legs,
+    columns: &'a Columns,
+    out: &'a mut [f64],
+}
+
+impl pulp::WithSimd for ChunkKernel<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let (legs, c, out) = (self.legs, self.columns, self.out);
+        for leg in &legs.stocks {
+            for (slot, &r) in out.iter_mut().zip(c.column(&c.ret, leg.underlying)) {
+                *slot += leg.scale * r;
+            }
+        }
+        for leg in &legs.expired {
+            for (slot, &s) in out.iter_mut().zip(c.column(&c.spot, leg.underlying)) {
+                *slot += leg.scale * ((leg.sign * (s - leg.strike)).max(0.0) - leg.today);
+            }
+        }
+        for leg in &legs.live {
+            let u = leg.underlying;
+            let columns = Lanes {
+                spot: c.column(&c.spot, u),
+                ln_spot: c.column(&c.ln_spot, u),
+                inv_spot: c.column(&c.inv_spot, u),
+                vol_shift: c.column(&c.vol_shift, u),
+            };
+            leg.option
+                .accumulate(simd, leg.scale, leg.today, columns, out);
+        }
+    }
+}
+
 /// Adds every leg's P&L for one chunk of scenarios into `out` (one slot per scenario).
 fn revalue_chunk(
+    arch: pulp::Arch,
     legs: &Legs,
     spot: &[f64],
     returns: &[f64],
@@ -543,29 +581,12 @@ fn revalue_chunk(
     first: usize,
     out: &mut [f64],
 ) {
-    let c = Columns::fill(spot, returns, shifts, first, out.len());
-    for leg in &legs.stocks {
-        for (slot, &r) in out.iter_mut().zip(c.column(&c.ret, leg.underlying)) {
-            *slot += leg.scale * r;
-        }
-    }
-    for leg in &legs.expired {
-        for (slot, &s) in out.iter_mut().zip(c.column(&c.spot, leg.underlying)) {
-            *slot += leg.scale * ((leg.sign * (s - leg.strike)).max(0.0) - leg.today);
-        }
-    }
-    for leg in &legs.live {
-        let u = leg.underlying;
-        leg.option.accumulate(
-            leg.scale,
-            leg.today,
-            c.column(&c.spot, u),
-            c.column(&c.ln_spot, u),
-            c.column(&c.inv_spot, u),
-            c.column(&c.vol_shift, u),
-            out,
-        );
-    }
+    let columns = Columns::fill(spot, returns, shifts, first, out.len());
+    arch.dispatch(ChunkKernel {
+        legs,
+        columns: &columns,
+        out,
+    });
 }
 
 /// The P&L of `book` in every scenario: `spot` per underlying today, `scenario_returns` simple
@@ -585,16 +606,18 @@ pub fn revalue(
     let shifts = vol_shifts.map(|m| m.data());
     let mut pnl = vec![0.0_f64; scenario_returns.rows()];
     let work = pnl.len().saturating_mul(legs.count());
+    let arch = pulp::Arch::new();
+    let run = |c: usize, out: &mut [f64]| {
+        revalue_chunk(arch, &legs, spot, returns, shifts, c * SCENARIO_CHUNK, out)
+    };
     if work >= PARALLEL_THRESHOLD {
         pnl.par_chunks_mut(SCENARIO_CHUNK)
             .enumerate()
-            .for_each(|(c, out)| {
-                revalue_chunk(&legs, spot, returns, shifts, c * SCENARIO_CHUNK, out)
-            });
+            .for_each(|(c, out)| run(c, out));
     } else {
-        for (c, out) in pnl.chunks_mut(SCENARIO_CHUNK).enumerate() {
-            revalue_chunk(&legs, spot, returns, shifts, c * SCENARIO_CHUNK, out);
-        }
+        pnl.chunks_mut(SCENARIO_CHUNK)
+            .enumerate()
+            .for_each(|(c, out)| run(c, out));
     }
     Ok(pnl)
 }
