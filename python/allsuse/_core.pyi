@@ -107,6 +107,28 @@ def strike_for_delta_batch(kind: str, delta: _F64, spot: _F64, t: _F64, vol: _F6
 
 # --- risk ---
 
+def value_at_risk(pnl: _F64, confidence: float) -> float: ...
+def expected_shortfall(pnl: _F64, confidence: float) -> float: ...
+def tail_dependence(x: _F64, y: _F64, q: float) -> float: ...
+def max_drawdown(returns: _F64) -> float: ...
+def performance_metrics(returns: _F64, periods_per_year: float, benchmark: _F64 | None = None) -> dict[str, float]: ...
+def revalue(
+    kind: npt.NDArray[np.int64],
+    underlying: npt.NDArray[np.int64],
+    quantity: _F64,
+    multiplier: _F64,
+    strike: _F64,
+    t: _F64,
+    vol: _F64,
+    rate: _F64,
+    div: _F64,
+    spot: _F64,
+    scenario_returns: _F64,
+    vol_shifts: _F64 | None,
+    horizon: float,
+    confidence: float,
+) -> tuple[_F64, float, float]: ...
+
 # --- indicators ---
 
 def sma(values: _F64, window: int) -> _F64: ...

@@ -96,6 +96,57 @@ pub(super) fn exp_non_positive<S: Simd>(simd: S, x: S::f64s) -> S::f64s {
     simd.select_f64s(in_range, y, simd.splat_f64s(0.0))
 }
 
+/// 1 / (2k + 1) for k = 10 down to 0: the atanh series, ln(1 + r) = 2 atanh(r / (2 + r)).
+const ATANH_SERIES: [f64; 11] = [
+    1.0 / 21.0,
+    1.0 / 19.0,
+    1.0 / 17.0,
+    1.0 / 15.0,
+    1.0 / 13.0,
+    1.0 / 11.0,
+    1.0 / 9.0,
+    1.0 / 7.0,
+    1.0 / 5.0,
+    1.0 / 3.0,
+    1.0,
+];
+/// Returns inside this range use the series (|r / (2 + r)| < 0.171, truncation below 1e-18);
+/// others, rare for daily moves, take the scalar logarithm.
+const LOG1P_LOW: f64 = -0.29;
+const LOG1P_HIGH: f64 = 0.41;
+
+/// ln(1 + r) in every lane, accurate for r in [LOG1P_LOW, LOG1P_HIGH] only.
+#[inline(always)]
+fn ln_1p_near_zero<S: Simd>(simd: S, r: S::f64s) -> S::f64s {
+    let s = simd.div_f64s(r, simd.add_f64s(simd.splat_f64s(2.0), r));
+    let series = polynomial(simd, &ATANH_SERIES, simd.mul_f64s(s, s));
+    simd.mul_f64s(simd.add_f64s(s, s), series)
+}
+
+/// ln_spot[i] = ln(spot0 x (1 + ret[i])) for one underlying's column of scenario returns
+/// (each > -1): ln(spot0) + ln(1 + r) in vector registers, the scalar logarithm for large moves.
+#[inline(always)]
+pub(super) fn log_spot_column<S: Simd>(simd: S, spot0: f64, ret: &[f64], ln_spot: &mut [f64]) {
+    let ln_spot0 = spot0.ln();
+    {
+        let base = simd.splat_f64s(ln_spot0);
+        let (ret_head, ret_tail) = S::as_simd_f64s(ret);
+        let (out_head, out_tail) = S::as_mut_simd_f64s(&mut *ln_spot);
+        for (slot, &r) in out_head.iter_mut().zip(ret_head) {
+            *slot = simd.add_f64s(base, ln_1p_near_zero(simd, r));
+        }
+        if !out_tail.is_empty() && out_tail.len() == ret_tail.len() {
+            let r = simd.partial_load_f64s(ret_tail);
+            simd.partial_store_f64s(out_tail, simd.add_f64s(base, ln_1p_near_zero(simd, r)));
+        }
+    }
+    for (slot, &r) in ln_spot.iter_mut().zip(ret) {
+        if !(LOG1P_LOW..=LOG1P_HIGH).contains(&r) {
+            *slot = (spot0 * (1.0 + r)).ln();
+        }
+    }
+}
+
 /// A live option's constants (t - horizon > 0), hoisted out of the scenario loop.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct LiveOption {
@@ -202,19 +253,30 @@ impl LiveOption {
         let (ln_head, ln_tail) = S::as_simd_f64s(columns.ln_spot);
         let (inv_head, inv_tail) = S::as_simd_f64s(columns.inv_spot);
         let (shift_head, shift_tail) = S::as_simd_f64s(columns.vol_shift);
-        let inputs = spot_head.iter().zip(ln_head).zip(inv_head).zip(shift_head);
-        for (slot, (((&spot, &ln_spot), &inv_spot), &vol_shift)) in out_head.iter_mut().zip(inputs)
-        {
-            let v = self.value(
-                simd,
-                Lanes {
-                    spot,
-                    ln_spot,
-                    inv_spot,
-                    vol_shift,
-                },
-            );
-            *slot = simd.mul_add_e_f64s(scale, simd.sub_f64s(v, today), *slot);
+        let lanes = |i: usize| Lanes {
+            spot: spot_head[i],
+            ln_spot: ln_head[i],
+            inv_spot: inv_head[i],
+            vol_shift: shift_head[i],
+        };
+        let len = out_head
+            .len()
+            .min(spot_head.len())
+            .min(ln_head.len())
+            .min(inv_head.len())
+            .min(shift_head.len());
+        let mut i = 0;
+        // Two independent vectors per step keep more of the long dependency chains in flight.
+        while i + 1 < len {
+            let v0 = self.value(simd, lanes(i));
+            let v1 = self.value(simd, lanes(i + 1));
+            out_head[i] = simd.mul_add_e_f64s(scale, simd.sub_f64s(v0, today), out_head[i]);
+            out_head[i + 1] = simd.mul_add_e_f64s(scale, simd.sub_f64s(v1, today), out_head[i + 1]);
+            i += 2;
+        }
+        if i < len {
+            let v = self.value(simd, lanes(i));
+            out_head[i] = simd.mul_add_e_f64s(scale, simd.sub_f64s(v, today), out_head[i]);
         }
         if !out_tail.is_empty() {
             let lanes = Lanes {
@@ -373,6 +435,40 @@ mod tests {
         };
         option.accumulate(Scalar, 1.0, 0.0, columns, &mut out);
         assert_eq!(out, vec![7.0; 3]);
+    }
+
+    struct LogColumn<'a>(f64, &'a [f64]);
+    impl WithSimd for LogColumn<'_> {
+        type Output = Vec<f64>;
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, simd: S) -> Vec<f64> {
+            let mut out = vec![0.0; self.1.len()];
+            log_spot_column(simd, self.0, self.1, &mut out);
+            out
+        }
+    }
+
+    #[test]
+    fn log_spot_matches_std_on_every_arch() {
+        // Inside and outside the series' range, and an odd length so the tail path runs.
+        let ret: Vec<f64> = (0..2001)
+            .map(|i| -0.999 + i as f64 * 0.0025)
+            .chain([0.0, 1e-12, 5.0, 1e6])
+            .collect();
+        for spot0 in [0.01, 1.0, 123.45, 1e7] {
+            for got in [
+                LogColumn(spot0, &ret).with_simd(Scalar),
+                Arch::new().dispatch(LogColumn(spot0, &ret)),
+            ] {
+                for (&r, &g) in ret.iter().zip(&got) {
+                    let want = (spot0 * (1.0 + r)).ln();
+                    assert!(
+                        (g - want).abs() <= 4e-16 * want.abs().max(1.0),
+                        "spot {spot0} r {r}: {g} vs {want}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::kernel::{Lanes, LiveOption};
+use super::kernel::{log_spot_column, Lanes, LiveOption};
 use super::var::{tail_count, tail_risk_in_place};
 use crate::error::{check, CoreError, CoreResult};
 use crate::pricing::{bs_price_unchecked, validate_inputs, OptionKind};
@@ -409,18 +409,17 @@ fn validate_scenarios(
                 lowest[u] = lowest[u].min(book.vol[i]);
             }
         }
-        for (j, &shift) in shifts.data().iter().enumerate() {
-            let low = lowest[j % cols];
-            if !shift.is_finite() || (low.is_finite() && low + shift <= 0.0) {
-                return Err(CoreError::invalid(
-                    "vol_shifts",
-                    format!(
-                        "element ({}, {}) must be finite and keep every option's volatility above 0 \
-                         (lowest vol {low} + shift {shift})",
-                        j / cols,
-                        j % cols
-                    ),
-                ));
+        for (row, values) in shifts.data().chunks_exact(cols).enumerate() {
+            for (col, (&shift, &low)) in values.iter().zip(&lowest).enumerate() {
+                if !shift.is_finite() || (low.is_finite() && low + shift <= 0.0) {
+                    return Err(CoreError::invalid(
+                        "vol_shifts",
+                        format!(
+                            "element ({row}, {col}) must be finite and keep every option's \
+                             volatility above 0 (lowest vol {low} + shift {shift})"
+                        ),
+                    ));
+                }
             }
         }
     }
@@ -493,8 +492,11 @@ struct Columns {
 }
 
 impl Columns {
-    /// Transposes scenarios first..first + len of the row-major inputs into columns.
-    fn fill(
+    /// Transposes scenarios first..first + len of the row-major inputs into columns; the logs of
+    /// the scenario spots are taken in vector registers.
+    #[inline(always)]
+    fn fill<S: pulp::Simd>(
+        simd: S,
         spot: &[f64],
         returns: &[f64],
         shifts: Option<&[f64]>,
@@ -519,12 +521,15 @@ impl Columns {
                 let j = u * len + s;
                 c.ret[j] = r;
                 c.spot[j] = s1;
-                c.ln_spot[j] = s1.ln();
                 c.inv_spot[j] = 1.0 / s1;
                 if let Some(shifts) = shifts {
                     c.vol_shift[j] = shifts[row + u];
                 }
             }
+        }
+        for (u, &s0) in spot.iter().enumerate() {
+            let columns = u * len..(u + 1) * len;
+            log_spot_column(simd, s0, &c.ret[columns.clone()], &mut c.ln_spot[columns]);
         }
         c
     }
@@ -537,7 +542,10 @@ impl Columns {
 /// One chunk's work, compiled by pulp for each instruction set and run with the best one.
 struct ChunkKernel<'a> {
     legs: &'a Legs,
-    columns: &'a Columns,
+    spot: &'a [f64],
+    returns: &'a [f64],
+    shifts: Option<&'a [f64]>,
+    first: usize,
     out: &'a mut [f64],
 }
 
@@ -546,7 +554,15 @@ impl pulp::WithSimd for ChunkKernel<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
-        let (legs, c, out) = (self.legs, self.columns, self.out);
+        let (legs, out) = (self.legs, self.out);
+        let c = &Columns::fill(
+            simd,
+            self.spot,
+            self.returns,
+            self.shifts,
+            self.first,
+            out.len(),
+        );
         for leg in &legs.stocks {
             for (slot, &r) in out.iter_mut().zip(c.column(&c.ret, leg.underlying)) {
                 *slot += leg.scale * r;
@@ -581,10 +597,12 @@ fn revalue_chunk(
     first: usize,
     out: &mut [f64],
 ) {
-    let columns = Columns::fill(spot, returns, shifts, first, out.len());
     arch.dispatch(ChunkKernel {
         legs,
-        columns: &columns,
+        spot,
+        returns,
+        shifts,
+        first,
         out,
     });
 }
