@@ -190,3 +190,22 @@ def test_bad_input_names_the_field() -> None:
         NYSE.holidays(1990)
     with pytest.raises(InvalidInputError, match="moment"):
         NYSE.is_open(datetime(2024, 1, 2, 10, 0))
+
+
+@pytest.mark.parametrize("year", [2022, 2028, 2033])
+def test_a_saturday_new_years_day_is_not_observed_in_either_year(year: int) -> None:
+    assert date(year, 1, 1).weekday() == 5
+    assert all(day.year == year for day in NYSE.holidays(year))
+    assert "New Year's Day" not in NYSE.holidays(year).values()
+    assert date(year - 1, 12, 31) not in NYSE.holidays(year - 1)
+    assert NYSE.is_trading_day(date(year - 1, 12, 31))
+
+
+def test_every_year_has_its_rule_holidays_on_weekdays_within_itself() -> None:
+    for year in range(1998, 2200):
+        days = NYSE.holidays(year)
+        assert all(day.year == year and day.weekday() < 5 for day in days), year
+        # nine rule holidays plus Juneteenth from 2022, less a Saturday New Year's Day, plus special closures
+        expected = 9 + (year >= 2022) - (date(year, 1, 1).weekday() == 5)
+        expected += sum(1 for day in NYSE.special_closures if day.year == year)
+        assert len(days) == expected, year
