@@ -519,3 +519,25 @@ def test_system_clock_is_aware_and_does_not_sleep_for_the_past() -> None:
     clock = SystemClock()
     assert clock.now().tzinfo is UTC
     run(clock.sleep_until(clock.now() - timedelta(hours=1)))
+
+
+def test_a_job_whose_window_runs_out_is_removed_and_the_others_go_on() -> None:
+    clock = ManualClock(et(2199, 12, 31, 15, 58, 30))  # the calendar's last year
+    scheduler = Scheduler(clock)
+    slots: list[datetime] = []
+
+    async def record(slot: datetime) -> None:
+        slots.append(slot)
+
+    async def scenario() -> None:
+        scheduler.add("quotes", MarketHours(), record)
+        scheduler.add("sweep", Every(MINUTE), record)
+        await scheduler.start()
+        await jump(clock, scheduler)  # 15:59: both run; the quotes job has no slot in 2200
+        assert [job.name for job in scheduler.jobs] == ["sweep"]
+        await jump(clock, scheduler)
+        assert scheduler.started
+        await scheduler.stop()
+
+    run(scenario())
+    assert slots == [et(2199, 12, 31, 15, 59), et(2199, 12, 31, 15, 59), et(2199, 12, 31, 16, 0)]

@@ -1,7 +1,7 @@
 """Runs jobs at the slots of their windows on the NYSE calendar, reading time from an injectable clock.
 
 A window says when a job may run: `MarketHours(step)` (every step from the open, during the session),
-`Every(step)` (every step, around the clock, aligned to midnight UTC) and `DailyAt(at, trading_days_only)`
+`Every(step)` (every step, around the clock, aligned to the Unix epoch) and `DailyAt(at, trading_days_only)`
 (once a day at a US/Eastern wall-clock time). `next_slot(after)` is the first slot strictly after a moment;
 `allows(slot, now)` says whether running that slot at `now` is still inside the window.
 
@@ -105,7 +105,7 @@ class MarketHours:
 
 @dataclass(frozen=True)
 class Every:
-    """Every `step` around the clock, at multiples of `step` since midnight UTC (every 5 minutes: :00, :05...)."""
+    """Every `step` around the clock, at multiples of `step` since 1970-01-01 UTC (5 minutes: :00, :05, ...)."""
 
     step: timedelta = timedelta(minutes=5)
 
@@ -229,7 +229,10 @@ class Scheduler:
         return job
 
     def remove(self, name: str) -> Job:
-        """Removes a job (a run in progress finishes); returns it. KeyError if there is none."""
+        """Removes a job (a run in progress finishes); returns it. KeyError if there is none.
+
+        A job whose window has no next slot (past the calendar's last year) is removed by the scheduler itself.
+        """
         job = self._jobs.pop(name)
         self._changed.set()
         return job
@@ -267,7 +270,11 @@ class Scheduler:
             else:
                 job.missed += 1
                 log.warning("job %r woke at %s, outside the window of slot %s: missed", job.name, now, slot)
-            job.next_slot = job.window.next_slot(now)
+            try:
+                job.next_slot = job.window.next_slot(now)
+            except Exception:  # e.g. past the calendar's last year: this job ends, the others go on
+                log.exception("job %r has no next slot after %s: removed", job.name, now)
+                self._jobs.pop(job.name, None)
         return started
 
     async def _run(self, job: Job, slot: datetime) -> None:
