@@ -19,7 +19,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -121,7 +122,12 @@ class GroupCommitter:
                     break
                 batch.append(item)
             previous = len(batch)
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            except BaseException as exc:  # a fault here must not leave any caller waiting forever
+                for request in batch:
+                    with suppress(InvalidStateError):
+                        request.future.set_exception(StoreError(f"the writer failed: {exc!r}"))
             if stop:
                 break
         self._conn.close()
