@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import itertools
 import sqlite3
+import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -738,10 +739,33 @@ def test_sqlite_backup_while_writing(tmp_path: Path) -> None:
         assert report.ok and report.entries == 1 + len(b.list_decisions(limit=100_000)) >= 21
 
 
-def test_postgres_backup_points_to_pg_dump(pg_server: TemporaryPostgres, tmp_path: Path) -> None:
-    name = f"t_{uuid.uuid4().hex[:16]}"
+def test_postgres_dump_and_restore(pg_server: TemporaryPostgres, tmp_path: Path) -> None:
+    source, target = f"t_{uuid.uuid4().hex[:16]}", f"t_{uuid.uuid4().hex[:16]}"
+    dump = tmp_path / "allsuse.dump"
     try:
-        with Store(pg_server.create_database(name)) as s, pytest.raises(StoreError, match="pg_dump"):
-            s.backup(tmp_path / "x.db")
+        with Store(pg_server.create_database(source)) as s:
+            _ten_entries(s)
+            with pytest.raises(StoreError, match="pg_dump"):
+                s.backup(tmp_path / "x.db")
+            # while the store is open, as in production
+            subprocess.run(
+                [str(pg_server.bindir / "pg_dump"), "-Fc", "-f", str(dump), pg_server.dsn(source)],
+                check=True,
+                timeout=WAIT,
+            )
+        restored = pg_server.create_database(target)
+        subprocess.run(
+            [str(pg_server.bindir / "pg_restore"), "--no-owner", "--exit-on-error", "-d", restored, str(dump)],
+            check=True,
+            timeout=WAIT,
+        )
+        with Store(restored) as r:
+            assert r.verify_audit().ok and audit_count(r) == 10 and len(r.list_decisions()) == 9
+            assert r.schema_versions() == [1, 2, 3]
+            r.record_decision("after-restore", {}, kind="entry")  # the guards and the head came back too
+            assert r.verify_audit().ok
+            with pytest.raises(StoreIntegrityError, match="append-only"):
+                r.write(lambda tx: tx.execute("DELETE FROM audit_log"))
     finally:
-        pg_server.drop_database(name)
+        pg_server.drop_database(source)
+        pg_server.drop_database(target)

@@ -68,7 +68,7 @@ class IssuedApiKey:
 
 def now_iso() -> str:
     """The current UTC time as fixed-width ISO-8601 with microseconds (sorts as text)."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def new_id() -> str:
