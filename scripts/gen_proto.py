@@ -7,8 +7,8 @@ change to a .proto without a regeneration cannot land.
 from __future__ import annotations
 
 import argparse
-import os
 import filecmp
+import os
 import shutil
 import sys
 import tempfile
