@@ -1,9 +1,11 @@
 //! Batch versions of the pricing functions over slices.
 //!
 //! Every numeric argument is a slice of length 1 (one value for every option) or of the common
-//! length n (see `check::broadcast_len`). Inputs are validated once, up front, with the error naming
-//! the argument and the first bad element; the loop then runs the unchecked kernels, split over
-//! rayon's pool in chunks when the batch is large enough to pay for it.
+//! length n (see `check::broadcast_len`). Errors name the argument and its first bad element.
+//! Loops run the unchecked kernels, split over rayon's pool in chunks when the batch is large
+//! enough to pay for it. Price and greeks check their inputs inside the loop (one pass over memory)
+//! and rescan only when that loop saw a bad value; the `_into` variants write into caller-owned
+//! slices (the Python adapter passes numpy's own buffers).
 
 use rayon::prelude::*;
 
@@ -597,6 +599,60 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_bad_value_deep_in_a_parallel_batch_is_named() {
+        let n = PARALLEL_THRESHOLD * 2 + 7;
+        let mut vols = vec![0.2; n];
+        vols[n - 2] = -0.1;
+        let strikes = vec![100.0; n];
+        let e = bs_greeks_batch(
+            OptionKind::Call,
+            &[100.0],
+            &strikes,
+            &[0.5],
+            &vols,
+            &[0.0],
+            &[0.0],
+        );
+        let Err(e) = e else {
+            unreachable!("negative vol")
+        };
+        assert_eq!(e.field(), "vol");
+        assert!(
+            e.reason().starts_with(&format!("element {}", n - 2)),
+            "{}",
+            e.reason()
+        );
+        // The earlier argument wins when two are bad, as in the scalar call.
+        let mut spots = vec![100.0; n];
+        spots[n - 1] = f64::NAN;
+        let e = bs_price_batch(
+            OptionKind::Put,
+            &spots,
+            &strikes,
+            &[0.5],
+            &vols,
+            &[0.0],
+            &[0.0],
+        );
+        assert_eq!(field(e), Some("spot".into()));
+        // A valid batch whose element overflows is named too (vol * sqrt(t) = inf).
+        let mut big = vec![0.2; n];
+        big[5] = 1e300;
+        let e = bs_greeks_batch(
+            OptionKind::Put,
+            &[100.0],
+            &strikes,
+            &[1e20],
+            &big,
+            &[0.0],
+            &[0.0],
+        );
+        let Err(e) = e else { unreachable!("overflow") };
+        assert_eq!(e.field(), "vol");
+        assert!(e.reason().starts_with("element 5"), "{}", e.reason());
     }
 
     #[test]
