@@ -14,7 +14,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 RUST_SOURCES := $(shell find rust/src -name '*.rs') rust/Cargo.toml Cargo.toml pyproject.toml
 PY_DIRS      := $(wildcard python tests bench scripts load examples)
 
-.PHONY: help run test bench load demo setup build lint check-rust check-python proto proto-check clean
+.PHONY: help run test bench load demo setup build lint check-rust check-python proto proto-check clean pg
 
 help:
 	@echo "make run    - set up (venv, pinned deps, release build) and serve on 127.0.0.1:50051"
@@ -32,7 +32,15 @@ $(STAMPS)/build: $(STAMPS)/venv $(RUST_SOURCES)
 	$(BIN)/maturin develop --release --quiet
 	touch $@
 
-setup: $(STAMPS)/build
+# Debian's PostgreSQL server binaries (the store's PostgreSQL tests start a throwaway server); only when missing.
+pg:
+	@for d in /usr/lib/postgresql/*/bin; do test -x "$$d/initdb" && exit 0; done; \
+	command -v initdb >/dev/null && exit 0; \
+	sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo -n"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$sudo apt-get install -y -q postgresql || { $$sudo apt-get update -q && $$sudo apt-get install -y -q postgresql; }
+
+setup: pg $(STAMPS)/build
 
 build: setup
 

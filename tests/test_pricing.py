@@ -416,6 +416,12 @@ def test_mismatched_shapes_name_the_argument(fn: str) -> None:
     assert info.value.field == second
 
 
+def test_an_integer_too_large_for_a_float_is_named() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        pricing.bs_price("call", 100, 10**400, 1, 0.2)
+    assert info.value.field == "strike"
+
+
 def test_bad_element_inside_an_array_is_named() -> None:
     with pytest.raises(InvalidInputError) as info:
         pricing.bs_greeks("call", 100.0, [90.0, 100.0, math.nan], 0.5, 0.2)

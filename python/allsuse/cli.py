@@ -1,4 +1,4 @@
-"""The `allsuse` command line: `allsuse serve ...` and `allsuse simulate ...`."""
+"""The `allsuse` command line: `allsuse serve ...`, `allsuse simulate ...` and `allsuse audit verify`."""
 
 from __future__ import annotations
 
@@ -78,6 +78,16 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    from allsuse.store import Store, audit_verify
+
+    with Store(args.store, create=False) as store:
+        report = audit_verify(store)
+    print(f"store {store.location.describe()}")
+    print(report)
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="allsuse", description="ALL-USE decision engine")
@@ -97,6 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--output", default=None, help="write the full result as JSON here")
     sim.set_defaults(func=_simulate)
+    audit = sub.add_parser("audit", help="audit log tools")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="walk the audit hash chain; exit 1 at the first problem")
+    verify.add_argument("--store", default=None, help="SQLite path or PostgreSQL DSN (default: $ALLSUSE_STORE_URL)")
+    verify.set_defaults(func=_audit_verify)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -42,10 +42,15 @@ def _kind(kind: object) -> str:
 
 def _plain_scalars(named: dict[str, Any]) -> list[float] | None:
     """The values as floats when every one is a Python int or float (the fast path skips numpy)."""
-    values = list(named.values())
-    if all(type(v) is float or type(v) is int for v in values):
-        return [float(v) for v in values]
-    return None
+    if not all(type(v) is float or type(v) is int for v in named.values()):
+        return None
+    values = []
+    for name, v in named.items():
+        try:
+            values.append(float(v))
+        except OverflowError:
+            raise InvalidInputError.of(name, f"must be a finite number, got {v}") from None
+    return values
 
 
 def _scalars(batch: Batch) -> list[float]:

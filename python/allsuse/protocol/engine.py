@@ -214,7 +214,9 @@ class Engine:
         horizon = scen.number("horizon_days", low=0) / 365.0
         returns = self._scenarios(symbols, market)
         iv_now = np.array([market.iv_for(s) for s in symbols])
-        vol_shifts = -scen.number("iv_move_sensitivity") * returns * iv_now[None, :]
+        # IV moves against the price, in proportion to the move; it never falls below 10% of today's IV.
+        relative = np.maximum(-scen.number("iv_move_sensitivity") * returns, -0.9)
+        vol_shifts = relative * iv_now[None, :]
         book = risk.Book.from_positions(
             [
                 risk.BookPosition(

@@ -1,13 +1,15 @@
 //! Batch versions of the pricing functions over slices.
 //!
 //! Every numeric argument is a slice of length 1 (one value for every option) or of the common
-//! length n (see `check::broadcast_len`). Inputs are validated once, up front, with the error naming
-//! the argument and the first bad element; the loop then runs the unchecked kernels, split over
-//! rayon's pool in chunks when the batch is large enough to pay for it.
+//! length n (see `check::broadcast_len`). Errors name the argument and its first bad element.
+//! Loops run the unchecked kernels, split over rayon's pool in chunks when the batch is large
+//! enough to pay for it. Price and greeks check their inputs inside the loop (one pass over memory)
+//! and rescan only when that loop saw a bad value; the `_into` variants write into caller-owned
+//! slices (the Python adapter passes numpy's own buffers).
 
 use rayon::prelude::*;
 
-use super::greeks::bs_greeks_unchecked;
+use super::greeks::{bs_greeks_unchecked, Greeks};
 use super::implied_vol::implied_vol_unchecked;
 use super::strike::strike_for_delta_unchecked;
 use super::{bs_price_unchecked, out_of_range, OptionKind};
@@ -71,9 +73,38 @@ fn fill(n: usize, f: impl Fn(usize) -> f64 + Sync) -> Vec<f64> {
     out
 }
 
-/// The six market columns of a pricing batch, validated.
+/// The market arguments of a pricing batch, each of length 1 (shared by every option) or n.
+#[derive(Debug, Clone, Copy)]
+pub struct MarketSlices<'a> {
+    pub spot: &'a [f64],
+    pub strike: &'a [f64],
+    pub t: &'a [f64],
+    pub vol: &'a [f64],
+    pub rate: &'a [f64],
+    pub div: &'a [f64],
+}
+
+impl MarketSlices<'_> {
+    /// The batch length n, or an error naming the first argument that is empty or whose length is
+    /// neither 1 nor n.
+    pub fn batch_len(&self) -> CoreResult<usize> {
+        check::broadcast_len(&[
+            ("spot", self.spot.len()),
+            ("strike", self.strike.len()),
+            ("t", self.t.len()),
+            ("vol", self.vol.len()),
+            ("rate", self.rate.len()),
+            ("div", self.div.len()),
+        ])
+    }
+}
+
+/// The six market columns of a pricing batch. Lengths are checked on construction; values are
+/// checked inside the pricing loop (one pass over memory), and only when that loop saw a bad value
+/// does `validate` rescan to name the argument and its first bad element.
 struct Market<'a> {
     n: usize,
+    slices: MarketSlices<'a>,
     spot: Column<'a>,
     strike: Column<'a>,
     t: Column<'a>,
@@ -83,41 +114,72 @@ struct Market<'a> {
 }
 
 impl<'a> Market<'a> {
-    fn new(
-        spot: &'a [f64],
-        strike: &'a [f64],
-        t: &'a [f64],
-        vol: &'a [f64],
-        rate: &'a [f64],
-        div: &'a [f64],
-    ) -> CoreResult<Self> {
-        let n = check::broadcast_len(&[
-            ("spot", spot.len()),
-            ("strike", strike.len()),
-            ("t", t.len()),
-            ("vol", vol.len()),
-            ("rate", rate.len()),
-            ("div", div.len()),
-        ])?;
-        all_positive("spot", spot)?;
-        all_positive("strike", strike)?;
-        all_positive("t", t)?;
-        all_positive("vol", vol)?;
-        check::all_finite("rate", rate)?;
-        check::all_finite("div", div)?;
+    fn new(m: &MarketSlices<'a>) -> CoreResult<Self> {
+        let n = m.batch_len()?;
         Ok(Market {
             n,
-            spot: Column::new(spot),
-            strike: Column::new(strike),
-            t: Column::new(t),
-            vol: Column::new(vol),
-            rate: Column::new(rate),
-            div: Column::new(div),
+            slices: *m,
+            spot: Column::new(m.spot),
+            strike: Column::new(m.strike),
+            t: Column::new(m.t),
+            vol: Column::new(m.vol),
+            rate: Column::new(m.rate),
+            div: Column::new(m.div),
         })
     }
-}
 
-impl Market<'_> {
+    /// Option i's inputs and whether they are valid (spot, strike, t, vol finite and > 0; rate,
+    /// div finite), without branches.
+    #[inline(always)]
+    fn get(&self, i: usize) -> ([f64; 6], bool) {
+        let x = [
+            self.spot.at(i),
+            self.strike.at(i),
+            self.t.at(i),
+            self.vol.at(i),
+            self.rate.at(i),
+            self.div.at(i),
+        ];
+        let positive = |v: f64| (v > 0.0) & (v < f64::INFINITY);
+        let finite = |v: f64| v.abs() < f64::INFINITY;
+        let ok = positive(x[0])
+            & positive(x[1])
+            & positive(x[2])
+            & positive(x[3])
+            & finite(x[4])
+            & finite(x[5]);
+        (x, ok)
+    }
+
+    /// The error for the first invalid value, in argument order.
+    fn validate(&self) -> CoreResult<()> {
+        let m = &self.slices;
+        all_positive("spot", m.spot)?;
+        all_positive("strike", m.strike)?;
+        all_positive("t", m.t)?;
+        all_positive("vol", m.vol)?;
+        check::all_finite("rate", m.rate)?;
+        check::all_finite("div", m.div)?;
+        Ok(())
+    }
+
+    /// The outcome of a pricing loop: bad input first, then a non-finite result at `first_bad`.
+    fn outcome(
+        &self,
+        flags: Flags,
+        first_non_finite: impl FnOnce() -> Option<usize>,
+    ) -> CoreResult<()> {
+        if flags.bad_input {
+            self.validate()?;
+        }
+        if flags.non_finite {
+            if let Some(i) = first_non_finite() {
+                return Err(self.out_of_range(i));
+            }
+        }
+        Ok(())
+    }
+
     /// The error for element i, whose valid inputs overflowed.
     fn out_of_range(&self, i: usize) -> CoreError {
         let e = out_of_range(
@@ -132,6 +194,65 @@ impl Market<'_> {
     }
 }
 
+/// What a pricing loop saw: an invalid input, a non-finite result.
+#[derive(Debug, Clone, Copy, Default)]
+struct Flags {
+    bad_input: bool,
+    non_finite: bool,
+}
+
+impl Flags {
+    fn or(self, other: Flags) -> Flags {
+        Flags {
+            bad_input: self.bad_input | other.bad_input,
+            non_finite: self.non_finite | other.non_finite,
+        }
+    }
+}
+
+/// An output slice whose length must be the batch length.
+fn check_output(field: &str, out: &[f64], n: usize) -> CoreResult<()> {
+    if out.len() == n {
+        Ok(())
+    } else {
+        Err(CoreError::invalid(
+            field,
+            format!("output has length {}, the batch has {n}", out.len()),
+        ))
+    }
+}
+
+/// Prices of options `base..base + out.len()`.
+fn price_range(kind: OptionKind, m: &Market<'_>, base: usize, out: &mut [f64]) -> Flags {
+    let mut flags = Flags::default();
+    for (j, o) in out.iter_mut().enumerate() {
+        let ([s, k, t, v, r, q], ok) = m.get(base + j);
+        *o = bs_price_unchecked(kind, s, k, t, v, r, q);
+        flags.bad_input |= !ok;
+        flags.non_finite |= !o.is_finite();
+    }
+    flags
+}
+
+/// Black-Scholes-Merton prices of a batch of options of one kind, written into `out` (length n).
+pub fn bs_price_batch_into(
+    kind: OptionKind,
+    market: &MarketSlices<'_>,
+    out: &mut [f64],
+) -> CoreResult<()> {
+    let m = Market::new(market)?;
+    check_output("price", out, m.n)?;
+    let flags = if m.n >= PARALLEL_THRESHOLD {
+        out.par_chunks_mut(CHUNK)
+            .enumerate()
+            .map(|(c, chunk)| price_range(kind, &m, c * CHUNK, chunk))
+            .reduce(Flags::default, Flags::or)
+    } else {
+        price_range(kind, &m, 0, out)
+    };
+    m.outcome(flags, || out.iter().position(|p| !p.is_finite()))
+}
+
 /// Black-Scholes-Merton prices of a batch of options of one kind.
 pub fn bs_price_batch(
     kind: OptionKind,
@@ -142,22 +263,17 @@ pub fn bs_price_batch(
     rate: &[f64],
     div: &[f64],
 ) -> CoreResult<Vec<f64>> {
-    let m = Market::new(spot, strike, t, vol, rate, div)?;
-    let prices = fill(m.n, |i| {
-        bs_price_unchecked(
-            kind,
-            m.spot.at(i),
-            m.strike.at(i),
-            m.t.at(i),
-            m.vol.at(i),
-            m.rate.at(i),
-            m.div.at(i),
-        )
-    });
-    match prices.iter().position(|p| !p.is_finite()) {
-        None => Ok(prices),
-        Some(i) => Err(m.out_of_range(i)),
-    }
+    let market = MarketSlices {
+        spot,
+        strike,
+        t,
+        vol,
+        rate,
+        div,
+    };
+    let mut out = vec![0.0; market.batch_len()?];
+    bs_price_batch_into(kind, &market, &mut out)?;
+    Ok(out)
 }
 
 /// Prices and greeks of a batch, one vector per quantity (structure of arrays).
@@ -171,6 +287,132 @@ pub struct GreeksBatch {
     pub rho: Vec<f64>,
 }
 
+/// Where `bs_greeks_batch_into` writes: six slices of the batch length.
+#[derive(Debug)]
+pub struct GreeksSlices<'a> {
+    pub price: &'a mut [f64],
+    pub delta: &'a mut [f64],
+    pub gamma: &'a mut [f64],
+    pub vega: &'a mut [f64],
+    pub theta: &'a mut [f64],
+    pub rho: &'a mut [f64],
+}
+
+impl GreeksSlices<'_> {
+    fn len(&self) -> usize {
+        self.price.len()
+    }
+
+    fn check(&self, n: usize) -> CoreResult<()> {
+        check_output("price", self.price, n)?;
+        check_output("delta", self.delta, n)?;
+        check_output("gamma", self.gamma, n)?;
+        check_output("vega", self.vega, n)?;
+        check_output("theta", self.theta, n)?;
+        check_output("rho", self.rho, n)
+    }
+
+    #[inline(always)]
+    fn set(&mut self, j: usize, g: &Greeks) {
+        self.price[j] = g.price;
+        self.delta[j] = g.delta;
+        self.gamma[j] = g.gamma;
+        self.vega[j] = g.vega;
+        self.theta[j] = g.theta;
+        self.rho[j] = g.rho;
+    }
+
+    /// Index of the first element with a non-finite value in any of the six outputs.
+    fn first_non_finite(&self) -> Option<usize> {
+        [
+            &*self.price,
+            &*self.delta,
+            &*self.gamma,
+            &*self.vega,
+            &*self.theta,
+            &*self.rho,
+        ]
+        .iter()
+        .filter_map(|c| c.iter().position(|x| !x.is_finite()))
+        .min()
+    }
+}
+
+/// Price and greeks of options `base..base + out.len()`.
+fn greeks_range(kind: OptionKind, m: &Market<'_>, base: usize, mut out: GreeksSlices<'_>) -> Flags {
+    let mut flags = Flags::default();
+    for j in 0..out.len() {
+        let ([s, k, t, v, r, q], ok) = m.get(base + j);
+        let g = bs_greeks_unchecked(kind, s, k, t, v, r, q);
+        out.set(j, &g);
+        flags.bad_input |= !ok;
+        flags.non_finite |= !g.is_finite();
+    }
+    flags
+}
+
+/// Black-Scholes-Merton prices and greeks (QuantLib conventions, see `greeks`) of a batch,
+/// written into `out` (six slices of the batch length).
+pub fn bs_greeks_batch_into(
+    kind: OptionKind,
+    market: &MarketSlices<'_>,
+    out: GreeksSlices<'_>,
+) -> CoreResult<()> {
+    let m = Market::new(market)?;
+    out.check(m.n)?;
+    let GreeksSlices {
+        price,
+        delta,
+        gamma,
+        vega,
+        theta,
+        rho,
+    } = out;
+    let flags = if m.n >= PARALLEL_THRESHOLD {
+        (
+            price.par_chunks_mut(CHUNK),
+            delta.par_chunks_mut(CHUNK),
+            gamma.par_chunks_mut(CHUNK),
+            vega.par_chunks_mut(CHUNK),
+            theta.par_chunks_mut(CHUNK),
+            rho.par_chunks_mut(CHUNK),
+        )
+            .into_par_iter()
+            .enumerate()
+            .map(|(c, (price, delta, gamma, vega, theta, rho))| {
+                let chunk = GreeksSlices {
+                    price,
+                    delta,
+                    gamma,
+                    vega,
+                    theta,
+                    rho,
+                };
+                greeks_range(kind, &m, c * CHUNK, chunk)
+            })
+            .reduce(Flags::default, Flags::or)
+    } else {
+        let all = GreeksSlices {
+            price: &mut *price,
+            delta: &mut *delta,
+            gamma: &mut *gamma,
+            vega: &mut *vega,
+            theta: &mut *theta,
+            rho: &mut *rho,
+        };
+        greeks_range(kind, &m, 0, all)
+    };
+    let written = GreeksSlices {
+        price,
+        delta,
+        gamma,
+        vega,
+        theta,
+        rho,
+    };
+    m.outcome(flags, || written.first_non_finite())
+}
+
 /// Black-Scholes-Merton prices and greeks (QuantLib conventions, see `greeks`) of a batch.
 pub fn bs_greeks_batch(
     kind: OptionKind,
@@ -181,9 +423,16 @@ pub fn bs_greeks_batch(
     rate: &[f64],
     div: &[f64],
 ) -> CoreResult<GreeksBatch> {
-    let m = Market::new(spot, strike, t, vol, rate, div)?;
-    let n = m.n;
-    let mut out = GreeksBatch {
+    let market = MarketSlices {
+        spot,
+        strike,
+        t,
+        vol,
+        rate,
+        div,
+    };
+    let n = market.batch_len()?;
+    let mut g = GreeksBatch {
         price: vec![0.0; n],
         delta: vec![0.0; n],
         gamma: vec![0.0; n],
@@ -191,63 +440,16 @@ pub fn bs_greeks_batch(
         theta: vec![0.0; n],
         rho: vec![0.0; n],
     };
-    let kernel = |base: usize,
-                  p: &mut [f64],
-                  d: &mut [f64],
-                  g: &mut [f64],
-                  v: &mut [f64],
-                  th: &mut [f64],
-                  r: &mut [f64]| {
-        let rows = p
-            .iter_mut()
-            .zip(d.iter_mut())
-            .zip(g.iter_mut())
-            .zip(v.iter_mut())
-            .zip(th.iter_mut())
-            .zip(r.iter_mut());
-        for (j, (((((p, d), g), v), th), r)) in rows.enumerate() {
-            let i = base + j;
-            let x = bs_greeks_unchecked(
-                kind,
-                m.spot.at(i),
-                m.strike.at(i),
-                m.t.at(i),
-                m.vol.at(i),
-                m.rate.at(i),
-                m.div.at(i),
-            );
-            *p = x.price;
-            *d = x.delta;
-            *g = x.gamma;
-            *v = x.vega;
-            *th = x.theta;
-            *r = x.rho;
-        }
+    let out = GreeksSlices {
+        price: &mut g.price,
+        delta: &mut g.delta,
+        gamma: &mut g.gamma,
+        vega: &mut g.vega,
+        theta: &mut g.theta,
+        rho: &mut g.rho,
     };
-    if n >= PARALLEL_THRESHOLD {
-        (
-            out.price.par_chunks_mut(CHUNK),
-            out.delta.par_chunks_mut(CHUNK),
-            out.gamma.par_chunks_mut(CHUNK),
-            out.vega.par_chunks_mut(CHUNK),
-            out.theta.par_chunks_mut(CHUNK),
-            out.rho.par_chunks_mut(CHUNK),
-        )
-            .into_par_iter()
-            .enumerate()
-            .for_each(|(c, (p, d, g, v, th, r))| kernel(c * CHUNK, p, d, g, v, th, r));
-    } else {
-        kernel(
-            0,
-            &mut out.price,
-            &mut out.delta,
-            &mut out.gamma,
-            &mut out.vega,
-            &mut out.theta,
-            &mut out.rho,
-        );
-    }
-    Ok(out)
+    bs_greeks_batch_into(kind, &market, out)?;
+    Ok(g)
 }
 
 /// Implied volatilities of a batch, with NaN where a price has no solution.
@@ -397,6 +599,60 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_bad_value_deep_in_a_parallel_batch_is_named() {
+        let n = PARALLEL_THRESHOLD * 2 + 7;
+        let mut vols = vec![0.2; n];
+        vols[n - 2] = -0.1;
+        let strikes = vec![100.0; n];
+        let e = bs_greeks_batch(
+            OptionKind::Call,
+            &[100.0],
+            &strikes,
+            &[0.5],
+            &vols,
+            &[0.0],
+            &[0.0],
+        );
+        let Err(e) = e else {
+            unreachable!("negative vol")
+        };
+        assert_eq!(e.field(), "vol");
+        assert!(
+            e.reason().starts_with(&format!("element {}", n - 2)),
+            "{}",
+            e.reason()
+        );
+        // The earlier argument wins when two are bad, as in the scalar call.
+        let mut spots = vec![100.0; n];
+        spots[n - 1] = f64::NAN;
+        let e = bs_price_batch(
+            OptionKind::Put,
+            &spots,
+            &strikes,
+            &[0.5],
+            &vols,
+            &[0.0],
+            &[0.0],
+        );
+        assert_eq!(field(e), Some("spot".into()));
+        // A valid batch whose element overflows is named too (vol * sqrt(t) = inf).
+        let mut big = vec![0.2; n];
+        big[5] = 1e300;
+        let e = bs_greeks_batch(
+            OptionKind::Put,
+            &[100.0],
+            &strikes,
+            &[1e20],
+            &big,
+            &[0.0],
+            &[0.0],
+        );
+        let Err(e) = e else { unreachable!("overflow") };
+        assert_eq!(e.field(), "vol");
+        assert!(e.reason().starts_with("element 5"), "{}", e.reason());
     }
 
     #[test]

@@ -6,6 +6,8 @@
 use super::{normal, out_of_range, validate_inputs, OptionKind};
 use crate::error::CoreResult;
 
+const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
 /// Price and the five sensitivities of one European option.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Greeks {
@@ -17,11 +19,75 @@ pub struct Greeks {
     pub rho: f64,
 }
 
+/// What the price and greeks of one option are computed from (shared by `bs_price_unchecked`
+/// and `bs_greeks_unchecked`, so a price and its greeks agree to the last bit).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Stage {
+    pub sqrt_t: f64,
+    pub sd: f64,
+    pub d1: f64,
+    pub d2: f64,
+    pub df_div: f64,
+    /// S e^{-qt}
+    pub fwd_disc: f64,
+    /// K e^{-rt}
+    pub k_disc: f64,
+    /// e^{-d1^2/2}
+    pub gauss1: f64,
+    /// e^{-d2^2/2} = e^{-d1^2/2} F/K, unless that product under- or overflowed (see `probabilities`).
+    pub gauss2: f64,
+}
+
+#[inline(always)]
+pub(crate) fn stage(spot: f64, strike: f64, t: f64, vol: f64, rate: f64, div: f64) -> Stage {
+    let sqrt_t = t.sqrt();
+    let sd = vol * sqrt_t;
+    let d1 = (f64::ln(spot / strike) + (rate - div) * t) / sd + 0.5 * sd;
+    let d2 = d1 - sd;
+    let df_div = f64::exp(-div * t);
+    let fwd_disc = spot * df_div;
+    let k_disc = strike * f64::exp(-rate * t);
+    let gauss1 = f64::exp(-0.5 * d1 * d1);
+    // d1^2 - d2^2 = 2 ln(F/K), so e^{-d2^2/2} = e^{-d1^2/2} (S e^{-qt}) / (K e^{-rt}).
+    let gauss2 = gauss1 * (fwd_disc / k_disc);
+    Stage {
+        sqrt_t,
+        sd,
+        d1,
+        d2,
+        df_div,
+        fwd_disc,
+        k_disc,
+        gauss1,
+        gauss2,
+    }
+}
+
+/// N(w d1) and N(w d2) for w = +1 (call) or -1 (put).
+///
+/// The tail on the side the price needs is taken directly (a put uses N(-d), not 1 - N(d)), so
+/// deep out-of-the-money values keep their relative accuracy.
+#[inline(always)]
+pub(crate) fn probabilities(w: f64, st: &Stage) -> (f64, f64) {
+    let gauss2 = if st.gauss2 > 0.0 && st.gauss2 <= 1.0 {
+        st.gauss2
+    } else {
+        f64::exp(-0.5 * st.d2 * st.d2)
+    };
+    (
+        normal::cdf_with_gaussian(w * st.d1, st.gauss1),
+        normal::cdf_with_gaussian(w * st.d2, gauss2),
+    )
+}
+
+/// The price from the stage and the probabilities.
+#[inline(always)]
+pub(crate) fn price_of(w: f64, st: &Stage, n1: f64, n2: f64) -> f64 {
+    w * (st.fwd_disc * n1 - st.k_disc * n2)
+}
+
 /// Price and greeks without validation (inputs must satisfy `validate_inputs`; otherwise the
 /// fields may be NaN, never a panic).
-///
-/// The tail probabilities are taken on the side that keeps relative accuracy: a put uses
-/// N(-d1), N(-d2) directly rather than 1 - N(d), so deep out-of-the-money values stay accurate.
 #[inline]
 pub fn bs_greeks_unchecked(
     kind: OptionKind,
@@ -32,33 +98,19 @@ pub fn bs_greeks_unchecked(
     rate: f64,
     div: f64,
 ) -> Greeks {
-    let sqrt_t = t.sqrt();
-    let sd = vol * sqrt_t;
-    let d1 = ((spot / strike).ln() + (rate - div) * t) / sd + 0.5 * sd;
-    let d2 = d1 - sd;
-    let df_div = (-div * t).exp();
-    let df_rate = (-rate * t).exp();
-    let fwd_disc = spot * df_div; // S e^{-qt}
-    let k_disc = strike * df_rate; // K e^{-rt}
     let w = kind.sign();
-    // N(w d1), N(w d2): the probabilities that enter the price of this kind.
-    let n1 = normal::cdf(w * d1);
-    let n2 = normal::cdf(w * d2);
-    let pdf = normal::pdf(d1);
-    let fwd_pdf = fwd_disc * pdf; // S e^{-qt} phi(d1) = K e^{-rt} phi(d2)
-    let price = w * (fwd_disc * n1 - k_disc * n2);
-    let delta = w * df_div * n1;
-    let gamma = df_div * pdf / (spot * sd);
-    let vega = fwd_pdf * sqrt_t;
-    let theta = -fwd_pdf * vol / (2.0 * sqrt_t) - w * (rate * k_disc * n2 - div * fwd_disc * n1);
-    let rho = w * t * k_disc * n2;
+    let st = stage(spot, strike, t, vol, rate, div);
+    let (n1, n2) = probabilities(w, &st);
+    let pdf = INV_SQRT_2PI * st.gauss1;
+    let fwd_pdf = st.fwd_disc * pdf; // S e^{-qt} phi(d1) = K e^{-rt} phi(d2)
     Greeks {
-        price,
-        delta,
-        gamma,
-        vega,
-        theta,
-        rho,
+        price: price_of(w, &st, n1, n2),
+        delta: w * st.df_div * n1,
+        gamma: st.df_div * pdf / (spot * st.sd),
+        vega: fwd_pdf * st.sqrt_t,
+        theta: -fwd_pdf * vol / (2.0 * st.sqrt_t)
+            - w * (rate * st.k_disc * n2 - div * st.fwd_disc * n1),
+        rho: w * t * st.k_disc * n2,
     }
 }
 

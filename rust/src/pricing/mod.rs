@@ -82,16 +82,10 @@ pub fn bs_price_unchecked(
     rate: f64,
     div: f64,
 ) -> f64 {
-    let sqrt_t = t.sqrt();
-    let sd = vol * sqrt_t;
-    let d1 = ((spot / strike).ln() + (rate - div) * t) / sd + 0.5 * sd;
-    let d2 = d1 - sd;
-    let fwd_disc = spot * (-div * t).exp();
-    let k_disc = strike * (-rate * t).exp();
-    match kind {
-        OptionKind::Call => fwd_disc * normal::cdf(d1) - k_disc * normal::cdf(d2),
-        OptionKind::Put => k_disc * normal::cdf(-d2) - fwd_disc * normal::cdf(-d1),
-    }
+    let w = kind.sign();
+    let st = greeks::stage(spot, strike, t, vol, rate, div);
+    let (n1, n2) = greeks::probabilities(w, &st);
+    greeks::price_of(w, &st, n1, n2)
 }
 
 /// Validated Black-Scholes-Merton price of one European option.

@@ -77,6 +77,17 @@ proptest! {
         if let Ok(ks) = strike_for_delta_batch(kind, &a, &s, &t, &v, &r, &q) {
             prop_assert!(ks.iter().all(|x| x.is_finite() && *x > 0.0));
         }
+        // Caller-owned outputs of any length (the right one is the batch length).
+        let market = batch::MarketSlices { spot: &s, strike: &k, t: &t, vol: &v, rate: &r, div: &q };
+        let len = a.len();
+        let mut out = vec![vec![0.0; len]; 6];
+        let _ = batch::bs_price_batch_into(kind, &market, &mut out[0]);
+        if let [p, d, g, ve, th, rh] = &mut out[..] {
+            let slices = batch::GreeksSlices { price: p, delta: d, gamma: g, vega: ve, theta: th, rho: rh };
+            if batch::bs_greeks_batch_into(kind, &market, slices).is_ok() {
+                prop_assert_eq!(Ok(len), market.batch_len());
+            }
+        }
     }
 
     #[test]

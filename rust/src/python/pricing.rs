@@ -6,10 +6,12 @@
 // The bindings mirror the Python signatures (kind + six market arguments + the GIL token).
 #![allow(clippy::too_many_arguments)]
 
-use numpy::{PyArray1, PyReadonlyArray1};
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 use crate::error::{CoreError, CoreResult};
+use crate::pricing::batch::{GreeksSlices, MarketSlices};
 use crate::pricing::{self, OptionKind};
 use crate::python::errors::IntoPyResult;
 
@@ -47,6 +49,32 @@ fn bs_price(
     pricing::bs_price(kind, spot, strike, t, vol, rate, div).py_err(py)
 }
 
+/// The market slices of a batch call, or InvalidInputError naming a non-contiguous argument.
+fn market<'a>(
+    py: Python<'_>,
+    spot: &'a PyReadonlyArray1<'_, f64>,
+    strike: &'a PyReadonlyArray1<'_, f64>,
+    t: &'a PyReadonlyArray1<'_, f64>,
+    vol: &'a PyReadonlyArray1<'_, f64>,
+    rate: &'a PyReadonlyArray1<'_, f64>,
+    div: &'a PyReadonlyArray1<'_, f64>,
+) -> PyResult<MarketSlices<'a>> {
+    Ok(MarketSlices {
+        spot: slice(py, "spot", spot)?,
+        strike: slice(py, "strike", strike)?,
+        t: slice(py, "t", t)?,
+        vol: slice(py, "vol", vol)?,
+        rate: slice(py, "rate", rate)?,
+        div: slice(py, "div", div)?,
+    })
+}
+
+/// A new float64 array of length n allocated by numpy (which asks the kernel for huge pages on
+/// large arrays, so writing millions of results costs fewer page faults than a Rust Vec).
+fn output(py: Python<'_>, n: usize) -> Array<'_> {
+    PyArray1::<f64>::zeros(py, n, false)
+}
+
 /// Black-Scholes-Merton prices of a batch.
 #[pyfunction]
 fn bs_price_batch<'py>(
@@ -60,20 +88,17 @@ fn bs_price_batch<'py>(
     div: PyReadonlyArray1<'py, f64>,
 ) -> PyResult<Array<'py>> {
     let kind = self::kind(py, kind)?;
-    let (s, k, tt) = (
-        slice(py, "spot", &spot)?,
-        slice(py, "strike", &strike)?,
-        slice(py, "t", &t)?,
-    );
-    let (v, r, q) = (
-        slice(py, "vol", &vol)?,
-        slice(py, "rate", &rate)?,
-        slice(py, "div", &div)?,
-    );
-    let prices = py
-        .detach(|| pricing::bs_price_batch(kind, s, k, tt, v, r, q))
-        .py_err(py)?;
-    Ok(PyArray1::from_vec(py, prices))
+    let m = market(py, &spot, &strike, &t, &vol, &rate, &div)?;
+    let prices = output(py, m.batch_len().py_err(py)?);
+    {
+        let mut out = prices.readwrite();
+        let out = out
+            .as_slice_mut()
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        py.detach(|| pricing::batch::bs_price_batch_into(kind, &m, out))
+            .py_err(py)?;
+    }
+    Ok(prices)
 }
 
 /// Price, delta, gamma, vega, theta, rho of one option (QuantLib conventions).
@@ -115,27 +140,40 @@ fn bs_greeks_batch<'py>(
     div: PyReadonlyArray1<'py, f64>,
 ) -> PyResult<SixArrays<'py>> {
     let kind = self::kind(py, kind)?;
-    let (s, k, tt) = (
-        slice(py, "spot", &spot)?,
-        slice(py, "strike", &strike)?,
-        slice(py, "t", &t)?,
+    let m = market(py, &spot, &strike, &t, &vol, &rate, &div)?;
+    let n = m.batch_len().py_err(py)?;
+    let arrays = (
+        output(py, n),
+        output(py, n),
+        output(py, n),
+        output(py, n),
+        output(py, n),
+        output(py, n),
     );
-    let (v, r, q) = (
-        slice(py, "vol", &vol)?,
-        slice(py, "rate", &rate)?,
-        slice(py, "div", &div)?,
-    );
-    let g = py
-        .detach(|| pricing::bs_greeks_batch(kind, s, k, tt, v, r, q))
-        .py_err(py)?;
-    Ok((
-        PyArray1::from_vec(py, g.price),
-        PyArray1::from_vec(py, g.delta),
-        PyArray1::from_vec(py, g.gamma),
-        PyArray1::from_vec(py, g.vega),
-        PyArray1::from_vec(py, g.theta),
-        PyArray1::from_vec(py, g.rho),
-    ))
+    {
+        let (mut p, mut d, mut g) = (
+            arrays.0.readwrite(),
+            arrays.1.readwrite(),
+            arrays.2.readwrite(),
+        );
+        let (mut v, mut th, mut r) = (
+            arrays.3.readwrite(),
+            arrays.4.readwrite(),
+            arrays.5.readwrite(),
+        );
+        let fresh = |e: numpy::AsSliceError| PyRuntimeError::new_err(e.to_string());
+        let out = GreeksSlices {
+            price: p.as_slice_mut().map_err(fresh)?,
+            delta: d.as_slice_mut().map_err(fresh)?,
+            gamma: g.as_slice_mut().map_err(fresh)?,
+            vega: v.as_slice_mut().map_err(fresh)?,
+            theta: th.as_slice_mut().map_err(fresh)?,
+            rho: r.as_slice_mut().map_err(fresh)?,
+        };
+        py.detach(|| pricing::batch::bs_greeks_batch_into(kind, &m, out))
+            .py_err(py)?;
+    }
+    Ok(arrays)
 }
 
 /// Implied volatility of one option; a price outside the no-arbitrage bounds is an error.
