@@ -89,7 +89,6 @@ class RuleSet:
 
 # --- pricing ---
 
-
 def bs_price(kind: str, spot: float, strike: float, t: float, vol: float, rate: float, div: float) -> float: ...
 def bs_price_batch(kind: str, spot: _F64, strike: _F64, t: _F64, vol: _F64, rate: _F64, div: _F64) -> _F64: ...
 def bs_greeks(
