@@ -605,6 +605,9 @@ class _Deciding:
         deploy_cap = allowed * self.e.config.doc.number("max_deployment") * self.equity - committed
         free_for_budget = max(0.0, min(free_cash, deploy_cap))
         existing = sum(p.exposure(self.spot) for p in self.e.positions_of(self.p, self.a.id, self.symbol))
+        # Under a REDUCING/HALTED breaker the order is sized as if ACTIVE and R11 rejects it, so the decision
+        # cites the breaker instead of an unexplained zero.
+        m_vix = self.vix_mult if self.vix_state == "ACTIVE" else 1.0
         budget, contracts, binding = _core.size_put(
             self.equity,
             free_for_budget,
@@ -614,12 +617,12 @@ class _Deciding:
             max(existing, 0.0),
             m_atr,
             prot_mult,
-            self.vix_mult,
+            m_vix,
             MULTIPLIER,
         )
         note = (
             f"budget=min({size_share:.1%} x {self.equity:.2f}, 25% cap - {existing:.2f}, free {free_for_budget:.2f})"
-            f" x ATR {m_atr} x drawdown {prot_mult} x VIX {self.vix_mult} = {budget:.2f} ({binding} binds; "
+            f" x ATR {m_atr} x drawdown {prot_mult} x VIX {m_vix} = {budget:.2f} ({binding} binds; "
             f"drawdown budget allows {allowed:.0%} of normal exposure); contracts=floor({budget:.2f}/"
             f"({strike:g} x 100))={contracts}"
         )
