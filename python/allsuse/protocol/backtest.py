@@ -125,6 +125,8 @@ class _Ledger:
     week_types: dict[str, dict[str, int]] = field(default_factory=dict)
     actions: dict[str, int] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    # Accounts that held a position at some close this week (the others had an idle week, W-IDL).
+    active_this_week: set[str] = field(default_factory=set)
 
 
 class Backtest:
@@ -148,6 +150,11 @@ class Backtest:
         self.seed = seed
         override = (symbol,)
         self.engine = Engine(trust=TrustBook(), symbols={"gen": override, "rev": override, "com": override})
+        cfg = self.engine.config
+        self._entry_days = {
+            kind: {d for label in ("green", "red", "chop") for d in cfg.entry_rule(kind, label).entry_days}
+            for kind in ("gen", "rev", "com")
+        }
         hv = indicators.hist_vol(bars.close, 20)
         self._iv_fallback = 1.1 * hv
         self._pos_ids = 0
@@ -180,14 +187,22 @@ class Backtest:
             iv, vix = self._iv(i)
             market = MarketData(bars={self.symbol: self.bars.upto(day)}, iv={self.symbol: iv}, vix=vix)
             as_of = dt.datetime.combine(day, dt.time(15, 45))
+            held = {p.account_id for p in portfolio.positions.values()}
             for account in list(portfolio.accounts.values()):
                 if portfolio.groups[account.group_id].merged:
+                    continue
+                if account.id not in held and day.weekday() not in self._entry_days[account.kind]:
+                    # An account holding only cash on a day that is no entry day under any label: the engine
+                    # would answer NO_TRADE, and its equity (hence its drawdown state) cannot have moved.
+                    ledger.actions["NO_TRADE"] = ledger.actions.get("NO_TRADE", 0) + 1
                     continue
                 decision = self.engine.decide(portfolio, account.id, self.symbol, as_of, market)
                 self._execute(portfolio, decision, market, day, ledger)
                 if decision.week_type:
                     counts = ledger.week_types.setdefault(account.id, {})
                     counts[decision.week_type] = counts.get(decision.week_type, 0) + 1
+            for pos in portfolio.positions.values():
+                ledger.active_this_week.add(pos.account_id)
             self._settle_expiries(portfolio, market, day, ledger)
             week_end = i == last or self.bars.dates[i + 1].isocalendar()[1] != day.isocalendar()[1]
             if week_end:
@@ -369,10 +384,19 @@ class Backtest:
         for account in portfolio.accounts.values():
             if portfolio.groups[account.group_id].merged:
                 continue
-            held = any(p.account_id == account.id for p in portfolio.positions.values())
             counts = ledger.week_types.setdefault(account.id, {})
-            if not held and not any(e for e in counts):
+            if account.id not in ledger.active_this_week:
                 counts["W-IDL"] = counts.get("W-IDL", 0) + 1
+            # The simulated operator: a REDUCING account whose drawdown is back under its cap is reset at the
+            # week's end (in the service a person does this; PROTOCOL section 5).
+            if account.state == "REDUCING":
+                equity = self.engine.account_equity(portfolio, account, market, day)
+                peak = max(float(account.peak), equity)
+                drawdown = (peak - equity) / peak if peak > 0 else 0.0
+                if drawdown < self.engine.config.account(account.kind).max_drawdown:
+                    self.engine.reset_account(portfolio, account.id)
+                    ledger.events.append({"date": day.isoformat(), "event": "operator_reset", "account": account.id})
+        ledger.active_this_week.clear()
         for group in portfolio.check_forks(at):
             ledger.events.append(
                 {

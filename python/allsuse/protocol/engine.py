@@ -25,6 +25,7 @@ from allsuse.protocol.trust import TrustBook
 from allsuse.protocol.week_type import WeekType, describe_week
 from allsuse.rules import Compliance, RuleBook, RuleResult
 
+_KIND_CODE = {"stock": risk.STOCK, "call": risk.CALL, "put": risk.PUT}
 ACTIONS = ("OPEN_PUT", "OPEN_CALL", "ROLL", "CLOSE", "HOLD", "ACCEPT_ASSIGNMENT", "REDUCE", "NO_TRADE")
 TRUST_KIND = {
     "OPEN_PUT": "entry",
@@ -120,6 +121,9 @@ class Engine:
         self._ids = itertools.count(1)
         self._runtime: dict[str, _AccountRuntime] = {}
         self._seen: dict[str, Decision] = {}
+        self._labels: dict[tuple[Any, ...], MarketLabel] = {}
+        self._label_text: dict[int, tuple[MarketLabel, str]] = {}
+        self._scenario_cache: dict[tuple[Any, ...], np.ndarray] = {}
         self.system_state = "ACTIVE"
 
     # --- helpers over configuration -------------------------------------------------------------------
@@ -149,6 +153,19 @@ class Engine:
         for p in self.positions_of(portfolio, account.id):
             value += p.market_value(market.bars_for(p.symbol).last_close, market.iv_for(p.symbol), today, market.rate)
         return value
+
+    def portfolio_equity(self, portfolio: Portfolio, market: MarketData, today: dt.date) -> float:
+        """Cash, LEAPS and positions at market of every account not merged away, in one pass over positions."""
+        total = 0.0
+        for account in portfolio.accounts.values():
+            if not portfolio.groups[account.group_id].merged:
+                total += float(account.balance + account.leaps)
+        for p in portfolio.positions.values():
+            if not portfolio.groups[portfolio.accounts[p.account_id].group_id].merged:
+                total += p.market_value(
+                    market.bars_for(p.symbol).last_close, market.iv_for(p.symbol), today, market.rate
+                )
+        return total
 
     def _vix(self, market: MarketData) -> tuple[float, bool, str]:
         v = self._sec("vix_breakers")
@@ -189,7 +206,19 @@ class Engine:
 
     # --- scenarios and ES -------------------------------------------------------------------------------
     def _scenarios(self, symbols: list[str], market: MarketData) -> np.ndarray:
-        """The last N daily joint simple returns of `symbols` (aligned on their common last dates)."""
+        """The last N daily joint simple returns of `symbols` (aligned on their common last dates); kept per set of
+        symbols and last bars, since every decision of the day revalues over the same history."""
+        key = tuple((s, len(market.bars_for(s).dates), market.bars_for(s).last_close) for s in symbols)
+        cached = self._scenario_cache.get(key)
+        if cached is None:
+            cached = self._build_scenarios(symbols, market)
+            cached.setflags(write=False)
+            if len(self._scenario_cache) > 64:
+                self._scenario_cache.clear()
+            self._scenario_cache[key] = cached
+        return cached
+
+    def _build_scenarios(self, symbols: list[str], market: MarketData) -> np.ndarray:
         n = int(self._sec("risk").number("scenario_days", low=1))
         columns = []
         for s in symbols:
@@ -201,6 +230,46 @@ class Engine:
             raise InvalidInputError.of("bars", "need at least two closes per symbol for scenarios")
         return np.column_stack([c[-length:] for c in columns]).astype(np.float64)
 
+    def book_pnl(self, positions: list[Position], market: MarketData, today: dt.date, symbols: list[str]) -> np.ndarray:
+        """P&L of `positions` in each historical scenario of `symbols` (the last N joint daily returns), by full
+        revaluation over a 1-day horizon with IV moving against the price. P&L is additive across positions, so
+        the engine values the book once and a proposed order once, then sizes without revaluing again."""
+        returns = self._scenarios(symbols, market)
+        if not positions:
+            return np.zeros(returns.shape[0])
+        index = {s: i for i, s in enumerate(symbols)}
+        scen = self._sec("scenarios")
+        horizon = scen.number("horizon_days", low=0) / 365.0
+        iv_now = np.array([market.iv_for(s) for s in symbols])
+        # IV moves against the price, in proportion to the move; it never falls below 10% of today's IV.
+        relative = np.maximum(-scen.number("iv_move_sensitivity") * returns, -0.9)
+        vol_shifts = relative * iv_now[None, :]
+        # The core's revaluation is called directly: the engine built every input itself (positions validated on
+        # entry, scenarios from checked bars), and the facade's checks cost more than the revaluation for a small book.
+        n = len(positions)
+        kind = np.fromiter((_KIND_CODE[p.kind] for p in positions), dtype=np.int64, count=n)
+        und = np.fromiter((index[p.symbol] for p in positions), dtype=np.int64, count=n)
+        qty = np.fromiter((p.quantity for p in positions), dtype=np.float64, count=n)
+        mult = np.where(kind == _KIND_CODE["stock"], 1.0, MULTIPLIER)
+        strike = np.fromiter((p.strike if p.is_option else 1.0 for p in positions), dtype=np.float64, count=n)
+        t = np.fromiter(
+            (p.years_to_expiry(today) if p.is_option else 1.0 for p in positions), dtype=np.float64, count=n
+        )
+        vol = iv_now[und]
+        spot = np.array([market.bars_for(s).last_close for s in symbols])
+        pnl, _, _ = _core.revalue(
+            kind, und, qty, mult, strike, t, vol, np.full(n, market.rate), np.zeros(n), spot,
+            np.ascontiguousarray(returns), np.ascontiguousarray(vol_shifts), horizon, self._es_level(),
+        )  # fmt: skip
+        return pnl
+
+    def _es_level(self) -> float:
+        return self._sec("risk").number("es_confidence", low=0.5, high=0.9999)
+
+    def es_of(self, pnl: np.ndarray) -> float:
+        """ES at the configured level (PROTOCOL section 6) of a scenario P&L vector."""
+        return risk.expected_shortfall(pnl, self._es_level())
+
     def portfolio_es(
         self, positions: list[Position], market: MarketData, today: dt.date, extra: Position | None = None
     ) -> float:
@@ -209,34 +278,7 @@ class Engine:
         if not book_positions:
             return 0.0
         symbols = sorted({p.symbol for p in book_positions})
-        index = {s: i for i, s in enumerate(symbols)}
-        scen = self._sec("scenarios")
-        horizon = scen.number("horizon_days", low=0) / 365.0
-        returns = self._scenarios(symbols, market)
-        iv_now = np.array([market.iv_for(s) for s in symbols])
-        # IV moves against the price, in proportion to the move; it never falls below 10% of today's IV.
-        relative = np.maximum(-scen.number("iv_move_sensitivity") * returns, -0.9)
-        vol_shifts = relative * iv_now[None, :]
-        book = risk.Book.from_positions(
-            [
-                risk.BookPosition(
-                    kind=p.kind,
-                    underlying=index[p.symbol],
-                    quantity=p.quantity,
-                    multiplier=MULTIPLIER if p.is_option else 1.0,
-                    strike=p.strike if p.is_option else 0.0,
-                    t=p.years_to_expiry(today) if p.is_option else 0.0,
-                    vol=market.iv_for(p.symbol),
-                    rate=market.rate,
-                    div=0.0,
-                )
-                for p in book_positions
-            ]
-        )
-        spot = np.array([market.bars_for(s).last_close for s in symbols])
-        conf = self._sec("risk").number("es_confidence", low=0.5, high=0.9999)
-        result = risk.revalue(book, spot, returns, vol_shifts=vol_shifts, horizon=horizon, confidence=conf)
-        return float(result.expected_shortfall)
+        return self.es_of(self.book_pnl(book_positions, market, today, symbols))
 
     # --- public API -------------------------------------------------------------------------------------
     def decide(
@@ -266,7 +308,7 @@ class Engine:
             chains=market.chains,
             earnings=market.earnings,
         )
-        label = market_label(bars.close, view.iv_for(symbol), bars.volume, self.config)
+        label = self._label(symbol, bars, view.iv_for(symbol))
         decision = _Deciding(self, portfolio, account, symbol, as_of, view, bars, label, idempotency_key).run(
             roll_available
         )
@@ -280,6 +322,29 @@ class Engine:
         """Moves the trust of the decision's kind: +0.02 x confidence when it was right, -0.01 x confidence
         when not. Returns the new trust score."""
         return self.trust.record(decision.trust_kind, right, decision.confidence, on)
+
+    def _label(self, symbol: str, bars: Bars, iv: float) -> MarketLabel:
+        """The market label of the last bar; the same bars and IV give the same label, so it is kept for the day
+        (every account of a portfolio asks for it)."""
+        last = bars.dates[-1] if bars.dates else None
+        key = (symbol, last, len(bars.dates), iv, float(bars.close[-1]) if bars.dates else 0.0)
+        cached = self._labels.get(key)
+        if cached is None:
+            cached = market_label(bars.close, iv, bars.volume, self.config)
+            if len(self._labels) > 256:
+                self._labels.clear()
+            self._labels[key] = cached
+        return cached
+
+    def _explained(self, label: MarketLabel) -> str:
+        """The label's explanation line, built once per label."""
+        text = self._label_text.get(id(label))
+        if text is None or text[0] is not label:
+            text = (label, label.explain())
+            self._label_text[id(label)] = text
+            if len(self._label_text) > 512:
+                self._label_text.clear()
+        return text[1]
 
     def reset_account(self, portfolio: Portfolio, account_id: str) -> None:
         """An operator's reset of a REDUCING account back to ACTIVE."""
@@ -315,13 +380,9 @@ class _Deciding:
         self.spec = engine.config.account(account.kind)
         self.spot = bars.last_close
         self.iv = market.iv_for(symbol)
-        self.notes: list[str] = [label.explain()]
+        self.notes: list[str] = [engine._explained(label)]
         self.equity = engine.account_equity(portfolio, account, market, self.today)
-        self.portfolio_equity = sum(
-            engine.account_equity(portfolio, x, market, self.today)
-            for x in portfolio.accounts.values()
-            if not portfolio.groups[x.group_id].merged
-        )
+        self.portfolio_equity = engine.portfolio_equity(portfolio, market, self.today)
         self.protection_level, self.drawdown = engine._protection(account, self.equity, self.today)
         self.vix_mult, self.vix_hedged, self.vix_state = engine._vix(market)
         if self.drawdown >= self.spec.max_drawdown and account.state == "ACTIVE":
@@ -549,24 +610,16 @@ class _Deciding:
             budget_info = self._put_budget(strike, size_share, m_atr, prot_mult)
             contracts, sizing_note = budget_info
         self.notes.append(f"sizing: {sizing_note}")
-        es_before = self.e.portfolio_es(self._all_positions(), self.m, self.today)
+        held = self._all_positions()
+        symbols = sorted({p.symbol for p in held} | {self.symbol})
+        base = self.e.book_pnl(held, self.m, self.today, symbols)
+        es_before = self.e.es_of(base) if held else 0.0
+        one = Position("proposed", self.a.id, self.symbol, kind, -1.0, self.today, strike, expiry, mid, iv=self.iv)
+        unit = self.e.book_pnl([one], self.m, self.today, symbols)
         es_after = es_before
         limit_es = self.e._sec("risk").number("es_budget_share") * self.portfolio_equity
-        proposed = None
         while contracts > 0:
-            proposed = Position(
-                "proposed",
-                self.a.id,
-                self.symbol,
-                kind,
-                -float(contracts),
-                self.today,
-                strike,
-                expiry,
-                mid,
-                iv=self.iv,
-            )
-            es_after = self.e.portfolio_es(self._all_positions(), self.m, self.today, extra=proposed)
+            es_after = self.e.es_of(base + contracts * unit)
             if es_after <= limit_es or kind == "call":
                 break
             contracts -= 1

@@ -23,9 +23,14 @@ class Bars:
     low: FloatArray
     close: FloatArray
     volume: FloatArray
+    # Day numbers (proleptic ordinals) for O(log n) slicing by date; derived from `dates` when not given.
+    days: npt.NDArray[np.int64] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.dates)
+        if self.days is None:
+            days = np.fromiter((d.toordinal() for d in self.dates), dtype=np.int64, count=n)
+            object.__setattr__(self, "days", days)
         for name in ("open", "high", "low", "close", "volume"):
             arr = getattr(self, name)
             if arr.shape != (n,):
@@ -35,8 +40,13 @@ class Bars:
 
     def upto(self, day: dt.date) -> Bars:
         """The bars up to and including `day`."""
-        n = int(np.searchsorted(np.array(self.dates, dtype="datetime64[D]"), np.datetime64(day, "D"), side="right"))
-        return Bars(self.dates[:n], self.open[:n], self.high[:n], self.low[:n], self.close[:n], self.volume[:n])
+        assert self.days is not None
+        n = int(np.searchsorted(self.days, day.toordinal(), side="right"))
+        if n == len(self.dates):
+            return self
+        return Bars(
+            self.dates[:n], self.open[:n], self.high[:n], self.low[:n], self.close[:n], self.volume[:n], self.days[:n]
+        )
 
     @property
     def last_close(self) -> float:

@@ -29,6 +29,9 @@ class Section:
             raise InvalidInputError.of(path, "must be a mapping")
         self._data = data
         self.path = path
+        # Validated values are memoised: the configuration is immutable once loaded, and the engine reads the
+        # same thresholds on every decision.
+        self._memo: dict[tuple[Any, ...], Any] = {}
 
     def _key(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
@@ -41,10 +44,20 @@ class Section:
 
     def section(self, key: str) -> Section:
         """A nested mapping."""
-        return Section(self.raw(key), self._key(key))
+        memo = self._memo.get(("section", key))
+        if memo is None:
+            memo = self._memo[("section", key)] = Section(self.raw(key), self._key(key))
+        return memo  # type: ignore[no-any-return]
 
     def number(self, key: str, *, low: float | None = None, high: float | None = None) -> float:
         """A finite number, optionally bounded (inclusive)."""
+        memo_key = ("number", key, low, high)
+        if memo_key in self._memo:
+            return self._memo[memo_key]  # type: ignore[no-any-return]
+        self._memo[memo_key] = value = self._number(key, low, high)
+        return value
+
+    def _number(self, key: str, low: float | None, high: float | None) -> float:
         value = self.raw(key)
         if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
             raise InvalidInputError.of(self._key(key), f"must be a number, got {value!r}")
@@ -56,6 +69,13 @@ class Section:
 
     def numbers(self, key: str, length: int | None = None) -> tuple[float, ...]:
         """A list of numbers, optionally of a fixed length."""
+        memo_key = ("numbers", key, length)
+        if memo_key in self._memo:
+            return self._memo[memo_key]  # type: ignore[no-any-return]
+        self._memo[memo_key] = values = self._numbers(key, length)
+        return values
+
+    def _numbers(self, key: str, length: int | None) -> tuple[float, ...]:
         value = self.raw(key)
         if not isinstance(value, Sequence) or isinstance(value, str):
             raise InvalidInputError.of(self._key(key), f"must be a list of numbers, got {value!r}")
