@@ -326,10 +326,11 @@ class AuthInterceptor(_Layer):
             call.principal = principal
         required = self.roles.get(method)
         if principal.authenticated:
+            name = method.strip("/").replace("/", ".")  # the proto name: allsuse.v1.DecisionService.Decide
             if required is None:
-                raise PermissionError(f"{method} has no role configured; nobody may call it")
+                raise PermissionError(f"{name} has no role configured; nobody may call it")
             if not role_allows(principal.role, required):
-                raise PermissionError(f"role {principal.role!r} may not call {method} (needs {required})")
+                raise PermissionError(f"role {principal.role!r} may not call {name} (needs {required})")
         yield
 
 
