@@ -1,35 +1,121 @@
-"""The `allsuse` command line: `allsuse serve ...`, `allsuse simulate ...` and `allsuse audit verify`."""
+"""The `allsuse` command line.
+
+allsuse serve [--config development|production|FILE.yaml] [--host H] [--port P]
+allsuse keys create --role viewer|trader|admin [--store URL]      # prints <key_id>.<secret> once
+allsuse keys revoke KEY_ID [--store URL]
+allsuse keys list [--store URL]
+allsuse healthcheck [--address HOST:PORT] [--timeout S] [--tls-ca FILE]   # exit 0 when SERVING
+allsuse simulate --data CSV --start D --end D --capital X
+allsuse audit verify [--store URL]
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from allsuse import build_profile, config
+from allsuse.config import ROLES
 from allsuse.errors import AllsuseError
 
 
 def _serve(args: argparse.Namespace) -> int:
-    cfg = config.load(args.config)
-    server_cfg = cfg.server
+    overrides = dict(os.environ)
     if args.host is not None:
-        server_cfg = dataclasses.replace(server_cfg, host=args.host)
+        overrides["ALLSUSE_SERVER_HOST"] = args.host
     if args.port is not None:
-        server_cfg = dataclasses.replace(server_cfg, port=args.port)
+        overrides["ALLSUSE_SERVER_PORT"] = str(args.port)
+    cfg = config.load(args.config, overrides)
     from allsuse.server.app import serve
+    from allsuse.server.logs import configure_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(cfg.logging)
     logging.getLogger("allsuse").info("core build profile: %s", build_profile())
-    asyncio.run(serve(server_cfg))
+    asyncio.run(serve(cfg))
     return 0
+
+
+def _store_url(args: argparse.Namespace) -> str:
+    if args.store:
+        return str(args.store)
+    return config.load(args.config).store.url
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from allsuse.store import Store
+
+    with Store(_store_url(args)) as store:
+        issued = store.create_api_key(args.role, actor="cli")
+        where = store.location.describe()
+    print(f"created API key {issued.key_id} (role {issued.role}) in {where}; shown once:", file=sys.stderr)
+    print(issued.token, flush=True)
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from allsuse.store import Store
+
+    with Store(_store_url(args), create=False) as store:
+        info = store.revoke_api_key(args.key_id, actor="cli")
+    print(f"revoked {info.key_id} (role {info.role}); servers stop accepting it within auth.cache_seconds")
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    from allsuse.store import Store
+
+    with Store(_store_url(args), create=False) as store:
+        keys = store.list_api_keys()
+    for key in keys:
+        state = f"revoked {key.revoked_at}" if key.revoked_at else "active"
+        print(f"{key.key_id:<24} {key.role:<8} created {key.created_at}  {state}")
+    return 0
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from allsuse.server.tls import channel_credentials
+
+    address = args.address
+    if address is None:
+        server = config.load(args.config).server
+        host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "[::]") else server.host
+        address = f"{host}:{server.port}"
+    options = [("grpc.ssl_target_name_override", args.tls_server_name)] if args.tls_server_name else []
+    if args.tls_ca is not None:
+        channel = grpc.secure_channel(address, channel_credentials(args.tls_ca), options)
+    else:
+        channel = grpc.insecure_channel(address, options)
+    with channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
+        except grpc.RpcError as exc:
+            print(f"{address}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(f"{address} {args.service or '(server)'}: {status}")
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 3600] seconds")
+    return value
 
 
 def _date(text: str) -> dt.date:
@@ -93,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="allsuse", description="ALL-USE decision engine")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the gRPC server until SIGTERM/SIGINT")
-    serve.add_argument("--config", default="development", help="environment: development or production")
+    serve.add_argument("--config", default="development", help="development, production, or a YAML file")
     serve.add_argument("--host", default=None, help="override server.host")
     serve.add_argument("--port", type=int, default=None, help="override server.port")
     serve.set_defaults(func=_serve)
@@ -112,6 +198,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify = audit_sub.add_parser("verify", help="walk the audit hash chain; exit 1 at the first problem")
     verify.add_argument("--store", default=None, help="SQLite path or PostgreSQL DSN (default: $ALLSUSE_STORE_URL)")
     verify.set_defaults(func=_audit_verify)
+    keys = sub.add_parser("keys", help="API keys: create, revoke, list")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    store_help = "SQLite path or PostgreSQL DSN (default: store.url of --config, or $ALLSUSE_STORE_URL)"
+    create = keys_sub.add_parser("create", help="issue a key and print <key_id>.<secret> once")
+    create.add_argument("--role", required=True, choices=ROLES, help="viewer < trader < admin")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("key_id")
+    listing = keys_sub.add_parser("list", help="list keys (never secrets)")
+    for p, fn in ((create, _keys_create), (revoke, _keys_revoke), (listing, _keys_list)):
+        p.add_argument("--store", default=None, help=store_help)
+        p.add_argument("--config", default="development", help="environment whose store.url is the default")
+        p.set_defaults(func=fn)
+    health = sub.add_parser("healthcheck", help="ask a server's gRPC health; exit 0 when SERVING")
+    health.add_argument("--address", default=None, help="HOST:PORT (default: server.host:port of --config)")
+    health.add_argument("--config", default="development", help="environment for the default address")
+    health.add_argument("--timeout", type=_positive_seconds, default=3.0, help="seconds (default 3)")
+    health.add_argument("--tls-ca", default=None, help="PEM CA to trust: use TLS")
+    health.add_argument("--tls-server-name", default=None, help="name to check the certificate against")
+    health.add_argument("--service", default="", help="service name (default: the whole server)")
+    health.set_defaults(func=_healthcheck)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -1,13 +1,20 @@
 """Configuration: config/base.yaml, then config/<environment>.yaml, then ALLSUSE_* environment variables.
 
-Validated on load: an invalid value raises InvalidInputError naming the key and the reason.
+Every key of every section is declared below with its type and bounds. An environment variable
+`ALLSUSE_<SECTION>_<KEY>` overrides a key (`ALLSUSE_SERVER_PORT=50052`), and `ALLSUSE_<SECTION>_<KEY>_FILE`
+reads the value from a file (a mounted secret: `ALLSUSE_STORE_URL_FILE=/run/secrets/dsn`). The result is
+validated on load: an invalid value raises InvalidInputError naming the key, the reason and where the value
+came from. Secrets (a DSN password) are refused in the YAML files: they come from the environment or a file,
+and `Config.describe()` masks them for logs.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +22,111 @@ import yaml
 
 from allsuse.errors import InvalidInputError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+CONFIG_DIR = PROJECT_DIR / "config"
 ENV_PREFIX = "ALLSUSE_"
+FILE_SUFFIX = "_FILE"
+ROLES = ("viewer", "trader", "admin")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_SERVICE_MODULES = (
+    "allsuse.server.decision",
+    "allsuse.server.portfolio",
+    "allsuse.server.monitor",
+    "allsuse.server.agent",
+)
+
+_DSN_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """`text` with DSN passwords masked: `postgresql://u:***@h/db`, `password=***`."""
+    return _KV_PASSWORD.sub(r"\1***", _DSN_PASSWORD.sub(r"\1***@", text))
+
+
+def has_password(url: str) -> bool:
+    """Whether a store URL carries a password (then it must not live in a config file)."""
+    return bool(_DSN_PASSWORD.search(url) or _KV_PASSWORD.search(url))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback name or address (localhost, 127.0.0.0/8, ::1)."""
+    name = host.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Where and how the gRPC server listens."""
+    """Where and how the gRPC server listens, how long it drains, and its transport limits."""
 
     host: str
     port: int
     shutdown_grace_seconds: float
     max_message_bytes: int
     max_concurrent_rpcs: int
+    drain_delay_seconds: float = 0.5
+    blocking_workers: int = 4
+    keepalive_time_seconds: float = 60.0
+    keepalive_timeout_seconds: float = 20.0
+    keepalive_min_ping_interval_seconds: float = 30.0
+    allow_plaintext_remote: bool = False
+    service_modules: tuple[str, ...] = DEFAULT_SERVICE_MODULES
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Server certificate chain and private key (PEM files); both empty means plaintext."""
+
+    cert_file: str = ""
+    key_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether TLS is configured."""
+        return bool(self.cert_file and self.key_file)
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """API-key authentication and the per-key token bucket (rate_limit_per_second 0 = no limit)."""
+
+    enabled: bool = False
+    rate_limit_per_second: float = 0.0
+    rate_limit_burst: int = 1
+    cache_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where the store lives: a SQLite path (relative to the project directory) or a PostgreSQL DSN."""
+
+    url: str = str(PROJECT_DIR / "var" / "allsuse.db")
+
+    def describe(self) -> str:
+        """The URL with any password masked."""
+        return redact(self.url)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The Prometheus text endpoint (HTTP, GET /metrics)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Log level and format (one JSON object per line when json is true)."""
+
+    level: str = "INFO"
+    json: bool = False
 
 
 @dataclass(frozen=True)
@@ -36,70 +135,276 @@ class Config:
 
     environment: str
     server: ServerConfig
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """Every section as plain values for a start-up log line; secrets masked."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in ("server", "tls", "auth", "store", "metrics", "logging"):
+            section = getattr(self, name)
+            out[name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(section).items()}
+        out["store"]["url"] = self.store.describe()
+        return out
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+# --- the schema --------------------------------------------------------------------------------------------------
+
+Check = Callable[[Any], str | None]  # returns the reason a value is wrong, or None
+
+
+def _range(low: float | None = None, high: float | None = None) -> Check:
+    def check(value: Any) -> str | None:
+        if low is not None and value < low:
+            return f"must be >= {low}, got {value!r}"
+        if high is not None and value > high:
+            return f"must be <= {high}, got {value!r}"
+        return None
+
+    return check
+
+
+def _choice(options: tuple[str, ...]) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in options else f"must be one of {', '.join(options)}, got {value!r}"
+
+    return check
+
+
+def _non_empty(value: Any) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+@dataclass(frozen=True)
+class _Key:
+    kind: type
+    check: Check | None = None
+
+
+_SCHEMA: dict[str, dict[str, _Key]] = {
+    "server": {
+        "host": _Key(str, _non_empty),
+        "port": _Key(int, _range(0, 65535)),
+        "shutdown_grace_seconds": _Key(float, _range(0.0, 60.0)),
+        "drain_delay_seconds": _Key(float, _range(0.0, 60.0)),
+        "max_message_bytes": _Key(int, _range(1024, 1 << 30)),
+        "max_concurrent_rpcs": _Key(int, _range(1, 1_000_000)),
+        "blocking_workers": _Key(int, _range(1, 64)),
+        "keepalive_time_seconds": _Key(float, _range(1.0, 86_400.0)),
+        "keepalive_timeout_seconds": _Key(float, _range(1.0, 3_600.0)),
+        "keepalive_min_ping_interval_seconds": _Key(float, _range(1.0, 86_400.0)),
+        "allow_plaintext_remote": _Key(bool),
+        "service_modules": _Key(list),
+    },
+    "tls": {"cert_file": _Key(str), "key_file": _Key(str)},
+    "auth": {
+        "enabled": _Key(bool),
+        "rate_limit_per_second": _Key(float, _range(0.0, 1e9)),
+        "rate_limit_burst": _Key(int, _range(1, 1_000_000_000)),
+        "cache_seconds": _Key(float, _range(0.0, 3_600.0)),
+    },
+    "store": {"url": _Key(str, _non_empty)},
+    "metrics": {"enabled": _Key(bool), "host": _Key(str, _non_empty), "port": _Key(int, _range(0, 65535))},
+    "logging": {"level": _Key(str, _choice(LOG_LEVELS)), "json": _Key(bool)},
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _env_value(kind: type, text: str) -> Any:
+    """An environment variable's text as the key's type (strings stay verbatim: a DSN may hold any character)."""
+    if kind is str:
+        return text
+    stripped = text.strip()
+    if kind is bool:
+        if stripped.lower() in _TRUE:
+            return True
+        if stripped.lower() in _FALSE:
+            return False
+        return stripped
+    if kind is list:
+        if stripped.startswith("["):
+            return yaml.safe_load(stripped)
+        return [part.strip() for part in stripped.split(",") if part.strip()]
+    return yaml.safe_load(stripped) if stripped else stripped
+
+
+def _coerce(key: str, spec: _Key, value: Any, origin: str) -> Any:
+    where = f" (from {origin})"
+    if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if spec.kind is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise InvalidInputError.of(key, f"must be a list of non-empty strings, got {value!r}{where}")
+        value = tuple(value)
+    elif not isinstance(value, spec.kind) or (isinstance(value, bool) and spec.kind is not bool):
+        raise InvalidInputError.of(key, f"must be of type {spec.kind.__name__}, got {value!r}{where}")
+    if spec.kind is float and value != value:
+        raise InvalidInputError.of(key, f"must be a number, got NaN{where}")
+    if spec.check is not None:
+        reason = spec.check(value)
+        if reason is not None:
+            raise InvalidInputError.of(key, f"{reason}{where}")
+    return value
 
 
 def _read(path: Path) -> dict[str, Any]:
     if not path.exists():
-        raise InvalidInputError.of("environment", f"no configuration file {path.name}")
-    data = yaml.safe_load(path.read_text()) or {}
+        raise InvalidInputError.of("environment", f"no configuration file {path.name} in {path.parent.name}/")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InvalidInputError.of(path.name, f"is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidInputError.of(path.name, "must be a mapping at the top level")
     return data
 
 
-def _env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
-    for section, values in raw.items():
-        if not isinstance(values, dict):
-            continue
-        for key in values:
-            env_key = f"{ENV_PREFIX}{section}_{key}".upper()
-            if env_key in environ:
-                out[section][key] = yaml.safe_load(environ[env_key])
-    return out
+def _layer(values: dict[str, dict[str, tuple[Any, str]]], data: Mapping[str, Any], origin: str) -> None:
+    for section, body in data.items():
+        if section not in _SCHEMA:
+            raise InvalidInputError.of(str(section), f"unknown section in {origin}")
+        if not isinstance(body, Mapping):
+            raise InvalidInputError.of(section, f"must be a mapping in {origin}")
+        for key, value in body.items():
+            if key not in _SCHEMA[section]:
+                raise InvalidInputError.of(f"{section}.{key}", f"unknown key in {origin}")
+            values.setdefault(section, {})[key] = (value, origin)
 
 
-def _typed(section: Mapping[str, Any], prefix: str, key: str, kind: type, *, minimum: float | None = None) -> Any:
-    if key not in section:
-        raise InvalidInputError.of(f"{prefix}.{key}", "is missing")
-    value = section[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise InvalidInputError.of(f"{prefix}.{key}", f"must be of type {kind.__name__}, got {value!r}")
-    if minimum is not None and isinstance(value, (int, float)) and value < minimum:
-        raise InvalidInputError.of(f"{prefix}.{key}", f"must be >= {minimum}, got {value!r}")
-    return value
+def _resolve_path(text: str) -> str:
+    path = Path(text).expanduser()
+    return str(path if path.is_absolute() else PROJECT_DIR / path)
 
 
-def load(environment: str = "development", environ: Mapping[str, str] | None = None) -> Config:
-    """Loads and validates the configuration for `environment` ("development", "production", ...)."""
+def _resolve_store_url(url: str) -> str:
+    text = url.strip()
+    if text.startswith(("postgresql://", "postgres://")) or re.match(r"^(host|dbname|user|port)=", text):
+        return text
+    for prefix in ("sqlite://", "sqlite:"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+            break
+    if text in ("", ":memory:") or text.startswith("file::memory:"):
+        return text  # the store refuses it with its own message
+    return _resolve_path(text)
+
+
+def load(
+    environment: str = "development",
+    environ: Mapping[str, str] | None = None,
+    *,
+    config_dir: Path | None = None,
+) -> Config:
+    """Loads and validates the configuration for `environment` ("development", "production", or a YAML path).
+
+    Layers: `base.yaml`, then the environment's file, then `ALLSUSE_<SECTION>_<KEY>[_FILE]` from `environ`
+    (default os.environ). Raises InvalidInputError("section.key: reason (from origin)").
+    """
     env = os.environ if environ is None else environ
-    raw = _merge(_read(CONFIG_DIR / "base.yaml"), _read(CONFIG_DIR / f"{environment}.yaml"))
-    raw = _env_overrides(raw, env)
-    server = raw.get("server")
-    if not isinstance(server, dict):
-        raise InvalidInputError.of("server", "must be a mapping")
-    port = _typed(server, "server", "port", int, minimum=0)
-    if port > 65535:
-        raise InvalidInputError.of("server.port", f"must be <= 65535, got {port}")
+    folder = CONFIG_DIR if config_dir is None else config_dir
+    if environment.endswith((".yaml", ".yml")):
+        env_path = Path(environment)
+        name = env_path.stem
+    else:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", environment):
+            raise InvalidInputError.of("environment", f"must be a name such as development, got {environment!r}")
+        env_path, name = folder / f"{environment}.yaml", environment
+    values: dict[str, dict[str, tuple[Any, str]]] = {}
+    _layer(values, _read(folder / "base.yaml"), "base.yaml")
+    _layer(values, _read(env_path), env_path.name)
+    url_value = values.get("store", {}).get("url")
+    if url_value is not None and isinstance(url_value[0], str) and has_password(url_value[0]):
+        raise InvalidInputError.of(
+            "store.url",
+            f"a password must not be written in {url_value[1]}; set ALLSUSE_STORE_URL or ALLSUSE_STORE_URL_FILE",
+        )
+    for section, keys in _SCHEMA.items():
+        for key, spec in keys.items():
+            var = f"{ENV_PREFIX}{section}_{key}".upper()
+            file_var = var + FILE_SUFFIX
+            if var in env and file_var in env:
+                raise InvalidInputError.of(f"{section}.{key}", f"set either {var} or {file_var}, not both")
+            if var in env:
+                values.setdefault(section, {})[key] = (_env_value(spec.kind, env[var]), var)
+            elif file_var in env:
+                try:
+                    text = Path(env[file_var]).read_text().strip()
+                except OSError as exc:
+                    raise InvalidInputError.of(
+                        f"{section}.{key}", f"cannot read {file_var}={env[file_var]}: {exc.strerror}"
+                    ) from None
+                values.setdefault(section, {})[key] = (_env_value(spec.kind, text), file_var)
+    typed: dict[str, dict[str, Any]] = {}
+    for section, keys in _SCHEMA.items():
+        typed[section] = {}
+        for key, spec in keys.items():
+            if key not in values.get(section, {}):
+                raise InvalidInputError.of(f"{section}.{key}", "is missing (declare it in base.yaml)")
+            value, origin = values[section][key]
+            typed[section][key] = _coerce(f"{section}.{key}", spec, value, origin)
+    return _validated(name, typed, {s: {k: o for k, (_, o) in kv.items()} for s, kv in values.items()})
+
+
+def _validated(name: str, typed: dict[str, dict[str, Any]], origins: dict[str, dict[str, str]]) -> Config:
+    tls_raw = typed["tls"]
+    for key in ("cert_file", "key_file"):
+        if tls_raw[key]:
+            tls_raw[key] = _resolve_path(tls_raw[key])
+    if bool(tls_raw["cert_file"]) != bool(tls_raw["key_file"]):
+        missing = "key_file" if tls_raw["cert_file"] else "cert_file"
+        raise InvalidInputError.of(f"tls.{missing}", "must be set together with the other TLS file (or neither)")
+    for key in ("cert_file", "key_file"):
+        path = tls_raw[key]
+        if path and not Path(path).is_file():
+            raise InvalidInputError.of(f"tls.{key}", f"{path} is not a readable file (from {origins['tls'][key]})")
+    tls = TlsConfig(**tls_raw)
+    server = ServerConfig(**typed["server"])
+    if not tls.enabled and not server.allow_plaintext_remote and not is_loopback(server.host):
+        raise InvalidInputError.of(
+            "server.host",
+            f"{server.host} is not a loopback address and TLS is off; plaintext gRPC listens on loopback only "
+            "(set tls.cert_file and tls.key_file, or server.allow_plaintext_remote behind a TLS proxy)",
+        )
+    if server.keepalive_timeout_seconds >= server.keepalive_time_seconds:
+        raise InvalidInputError.of(
+            "server.keepalive_timeout_seconds",
+            f"must be shorter than server.keepalive_time_seconds ({server.keepalive_time_seconds})",
+        )
+    store = StoreConfig(url=_resolve_store_url(typed["store"]["url"]))
+    auth = AuthConfig(**typed["auth"])
+    metrics = MetricsConfig(**typed["metrics"])
     return Config(
-        environment=environment,
-        server=ServerConfig(
-            host=_typed(server, "server", "host", str),
-            port=port,
-            shutdown_grace_seconds=_typed(server, "server", "shutdown_grace_seconds", float, minimum=0.0),
-            max_message_bytes=_typed(server, "server", "max_message_bytes", int, minimum=1024),
-            max_concurrent_rpcs=_typed(server, "server", "max_concurrent_rpcs", int, minimum=1),
-        ),
+        environment=name,
+        server=server,
+        tls=tls,
+        auth=auth,
+        store=store,
+        metrics=metrics,
+        logging=LoggingConfig(**typed["logging"]),
     )
+
+
+__all__ = [
+    "CONFIG_DIR",
+    "DEFAULT_SERVICE_MODULES",
+    "ENV_PREFIX",
+    "LOG_LEVELS",
+    "PROJECT_DIR",
+    "ROLES",
+    "AuthConfig",
+    "Config",
+    "LoggingConfig",
+    "MetricsConfig",
+    "ServerConfig",
+    "StoreConfig",
+    "TlsConfig",
+    "has_password",
+    "is_loopback",
+    "load",
+    "redact",
+]

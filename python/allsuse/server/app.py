@@ -1,78 +1,439 @@
-"""Builds, starts and drains the grpc.aio server.
+"""Builds, starts and drains the grpc.aio server, and runs the whole service (`allsuse serve`).
 
-Shutdown order (the grpc examples' habit): health turns NOT_SERVING first, so load balancers stop
-sending work, then the server stops with a grace period for in-flight RPCs.
+`build_server(config, store, bindings)` gives an `AllsuseServer`: the services of the bindings, standard health
+for each of them and for "" (driven by an orchestration lifecycle), server reflection, the interceptors
+(request id, metrics, access log, error mapping, auth, rate limit), message limits, keepalive, TLS when
+configured. A servicer plugs in through a `ServiceBinding`; nothing here names a servicer.
+
+`Service(config)` is what `allsuse serve` runs: a Registry of components started in dependency order
+(store, events, metrics | scheduler | grpc) whose service lifecycle drives health; a scheduler job checks
+the components' health every 30 s. On SIGTERM/SIGINT health turns NOT_SERVING first (the lifecycle moves to
+STOPPING), new RPCs are still answered for `drain_delay_seconds`, then the listener closes and in-flight RPCs
+get `shutdown_grace_seconds` before the rest is cancelled and the other components stop.
+
+Service modules (config `server.service_modules`, default allsuse.server.decision / portfolio / monitor /
+agent) define `bindings(deps: ServiceDeps) -> Sequence[ServiceBinding]`; a module that does not exist yet is
+skipped with a warning.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import logging
 import signal
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
+from google.protobuf import descriptor_pool
+from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from allsuse.config import ServerConfig
+from allsuse.config import Config
+from allsuse.errors import InvalidInputError
+from allsuse.orchestration import EventBus, Every, Lifecycle, Registry, Scheduler, State, Transition
+from allsuse.orchestration.errors import OrchestrationError
+from allsuse.server.auth import KeyVerifier
+from allsuse.server.health import HEALTH_SERVICE, HealthReporter
+from allsuse.server.interceptors import (
+    AccessLogInterceptor,
+    AuthInterceptor,
+    CallTracker,
+    ErrorInterceptor,
+    MetricsInterceptor,
+    RateLimitInterceptor,
+    RequestIdInterceptor,
+)
+from allsuse.server.metrics import MetricsEndpoint, ServerMetrics
+from allsuse.server.ratelimit import TokenBucketLimiter
+from allsuse.server.request import ROLES
+from allsuse.server.rpc import BlockingPool
+from allsuse.server.tls import server_credentials
+from allsuse.store import Store
 
 log = logging.getLogger("allsuse.server")
 
-# Services the server reports on; the allsuse.v1 services join this list as they are implemented.
-SERVICE_NAMES: tuple[str, ...] = ()
+HEALTH_CHECK_EVERY = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """One gRPC service to serve.
+
+    `full_name`: the proto service name ("allsuse.v1.DecisionService"); `add_to_server`: registers the
+    servicer (e.g. `lambda s: decision_pb2_grpc.add_DecisionServiceServicer_to_server(servicer, s)`);
+    `methods`: every RPC method name -> the minimum role ("viewer", "trader" or "admin").
+    """
+
+    full_name: str
+    add_to_server: Callable[[grpc.aio.Server], None]
+    methods: Mapping[str, str]
+
+
+def _check_bindings(bindings: Sequence[ServiceBinding]) -> dict[str, str]:
+    """Validates the bindings; returns full method path -> minimum role."""
+    roles: dict[str, str] = {}
+    seen: set[str] = set()
+    for binding in bindings:
+        name = binding.full_name
+        where = f"bindings[{name!r}]"
+        if not isinstance(binding, ServiceBinding):
+            raise InvalidInputError.of("bindings", f"must hold ServiceBinding objects, got {binding!r}")
+        if not name or name in seen:
+            raise InvalidInputError.of(f"{where}.full_name", "must be a non-empty name bound once")
+        seen.add(name)
+        for method, role in binding.methods.items():
+            if role not in ROLES:
+                raise InvalidInputError.of(f"{where}.methods.{method}", f"must be one of {', '.join(ROLES)}")
+            roles[f"/{name}/{method}"] = role
+        try:
+            descriptor = descriptor_pool.Default().FindServiceByName(name)
+        except KeyError:
+            continue  # not a protobuf service this process knows: its methods cannot be checked
+        declared = {m.name for m in descriptor.methods}
+        missing = sorted(declared - set(binding.methods))
+        unknown = sorted(set(binding.methods) - declared)
+        if missing:
+            raise InvalidInputError.of(f"{where}.methods", f"no minimum role for {', '.join(missing)}")
+        if unknown:
+            raise InvalidInputError.of(f"{where}.methods", f"{name} has no method {', '.join(unknown)}")
+    return roles
+
+
+class AllsuseServer:
+    """A built (not yet started) grpc.aio server with health, reflection and the interceptors."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store | None,
+        bindings: Sequence[ServiceBinding],
+        metrics: ServerMetrics | None = None,
+    ) -> None:
+        roles = _check_bindings(bindings)
+        if config.auth.enabled and store is None:
+            raise InvalidInputError.of("store", "is needed when auth.enabled is true (API keys live in the store)")
+        server_cfg = config.server
+        self.config = config
+        self.metrics = metrics if metrics is not None else ServerMetrics()
+        self.draining = asyncio.Event()
+        self.tracker = CallTracker()
+        self.blocking = BlockingPool(server_cfg.blocking_workers)
+        self.verifier = (
+            KeyVerifier(store, config.auth.cache_seconds) if config.auth.enabled and store is not None else None
+        )
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            RequestIdInterceptor(draining=self.draining, blocking=self.blocking, tracker=self.tracker),
+            MetricsInterceptor(self.metrics),
+            AccessLogInterceptor(),
+            ErrorInterceptor(),
+            AuthInterceptor(roles, self.verifier),
+        ]
+        self.limiter: TokenBucketLimiter | None = None
+        if config.auth.rate_limit_per_second > 0:
+            self.limiter = TokenBucketLimiter(config.auth.rate_limit_per_second, config.auth.rate_limit_burst)
+            interceptors.append(RateLimitInterceptor(self.limiter))
+        ping_interval_ms = int(server_cfg.keepalive_min_ping_interval_seconds * 1000)
+        options = [
+            ("grpc.max_send_message_length", server_cfg.max_message_bytes),
+            ("grpc.max_receive_message_length", server_cfg.max_message_bytes),
+            ("grpc.keepalive_time_ms", int(server_cfg.keepalive_time_seconds * 1000)),
+            ("grpc.keepalive_timeout_ms", int(server_cfg.keepalive_timeout_seconds * 1000)),
+            ("grpc.http2.min_ping_interval_without_data_ms", ping_interval_ms),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.so_reuseport", 0),
+        ]
+        self.server = grpc.aio.server(
+            interceptors=interceptors, options=options, maximum_concurrent_rpcs=server_cfg.max_concurrent_rpcs
+        )
+        names = [b.full_name for b in bindings]
+        for binding in bindings:
+            binding.add_to_server(self.server)
+        self.health = HealthReporter(names, self.metrics)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self.server)
+        reflection.enable_server_reflection([*names, HEALTH_SERVICE, reflection.SERVICE_NAME], self.server)
+        self.services: tuple[str, ...] = tuple(names)
+        self.tls = config.tls.enabled
+        address = f"{server_cfg.host}:{server_cfg.port}"
+        try:
+            if config.tls.enabled:
+                port = self.server.add_secure_port(address, server_credentials(config.tls))
+            else:
+                port = self.server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise OSError(f"could not bind {address}: {exc}") from None
+        if not port:
+            raise OSError(f"could not bind {address}")
+        self.host = server_cfg.host
+        self.port = int(port)
+        self._unfollow: Callable[[], None] | None = None
+        self._stopped = False
+
+    @property
+    def address(self) -> str:
+        """host:port the server listens on."""
+        return f"{self.host}:{self.port}"
+
+    def follow(self, lifecycle: Lifecycle) -> None:
+        """Lets `lifecycle` drive health from now on (instead of start/stop doing it)."""
+        self._unfollow = self.health.follow(lifecycle)
+
+    async def start(self) -> None:
+        """Starts listening; health says NOT_SERVING until the followed lifecycle (or, without one, this call)
+        says otherwise."""
+        await self.health.set_serving(False)
+        await self.server.start()
+        if self._unfollow is None:
+            await self.health.set_serving(True)
+        log.info("gRPC listening on %s (%s)", self.address, "TLS" if self.tls else "plaintext")
+
+    async def stop(self, grace: float | None = None, drain_delay: float | None = None) -> None:
+        """Drains: NOT_SERVING, serve `drain_delay` more seconds, close the listener, give in-flight RPCs
+        `grace` seconds (defaults from the config), cancel what is left."""
+        if self._stopped:
+            return
+        self._stopped = True
+        server_cfg = self.config.server
+        grace = server_cfg.shutdown_grace_seconds if grace is None else grace
+        drain_delay = server_cfg.drain_delay_seconds if drain_delay is None else drain_delay
+        await self.health.shutdown()
+        self.draining.set()
+        if drain_delay > 0:
+            await asyncio.sleep(drain_delay)
+        started = time.monotonic()
+        log.info("closing the listener; %d RPCs in flight get %.1f s", self.tracker.active, grace)
+        stopping = asyncio.ensure_future(self.server.stop(grace))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.tracker.idle(), grace)
+        await self.server.stop(0)  # cancels what is left, e.g. health Watch streams
+        await stopping
+        if self._unfollow is not None:
+            self._unfollow()
+        self.blocking.shutdown()
+        log.info("gRPC stopped after %.2f s of drain", time.monotonic() - started)
+
+
+def build_server(
+    config: Config,
+    store: Store | None,
+    bindings: Sequence[ServiceBinding],
+    *,
+    metrics: ServerMetrics | None = None,
+) -> AllsuseServer:
+    """Builds the server for `bindings` (validated: every RPC method needs a minimum role); call `start()`.
+
+    `store` holds the API keys (required when `config.auth.enabled`).
+    """
+    return AllsuseServer(config, store, bindings, metrics)
+
+
+# --- the service: components in a registry -------------------------------------------------------------------
+
+
+class StoreComponent:
+    """Opens the store on start (migrating it) and closes it on stop; health reads from it."""
+
+    name = "store"
+    depends_on: tuple[str, ...] = ()
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        """The open store (OrchestrationError before start)."""
+        if self._store is None:
+            raise OrchestrationError("the store is not open (the service has not started)")
+        return self._store
+
+    async def start(self) -> None:
+        """Opens the store off the event loop."""
+        self._store = await asyncio.to_thread(Store, self.url)
+
+    async def stop(self) -> None:
+        """Finishes queued writes and closes."""
+        store, self._store = self._store, None
+        if store is not None:
+            await asyncio.to_thread(store.close)
+
+    async def health(self) -> State:
+        """RUNNING if a read succeeds (a failure makes the registry mark it FAULTED)."""
+        store = self.store
+        await store.aio.call(store.schema_versions)
+        return State.RUNNING
 
 
 @dataclass
-class RunningServer:
-    """A started server, the port it bound, and its health servicer."""
+class ServiceDeps:
+    """What a service module's `bindings(deps)` may use: config, registry, bus, scheduler, metrics, store."""
 
-    server: grpc.aio.Server
-    port: int
-    health: health_aio.HealthServicer
+    config: Config
+    registry: Registry
+    bus: EventBus
+    scheduler: Scheduler
+    metrics: ServerMetrics
+    store_component: StoreComponent = field(repr=False)
 
-    async def drain(self, grace_seconds: float) -> None:
-        """NOT_SERVING for every service first, then stop accepting and let in-flight RPCs finish."""
-        await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace_seconds)
-
-
-async def start(config: ServerConfig, services: Sequence[str] = SERVICE_NAMES) -> RunningServer:
-    """Starts the server on config.host:config.port (port 0 picks a free port)."""
-    options = [
-        ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.max_receive_message_length", config.max_message_bytes),
-        ("grpc.keepalive_time_ms", 60_000),
-        ("grpc.keepalive_timeout_ms", 20_000),
-        ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
-        ("grpc.so_reuseport", 0),
-    ]
-    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs)
-    health = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    names = [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
-    reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
-    if port == 0:
-        raise OSError(f"could not bind {config.host}:{config.port}")
-    await server.start()
-    await health.set("", health_pb2.HealthCheckResponse.SERVING)
-    for name in services:
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving on %s:%d", config.host, port)
-    return RunningServer(server, port, health)
+    @property
+    def store(self) -> Store:
+        """The open store (available once the service runs, i.e. inside RPC handlers and jobs)."""
+        return self.store_component.store
 
 
-async def serve(config: ServerConfig) -> None:
-    """Runs until SIGTERM or SIGINT, then drains within config.shutdown_grace_seconds."""
-    running = await start(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"allsuse serving on {config.host}:{running.port} (Ctrl-C to stop)", flush=True)
-    await stop.wait()
-    log.info("signal received: draining")
-    await running.drain(config.shutdown_grace_seconds)
+def load_bindings(modules: Sequence[str], deps: ServiceDeps) -> list[ServiceBinding]:
+    """Imports each module and collects `module.bindings(deps)`; a module that does not exist is skipped."""
+    found: list[ServiceBinding] = []
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+                log.warning("service module %s not found: skipped", name)
+                continue
+            raise
+        factory = getattr(module, "bindings", None)
+        if not callable(factory):
+            raise InvalidInputError.of("server.service_modules", f"{name} has no bindings(deps) function")
+        for binding in factory(deps):
+            if not isinstance(binding, ServiceBinding):
+                raise InvalidInputError.of("server.service_modules", f"{name}.bindings gave {binding!r}")
+            found.append(binding)
+    return found
+
+
+class GrpcComponent:
+    """The gRPC server as a registry component: built on start (the store is open then), drained on stop."""
+
+    name = "grpc"
+    depends_on = ("store", "events", "scheduler")
+
+    def __init__(self, deps: ServiceDeps, bindings: Sequence[ServiceBinding]) -> None:
+        self.deps = deps
+        self.bindings = tuple(bindings)
+        self.server: AllsuseServer | None = None
+
+    async def start(self) -> None:
+        """Builds the server, ties its health to the service lifecycle, starts listening."""
+        deps = self.deps
+        self.server = build_server(deps.config, deps.store, self.bindings, metrics=deps.metrics)
+        self.server.follow(deps.registry.service)
+        await self.server.start()
+
+    async def stop(self) -> None:
+        """Drains (see AllsuseServer.stop)."""
+        if self.server is not None:
+            await self.server.stop()
+
+
+class Service:
+    """The running service: registry, components, health job, signal handling."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        bindings: Sequence[ServiceBinding] = (),
+        service_modules: Sequence[str] | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = Registry("allsuse", start_timeout=30.0)
+        self.metrics = ServerMetrics()
+        self.store_component = StoreComponent(config.store.url)
+        self.bus = EventBus()
+        self.scheduler = Scheduler(depends_on=["events"])
+        self.deps = ServiceDeps(config, self.registry, self.bus, self.scheduler, self.metrics, self.store_component)
+        modules = config.server.service_modules if service_modules is None else service_modules
+        all_bindings = [*bindings, *load_bindings(modules, self.deps)]
+        self.grpc = GrpcComponent(self.deps, all_bindings)
+        self.metrics_endpoint: MetricsEndpoint | None = None
+        self.registry.add(self.store_component)
+        self.registry.add(self.bus)
+        self.registry.add(self.scheduler)
+        if config.metrics.enabled:
+            self.metrics_endpoint = MetricsEndpoint(self.metrics, config.metrics.host, config.metrics.port)
+            self.registry.add(self.metrics_endpoint)
+        self.registry.add(self.grpc)
+        self.scheduler.add("health-check", Every(HEALTH_CHECK_EVERY), self._check_health)
+        self.registry.listen(self._on_transition)
+
+    async def _check_health(self, slot: datetime) -> None:
+        state = await self.registry.check_health()
+        log.debug("health check %s: %s", slot, state.value)
+
+    def _on_transition(self, transition: Transition) -> None:
+        up = transition.target in (State.RUNNING, State.DEGRADED)
+        if transition.name == self.registry.service.name:
+            log.info("service %s%s", transition.target.value, f" ({transition.reason})" if transition.reason else "")
+        else:
+            self.metrics.component_up.labels(transition.name).set(1 if up else 0)
+            if transition.target in (State.FAULTED, State.DEGRADED):
+                log.warning("component %s %s: %s", transition.name, transition.target.value, transition.reason)
+
+    @property
+    def server(self) -> AllsuseServer:
+        """The gRPC server (after start)."""
+        if self.grpc.server is None:
+            raise OrchestrationError("the gRPC server is not built (the service has not started)")
+        return self.grpc.server
+
+    async def start(self) -> None:
+        """Starts every component in dependency order; health turns SERVING when the service is RUNNING."""
+        started = time.monotonic()
+        await self.registry.start_all()
+        log.info(
+            "started in %.0f ms: gRPC %s, store %s, metrics %s",
+            (time.monotonic() - started) * 1000.0,
+            self.server.address,
+            self.config.store.describe(),
+            "off" if self.metrics_endpoint is None else f"{self.config.metrics.host}:{self.metrics_endpoint.port}",
+        )
+
+    async def stop(self) -> None:
+        """NOT_SERVING, drain, stop every component in reverse order."""
+        started = time.monotonic()
+        await self.registry.stop_all()
+        log.info("stopped in %.2f s", time.monotonic() - started)
+
+    async def run(self, *, announce: bool = True) -> None:
+        """Starts, serves until SIGTERM or SIGINT, then stops."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await self.start()
+            if announce:
+                print(f"allsuse serving on {self.server.address} (Ctrl-C to stop)", flush=True)
+            await stop.wait()
+            log.info("signal received: draining")
+        finally:
+            try:
+                await self.stop()  # a second signal meanwhile changes nothing: the drain is bounded
+            finally:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+
+
+async def serve(config: Config) -> None:
+    """Runs the service for `config` until SIGTERM or SIGINT (what `allsuse serve` does)."""
+    log.info("configuration %s: %s", config.environment, config.describe())
+    await Service(config).run()
+
+
+__all__ = [
+    "HEALTH_CHECK_EVERY",
+    "AllsuseServer",
+    "GrpcComponent",
+    "Service",
+    "ServiceBinding",
+    "ServiceDeps",
+    "StoreComponent",
+    "build_server",
+    "load_bindings",
+    "serve",
+]
