@@ -346,6 +346,40 @@ class Engine:
                 self._label_text.clear()
         return text[1]
 
+    def export_state(self) -> dict[str, Any]:
+        """Per-account runtime (drawdown protection, frozen entries, recent orders) and trust, as JSON-ready data,
+        so a service can keep it with the portfolio and any replica can carry on from it."""
+        return {
+            "accounts": {
+                account_id: {
+                    "protection": list(rt.protection),
+                    "frozen_until": rt.frozen_until.isoformat() if rt.frozen_until else None,
+                    "orders": [t.isoformat() for t in rt.orders],
+                }
+                for account_id, rt in self._runtime.items()
+            },
+            "trust": {
+                "scores": dict(self.trust.scores),
+                "last_outcome": {k: v.isoformat() for k, v in self.trust.last_outcome.items()},
+            },
+        }
+
+    def import_state(self, state: dict[str, Any]) -> None:
+        """Restores what `export_state` produced."""
+        for account_id, rt in (state.get("accounts") or {}).items():
+            p = rt["protection"]
+            frozen = rt.get("frozen_until")
+            self._runtime[account_id] = _AccountRuntime(
+                protection=(int(p[0]), float(p[1]), int(p[2]), int(p[3])),
+                frozen_until=dt.date.fromisoformat(frozen) if frozen else None,
+                orders=deque(dt.datetime.fromisoformat(t) for t in rt.get("orders", [])),
+            )
+        trust = state.get("trust") or {}
+        self.trust.scores.update({k: float(v) for k, v in (trust.get("scores") or {}).items()})
+        self.trust.last_outcome.update(
+            {k: dt.date.fromisoformat(v) for k, v in (trust.get("last_outcome") or {}).items()}
+        )
+
     def reset_account(self, portfolio: Portfolio, account_id: str) -> None:
         """An operator's reset of a REDUCING account back to ACTIVE."""
         portfolio.account(account_id).state = "ACTIVE"

@@ -47,7 +47,7 @@ class Section:
         memo = self._memo.get(("section", key))
         if memo is None:
             memo = self._memo[("section", key)] = Section(self.raw(key), self._key(key))
-        return memo  # type: ignore[no-any-return]
+        return memo
 
     def number(self, key: str, *, low: float | None = None, high: float | None = None) -> float:
         """A finite number, optionally bounded (inclusive)."""

@@ -50,6 +50,16 @@ class ServerMetrics:
             registry=self.registry,
         )
 
+        self.decisions = Counter(
+            "allsuse_decisions",
+            "Decisions by compliance outcome and action.",
+            ["outcome", "action"],
+            registry=self.registry,
+        )
+        self.cache_hit_rate = Gauge(
+            "allsuse_cache_hit_rate", "Hit rate of the service's response cache (0..1).", registry=self.registry
+        )
+
     def observe(self, method: str, code: str, seconds: float) -> None:
         """Records one finished RPC."""
         self.requests.labels(method, code).inc()

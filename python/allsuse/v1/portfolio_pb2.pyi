@@ -21,6 +21,32 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class ResetAccountRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    account_id: _builtins.str
+    reason: _builtins.str
+    """Why the operator resets it (kept in the audit log)."""
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "portfolio_id", b"portfolio_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetAccountRequest: _TypeAlias = ResetAccountRequest  # noqa: Y015
+
+@_typing.final
 class CreatePortfolioRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

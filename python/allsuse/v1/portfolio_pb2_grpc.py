@@ -64,6 +64,11 @@ class PortfolioServiceStub:
                 request_serializer=allsuse_dot_v1_dot_portfolio__pb2.ProjectRequest.SerializeToString,
                 response_deserializer=allsuse_dot_v1_dot_portfolio__pb2.Projection.FromString,
                 _registered_method=True)
+        self.ResetAccount = channel.unary_unary(
+                '/allsuse.v1.PortfolioService/ResetAccount',
+                request_serializer=allsuse_dot_v1_dot_portfolio__pb2.ResetAccountRequest.SerializeToString,
+                response_deserializer=allsuse_dot_v1_dot_portfolio__pb2.Account.FromString,
+                _registered_method=True)
 
 
 class PortfolioServiceServicer:
@@ -110,6 +115,13 @@ class PortfolioServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResetAccount(self, request, context):
+        """An operator (admin) resets a REDUCING or HALTED account to ACTIVE (PROTOCOL section 5).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PortfolioServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +154,11 @@ def add_PortfolioServiceServicer_to_server(servicer, server):
                     servicer.Project,
                     request_deserializer=allsuse_dot_v1_dot_portfolio__pb2.ProjectRequest.FromString,
                     response_serializer=allsuse_dot_v1_dot_portfolio__pb2.Projection.SerializeToString,
+            ),
+            'ResetAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetAccount,
+                    request_deserializer=allsuse_dot_v1_dot_portfolio__pb2.ResetAccountRequest.FromString,
+                    response_serializer=allsuse_dot_v1_dot_portfolio__pb2.Account.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -306,6 +323,33 @@ class PortfolioService:
             '/allsuse.v1.PortfolioService/Project',
             allsuse_dot_v1_dot_portfolio__pb2.ProjectRequest.SerializeToString,
             allsuse_dot_v1_dot_portfolio__pb2.Projection.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/allsuse.v1.PortfolioService/ResetAccount',
+            allsuse_dot_v1_dot_portfolio__pb2.ResetAccountRequest.SerializeToString,
+            allsuse_dot_v1_dot_portfolio__pb2.Account.FromString,
             options,
             channel_credentials,
             insecure,

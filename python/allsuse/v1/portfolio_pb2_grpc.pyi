@@ -42,6 +42,8 @@ class PortfolioServiceStub:
     """The weekly cycle: forks, merges, reinvestment on quarter ends, trust decay."""
     Project: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ProjectRequest, _portfolio_pb2.Projection]
     """Projection over N years: expected path and a Monte Carlo band."""
+    ResetAccount: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ResetAccountRequest, _portfolio_pb2.Account]
+    """An operator (admin) resets a REDUCING or HALTED account to ACTIVE (PROTOCOL section 5)."""
 
 @_typing.type_check_only
 class PortfolioServiceAsyncStub(PortfolioServiceStub):
@@ -57,6 +59,8 @@ class PortfolioServiceAsyncStub(PortfolioServiceStub):
     """The weekly cycle: forks, merges, reinvestment on quarter ends, trust decay."""
     Project: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ProjectRequest, _portfolio_pb2.Projection]  # type: ignore[assignment]
     """Projection over N years: expected path and a Monte Carlo band."""
+    ResetAccount: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ResetAccountRequest, _portfolio_pb2.Account]  # type: ignore[assignment]
+    """An operator (admin) resets a REDUCING or HALTED account to ACTIVE (PROTOCOL section 5)."""
 
 class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -105,5 +109,13 @@ class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_portfolio_pb2.Projection, _abc.Awaitable[_portfolio_pb2.Projection]]:
         """Projection over N years: expected path and a Monte Carlo band."""
+
+    @_abc_1.abstractmethod
+    def ResetAccount(
+        self,
+        request: _portfolio_pb2.ResetAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.Account, _abc.Awaitable[_portfolio_pb2.Account]]:
+        """An operator (admin) resets a REDUCING or HALTED account to ACTIVE (PROTOCOL section 5)."""
 
 def add_PortfolioServiceServicer_to_server(servicer: PortfolioServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,360 @@
+"""DecisionService: decisions and the protocol's building blocks over gRPC.
+
+Every handler translates the request (allsuse.server.convert), runs the core work off the event loop
+(`run_blocking`), and lets `@rpc` map errors through the one table in allsuse.server.errors.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import grpc
+import numpy as np
+
+from allsuse import _core, pricing, risk
+from allsuse.errors import InvalidInputError
+from allsuse.protocol import settings
+from allsuse.protocol.engine import Engine
+from allsuse.protocol.positions import Position
+from allsuse.protocol.trust import TrustBook
+from allsuse.protocol.week_type import describe_week
+from allsuse.rules import RuleBook
+from allsuse.server.app import ServiceBinding, ServiceDeps
+from allsuse.server.convert import (
+    KIND_IN,
+    OUTCOME,
+    SEVERITY,
+    date_in,
+    decision_out,
+    decision_payload,
+    market_in,
+    money_in,
+    money_out,
+    timestamp_in,
+)
+from allsuse.server.errors import FailedPreconditionError, NotFoundError
+from allsuse.server.portfolios import PortfolioRepository, StoredPortfolio
+from allsuse.server.request import current_principal
+from allsuse.server.rpc import check_deadline, rpc, run_blocking
+from allsuse.store import Store
+from allsuse.store.store import Transaction as StoreTx
+from allsuse.v1 import decision_pb2, decision_pb2_grpc
+
+ROLES = {
+    "Decide": "trader",
+    "AssessRisk": "viewer",
+    "SizePosition": "viewer",
+    "SelectStrike": "viewer",
+    "ClassifyWeek": "viewer",
+    "CheckCompliance": "viewer",
+    "ApproveDecision": "trader",
+    "RecordOutcome": "trader",
+}
+
+
+class _ReplayedError(Exception):
+    """Raised inside a write unit when another request stored the same idempotency key first."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        super().__init__("replayed")
+        self.payload = payload
+
+
+def require_owner(stored_owner: str | None, what: str) -> None:
+    """PERMISSION_DENIED unless the caller is an admin or the owner of the portfolio."""
+    principal = current_principal()
+    if principal is not None and not principal.may_act_for(stored_owner):
+        raise PermissionError(f"{what}: this key may act only for its own portfolios")
+
+
+def actor() -> str:
+    """Who the audit log names for this request."""
+    principal = current_principal()
+    return principal.key_id if principal is not None else "system"
+
+
+class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
+    """The allsuse.v1.DecisionService implementation."""
+
+    def __init__(self, deps: ServiceDeps) -> None:
+        self.deps = deps
+        self.rules = RuleBook.load()
+
+    @property
+    def store(self) -> Store:
+        return self.deps.store
+
+    def _engine(self, stored: StoredPortfolio) -> Engine:
+        engine = Engine(rules=self.rules, trust=TrustBook())
+        engine.import_state(stored.engine_state)
+        return engine
+
+    # --- Decide -----------------------------------------------------------------------------------------
+    def _decide(self, request: decision_pb2.DecideRequest) -> dict[str, Any]:
+        for name in ("portfolio_id", "account_id", "symbol"):
+            if not getattr(request, name):
+                raise InvalidInputError.of(name, "must not be empty")
+        key = request.idempotency_key
+        if key:
+            stored_decision = self.store.get_decision_by_key(key)
+            if stored_decision is not None:
+                return stored_decision.payload
+        as_of = timestamp_in(request.as_of, "as_of")
+        market = market_in(request.market)
+        if request.symbol not in market.bars:
+            raise InvalidInputError.of("market.symbols", f"holds no bars for the symbol {request.symbol!r}")
+        repo = PortfolioRepository(self.store)
+        stored = repo.load(request.portfolio_id)
+        require_owner(stored.owner, "portfolio_id")
+        stored.portfolio.account(request.account_id)
+        held = {p.symbol for p in stored.portfolio.positions.values()}
+        missing = sorted(held - set(market.bars))
+        if missing:
+            raise InvalidInputError.of(
+                "market.symbols", f"must include every symbol held: missing {', '.join(missing)}"
+            )
+        engine = self._engine(stored)
+        decision = engine.decide(stored.portfolio, request.account_id, request.symbol, as_of, market)
+        if decision.outcome == "REJECTED" or decision.order is None:
+            approval = "NOT_APPLICABLE" if decision.order is None else "REJECTED"
+        else:
+            approval = "PENDING" if decision.requires_approval else "AUTOMATIC"
+        decision_id = uuid.uuid4().hex
+        payload = decision_payload(decision, request.portfolio_id, decision_id, approval)
+        payload["idempotency_key"] = key
+        stored.engine_state = engine.export_state()
+
+        def record(tx: StoreTx) -> None:
+            rec = tx.record_decision(
+                key or f"auto-{decision_id}", payload, kind=decision.trust_kind, portfolio_id=request.portfolio_id,
+                status=approval.lower(), decision_id=decision_id, actor=actor(),
+            )  # fmt: skip
+            if rec.replayed:
+                raise _ReplayedError(rec.payload)
+
+        try:
+            repo.save(stored, actor=actor(), extra=record)
+        except _ReplayedError as replay:
+            return replay.payload
+        if decision.outcome == "REJECTED" or decision.account_state != "ACTIVE":
+            self.deps.bus.publish(
+                "alerts",
+                {
+                    "severity": "warning" if decision.outcome == "REJECTED" else "critical",
+                    "portfolio_id": request.portfolio_id,
+                    "account_id": request.account_id,
+                    "code": "DECISION_" + decision.outcome
+                    if decision.outcome == "REJECTED"
+                    else decision.account_state,
+                    "message": decision.explanation[-500:],
+                },
+            )
+        self.deps.metrics.decisions.labels(decision.outcome, decision.action).inc()
+        return payload
+
+    @rpc
+    async def Decide(self, request: decision_pb2.DecideRequest, context: grpc.aio.ServicerContext) -> Any:
+        check_deadline(context, need_seconds=0.01)
+        payload = await run_blocking(self._decide, request)
+        return decision_out(payload)
+
+    # --- AssessRisk ---------------------------------------------------------------------------------------
+    def _assess(self, request: decision_pb2.AssessRiskRequest) -> decision_pb2.RiskAssessment:
+        stored = PortfolioRepository(self.store).load(request.portfolio_id)
+        market = market_in(request.market)
+        as_of = timestamp_in(request.as_of, "as_of").date()
+        confidence = request.confidence or 0.975
+        if not 0.5 <= confidence < 1:
+            raise InvalidInputError.of("confidence", f"must be in [0.5, 1), got {confidence}")
+        positions = list(stored.portfolio.positions.values())
+        extra = None
+        if request.HasField("proposed"):
+            o = request.proposed
+            if o.kind not in KIND_IN:
+                raise InvalidInputError.of("proposed.kind", "must be OPTION_KIND_CALL or OPTION_KIND_PUT")
+            if not request.symbol or request.symbol not in market.bars:
+                raise InvalidInputError.of("symbol", "must name a symbol of the market snapshot")
+            if o.contracts <= 0:
+                raise InvalidInputError.of("proposed.contracts", f"must be > 0, got {o.contracts}")
+            if not o.strike > 0:
+                raise InvalidInputError.of("proposed.strike", f"must be > 0, got {o.strike}")
+            expiry = date_in(o.expiry, "proposed.expiry")
+            if expiry < as_of:
+                raise InvalidInputError.of("proposed.expiry", "must not be before as_of")
+            extra = Position(
+                "proposed", request.account_id or "proposed", request.symbol, KIND_IN[o.kind], -float(o.contracts),
+                as_of, o.strike, expiry, float(money_in(o.limit_price, "proposed.limit_price")),
+                iv=market.iv_for(request.symbol),
+            )  # fmt: skip
+        symbols = sorted({p.symbol for p in positions} | ({extra.symbol} if extra else set()))
+        missing = [s for s in symbols if s not in market.bars]
+        if missing:
+            raise InvalidInputError.of(
+                "market.symbols", f"must include every symbol held: missing {', '.join(missing)}"
+            )
+        engine = self._engine(stored)
+        if not symbols:
+            zero = money_out(0)
+            return decision_pb2.RiskAssessment(
+                es_before=zero, es_after=zero, var_before=zero, var_after=zero, within_budget=True
+            )
+        base = engine.book_pnl(positions, market, as_of, symbols)
+        after = base + (engine.book_pnl([extra], market, as_of, symbols) if extra else 0.0)
+        es_b = risk.expected_shortfall(base, confidence) if positions else 0.0
+        var_b = risk.value_at_risk(base, confidence) if positions else 0.0
+        es_a = risk.expected_shortfall(after, confidence)
+        var_a = risk.value_at_risk(after, confidence)
+        equity = engine.portfolio_equity(stored.portfolio, market, as_of)
+        budget = settings.default().doc.section("risk").number("es_budget_share")
+        share = es_a / equity if equity > 0 else float("inf")
+        return decision_pb2.RiskAssessment(
+            es_before=money_out(es_b), es_after=money_out(es_a), var_before=money_out(var_b),
+            var_after=money_out(var_a), es_share_of_equity=share, within_budget=share <= budget,
+            scenarios=int(base.shape[0]),
+        )  # fmt: skip
+
+    @rpc
+    async def AssessRisk(self, request: decision_pb2.AssessRiskRequest, context: grpc.aio.ServicerContext) -> Any:
+        return await run_blocking(self._assess, request)
+
+    # --- building blocks ------------------------------------------------------------------------------------
+    @rpc
+    async def SizePosition(self, request: decision_pb2.SizePositionRequest, context: grpc.aio.ServicerContext) -> Any:
+        cap = settings.default().doc.section("risk").number("symbol_cap_share")
+        budget, contracts, binding = _core.size_put(
+            float(money_in(request.equity, "equity")),
+            float(money_in(request.free_cash, "free_cash")),
+            request.strike,
+            request.size_share,
+            cap,
+            float(money_in(request.existing_exposure, "existing_exposure")),
+            request.atr_multiplier if request.atr_multiplier else 1.0,
+            request.drawdown_multiplier if request.drawdown_multiplier else 1.0,
+            request.vix_multiplier if request.vix_multiplier else 1.0,
+            100.0,
+        )
+        return decision_pb2.SizePositionResponse(budget=money_out(budget), contracts=contracts, binding=binding)
+
+    def _select(self, request: decision_pb2.SelectStrikeRequest) -> decision_pb2.SelectStrikeResponse:
+        if request.kind not in KIND_IN:
+            raise InvalidInputError.of("kind", "must be OPTION_KIND_CALL or OPTION_KIND_PUT")
+        kind = KIND_IN[request.kind]
+        target = request.target or (request.band_low + request.band_high) / 2
+        if request.chain:
+            quotes = [q for q in request.chain if KIND_IN.get(q.kind) == kind]
+            if not quotes:
+                raise InvalidInputError.of("chain", f"holds no {kind} quotes")
+            strikes = np.array([q.strike for q in quotes], dtype=np.float64)
+            ivs = np.array([q.iv for q in quotes], dtype=np.float64)
+            greeks = pricing.bs_greeks(kind, request.spot, strikes, request.t, ivs, request.rate)
+            deltas = np.ascontiguousarray(np.abs(np.asarray(greeks["delta"], dtype=np.float64)) * 100)
+            picked = _core.select_strike(kind, strikes, deltas, request.band_low, request.band_high, target)
+            if picked is None:
+                return decision_pb2.SelectStrikeResponse(found=False)
+            return decision_pb2.SelectStrikeResponse(found=True, strike=picked[1], delta=picked[2])
+        chosen = _core.select_synthetic_strike(
+            kind, request.spot, request.t, request.iv, request.rate, 0.0, request.band_low, request.band_high, target
+        )
+        if chosen is None:
+            return decision_pb2.SelectStrikeResponse(found=False)
+        return decision_pb2.SelectStrikeResponse(found=True, strike=chosen[0], delta=chosen[1])
+
+    @rpc
+    async def SelectStrike(self, request: decision_pb2.SelectStrikeRequest, context: grpc.aio.ServicerContext) -> Any:
+        return await run_blocking(self._select, request)
+
+    @rpc
+    async def ClassifyWeek(self, request: decision_pb2.ClassifyWeekRequest, context: grpc.aio.ServicerContext) -> Any:
+        w = describe_week(request.position, request.move_pct, request.roll_available)
+        return decision_pb2.ClassifyWeekResponse(
+            code=w.code, name=w.name, action=w.action, expected_return_low_pct=w.expected_return_pct[0],
+            expected_return_high_pct=w.expected_return_pct[1], confidence=w.confidence,
+        )  # fmt: skip
+
+    @rpc
+    async def CheckCompliance(
+        self, request: decision_pb2.CheckComplianceRequest, context: grpc.aio.ServicerContext
+    ) -> Any:
+        try:
+            context_data = json.loads(request.context_json)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError.of("context_json", f"is not valid JSON ({exc.msg})") from None
+        if not isinstance(context_data, dict):
+            raise InvalidInputError.of("context_json", "must be a JSON object")
+        result = self.rules.evaluate(context_data)
+        return decision_pb2.ComplianceReport(
+            results=[
+                decision_pb2.RuleResult(code=r.code, severity=SEVERITY[r.severity], passed=r.passed, message=r.message)
+                for r in result.results
+            ],
+            outcome=OUTCOME[result.outcome],
+        )
+
+    # --- approval and outcomes -------------------------------------------------------------------------------
+    def _load_decision(self, decision_id: str) -> dict[str, Any]:
+        if not decision_id:
+            raise InvalidInputError.of("decision_id", "must not be empty")
+        record = self.store.get_decision(decision_id)
+        if record is None:
+            raise NotFoundError(f"decision_id: no decision {decision_id!r}")
+        return dict(record.payload)
+
+    def _approve(self, request: decision_pb2.ApproveDecisionRequest) -> dict[str, Any]:
+        payload = self._load_decision(request.decision_id)
+        stored = PortfolioRepository(self.store).load(payload["portfolio_id"])
+        require_owner(stored.owner, "decision_id")
+        if payload["approval_status"] != "PENDING":
+            raise FailedPreconditionError(
+                f"decision_id: {request.decision_id} is {payload['approval_status']}, not PENDING approval"
+            )
+        payload["approval_status"] = "APPROVED" if request.approve else "DECLINED"
+        payload["approval_note"] = request.note
+        self.store.update_decision(
+            request.decision_id, status=payload["approval_status"].lower(), payload=payload, actor=actor()
+        )
+        return payload
+
+    @rpc
+    async def ApproveDecision(
+        self, request: decision_pb2.ApproveDecisionRequest, context: grpc.aio.ServicerContext
+    ) -> Any:
+        return decision_out(await run_blocking(self._approve, request))
+
+    def _outcome(self, request: decision_pb2.RecordOutcomeRequest) -> decision_pb2.RecordOutcomeResponse:
+        payload = self._load_decision(request.decision_id)
+        repo = PortfolioRepository(self.store)
+        stored = repo.load(payload["portfolio_id"])
+        require_owner(stored.owner, "decision_id")
+        at = timestamp_in(request.at, "at")
+        pnl = money_in(request.realised_pnl, "realised_pnl")
+        engine = self._engine(stored)
+        trust = engine.trust.record(payload["trust_kind"], request.right, float(payload["confidence"]), at.date())
+        stored.engine_state = engine.export_state()
+        outcome = {"right": request.right, "realised_pnl": str(pnl), "at": at.isoformat(), "trust_after": trust}
+
+        def record(tx: StoreTx) -> None:
+            tx.record_outcome(request.decision_id, outcome, actor=actor())
+
+        repo.save(stored, actor=actor(), extra=record)
+        return decision_pb2.RecordOutcomeResponse(trust_kind=payload["trust_kind"], trust=trust)
+
+    @rpc
+    async def RecordOutcome(self, request: decision_pb2.RecordOutcomeRequest, context: grpc.aio.ServicerContext) -> Any:
+        return await run_blocking(self._outcome, request)
+
+
+def bindings(deps: ServiceDeps) -> list[ServiceBinding]:
+    """The DecisionService binding for `allsuse serve`."""
+    servicer = DecisionServicer(deps)
+    return [
+        ServiceBinding(
+            "allsuse.v1.DecisionService",
+            lambda server: decision_pb2_grpc.add_DecisionServiceServicer_to_server(servicer, server),
+            ROLES,
+        )
+    ]
+
+
+__all__ = ["DecisionServicer", "bindings"]

@@ -1,0 +1,301 @@
+"""PortfolioService: portfolios, fills, withdrawals, the weekly cycle and projections over gRPC."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import grpc
+
+from allsuse.errors import InvalidInputError
+from allsuse.protocol.accounts import Account, Portfolio, Transaction, allocate, project
+from allsuse.protocol.engine import Engine
+from allsuse.protocol.positions import MULTIPLIER, Position
+from allsuse.protocol.trust import TrustBook
+from allsuse.server.app import ServiceBinding, ServiceDeps
+from allsuse.server.convert import date_in, money_in, money_out, timestamp_in, timestamp_out
+from allsuse.server.decision import actor, require_owner
+from allsuse.server.errors import AlreadyExistsError, FailedPreconditionError, NotFoundError
+from allsuse.server.portfolios import PortfolioRepository, StoredPortfolio, new_stored
+from allsuse.server.request import current_principal
+from allsuse.server.rpc import rpc, run_blocking
+from allsuse.v1 import portfolio_pb2, portfolio_pb2_grpc
+
+ROLES = {
+    "CreatePortfolio": "trader",
+    "GetPortfolio": "viewer",
+    "RecordFill": "trader",
+    "Withdraw": "trader",
+    "RunWeeklyCycle": "trader",
+    "Project": "viewer",
+    "ResetAccount": "admin",
+}
+
+
+def _account_out(a: Account, buffer_share: float) -> portfolio_pb2.Account:
+    buffer = a.balance * Decimal(str(buffer_share))
+    return portfolio_pb2.Account(
+        account_id=a.id, type=a.kind, group_id=a.group_id, balance=money_out(a.balance), base=money_out(a.base),
+        peak=money_out(a.peak), leaps=money_out(a.leaps), buffer=money_out(buffer),
+        deployable=money_out(a.balance - buffer), state=a.state,
+    )  # fmt: skip
+
+
+def _position_out(p: Position) -> portfolio_pb2.Position:
+    return portfolio_pb2.Position(
+        position_id=p.id, account_id=p.account_id, symbol=p.symbol, kind=p.kind, quantity=p.quantity,
+        strike=p.strike, expiry=p.expiry.isoformat() if p.expiry else "", premium=money_out(p.premium),
+        cost_basis=money_out(p.cost_basis),
+    )  # fmt: skip
+
+
+def _transaction_out(t: Transaction, portfolio_id: str) -> portfolio_pb2.Transaction:
+    return portfolio_pb2.Transaction(
+        transaction_id=f"{portfolio_id}/tx-{t.id}", at=timestamp_out(t.at), kind=t.kind, account_id=t.account_id,
+        amount=money_out(t.amount), reason=t.reason,
+    )  # fmt: skip
+
+
+def portfolio_out(stored: StoredPortfolio) -> portfolio_pb2.Portfolio:
+    """The Portfolio message of a stored aggregate."""
+    from allsuse.protocol import settings
+
+    cfg = settings.default()
+    p = stored.portfolio
+    return portfolio_pb2.Portfolio(
+        portfolio_id=p.id,
+        accounts=[_account_out(a, cfg.account(a.kind).buffer) for a in p.accounts.values()],
+        positions=[_position_out(x) for x in p.positions.values()],
+        groups=[
+            portfolio_pb2.AccountGroup(
+                group_id=g.id, parent_id=g.parent_id or "", account_ids=g.account_ids, merged=g.merged
+            )
+            for g in p.groups.values()
+        ],
+        equity=money_out(p.equity),
+    )
+
+
+class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
+    """The allsuse.v1.PortfolioService implementation."""
+
+    def __init__(self, deps: ServiceDeps) -> None:
+        self.deps = deps
+
+    @property
+    def repo(self) -> PortfolioRepository:
+        return PortfolioRepository(self.deps.store)
+
+    def _owned(self, portfolio_id: str) -> StoredPortfolio:
+        stored = self.repo.load(portfolio_id)
+        require_owner(stored.owner, "portfolio_id")
+        return stored
+
+    # --- create and read ----------------------------------------------------------------------------------
+    def _create(self, request: portfolio_pb2.CreatePortfolioRequest) -> portfolio_pb2.Portfolio:
+        total = money_in(request.total, "total", positive=True, allow_zero=False)
+        portfolio_id = request.portfolio_id or f"pf-{uuid.uuid4().hex[:12]}"
+        if "/" in portfolio_id or len(portfolio_id) > 64:
+            raise InvalidInputError.of("portfolio_id", "must be at most 64 characters without '/'")
+        if self.deps.store.get_portfolio(portfolio_id) is not None:
+            raise AlreadyExistsError(f"portfolio_id: {portfolio_id!r} exists already")
+        at = timestamp_in(request.at, "at")
+        allocate(total)  # validates the total
+        principal = current_principal()
+        owner = principal.key_id if principal is not None and principal.authenticated else None
+        stored = new_stored(Portfolio.create(portfolio_id, total, at), owner)
+        stored.engine_state = Engine(trust=TrustBook()).export_state()
+        self.repo.save(stored, actor=actor())
+        return portfolio_out(stored)
+
+    @rpc
+    async def CreatePortfolio(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await run_blocking(self._create, request)
+
+    @rpc
+    async def GetPortfolio(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        stored = await run_blocking(self.repo.load, request.portfolio_id)
+        return portfolio_out(stored)
+
+    # --- fills and withdrawals -----------------------------------------------------------------------------
+    def _fill(self, request: portfolio_pb2.RecordFillRequest) -> portfolio_pb2.RecordFillResponse:
+        stored = self._owned(request.portfolio_id)
+        p = stored.portfolio
+        account = p.account(request.account_id)
+        at = timestamp_in(request.at, "at")
+        price = money_in(request.price, "price")
+        if price < 0:
+            raise InvalidInputError.of("price", f"must be >= 0, got {price}")
+        if not request.quantity > 0 or request.quantity != int(request.quantity):
+            raise InvalidInputError.of("quantity", f"must be a whole number > 0, got {request.quantity}")
+        if request.kind not in ("put", "call", "stock"):
+            raise InvalidInputError.of("kind", f"must be put, call or stock, got {request.kind!r}")
+        qty = float(request.quantity)
+        position: Position | None = None
+        if request.side == "sell_to_open":
+            if request.kind == "stock":
+                raise InvalidInputError.of("side", "sell_to_open is for options; use buy or sell for stock")
+            if not request.symbol:
+                raise InvalidInputError.of("symbol", "must not be empty")
+            if not request.strike > 0:
+                raise InvalidInputError.of("strike", f"must be > 0, got {request.strike}")
+            expiry = date_in(request.expiry, "expiry")
+            if request.kind == "put":
+                held = sum(x.collateral() for x in p.positions.values() if x.account_id == account.id)
+                if Decimal(str(request.strike * MULTIPLIER * qty)) + Decimal(str(held)) > account.balance:
+                    raise FailedPreconditionError("quantity: the put is not cash-secured by the account's free cash")
+            stored.next_position += 1
+            position = Position(
+                f"{p.id}/pos-{stored.next_position}", account.id, request.symbol, request.kind, -qty, at.date(),
+                request.strike, expiry, float(price),
+            )  # fmt: skip
+            p.positions[position.id] = position
+            p.book_pnl(account.id, price * Decimal(MULTIPLIER) * Decimal(qty), at,
+                       f"sold {qty:g} {request.kind} {request.strike:g} exp {expiry} at {price}")  # fmt: skip
+        elif request.side in ("buy_to_close", "sell"):
+            target = p.positions.get(request.position_id)
+            if target is None or target.account_id != account.id:
+                raise NotFoundError(f"position_id: no open position {request.position_id!r} in {account.id}")
+            if request.side == "buy_to_close":
+                if not target.is_option:
+                    raise InvalidInputError.of("side", "buy_to_close closes an option; use sell for stock")
+                if qty > -target.quantity:
+                    raise InvalidInputError.of("quantity", f"exceeds the {-target.quantity:g} contracts open")
+                p.book_pnl(account.id, -price * Decimal(MULTIPLIER) * Decimal(qty), at,
+                           f"bought back {qty:g} {target.kind} {target.strike:g} at {price}")  # fmt: skip
+                target.quantity += qty
+            else:
+                if target.is_option:
+                    raise InvalidInputError.of("side", "sell is for stock; use buy_to_close for options")
+                if qty > target.quantity:
+                    raise InvalidInputError.of("quantity", f"exceeds the {target.quantity:g} shares held")
+                basis = Decimal(str(target.cost_basis)) * Decimal(qty)
+                account.balance += basis
+                p._record(at, "sale", account.id, basis, f"sold {qty:g} shares: cost basis returned")
+                p.book_pnl(account.id, price * Decimal(qty) - basis, at, f"sold {qty:g} shares at {price}")
+                target.quantity -= qty
+            position = target
+            if target.quantity == 0:
+                del p.positions[target.id]
+        elif request.side == "buy":
+            if request.kind != "stock":
+                raise InvalidInputError.of("side", "buy is for stock (an assignment or a purchase)")
+            cost = price * Decimal(qty)
+            if cost > account.balance:
+                raise FailedPreconditionError("quantity: the account's cash does not cover the purchase")
+            account.balance -= cost
+            p._record(at, "assignment", account.id, -cost, f"bought {qty:g} shares of {request.symbol} at {price}")
+            stored.next_position += 1
+            position = Position(f"{p.id}/pos-{stored.next_position}", account.id, request.symbol, "stock", qty,
+                                at.date(), cost_basis=float(price))  # fmt: skip
+            p.positions[position.id] = position
+        else:
+            raise InvalidInputError.of("side", f"must be sell_to_open, buy_to_close, buy or sell, got {request.side!r}")
+        last = p.transactions[-1]
+        self.repo.save(stored, actor=actor())
+        return portfolio_pb2.RecordFillResponse(
+            position=_position_out(position), transaction=_transaction_out(last, p.id)
+        )
+
+    @rpc
+    async def RecordFill(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await run_blocking(self._fill, request)
+
+    def _withdraw(self, request: portfolio_pb2.WithdrawRequest) -> portfolio_pb2.Transaction:
+        stored = self._owned(request.portfolio_id)
+        amount = money_in(request.amount, "amount", positive=True, allow_zero=False)
+        at = timestamp_in(request.at, "at")
+        tx = stored.portfolio.withdraw(request.account_id, amount, at, request.reason or "withdrawal")
+        self.repo.save(stored, actor=actor())
+        return _transaction_out(tx, stored.portfolio.id)
+
+    @rpc
+    async def Withdraw(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await run_blocking(self._withdraw, request)
+
+    # --- weekly cycle, projection, reset --------------------------------------------------------------------
+    def _weekly(self, request: portfolio_pb2.RunWeeklyCycleRequest) -> portfolio_pb2.WeeklyCycleReport:
+        stored = self._owned(request.portfolio_id)
+        p = stored.portfolio
+        at = timestamp_in(request.as_of, "as_of")
+        forked = p.check_forks(at)
+        merged = p.check_merges(at)
+        nxt = at.date() + dt.timedelta(days=7)
+        if at.month in (3, 6, 9, 12) and nxt.month != at.month:
+            p.reinvest_quarter(at)  # the quarter's last weekly cycle
+        engine = Engine(trust=TrustBook())
+        engine.import_state(stored.engine_state)
+        engine.trust.decay(at.date())
+        stored.engine_state = engine.export_state()
+        txs = list(p.transactions)
+        self.repo.save(stored, actor=actor())
+
+        def group(g: Any) -> portfolio_pb2.AccountGroup:
+            return portfolio_pb2.AccountGroup(group_id=g.id, parent_id=g.parent_id or "", account_ids=g.account_ids,
+                                              merged=g.merged)  # fmt: skip
+
+        return portfolio_pb2.WeeklyCycleReport(
+            forked=[group(g) for g in forked], merged=[group(g) for g in merged],
+            transactions=[_transaction_out(t, p.id) for t in txs], portfolio=portfolio_out(stored),
+        )  # fmt: skip
+
+    @rpc
+    async def RunWeeklyCycle(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await run_blocking(self._weekly, request)
+
+    def _project(self, request: portfolio_pb2.ProjectRequest) -> portfolio_pb2.Projection:
+        total = money_in(request.total, "total", positive=True, allow_zero=False)
+        pr = project(float(total), request.years, paths=request.paths or 2000, seed=request.seed)
+        return portfolio_pb2.Projection(
+            years=[
+                portfolio_pb2.ProjectionYear(
+                    year=y,
+                    expected=money_out(e),
+                    income=money_out(i),
+                    p05=money_out(a),
+                    p50=money_out(b),
+                    p95=money_out(c),
+                )
+                for y, e, i, a, b, c in zip(pr.years, pr.expected, pr.income, pr.p05, pr.p50, pr.p95, strict=True)
+            ]
+        )
+
+    @rpc
+    async def Project(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await run_blocking(self._project, request)
+
+    def _reset(self, request: portfolio_pb2.ResetAccountRequest) -> portfolio_pb2.Account:
+        stored = self.repo.load(request.portfolio_id)
+        account = stored.portfolio.account(request.account_id)
+        if not request.reason:
+            raise InvalidInputError.of("reason", "must say why the account is reset (it goes to the audit log)")
+        engine = Engine(trust=TrustBook())
+        engine.import_state(stored.engine_state)
+        engine.reset_account(stored.portfolio, account.id)
+        stored.engine_state = engine.export_state()
+
+        def note(tx: Any) -> None:
+            tx.audit("reset_account", {"account_id": account.id, "reason": request.reason}, actor=actor())
+
+        self.repo.save(stored, actor=actor(), extra=note)
+        from allsuse.protocol import settings
+
+        return _account_out(account, settings.default().account(account.kind).buffer)
+
+    @rpc
+    async def ResetAccount(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await run_blocking(self._reset, request)
+
+
+def bindings(deps: ServiceDeps) -> list[ServiceBinding]:
+    """The PortfolioService binding for `allsuse serve`."""
+    servicer = PortfolioServicer(deps)
+    return [
+        ServiceBinding(
+            "allsuse.v1.PortfolioService",
+            lambda server: portfolio_pb2_grpc.add_PortfolioServiceServicer_to_server(servicer, server),
+            ROLES,
+        )
+    ]
