@@ -93,6 +93,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
 
     # --- Decide -----------------------------------------------------------------------------------------
     def _decide(self, request: decision_pb2.DecideRequest) -> dict[str, Any]:
+        """Runs on a worker thread; returns the stored payload (plus an "_alert" to publish, if any)."""
         for name in ("portfolio_id", "account_id", "symbol"):
             if not getattr(request, name):
                 raise InvalidInputError.of(name, "must not be empty")
@@ -139,18 +140,22 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         except _ReplayedError as replay:
             return replay.payload
         if decision.outcome == "REJECTED" or decision.account_state != "ACTIVE":
-            self.deps.bus.publish(
-                "alerts",
-                {
-                    "severity": "warning" if decision.outcome == "REJECTED" else "critical",
-                    "portfolio_id": request.portfolio_id,
-                    "account_id": request.account_id,
-                    "code": "DECISION_" + decision.outcome
-                    if decision.outcome == "REJECTED"
-                    else decision.account_state,
-                    "message": decision.explanation[-500:],
-                },
+            active = decision.account_state == "ACTIVE"
+            failed = "; ".join(r.message for r in decision.compliance if not r.passed)
+            alert: dict[str, Any] = {
+                "severity": "warning" if active else "critical",
+                "portfolio_id": request.portfolio_id,
+                "account_id": request.account_id,
+                "code": "DECISION_REJECTED" if active else f"ACCOUNT_{decision.account_state}",
+                "message": failed or decision.explanation[-300:],
+                "decision_id": decision_id,
+            }
+            raised = self.store.raise_alert(
+                alert["code"].lower(), alert["severity"], alert, portfolio_id=request.portfolio_id, actor=actor()
             )
+            alert["alert_id"] = raised.id
+            alert["at"] = raised.created_at
+            payload = {**payload, "_alert": alert}
         self.deps.metrics.decisions.labels(decision.outcome, decision.action).inc()
         return payload
 
@@ -158,6 +163,9 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
     async def Decide(self, request: decision_pb2.DecideRequest, context: grpc.aio.ServicerContext) -> Any:
         check_deadline(context, need_seconds=0.01)
         payload = await run_blocking(self._decide, request)
+        alert = payload.pop("_alert", None)
+        if alert is not None:
+            self.deps.bus.publish("alerts", alert)  # on the event loop: the bus is not thread-safe
         return decision_out(payload)
 
     # --- AssessRisk ---------------------------------------------------------------------------------------

@@ -1,0 +1,182 @@
+"""MonitorService: the operators' view: metrics, a live alert stream and reports (PROTOCOL section 11)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from allsuse import __version__, build_profile
+from allsuse.errors import InvalidInputError
+from allsuse.orchestration.bus import Event
+from allsuse.server.app import ServiceBinding, ServiceDeps
+from allsuse.server.convert import timestamp_in, timestamp_out
+from allsuse.server.decision import require_owner
+from allsuse.server.portfolios import PortfolioRepository
+from allsuse.server.rpc import rpc, run_blocking
+from allsuse.v1 import common_pb2, monitor_pb2, monitor_pb2_grpc
+
+ROLES = {"GetMetrics": "viewer", "StreamAlerts": "viewer", "GetReport": "viewer"}
+SEVERITIES = ("info", "warning", "critical")
+REPORT_WINDOWS = {"daily": 1, "weekly": 7, "quarterly": 92}
+
+
+def _alert_out(a: dict[str, Any]) -> monitor_pb2.Alert:
+    at = a.get("at")
+    when = dt.datetime.fromisoformat(at).replace(tzinfo=None) if at else dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return monitor_pb2.Alert(
+        alert_id=str(a.get("alert_id", "")), at=timestamp_out(when), severity=a.get("severity", "info"),
+        portfolio_id=a.get("portfolio_id", ""), account_id=a.get("account_id", ""), code=a.get("code", ""),
+        message=a.get("message", ""),
+    )  # fmt: skip
+
+
+class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
+    """The allsuse.v1.MonitorService implementation."""
+
+    def __init__(self, deps: ServiceDeps) -> None:
+        self.deps = deps
+
+    @rpc
+    async def GetMetrics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        counters: dict[str, float] = {}
+        by_outcome: dict[str, float] = {}
+        for family in self.deps.metrics.registry.collect():
+            for sample in family.samples:
+                if sample.name.endswith(("_created", "_bucket")):
+                    continue
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                counters[f"{sample.name}{{{labels}}}" if labels else sample.name] = float(sample.value)
+                if sample.name == "allsuse_decisions_total":
+                    outcome = sample.labels.get("outcome", "")
+                    by_outcome[outcome] = by_outcome.get(outcome, 0.0) + float(sample.value)
+        components = [
+            monitor_pb2.ComponentState(name=name, state=state.value)
+            for name, state in self.deps.registry.states().items()
+        ]
+        hit_rate = self.deps.metrics.cache_hit_rate._value.get()  # prometheus_client keeps the gauge's value here
+        return monitor_pb2.MetricsSnapshot(
+            build=common_pb2.BuildInfo(version=__version__, core_profile=build_profile()),
+            counters=counters, components=components, cache_hit_rate=float(hit_rate),
+            decisions_by_outcome=by_outcome,
+        )  # fmt: skip
+
+    @rpc
+    async def StreamAlerts(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        wanted = set(request.severities)
+        unknown = wanted - set(SEVERITIES)
+        if unknown:
+            raise InvalidInputError.of("severities", f"unknown {sorted(unknown)}; use {', '.join(SEVERITIES)}")
+        if request.portfolio_id:
+            stored = await run_blocking(PortfolioRepository(self.deps.store).load, request.portfolio_id)
+            require_owner(stored.owner, "portfolio_id")
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+
+        async def deliver(event: Event) -> None:
+            alert = event.payload if isinstance(event.payload, dict) else {}
+            if wanted and alert.get("severity") not in wanted:
+                return
+            if request.portfolio_id and alert.get("portfolio_id") != request.portfolio_id:
+                return
+            if queue.full():
+                queue.get_nowait()  # a slow client loses the oldest alert, never blocks the bus
+            queue.put_nowait(alert)
+
+        subscription = self.deps.bus.subscribe("alerts", deliver, name="stream-alerts")
+        try:
+            while not context.done():
+                try:
+                    alert = await asyncio.wait_for(queue.get(), timeout=0.5)
+                except TimeoutError:
+                    continue
+                yield _alert_out(alert)
+        finally:
+            await subscription.close(timeout=1.0)
+
+    def _report(self, request: monitor_pb2.GetReportRequest) -> monitor_pb2.Report:
+        if request.kind not in REPORT_WINDOWS:
+            raise InvalidInputError.of("kind", f"must be one of {', '.join(REPORT_WINDOWS)}, got {request.kind!r}")
+        store = self.deps.store
+        stored = PortfolioRepository(store).load(request.portfolio_id)
+        require_owner(stored.owner, "portfolio_id")
+        as_of = timestamp_in(request.as_of, "as_of")
+        since = as_of - dt.timedelta(days=REPORT_WINDOWS[request.kind])
+        decisions = [
+            r.payload
+            for r in store.list_decisions(portfolio_id=request.portfolio_id, limit=100_000)
+            if since <= dt.datetime.fromisoformat(r.payload["as_of"]) <= as_of
+        ]
+        txs = [
+            r.payload
+            for r in store.list_transactions(portfolio_id=request.portfolio_id, limit=100_000)
+            if since <= dt.datetime.fromisoformat(r.payload["at"]) <= as_of
+        ]
+        alerts = [r.payload for r in store.list_alerts(portfolio_id=request.portfolio_id, limit=100_000)]
+        p = stored.portfolio
+        accounts = {
+            a.id: {
+                "type": a.kind,
+                "balance": str(a.balance),
+                "state": a.state,
+                "surplus_over_base": str(a.balance - a.base),
+            }
+            for a in p.accounts.values()
+        }
+        week_types = Counter(d["week_type"] for d in decisions if d["week_type"])
+        actions = Counter(d["action"] for d in decisions)
+        flows: dict[str, float] = {}
+        for t in txs:
+            flows[t["kind"]] = flows.get(t["kind"], 0.0) + float(t["amount"])
+        near_fork = [a.id for a in p.accounts.values() if a.kind == "gen" and a.balance - a.base >= 40_000]
+        body = {
+            "kind": request.kind,
+            "portfolio_id": p.id,
+            "from": since.isoformat(),
+            "to": as_of.isoformat(),
+            "equity": str(p.equity),
+            "accounts": accounts,
+            "decisions": len(decisions),
+            "actions": dict(actions),
+            "week_types": dict(week_types),
+            "rejected": [d["decision_id"] for d in decisions if d["outcome"] == "REJECTED"],
+            "flows": {k: round(v, 2) for k, v in flows.items()},
+            "near_fork": near_fork,
+            "open_alerts": len(alerts),
+        }
+        lines = [
+            f"{request.kind.title()} report for {p.id}, {since:%Y-%m-%d} to {as_of:%Y-%m-%d}",
+            f"equity {p.equity}",
+            *(f"  {i}: {a['type']} balance {a['balance']} state {a['state']}" for i, a in accounts.items()),
+            f"decisions {len(decisions)}: " + (", ".join(f"{k} {v}" for k, v in actions.items()) or "none"),
+            "week types: " + (", ".join(f"{k} {v}" for k, v in week_types.items()) or "none"),
+            "money: " + (", ".join(f"{k} {v:,.2f}" for k, v in flows.items()) or "no movements"),
+            f"accounts near a fork: {', '.join(near_fork) or 'none'}; open alerts {len(alerts)}",
+        ]
+        return monitor_pb2.Report(
+            kind=request.kind, portfolio_id=p.id, as_of=timestamp_out(as_of), text="\n".join(lines),
+            json=json.dumps(body, sort_keys=True),
+        )  # fmt: skip
+
+    @rpc
+    async def GetReport(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await run_blocking(self._report, request)
+
+
+def bindings(deps: ServiceDeps) -> list[ServiceBinding]:
+    """The MonitorService binding for `allsuse serve`."""
+    servicer = MonitorServicer(deps)
+    return [
+        ServiceBinding(
+            "allsuse.v1.MonitorService",
+            lambda server: monitor_pb2_grpc.add_MonitorServiceServicer_to_server(servicer, server),
+            ROLES,
+        )
+    ]
+
+
+__all__ = ["MonitorServicer", "bindings"]
