@@ -1,4 +1,4 @@
-"""AgentService: a small rule-based conversational front on the engine's records. It understands a few
+"""AgentService: a small rule-based conversational front on the engine's records (reading, so open to every role). It understands a few
 intents (greeting, status, the last decision and why, a week type), keeps each conversation's turns in the
 store, and says plainly what it can do when it does not understand. The full agent is its own piece of work.
 """
@@ -14,7 +14,7 @@ import grpc
 from allsuse.errors import InvalidInputError
 from allsuse.protocol.week_type import describe_week
 from allsuse.server.app import ServiceBinding, ServiceDeps
-from allsuse.server.decision import actor, require_owner
+from allsuse.server.decision import actor
 from allsuse.server.portfolios import PortfolioRepository
 from allsuse.server.rpc import rpc, run_blocking
 from allsuse.v1 import agent_pb2, agent_pb2_grpc
@@ -54,7 +54,6 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             if record is None:
                 return f"I know no decision {m.group(1)}.", "explain", []
             d = record.payload
-            require_owner(PortfolioRepository(store).load(d["portfolio_id"]).owner, "decision_id")
             return (
                 f"{d['action']} on {d['symbol']} for {d['account_id']}: {d['explanation']}",
                 "explain",
@@ -63,14 +62,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         if not portfolio_id and any(w in lower for w in ("status", "balance", "decision", "why")):
             return "Which portfolio? Send its portfolio_id with the message.", "clarify", []
         if any(w in lower for w in ("status", "balance", "how are")):
-            stored = PortfolioRepository(store).load(portfolio_id)
-            require_owner(stored.owner, "portfolio_id")
-            p = stored.portfolio
+            p = PortfolioRepository(store).load(portfolio_id).portfolio
             parts = [f"{a.id} ({a.kind}) {a.balance} {a.state}" for a in p.accounts.values()]
             return f"Portfolio {p.id}: equity {p.equity}; " + "; ".join(parts) + ".", "status", []
         if "decision" in lower or "why" in lower:
-            stored = PortfolioRepository(store).load(portfolio_id)
-            require_owner(stored.owner, "portfolio_id")
+            PortfolioRepository(store).load(portfolio_id)  # must exist
             records = store.list_decisions(portfolio_id=portfolio_id, limit=100_000)
             if not records:
                 return f"No decision yet for {portfolio_id}.", "explain", []
