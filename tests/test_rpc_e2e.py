@@ -66,9 +66,14 @@ def create(api: Clients, who: str = "trader", total: float = 1_000_000, pid: str
 
 def decide(api: Clients, pid: str, key: str = "", who: str = "trader", **kw: Any) -> decision_pb2.Decision:
     req = decision_pb2.DecideRequest(
-        portfolio_id=pid, account_id=f"{pid}/gen-1", symbol="NVDA", as_of=ts(THURSDAY),
-        market=kw.pop("market", green_market(THURSDAY)), idempotency_key=key, **kw,
-    )  # fmt: skip
+        portfolio_id=pid,
+        account_id=f"{pid}/gen-1",
+        symbol="NVDA",
+        as_of=ts(THURSDAY),
+        market=kw.pop("market", green_market(THURSDAY)),
+        idempotency_key=key,
+        **kw,
+    )
     return api.decision.Decide(req, metadata=api.md(who), timeout=TIMEOUT)
 
 
@@ -99,19 +104,24 @@ def test_approve_and_record_outcome_move_trust(api: Clients) -> None:
     d = decide(api, pid, key="k-approve")
     approved = api.decision.ApproveDecision(
         decision_pb2.ApproveDecisionRequest(decision_id=d.decision_id, approve=True, note="ok"),
-        metadata=api.md("trader"), timeout=TIMEOUT,
-    )  # fmt: skip
+        metadata=api.md("trader"),
+        timeout=TIMEOUT,
+    )
     assert approved.approval_status == "APPROVED"
     with pytest.raises(grpc.RpcError) as err:
         api.decision.ApproveDecision(
             decision_pb2.ApproveDecisionRequest(decision_id=d.decision_id, approve=True),
-            metadata=api.md("trader"), timeout=TIMEOUT,
-        )  # fmt: skip
+            metadata=api.md("trader"),
+            timeout=TIMEOUT,
+        )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     out = api.decision.RecordOutcome(
-        decision_pb2.RecordOutcomeRequest(decision_id=d.decision_id, right=True, realised_pnl=money(310.0), at=ts(THURSDAY)),
-        metadata=api.md("trader"), timeout=TIMEOUT,
-    )  # fmt: skip
+        decision_pb2.RecordOutcomeRequest(
+            decision_id=d.decision_id, right=True, realised_pnl=money(310.0), at=ts(THURSDAY)
+        ),
+        metadata=api.md("trader"),
+        timeout=TIMEOUT,
+    )
     assert out.trust_kind == "entry"
     assert out.trust == pytest.approx(0.3 + 0.02 * d.confidence)
 
@@ -126,18 +136,27 @@ def test_building_block_rpcs(api: Clients) -> None:
     assert w.code == "P-EW"
     s = api.decision.SizePosition(
         decision_pb2.SizePositionRequest(equity=money(38_000), free_cash=money(38_000), strike=30.0, size_share=0.125),
-        metadata=md, timeout=TIMEOUT,
-    )  # fmt: skip
+        metadata=md,
+        timeout=TIMEOUT,
+    )
     assert (s.contracts, s.binding, as_float(s.budget)) == (1, "size", 4750.0)
     k = api.decision.SelectStrike(
-        decision_pb2.SelectStrikeRequest(kind=common_pb2.OPTION_KIND_PUT, spot=250.0, t=5 / 365, iv=0.35, band_low=40, band_high=50),
-        metadata=md, timeout=TIMEOUT,
-    )  # fmt: skip
+        decision_pb2.SelectStrikeRequest(
+            kind=common_pb2.OPTION_KIND_PUT, spot=250.0, t=5 / 365, iv=0.35, band_low=40, band_high=50
+        ),
+        metadata=md,
+        timeout=TIMEOUT,
+    )
     assert k.found and 40 <= k.delta <= 50 and k.strike % 5 == 0
     c = api.decision.CheckCompliance(
-        decision_pb2.CheckComplianceRequest(context_json=json.dumps({"kind": "close", "contracts": 51, "limit_price": 1.0, "mid": 1.0, "orders_last_minute": 0})),
-        metadata=md, timeout=TIMEOUT,
-    )  # fmt: skip
+        decision_pb2.CheckComplianceRequest(
+            context_json=json.dumps(
+                {"kind": "close", "contracts": 51, "limit_price": 1.0, "mid": 1.0, "orders_last_minute": 0}
+            )
+        ),
+        metadata=md,
+        timeout=TIMEOUT,
+    )
     assert c.outcome == decision_pb2.OUTCOME_REQUIRES_APPROVAL
     assert any(r.message == "R14_MAX_ORDER_SIZE: contracts=51 max=50" for r in c.results)
 
@@ -145,9 +164,15 @@ def test_building_block_rpcs(api: Clients) -> None:
 def test_assess_risk_with_a_proposed_order(api: Clients) -> None:
     pid = create(api).portfolio_id
     req = decision_pb2.AssessRiskRequest(
-        portfolio_id=pid, market=green_market(THURSDAY), as_of=ts(THURSDAY), account_id=f"{pid}/gen-1", symbol="NVDA",
-        proposed=decision_pb2.Order(kind=common_pb2.OPTION_KIND_PUT, strike=190.0, expiry="2024-03-15", contracts=2, limit_price=money(1.5)),
-    )  # fmt: skip
+        portfolio_id=pid,
+        market=green_market(THURSDAY),
+        as_of=ts(THURSDAY),
+        account_id=f"{pid}/gen-1",
+        symbol="NVDA",
+        proposed=decision_pb2.Order(
+            kind=common_pb2.OPTION_KIND_PUT, strike=190.0, expiry="2024-03-15", contracts=2, limit_price=money(1.5)
+        ),
+    )
     r = api.decision.AssessRisk(req, metadata=api.md("viewer"), timeout=TIMEOUT)
     assert r.scenarios > 200 and as_float(r.es_before) == 0.0 and r.within_budget
 
@@ -156,27 +181,49 @@ def test_fills_withdrawals_weekly_cycle_projection_and_reset(api: Clients) -> No
     pid = create(api, total=100_000).portfolio_id
     md = api.md("trader")
     fill = api.portfolio.RecordFill(
-        portfolio_pb2.RecordFillRequest(portfolio_id=pid, account_id=f"{pid}/gen-1", symbol="NVDA", kind="put", side="sell_to_open",
-                                        strike=30.0, expiry="2024-03-08", quantity=1, price=money(0.85), at=ts(THURSDAY)),
-        metadata=md, timeout=TIMEOUT,
-    )  # fmt: skip
+        portfolio_pb2.RecordFillRequest(
+            portfolio_id=pid,
+            account_id=f"{pid}/gen-1",
+            symbol="NVDA",
+            kind="put",
+            side="sell_to_open",
+            strike=30.0,
+            expiry="2024-03-08",
+            quantity=1,
+            price=money(0.85),
+            at=ts(THURSDAY),
+        ),
+        metadata=md,
+        timeout=TIMEOUT,
+    )
     assert fill.position.quantity == -1 and as_float(fill.transaction.amount) == 85.0
     close = api.portfolio.RecordFill(
-        portfolio_pb2.RecordFillRequest(portfolio_id=pid, account_id=f"{pid}/gen-1", kind="put", side="buy_to_close",
-                                        position_id=fill.position.position_id, quantity=1, price=money(0.10), at=ts(THURSDAY)),
-        metadata=md, timeout=TIMEOUT,
-    )  # fmt: skip
+        portfolio_pb2.RecordFillRequest(
+            portfolio_id=pid,
+            account_id=f"{pid}/gen-1",
+            kind="put",
+            side="buy_to_close",
+            position_id=fill.position.position_id,
+            quantity=1,
+            price=money(0.10),
+            at=ts(THURSDAY),
+        ),
+        metadata=md,
+        timeout=TIMEOUT,
+    )
     assert as_float(close.transaction.amount) == -10.0
     tx = api.portfolio.Withdraw(
         portfolio_pb2.WithdrawRequest(portfolio_id=pid, account_id=f"{pid}/rev-1", amount=money(1000), reason="income"),
-        metadata=md, timeout=TIMEOUT,
-    )  # fmt: skip
+        metadata=md,
+        timeout=TIMEOUT,
+    )
     assert as_float(tx.amount) == -1000.0
     with pytest.raises(grpc.RpcError) as err:
         api.portfolio.Withdraw(
             portfolio_pb2.WithdrawRequest(portfolio_id=pid, account_id=f"{pid}/com-1", amount=money(1)),
-            metadata=md, timeout=TIMEOUT,
-        )  # fmt: skip
+            metadata=md,
+            timeout=TIMEOUT,
+        )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "R18_NO_WITHDRAWAL" in (err.value.details() or "")
     cycle = api.portfolio.RunWeeklyCycle(
         portfolio_pb2.RunWeeklyCycleRequest(portfolio_id=pid, as_of=ts(dt.date(2024, 3, 8), 16, 5)),
@@ -274,9 +321,8 @@ def test_auth_matrix_on_the_real_services(api: Clients) -> None:
         == grpc.StatusCode.UNAUTHENTICATED
     )
     for who in ("viewer", "trader", "admin"):
-        assert (
-            _code(lambda: api.portfolio.GetPortfolio(get, metadata=api.md(who), timeout=TIMEOUT)) == grpc.StatusCode.OK
-        )
+        md = api.md(who)
+        assert _code(lambda md=md: api.portfolio.GetPortfolio(get, metadata=md, timeout=TIMEOUT)) == grpc.StatusCode.OK
     assert _code(lambda: decide(api, pid, who="viewer")) == grpc.StatusCode.PERMISSION_DENIED
     assert _code(lambda: decide(api, pid, who="trader2")) == grpc.StatusCode.PERMISSION_DENIED  # not its portfolio
     assert _code(lambda: decide(api, pid, key="k-admin", who="admin")) == grpc.StatusCode.OK

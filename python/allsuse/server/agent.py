@@ -1,4 +1,5 @@
-"""AgentService: a small rule-based conversational front on the engine's records (reading, so open to every role). It understands a few
+"""AgentService: a small rule-based conversational front on the engine's records (it only reads, so every
+role may use it). It understands a few
 intents (greeting, status, the last decision and why, a week type), keeps each conversation's turns in the
 store, and says plainly what it can do when it does not understand. The full agent is its own piece of work.
 """

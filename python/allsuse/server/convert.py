@@ -17,12 +17,19 @@ from allsuse.protocol.market import Bars, MarketData, OptionQuote
 from allsuse.v1 import common_pb2, decision_pb2
 
 CENT = Decimal("0.01")
-ACTION = {name: getattr(decision_pb2, f"ACTION_{name}") for name in (
-    "OPEN_PUT", "OPEN_CALL", "ROLL", "CLOSE", "HOLD", "ACCEPT_ASSIGNMENT", "REDUCE", "NO_TRADE")}  # fmt: skip
-OUTCOME = {name: getattr(decision_pb2, f"OUTCOME_{name}") for name in (
-    "APPROVED", "APPROVED_WITH_WARNINGS", "REQUIRES_APPROVAL", "REJECTED")}  # fmt: skip
-SEVERITY = {"MEDIUM": decision_pb2.SEVERITY_MEDIUM, "HIGH": decision_pb2.SEVERITY_HIGH,
-            "CRITICAL": decision_pb2.SEVERITY_CRITICAL}  # fmt: skip
+ACTION = {
+    name: getattr(decision_pb2, f"ACTION_{name}")
+    for name in ("OPEN_PUT", "OPEN_CALL", "ROLL", "CLOSE", "HOLD", "ACCEPT_ASSIGNMENT", "REDUCE", "NO_TRADE")
+}
+OUTCOME = {
+    name: getattr(decision_pb2, f"OUTCOME_{name}")
+    for name in ("APPROVED", "APPROVED_WITH_WARNINGS", "REQUIRES_APPROVAL", "REJECTED")
+}
+SEVERITY = {
+    "MEDIUM": decision_pb2.SEVERITY_MEDIUM,
+    "HIGH": decision_pb2.SEVERITY_HIGH,
+    "CRITICAL": decision_pb2.SEVERITY_CRITICAL,
+}
 KIND_IN = {common_pb2.OPTION_KIND_CALL: "call", common_pb2.OPTION_KIND_PUT: "put"}
 KIND_OUT = {"call": common_pb2.OPTION_KIND_CALL, "put": common_pb2.OPTION_KIND_PUT}
 
@@ -206,10 +213,15 @@ def decision_out(p: dict[str, Any]) -> decision_pb2.Decision:
     order = None
     if o:
         order = decision_pb2.Order(
-            kind=KIND_OUT.get(o["kind"], common_pb2.OPTION_KIND_UNSPECIFIED), side=o["side"], strike=o["strike"],
-            expiry=o["expiry"], contracts=o["contracts"], limit_price=money_out(o["limit_price"]), delta=o["delta"],
+            kind=KIND_OUT.get(o["kind"], common_pb2.OPTION_KIND_UNSPECIFIED),
+            side=o["side"],
+            strike=o["strike"],
+            expiry=o["expiry"],
+            contracts=o["contracts"],
+            limit_price=money_out(o["limit_price"]),
+            delta=o["delta"],
             premium=money_out(o["premium"]),
-        )  # fmt: skip
+        )
     return decision_pb2.Decision(
         decision_id=p["decision_id"],
         portfolio_id=p["portfolio_id"],

@@ -129,9 +129,14 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
 
         def record(tx: StoreTx) -> None:
             rec = tx.record_decision(
-                key or f"auto-{decision_id}", payload, kind=decision.trust_kind, portfolio_id=request.portfolio_id,
-                status=approval.lower(), decision_id=decision_id, actor=actor(),
-            )  # fmt: skip
+                key or f"auto-{decision_id}",
+                payload,
+                kind=decision.trust_kind,
+                portfolio_id=request.portfolio_id,
+                status=approval.lower(),
+                decision_id=decision_id,
+                actor=actor(),
+            )
             if rec.replayed:
                 raise _ReplayedError(rec.payload)
 
@@ -192,10 +197,17 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             if expiry < as_of:
                 raise InvalidInputError.of("proposed.expiry", "must not be before as_of")
             extra = Position(
-                "proposed", request.account_id or "proposed", request.symbol, KIND_IN[o.kind], -float(o.contracts),
-                as_of, o.strike, expiry, float(money_in(o.limit_price, "proposed.limit_price")),
+                "proposed",
+                request.account_id or "proposed",
+                request.symbol,
+                KIND_IN[o.kind],
+                -float(o.contracts),
+                as_of,
+                o.strike,
+                expiry,
+                float(money_in(o.limit_price, "proposed.limit_price")),
                 iv=market.iv_for(request.symbol),
-            )  # fmt: skip
+            )
         symbols = sorted({p.symbol for p in positions} | ({extra.symbol} if extra else set()))
         missing = [s for s in symbols if s not in market.bars]
         if missing:
@@ -218,10 +230,14 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         budget = settings.default().doc.section("risk").number("es_budget_share")
         share = es_a / equity if equity > 0 else float("inf")
         return decision_pb2.RiskAssessment(
-            es_before=money_out(es_b), es_after=money_out(es_a), var_before=money_out(var_b),
-            var_after=money_out(var_a), es_share_of_equity=share, within_budget=share <= budget,
+            es_before=money_out(es_b),
+            es_after=money_out(es_a),
+            var_before=money_out(var_b),
+            var_after=money_out(var_a),
+            es_share_of_equity=share,
+            within_budget=share <= budget,
             scenarios=int(base.shape[0]),
-        )  # fmt: skip
+        )
 
     @rpc
     async def AssessRisk(self, request: decision_pb2.AssessRiskRequest, context: grpc.aio.ServicerContext) -> Any:
@@ -277,9 +293,13 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
     async def ClassifyWeek(self, request: decision_pb2.ClassifyWeekRequest, context: grpc.aio.ServicerContext) -> Any:
         w = describe_week(request.position, request.move_pct, request.roll_available)
         return decision_pb2.ClassifyWeekResponse(
-            code=w.code, name=w.name, action=w.action, expected_return_low_pct=w.expected_return_pct[0],
-            expected_return_high_pct=w.expected_return_pct[1], confidence=w.confidence,
-        )  # fmt: skip
+            code=w.code,
+            name=w.name,
+            action=w.action,
+            expected_return_low_pct=w.expected_return_pct[0],
+            expected_return_high_pct=w.expected_return_pct[1],
+            confidence=w.confidence,
+        )
 
     @rpc
     async def CheckCompliance(

@@ -29,10 +29,14 @@ def _alert_out(a: dict[str, Any]) -> monitor_pb2.Alert:
     at = a.get("at")
     when = dt.datetime.fromisoformat(at).replace(tzinfo=None) if at else dt.datetime.now(dt.UTC).replace(tzinfo=None)
     return monitor_pb2.Alert(
-        alert_id=str(a.get("alert_id", "")), at=timestamp_out(when), severity=a.get("severity", "info"),
-        portfolio_id=a.get("portfolio_id", ""), account_id=a.get("account_id", ""), code=a.get("code", ""),
+        alert_id=str(a.get("alert_id", "")),
+        at=timestamp_out(when),
+        severity=a.get("severity", "info"),
+        portfolio_id=a.get("portfolio_id", ""),
+        account_id=a.get("account_id", ""),
+        code=a.get("code", ""),
         message=a.get("message", ""),
-    )  # fmt: skip
+    )
 
 
 class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
@@ -61,9 +65,11 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         hit_rate = self.deps.metrics.cache_hit_rate._value.get()  # prometheus_client keeps the gauge's value here
         return monitor_pb2.MetricsSnapshot(
             build=common_pb2.BuildInfo(version=__version__, core_profile=build_profile()),
-            counters=counters, components=components, cache_hit_rate=float(hit_rate),
+            counters=counters,
+            components=components,
+            cache_hit_rate=float(hit_rate),
             decisions_by_outcome=by_outcome,
-        )  # fmt: skip
+        )
 
     @rpc
     async def StreamAlerts(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
@@ -155,9 +161,12 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             f"accounts near a fork: {', '.join(near_fork) or 'none'}; open alerts {len(alerts)}",
         ]
         return monitor_pb2.Report(
-            kind=request.kind, portfolio_id=p.id, as_of=timestamp_out(as_of), text="\n".join(lines),
+            kind=request.kind,
+            portfolio_id=p.id,
+            as_of=timestamp_out(as_of),
+            text="\n".join(lines),
             json=json.dumps(body, sort_keys=True),
-        )  # fmt: skip
+        )
 
     @rpc
     async def GetReport(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -37,25 +37,42 @@ ROLES = {
 def _account_out(a: Account, buffer_share: float) -> portfolio_pb2.Account:
     buffer = a.balance * Decimal(str(buffer_share))
     return portfolio_pb2.Account(
-        account_id=a.id, type=a.kind, group_id=a.group_id, balance=money_out(a.balance), base=money_out(a.base),
-        peak=money_out(a.peak), leaps=money_out(a.leaps), buffer=money_out(buffer),
-        deployable=money_out(a.balance - buffer), state=a.state,
-    )  # fmt: skip
+        account_id=a.id,
+        type=a.kind,
+        group_id=a.group_id,
+        balance=money_out(a.balance),
+        base=money_out(a.base),
+        peak=money_out(a.peak),
+        leaps=money_out(a.leaps),
+        buffer=money_out(buffer),
+        deployable=money_out(a.balance - buffer),
+        state=a.state,
+    )
 
 
 def _position_out(p: Position) -> portfolio_pb2.Position:
     return portfolio_pb2.Position(
-        position_id=p.id, account_id=p.account_id, symbol=p.symbol, kind=p.kind, quantity=p.quantity,
-        strike=p.strike, expiry=p.expiry.isoformat() if p.expiry else "", premium=money_out(p.premium),
+        position_id=p.id,
+        account_id=p.account_id,
+        symbol=p.symbol,
+        kind=p.kind,
+        quantity=p.quantity,
+        strike=p.strike,
+        expiry=p.expiry.isoformat() if p.expiry else "",
+        premium=money_out(p.premium),
         cost_basis=money_out(p.cost_basis),
-    )  # fmt: skip
+    )
 
 
 def _transaction_out(t: Transaction, portfolio_id: str) -> portfolio_pb2.Transaction:
     return portfolio_pb2.Transaction(
-        transaction_id=f"{portfolio_id}/tx-{t.id}", at=timestamp_out(t.at), kind=t.kind, account_id=t.account_id,
-        amount=money_out(t.amount), reason=t.reason,
-    )  # fmt: skip
+        transaction_id=f"{portfolio_id}/tx-{t.id}",
+        at=timestamp_out(t.at),
+        kind=t.kind,
+        account_id=t.account_id,
+        amount=money_out(t.amount),
+        reason=t.reason,
+    )
 
 
 def portfolio_out(stored: StoredPortfolio) -> portfolio_pb2.Portfolio:
@@ -148,12 +165,23 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
                     raise FailedPreconditionError("quantity: the put is not cash-secured by the account's free cash")
             stored.next_position += 1
             position = Position(
-                f"{p.id}/pos-{stored.next_position}", account.id, request.symbol, request.kind, -qty, at.date(),
-                request.strike, expiry, float(price),
-            )  # fmt: skip
+                f"{p.id}/pos-{stored.next_position}",
+                account.id,
+                request.symbol,
+                request.kind,
+                -qty,
+                at.date(),
+                request.strike,
+                expiry,
+                float(price),
+            )
             p.positions[position.id] = position
-            p.book_pnl(account.id, price * Decimal(MULTIPLIER) * Decimal(qty), at,
-                       f"sold {qty:g} {request.kind} {request.strike:g} exp {expiry} at {price}")  # fmt: skip
+            p.book_pnl(
+                account.id,
+                price * Decimal(MULTIPLIER) * Decimal(qty),
+                at,
+                f"sold {qty:g} {request.kind} {request.strike:g} exp {expiry} at {price}",
+            )
         elif request.side in ("buy_to_close", "sell"):
             target = p.positions.get(request.position_id)
             if target is None or target.account_id != account.id:
@@ -163,8 +191,12 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
                     raise InvalidInputError.of("side", "buy_to_close closes an option; use sell for stock")
                 if qty > -target.quantity:
                     raise InvalidInputError.of("quantity", f"exceeds the {-target.quantity:g} contracts open")
-                p.book_pnl(account.id, -price * Decimal(MULTIPLIER) * Decimal(qty), at,
-                           f"bought back {qty:g} {target.kind} {target.strike:g} at {price}")  # fmt: skip
+                p.book_pnl(
+                    account.id,
+                    -price * Decimal(MULTIPLIER) * Decimal(qty),
+                    at,
+                    f"bought back {qty:g} {target.kind} {target.strike:g} at {price}",
+                )
                 target.quantity += qty
             else:
                 if target.is_option:
@@ -188,8 +220,15 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
             account.balance -= cost
             p._record(at, "assignment", account.id, -cost, f"bought {qty:g} shares of {request.symbol} at {price}")
             stored.next_position += 1
-            position = Position(f"{p.id}/pos-{stored.next_position}", account.id, request.symbol, "stock", qty,
-                                at.date(), cost_basis=float(price))  # fmt: skip
+            position = Position(
+                f"{p.id}/pos-{stored.next_position}",
+                account.id,
+                request.symbol,
+                "stock",
+                qty,
+                at.date(),
+                cost_basis=float(price),
+            )
             p.positions[position.id] = position
         else:
             raise InvalidInputError.of("side", f"must be sell_to_open, buy_to_close, buy or sell, got {request.side!r}")
@@ -233,13 +272,16 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         self.repo.save(stored, actor=actor())
 
         def group(g: Any) -> portfolio_pb2.AccountGroup:
-            return portfolio_pb2.AccountGroup(group_id=g.id, parent_id=g.parent_id or "", account_ids=g.account_ids,
-                                              merged=g.merged)  # fmt: skip
+            return portfolio_pb2.AccountGroup(
+                group_id=g.id, parent_id=g.parent_id or "", account_ids=g.account_ids, merged=g.merged
+            )
 
         return portfolio_pb2.WeeklyCycleReport(
-            forked=[group(g) for g in forked], merged=[group(g) for g in merged],
-            transactions=[_transaction_out(t, p.id) for t in txs], portfolio=portfolio_out(stored),
-        )  # fmt: skip
+            forked=[group(g) for g in forked],
+            merged=[group(g) for g in merged],
+            transactions=[_transaction_out(t, p.id) for t in txs],
+            portfolio=portfolio_out(stored),
+        )
 
     @rpc
     async def RunWeeklyCycle(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

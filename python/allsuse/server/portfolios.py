@@ -159,9 +159,14 @@ class PortfolioRepository:
                 tx.put_account(a.id, p.id, _account(a), kind=a.kind, actor=actor)
             for t in new_txs:
                 tx.record_transaction(
-                    p.id, t.amount, _transaction(t), kind=t.kind, account_id=t.account_id,
-                    transaction_id=f"{p.id}/tx-{t.id}", actor=actor,
-                )  # fmt: skip
+                    p.id,
+                    t.amount,
+                    _transaction(t),
+                    kind=t.kind,
+                    account_id=t.account_id,
+                    transaction_id=f"{p.id}/tx-{t.id}",
+                    actor=actor,
+                )
             if extra is not None:
                 extra(tx)
 
