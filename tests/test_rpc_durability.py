@@ -110,41 +110,45 @@ def pg_dsn() -> Iterator[str]:
 
 
 def test_two_servers_share_one_postgresql_database(pg_dsn: str) -> None:
-    with serve(pg_dsn, auth=False) as (a_addr, _), serve(pg_dsn, auth=False) as (b_addr, _):
-        with grpc.insecure_channel(a_addr) as a, grpc.insecure_channel(b_addr) as b:
-            _create(a, "pf-shared")
-            pa = portfolio_pb2_grpc.PortfolioServiceStub(a)
-            pb = portfolio_pb2_grpc.PortfolioServiceStub(b)
-            get = portfolio_pb2.GetPortfolioRequest(portfolio_id="pf-shared")
-            assert pb.GetPortfolio(get, timeout=TIMEOUT) == pa.GetPortfolio(get, timeout=TIMEOUT)
-            # A decision made on B is the decision A returns for the same key.
-            d_b = _decide(b, "pf-shared", "shared-1")
-            d_a = _decide(a, "pf-shared", "shared-1")
-            assert d_a.decision_id == d_b.decision_id and d_a == d_b
-            # A fill recorded on A is visible on B at once.
-            fill = portfolio_pb2.RecordFillRequest(
-                portfolio_id="pf-shared",
-                account_id="pf-shared/gen-1",
-                symbol="NVDA",
-                kind="put",
-                side="sell_to_open",
-                strike=190.0,
-                expiry="2024-03-08",
-                quantity=2,
-                price=money(1.25),
-                at=ts(THURSDAY),
+    with (
+        serve(pg_dsn, auth=False) as (a_addr, _),
+        serve(pg_dsn, auth=False) as (b_addr, _),
+        grpc.insecure_channel(a_addr) as a,
+        grpc.insecure_channel(b_addr) as b,
+    ):
+        _create(a, "pf-shared")
+        pa = portfolio_pb2_grpc.PortfolioServiceStub(a)
+        pb = portfolio_pb2_grpc.PortfolioServiceStub(b)
+        get = portfolio_pb2.GetPortfolioRequest(portfolio_id="pf-shared")
+        assert pb.GetPortfolio(get, timeout=TIMEOUT) == pa.GetPortfolio(get, timeout=TIMEOUT)
+        # A decision made on B is the decision A returns for the same key.
+        d_b = _decide(b, "pf-shared", "shared-1")
+        d_a = _decide(a, "pf-shared", "shared-1")
+        assert d_a.decision_id == d_b.decision_id and d_a == d_b
+        # A fill recorded on A is visible on B at once.
+        fill = portfolio_pb2.RecordFillRequest(
+            portfolio_id="pf-shared",
+            account_id="pf-shared/gen-1",
+            symbol="NVDA",
+            kind="put",
+            side="sell_to_open",
+            strike=190.0,
+            expiry="2024-03-08",
+            quantity=2,
+            price=money(1.25),
+            at=ts(THURSDAY),
+        )
+        opened = pa.RecordFill(fill, timeout=TIMEOUT)
+        seen = pb.GetPortfolio(get, timeout=TIMEOUT)
+        assert [p.position_id for p in seen.positions] == [opened.position.position_id]
+        # Interleaved writes from both replicas: every one lands, none is lost.
+        for i in range(6):
+            stub = pa if i % 2 else pb
+            stub.Withdraw(
+                portfolio_pb2.WithdrawRequest(
+                    portfolio_id="pf-shared", account_id="pf-shared/rev-1", amount=money(100)
+                ),
+                timeout=TIMEOUT,
             )
-            opened = pa.RecordFill(fill, timeout=TIMEOUT)
-            seen = pb.GetPortfolio(get, timeout=TIMEOUT)
-            assert [p.position_id for p in seen.positions] == [opened.position.position_id]
-            # Interleaved writes from both replicas: every one lands, none is lost.
-            for i in range(6):
-                stub = pa if i % 2 else pb
-                stub.Withdraw(
-                    portfolio_pb2.WithdrawRequest(
-                        portfolio_id="pf-shared", account_id="pf-shared/rev-1", amount=money(100)
-                    ),
-                    timeout=TIMEOUT,
-                )
-            rev = next(x for x in pa.GetPortfolio(get, timeout=TIMEOUT).accounts if x.type == "rev")
-            assert (rev.balance.units, rev.balance.cents) == (300_000 - 600, 0)
+        rev = next(x for x in pa.GetPortfolio(get, timeout=TIMEOUT).accounts if x.type == "rev")
+        assert (rev.balance.units, rev.balance.cents) == (300_000 - 600, 0)
