@@ -174,6 +174,94 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _address(args: argparse.Namespace) -> str:
+    if args.address:
+        return str(args.address)
+    server = config.load(args.config).server
+    host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "[::]") else server.host
+    return f"{host}:{server.port}"
+
+
+def _rpc_failed(exc: Any) -> int:
+    print(f"allsuse: {exc.code().name}: {exc.details()}", file=sys.stderr)
+    return 1
+
+
+def _decide(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf.json_format import MessageToJson
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from allsuse.client import channel, metadata, snapshot_from_csv
+    from allsuse.v1 import decision_pb2, decision_pb2_grpc
+
+    as_of = args.as_of or dt.date.today()
+    market = snapshot_from_csv(
+        Path(args.data), args.symbol, as_of, vix=Path(args.vix) if args.vix else None, iv=args.iv
+    )
+    when = Timestamp()
+    when.FromDatetime(dt.datetime.combine(as_of, dt.time(15, 45)))
+    request = decision_pb2.DecideRequest(
+        portfolio_id=args.portfolio,
+        account_id=args.account,
+        symbol=args.symbol,
+        as_of=when,
+        market=market,
+        idempotency_key=args.key or "",
+    )
+    with channel(_address(args), Path(args.tls_ca) if args.tls_ca else None) as ch:
+        try:
+            decision = decision_pb2_grpc.DecisionServiceStub(ch).Decide(
+                request, metadata=metadata(args.token), timeout=args.timeout
+            )
+        except grpc.RpcError as exc:
+            return _rpc_failed(exc)
+    if args.json:
+        print(MessageToJson(decision))
+        return 0
+    action = decision_pb2.Action.Name(decision.action).removeprefix("ACTION_")
+    outcome = decision_pb2.Outcome.Name(decision.outcome).removeprefix("OUTCOME_")
+    print(f"{action} {outcome} (decision {decision.decision_id}, approval {decision.approval_status})")
+    if decision.HasField("order"):
+        o = decision.order
+        print(
+            f"  {o.side} {o.contracts} x {o.strike:g} exp {o.expiry} delta {o.delta:.1f} "
+            f"limit {o.limit_price.units}.{abs(o.limit_price.cents):02d}"
+        )
+    print(f"  {decision.explanation}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from allsuse.client import channel, metadata
+    from allsuse.v1 import monitor_pb2, monitor_pb2_grpc
+
+    when = Timestamp()
+    when.FromDatetime(dt.datetime.combine(args.as_of or dt.date.today(), dt.time(17, 0)))
+    request = monitor_pb2.GetReportRequest(portfolio_id=args.portfolio, kind=args.kind, as_of=when)
+    with channel(_address(args), Path(args.tls_ca) if args.tls_ca else None) as ch:
+        try:
+            report = monitor_pb2_grpc.MonitorServiceStub(ch).GetReport(
+                request, metadata=metadata(args.token), timeout=args.timeout
+            )
+        except grpc.RpcError as exc:
+            return _rpc_failed(exc)
+    print(report.json if args.json else report.text)
+    return 0
+
+
+def _client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", default=None, help="HOST:PORT (default: server.host:port of --config)")
+    p.add_argument("--config", default="development", help="environment for the default address")
+    p.add_argument("--token", default=None, help="API key <key_id>.<secret> (or set ALLSUSE_TOKEN)")
+    p.add_argument("--tls-ca", default=None, help="PEM CA to trust: use TLS")
+    p.add_argument("--timeout", type=_positive_seconds, default=10.0, help="seconds (default 10)")
+    p.add_argument("--json", action="store_true", help="print the reply as JSON")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="allsuse", description="ALL-USE decision engine")
@@ -218,7 +306,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     health.add_argument("--tls-server-name", default=None, help="name to check the certificate against")
     health.add_argument("--service", default="", help="service name (default: the whole server)")
     health.set_defaults(func=_healthcheck)
+    dec = sub.add_parser("decide", help="ask a server for a decision on one account and symbol")
+    _client_args(dec)
+    dec.add_argument("--portfolio", required=True)
+    dec.add_argument("--account", required=True, help="account id, e.g. <portfolio>/gen-1")
+    dec.add_argument("--symbol", required=True)
+    dec.add_argument("--data", required=True, help="CSV of daily bars (date, open, high, low, close, volume)")
+    dec.add_argument("--vix", default=None, help="CSV of VIX closes: IV = VIX/100 on the as-of date")
+    dec.add_argument("--iv", type=float, default=None, help="implied volatility as a fraction (overrides --vix)")
+    dec.add_argument("--as-of", type=_date, default=None, help="YYYY-MM-DD (default today)")
+    dec.add_argument("--key", default=None, help="idempotency key: the same key returns the same decision")
+    dec.set_defaults(func=_decide)
+    rep = sub.add_parser("report", help="a weekly, daily or quarterly report of a portfolio")
+    _client_args(rep)
+    rep.add_argument("--portfolio", required=True)
+    rep.add_argument("--kind", choices=("daily", "weekly", "quarterly"), default="weekly")
+    rep.add_argument("--as-of", type=_date, default=None, help="YYYY-MM-DD (default today)")
+    rep.set_defaults(func=_report)
     args = parser.parse_args(argv)
+    if getattr(args, "token", "absent") is None:
+        args.token = os.environ.get("ALLSUSE_TOKEN")
     try:
         return int(args.func(args))
     except AllsuseError as exc:
