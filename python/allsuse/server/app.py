@@ -44,6 +44,8 @@ from allsuse.server.interceptors import (
     AuthInterceptor,
     CallTracker,
     ErrorInterceptor,
+    InterceptorChain,
+    Layer,
     MetricsInterceptor,
     RateLimitInterceptor,
     RequestIdInterceptor,
@@ -126,7 +128,7 @@ class AllsuseServer:
         self.verifier = (
             KeyVerifier(store, config.auth.cache_seconds) if config.auth.enabled and store is not None else None
         )
-        interceptors: list[grpc.aio.ServerInterceptor] = [
+        layers: list[Layer] = [
             RequestIdInterceptor(draining=self.draining, blocking=self.blocking, tracker=self.tracker),
             MetricsInterceptor(self.metrics),
             AccessLogInterceptor(),
@@ -136,7 +138,7 @@ class AllsuseServer:
         self.limiter: TokenBucketLimiter | None = None
         if config.auth.rate_limit_per_second > 0:
             self.limiter = TokenBucketLimiter(config.auth.rate_limit_per_second, config.auth.rate_limit_burst)
-            interceptors.append(RateLimitInterceptor(self.limiter))
+            layers.append(RateLimitInterceptor(self.limiter))
         ping_interval_ms = int(server_cfg.keepalive_min_ping_interval_seconds * 1000)
         options = [
             ("grpc.max_send_message_length", server_cfg.max_message_bytes),
@@ -148,7 +150,9 @@ class AllsuseServer:
             ("grpc.so_reuseport", 0),
         ]
         self.server = grpc.aio.server(
-            interceptors=interceptors, options=options, maximum_concurrent_rpcs=server_cfg.max_concurrent_rpcs
+            interceptors=[InterceptorChain(layers)],
+            options=options,
+            maximum_concurrent_rpcs=server_cfg.max_concurrent_rpcs,
         )
         names = [b.full_name for b in bindings]
         for binding in bindings:
