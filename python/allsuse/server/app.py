@@ -19,7 +19,6 @@ skipped with a warning.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import signal
@@ -210,11 +209,10 @@ class AllsuseServer:
             await asyncio.sleep(drain_delay)
         started = time.monotonic()
         log.info("closing the listener; %d RPCs in flight get %.1f s", self.tracker.active, grace)
-        stopping = asyncio.ensure_future(self.server.stop(grace))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.tracker.idle(), grace)
-        await self.server.stop(0)  # cancels what is left, e.g. health Watch streams
-        await stopping
+        self.health.close_watches()  # watchers have their NOT_SERVING; their streams would hold the grace
+        await asyncio.sleep(0)
+        # One stop call only: grpc.aio may crash when a second stop races the first.
+        await self.server.stop(grace)
         if self._unfollow is not None:
             self._unfollow()
         self.blocking.shutdown()
