@@ -248,10 +248,13 @@ def test_stop_turns_not_serving_first_and_drains_in_flight_calls() -> None:
             assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
             assert (await slow).code == "P-EW"  # the in-flight call completed
             await asyncio.wait_for(stopping, TIMEOUT)
+            # the Watch stream was ended by the server (OK), not cut off when the grace ran out
+            while (message := await watch.read()) is not grpc.aio.EOF:
+                assert message.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert await watch.code() is grpc.StatusCode.OK
             with pytest.raises(grpc.aio.AioRpcError) as after:
                 await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
             assert after.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-            watch.cancel()
 
     run(scenario)
 

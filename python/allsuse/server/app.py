@@ -19,7 +19,6 @@ skipped with a warning.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import signal
@@ -44,6 +43,8 @@ from allsuse.server.interceptors import (
     AuthInterceptor,
     CallTracker,
     ErrorInterceptor,
+    InterceptorChain,
+    Layer,
     MetricsInterceptor,
     RateLimitInterceptor,
     RequestIdInterceptor,
@@ -126,7 +127,7 @@ class AllsuseServer:
         self.verifier = (
             KeyVerifier(store, config.auth.cache_seconds) if config.auth.enabled and store is not None else None
         )
-        interceptors: list[grpc.aio.ServerInterceptor] = [
+        layers: list[Layer] = [
             RequestIdInterceptor(draining=self.draining, blocking=self.blocking, tracker=self.tracker),
             MetricsInterceptor(self.metrics),
             AccessLogInterceptor(),
@@ -136,7 +137,7 @@ class AllsuseServer:
         self.limiter: TokenBucketLimiter | None = None
         if config.auth.rate_limit_per_second > 0:
             self.limiter = TokenBucketLimiter(config.auth.rate_limit_per_second, config.auth.rate_limit_burst)
-            interceptors.append(RateLimitInterceptor(self.limiter))
+            layers.append(RateLimitInterceptor(self.limiter))
         ping_interval_ms = int(server_cfg.keepalive_min_ping_interval_seconds * 1000)
         options = [
             ("grpc.max_send_message_length", server_cfg.max_message_bytes),
@@ -148,7 +149,9 @@ class AllsuseServer:
             ("grpc.so_reuseport", 0),
         ]
         self.server = grpc.aio.server(
-            interceptors=interceptors, options=options, maximum_concurrent_rpcs=server_cfg.max_concurrent_rpcs
+            interceptors=[InterceptorChain(layers)],
+            options=options,
+            maximum_concurrent_rpcs=server_cfg.max_concurrent_rpcs,
         )
         names = [b.full_name for b in bindings]
         for binding in bindings:
@@ -206,11 +209,10 @@ class AllsuseServer:
             await asyncio.sleep(drain_delay)
         started = time.monotonic()
         log.info("closing the listener; %d RPCs in flight get %.1f s", self.tracker.active, grace)
-        stopping = asyncio.ensure_future(self.server.stop(grace))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.tracker.idle(), grace)
-        await self.server.stop(0)  # cancels what is left, e.g. health Watch streams
-        await stopping
+        self.health.close_watches()  # watchers have their NOT_SERVING; their streams would hold the grace
+        await asyncio.sleep(0)
+        # One stop call only: grpc.aio may crash when a second stop races the first.
+        await self.server.stop(grace)
         if self._unfollow is not None:
             self._unfollow()
         self.blocking.shutdown()

@@ -8,8 +8,10 @@ work while in-flight RPCs finish.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
@@ -24,11 +26,37 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+class _ClosableHealthServicer(health_aio.HealthServicer):  # type: ignore[misc]
+    """The standard servicer whose Watch streams end (after a last NOT_SERVING) when `close_watches()` is called,
+    so a drain does not wait its whole grace period for health watchers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._closing = asyncio.Event()
+
+    def close_watches(self) -> None:
+        """Ends every Watch stream, now and later."""
+        self._closing.set()
+
+    async def Watch(self, request: Any, context: Any) -> None:  # noqa: N802 - the gRPC method name
+        """The standard Watch, ended by close_watches()."""
+        watching = asyncio.ensure_future(super().Watch(request, context))
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait({watching, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (watching, closing):
+                task.cancel()
+            await asyncio.gather(watching, closing, return_exceptions=True)
+        if self._closing.is_set():
+            await context.write(health_pb2.HealthCheckResponse(status=NOT_SERVING))
+
+
 class HealthReporter:
     """Owns the health servicer and sets the status of "" and every service name together."""
 
     def __init__(self, services: Sequence[str], metrics: ServerMetrics | None = None) -> None:
-        self.servicer = health_aio.HealthServicer()
+        self.servicer = _ClosableHealthServicer()
         self.names: tuple[str, ...] = ("", *services)
         self.is_serving = False
         self._metrics = metrics
@@ -54,6 +82,10 @@ class HealthReporter:
         await self.set_serving(False)
         self._shut = True
         await self.servicer.enter_graceful_shutdown()
+
+    def close_watches(self) -> None:
+        """Ends the health Watch streams (the server calls it just before closing the listener)."""
+        self.servicer.close_watches()
 
     def follow(self, lifecycle: Lifecycle) -> Callable[[], None]:
         """Drives the status from `lifecycle`'s transitions from now on; returns a function that stops it."""

@@ -9,9 +9,10 @@
 5. `AuthInterceptor`: the API key and the minimum role of the method (UNAUTHENTICATED, PERMISSION_DENIED).
 6. `RateLimitInterceptor`: one token per call from the caller's bucket (RESOURCE_EXHAUSTED).
 
-Health and reflection pass layers 5 and 6 untouched (they never need a key). Each layer wraps the method
-handler once per method (cached), with an async context manager around the call, so unary and streaming
-handlers (async generators or coroutines that use context.write) get the same treatment.
+Health and reflection pass layers 5 and 6 untouched (they never need a key). Each layer puts an async context
+manager around the call, so unary and streaming handlers (async generators or coroutines that use
+context.write) get the same treatment. Every layer is a grpc.aio.ServerInterceptor on its own; the server
+installs them as one `InterceptorChain`, which wraps each method's handler once (cached).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from typing import Any
 
@@ -120,7 +121,7 @@ def _wrap(handler: Any, method: str, guard: Guard) -> Any:
     return factory(behavior, handler.request_deserializer, handler.response_serializer)
 
 
-class _Layer(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class Layer(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """An interceptor that puts `guard` around every call of the methods it applies to."""
 
     def __init__(self) -> None:
@@ -144,6 +145,32 @@ class _Layer(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if cached is not None and cached[0] is handler:
             return cached[1]
         wrapped = _wrap(handler, method, self.guard)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+
+class InterceptorChain(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Several layers as one gRPC interceptor: a method's handler is wrapped once by every layer that applies
+    (the first layer outermost) and cached. Same behaviour as installing the layers one by one, but gRPC's
+    interceptor machinery runs once per call instead of once per layer (about 0.1 ms less per call with six)."""
+
+    def __init__(self, layers: Sequence[Layer]) -> None:
+        self.layers = tuple(layers)
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any) -> Any:
+        """Wraps the handler with every applicable layer (once per method and handler object)."""
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = handler
+        for layer in reversed(self.layers):
+            if layer.applies(method):
+                wrapped = _wrap(wrapped, method, layer.guard)
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
@@ -185,7 +212,7 @@ class CallTracker:
         await self._idle.wait()
 
 
-class RequestIdInterceptor(_Layer):
+class RequestIdInterceptor(Layer):
     """Request id in, request id out; makes the CallState current for the layers and the handler."""
 
     def __init__(
@@ -223,7 +250,7 @@ class RequestIdInterceptor(_Layer):
             leave_call(token)
 
 
-class MetricsInterceptor(_Layer):
+class MetricsInterceptor(Layer):
     """Counts every RPC by method and code, times it, and keeps the in-flight gauge."""
 
     def __init__(self, metrics: ServerMetrics) -> None:
@@ -246,7 +273,7 @@ class MetricsInterceptor(_Layer):
             self.metrics.observe(method, _outcome(context, error), time.perf_counter() - started)
 
 
-class AccessLogInterceptor(_Layer):
+class AccessLogInterceptor(Layer):
     """One access log line per RPC; never the key's secret, never a message body."""
 
     @asynccontextmanager
@@ -276,7 +303,7 @@ class AccessLogInterceptor(_Layer):
             )
 
 
-class ErrorInterceptor(_Layer):
+class ErrorInterceptor(Layer):
     """Whatever escapes a handler or the auth layers becomes the status of the one table (errors.py)."""
 
     @asynccontextmanager
@@ -290,7 +317,7 @@ class ErrorInterceptor(_Layer):
             await abort_with(context, exc)
 
 
-class AuthInterceptor(_Layer):
+class AuthInterceptor(Layer):
     """Checks the API key and the method's minimum role; makes the principal current.
 
     With `verifier` None (auth disabled) every caller is the anonymous admin. A method of a bound service
@@ -334,7 +361,7 @@ class AuthInterceptor(_Layer):
         yield
 
 
-class RateLimitInterceptor(_Layer):
+class RateLimitInterceptor(Layer):
     """One token per call from the bucket of the caller's key id (or peer host when auth is disabled)."""
 
     def __init__(self, limiter: TokenBucketLimiter) -> None:
@@ -368,6 +395,8 @@ __all__ = [
     "AuthInterceptor",
     "CallTracker",
     "ErrorInterceptor",
+    "InterceptorChain",
+    "Layer",
     "MetricsInterceptor",
     "RateLimitInterceptor",
     "RequestIdInterceptor",

@@ -103,10 +103,6 @@ def check_deadline(context: grpc.aio.ServicerContext, need_seconds: float = 0.0)
     return left
 
 
-UnaryMethod = Callable[[S, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
-StreamMethod = Callable[[S, Req, grpc.aio.ServicerContext], AsyncIterator[Resp]]
-
-
 @overload
 def rpc(method: Callable[[S, Req, Any], AsyncIterator[Resp]]) -> Callable[[S, Req, Any], AsyncIterator[Resp]]: ...
 
