@@ -17,6 +17,7 @@ from allsuse.orchestration.bus import Event
 from allsuse.server.app import ServiceBinding, ServiceDeps
 from allsuse.server.convert import timestamp_in, timestamp_out
 from allsuse.server.portfolios import PortfolioRepository
+from allsuse.server.request import draining
 from allsuse.server.rpc import rpc, run_blocking
 from allsuse.v1 import common_pb2, monitor_pb2, monitor_pb2_grpc
 
@@ -93,7 +94,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
 
         subscription = self.deps.bus.subscribe("alerts", deliver, name="stream-alerts")
         try:
-            while not context.done():
+            while not context.done() and not draining():  # a drain ends the stream promptly
                 try:
                     alert = await asyncio.wait_for(queue.get(), timeout=0.5)
                 except TimeoutError:
