@@ -412,7 +412,7 @@ class Backtest:
             total = sum(
                 self.engine.account_equity(portfolio, portfolio.accounts[i], market, day) for i in group.account_ids
             )
-            if total >= 500_000:
+            if total >= self.engine.config.doc.section("merging").number("threshold", low=0):
                 for pos in [p for p in portfolio.positions.values() if p.account_id in group.account_ids]:
                     if pos.is_option:
                         self._close(portfolio, pos, market, day, at, "merge")

@@ -488,14 +488,17 @@ class _Deciding:
             if rolls_now and can_roll:
                 return self._roll(opt)
             self.notes.append("level 1 (enhanced): roll prepared, holding")
-            return self._decision("HOLD", None, confidence=0.7)
+            return self._decision("HOLD", None, confidence=self._conf("hold_enhanced"))
         decayed = 1.0 - opt.mark(self.spot, self.iv, self.today, self.m.rate) / max(opt.premium, 1e-12)
         take = lv.section("take_profit").number(self.a.kind, low=0, high=1)
         if decayed >= take:
             self.notes.append(f"premium decayed {decayed:.0%} >= take-profit {take:.0%}: close")
             return self._close(opt, "exit")
         self.notes.append(f"level 0 (normal): premium decayed {decayed:.0%} < {take:.0%}: hold")
-        return self._decision("HOLD", None, confidence=0.8)
+        return self._decision("HOLD", None, confidence=self._conf("hold_normal"))
+
+    def _conf(self, name: str) -> float:
+        return self.e._sec("decision_confidence").number(name, low=0, high=1)
 
     def _week_move(self) -> float:
         """m = (close - previous Friday's close) / previous Friday's close x 100."""
@@ -579,7 +582,7 @@ class _Deciding:
     def _regime(self) -> tuple[str, float]:
         ar = self.e._sec("atr_regime")
         atr14 = self.e._atr(self.bars, int(ar.number("period", low=1)))
-        pct = (atr14 / self.spot * 100.0) if atr14 is not None else 1.5
+        pct = (atr14 / self.spot * 100.0) if atr14 is not None else self.e.config.doc.number("atr_regime_fallback_pct")
         up = ar.numbers("upper_pct", 4)
         mult = ar.numbers("size_multiplier", 5)
         regime, m = _core.atr_regime(pct, (up[0], up[1], up[2], up[3]), (mult[0], mult[1], mult[2], mult[3], mult[4]))
@@ -747,7 +750,9 @@ class _Deciding:
         )
         reduces = strike <= opt.strike if opt.kind == "put" else True
         ctx = self._context("roll", order, dte, None, reduces=reduces)
-        return self._decision("ROLL", order, confidence=0.8, ctx=ctx, position_id=opt.id, trust_kind="roll")
+        return self._decision(
+            "ROLL", order, confidence=self._conf("roll"), ctx=ctx, position_id=opt.id, trust_kind="roll"
+        )
 
     def _close(self, opt: Position, trust_kind: str) -> Decision:
         cost = opt.mark(self.spot, self.iv, self.today, self.m.rate)
@@ -763,7 +768,9 @@ class _Deciding:
             -round(cost * MULTIPLIER * contracts, 2),
         )
         ctx = self._context("close", order, None, None, reduces=True)
-        return self._decision("CLOSE", order, confidence=0.9, ctx=ctx, position_id=opt.id, trust_kind=trust_kind)
+        return self._decision(
+            "CLOSE", order, confidence=self._conf("close"), ctx=ctx, position_id=opt.id, trust_kind=trust_kind
+        )
 
     def _delta(self, opt: Position) -> float:
         t = opt.years_to_expiry(self.today)

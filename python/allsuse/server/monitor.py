@@ -14,6 +14,7 @@ import grpc
 from allsuse import __version__, build_profile
 from allsuse.errors import InvalidInputError
 from allsuse.orchestration.bus import Event
+from allsuse.protocol import settings
 from allsuse.server.app import ServiceBinding, ServiceDeps
 from allsuse.server.convert import timestamp_in, timestamp_out
 from allsuse.server.portfolios import PortfolioRepository
@@ -136,7 +137,9 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         flows: dict[str, float] = {}
         for t in txs:
             flows[t["kind"]] = flows.get(t["kind"], 0.0) + float(t["amount"])
-        near_fork = [a.id for a in p.accounts.values() if a.kind == "gen" and a.balance - a.base >= 40_000]
+        doc = settings.default().doc
+        near = doc.section("forking").number("surplus_threshold") * doc.number("near_fork_share", low=0, high=1)
+        near_fork = [a.id for a in p.accounts.values() if a.kind == "gen" and a.balance - a.base >= near]
         body = {
             "kind": request.kind,
             "portfolio_id": p.id,
