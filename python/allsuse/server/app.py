@@ -32,10 +32,12 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from allsuse.cache import TTLCache
 from allsuse.config import Config
 from allsuse.errors import InvalidInputError
 from allsuse.orchestration import EventBus, Every, Lifecycle, Registry, Scheduler, State, Transition
 from allsuse.orchestration.errors import OrchestrationError
+from allsuse.server import jobs
 from allsuse.server.auth import KeyVerifier
 from allsuse.server.health import HEALTH_SERVICE, HealthReporter
 from allsuse.server.interceptors import (
@@ -59,6 +61,8 @@ from allsuse.store import Store
 log = logging.getLogger("allsuse.server")
 
 HEALTH_CHECK_EVERY = timedelta(seconds=30)
+RESPONSE_CACHE_SIZE = 10_000
+RESPONSE_CACHE_TTL = 300.0
 
 
 @dataclass(frozen=True)
@@ -280,6 +284,8 @@ class ServiceDeps:
     scheduler: Scheduler
     metrics: ServerMetrics
     store_component: StoreComponent = field(repr=False)
+    # Answers of the pure RPCs (ClassifyWeek, SelectStrike, SizePosition) by request bytes, in the core's TTL cache.
+    response_cache: TTLCache = field(default_factory=lambda: TTLCache(RESPONSE_CACHE_SIZE, RESPONSE_CACHE_TTL))
 
     @property
     def store(self) -> Store:
@@ -361,6 +367,7 @@ class Service:
             self.registry.add(self.metrics_endpoint)
         self.registry.add(self.grpc)
         self.scheduler.add("health-check", Every(HEALTH_CHECK_EVERY), self._check_health)
+        jobs.install(self)
         self.registry.listen(self._on_transition)
 
     async def _check_health(self, slot: datetime) -> None:

@@ -244,8 +244,27 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         return await run_blocking(self._assess, request)
 
     # --- building blocks ------------------------------------------------------------------------------------
+    async def _cached(self, method: str, request: Any, compute: Any, response_type: Any) -> Any:
+        """The answer of a pure RPC, from the response cache when the same request was answered recently."""
+        key = method.encode() + b"\0" + request.SerializeToString(deterministic=True)
+        cache = self.deps.response_cache
+        hit = cache.get(key)
+        stats = cache.stats()
+        self.deps.metrics.cache_hit_rate.set(stats["hits"] / max(1, stats["hits"] + stats["misses"]))
+        if hit is not None:
+            return response_type.FromString(hit)
+        response = await compute()
+        cache.put(key, response.SerializeToString())
+        return response
+
     @rpc
     async def SizePosition(self, request: decision_pb2.SizePositionRequest, context: grpc.aio.ServicerContext) -> Any:
+        async def compute() -> Any:
+            return self._size(request)
+
+        return await self._cached("SizePosition", request, compute, decision_pb2.SizePositionResponse)
+
+    def _size(self, request: decision_pb2.SizePositionRequest) -> decision_pb2.SizePositionResponse:
         cap = settings.default().doc.section("risk").number("symbol_cap_share")
         budget, contracts, binding = _core.size_put(
             float(money_in(request.equity, "equity")),
@@ -287,10 +306,19 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
 
     @rpc
     async def SelectStrike(self, request: decision_pb2.SelectStrikeRequest, context: grpc.aio.ServicerContext) -> Any:
-        return await run_blocking(self._select, request)
+        async def compute() -> Any:
+            return await run_blocking(self._select, request)
+
+        return await self._cached("SelectStrike", request, compute, decision_pb2.SelectStrikeResponse)
 
     @rpc
     async def ClassifyWeek(self, request: decision_pb2.ClassifyWeekRequest, context: grpc.aio.ServicerContext) -> Any:
+        async def compute() -> Any:
+            return self._classify(request)
+
+        return await self._cached("ClassifyWeek", request, compute, decision_pb2.ClassifyWeekResponse)
+
+    def _classify(self, request: decision_pb2.ClassifyWeekRequest) -> decision_pb2.ClassifyWeekResponse:
         w = describe_week(request.position, request.move_pct, request.roll_available)
         return decision_pb2.ClassifyWeekResponse(
             code=w.code,

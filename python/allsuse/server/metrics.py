@@ -56,6 +56,10 @@ class ServerMetrics:
             ["outcome", "action"],
             registry=self.registry,
         )
+        self.market_open = Gauge("allsuse_market_open", "1 while the NYSE session is open.", registry=self.registry)
+        self.commit_batches = Gauge(
+            "allsuse_store_commit_batches", "Group commits since the store opened.", registry=self.registry
+        )
         self.cache_hit_rate = Gauge(
             "allsuse_cache_hit_rate", "Hit rate of the service's response cache (0..1).", registry=self.registry
         )

@@ -1,0 +1,89 @@
+"""The service's scheduled jobs, on the US/Eastern NYSE calendar (allsuse.orchestration):
+
+- every minute during market hours: a session heartbeat (`allsuse_market_open`, and a "market.tick" event);
+- every 5 minutes: refresh the gauges that are not updated per request (response-cache hit rate, group commit);
+- daily at 16:15 on trading days: the end-of-day report of every portfolio, raised as an info alert;
+- daily at 02:00: verify the audit hash chain (a critical alert when broken) and, on SQLite, take a backup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from allsuse.orchestration.nyse import NYSE
+from allsuse.orchestration.schedule import DailyAt, Every, MarketHours
+from allsuse.v1 import monitor_pb2
+
+if TYPE_CHECKING:
+    from allsuse.server.app import Service
+
+log = logging.getLogger("allsuse.jobs")
+BACKUPS_KEPT = 7
+
+
+def install(service: Service) -> None:
+    """Adds the jobs to the service's scheduler."""
+    deps = service.deps
+
+    async def market_tick(slot: dt.datetime) -> None:
+        session = NYSE.session(slot.date())
+        service.metrics.market_open.set(1 if session is not None and session.contains(slot) else 0)
+        deps.bus.publish(
+            "market.tick", {"at": slot.isoformat(), "closes": session.close.isoformat() if session else None}
+        )
+
+    async def refresh_gauges(slot: dt.datetime) -> None:
+        cache = deps.response_cache
+        stats = cache.stats()
+        looked = stats["hits"] + stats["misses"]
+        service.metrics.cache_hit_rate.set(stats["hits"] / looked if looked else 0.0)
+        commits = deps.store.stats()
+        service.metrics.commit_batches.set(commits.batches)
+
+    async def end_of_day(slot: dt.datetime) -> None:
+        from allsuse.server.monitor import MonitorServicer
+        from allsuse.server.rpc import run_blocking
+
+        monitor = MonitorServicer(deps)
+        portfolios = await run_blocking(deps.store.list_portfolios, limit=100_000)
+        as_of = slot.replace(tzinfo=None)
+        for record in portfolios:
+            request = monitor_pb2.GetReportRequest(portfolio_id=record.id, kind="daily")
+            request.as_of.FromDatetime(as_of)
+            report = await run_blocking(monitor._report, request)
+            alert = {"severity": "info", "portfolio_id": record.id, "code": "EOD_REPORT", "message": report.text}
+            stored = await run_blocking(
+                deps.store.raise_alert, "eod_report", "info", {**alert, "json": json.loads(report.json)},
+                portfolio_id=record.id,
+            )  # fmt: skip
+            deps.bus.publish("alerts", {**alert, "alert_id": stored.id, "at": stored.created_at})
+        log.info("end-of-day reports for %d portfolios", len(portfolios))
+
+    async def nightly(slot: dt.datetime) -> None:
+        from allsuse.server.rpc import run_blocking
+
+        report = await run_blocking(deps.store.verify_audit)
+        if not report.ok:
+            alert = {"severity": "critical", "code": "AUDIT_BROKEN", "message": str(report)}
+            stored = await run_blocking(deps.store.raise_alert, "audit_broken", "critical", alert)
+            deps.bus.publish("alerts", {**alert, "alert_id": stored.id, "at": stored.created_at})
+            log.error("audit verify failed: %s", report)
+        if deps.config.store.url.startswith("postgresql"):
+            return  # PostgreSQL is backed up with pg_dump by the operator (docs/store.md)
+        folder = Path(deps.config.store.url).resolve().parent / "backups"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"allsuse-{slot:%Y%m%d}.db"
+        if not target.exists():
+            await run_blocking(deps.store.backup, target)
+        for old in sorted(folder.glob("allsuse-*.db"))[:-BACKUPS_KEPT]:
+            old.unlink()
+
+    scheduler = deps.scheduler
+    scheduler.add("market-tick", MarketHours(), market_tick)
+    scheduler.add("refresh-gauges", Every(dt.timedelta(minutes=5)), refresh_gauges)
+    scheduler.add("end-of-day", DailyAt(dt.time(16, 15), trading_days_only=True), end_of_day)
+    scheduler.add("nightly", DailyAt(dt.time(2, 0)), nightly)
