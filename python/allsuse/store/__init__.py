@@ -7,7 +7,7 @@
         assert store.verify_audit().ok
 
 Writes are group-committed and return only once durable; each appends to a hash-chained audit log in the same
-transaction. See docs/parts/store.md for the schema, the guarantees, backups and incident steps.
+transaction. See docs/store.md for the schema, the guarantees, backups and incident steps.
 """
 
 from __future__ import annotations

@@ -275,7 +275,7 @@ class PostgresDialect(Dialect):
         # One row lock orders every writer of every process: audit appends form one chain and two
         # write transactions never wait on each other's rows (no deadlocks).
         if conn.one("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE") is None:
-            raise StoreError("audit_head row is missing: run `allsuse audit verify` and see docs/parts/store.md")
+            raise StoreError("audit_head row is missing: run `allsuse audit verify` and see docs/store.md")
 
     def begin_snapshot(self, conn: Connection) -> None:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")

@@ -83,7 +83,7 @@ def append(conn: Connection, actor: str, action: str, payload: Any) -> AuditEntr
     text = encode_payload(payload)
     row = conn.one("SELECT seq, hash FROM audit_head WHERE id = 1")
     if row is None:
-        raise StoreError("audit_head row is missing: run `allsuse audit verify` and see docs/parts/store.md")
+        raise StoreError("audit_head row is missing: run `allsuse audit verify` and see docs/store.md")
     seq, prev_hash = int(row[0]) + 1, str(row[1])
     ts = now_iso()
     parsed = json.loads(text)

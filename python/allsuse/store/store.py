@@ -741,7 +741,7 @@ class Store:
     def backup(self, path: str | os.PathLike[str]) -> Path:
         """SQLite only: writes a consistent, compacted copy to `path` (VACUUM INTO) while the store runs."""
         if self.location.backend != "sqlite":
-            raise StoreError("backup() copies SQLite files; back up PostgreSQL with pg_dump (docs/parts/store.md)")
+            raise StoreError("backup() copies SQLite files; back up PostgreSQL with pg_dump (docs/store.md)")
         target = Path(path).resolve()
         if target.exists():
             raise InvalidInputError.of("path", f"{target} already exists")
