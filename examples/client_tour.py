@@ -17,7 +17,7 @@ from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from allsuse.client import channel, metadata, snapshot_from_csv
+from allsuse.client import channel, metadata, money, snapshot_from_csv
 from allsuse.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -32,13 +32,6 @@ from allsuse.v1 import (
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TIMEOUT = 10.0
-
-
-def money(value: float) -> common_pb2.Money:
-    cents = round(value * 100)
-    units, rest = divmod(abs(cents), 100)
-    sign = -1 if cents < 0 else 1
-    return common_pb2.Money(currency_code="USD", units=sign * units, cents=sign * rest)
 
 
 def stamp(day: dt.date, hour: int = 15, minute: int = 45) -> Timestamp:

@@ -17,6 +17,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from allsuse.client import money as money  # re-exported for the tests
 from allsuse.v1 import common_pb2, decision_pb2
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,13 +88,6 @@ def wait_serving(address: str, proc: subprocess.Popen[bytes], limit: float = 20.
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
-
-
-def money(value: float) -> common_pb2.Money:
-    cents = round(value * 100)
-    units, rest = divmod(abs(cents), 100)
-    sign = -1 if cents < 0 else 1
-    return common_pb2.Money(currency_code="USD", units=sign * units, cents=sign * rest)
 
 
 def as_float(m: common_pb2.Money) -> float:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 
 import grpc
@@ -12,7 +13,8 @@ import numpy as np
 from allsuse import indicators
 from allsuse.errors import InvalidInputError
 from allsuse.protocol.backtest import load_bars, load_vix
-from allsuse.v1 import decision_pb2
+from allsuse.server.convert import money_out
+from allsuse.v1 import common_pb2, decision_pb2
 
 HISTORY = 520  # enough for 500 scenario returns and the 50-day moving average
 
@@ -58,6 +60,11 @@ def snapshot_from_csv(
     if vix_level is not None:
         snapshot.vix = vix_level
     return snapshot
+
+
+def money(value: float | Decimal) -> common_pb2.Money:
+    """A Money message for an amount in dollars, rounded half-even to the cent."""
+    return money_out(value)
 
 
 def metadata(token: str | None) -> tuple[tuple[str, str], ...]:
