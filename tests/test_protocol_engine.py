@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -189,3 +191,38 @@ def test_portfolio_es_matches_a_numpy_full_revaluation() -> None:
     expected = -np.sort(pnl)[:k].mean()
     assert es == pytest.approx(expected, rel=1e-9)
     assert es > 0
+
+
+def test_moderate_drawdown_cuts_a_position_by_40_percent_once(portfolio: Portfolio) -> None:
+    bars = green(WEDNESDAY)
+    spot = bars.last_close
+    pos = Position("pos-1", "p1/gen-1", "NVDA", "put", -5.0, MONDAY, round(spot * 0.9), dt.date(2024, 3, 8), 0.5)
+    portfolio.positions[pos.id] = pos
+    gen = portfolio.account("p1/gen-1")
+    gen.peak = gen.balance * Decimal("1.12")  # about 10.7% below the peak: moderate protection
+    engine = Engine()
+    d = engine.decide(portfolio, "p1/gen-1", "NVDA", at(WEDNESDAY), market(bars, IV_GREEN))
+    assert d.action == "REDUCE", d.explanation
+    assert d.order is not None and d.order.contracts == 2 and d.order.side == "buy_to_close"
+    assert "moderate" in d.explanation and "cut 40% of 5 contracts = 2" in d.explanation
+    assert any(r.code == "R10_TRADING_STATE" and r.passed for r in d.compliance)
+    again = engine.decide(portfolio, "p1/gen-1", "NVDA", at(WEDNESDAY), market(bars, IV_GREEN))
+    assert again.action != "REDUCE"  # the moderate cut happens once
+
+
+def test_drawdown_budget_proposes_reducing_excess_exposure(portfolio: Portfolio) -> None:
+    bars = green(WEDNESDAY)
+    strike = float(round(bars.last_close * 0.9))
+    pos = Position("pos-1", "p1/gen-1", "NVDA", "put", -20.0, MONDAY, strike, dt.date(2024, 3, 8), 0.5)
+    portfolio.positions[pos.id] = pos
+    engine = Engine()
+    d = engine.decide(portfolio, "p1/gen-1", "NVDA", at(WEDNESDAY), market(bars, IV_GREEN))
+    # Gen-Acc cap 15%: allowed = min(1, 4 x 15%) = 60% of the 95% deployable; the put ties up 20 x 100 x strike.
+    equity = engine.account_equity(portfolio, portfolio.account("p1/gen-1"), market(bars, IV_GREEN), WEDNESDAY)
+    committed = 20 * 100 * strike
+    cap = 0.6 * 0.95 * equity
+    expected = math.ceil(20 * (committed - cap) / committed)
+    assert d.action == "REDUCE", d.explanation
+    assert d.order is not None and d.order.contracts == expected
+    assert "drawdown budget" in d.explanation
+    assert engine.decide(portfolio, "p1/gen-1", "NVDA", at(WEDNESDAY), market(bars, IV_GREEN)).action != "REDUCE"

@@ -291,6 +291,21 @@ class Backtest:
                     "to": order.strike,
                 }
             )
+        elif d.action == "REDUCE" and d.position_id in portfolio.positions and order is not None:
+            pos = portfolio.positions[d.position_id]
+            cost = pos.mark(market.bars_for(pos.symbol).last_close, market.iv_for(pos.symbol), day, market.rate)
+            portfolio.book_pnl(
+                pos.account_id,
+                -cost * MULTIPLIER * order.contracts,
+                at,
+                f"reduce: bought back {order.contracts} {pos.kind} {pos.strike:g} at {cost:.2f}",
+            )
+            pos.quantity += order.contracts
+            if pos.quantity >= 0:
+                del portfolio.positions[pos.id]
+            ledger.events.append(
+                {"date": day.isoformat(), "event": "reduce", "account": d.account_id, "contracts": order.contracts}
+            )
         elif d.action == "ACCEPT_ASSIGNMENT" and d.position_id in portfolio.positions:
             self._assign(portfolio, portfolio.positions[d.position_id], day, at, ledger)
 

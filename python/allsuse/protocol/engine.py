@@ -102,6 +102,8 @@ class _AccountRuntime:
     protection: tuple[int, float, int, int] = (0, 0.0, -(2**62), 0)
     frozen_until: dt.date | None = None
     orders: deque[dt.datetime] = field(default_factory=deque)
+    # Protection level at which each position was last cut, so a level cuts a position once.
+    cut_at: dict[str, int] = field(default_factory=dict)
 
 
 class Engine:
@@ -258,9 +260,21 @@ class Engine:
         vol = iv_now[und]
         spot = np.array([market.bars_for(s).last_close for s in symbols])
         pnl, _, _ = _core.revalue(
-            kind, und, qty, mult, strike, t, vol, np.full(n, market.rate), np.zeros(n), spot,
-            np.ascontiguousarray(returns), np.ascontiguousarray(vol_shifts), horizon, self._es_level(),
-        )  # fmt: skip
+            kind,
+            und,
+            qty,
+            mult,
+            strike,
+            t,
+            vol,
+            np.full(n, market.rate),
+            np.zeros(n),
+            spot,
+            np.ascontiguousarray(returns),
+            np.ascontiguousarray(vol_shifts),
+            horizon,
+            self._es_level(),
+        )
         return pnl
 
     def _es_level(self) -> float:
@@ -355,6 +369,7 @@ class Engine:
                     "protection": list(rt.protection),
                     "frozen_until": rt.frozen_until.isoformat() if rt.frozen_until else None,
                     "orders": [t.isoformat() for t in rt.orders],
+                    "cut_at": dict(rt.cut_at),
                 }
                 for account_id, rt in self._runtime.items()
             },
@@ -373,6 +388,7 @@ class Engine:
                 protection=(int(p[0]), float(p[1]), int(p[2]), int(p[3])),
                 frozen_until=dt.date.fromisoformat(frozen) if frozen else None,
                 orders=deque(dt.datetime.fromisoformat(t) for t in rt.get("orders", [])),
+                cut_at={k: int(v) for k, v in (rt.get("cut_at") or {}).items()},
             )
         trust = state.get("trust") or {}
         self.trust.scores.update({k: float(v) for k, v in (trust.get("scores") or {}).items()})
@@ -432,11 +448,117 @@ class _Deciding:
         positions = self.e.positions_of(self.p, self.a.id, self.symbol)
         options = [p for p in positions if p.is_option and p.quantity < 0]
         stock = [p for p in positions if p.kind == "stock" and p.quantity > 0]
+        cut = self._drawdown_cut(options)
+        if cut is not None:
+            return cut
         if options:
             return self._manage_option(options[0], stock[0] if stock else None, roll_available)
         if stock:
             return self._covered_call(stock[0])
         return self._entry()
+
+    # --- drawdown protection on existing positions (PROTOCOL section 6) ------------------------------------
+    def _drawdown_cut(self, options: list[Position]) -> Decision | None:
+        """REDUCE when the account's drawdown protection asks to cut this symbol's short option: light cuts
+        positions on symbols with annualised vol above 35% by 20%, moderate all by 40%, aggressive by 60%,
+        emergency closes the 3 riskiest positions (vol x market value). Each level cuts a position once."""
+        level = self.protection_level
+        if not options:
+            return None
+        opt = options[0]
+        rt = self.e._runtime_of(self.a.id)
+        if level == 0:
+            return self._budget_cut(opt, rt)
+        if rt.cut_at.get(opt.id, 0) >= level:
+            return None
+        d = self.e._sec("drawdown_protection")
+        names = ("none", "light", "moderate", "aggressive", "emergency")
+        share = d.numbers("cuts", 5)[level]
+        why = f"drawdown {self.drawdown:.2%}: protection {names[level]}"
+        if level == 1:
+            light = d.section("light_vol_cut")
+            hv = float(indicators.hist_vol(self.bars.close, 20)[-1]) if len(self.bars.dates) > 21 else float("nan")
+            if not (math.isfinite(hv) and hv > light.number("annual_vol_above")):
+                return None
+            share = light.number("cut", low=0, high=1)
+            why += f", {self.symbol} annualised vol {hv:.0%} > {light.number('annual_vol_above'):.0%}"
+        elif level == 4:
+            held = [p for p in self.e.positions_of(self.p, self.a.id) if p.is_option and p.quantity < 0]
+            risk_of = {
+                p.id: self.m.iv_for(p.symbol)
+                * abs(
+                    p.market_value(
+                        self.m.bars_for(p.symbol).last_close, self.m.iv_for(p.symbol), self.today, self.m.rate
+                    )
+                )
+                for p in held
+            }
+            riskiest = sorted(risk_of, key=lambda k: -risk_of[k])[: int(d.number("emergency_close_count", low=0))]
+            if opt.id not in riskiest:
+                return None
+            share = 1.0
+            why += f": {opt.id} is among the {len(riskiest)} riskiest positions (vol x market value)"
+        contracts = min(int(-opt.quantity), math.ceil(-opt.quantity * share - 1e-9))
+        if contracts <= 0:
+            return None
+        rt.cut_at[opt.id] = level
+        self.notes.append(f"{why}: cut {share:.0%} of {int(-opt.quantity)} contracts = {contracts}")
+        cost = opt.mark(self.spot, self.iv, self.today, self.m.rate)
+        order = Order(
+            opt.kind,
+            "buy_to_close",
+            opt.strike,
+            opt.expiry,
+            contracts,
+            round(cost, 2),
+            abs(self._delta(opt)) * 100,
+            -round(cost * MULTIPLIER * contracts, 2),
+        )
+        ctx = self._context("reduce", order, None, None, reduces=True)
+        kind = "emergency" if level == 4 else "risk_reduction"
+        return self._decision(
+            "REDUCE", order, confidence=self._conf("close"), ctx=ctx, position_id=opt.id, trust_kind=kind
+        )
+
+    def _budget_cut(self, opt: Position, rt: _AccountRuntime) -> Decision | None:
+        """The drawdown budget: when committed exposure exceeds the allowed share of normal exposure
+        (min(1, 4 x (equity - floor) / equity) of the 95% deployable), propose reducing this position by the
+        excess share, at most once a day per position."""
+        if self.equity <= 0:
+            return None
+        held = self.e.positions_of(self.p, self.a.id)
+        committed = sum(p.collateral() + max(p.exposure(self.spot), 0.0) * (p.kind == "stock") for p in held)
+        k = self.e._sec("drawdown_budget").number("multiplier", low=0)
+        peak = max(float(self.a.peak), self.equity)
+        allowed = _core.allowed_exposure(peak, self.equity, self.spec.max_drawdown, k)
+        cap = allowed * self.e.config.doc.number("max_deployment") * self.equity
+        key = f"budget:{opt.id}:{self.today.isoformat()}"
+        if committed <= cap or committed <= 0 or key in rt.cut_at:
+            return None
+        share = (committed - cap) / committed
+        contracts = min(int(-opt.quantity), math.ceil(-opt.quantity * share - 1e-9))
+        if contracts <= 0:
+            return None
+        rt.cut_at[key] = 1
+        self.notes.append(
+            f"drawdown budget: exposure {committed:.2f} over the allowed {cap:.2f} ({allowed:.0%} of normal): "
+            f"reduce {share:.0%} = {contracts} contracts"
+        )
+        cost = opt.mark(self.spot, self.iv, self.today, self.m.rate)
+        order = Order(
+            opt.kind,
+            "buy_to_close",
+            opt.strike,
+            opt.expiry,
+            contracts,
+            round(cost, 2),
+            abs(self._delta(opt)) * 100,
+            -round(cost * MULTIPLIER * contracts, 2),
+        )
+        ctx = self._context("reduce", order, None, None, reduces=True)
+        return self._decision(
+            "REDUCE", order, confidence=self._conf("close"), ctx=ctx, position_id=opt.id, trust_kind="risk_reduction"
+        )
 
     # --- open short option ---------------------------------------------------------------------------------
     def _manage_option(self, opt: Position, stock: Position | None, roll_available: bool | None) -> Decision:
