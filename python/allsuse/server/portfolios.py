@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -77,6 +77,8 @@ class StoredPortfolio:
         }
 
     next_position: int = 1
+    # The positions as last written, to store only what changed.
+    stored_positions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def from_payload(portfolio_id: str, payload: dict[str, Any]) -> StoredPortfolio:
@@ -157,6 +159,13 @@ class PortfolioRepository:
             tx.put_portfolio(p.id, payload, actor=actor)
             for a in p.accounts.values():
                 tx.put_account(a.id, p.id, _account(a), kind=a.kind, actor=actor)
+            # Positions are also kept as their own records (open, or closed once gone) for queries and reports.
+            for x in p.positions.values():
+                if stored.stored_positions.get(x.id) != _position(x):
+                    tx.put_position(x.id, p.id, _position(x), status="open", account_id=x.account_id, actor=actor)
+            for gone_id, last in stored.stored_positions.items():
+                if gone_id not in p.positions:
+                    tx.put_position(gone_id, p.id, last, status="closed", account_id=last["account_id"], actor=actor)
             for t in new_txs:
                 tx.record_transaction(
                     p.id,
@@ -171,6 +180,7 @@ class PortfolioRepository:
                 extra(tx)
 
         self.store.write(unit)
+        stored.stored_positions = {x.id: _position(x) for x in p.positions.values()}
         stored.version += 1
         stored.recorded += len(new_txs)
         p.transactions = []
