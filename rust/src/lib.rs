@@ -11,6 +11,7 @@ pub mod pricing;
 pub mod protocol;
 pub mod risk;
 pub mod rules;
+mod simd;
 
 #[cfg(feature = "python")]
 mod python;

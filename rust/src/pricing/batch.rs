@@ -9,10 +9,10 @@
 
 use rayon::prelude::*;
 
-use super::greeks::{bs_greeks_unchecked, Greeks};
 use super::implied_vol::implied_vol_unchecked;
+use super::kernel::{greeks_chunk, price_chunk};
 use super::strike::strike_for_delta_unchecked;
-use super::{bs_price_unchecked, out_of_range, OptionKind};
+use super::{out_of_range, OptionKind};
 use crate::error::{check, CoreError, CoreResult};
 
 /// Batches at least this long are split over threads.
@@ -102,9 +102,9 @@ impl MarketSlices<'_> {
 /// The six market columns of a pricing batch. Lengths are checked on construction; values are
 /// checked inside the pricing loop (one pass over memory), and only when that loop saw a bad value
 /// does `validate` rescan to name the argument and its first bad element.
-struct Market<'a> {
+pub(super) struct Market<'a> {
     n: usize,
-    slices: MarketSlices<'a>,
+    pub(super) slices: MarketSlices<'a>,
     spot: Column<'a>,
     strike: Column<'a>,
     t: Column<'a>,
@@ -114,7 +114,7 @@ struct Market<'a> {
 }
 
 impl<'a> Market<'a> {
-    fn new(m: &MarketSlices<'a>) -> CoreResult<Self> {
+    pub(super) fn new(m: &MarketSlices<'a>) -> CoreResult<Self> {
         let n = m.batch_len()?;
         Ok(Market {
             n,
@@ -131,7 +131,7 @@ impl<'a> Market<'a> {
     /// Option i's inputs and whether they are valid (spot, strike, t, vol finite and > 0; rate,
     /// div finite), without branches.
     #[inline(always)]
-    fn get(&self, i: usize) -> ([f64; 6], bool) {
+    pub(super) fn get(&self, i: usize) -> ([f64; 6], bool) {
         let x = [
             self.spot.at(i),
             self.strike.at(i),
@@ -196,9 +196,9 @@ impl<'a> Market<'a> {
 
 /// What a pricing loop saw: an invalid input, a non-finite result.
 #[derive(Debug, Clone, Copy, Default)]
-struct Flags {
-    bad_input: bool,
-    non_finite: bool,
+pub(super) struct Flags {
+    pub(super) bad_input: bool,
+    pub(super) non_finite: bool,
 }
 
 impl Flags {
@@ -222,18 +222,6 @@ fn check_output(field: &str, out: &[f64], n: usize) -> CoreResult<()> {
     }
 }
 
-/// Prices of options `base..base + out.len()`.
-fn price_range(kind: OptionKind, m: &Market<'_>, base: usize, out: &mut [f64]) -> Flags {
-    let mut flags = Flags::default();
-    for (j, o) in out.iter_mut().enumerate() {
-        let ([s, k, t, v, r, q], ok) = m.get(base + j);
-        *o = bs_price_unchecked(kind, s, k, t, v, r, q);
-        flags.bad_input |= !ok;
-        flags.non_finite |= !o.is_finite();
-    }
-    flags
-}
-
 /// Black-Scholes-Merton prices of a batch of options of one kind, written into `out` (length n).
 pub fn bs_price_batch_into(
     kind: OptionKind,
@@ -242,13 +230,14 @@ pub fn bs_price_batch_into(
 ) -> CoreResult<()> {
     let m = Market::new(market)?;
     check_output("price", out, m.n)?;
+    let arch = pulp::Arch::new();
     let flags = if m.n >= PARALLEL_THRESHOLD {
         out.par_chunks_mut(CHUNK)
             .enumerate()
-            .map(|(c, chunk)| price_range(kind, &m, c * CHUNK, chunk))
+            .map(|(c, chunk)| price_chunk(arch, kind, &m, c * CHUNK, chunk))
             .reduce(Flags::default, Flags::or)
     } else {
-        price_range(kind, &m, 0, out)
+        price_chunk(arch, kind, &m, 0, out)
     };
     m.outcome(flags, || out.iter().position(|p| !p.is_finite()))
 }
@@ -299,10 +288,6 @@ pub struct GreeksSlices<'a> {
 }
 
 impl GreeksSlices<'_> {
-    fn len(&self) -> usize {
-        self.price.len()
-    }
-
     fn check(&self, n: usize) -> CoreResult<()> {
         check_output("price", self.price, n)?;
         check_output("delta", self.delta, n)?;
@@ -310,16 +295,6 @@ impl GreeksSlices<'_> {
         check_output("vega", self.vega, n)?;
         check_output("theta", self.theta, n)?;
         check_output("rho", self.rho, n)
-    }
-
-    #[inline(always)]
-    fn set(&mut self, j: usize, g: &Greeks) {
-        self.price[j] = g.price;
-        self.delta[j] = g.delta;
-        self.gamma[j] = g.gamma;
-        self.vega[j] = g.vega;
-        self.theta[j] = g.theta;
-        self.rho[j] = g.rho;
     }
 
     /// Index of the first element with a non-finite value in any of the six outputs.
@@ -336,19 +311,6 @@ impl GreeksSlices<'_> {
         .filter_map(|c| c.iter().position(|x| !x.is_finite()))
         .min()
     }
-}
-
-/// Price and greeks of options `base..base + out.len()`.
-fn greeks_range(kind: OptionKind, m: &Market<'_>, base: usize, mut out: GreeksSlices<'_>) -> Flags {
-    let mut flags = Flags::default();
-    for j in 0..out.len() {
-        let ([s, k, t, v, r, q], ok) = m.get(base + j);
-        let g = bs_greeks_unchecked(kind, s, k, t, v, r, q);
-        out.set(j, &g);
-        flags.bad_input |= !ok;
-        flags.non_finite |= !g.is_finite();
-    }
-    flags
 }
 
 /// Black-Scholes-Merton prices and greeks (QuantLib conventions, see `greeks`) of a batch,
@@ -368,6 +330,7 @@ pub fn bs_greeks_batch_into(
         theta,
         rho,
     } = out;
+    let arch = pulp::Arch::new();
     let flags = if m.n >= PARALLEL_THRESHOLD {
         (
             price.par_chunks_mut(CHUNK),
@@ -388,7 +351,7 @@ pub fn bs_greeks_batch_into(
                     theta,
                     rho,
                 };
-                greeks_range(kind, &m, c * CHUNK, chunk)
+                greeks_chunk(arch, kind, &m, c * CHUNK, chunk)
             })
             .reduce(Flags::default, Flags::or)
     } else {
@@ -400,7 +363,7 @@ pub fn bs_greeks_batch_into(
             theta: &mut *theta,
             rho: &mut *rho,
         };
-        greeks_range(kind, &m, 0, all)
+        greeks_chunk(arch, kind, &m, 0, all)
     };
     let written = GreeksSlices {
         price,
@@ -557,8 +520,9 @@ pub fn strike_for_delta_batch(
 
 #[cfg(test)]
 mod tests {
-    use super::super::greeks::bs_greeks;
+    use super::super::greeks::{bs_greeks, Greeks};
     use super::super::implied_vol::implied_vol;
+    use super::super::kernel::agrees;
     use super::super::strike::strike_for_delta;
     use super::*;
 
@@ -581,12 +545,24 @@ mod tests {
             for i in [0, 1, CHUNK - 1, CHUNK, n / 2, n - 1] {
                 let x = bs_greeks(kind, 100.0, strikes[i], 0.3, vols[i], 0.02, 0.01)
                     .unwrap_or_default();
-                assert_eq!(
-                    (g.price[i], g.delta[i], g.gamma[i], g.vega[i], g.theta[i], g.rho[i]),
-                    (x.price, x.delta, x.gamma, x.vega, x.theta, x.rho)
-                );
-                assert_eq!(prices[i], x.price);
+                // The batch runs the vector kernel: the scalar numbers to rounding (see `agrees`).
+                let got = Greeks {
+                    price: g.price[i],
+                    delta: g.delta[i],
+                    gamma: g.gamma[i],
+                    vega: g.vega[i],
+                    theta: g.theta[i],
+                    rho: g.rho[i],
+                };
+                let inputs = [100.0, strikes[i], 0.3, vols[i], 0.02, 0.01];
+                assert_eq!(agrees(kind, inputs, &got, &x), Ok(()));
+                // Prices alone are the greeks' prices, bit for bit.
+                assert_eq!(prices[i].to_bits(), g.price[i].to_bits());
             }
+            assert!(prices
+                .iter()
+                .zip(&g.price)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
             let iv =
                 implied_vol_batch(kind, &g.price, &[100.0], &strikes, &[0.3], &[0.02], &[0.01])
                     .unwrap_or_default();

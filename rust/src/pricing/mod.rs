@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod greeks;
 pub mod implied_vol;
+mod kernel;
 pub mod normal;
 pub mod strike;
 

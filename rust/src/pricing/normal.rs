@@ -10,29 +10,29 @@
 
 use std::f64::consts::{PI, SQRT_2};
 
-const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+pub(super) const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 
 /// |x| up to which N(x) - 1/2 is a rational function of x^2.
-const CENTRAL_LIMIT: f64 = 0.674_489_75;
+pub(super) const CENTRAL_LIMIT: f64 = 0.674_489_75;
 /// sqrt(32): beyond it the scaled tail is rational in 1/x^2.
-const FAR_LIMIT: f64 = 5.656_854_249_492_381;
+pub(super) const FAR_LIMIT: f64 = 5.656_854_249_492_381;
 
 // Cody's coefficients as published (a few carry one digit more than a double holds).
 #[allow(clippy::excessive_precision)]
-const A: [f64; 5] = [
+pub(super) const A: [f64; 5] = [
     2.235_252_035_460_683_9,
     161.028_231_068_555_88,
     1_067.689_485_460_370_9,
     18_154.981_253_343_561,
     0.065_682_337_918_207_45,
 ];
-const B: [f64; 4] = [
+pub(super) const B: [f64; 4] = [
     47.202_581_904_688_24,
     976.098_551_737_776_7,
     10_260.932_208_618_978,
     45_507.789_335_026_73,
 ];
-const C: [f64; 9] = [
+pub(super) const C: [f64; 9] = [
     0.398_941_512_088_134_66,
     8.883_149_794_388_376,
     93.506_656_132_177_86,
@@ -43,7 +43,7 @@ const C: [f64; 9] = [
     9_842.714_838_383_978,
     1.076_557_677_372_019_2e-8,
 ];
-const D: [f64; 8] = [
+pub(super) const D: [f64; 8] = [
     22.266_688_044_328_116,
     235.387_901_782_625,
     1_519.377_599_407_554_8,
@@ -53,7 +53,7 @@ const D: [f64; 8] = [
     38_912.003_286_093_27,
     19_685.429_676_859_99,
 ];
-const P: [f64; 6] = [
+pub(super) const P: [f64; 6] = [
     0.215_898_534_057_957,
     0.127_401_161_160_247_36,
     0.022_235_277_870_649_807,
@@ -62,7 +62,7 @@ const P: [f64; 6] = [
     0.023_073_441_764_940_173,
 ];
 #[allow(clippy::excessive_precision)]
-const Q: [f64; 5] = [
+pub(super) const Q: [f64; 5] = [
     1.284_260_096_144_911_2,
     0.468_238_212_480_865_1,
     0.065_988_137_868_928_55,

@@ -7,10 +7,12 @@
 //! argument is nearer zero. Each tail probability N(-|d|) is that exponential times Hart's
 //! rational function (Hart 1968, as given by G. West, "Better approximations to cumulative normal
 //! functions", Wilmott 2005): absolute error below 2e-16 over the whole line, so prices agree with
-//! `pricing::bs_price_unchecked` to rounding. The exponential is a Cody-Waite reduction with a
-//! degree-13 Taylor polynomial (a few ulps), evaluated in the vector registers.
+//! `pricing::bs_price_unchecked` to rounding. The exponential and logarithm are the shared vector
+//! versions in `crate::simd`.
 
 use pulp::Simd;
+
+use crate::simd::{exp_non_positive, ln_1p_near_zero, polynomial};
 
 /// Numerator of Hart's approximation, highest degree first.
 const HART_P: [f64; 7] = [
@@ -37,91 +39,10 @@ const HART_Q: [f64; 8] = [
 /// rational function's argument keeps it finite (0 x finite = 0, never 0 x inf).
 const TAIL_CLAMP: f64 = 40.0;
 
-/// 1 / n! for n = 13 down to 0: exp(r) on |r| <= ln(2) / 2 to about 1e-17.
-const EXP_TAYLOR: [f64; 14] = [
-    1.0 / 6_227_020_800.0,
-    1.0 / 479_001_600.0,
-    1.0 / 39_916_800.0,
-    1.0 / 3_628_800.0,
-    1.0 / 362_880.0,
-    1.0 / 40_320.0,
-    1.0 / 5_040.0,
-    1.0 / 720.0,
-    1.0 / 120.0,
-    1.0 / 24.0,
-    1.0 / 6.0,
-    0.5,
-    1.0,
-    1.0,
-];
-const LOG2_E: f64 = std::f64::consts::LOG2_E;
-/// ln 2 split so that k x LN2_HI is exact for |k| < 2^20 (Cody-Waite).
-const LN2_HI: f64 = 6.931_471_803_691_238e-1;
-const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-/// 1.5 x 2^52: adding it rounds to an integer held in the low mantissa bits.
-const ROUNDING_SHIFTER: f64 = 6_755_399_441_055_744.0;
-/// Below this, exp underflows past the normal range; the result is taken as 0.
-const EXP_FLOOR: f64 = -708.0;
-
-/// The polynomial with `coefficients` (highest degree first) at x by Horner's rule; `mul_add_e`
-/// fuses where the CPU can and multiplies-then-adds where it cannot (never a slow software fma).
-#[inline(always)]
-fn polynomial<S: Simd, const N: usize>(simd: S, coefficients: &[f64; N], x: S::f64s) -> S::f64s {
-    let mut acc = simd.splat_f64s(0.0);
-    for &c in coefficients {
-        acc = simd.mul_add_e_f64s(acc, x, simd.splat_f64s(c));
-    }
-    acc
-}
-
-/// exp(x) for x <= 0 in every lane; 0 below -708 (and for NaN).
-#[inline(always)]
-pub(super) fn exp_non_positive<S: Simd>(simd: S, x: S::f64s) -> S::f64s {
-    let floor = simd.splat_f64s(EXP_FLOOR);
-    let in_range = simd.greater_than_or_equal_f64s(x, floor);
-    let clamped = simd.select_f64s(in_range, x, floor);
-    let shifted = simd.mul_add_e_f64s(
-        clamped,
-        simd.splat_f64s(LOG2_E),
-        simd.splat_f64s(ROUNDING_SHIFTER),
-    );
-    let k = simd.sub_f64s(shifted, simd.splat_f64s(ROUNDING_SHIFTER));
-    let r = simd.mul_add_e_f64s(k, simd.splat_f64s(-LN2_HI), clamped);
-    let r = simd.mul_add_e_f64s(k, simd.splat_f64s(-LN2_LO), r);
-    // k is an integer in [-1022, 0] held in the low mantissa bits of `shifted`; adding the bias
-    // and moving it into the exponent field (x 2^52, wrapping) gives the bits of 2^k.
-    let biased = simd.add_u64s(simd.transmute_u64s_f64s(shifted), simd.splat_u64s(1023));
-    let scale = simd.transmute_f64s_u64s(simd.mul_u64s(biased, simd.splat_u64s(1 << 52)));
-    let y = simd.mul_f64s(polynomial(simd, &EXP_TAYLOR, r), scale);
-    simd.select_f64s(in_range, y, simd.splat_f64s(0.0))
-}
-
-/// 1 / (2k + 1) for k = 10 down to 0: the atanh series, ln(1 + r) = 2 atanh(r / (2 + r)).
-const ATANH_SERIES: [f64; 11] = [
-    1.0 / 21.0,
-    1.0 / 19.0,
-    1.0 / 17.0,
-    1.0 / 15.0,
-    1.0 / 13.0,
-    1.0 / 11.0,
-    1.0 / 9.0,
-    1.0 / 7.0,
-    1.0 / 5.0,
-    1.0 / 3.0,
-    1.0,
-];
 /// Returns inside this range use the series (|r / (2 + r)| < 0.171, truncation below 1e-18);
 /// others, rare for daily moves, take the scalar logarithm.
 const LOG1P_LOW: f64 = -0.29;
 const LOG1P_HIGH: f64 = 0.41;
-
-/// ln(1 + r) in every lane, accurate for r in [LOG1P_LOW, LOG1P_HIGH] only.
-#[inline(always)]
-fn ln_1p_near_zero<S: Simd>(simd: S, r: S::f64s) -> S::f64s {
-    let s = simd.div_f64s(r, simd.add_f64s(simd.splat_f64s(2.0), r));
-    let series = polynomial(simd, &ATANH_SERIES, simd.mul_f64s(s, s));
-    simd.mul_f64s(simd.add_f64s(s, s), series)
-}
 
 /// ln_spot[i] = ln(spot0 x (1 + ret[i])) for one underlying's column of scenario returns
 /// (each > -1): ln(spot0) + ln(1 + r) in vector registers, the scalar logarithm for large moves.
