@@ -97,6 +97,28 @@ pub(crate) fn exp_non_positive<S: Simd>(simd: S, x: S::f64s) -> S::f64s {
     simd.select_f64s(in_range, y, simd.splat_f64s(0.0))
 }
 
+/// Below this, exp(x) rounds to 0 even as a subnormal (exp(-745.14) is half the smallest one).
+const SUBNORMAL_FLOOR: f64 = -745.2;
+/// 2^-600.
+const TWO_POW_MINUS_600: f64 = f64::from_bits((1023 - 600) << 52);
+
+/// exp(x) for x <= 0 in every lane with gradual underflow: below -708 the subnormal results
+/// libm gives (scaled by 2^(k + 600) and then by 2^-600, so they are rounded once), 0 below
+/// -745.2 and for NaN.
+#[inline(always)]
+pub(crate) fn exp_non_positive_gradual<S: Simd>(simd: S, x: S::f64s) -> S::f64s {
+    let floor = simd.splat_f64s(SUBNORMAL_FLOOR);
+    let in_range = simd.greater_than_or_equal_f64s(x, floor);
+    let clamped = simd.select_f64s(in_range, x, floor);
+    // k is an integer in [-1075, 0], so k + 600 is a normal exponent.
+    let (shifted, p) = exp_reduced(simd, clamped);
+    let y = simd.mul_f64s(
+        simd.mul_f64s(p, power_of_two(simd, shifted, 600)),
+        simd.splat_f64s(TWO_POW_MINUS_600),
+    );
+    simd.select_f64s(in_range, y, simd.splat_f64s(0.0))
+}
+
 /// exp(x) in every lane: 0 below -708 (where the true value is subnormal or 0), +inf above
 /// ln(f64::MAX), NaN for NaN.
 #[inline(always)]
@@ -320,6 +342,35 @@ mod tests {
         }
         for got in on_every_arch(&[f64::NAN], Exp) {
             assert!(got[0].is_nan());
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    struct ExpGradual;
+    impl LaneFn for ExpGradual {
+        fn apply<S: Simd>(&self, simd: S, x: S::f64s) -> S::f64s {
+            exp_non_positive_gradual(simd, x)
+        }
+    }
+
+    #[test]
+    fn gradual_exp_gives_libm_subnormals() {
+        let xs: Vec<f64> = (0..=300_000)
+            .map(|i| -f64::from(i) * 0.002_484)
+            .chain([-745.13, -745.14, -745.2, -746.0, f64::NEG_INFINITY])
+            .collect();
+        for got in on_every_arch(&xs, ExpGradual) {
+            for (&x, &g) in xs.iter().zip(&got) {
+                let want = x.exp();
+                // A few ulps where normal; within one subnormal step below f64::MIN_POSITIVE.
+                assert!(
+                    (g - want).abs() <= 1e-15 * want + 5e-324,
+                    "exp({x}) = {g:e}, libm {want:e}"
+                );
+            }
+        }
+        for got in on_every_arch(&[f64::NAN], ExpGradual) {
+            assert_eq!(got, vec![0.0]);
         }
     }
 

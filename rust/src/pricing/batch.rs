@@ -3,8 +3,9 @@
 //! Every numeric argument is a slice of length 1 (one value for every option) or of the common
 //! length n (see `check::broadcast_len`). Errors name the argument and its first bad element.
 //! Loops run the unchecked kernels, split over rayon's pool in chunks when the batch is large
-//! enough to pay for it. Price and greeks check their inputs inside the loop (one pass over memory)
-//! and rescan only when that loop saw a bad value; the `_into` variants write into caller-owned
+//! enough to pay for it. Price and greeks run the SIMD kernel (`kernel`), which checks the inputs
+//! in the same pass and hands invalid or extreme options to the scalar code; the batch rescans
+//! its inputs only when that pass saw a bad value. The `_into` variants write into caller-owned
 //! slices (the Python adapter passes numpy's own buffers).
 
 use rayon::prelude::*;

@@ -31,6 +31,48 @@ fn any_vec() -> impl Strategy<Value = Vec<f64>> {
     prop::collection::vec(any_f64(), 0..4)
 }
 
+/// A value of one market argument: mostly ordinary, sometimes of any magnitude (1e-300..1e300;
+/// of either sign unless `positive`), and unless `valid`, sometimes anything at all.
+fn market_value(lo: f64, hi: f64, positive: bool, valid: bool) -> BoxedStrategy<f64> {
+    let wide = (-690.0..690.0f64).prop_map(f64::exp);
+    let signed =
+        (-690.0..690.0f64, any::<bool>()).prop_map(|(e, neg)| if neg { -e.exp() } else { e.exp() });
+    let ordinary = lo..hi;
+    match (positive, valid) {
+        (true, true) => prop_oneof![6 => ordinary, 2 => wide].boxed(),
+        (false, true) => prop_oneof![6 => ordinary, 2 => signed].boxed(),
+        (_, false) => prop_oneof![6 => ordinary, 1 => wide, 1 => signed, 1 => any_f64()].boxed(),
+    }
+}
+
+/// The six market columns of a batch of n options, each of length n or (sometimes) 1, long
+/// enough that the vector kernel runs full vectors and a ragged tail; `valid`: every value is a
+/// valid input (possibly extreme), so the batch fails only where a result overflows.
+fn market_columns(valid: bool) -> impl Strategy<Value = [Vec<f64>; 6]> {
+    (1usize..40).prop_flat_map(move |n| {
+        let column = move |lo: f64, hi: f64, positive: bool| {
+            prop_oneof![
+                4 => prop::collection::vec(market_value(lo, hi, positive, valid), n),
+                1 => prop::collection::vec(market_value(lo, hi, positive, valid), 1),
+            ]
+        };
+        (
+            column(1.0, 1_000.0, true),
+            column(0.5, 2_000.0, true),
+            column(1e-4, 5.0, true),
+            column(0.01, 3.0, true),
+            column(-0.05, 0.2, false),
+            column(-0.05, 0.1, false),
+        )
+            .prop_map(|(s, k, t, v, r, q)| [s, k, t, v, r, q])
+    })
+}
+
+/// Element i of a column of length 1 or n.
+fn at(column: &[f64], i: usize) -> f64 {
+    column[if column.len() == 1 { 0 } else { i }]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
 
@@ -86,6 +128,50 @@ proptest! {
             let slices = batch::GreeksSlices { price: p, delta: d, gamma: g, vega: ve, theta: th, rho: rh };
             if batch::bs_greeks_batch_into(kind, &market, slices).is_ok() {
                 prop_assert_eq!(Ok(len), market.batch_len());
+            }
+        }
+    }
+
+    #[test]
+    fn batch_greeks_are_the_scalar_greeks_element_by_element(
+        kind in any_kind(), cols in any::<bool>().prop_flat_map(market_columns),
+    ) {
+        let [s, k, t, v, r, q] = &cols;
+        let n = cols.iter().map(Vec::len).max().unwrap_or(1);
+        let scalar: Vec<CoreResult<Greeks>> = (0..n)
+            .map(|i| bs_greeks(kind, at(s, i), at(k, i), at(t, i), at(v, i), at(r, i), at(q, i)))
+            .collect();
+        let batch = bs_greeks_batch(kind, s, k, t, v, r, q);
+        let prices = bs_price_batch(kind, s, k, t, v, r, q);
+        // Ok exactly when every element is Ok on its own.
+        prop_assert_eq!(batch.is_ok(), scalar.iter().all(Result::is_ok), "{:?}", batch);
+        match batch {
+            Ok(g) => {
+                for (i, x) in scalar.iter().enumerate() {
+                    let x = x.clone().unwrap_or_default();
+                    let got = Greeks {
+                        price: g.price[i], delta: g.delta[i], gamma: g.gamma[i],
+                        vega: g.vega[i], theta: g.theta[i], rho: g.rho[i],
+                    };
+                    let inputs = [at(s, i), at(k, i), at(t, i), at(v, i), at(r, i), at(q, i)];
+                    prop_assert_eq!(kernel::agrees(kind, inputs, &got, &x), Ok(()));
+                }
+                // Prices alone are the greeks' prices, bit for bit.
+                let prices = prices.unwrap_or_default();
+                prop_assert!(prices.iter().zip(&g.price).all(|(a, b)| a.to_bits() == b.to_bits()));
+            }
+            Err(e) => {
+                // With valid inputs the error is the scalar one of the first element that fails.
+                let all_valid = (0..n).all(|i| {
+                    validate_inputs(at(s, i), at(k, i), at(t, i), at(v, i), at(r, i), at(q, i)).is_ok()
+                });
+                if all_valid {
+                    let first = scalar.iter().position(Result::is_err).unwrap_or(n);
+                    let want = scalar.get(first).and_then(|x| x.clone().err());
+                    prop_assert_eq!(Some(e.field().to_string()), want.map(|w| w.field().to_string()));
+                    let element = format!("element {first}:");
+                    prop_assert!(e.reason().starts_with(&element), "{} / {}", e.reason(), element);
+                }
             }
         }
     }
