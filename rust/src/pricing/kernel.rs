@@ -899,6 +899,22 @@ mod tests {
     }
 
     #[test]
+    fn an_option_gets_the_same_numbers_wherever_it_sits_in_the_batch() {
+        // Shifting by 3 moves every option to another lane, block and (near the end) the tail.
+        let cols = random_market(1_003, 5);
+        let mut shifted = cols.clone();
+        for c in &mut shifted {
+            c.rotate_left(3);
+        }
+        for isa in Isa::all() {
+            let (a, _) = greeks_on(isa, OptionKind::Call, &cols);
+            let (mut b, _) = greeks_on(isa, OptionKind::Call, &shifted);
+            b.rotate_right(3);
+            assert_eq!(a, b, "{isa:?}");
+        }
+    }
+
+    #[test]
     fn the_price_pass_gives_the_greeks_pass_price_bit_for_bit() {
         let mut cols = random_market(4_099, 11);
         // Lanes the scalar code redoes, too.
