@@ -232,10 +232,14 @@ fn exponent_field<S: Simd>(simd: S, bits: S::u64s) -> Option<S::f64s> {
     Some(simd.mul_f64s(scaled, simd.splat_f64s(1.0 / 4_294_967_296.0)))
 }
 
-/// Applies `f` to each lane (the scalar fallback of a vector function).
+/// Applies `f` to each lane (the scalar fallback of a vector function); NaN in every lane if
+/// there were ever more than 16.
 #[inline(always)]
 fn map_lanes<S: Simd>(simd: S, x: S::f64s, f: impl Fn(f64) -> f64) -> S::f64s {
-    let mut lanes = [0.0; 16]; // at least as many as any instruction set's f64 lanes (8)
+    let mut lanes = [0.0; 16]; // as many as any instruction set's f64 lanes (8), and more
+    if S::F64_LANES > lanes.len() {
+        return simd.splat_f64s(f64::NAN);
+    }
     simd.partial_store_f64s(&mut lanes, x);
     for v in lanes.iter_mut().take(S::F64_LANES) {
         *v = f(*v);

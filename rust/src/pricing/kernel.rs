@@ -41,7 +41,7 @@ const FAR_DEN: [f64; 6] = [Q[4], Q[3], Q[2], Q[1], Q[0], 1.0];
 /// rational's argument keeps it finite, so the tail is 0 x finite = 0.
 const FAR_CLAMP: f64 = 40.0;
 
-/// The market inputs of one vector of options.
+/// The market inputs of one vector of options (or of a block of vectors).
 #[derive(Clone, Copy)]
 struct Inputs<V> {
     spot: V,
@@ -115,8 +115,9 @@ fn cdf_with_gaussian<S: Simd>(simd: S, x: S::f64s, gauss: S::f64s) -> S::f64s {
 /// the L1 cache.
 const BLOCK: usize = 8;
 
-/// Prices and greeks of `x.len() <= BLOCK` vectors of options of sign w (+1 call, -1 put) into
-/// `out`, and in `redo` the lanes the scalar code must redo (see the module documentation).
+/// Prices and greeks of the first `n <= BLOCK` vectors of options in `block`, of sign w (+1 call,
+/// -1 put), into `out`, and in `redo` the lanes the scalar code must redo (see the module
+/// documentation).
 #[inline(always)]
 fn evaluate_block<S: Simd>(
     simd: S,
@@ -272,37 +273,25 @@ fn evaluate_block<S: Simd>(
     }
 }
 
-/// One column of a chunk: `head[i * step]` is vector i (step 0: one value for every option) and
-/// `tail` the ragged end.
-struct Column<'a, V> {
-    head: &'a [V],
-    step: usize,
-    tail: V,
+/// One column of a chunk: its own value per option (full vectors, then the ragged tail as one
+/// vector), or one value for all.
+enum Column<'a, V> {
+    Each { head: &'a [V], tail: V },
+    All(V),
 }
 
 impl<'a, V: Copy> Column<'a, V> {
-    /// The column of `values` (length 1, or covering `base..base + len`) for one chunk;
-    /// `shared` holds a single value's vector.
+    /// The column of `values` (length 1, or covering `base..base + len`) for one chunk.
     #[inline(always)]
-    fn new<S: Simd<f64s = V>>(
-        simd: S,
-        values: &'a [f64],
-        shared: &'a [V; 1],
-        base: usize,
-        len: usize,
-    ) -> Self {
-        if values.len() == 1 {
-            Column {
-                head: shared,
-                step: 0,
-                tail: shared[0],
-            }
-        } else {
-            let (head, tail) = S::as_simd_f64s(&values[base..base + len]);
-            Column {
-                head,
-                step: 1,
-                tail: simd.partial_load_f64s(tail),
+    fn new<S: Simd<f64s = V>>(simd: S, values: &'a [f64], base: usize, len: usize) -> Self {
+        match values {
+            [one] => Column::All(simd.splat_f64s(*one)),
+            _ => {
+                let (head, tail) = S::as_simd_f64s(&values[base..base + len]);
+                Column::Each {
+                    head,
+                    tail: simd.partial_load_f64s(tail),
+                }
             }
         }
     }
@@ -310,10 +299,19 @@ impl<'a, V: Copy> Column<'a, V> {
     /// Vectors first..first + count into `into`.
     #[inline(always)]
     fn fill(&self, first: usize, count: usize, into: &mut [V; BLOCK]) {
-        if self.step == 0 {
-            into.fill(self.tail);
-        } else {
-            into[..count].copy_from_slice(&self.head[first..first + count]);
+        match self {
+            Column::Each { head, .. } => {
+                into[..count].copy_from_slice(&head[first..first + count]);
+            }
+            Column::All(v) => into.fill(*v),
+        }
+    }
+
+    #[inline(always)]
+    fn tail(&self) -> V {
+        match self {
+            Column::Each { tail, .. } => *tail,
+            Column::All(v) => *v,
         }
     }
 }
@@ -328,29 +326,17 @@ struct Columns<'a, V> {
     div: Column<'a, V>,
 }
 
-/// Each market argument as one vector (meaningful for arguments of length 1).
-fn shared_vectors<S: Simd>(simd: S, m: &Market<'_>) -> [[S::f64s; 1]; 6] {
-    let s = &m.slices;
-    [s.spot, s.strike, s.t, s.vol, s.rate, s.div].map(|v| [simd.splat_f64s(v[0])])
-}
-
 impl<'a, V: Copy> Columns<'a, V> {
     #[inline(always)]
-    fn new<S: Simd<f64s = V>>(
-        simd: S,
-        m: &Market<'a>,
-        shared: &'a [[V; 1]; 6],
-        base: usize,
-        len: usize,
-    ) -> Self {
+    fn new<S: Simd<f64s = V>>(simd: S, m: &Market<'a>, base: usize, len: usize) -> Self {
         let s = &m.slices;
         Columns {
-            spot: Column::new(simd, s.spot, &shared[0], base, len),
-            strike: Column::new(simd, s.strike, &shared[1], base, len),
-            t: Column::new(simd, s.t, &shared[2], base, len),
-            vol: Column::new(simd, s.vol, &shared[3], base, len),
-            rate: Column::new(simd, s.rate, &shared[4], base, len),
-            div: Column::new(simd, s.div, &shared[5], base, len),
+            spot: Column::new(simd, s.spot, base, len),
+            strike: Column::new(simd, s.strike, base, len),
+            t: Column::new(simd, s.t, base, len),
+            vol: Column::new(simd, s.vol, base, len),
+            rate: Column::new(simd, s.rate, base, len),
+            div: Column::new(simd, s.div, base, len),
         }
     }
 
@@ -365,15 +351,15 @@ impl<'a, V: Copy> Columns<'a, V> {
         self.div.fill(first, count, &mut into.div);
     }
 
-    /// The ragged end of every column (in lane 0 of `into`).
+    /// The ragged end of every column, as vector 0 of `into`.
     #[inline(always)]
     fn fill_tail(&self, into: &mut Inputs<[V; BLOCK]>) {
-        into.spot[0] = self.spot.tail;
-        into.strike[0] = self.strike.tail;
-        into.t[0] = self.t.tail;
-        into.vol[0] = self.vol.tail;
-        into.rate[0] = self.rate.tail;
-        into.div[0] = self.div.tail;
+        into.spot[0] = self.spot.tail();
+        into.strike[0] = self.strike.tail();
+        into.t[0] = self.t.tail();
+        into.vol[0] = self.vol.tail();
+        into.rate[0] = self.rate.tail();
+        into.div[0] = self.div.tail();
     }
 }
 
@@ -383,7 +369,11 @@ fn push_lanes<S: Simd>(simd: S, mask: S::m64s, first: usize, count: usize, out: 
     if !any(simd, mask) {
         return;
     }
-    let mut lanes = [0.0; 16]; // at least as many as any instruction set's f64 lanes (8)
+    let mut lanes = [0.0; 16]; // as many as any instruction set's f64 lanes (8), and more
+    if S::F64_LANES > lanes.len() {
+        out.extend(first..first + count); // never so far: redo the whole vector
+        return;
+    }
     simd.partial_store_f64s(
         &mut lanes,
         simd.select_f64s(mask, simd.splat_f64s(1.0), simd.splat_f64s(0.0)),
@@ -407,8 +397,7 @@ fn run_chunk<S: Simd>(
     mut emit: impl FnMut(usize, &Values<S::f64s>),
     emit_tail: impl FnOnce(&Values<S::f64s>),
 ) -> Vec<usize> {
-    let shared = shared_vectors(simd, market);
-    let columns = Columns::new(simd, market, &shared, base, len);
+    let columns = Columns::new(simd, market, base, len);
     let lanes = S::F64_LANES;
     let full = len / lanes;
     let zero = simd.splat_f64s(0.0);
@@ -905,6 +894,22 @@ mod tests {
         for isa in Isa::all() {
             let (a, _) = greeks_on(isa, OptionKind::Put, &shared);
             let (b, _) = greeks_on(isa, OptionKind::Put, &expanded);
+            assert_eq!(a, b, "{isa:?}");
+        }
+    }
+
+    #[test]
+    fn an_option_gets_the_same_numbers_wherever_it_sits_in_the_batch() {
+        // Shifting by 3 moves every option to another lane, block and (near the end) the tail.
+        let cols = random_market(1_003, 5);
+        let mut shifted = cols.clone();
+        for c in &mut shifted {
+            c.rotate_left(3);
+        }
+        for isa in Isa::all() {
+            let (a, _) = greeks_on(isa, OptionKind::Call, &cols);
+            let (mut b, _) = greeks_on(isa, OptionKind::Call, &shifted);
+            b.rotate_right(3);
             assert_eq!(a, b, "{isa:?}");
         }
     }
