@@ -81,7 +81,7 @@ pub fn sma(values: &[f64], window: usize) -> CoreResult<Vec<f64>> {
     let mut sum = 0.0;
     for end in (window - 1)..n {
         let start = end + 1 - window;
-        if start % window == 0 {
+        if start.is_multiple_of(window) {
             let block = &values[start..=end];
             reference = block[0];
             sum = block.iter().map(|x| x - reference).sum();
@@ -230,7 +230,7 @@ pub fn hist_vol(closes: &[f64], window: usize, periods_per_year: f64) -> CoreRes
     let (mut reference, mut s1, mut s2) = (0.0, 0.0, 0.0);
     for end in (window - 1)..returns.len() {
         let start = end + 1 - window;
-        if start % window == 0 {
+        if start.is_multiple_of(window) {
             let block = &returns[start..=end];
             reference = block.iter().sum::<f64>() / w;
             s1 = block.iter().map(|r| r - reference).sum();
@@ -268,7 +268,7 @@ pub fn trend_strength(closes: &[f64], window: usize) -> CoreResult<Vec<f64>> {
     let (mut reference, mut sy, mut syy, mut sky) = (0.0, 0.0, 0.0, 0.0);
     for end in (window - 1)..n {
         let start = end + 1 - window;
-        if start % window == 0 {
+        if start.is_multiple_of(window) {
             let block = &closes[start..=end];
             reference = block.iter().sum::<f64>() / w;
             (sy, syy, sky) = (0.0, 0.0, 0.0);
