@@ -79,7 +79,7 @@ def test_green_thursday_gen_opens_a_put_inside_40_50(portfolio: Portfolio) -> No
     assert {"R01_DELTA_BAND", "R02_DTE_WINDOW", "R05_CASH_SECURED", "R09_ES_BUDGET"} <= codes
     assert all(r.passed for r in d.compliance), [r.message for r in d.compliance if not r.passed]
     assert d.requires_approval  # trust starts at 0.3
-    assert "R" not in d.explanation or "delta=" in d.explanation
+    assert f"delta={d.order.delta:.1f}" in d.explanation
     assert f"{d.order.strike:g}" in d.explanation
 
 

@@ -272,7 +272,8 @@ def test_monitor_metrics_alert_stream_and_report(api: Clients) -> None:
     metrics = api.monitor.GetMetrics(monitor_pb2.GetMetricsRequest(), metadata=api.md("viewer"), timeout=TIMEOUT)
     assert metrics.build.core_profile == "release"
     assert metrics.decisions_by_outcome["REJECTED"] >= 1
-    assert any(c.name == "grpc" and c.state == "RUNNING" for c in metrics.components) or metrics.components
+    states = {c.name: c.state for c in metrics.components}
+    assert states and set(states.values()) == {"RUNNING"}, states
     report = api.monitor.GetReport(
         monitor_pb2.GetReportRequest(portfolio_id=pid, kind="weekly", as_of=ts(THURSDAY, 17, 0)),
         metadata=api.md("viewer"),

@@ -293,16 +293,7 @@ class Backtest:
             )
         elif d.action == "REDUCE" and d.position_id in portfolio.positions and order is not None:
             pos = portfolio.positions[d.position_id]
-            cost = pos.mark(market.bars_for(pos.symbol).last_close, market.iv_for(pos.symbol), day, market.rate)
-            portfolio.book_pnl(
-                pos.account_id,
-                -cost * MULTIPLIER * order.contracts,
-                at,
-                f"reduce: bought back {order.contracts} {pos.kind} {pos.strike:g} at {cost:.2f}",
-            )
-            pos.quantity += order.contracts
-            if pos.quantity >= 0:
-                del portfolio.positions[pos.id]
+            self._close(portfolio, pos, market, day, at, "reduce", contracts=order.contracts)
             ledger.events.append(
                 {"date": day.isoformat(), "event": "reduce", "account": d.account_id, "contracts": order.contracts}
             )
@@ -310,16 +301,28 @@ class Backtest:
             self._assign(portfolio, portfolio.positions[d.position_id], day, at, ledger)
 
     def _close(
-        self, portfolio: Portfolio, pos: Position, market: MarketData, day: dt.date, at: dt.datetime, why: str
+        self,
+        portfolio: Portfolio,
+        pos: Position,
+        market: MarketData,
+        day: dt.date,
+        at: dt.datetime,
+        why: str,
+        *,
+        contracts: float | None = None,
     ) -> None:
+        """Buys back `contracts` of a short option (all of them by default) at today's mark."""
+        n = -pos.quantity if contracts is None else contracts
         cost = pos.mark(market.bars_for(pos.symbol).last_close, market.iv_for(pos.symbol), day, market.rate)
         portfolio.book_pnl(
             pos.account_id,
-            -cost * MULTIPLIER * -pos.quantity,
+            -cost * MULTIPLIER * n,
             at,
-            f"{why}: bought back {-pos.quantity:g} {pos.kind} {pos.strike:g} at {cost:.2f}",
+            f"{why}: bought back {n:g} {pos.kind} {pos.strike:g} at {cost:.2f}",
         )
-        del portfolio.positions[pos.id]
+        pos.quantity += n
+        if pos.quantity >= 0:
+            del portfolio.positions[pos.id]
 
     def _assign(self, portfolio: Portfolio, opt: Position, day: dt.date, at: dt.datetime, ledger: _Ledger) -> None:
         shares = -opt.quantity * MULTIPLIER

@@ -503,22 +503,7 @@ class _Deciding:
             return None
         rt.cut_at[opt.id] = level
         self.notes.append(f"{why}: cut {share:.0%} of {int(-opt.quantity)} contracts = {contracts}")
-        cost = opt.mark(self.spot, self.iv, self.today, self.m.rate)
-        order = Order(
-            opt.kind,
-            "buy_to_close",
-            opt.strike,
-            opt.expiry,
-            contracts,
-            round(cost, 2),
-            abs(self._delta(opt)) * 100,
-            -round(cost * MULTIPLIER * contracts, 2),
-        )
-        ctx = self._context("reduce", order, None, None, reduces=True)
-        kind = "emergency" if level == 4 else "risk_reduction"
-        return self._decision(
-            "REDUCE", order, confidence=self._conf("close"), ctx=ctx, position_id=opt.id, trust_kind=kind
-        )
+        return self._buy_back(opt, contracts, "REDUCE", "emergency" if level == 4 else "risk_reduction")
 
     def _budget_cut(self, opt: Position, rt: _AccountRuntime) -> Decision | None:
         """The drawdown budget: when committed exposure exceeds the allowed share of normal exposure
@@ -526,11 +511,8 @@ class _Deciding:
         excess share, at most once a day per position."""
         if self.equity <= 0:
             return None
-        held = self.e.positions_of(self.p, self.a.id)
-        committed = sum(p.collateral() + max(p.exposure(self.spot), 0.0) * (p.kind == "stock") for p in held)
-        k = self.e._sec("drawdown_budget").number("multiplier", low=0)
-        peak = max(float(self.a.peak), self.equity)
-        allowed = _core.allowed_exposure(peak, self.equity, self.spec.max_drawdown, k)
+        committed = self._committed()
+        allowed = self._allowed_exposure()
         cap = allowed * self.e.config.doc.number("max_deployment") * self.equity
         key = f"budget:{opt.id}:{self.today.isoformat()}"
         if committed <= cap or committed <= 0 or key in rt.cut_at:
@@ -544,21 +526,7 @@ class _Deciding:
             f"drawdown budget: exposure {committed:.2f} over the allowed {cap:.2f} ({allowed:.0%} of normal): "
             f"reduce {share:.0%} = {contracts} contracts"
         )
-        cost = opt.mark(self.spot, self.iv, self.today, self.m.rate)
-        order = Order(
-            opt.kind,
-            "buy_to_close",
-            opt.strike,
-            opt.expiry,
-            contracts,
-            round(cost, 2),
-            abs(self._delta(opt)) * 100,
-            -round(cost * MULTIPLIER * contracts, 2),
-        )
-        ctx = self._context("reduce", order, None, None, reduces=True)
-        return self._decision(
-            "REDUCE", order, confidence=self._conf("close"), ctx=ctx, position_id=opt.id, trust_kind="risk_reduction"
-        )
+        return self._buy_back(opt, contracts, "REDUCE", "risk_reduction")
 
     # --- open short option ---------------------------------------------------------------------------------
     def _manage_option(self, opt: Position, stock: Position | None, roll_available: bool | None) -> Decision:
@@ -802,18 +770,23 @@ class _Deciding:
         ctx = self._context("entry", order, dte, es_after, reduces=False)
         return self._decision(action, order, confidence=self.label.confidence, ctx=ctx, es=(es_before, es_after))
 
+    def _committed(self) -> float:
+        """Exposure the account has committed: put collateral plus stock at market."""
+        held = self.e.positions_of(self.p, self.a.id)
+        return sum(p.collateral() + (max(p.exposure(self.spot), 0.0) if p.kind == "stock" else 0.0) for p in held)
+
+    def _allowed_exposure(self) -> float:
+        """The drawdown budget: min(1, k x (equity - floor) / equity) of normal exposure (PROTOCOL section 6)."""
+        if self.equity <= 0:
+            return 0.0
+        k = self.e._sec("drawdown_budget").number("multiplier", low=0)
+        peak = max(float(self.a.peak), self.equity)
+        return _core.allowed_exposure(peak, self.equity, self.spec.max_drawdown, k)
+
     def _put_budget(self, strike: float, size_share: float, m_atr: float, prot_mult: float) -> tuple[int, str]:
-        committed = sum(
-            p.collateral() + max(p.exposure(self.spot), 0.0) * (p.kind == "stock")
-            for p in self.e.positions_of(self.p, self.a.id)
-        )
+        committed = self._committed()
         free_cash = self._free_cash()
-        budget_k = self.e._sec("drawdown_budget").number("multiplier", low=0)
-        allowed = (
-            _core.allowed_exposure(max(float(self.a.peak), self.equity), self.equity, self.spec.max_drawdown, budget_k)
-            if self.equity > 0
-            else 0.0
-        )
+        allowed = self._allowed_exposure()
         deploy_cap = allowed * self.e.config.doc.number("max_deployment") * self.equity - committed
         free_for_budget = max(0.0, min(free_cash, deploy_cap))
         existing = sum(p.exposure(self.spot) for p in self.e.positions_of(self.p, self.a.id, self.symbol))
@@ -877,8 +850,11 @@ class _Deciding:
         )
 
     def _close(self, opt: Position, trust_kind: str) -> Decision:
+        return self._buy_back(opt, int(-opt.quantity), "CLOSE", trust_kind)
+
+    def _buy_back(self, opt: Position, contracts: int, action: str, trust_kind: str) -> Decision:
+        """A CLOSE (every contract) or REDUCE (some) of a short option at today's mark."""
         cost = opt.mark(self.spot, self.iv, self.today, self.m.rate)
-        contracts = int(-opt.quantity)
         order = Order(
             opt.kind,
             "buy_to_close",
@@ -889,9 +865,9 @@ class _Deciding:
             abs(self._delta(opt)) * 100,
             -round(cost * MULTIPLIER * contracts, 2),
         )
-        ctx = self._context("close", order, None, None, reduces=True)
+        ctx = self._context("close" if action == "CLOSE" else "reduce", order, None, None, reduces=True)
         return self._decision(
-            "CLOSE", order, confidence=self._conf("close"), ctx=ctx, position_id=opt.id, trust_kind=trust_kind
+            action, order, confidence=self._conf("close"), ctx=ctx, position_id=opt.id, trust_kind=trust_kind
         )
 
     def _delta(self, opt: Position) -> float:

@@ -23,6 +23,7 @@ import logging
 import re
 import time
 import uuid
+from abc import abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from typing import Any
@@ -131,9 +132,9 @@ class Layer(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         """Whether this layer handles `method`."""
         return True
 
+    @abstractmethod
     def guard(self, method: str, context: Any, streaming: bool) -> AbstractAsyncContextManager[None]:
-        """The context manager around one call."""
-        raise NotImplementedError
+        """The context manager around one call (each layer defines its own)."""
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any) -> Any:
         """Wraps the next handler (once per method and handler object)."""

@@ -2,9 +2,9 @@
 //! while inside the band; ties go to the strike further out of the money.
 
 use crate::error::{check, CoreError, CoreResult};
-use crate::pricing::{normal, validate_inputs, OptionKind};
+use crate::pricing::{bs_greeks_unchecked, validate_inputs, OptionKind};
 
-/// Black-Scholes delta of one option (QuantLib convention: put delta is negative).
+/// Black-Scholes delta of one option (QuantLib convention: put delta is negative), from the pricing module.
 pub fn delta(
     kind: OptionKind,
     spot: f64,
@@ -15,13 +15,7 @@ pub fn delta(
     div: f64,
 ) -> CoreResult<f64> {
     validate_inputs(spot, strike, t, vol, rate, div)?;
-    let sd = vol * t.sqrt();
-    let d1 = ((spot / strike).ln() + (rate - div) * t) / sd + 0.5 * sd;
-    let q = (-div * t).exp();
-    Ok(match kind {
-        OptionKind::Call => q * normal::cdf(d1),
-        OptionKind::Put => -q * normal::cdf(-d1),
-    })
+    Ok(bs_greeks_unchecked(kind, spot, strike, t, vol, rate, div).delta)
 }
 
 /// The synthetic strike grid: $1 steps under $200, $5 steps from $200, covering [low, high].
