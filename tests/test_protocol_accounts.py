@@ -34,7 +34,8 @@ def test_allocate_100000_matches_the_protocol_table() -> None:
 
 def test_allocate_keeps_every_cent() -> None:
     a = allocate("100000.01")
-    assert sum(v.allocation for v in a.values()) in (Decimal("100000.01"), Decimal("100000.00"))
+    assert sum(v.allocation for v in a.values()) == Decimal("100000.01")
+    assert a["com"].allocation == Decimal("30000.01")  # Gen and Rev round down, Com-Acc takes the rest
     for v in a.values():
         assert v.allocation == v.buffer + v.deployable
 
@@ -104,17 +105,19 @@ def test_merge_at_500000_moves_the_group_into_the_parent_com_acc() -> None:
 
 def test_quarterly_reinvestment_splits_75_25_for_rev_and_com_only() -> None:
     p = Portfolio.create("p1", 100_000, AT)
-    p.book_pnl("p1/rev-1", 1_000, AT, "premium")
-    p.book_pnl("p1/com-1", 400, AT, "premium")
-    p.book_pnl("p1/gen-1", 5_000, AT, "premium")
-    txs = p.reinvest_quarter(AT)
+    p.realise("p1/rev-1", 1_000, AT, "closed")
+    p.realise("p1/com-1", 400, AT, "expired")
+    p.realise("p1/gen-1", 5_000, AT, "assigned")
+    assert p.reinvest_quarter(AT) == []  # January 5 is no quarter's last trading day
+    quarter_end = dt.datetime(2024, 3, 28, 16, 0)  # Good Friday follows
+    txs = p.reinvest_quarter(quarter_end)
     by = {(t.account_id, t.kind): t.amount for t in txs}
     assert by[("p1/rev-1", "reinvestment")] == Decimal("750.00")
     assert by[("p1/rev-1", "leaps")] == Decimal("250.00")
     assert by[("p1/com-1", "leaps")] == Decimal("100.00")
     assert not any(a == "p1/gen-1" for a, _ in by)
     assert p.account("p1/rev-1").leaps == Decimal("250.00")
-    assert p.reinvest_quarter(AT) == []  # the quarter's gains were consumed
+    assert p.reinvest_quarter(quarter_end) == []  # the quarter's gains were consumed
 
 
 def test_projection_expected_path_and_band() -> None:

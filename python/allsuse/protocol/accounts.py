@@ -1,35 +1,66 @@
-"""Accounts (PROTOCOL section 1): the 40/30/30 split with 5% buffers, deposits and withdrawals, forking,
-merging and quarterly reinvestment, each a recorded transaction; and projections over N years.
+"""Accounts (PROTOCOL section 1): the 40/30/30 split with 5% buffers, deposits and withdrawals, the life of a
+position in cash and realised P&L, forking, merging and quarterly reinvestment, each a recorded transaction;
+and projections over N years.
 
-Money in the ledger is `decimal.Decimal` rounded to the cent, so no cent is lost however many
-transactions accumulate.
+Money in the ledger is `decimal.Decimal` exact to the cent, so no cent is lost however many transactions
+accumulate. Every change of an account's cash is a `Transaction`; a transaction also says how much P&L it
+realised (`realised`): the premium of a short option is cash when it is sold but realised only when the
+position ends (closed, expired or assigned), and only realised gains are reinvested at a quarter's end.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 import numpy as np
 
 from allsuse.errors import InvalidInputError
+from allsuse.orchestration.nyse import EASTERN, NYSE
 from allsuse.protocol import settings
-from allsuse.protocol.positions import Position
+from allsuse.protocol.positions import MULTIPLIER, Position
 
 CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
+QUARTER_END_MONTHS = (3, 6, 9, 12)
+
+Amount = float | int | str | Decimal
+"""A money amount or price as a caller may pass it; a float is read by its shortest repr (0.1 is 0.1)."""
 
 
-def money(value: float | int | str | Decimal, name: str = "amount") -> Decimal:
-    """A money amount as Decimal cents; NaN, infinity or text that is not a number names the argument."""
+def _number(value: Amount, name: str) -> Decimal:
+    """`value` as an exact, finite Decimal; anything else is an InvalidInputError naming `name`."""
+    if isinstance(value, bool):
+        raise InvalidInputError.of(name, f"must be a number, got {value!r}")
     try:
-        d = Decimal(str(value)) if not isinstance(value, Decimal) else value
-    except ArithmeticError:
+        d = value if isinstance(value, Decimal) else Decimal(str(value))
+    except (ArithmeticError, ValueError, TypeError):
         raise InvalidInputError.of(name, f"must be a number, got {value!r}") from None
     if not d.is_finite():
         raise InvalidInputError.of(name, f"must be a finite amount, got {value!r}")
-    return d.quantize(CENT, rounding=ROUND_HALF_EVEN)
+    return d
+
+
+def money(value: Amount, name: str = "amount") -> Decimal:
+    """A computed money amount rounded to the cent (half to even); NaN, infinity or text that is not a number
+    names the argument. For amounts a person enters, `cents` refuses a fraction of a cent instead."""
+    d = _number(value, name)
+    try:
+        return d.quantize(CENT, rounding=ROUND_HALF_EVEN)
+    except InvalidOperation:
+        raise InvalidInputError.of(name, f"is too large, got {value!r}") from None
+
+
+def cents(value: Amount, name: str = "amount") -> Decimal:
+    """An amount that must be exact to the cent (PROTOCOL section 1): a fraction of a cent is refused."""
+    d = _number(value, name)
+    exact = money(d, name)
+    if exact != d:
+        raise InvalidInputError.of(name, f"must be exact to the cent, got {value!r}")
+    return exact
 
 
 @dataclass(frozen=True)
@@ -42,40 +73,76 @@ class AccountAllocation:
     deployable: Decimal
 
 
-def allocate(total: float | int | str | Decimal) -> dict[str, AccountAllocation]:
+def allocate(total: Amount) -> dict[str, AccountAllocation]:
     """Splits a new portfolio of `total` into Gen/Rev/Com allocations, buffers and deployable amounts.
 
+    `total` must be exact to the cent. Gen-Acc and Rev-Acc get their share rounded down to the cent and Com-Acc
+    the rest, so the three add up to `total` exactly; buffer = the account's buffer share of its allocation
+    rounded to the cent (half to even); deployable = allocation - buffer.
     allocate(100000)["gen"].deployable == Decimal("38000.00").
     """
-    t = money(total, "total")
+    t = cents(total, "total")
     if t <= 0:
         raise InvalidInputError.of("total", f"must be > 0, got {total!r}")
     cfg = settings.default()
+    shares: dict[str, Decimal] = {}
+    for kind in settings.ACCOUNT_TYPES:
+        if kind != "com":
+            shares[kind] = (t * Decimal(str(cfg.account(kind).allocation))).quantize(CENT, rounding=ROUND_DOWN)
+    shares["com"] = t - sum(shares.values(), ZERO)
     out: dict[str, AccountAllocation] = {}
     for kind in settings.ACCOUNT_TYPES:
-        spec = cfg.account(kind)
-        alloc = money(t * Decimal(str(spec.allocation)))
-        buffer = money(alloc * Decimal(str(spec.buffer)))
+        alloc = shares[kind]
+        buffer = money(alloc * Decimal(str(cfg.account(kind).buffer)))
         out[kind] = AccountAllocation(kind, alloc, buffer, alloc - buffer)
     return out
 
 
+def last_trading_day(year: int, month: int) -> dt.date:
+    """The month's last NYSE trading day."""
+    day = dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)
+    while not NYSE.is_trading_day(day):
+        day -= dt.timedelta(days=1)
+    return day
+
+
+def is_quarter_end(day: dt.date) -> bool:
+    """Whether `day` is the last NYSE trading day of March, June, September or December: the day quarterly
+    reinvestment runs (PROTOCOL section 1)."""
+    return day.month in QUARTER_END_MONTHS and day == last_trading_day(day.year, day.month)
+
+
+def _eastern_date(at: dt.datetime) -> dt.date:
+    """The US/Eastern date of `at`; a naive datetime is US/Eastern wall-clock time already."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        return at.date()
+    return at.astimezone(EASTERN).date()
+
+
 @dataclass(frozen=True)
 class Transaction:
-    """A recorded movement of money with its timestamp and reason."""
+    """A recorded movement of money with its timestamp and reason.
+
+    `amount` is the change of the account's cash. `realised` is the trading P&L this transaction realised (a
+    position closed, expired or assigned); it moves no cash by itself and counts toward the quarter's
+    reinvestment."""
 
     id: int
     at: dt.datetime
-    kind: str  # deposit, withdrawal, fork, merge, reinvestment, leaps, income
+    # deposit, withdrawal, fork, merge, reinvestment, leaps, pnl, premium, purchase, close, sale, expiry,
+    # assignment, settlement, realised
+    kind: str
     account_id: str
     amount: Decimal
     reason: str
     counterparty: str | None = None
+    realised: Decimal = ZERO
 
 
 @dataclass
 class Account:
-    """One account: its cash balance, base (for forks), peak (for drawdowns), LEAPS sleeve and state."""
+    """One account: its cash balance, base (for forks), peak (for drawdowns), LEAPS sleeve, state, and the
+    P&L realised since the last quarterly reinvestment."""
 
     id: str
     kind: str
@@ -84,8 +151,8 @@ class Account:
     peak: Decimal
     group_id: str
     state: str = "ACTIVE"
-    leaps: Decimal = Decimal("0.00")
-    quarter_realised: Decimal = Decimal("0.00")
+    leaps: Decimal = ZERO
+    quarter_realised: Decimal = ZERO
 
     @property
     def drawdown(self) -> float:
@@ -103,6 +170,35 @@ class AccountGroup:
     merged: bool = False
 
 
+def _exact(x: float) -> Decimal:
+    """A position's float field as the Decimal it was written as (its shortest repr)."""
+    return Decimal(repr(float(x)))
+
+
+def _unit(pos: Position) -> Decimal:
+    """Units per quantity: 100 shares per option contract, 1 per share of stock."""
+    return _exact(MULTIPLIER) if pos.is_option else Decimal(1)
+
+
+def _entry_value(pos: Position, units: Decimal) -> Decimal:
+    """The cash value at entry of `units` of the position (contracts or shares): premium or cost basis."""
+    entry = pos.premium if pos.is_option else pos.cost_basis
+    return money(_exact(entry) * _unit(pos) * units)
+
+
+def _closing(pos: Position, price: Decimal, units: Decimal) -> tuple[Decimal, Decimal]:
+    """Cash and realised P&L of a closing order for `units` of the position at `price` per share.
+
+    The entry part of the closed units is the entry value of the position before less after, so however a
+    position is closed in pieces its realised P&L adds up to exactly its cash flows."""
+    held = abs(_exact(pos.quantity))
+    traded = money(price * _unit(pos) * units)
+    entry = _entry_value(pos, held) - _entry_value(pos, held - units)
+    if pos.quantity < 0:  # buying back a short: pay now, the premium was received at entry
+        return -traded, entry - traded
+    return traded, traded - entry
+
+
 @dataclass
 class Portfolio:
     """A portfolio of account groups; every change of money is a Transaction."""
@@ -115,14 +211,14 @@ class Portfolio:
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
     @classmethod
-    def create(cls, portfolio_id: str, total: float | int | str | Decimal, at: dt.datetime) -> Portfolio:
+    def create(cls, portfolio_id: str, total: Amount, at: dt.datetime) -> Portfolio:
         """A new portfolio split 40/30/30; each account's creation is a deposit transaction."""
         p = cls(portfolio_id)
         group = AccountGroup(f"{portfolio_id}/main", None, [])
         p.groups[group.id] = group
         for kind, a in allocate(total).items():
             account_id = f"{portfolio_id}/{kind}-1"
-            p.accounts[account_id] = Account(account_id, kind, Decimal("0.00"), a.allocation, a.allocation, group.id)
+            p.accounts[account_id] = Account(account_id, kind, ZERO, a.allocation, a.allocation, group.id)
             group.account_ids.append(account_id)
             p._credit(account_id, a.allocation, at, "deposit", "initial allocation")
         return p
@@ -136,8 +232,10 @@ class Portfolio:
         amount: Decimal,
         reason: str,
         counterparty: str | None = None,
+        *,
+        realised: Decimal = ZERO,
     ) -> Transaction:
-        tx = Transaction(next(self._ids), at, kind, account_id, amount, reason, counterparty)
+        tx = Transaction(next(self._ids), at, kind, account_id, amount, reason, counterparty, realised)
         self.transactions.append(tx)
         return tx
 
@@ -149,11 +247,14 @@ class Portfolio:
         kind: str,
         reason: str,
         counterparty: str | None = None,
+        *,
+        realised: Decimal = ZERO,
     ) -> Transaction:
         acct = self.account(account_id)
         acct.balance += amount
         acct.peak = max(acct.peak, acct.balance)
-        return self._record(at, kind, account_id, amount, reason, counterparty)
+        acct.quarter_realised += realised
+        return self._record(at, kind, account_id, amount, reason, counterparty, realised=realised)
 
     def account(self, account_id: str) -> Account:
         """The account with this id, or InvalidInputError naming `account_id`."""
@@ -165,35 +266,33 @@ class Portfolio:
         """Active (non-merged) accounts of one type."""
         return [a for a in self.accounts.values() if a.kind == kind and not self.groups[a.group_id].merged]
 
+    def position(self, position_id: str) -> Position:
+        """The open position with this id, or InvalidInputError naming `position_id`."""
+        if position_id not in self.positions:
+            raise InvalidInputError.of("position_id", f"no open position {position_id!r} in portfolio {self.id!r}")
+        return self.positions[position_id]
+
     @property
     def equity(self) -> Decimal:
-        """Total balance of every account not merged away."""
+        """Total cash and LEAPS of every account not merged away (positions are not valued here)."""
         return sum(
             (a.balance + a.leaps for a in self.accounts.values() if not self.groups[a.group_id].merged),
-            Decimal("0.00"),
+            ZERO,
         )
 
     # --- deposits, withdrawals, P&L -----------------------------------------------------------------
-    def deposit(
-        self, account_id: str, amount: float | int | str | Decimal, at: dt.datetime, reason: str = "deposit"
-    ) -> Transaction:
+    def deposit(self, account_id: str, amount: Amount, at: dt.datetime, reason: str = "deposit") -> Transaction:
         """Adds money to an account. The base grows too, so a deposit never counts as fork surplus."""
-        amt = money(amount)
+        amt = cents(amount)
         if amt <= 0:
             raise InvalidInputError.of("amount", f"must be > 0, got {amount!r}")
         acct = self.account(account_id)
         acct.base += amt
         return self._credit(account_id, amt, at, "deposit", reason)
 
-    def withdraw(
-        self,
-        account_id: str,
-        amount: float | int | str | Decimal,
-        at: dt.datetime,
-        reason: str = "withdrawal",
-    ) -> Transaction:
+    def withdraw(self, account_id: str, amount: Amount, at: dt.datetime, reason: str = "withdrawal") -> Transaction:
         """Takes money out. A Com-Acc withdrawal is rejected (R18); so is more than the balance."""
-        amt = money(amount)
+        amt = cents(amount)
         acct = self.account(account_id)
         spec = settings.default().account(acct.kind)
         if not spec.withdrawals:
@@ -208,12 +307,143 @@ class Portfolio:
         acct.base = min(acct.base, acct.balance)
         return self._record(at, "withdrawal", account_id, -amt, reason)
 
-    def book_pnl(self, account_id: str, pnl: float | Decimal, at: dt.datetime, reason: str) -> Transaction:
-        """Books realised trading P&L (premium, assignment loss, close) to an account."""
+    def book_pnl(self, account_id: str, pnl: Amount, at: dt.datetime, reason: str) -> Transaction:
+        """Books a cash P&L movement (rounded to the cent) to an account, kind "pnl".
+
+        It is cash only, not realised P&L: a position that ends realises its P&L through `close_position`,
+        `expire_position` or `assign` (which also move its cash), or `realise` for a caller keeping its own
+        cash records."""
         amt = money(pnl, "pnl")
-        acct = self.account(account_id)
-        acct.quarter_realised += amt
+        self.account(account_id)
         return self._credit(account_id, amt, at, "pnl", reason)
+
+    def realise(self, account_id: str, pnl: Amount, at: dt.datetime, reason: str) -> Transaction:
+        """Records `pnl` (exact to the cent, negative for a loss) as realised by a position that ended, without
+        moving cash: a transaction of kind "realised" with amount 0 that counts toward the quarter's
+        reinvestment."""
+        amt = cents(pnl, "pnl")
+        self.account(account_id)
+        return self._credit(account_id, ZERO, at, "realised", reason, realised=amt)
+
+    # --- the life of a position ----------------------------------------------------------------------
+    def open_position(
+        self, position: Position, at: dt.datetime, reason: str, *, kind: str | None = None
+    ) -> Transaction:
+        """Adds a new position and moves its cash at entry: a short option (negative quantity, `premium` per
+        share) credits premium x 100 x contracts (kind "premium"); stock or a long option debits its cost
+        (kind "purchase"). Nothing is realised until the position ends."""
+        acct = self.account(position.account_id)
+        if self.groups[acct.group_id].merged:
+            raise InvalidInputError.of("account_id", f"{acct.id} was merged away")
+        if not position.id or position.id in self.positions:
+            raise InvalidInputError.of("position.id", f"must be a new, non-empty id, got {position.id!r}")
+        if position.kind not in ("put", "call", "stock"):
+            raise InvalidInputError.of("position.kind", f"must be put, call or stock, got {position.kind!r}")
+        quantity = _number(position.quantity, "position.quantity")
+        if quantity == 0 or (position.kind == "stock" and quantity < 0):
+            what = "> 0 shares" if position.kind == "stock" else "non-zero contracts (negative = short)"
+            raise InvalidInputError.of("position.quantity", f"must be {what}, got {position.quantity!r}")
+        entry_name = "position.premium" if position.is_option else "position.cost_basis"
+        entry = _number(position.premium if position.is_option else position.cost_basis, entry_name)
+        if entry < 0:
+            raise InvalidInputError.of(entry_name, f"must be >= 0, got {entry}")
+        if position.is_option and not _number(position.strike, "position.strike") > 0:
+            raise InvalidInputError.of("position.strike", f"must be > 0, got {position.strike!r}")
+        value = _entry_value(position, abs(quantity))
+        cash = value if quantity < 0 else -value
+        self.positions[position.id] = position
+        default = "premium" if quantity < 0 else "purchase"
+        return self._credit(acct.id, cash, at, kind or default, reason)
+
+    def close_position(
+        self,
+        position_id: str,
+        price: Amount,
+        at: dt.datetime,
+        reason: str,
+        *,
+        quantity: Amount | None = None,
+        kind: str = "close",
+    ) -> Transaction:
+        """A closing order for `quantity` (contracts or shares; all by default) at `price` per share: buying back
+        a short option pays price x 100 x contracts, selling stock receives price x shares. The transaction
+        realises the closed part's P&L against its entry (premium or cost basis). A position closed in full
+        leaves `positions`. An index option cash-settled at expiry closes at its intrinsic value
+        (kind "settlement")."""
+        pos = self.position(position_id)
+        p = _number(price, "price")
+        if p < 0:
+            raise InvalidInputError.of("price", f"must be >= 0, got {price!r}")
+        held = abs(_exact(pos.quantity))
+        units = held if quantity is None else _number(quantity, "quantity")
+        if not 0 < units <= held:
+            raise InvalidInputError.of("quantity", f"must be > 0 and at most the {held} held, got {quantity!r}")
+        cash, realised = _closing(pos, p, units)
+        rest = held - units
+        pos.quantity = 0.0 if rest == 0 else float(-rest if pos.quantity < 0 else rest)
+        if rest == 0:
+            del self.positions[pos.id]
+        return self._credit(pos.account_id, cash, at, kind, reason, realised=realised)
+
+    def expire_position(self, position_id: str, at: dt.datetime, reason: str = "expired worthless") -> Transaction:
+        """An option that expired out of the money: no cash moves, its whole premium is realised
+        (kind "expiry")."""
+        if not self.position(position_id).is_option:
+            raise InvalidInputError.of("position_id", f"{position_id} is stock; stock does not expire")
+        return self.close_position(position_id, 0, at, reason, kind="expiry")
+
+    def assign(self, position_id: str, at: dt.datetime, reason: str, *, stock_id: str | None = None) -> Transaction:
+        """A short stock option assigned at expiry (physical settlement, kind "assignment"); the option's
+        premium is realised.
+
+        A put buys 100 x contracts shares at the strike: the cash is paid and the shares become a new stock
+        position `stock_id` with the strike as cost basis (unrealised until sold). A call delivers the shares
+        from the account's stock positions in that symbol, first opened first: the strike is received and each
+        lot's gain over its cost basis is realised; without enough shares nothing changes."""
+        opt = self.position(position_id)
+        if not (opt.is_option and opt.quantity < 0):
+            raise InvalidInputError.of("position_id", f"{position_id} is not a short option")
+        contracts = -_exact(opt.quantity)
+        shares = contracts * _exact(MULTIPLIER)
+        strike = _exact(opt.strike)
+        realised = _entry_value(opt, contracts)
+        if opt.kind == "put":
+            if not stock_id or stock_id in self.positions:
+                raise InvalidInputError.of("stock_id", f"must be a new, non-empty position id, got {stock_id!r}")
+            cash = -money(strike * shares)
+            del self.positions[opt.id]
+            lot = Position(
+                stock_id, opt.account_id, opt.symbol, "stock", float(shares), at.date(), cost_basis=opt.strike
+            )
+            self.positions[lot.id] = lot
+        else:
+            lots = [
+                x
+                for x in self.positions.values()
+                if x.account_id == opt.account_id and x.kind == "stock" and x.symbol == opt.symbol and x.quantity > 0
+            ]
+            held = sum((_exact(x.quantity) for x in lots), Decimal(0))
+            if held < shares:
+                raise InvalidInputError.of(
+                    "position_id",
+                    f"{position_id} is assigned {shares} shares of {opt.symbol}; the account holds {held}",
+                )
+            cash = ZERO
+            left = shares
+            for lot in lots:
+                units = min(left, _exact(lot.quantity))
+                lot_cash, lot_realised = _closing(lot, strike, units)
+                cash += lot_cash
+                realised += lot_realised
+                left -= units
+                rest = _exact(lot.quantity) - units
+                lot.quantity = float(rest)
+                if rest == 0:
+                    del self.positions[lot.id]
+                if left == 0:
+                    break
+            del self.positions[opt.id]
+        return self._credit(opt.account_id, cash, at, "assignment", reason, realised=realised)
 
     # --- forks, merges, reinvestment ------------------------------------------------------------------
     def check_forks(self, at: dt.datetime) -> list[AccountGroup]:
@@ -238,53 +468,86 @@ class Portfolio:
             acct.peak = acct.balance
             for kind, amount in (("gen", to_gen), ("com", to_com)):
                 new_id = f"{group.id}/{kind}"
-                self.accounts[new_id] = Account(new_id, kind, Decimal("0.00"), amount, amount, group.id)
+                self.accounts[new_id] = Account(new_id, kind, ZERO, amount, amount, group.id)
                 group.account_ids.append(new_id)
                 self._credit(new_id, amount, at, "fork", f"seeded by fork of {acct.id}", acct.id)
             created.append(group)
         return created
 
-    def check_merges(self, at: dt.datetime) -> list[AccountGroup]:
-        """Merges every forked group whose total reached the threshold into the parent portfolio's Com-Acc."""
+    def group_positions(self, group_id: str) -> list[Position]:
+        """The open positions of a group's accounts."""
+        if group_id not in self.groups:
+            raise InvalidInputError.of("group_id", f"no group {group_id!r} in portfolio {self.id!r}")
+        members = set(self.groups[group_id].account_ids)
+        return [x for x in self.positions.values() if x.account_id in members]
+
+    def check_merges(self, at: dt.datetime, marks: Mapping[str, Amount] | None = None) -> list[AccountGroup]:
+        """Merges every forked group whose equity reached the threshold into the parent portfolio's Com-Acc.
+
+        `marks` maps position id -> current closing price per share (an option's mark, a stock's price). A
+        group's equity is its cash and LEAPS plus its positions valued at those marks; a merging group's
+        positions are closed at them (closing orders recorded as "close" transactions), then its whole balance
+        moves to the parent Com-Acc and the group is marked merged: no position of it stays open. Every
+        position of every group still forked needs a valid mark, or InvalidInputError names it
+        (`marks[<position id>]`) and nothing changes. Without marks (None: no prices known), only groups that
+        hold nothing but cash are checked; a group with open positions waits until they are closed."""
         threshold = money(settings.default().doc.section("merging").number("threshold", low=0))
-        merged: list[AccountGroup] = []
         main_com = next(
             a for a in self.accounts.values() if a.kind == "com" and self.groups[a.group_id].parent_id is None
         )
+        due: list[tuple[AccountGroup, list[tuple[Position, Decimal]], Decimal]] = []
         for group in list(self.groups.values()):
             if group.parent_id is None or group.merged:
                 continue
-            total = sum(
-                (self.accounts[i].balance + self.accounts[i].leaps for i in group.account_ids),
-                Decimal("0.00"),
-            )
-            if total < threshold:
+            held = self.group_positions(group.id)
+            if held and marks is None:
                 continue
+            priced: list[tuple[Position, Decimal]] = []
+            for pos in held:
+                name = f"marks[{pos.id}]"
+                if marks is None or pos.id not in marks:
+                    raise InvalidInputError.of(name, f"no closing price for position {pos.id} of group {group.id}")
+                price = _number(marks[pos.id], name)
+                if price < 0:
+                    raise InvalidInputError.of(name, f"must be >= 0, got {price}")
+                priced.append((pos, price))
+            equity = sum((self.accounts[i].balance + self.accounts[i].leaps for i in group.account_ids), ZERO)
+            equity += sum((_closing(pos, price, abs(_exact(pos.quantity)))[0] for pos, price in priced), ZERO)
+            if equity >= threshold:
+                due.append((group, priced, equity))
+        for group, priced, equity in due:
+            for pos, price in priced:
+                self.close_position(pos.id, price, at, f"merge of {group.id}: closing order at {price} per share")
             for account_id in group.account_ids:
                 acct = self.accounts[account_id]
                 amount = acct.balance + acct.leaps
-                acct.balance = Decimal("0.00")
-                acct.leaps = Decimal("0.00")
-                self._record(at, "merge", account_id, -amount, f"merge of {group.id} at total {total}", main_com.id)
+                acct.balance = ZERO
+                acct.leaps = ZERO
+                self._record(at, "merge", account_id, -amount, f"merge of {group.id} at equity {equity}", main_com.id)
             group.merged = True
-            self._credit(main_com.id, total, at, "merge", f"merged group {group.id}", group.id)
-            merged.append(group)
-        return merged
+            self._credit(main_com.id, equity, at, "merge", f"merged group {group.id}", group.id)
+        return [group for group, _, _ in due]
 
     def reinvest_quarter(self, at: dt.datetime) -> list[Transaction]:
-        """On a quarter's last trading day: Rev-Acc and Com-Acc reinvest the quarter's realised gains, 75% into
-        option contracts (collateral that stays deployable) and 25% into the account's LEAPS sleeve."""
+        """On a quarter's last NYSE trading day (the US/Eastern date of `at`), Rev-Acc and Com-Acc reinvest the
+        P&L realised since the last reinvestment, if positive: 75% into option contracts (collateral that stays
+        in the account's cash) and 25% into the account's LEAPS sleeve. Every account's count of realised P&L
+        then starts again from zero. On any other day it does nothing and returns []."""
+        try:
+            due = is_quarter_end(_eastern_date(at))
+        except InvalidInputError as err:  # a year the NYSE calendar does not cover
+            raise InvalidInputError.of("at", err.reason or str(err)) from None
+        if not due:
+            return []
         cfg = settings.default()
-        sec = cfg.doc.section("reinvestment")
-        leaps_share = Decimal(str(sec.number("leaps_share", low=0, high=1)))
+        leaps_share = Decimal(str(cfg.doc.section("reinvestment").number("leaps_share", low=0, high=1)))
         out: list[Transaction] = []
         for acct in self.accounts.values():
-            spec = cfg.account(acct.kind)
-            if not spec.reinvestment or self.groups[acct.group_id].merged:
+            if self.groups[acct.group_id].merged:
                 continue
             gains = acct.quarter_realised
-            acct.quarter_realised = Decimal("0.00")
-            if gains <= 0:
+            acct.quarter_realised = ZERO
+            if not cfg.account(acct.kind).reinvestment or gains <= 0:
                 continue
             to_leaps = money(gains * leaps_share)
             to_contracts = gains - to_leaps
