@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -175,50 +174,46 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
                 expiry,
                 float(price),
             )
-            p.positions[position.id] = position
-            p.book_pnl(
-                account.id,
-                price * Decimal(MULTIPLIER) * Decimal(qty),
-                at,
-                f"sold {qty:g} {request.kind} {request.strike:g} exp {expiry} at {price}",
-            )
+            # The premium is cash now and realised only when the position ends (closed, expired, assigned).
+            p.open_position(position, at, f"sold {qty:g} {request.kind} {request.strike:g} exp {expiry} at {price}")
         elif request.side in ("buy_to_close", "sell"):
             target = p.positions.get(request.position_id)
             if target is None or target.account_id != account.id:
                 raise NotFoundError(f"position_id: no open position {request.position_id!r} in {account.id}")
+            # A closing order realises the closed part's P&L against its entry. An option that expired or was
+            # assigned is closed here at price 0 (its premium realised); assigned shares are then a "buy".
             if request.side == "buy_to_close":
                 if not target.is_option:
                     raise InvalidInputError.of("side", "buy_to_close closes an option; use sell for stock")
                 if qty > -target.quantity:
                     raise InvalidInputError.of("quantity", f"exceeds the {-target.quantity:g} contracts open")
-                p.book_pnl(
-                    account.id,
-                    -price * Decimal(MULTIPLIER) * Decimal(qty),
+                p.close_position(
+                    target.id,
+                    price,
                     at,
                     f"bought back {qty:g} {target.kind} {target.strike:g} at {price}",
+                    quantity=qty,
                 )
-                target.quantity += qty
             else:
                 if target.is_option:
                     raise InvalidInputError.of("side", "sell is for stock; use buy_to_close for options")
                 if qty > target.quantity:
                     raise InvalidInputError.of("quantity", f"exceeds the {target.quantity:g} shares held")
-                basis = Decimal(str(target.cost_basis)) * Decimal(qty)
-                account.balance += basis
-                p._record(at, "sale", account.id, basis, f"sold {qty:g} shares: cost basis returned")
-                p.book_pnl(account.id, price * Decimal(qty) - basis, at, f"sold {qty:g} shares at {price}")
-                target.quantity -= qty
+                p.close_position(
+                    target.id,
+                    price,
+                    at,
+                    f"sold {qty:g} shares of {target.symbol} at {price}",
+                    quantity=qty,
+                    kind="sale",
+                )
             position = target
-            if target.quantity == 0:
-                del p.positions[target.id]
         elif request.side == "buy":
             if request.kind != "stock":
                 raise InvalidInputError.of("side", "buy is for stock (an assignment or a purchase)")
             cost = price * Decimal(qty)
             if cost > account.balance:
                 raise FailedPreconditionError("quantity: the account's cash does not cover the purchase")
-            account.balance -= cost
-            p._record(at, "assignment", account.id, -cost, f"bought {qty:g} shares of {request.symbol} at {price}")
             stored.next_position += 1
             position = Position(
                 f"{p.id}/pos-{stored.next_position}",
@@ -229,7 +224,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
                 at.date(),
                 cost_basis=float(price),
             )
-            p.positions[position.id] = position
+            p.open_position(position, at, f"bought {qty:g} shares of {request.symbol} at {price}", kind="assignment")
         else:
             raise InvalidInputError.of("side", f"must be sell_to_open, buy_to_close, buy or sell, got {request.side!r}")
         last = p.transactions[-1]
@@ -260,10 +255,12 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         p = stored.portfolio
         at = timestamp_in(request.as_of, "as_of")
         forked = p.check_forks(at)
-        merged = p.check_merges(at)
-        nxt = at.date() + dt.timedelta(days=7)
-        if at.month in (3, 6, 9, 12) and nxt.month != at.month:
-            p.reinvest_quarter(at)  # the quarter's last weekly cycle
+        # The service holds no prices to close positions at: a forked group merges here once it holds only
+        # cash; a group with open positions waits until they are closed (weekly options: within the week).
+        merged = p.check_merges(at, marks=None)
+        # Reinvests the quarter's realised gains when `as_of` is the quarter's last NYSE trading day, and does
+        # nothing on any other day: a cycle run on that day (whatever its weekday) carries out the reinvestment.
+        p.reinvest_quarter(at)
         engine = Engine(trust=TrustBook())
         engine.import_state(stored.engine_state)
         engine.trust.decay(at.date())
