@@ -9,53 +9,8 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from allsuse.protocol import Bars, Engine, MarketData, Portfolio, Position
-
-THURSDAY = dt.date(2024, 3, 7)
-MONDAY = dt.date(2024, 3, 4)
-WEDNESDAY = dt.date(2024, 3, 6)
-# A realistic single-stock IV: with $1 strikes near $200 and one day to expiry, a 0.45 IV puts about 8 delta
-# points between strikes, so the 40-50 band always holds one (a 0.15 IV would skip over it).
-IV_GREEN = 0.45
-
-
-def make_bars(end: dt.date, closes: np.ndarray, volume: float = 1e6) -> Bars:
-    days: list[dt.date] = []
-    d = end
-    while len(days) < closes.size:
-        if d.weekday() < 5:
-            days.append(d)
-        d -= dt.timedelta(days=1)
-    days.reverse()
-    c = closes.astype(np.float64)
-    spread = np.maximum(c * 0.004, 0.01)
-    return Bars(tuple(days), c.copy(), c + spread, c - spread, c.copy(), np.full(c.size, volume))
-
-
-def trend(n: int, start: float, daily: float, wiggle: float = 0.0) -> np.ndarray:
-    i = np.arange(n)
-    return start * (1 + daily) ** i * (1 + wiggle * np.sin(i * 1.7))
-
-
-def market(bars: Bars, iv: float, symbol: str = "NVDA", vix: float | None = 18.0) -> MarketData:
-    return MarketData(bars={symbol: bars}, iv={symbol: iv}, vix=vix, sectors={symbol: "tech"})
-
-
-def green(end: dt.date) -> Bars:
-    return make_bars(end, trend(300, 60.0, 0.004, 0.002))
-
-
-def red(end: dt.date) -> Bars:
-    return make_bars(end, trend(300, 600.0, -0.004, 0.002))
-
-
-def chop(end: dt.date) -> Bars:
-    i = np.arange(300)
-    return make_bars(end, 100.0 * (1 + 0.03 * np.sin(i / 3.0)))
-
-
-def at(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(15, 45))
+from allsuse.protocol import Engine, Portfolio, Position
+from tests.market_support import IV_GREEN, MONDAY, THURSDAY, WEDNESDAY, at, chop, green, make_bars, market, red
 
 
 @pytest.fixture
@@ -129,6 +84,9 @@ def test_level_3_excursion_closes_and_account_turns_reducing(portfolio: Portfoli
     assert d.protocol_level == 3
     assert d.action == "CLOSE" and d.requires_approval  # emergency: never automatic
     assert d.account_state == "REDUCING"
+    # A decision is a proposal (section 10): the account turns REDUCING when the stop-loss is executed.
+    assert portfolio.account("p1/gen-1").state == "ACTIVE"
+    engine.commit(d, portfolio)
     assert portfolio.account("p1/gen-1").state == "REDUCING"
     # A REDUCING account gets no new entries until an operator resets it.
     del portfolio.positions["pos-1"]
@@ -206,6 +164,9 @@ def test_moderate_drawdown_cuts_a_position_by_40_percent_once(portfolio: Portfol
     assert d.order is not None and d.order.contracts == 2 and d.order.side == "buy_to_close"
     assert "moderate" in d.explanation and "cut 40% of 5 contracts = 2" in d.explanation
     assert any(r.code == "R10_TRADING_STATE" and r.passed for r in d.compliance)
+    # Not executed yet: the same cut is proposed again (a proposal leaves no trace).
+    assert engine.decide(portfolio, "p1/gen-1", "NVDA", at(WEDNESDAY), market(bars, IV_GREEN)).action == "REDUCE"
+    engine.commit(d, portfolio)
     again = engine.decide(portfolio, "p1/gen-1", "NVDA", at(WEDNESDAY), market(bars, IV_GREEN))
     assert again.action != "REDUCE"  # the moderate cut happens once
 
@@ -216,13 +177,18 @@ def test_drawdown_budget_proposes_reducing_excess_exposure(portfolio: Portfolio)
     pos = Position("pos-1", "p1/gen-1", "NVDA", "put", -20.0, MONDAY, strike, dt.date(2024, 3, 8), 0.5)
     portfolio.positions[pos.id] = pos
     engine = Engine()
-    d = engine.decide(portfolio, "p1/gen-1", "NVDA", at(WEDNESDAY), market(bars, IV_GREEN))
-    # Gen-Acc cap 15%: allowed = min(1, 4 x 15%) = 60% of the 95% deployable; the put ties up 20 x 100 x strike.
-    equity = engine.account_equity(portfolio, portfolio.account("p1/gen-1"), market(bars, IV_GREEN), WEDNESDAY)
+    m = market(bars, IV_GREEN)
+    gen = portfolio.account("p1/gen-1")
+    equity = engine.account_equity(portfolio, gen, m, WEDNESDAY)
+    # 9% under the peak: protection light (no cut: the bars' vol is low), and the CPPI budget of section 6:
+    # floor = 0.85 peak, cushion = (0.91 - 0.85) / 0.15 = 0.4, allowed = min(1, 2 x 0.4) = 80% of the 90% target.
+    gen.peak = Decimal(str(round(equity / 0.91, 2)))
+    d = engine.decide(portfolio, "p1/gen-1", "NVDA", at(WEDNESDAY), m)
     committed = 20 * 100 * strike
-    cap = 0.6 * 0.95 * equity
+    cap = 0.8 * 0.9 * equity
     expected = math.ceil(20 * (committed - cap) / committed)
     assert d.action == "REDUCE", d.explanation
     assert d.order is not None and d.order.contracts == expected
     assert "drawdown budget" in d.explanation
-    assert engine.decide(portfolio, "p1/gen-1", "NVDA", at(WEDNESDAY), market(bars, IV_GREEN)).action != "REDUCE"
+    engine.commit(d, portfolio)
+    assert engine.decide(portfolio, "p1/gen-1", "NVDA", at(WEDNESDAY), m).action != "REDUCE"

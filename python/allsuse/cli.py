@@ -24,7 +24,7 @@ from typing import Any
 
 from allsuse import build_profile, config
 from allsuse.config import ROLES
-from allsuse.errors import AllsuseError
+from allsuse.errors import AllsuseError, InvalidInputError
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -140,6 +140,20 @@ def _print_summary(result: dict[str, Any]) -> None:
         )
         print(f"  {'':<28} week types {types}")
     print(f"forks: {len(result['forks'])}  merges: {len(result['merges'])}  actions: {result['actions']}")
+    dep = result["deployment"]
+    print(f"deployment of the portfolio (share of equity at work): mean {dep['mean']:.1%} max {dep['max']:.1%}")
+    for account_id, a in result["accounts"].items():
+        d = a["deployment"]
+        print(f"  {account_id:<28} mean {d['mean']:.1%} max {d['max']:.1%} trades {a['trades']}")
+    print(f"single underlying: {result['single_underlying']}; {result['settlement']}-settled options")
+    proxy = [r for r in result["vol_source"] if r["source"] == "proxy"]
+    if proxy:
+        spans = ", ".join(f"{r['from']} .. {r['to']}" for r in proxy)
+        print(f"volatility: the VIX proxy (realised vol x ratio) on {result['proxy_days']} days: {spans}")
+    else:
+        print("volatility: the VIX on every day")
+    for text in result["warnings"]:
+        print(f"warning: {text}")
     print("metrics:")
     for name, value in result["metrics"].items():
         print(f"  {name:<20} {'n/a' if value is None else f'{value:.6f}'}")
@@ -148,6 +162,10 @@ def _print_summary(result: dict[str, Any]) -> None:
 def _simulate(args: argparse.Namespace) -> int:
     from allsuse.protocol.backtest import simulate
 
+    if args.output:
+        folder = Path(args.output).resolve().parent
+        if not folder.is_dir():
+            raise InvalidInputError.of("--output", f"folder {folder} does not exist")
     result = simulate(
         Path(args.data),
         start=args.start,

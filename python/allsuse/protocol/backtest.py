@@ -1,8 +1,10 @@
-"""A backtest of the weekly protocol over daily bars of one underlying (every account trades it).
+"""A backtest of the weekly protocol over daily bars of one underlying (every account trades it, with its
+concentration limit raised to its deployment target, PROTOCOL section 8).
 
-Option prices come from Black-Scholes at IV = VIX/100 on dates the VIX file covers, else 1.1 x the 20-day
-historical volatility. Every decision comes from the same Engine the service uses; the backtest approves every
-decision the rules did not reject (it simulates the protocol, not the humans around it).
+Option prices come from Black-Scholes at IV = VIX/100 on dates the VIX file covers, else the VIX proxy of section 6
+(the underlying's 20-day realised volatility x 1.2), and the result says which days used which. Every decision
+comes from the same Engine the service uses; the backtest executes every decision the rules did not reject (it
+simulates the protocol, not the humans around it) and records what it did with the money (deployment).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import numpy as np
 
 from allsuse import indicators, risk
 from allsuse.errors import InvalidInputError
-from allsuse.protocol.accounts import Portfolio, money
-from allsuse.protocol.engine import Decision, Engine
+from allsuse.orchestration.nyse import FIRST_YEAR, LAST_YEAR
+from allsuse.protocol import settings
+from allsuse.protocol.accounts import Portfolio
+from allsuse.protocol.engine import Decision, Engine, Order
 from allsuse.protocol.market import Bars, MarketData
 from allsuse.protocol.positions import MULTIPLIER, Position
 from allsuse.protocol.trust import TrustBook
@@ -87,9 +91,19 @@ def load_bars(path: Path) -> Bars:
     return Bars(tuple(dates), arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy(), arr[:, 3].copy(), arr[:, 4].copy())
 
 
+# A volatility index in percentage points: the VIX closed between 9.1 and 82.7 from 1990 to 2024; a file whose
+# values leave [1, 150] holds something else (prices, or volatility as a fraction).
+VIX_RANGE = (1.0, 150.0)
+
+
 def load_vix(path: Path) -> dict[dt.date, float]:
-    """Reads a CSV with a date column and a VIX close column (vix_close or close)."""
-    with path.open(newline="") as handle:
+    """Reads a CSV with a date column and a VIX close column (vix_close or close). A missing or unreadable file,
+    a malformed row or values that are not a volatility index in points raise InvalidInputError naming them."""
+    try:
+        handle = path.open(newline="")
+    except OSError as exc:
+        raise InvalidInputError(f"--vix {path}: cannot be read ({exc.strerror})", "vix", "unreadable") from None
+    with handle:
         reader = csv.DictReader(handle)
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
         column = "vix_close" if "vix_close" in header else "close" if "close" in header else None
@@ -112,8 +126,17 @@ def load_vix(path: Path) -> dict[dt.date, float]:
                 ) from None
             if not math.isfinite(v) or v <= 0:
                 raise InvalidInputError(f"{path.name}: line {line}: {column} must be > 0", column, "out of range")
+            if not VIX_RANGE[0] <= v <= VIX_RANGE[1]:
+                raise InvalidInputError(
+                    f"{path.name}: line {line}: {column} {v:g} is not a volatility index in points (expected "
+                    f"{VIX_RANGE[0]:g}..{VIX_RANGE[1]:g}; prices or fractions are refused)",
+                    column,
+                    "not a volatility index",
+                )
             out[day] = v
             previous = day
+    if not out:
+        raise InvalidInputError(f"{path.name}: no data rows", "vix", "empty")
     return out
 
 
@@ -122,11 +145,20 @@ class _Ledger:
     """What the backtest records as it goes."""
 
     equity: dict[str, list[float]] = field(default_factory=dict)
+    # Share of the account's equity committed at the day's close (put collateral and held shares), per day.
+    deployment: dict[str, list[float]] = field(default_factory=dict)
+    portfolio_deployment: list[float] = field(default_factory=list)
     week_types: dict[str, dict[str, int]] = field(default_factory=dict)
     actions: dict[str, int] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    # Each distinct warning (by account, symbol and instrument): [first text, first date, last date, days].
+    warnings: dict[str, list[Any]] = field(default_factory=dict)
     # Accounts that held a position at some close this week (the others had an idle week, W-IDL).
     active_this_week: set[str] = field(default_factory=set)
+    # Executed decisions per account.
+    trades: dict[str, int] = field(default_factory=dict)
+    # (day, "vix" or "proxy") per simulated day.
+    vol_sources: list[tuple[dt.date, str]] = field(default_factory=list)
 
 
 class Backtest:
@@ -149,22 +181,33 @@ class Backtest:
         self.vix = vix or {}
         self.seed = seed
         override = (symbol,)
-        self.engine = Engine(trust=TrustBook(), symbols={"gen": override, "rev": override, "com": override})
+        config = settings.default()
+        # One symbol per account: its concentration limit is its deployment target (section 8, at most 0.95).
+        self.max_symbol_weight = {kind: min(config.account(kind).target_share, 0.95) for kind in ("gen", "rev", "com")}
+        self.engine = Engine(
+            config,
+            trust=TrustBook(),
+            symbols={"gen": override, "rev": override, "com": override},
+            max_symbol_weights=self.max_symbol_weight,
+        )
         cfg = self.engine.config
         self._entry_days = {
             kind: {d for label in ("green", "red", "chop") for d in cfg.entry_rule(kind, label).entry_days}
             for kind in ("gen", "rev", "com")
         }
-        hv = indicators.hist_vol(bars.close, 20)
-        self._iv_fallback = 1.1 * hv
+        self._cash_settled = symbol in cfg.doc.strings("cash_settled")
+        window = int(cfg.doc.number("vix_proxy_window", low=2))
+        self._proxy_ratio = cfg.doc.number("vix_proxy_ratio", low=0)
+        self._hv = indicators.hist_vol(bars.close, window)
         self._pos_ids = 0
 
-    def _iv(self, i: int) -> tuple[float, float | None]:
+    def _iv(self, i: int) -> tuple[float, float | None, str]:
+        """(IV, VIX or None, source): VIX/100 where the VIX file covers the day, else the proxy (section 6)."""
         day = self.bars.dates[i]
         if day in self.vix:
-            return self.vix[day] / 100.0, self.vix[day]
-        hv = float(self._iv_fallback[i])
-        return (hv if math.isfinite(hv) and hv > 0 else 0.2), None
+            return self.vix[day] / 100.0, self.vix[day], "vix"
+        hv = float(self._hv[i])
+        return (hv * self._proxy_ratio if math.isfinite(hv) and hv > 0 else 0.2), None, "proxy"
 
     def run(self, start: dt.date, end: dt.date) -> dict[str, Any]:
         """Simulates [start, end] and returns the JSON-ready result."""
@@ -184,8 +227,11 @@ class Backtest:
         daily_dates: list[dt.date] = []
         for i in range(first, last + 1):
             day = self.bars.dates[i]
-            iv, vix = self._iv(i)
-            market = MarketData(bars={self.symbol: self.bars.upto(day)}, iv={self.symbol: iv}, vix=vix)
+            iv, vix, source = self._iv(i)
+            ledger.vol_sources.append((day, source))
+            market = MarketData(
+                bars={self.symbol: self.bars.upto(day)}, iv={self.symbol: iv}, vix=vix, iv_source={self.symbol: source}
+            )
             as_of = dt.datetime.combine(day, dt.time(15, 45))
             held = {p.account_id for p in portfolio.positions.values()}
             for account in list(portfolio.accounts.values()):
@@ -197,18 +243,24 @@ class Backtest:
                     ledger.actions["NO_TRADE"] = ledger.actions.get("NO_TRADE", 0) + 1
                     continue
                 decision = self.engine.decide(portfolio, account.id, self.symbol, as_of, market)
+                for text in decision.warnings:
+                    seen = ledger.warnings.setdefault(text.split(" needs ")[0], [text, day.isoformat(), "", 0])
+                    seen[2] = day.isoformat()
+                    seen[3] += 1
                 self._execute(portfolio, decision, market, day, ledger)
                 if decision.week_type:
                     counts = ledger.week_types.setdefault(account.id, {})
                     counts[decision.week_type] = counts.get(decision.week_type, 0) + 1
             for pos in portfolio.positions.values():
                 ledger.active_this_week.add(pos.account_id)
+            self._record_deployment(portfolio, market, day, ledger)
             self._settle_expiries(portfolio, market, day, ledger)
             week_end = i == last or self.bars.dates[i + 1].isocalendar()[1] != day.isocalendar()[1]
             if week_end:
                 self._week_end(portfolio, market, day, ledger)
-            quarter_end = day.month in (3, 6, 9, 12) and (i == last or self.bars.dates[i + 1].month != day.month)
-            if quarter_end:
+            in_calendar = FIRST_YEAR <= day.year <= LAST_YEAR
+            if in_calendar and day.month in (3, 6, 9, 12) and (i == last or self.bars.dates[i + 1].month != day.month):
+                # Acts only on the quarter's last NYSE trading day (PROTOCOL section 1).
                 for tx in portfolio.reinvest_quarter(dt.datetime.combine(day, dt.time(16, 0))):
                     ledger.events.append(
                         {
@@ -227,61 +279,59 @@ class Backtest:
             daily_dates.append(day)
         return self._result(portfolio, ledger, daily_dates, daily_equity, start, end)
 
+    def _record_deployment(self, portfolio: Portfolio, market: MarketData, day: dt.date, ledger: _Ledger) -> None:
+        """Share of each account's equity, and of the portfolio's, committed at the close: put collateral plus
+        held shares at market (section 8's deployment)."""
+        spot = market.bars_for(self.symbol).last_close
+        committed: dict[str, float] = {}
+        for p in portfolio.positions.values():
+            committed[p.account_id] = (
+                committed.get(p.account_id, 0.0)
+                + p.collateral()
+                + (max(p.exposure(spot), 0.0) if p.kind == "stock" else 0.0)
+            )
+        total_committed = 0.0
+        total_equity = 0.0
+        n = len(ledger.portfolio_deployment)
+        for account in portfolio.accounts.values():
+            if portfolio.groups[account.group_id].merged:
+                continue
+            eq = self.engine.account_equity(portfolio, account, market, day) + float(account.leaps)
+            used = committed.get(account.id, 0.0)
+            ledger.deployment.setdefault(account.id, [math.nan] * n).append(used / eq if eq > 0 else 0.0)
+            total_committed += used
+            total_equity += eq
+        ledger.portfolio_deployment.append(total_committed / total_equity if total_equity > 0 else 0.0)
+
     # --- execution -------------------------------------------------------------------------------------
     def _next_id(self) -> str:
         self._pos_ids += 1
         return f"pos-{self._pos_ids}"
 
     def _execute(self, portfolio: Portfolio, d: Decision, market: MarketData, day: dt.date, ledger: _Ledger) -> None:
+        """Fills every order of an executed decision (children and legs alike) at its limit, then lets the engine
+        commit the decision's effects (rate window, freezes, cuts, REDUCING)."""
         ledger.actions[d.action] = ledger.actions.get(d.action, 0) + 1
         at = d.as_of
         order = d.order
         if d.outcome == "REJECTED" or d.action in ("HOLD", "NO_TRADE"):
             return
+        ledger.trades[d.account_id] = ledger.trades.get(d.account_id, 0) + 1
         if d.action in ("OPEN_PUT", "OPEN_CALL") and order is not None:
-            pos = Position(
-                self._next_id(),
-                d.account_id,
-                d.symbol,
-                order.kind,
-                -float(order.contracts),
-                day,
-                order.strike,
-                order.expiry,
-                order.limit_price,
-                iv=market.iv_for(d.symbol),
-            )
-            portfolio.positions[pos.id] = pos
-            portfolio.book_pnl(
-                d.account_id,
-                order.limit_price * MULTIPLIER * order.contracts,
-                at,
-                f"premium: sold {order.contracts} {order.kind} {order.strike:g} exp {order.expiry}",
-            )
+            self._open(portfolio, d, order, market, day, "premium")
+        elif d.action == "BUY_SHARES" and order is not None:
+            self._buy_shares(portfolio, d.account_id, d.symbol, order.contracts, order.limit_price, day, at)
         elif d.action == "CLOSE" and d.position_id in portfolio.positions:
-            self._close(portfolio, portfolio.positions[d.position_id], market, day, at, "close")
+            pos = portfolio.positions[d.position_id]
+            if pos.kind != "stock":
+                self._close(portfolio, pos, market, day, at, "close")
+            for leg in d.orders:
+                if leg.kind == "stock":
+                    self._sell_shares(portfolio, d.account_id, d.symbol, float(leg.contracts), market, at)
         elif d.action == "ROLL" and d.position_id in portfolio.positions and order is not None:
             old = portfolio.positions[d.position_id]
             self._close(portfolio, old, market, day, at, "roll: close")
-            pos = Position(
-                self._next_id(),
-                d.account_id,
-                d.symbol,
-                order.kind,
-                -float(order.contracts),
-                day,
-                order.strike,
-                order.expiry,
-                order.limit_price,
-                iv=market.iv_for(d.symbol),
-            )
-            portfolio.positions[pos.id] = pos
-            portfolio.book_pnl(
-                d.account_id,
-                order.limit_price * MULTIPLIER * order.contracts,
-                at,
-                f"roll: sold {order.contracts} {order.kind} {order.strike:g} exp {order.expiry}",
-            )
+            self._open(portfolio, d, order, market, day, "roll")
             ledger.events.append(
                 {
                     "date": day.isoformat(),
@@ -298,7 +348,63 @@ class Backtest:
                 {"date": day.isoformat(), "event": "reduce", "account": d.account_id, "contracts": order.contracts}
             )
         elif d.action == "ACCEPT_ASSIGNMENT" and d.position_id in portfolio.positions:
-            self._assign(portfolio, portfolio.positions[d.position_id], day, at, ledger)
+            self._expire_in_the_money(portfolio, portfolio.positions[d.position_id], market, day, at, ledger)
+        self.engine.commit(d, portfolio)
+
+    def _open(
+        self, portfolio: Portfolio, d: Decision, order: Order, market: MarketData, day: dt.date, why: str
+    ) -> None:
+        pos = Position(
+            self._next_id(),
+            d.account_id,
+            d.symbol,
+            order.kind,
+            -float(order.contracts),
+            day,
+            order.strike,
+            order.expiry,
+            order.limit_price,
+            iv=market.iv_for(d.symbol),
+            band=order.band,
+        )
+        portfolio.open_position(
+            pos, d.as_of, f"{why}: sold {order.contracts} {order.kind} {order.strike:g} exp {order.expiry}"
+        )
+
+    @staticmethod
+    def _lots(portfolio: Portfolio, account_id: str, symbol: str) -> list[Position]:
+        return [
+            p
+            for p in portfolio.positions.values()
+            if p.account_id == account_id and p.kind == "stock" and p.symbol == symbol and p.quantity > 0
+        ]
+
+    def _buy_shares(
+        self,
+        portfolio: Portfolio,
+        account_id: str,
+        symbol: str,
+        shares: float,
+        price: float,
+        day: dt.date,
+        at: dt.datetime,
+    ) -> None:
+        """Com-Acc's round lots at today's price (a lot of its own, cost basis the price)."""
+        lot = Position(self._next_id(), account_id, symbol, "stock", shares, day, cost_basis=price)
+        portfolio.open_position(lot, at, f"round lots: bought {shares:g} {symbol} at {price:g}")
+
+    def _sell_shares(
+        self, portfolio: Portfolio, account_id: str, symbol: str, shares: float, market: MarketData, at: dt.datetime
+    ) -> None:
+        """Sells `shares` of the account's lots in `symbol` at today's close, first lot first (realises P&L)."""
+        price = market.bars_for(symbol).last_close
+        left = shares
+        for lot in self._lots(portfolio, account_id, symbol):
+            if left <= 0:
+                break
+            n = min(left, lot.quantity)
+            portfolio.close_position(lot.id, price, at, f"stop-loss: sold {n:g} {symbol} at {price:g}", quantity=n)
+            left -= n
 
     def _close(
         self,
@@ -312,80 +418,62 @@ class Backtest:
         contracts: float | None = None,
     ) -> None:
         """Buys back `contracts` of a short option (all of them by default) at today's mark."""
-        n = -pos.quantity if contracts is None else contracts
         cost = pos.mark(market.bars_for(pos.symbol).last_close, market.iv_for(pos.symbol), day, market.rate)
-        portfolio.book_pnl(
-            pos.account_id,
-            -cost * MULTIPLIER * n,
-            at,
-            f"{why}: bought back {n:g} {pos.kind} {pos.strike:g} at {cost:.2f}",
+        n = -pos.quantity if contracts is None else contracts
+        portfolio.close_position(
+            pos.id, round(cost, 6), at, f"{why}: bought back {n:g} {pos.kind} {pos.strike:g} at {cost:.2f}", quantity=n
         )
-        pos.quantity += n
-        if pos.quantity >= 0:
-            del portfolio.positions[pos.id]
 
-    def _assign(self, portfolio: Portfolio, opt: Position, day: dt.date, at: dt.datetime, ledger: _Ledger) -> None:
+    def _expire_in_the_money(
+        self, portfolio: Portfolio, opt: Position, market: MarketData, day: dt.date, at: dt.datetime, ledger: _Ledger
+    ) -> None:
+        """An in-the-money option at expiry: an index option is cash-settled (the short pays the intrinsic value,
+        no units change hands); a stock option is assigned (section 3)."""
+        spot = market.bars_for(opt.symbol).last_close
+        if self._cash_settled:
+            intrinsic = max(opt.strike - spot, 0.0) if opt.kind == "put" else max(spot - opt.strike, 0.0)
+            portfolio.close_position(
+                opt.id,
+                round(intrinsic, 6),
+                at,
+                f"cash settlement: {-opt.quantity:g} {opt.kind} {opt.strike:g} at {spot:g}",
+                kind="settlement",
+            )
+            ledger.events.append(
+                {
+                    "date": day.isoformat(),
+                    "event": f"{opt.kind}_cash_settlement",
+                    "account": opt.account_id,
+                    "strike": opt.strike,
+                    "intrinsic": round(intrinsic, 4),
+                }
+            )
+            return
         shares = -opt.quantity * MULTIPLIER
-        account = portfolio.account(opt.account_id)
-        del portfolio.positions[opt.id]
-        if opt.kind == "put":
-            account.balance -= money(opt.strike * shares)
-            portfolio._record(
-                at,
-                "assignment",
-                account.id,
-                -money(opt.strike * shares),
-                f"put assigned: bought {shares:g} shares at {opt.strike:g}",
-            )
-            existing = [
-                p
-                for p in portfolio.positions.values()
-                if p.account_id == account.id and p.kind == "stock" and p.symbol == opt.symbol
-            ]
-            if existing:
-                s = existing[0]
-                total = s.quantity + shares
-                s.cost_basis = (s.cost_basis * s.quantity + opt.strike * shares) / total
-                s.quantity = total
-            else:
-                stock = Position(self._next_id(), account.id, opt.symbol, "stock", shares, day, cost_basis=opt.strike)
-                portfolio.positions[stock.id] = stock
-        else:
-            stocks = [
-                p
-                for p in portfolio.positions.values()
-                if p.account_id == account.id and p.kind == "stock" and p.symbol == opt.symbol
-            ]
-            if not stocks:
-                return
-            s = stocks[0]
-            sold = min(shares, s.quantity)
-            proceeds = opt.strike * sold
-            gain = (opt.strike - s.cost_basis) * sold
-            account.balance += money(proceeds - gain)
-            portfolio._record(
-                at,
-                "assignment",
-                account.id,
-                money(proceeds - gain),
-                f"call assigned: sold {sold:g} shares at {opt.strike:g}",
-            )
-            portfolio.book_pnl(account.id, gain, at, f"call assignment gain over cost basis {s.cost_basis:.2f}")
-            s.quantity -= sold
-            if s.quantity <= 0:
-                del portfolio.positions[s.id]
+        held = sum(p.quantity for p in self._lots(portfolio, opt.account_id, opt.symbol))
+        if opt.kind == "call" and held < shares:
+            # A call without the shares to deliver (only after a stop-loss sold them): bought back at intrinsic.
+            portfolio.close_position(opt.id, round(max(spot - opt.strike, 0.0), 6), at, "call bought back at expiry")
+            return
+        portfolio.assign(
+            opt.id,
+            at,
+            f"{opt.kind} assigned: {shares:g} shares at {opt.strike:g}",
+            stock_id=self._next_id() if opt.kind == "put" else None,
+        )
         ledger.events.append(
             {
                 "date": day.isoformat(),
                 "event": f"{opt.kind}_assignment",
-                "account": account.id,
+                "account": opt.account_id,
                 "strike": opt.strike,
                 "shares": shares,
             }
         )
 
     def _settle_expiries(self, portfolio: Portfolio, market: MarketData, day: dt.date, ledger: _Ledger) -> None:
-        """Options at or past expiry that no decision handled: ITM ones are assigned, the rest expire."""
+        """Options at or past expiry that no decision handled: ITM ones settle (cash or assignment), the rest
+        expire worthless (their premium is realised)."""
         spot = market.bars_for(self.symbol).last_close
         at = dt.datetime.combine(day, dt.time(16, 0))
         for pos in list(portfolio.positions.values()):
@@ -393,9 +481,9 @@ class Backtest:
                 continue
             itm = (pos.kind == "put" and spot < pos.strike) or (pos.kind == "call" and spot > pos.strike)
             if itm:
-                self._assign(portfolio, pos, day, at, ledger)
+                self._expire_in_the_money(portfolio, pos, market, day, at, ledger)
             else:
-                del portfolio.positions[pos.id]
+                portfolio.expire_position(pos.id, at)
 
     def _week_end(self, portfolio: Portfolio, market: MarketData, day: dt.date, ledger: _Ledger) -> None:
         at = dt.datetime.combine(day, dt.time(16, 5))
@@ -424,24 +512,33 @@ class Backtest:
                     "accounts": list(group.account_ids),
                 }
             )
-        for group in list(portfolio.groups.values()):
-            if group.parent_id is None or group.merged:
-                continue
-            total = sum(
-                self.engine.account_equity(portfolio, portfolio.accounts[i], market, day) for i in group.account_ids
-            )
-            if total >= self.engine.config.doc.section("merging").number("threshold", low=0):
-                for pos in [p for p in portfolio.positions.values() if p.account_id in group.account_ids]:
-                    if pos.is_option:
-                        self._close(portfolio, pos, market, day, at, "merge")
-                    else:
-                        acct = portfolio.account(pos.account_id)
-                        acct.balance += money(pos.quantity * market.bars_for(pos.symbol).last_close)
-                        del portfolio.positions[pos.id]
-        for group in portfolio.check_merges(at):
+        marks = {
+            p.id: round(p.mark(market.bars_for(p.symbol).last_close, market.iv_for(p.symbol), day, market.rate), 6)
+            for p in portfolio.positions.values()
+        }
+        for group in portfolio.check_merges(at, marks):
             ledger.events.append({"date": day.isoformat(), "event": "merge", "group": group.id})
 
     # --- result ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _vol_ranges(sources: list[tuple[dt.date, str]]) -> list[dict[str, str]]:
+        """Consecutive days with the same volatility source, as {from, to, source} ranges."""
+        ranges: list[dict[str, str]] = []
+        for day, source in sources:
+            if ranges and ranges[-1]["source"] == source:
+                ranges[-1]["to"] = day.isoformat()
+            else:
+                ranges.append({"from": day.isoformat(), "to": day.isoformat(), "source": source})
+        return ranges
+
+    @staticmethod
+    def _share_stats(series: list[float]) -> dict[str, float]:
+        s = np.asarray(series, dtype=np.float64)
+        s = s[np.isfinite(s)]
+        if not s.size:
+            return {"mean": 0.0, "max": 0.0}
+        return {"mean": round(float(np.mean(s)), 6), "max": round(float(np.max(s)), 6)}
+
     def _result(
         self,
         portfolio: Portfolio,
@@ -469,6 +566,7 @@ class Backtest:
             peak = np.maximum.accumulate(finite) if finite.size else finite
             dd = float(np.max((peak - finite) / peak)) if finite.size else 0.0
             acct = portfolio.accounts[account_id]
+            trades = ledger.trades.get(account_id, 0)
             accounts[account_id] = {
                 "type": acct.kind,
                 "group": acct.group_id,
@@ -479,9 +577,15 @@ class Backtest:
                 "week_types": dict(sorted(ledger.week_types.get(account_id, {}).items())),
                 "state": acct.state,
                 "leaps": str(acct.leaps),
+                "deployment": self._share_stats(ledger.deployment.get(account_id, [])),
+                "trades": trades,
+                "symbols": [self.symbol],
+                "max_symbol_weight": self.max_symbol_weight[acct.kind],
             }
         forks = [e for e in ledger.events if e["event"] == "fork"]
         merges = [e for e in ledger.events if e["event"] == "merge"]
+        vol_source = self._vol_ranges(ledger.vol_sources)
+        proxy_days = sum(1 for _, s in ledger.vol_sources if s == "proxy")
         return {
             "symbol": self.symbol,
             "start": start.isoformat(),
@@ -490,10 +594,22 @@ class Backtest:
             "last_day": dates[-1].isoformat() if dates else None,
             "capital": self.capital,
             "seed": self.seed,
+            "settlement": "cash" if self._cash_settled else "physical",
+            "single_underlying": (
+                f"every account trades {self.symbol} alone, its concentration limit raised to its deployment "
+                "target (" + ", ".join(f"{k} {w:.0%}" for k, w in self.max_symbol_weight.items()) + ")"
+            ),
             "final_equity": round(float(eq[-1]), 2) if eq.size else self.capital,
             "total_return": float(eq[-1] / self.capital - 1.0) if eq.size else 0.0,
+            "deployment": self._share_stats(ledger.portfolio_deployment),
             "accounts": accounts,
             "actions": dict(sorted(ledger.actions.items())),
+            "warnings": [
+                f"{text} (on {days} decision days, {first} .. {last})"
+                for text, first, last, days in ledger.warnings.values()
+            ],
+            "vol_source": vol_source,
+            "proxy_days": proxy_days,
             "forks": forks,
             "merges": merges,
             "events": ledger.events,
@@ -514,7 +630,7 @@ def simulate(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Runs the backtest on a CSV of daily bars (and optionally a VIX CSV); returns the JSON-ready result."""
-    bars = load_bars(data)
     vix_map = load_vix(vix) if vix is not None else None
+    bars = load_bars(data)
     name = symbol or data.stem.split("_")[0].upper()
     return Backtest(bars, symbol=name, capital=capital, vix=vix_map, seed=seed).run(start, end)

@@ -9,16 +9,16 @@ import datetime as dt
 import itertools
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from allsuse import _core, indicators, pricing, risk
+from allsuse import _core, indicators, pricing, risk, sizing
 from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
 from allsuse.protocol.accounts import Account, Portfolio
-from allsuse.protocol.market import Bars, MarketData, this_weeks_friday
+from allsuse.protocol.market import Bars, MarketData, next_weekly_expiry, weekly_expiry
 from allsuse.protocol.market_label import MarketLabel, market_label
 from allsuse.protocol.positions import MULTIPLIER, Position
 from allsuse.protocol.trust import TrustBook
@@ -26,7 +26,18 @@ from allsuse.protocol.week_type import WeekType, describe_week
 from allsuse.rules import Compliance, RuleBook, RuleResult
 
 _KIND_CODE = {"stock": risk.STOCK, "call": risk.CALL, "put": risk.PUT}
-ACTIONS = ("OPEN_PUT", "OPEN_CALL", "ROLL", "CLOSE", "HOLD", "ACCEPT_ASSIGNMENT", "REDUCE", "NO_TRADE")
+ACTIONS = (
+    "OPEN_PUT",
+    "OPEN_CALL",
+    "ROLL",
+    "CLOSE",
+    "HOLD",
+    "ACCEPT_ASSIGNMENT",
+    "REDUCE",
+    "NO_TRADE",
+    "BUY_SHARES",
+)
+_V2_RULE_FIELDS = False  # TEMPORARY until rules-v2 merges
 TRUST_KIND = {
     "OPEN_PUT": "entry",
     "OPEN_CALL": "entry",
@@ -36,6 +47,7 @@ TRUST_KIND = {
     "ACCEPT_ASSIGNMENT": "exit",
     "REDUCE": "risk_reduction",
     "NO_TRADE": "entry",
+    "BUY_SHARES": "entry",
 }
 
 
@@ -51,6 +63,49 @@ class Order:
     limit_price: float
     delta: float  # absolute, whole numbers (40 = 0.40)
     premium: float  # dollars for the whole order
+    # The delta band the order was chosen in; a position opened by it keeps the band for its rolls.
+    band: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Effects:
+    """What a decision changes in the engine's own state once it is executed or approved (PROTOCOL section 10):
+    a decision is a proposal, so a rejected or declined one leaves no trace in rate windows, freezes, protection
+    cuts or the account's state."""
+
+    account_id: str
+    as_of: dt.datetime
+    counts_order: bool = False  # enters the account's order-rate window (R15)
+    freeze_until: dt.date | None = None  # level 2: new entries frozen until this date
+    cut_key: str | None = None  # a protection or budget cut done once per level (or day)
+    cut_level: int = 0
+    reducing: bool = False  # level 3 / deep drawdown: the account goes REDUCING until an operator resets it
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form, kept with a pending decision until it is approved."""
+        return {
+            "account_id": self.account_id,
+            "as_of": self.as_of.isoformat(),
+            "counts_order": self.counts_order,
+            "freeze_until": self.freeze_until.isoformat() if self.freeze_until else None,
+            "cut_key": self.cut_key,
+            "cut_level": self.cut_level,
+            "reducing": self.reducing,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Effects:
+        """The inverse of to_json."""
+        freeze = data.get("freeze_until")
+        return cls(
+            str(data["account_id"]),
+            dt.datetime.fromisoformat(str(data["as_of"])),
+            bool(data.get("counts_order", False)),
+            dt.date.fromisoformat(freeze) if freeze else None,
+            data.get("cut_key"),
+            int(data.get("cut_level", 0)),
+            bool(data.get("reducing", False)),
+        )
 
 
 @dataclass(frozen=True)
@@ -78,6 +133,16 @@ class Decision:
     account_state: str
     idempotency_key: str | None = None
     position_id: str | None = None
+    # The orders to send: `order` sliced into children of at most max_contracts_per_order, plus any further leg
+    # (a level-3 close also sells the shares of an assigned position). Empty without an order.
+    orders: tuple[Order, ...] = ()
+    # Plain warnings for a person (an account that cannot afford one contract, ...).
+    warnings: tuple[str, ...] = ()
+    # "vix" when a VIX value was given, "proxy" when the index's realised volatility stood in, "none" otherwise.
+    vol_source: str = "vix"
+    # Where the symbol's IV came from: "chain", "given", "vix", "proxy" or "hist_vol".
+    iv_source: str = "given"
+    effects: Effects | None = None
 
     @property
     def strike(self) -> float | None:
@@ -115,9 +180,14 @@ class Engine:
         rules: RuleBook | None = None,
         trust: TrustBook | None = None,
         symbols: dict[str, tuple[str, ...]] | None = None,
+        max_symbol_weights: dict[str, float] | None = None,
     ) -> None:
         self.config = config or settings.default()
         self._symbols = dict(symbols or {})
+        self._max_weights = dict(max_symbol_weights or {})
+        for kind, weight in self._max_weights.items():
+            if not (math.isfinite(weight) and 0 < weight <= 0.95):
+                raise InvalidInputError.of(f"max_symbol_weights.{kind}", f"must be in (0, 0.95], got {weight}")
         self.rules = rules or RuleBook.load()
         self.trust = trust or TrustBook()
         self._ids = itertools.count(1)
@@ -132,6 +202,26 @@ class Engine:
     def allowed_symbols(self, account_kind: str) -> tuple[str, ...]:
         """Symbols an account type may trade: the override given to the engine, else config."""
         return self._symbols.get(account_kind, self.config.account(account_kind).symbols)
+
+    def max_symbol_weight(self, account_kind: str) -> float:
+        """R07's concentration limit for an account type: the engine's override (a single-underlying backtest
+        gives each account its deployment target), else the account's config, else risk.symbol_cap_share."""
+        if account_kind in self._max_weights:
+            return self._max_weights[account_kind]
+        own = self.config.account(account_kind).max_symbol_weight
+        return own if own is not None else self._sec("risk").number("symbol_cap_share", low=0, high=0.95)
+
+    def extra_context(self, order: Order, group: list[str], group_exposure: float, max_weight: float) -> dict[str, Any]:
+        """Rule-context fields of protocol v2: the order's instrument, the tail-dependent group and the account's
+        concentration limit (R07, R17)."""
+        if not _V2_RULE_FIELDS:
+            return {}
+        return {
+            "option_kind": order.kind,
+            "group_symbols": group,
+            "group_exposure_after": group_exposure,
+            "max_symbol_weight": max_weight,
+        }
 
     def _sec(self, name: str) -> settings.Section:
         return self.config.doc.section(name)
@@ -169,12 +259,32 @@ class Engine:
                 )
         return total
 
-    def _vix(self, market: MarketData) -> tuple[float, bool, str]:
+    def vix_reading(self, market: MarketData, symbol: str) -> tuple[float | None, str, str]:
+        """(VIX value, source, note): the given VIX, else the proxy of section 6, the index's realised volatility
+        over `vix_proxy_window` days x 100 x `vix_proxy_ratio` (the first cash-settled index in the market, else
+        `symbol` itself); (None, "none", why) when neither can be had."""
+        if market.vix is not None:
+            return float(market.vix), "vix", f"VIX={float(market.vix):.2f}"
+        doc = self.config.doc
+        window = int(doc.number("vix_proxy_window", low=2))
+        ratio = doc.number("vix_proxy_ratio", low=0)
+        indices = [s for s in doc.strings("cash_settled") if s in market.bars]
+        source = indices[0] if indices else symbol
+        close = market.bars_for(source).close
+        if close.size <= window:
+            return None, "none", f"no VIX and too few bars of {source} for the proxy"
+        hv = float(indicators.hist_vol(close, window)[-1])
+        if not math.isfinite(hv):
+            return None, "none", f"no VIX and no finite realised volatility of {source}"
+        value = hv * 100.0 * ratio
+        return value, "proxy", f"VIX proxy={value:.2f} ({window}-day realised vol of {source} {hv:.1%} x {ratio:g})"
+
+    def _vix(self, value: float | None) -> tuple[float, bool, str]:
         v = self._sec("vix_breakers")
-        if market.vix is None:
+        if value is None:
             return 1.0, False, "ACTIVE"
         return _core.vix_breaker(
-            float(market.vix),
+            float(value),
             v.number("hedged_at"),
             v.number("hedged_multiplier"),
             v.number("reducing_at"),
@@ -221,6 +331,24 @@ class Engine:
         return cached
 
     def _build_scenarios(self, symbols: list[str], market: MarketData) -> np.ndarray:
+        returns = self.historical_returns(symbols, market)
+        scen = self._sec("scenarios")
+        method = str(scen.raw("method"))
+        if method == "historical":
+            return returns
+        if method != "monte_carlo":
+            raise InvalidInputError.of("scenarios.method", f"must be historical or monte_carlo, got {method!r}")
+        mc = scen.section("monte_carlo")
+        paths = int(mc.number("paths", low=1, high=1_000_000))
+        rng = np.random.default_rng(int(mc.number("seed", low=0)))
+        # Joint normal draws with the window's mean and covariance: the same dependence, smooth tails.
+        mean = returns.mean(axis=0)
+        cov = np.atleast_2d(np.cov(returns, rowvar=False)) if returns.shape[0] > 1 else np.zeros((len(symbols),) * 2)
+        draws = rng.multivariate_normal(mean, cov, size=paths, method="eigh")
+        return np.maximum(draws, -0.99).astype(np.float64)
+
+    def historical_returns(self, symbols: list[str], market: MarketData) -> np.ndarray:
+        """The last `scenario_days` daily joint simple returns of `symbols`, aligned on their common last dates."""
         n = int(self._sec("risk").number("scenario_days", low=1))
         columns = []
         for s in symbols:
@@ -231,6 +359,33 @@ class Engine:
         if length < 1:
             raise InvalidInputError.of("bars", "need at least two closes per symbol for scenarios")
         return np.column_stack([c[-length:] for c in columns]).astype(np.float64)
+
+    def tail_group(self, symbol: str, others: list[str], market: MarketData) -> list[str]:
+        """`symbol` and every symbol linked to it by a chain of pairs whose lower-tail coefficient (q = tail_q,
+        over the scenario window) exceeds tail_dependence_limit: one risk for concentration (sections 6, 7)."""
+        candidates = sorted({s for s in others if s != symbol and s in market.bars})
+        if not candidates:
+            return [symbol]
+        r = self._sec("risk")
+        q = r.number("tail_q", low=0.0001, high=0.5)
+        limit = r.number("tail_dependence_limit", low=0, high=1)
+        names = [symbol, *candidates]
+        returns = self.historical_returns(names, market)
+        if returns.shape[0] < 20:
+            return [symbol]
+        group = {symbol}
+        frontier = [symbol]
+        index = {s: i for i, s in enumerate(names)}
+        while frontier:
+            a = frontier.pop()
+            for b in candidates:
+                if b in group:
+                    continue
+                x, y = returns[:, index[a]], returns[:, index[b]]
+                if max(risk.tail_dependence(x, y, q), risk.tail_dependence(y, x, q)) > limit:
+                    group.add(b)
+                    frontier.append(b)
+        return sorted(group)
 
     def book_pnl(self, positions: list[Position], market: MarketData, today: dt.date, symbols: list[str]) -> np.ndarray:
         """P&L of `positions` in each historical scenario of `symbols` (the last N joint daily returns), by full
@@ -321,6 +476,7 @@ class Engine:
             sectors=market.sectors,
             chains=market.chains,
             earnings=market.earnings,
+            iv_source=market.iv_source,
         )
         label = self._label(symbol, bars, view.iv_for(symbol))
         decision = _Deciding(self, portfolio, account, symbol, as_of, view, bars, label, idempotency_key).run(
@@ -328,9 +484,28 @@ class Engine:
         )
         if idempotency_key is not None:
             self._seen[idempotency_key] = decision
-        if decision.order is not None and decision.outcome != "REJECTED":
-            self._runtime_of(account_id).orders.append(as_of)
         return decision
+
+    def commit(self, decision: Decision, portfolio: Portfolio) -> None:
+        """Applies what a decision changes once it is executed (a fill) or approved: its order enters the rate
+        window, a level-2 freeze starts, a protection cut is marked done, a stop-loss puts the account in
+        REDUCING. A decision never committed (rejected, declined, or left pending) changes nothing."""
+        if decision.effects is not None and decision.outcome != "REJECTED":
+            self.apply_effects(decision.effects, portfolio)
+
+    def apply_effects(self, effects: Effects, portfolio: Portfolio) -> None:
+        """Applies stored effects (a pending decision approved later)."""
+        rt = self._runtime_of(effects.account_id)
+        if effects.counts_order:
+            rt.orders.append(effects.as_of)
+        if effects.freeze_until is not None and (rt.frozen_until is None or rt.frozen_until < effects.freeze_until):
+            rt.frozen_until = effects.freeze_until
+        if effects.cut_key is not None:
+            rt.cut_at[effects.cut_key] = effects.cut_level
+        if effects.reducing:
+            account = portfolio.accounts.get(effects.account_id)
+            if account is not None and account.state == "ACTIVE":
+                account.state = "REDUCING"
 
     def record_outcome(self, decision: Decision, right: bool, on: dt.date) -> float:
         """Moves the trust of the decision's kind: +0.02 x confidence when it was right, -0.01 x confidence
@@ -430,46 +605,52 @@ class _Deciding:
         self.spec = engine.config.account(account.kind)
         self.spot = bars.last_close
         self.iv = market.iv_for(symbol)
+        self.iv_source = "chain" if market.chains.get(symbol) else market.iv_source.get(symbol, "given")
         self.notes: list[str] = [engine._explained(label)]
+        self.warnings: list[str] = []
         self.equity = engine.account_equity(portfolio, account, market, self.today)
         self.portfolio_equity = engine.portfolio_equity(portfolio, market, self.today)
         self.protection_level, self.drawdown = engine._protection(account, self.equity, self.today)
-        self.vix_mult, self.vix_hedged, self.vix_state = engine._vix(market)
-        if self.drawdown >= self.spec.max_drawdown and account.state == "ACTIVE":
+        self.vix_value, self.vol_source, vix_note = engine.vix_reading(market, symbol)
+        self.vix_mult, self.vix_hedged, self.vix_state = engine._vix(self.vix_value)
+        if self.vol_source != "vix":
+            self.notes.append(vix_note)
+        if self.iv_source not in ("given", "chain"):
+            self.notes.append(f"IV {self.iv:.3f} of {symbol} from {self.iv_source}")
+        # Facts that follow from equity and prices are kept at once (section 10): REDUCING at the account's cap.
+        if _at_least(self.drawdown, self.spec.max_drawdown) and account.state == "ACTIVE":
             account.state = "REDUCING"
             self.notes.append(
                 f"drawdown={self.drawdown:.2%} reached the {self.spec.name} cap {self.spec.max_drawdown:.0%}: REDUCING"
             )
         self.week: WeekType | None = None
         self.level = 0
+        # What the decision changes once executed or approved (Effects).
+        self._freeze: dt.date | None = None
+        self._cut: tuple[str, int] | None = None
+        self._reducing = False
 
     # --- the flow ----------------------------------------------------------------------------------------
     def run(self, roll_available: bool | None) -> Decision:
         positions = self.e.positions_of(self.p, self.a.id, self.symbol)
         options = [p for p in positions if p.is_option and p.quantity < 0]
-        stock = [p for p in positions if p.kind == "stock" and p.quantity > 0]
-        cut = self._drawdown_cut(options)
-        if cut is not None:
-            return cut
+        shares = _one_holding([p for p in positions if p.kind == "stock" and p.quantity > 0])
         if options:
-            return self._manage_option(options[0], stock[0] if stock else None, roll_available)
-        if stock:
-            return self._covered_call(stock[0])
+            return self._manage_option(options[0], shares, roll_available)
+        if shares is not None:
+            return self._manage_stock(shares)
+        if self.a.kind == "com":
+            return self._buy_round_lots()
         return self._entry()
 
     # --- drawdown protection on existing positions (PROTOCOL section 6) ------------------------------------
-    def _drawdown_cut(self, options: list[Position]) -> Decision | None:
+    def _drawdown_cut(self, opt: Position) -> Decision | None:
         """REDUCE when the account's drawdown protection asks to cut this symbol's short option: light cuts
         positions on symbols with annualised vol above 35% by 20%, moderate all by 40%, aggressive by 60%,
         emergency closes the 3 riskiest positions (vol x market value). Each level cuts a position once."""
         level = self.protection_level
-        if not options:
-            return None
-        opt = options[0]
         rt = self.e._runtime_of(self.a.id)
-        if level == 0:
-            return self._budget_cut(opt, rt)
-        if rt.cut_at.get(opt.id, 0) >= level:
+        if level == 0 or rt.cut_at.get(opt.id, 0) >= level:
             return None
         d = self.e._sec("drawdown_protection")
         names = ("none", "light", "moderate", "aggressive", "emergency")
@@ -501,41 +682,37 @@ class _Deciding:
         contracts = min(int(-opt.quantity), math.ceil(-opt.quantity * share - 1e-9))
         if contracts <= 0:
             return None
-        rt.cut_at[opt.id] = level
+        self._cut = (opt.id, level)
         self.notes.append(f"{why}: cut {share:.0%} of {int(-opt.quantity)} contracts = {contracts}")
         return self._buy_back(opt, contracts, "REDUCE", "emergency" if level == 4 else "risk_reduction")
 
-    def _budget_cut(self, opt: Position, rt: _AccountRuntime) -> Decision | None:
-        """The drawdown budget: when committed exposure exceeds the allowed share of normal exposure
-        (min(1, 4 x (equity - floor) / equity) of the 95% deployable), propose reducing this position by the
-        excess share, at most once a day per position."""
+    def _budget_cut(self, opt: Position) -> Decision | None:
+        """The drawdown budget: when committed exposure exceeds the allowed share of the deployment target
+        (min(1, 2 x cushion), section 6), propose reducing this position by the excess share, once a day."""
         if self.equity <= 0:
             return None
         committed = self._committed()
         allowed = self._allowed_exposure()
-        cap = allowed * self.e.config.doc.number("max_deployment") * self.equity
+        cap = allowed * self.spec.target_share * self.equity
         key = f"budget:{opt.id}:{self.today.isoformat()}"
-        if committed <= cap or committed <= 0 or key in rt.cut_at:
+        if committed <= 0 or _at_most(committed, cap) or key in self.e._runtime_of(self.a.id).cut_at:
             return None
         share = (committed - cap) / committed
         contracts = min(int(-opt.quantity), math.ceil(-opt.quantity * share - 1e-9))
         if contracts <= 0:
             return None
-        rt.cut_at[key] = 1
+        self._cut = (key, 1)
         self.notes.append(
-            f"drawdown budget: exposure {committed:.2f} over the allowed {cap:.2f} ({allowed:.0%} of normal): "
-            f"reduce {share:.0%} = {contracts} contracts"
+            f"drawdown budget: exposure {committed:.2f} over the allowed {cap:.2f} ({allowed:.0%} of the "
+            f"{self.spec.target_share:.0%} target): reduce {share:.0%} = {contracts} contracts"
         )
         return self._buy_back(opt, contracts, "REDUCE", "risk_reduction")
 
     # --- open short option ---------------------------------------------------------------------------------
-    def _manage_option(self, opt: Position, stock: Position | None, roll_available: bool | None) -> Decision:
+    def _level(self, reference: float, loss: float) -> tuple[float, float, float | None]:
+        """Reads the protocol level of a position (section 5); returns (excursion, loss share, ATR(5))."""
         lv = self.e._sec("protocol_levels")
         atr5 = self.e._atr(self.bars, int(lv.number("atr_period", low=1)))
-        reference = opt.strike if opt.kind == "put" else (stock.cost_basis if stock else opt.strike)
-        loss = opt.unrealised_loss(self.spot, self.iv, self.today, self.m.rate)
-        if stock is not None:
-            loss += stock.unrealised_loss(self.spot, self.iv, self.today)
         exc = lv.numbers("excursion", 3)
         lt = lv.numbers("loss", 3)
         self.level, x, loss_share = _core.protocol_level(
@@ -552,73 +729,128 @@ class _Deciding:
         self.notes.append(
             f"level={self.level} excursion={x:.2f} ATR(5)={atr_text} loss={loss:.2f} ({loss_share:.2%} of equity)"
         )
+        return x, loss_share, atr5
+
+    def _manage_option(self, opt: Position, stock: Position | None, roll_available: bool | None) -> Decision:
+        """Section 5's order of actions, the first that applies wins: level 3 close, (expiry), drawdown-protection
+        cut, drawdown-budget reduce, level 2 roll or close, level 1, take-profit."""
+        lv = self.e._sec("protocol_levels")
+        reference = opt.strike if opt.kind == "put" else (stock.cost_basis if stock else opt.strike)
+        loss = opt.unrealised_loss(self.spot, self.iv, self.today, self.m.rate)
+        if stock is not None:
+            loss += stock.unrealised_loss(self.spot, self.iv, self.today)
+        x, _, _ = self._level(reference, loss)
+        if self.level >= 3:
+            self._reducing = True
+            self.notes.append(
+                "level 3 (preservation): close at a stop-loss"
+                + (f" and sell the {stock.quantity:g} assigned shares" if stock else "")
+                + "; account goes REDUCING until reset"
+            )
+            return self._close(opt, "emergency", stock=stock)
         position_kind = "SHORT_PUT" if opt.kind == "put" else "SHORT_CALL"
-        expiring = opt.expiry is not None and self.today >= opt.expiry
-        can_roll = self._roll_available(opt) if roll_available is None else roll_available
-        if expiring:
+        if opt.expiry is not None and self.today >= opt.expiry:
+            can_roll = self._roll_available(opt) if roll_available is None else roll_available
             move = self._week_move()
             self.week = describe_week(position_kind, move, can_roll, self.e.config)
             self.notes.append(
                 f"week_type={self.week.code} ({self.week.name}) move={move:.2f}% roll_available={can_roll}"
             )
-            return self._at_expiry(opt)
-        if self.level >= 3:
-            self.a.state = "REDUCING"
-            self.notes.append("level 3 (preservation): close at a stop-loss; account goes REDUCING until reset")
-            return self._close(opt, "emergency")
+            return self._at_expiry(opt, stock)
+        cut = self._drawdown_cut(opt) or self._budget_cut(opt)
+        if cut is not None:
+            return cut
         if self.level == 2:
-            self.e._runtime_of(self.a.id).frozen_until = opt.expiry
+            self._freeze = opt.expiry
             self.notes.append("level 2 (recovery): new entries frozen on this account")
+            can_roll = self._roll_available(opt) if roll_available is None else roll_available
             if can_roll:
                 return self._roll(opt)
             self.notes.append("no roll inside the band for a credit or an acceptable debit: close")
             return self._close(opt, "risk_reduction")
         if self.level == 1:
-            rolls_now = self.a.kind == "gen" or (self.a.kind == "rev" and x >= lv.number("rev_roll_excursion"))
+            rolls_now = self.a.kind == "gen" or (self.a.kind == "rev" and _at_least(x, lv.number("rev_roll_excursion")))
+            can_roll = rolls_now and (self._roll_available(opt) if roll_available is None else roll_available)
             if rolls_now and can_roll:
                 return self._roll(opt)
             self.notes.append("level 1 (enhanced): roll prepared, holding")
             return self._decision("HOLD", None, confidence=self._conf("hold_enhanced"))
         decayed = 1.0 - opt.mark(self.spot, self.iv, self.today, self.m.rate) / max(opt.premium, 1e-12)
         take = lv.section("take_profit").number(self.a.kind, low=0, high=1)
-        if decayed >= take:
+        if _at_least(decayed, take):
             self.notes.append(f"premium decayed {decayed:.0%} >= take-profit {take:.0%}: close")
             return self._close(opt, "exit")
         self.notes.append(f"level 0 (normal): premium decayed {decayed:.0%} < {take:.0%}: hold")
         return self._decision("HOLD", None, confidence=self._conf("hold_normal"))
 
+    def _manage_stock(self, stock: Position) -> Decision:
+        """Shares without a call: level 3 sells them (stop-loss), else covered calls are written on them."""
+        self._level(stock.cost_basis, stock.unrealised_loss(self.spot, self.iv, self.today))
+        if self.level >= 3:
+            self._reducing = True
+            self.notes.append(
+                f"level 3 (preservation): sell the {stock.quantity:g} shares at a stop-loss; account goes "
+                "REDUCING until reset"
+            )
+            return self._sell_shares(stock, "emergency")
+        return self._covered_call(stock)
+
     def _conf(self, name: str) -> float:
         return self.e._sec("decision_confidence").number(name, low=0, high=1)
 
-    def _week_move(self) -> float:
-        """m = (close - previous Friday's close) / previous Friday's close x 100."""
+    def _week_move(self, previous: bool = False) -> float:
+        """m = (close - previous Friday's close) / previous Friday's close x 100 for this week; with `previous`,
+        the move of the last completed week (its last close against the close before it)."""
         dates = self.bars.dates
-        ref_idx = None
         week_start = self.today - dt.timedelta(days=self.today.weekday())
-        for i in range(len(dates) - 1, -1, -1):
+        end_idx = len(dates) - 1
+        if previous:
+            while end_idx >= 0 and dates[end_idx] >= week_start:
+                end_idx -= 1
+            week_start -= dt.timedelta(days=7)
+        ref_idx = None
+        for i in range(end_idx, -1, -1):
             if dates[i] < week_start:
                 ref_idx = i
                 break
-        if ref_idx is None:
+        if ref_idx is None or end_idx < 0:
             return 0.0
         ref = float(self.bars.close[ref_idx])
-        return (self.spot - ref) / ref * 100.0
+        return (float(self.bars.close[end_idx]) - ref) / ref * 100.0
 
-    def _at_expiry(self, opt: Position) -> Decision:
+    def _cash_settled(self) -> bool:
+        return self.symbol in self.e.config.doc.strings("cash_settled")
+
+    def _at_expiry(self, opt: Position, stock: Position | None) -> Decision:
         assert self.week is not None
         code = self.week.code
         itm = (opt.kind == "put" and self.spot < opt.strike) or (opt.kind == "call" and self.spot > opt.strike)
         conf = self.week.confidence
         if code == "P-DD":
-            self.a.state = "REDUCING"
-            self.notes.append("deep drawdown: protocol level 3, close and go REDUCING")
-            return self._close(opt, "emergency")
-        if code in ("P-RO", "C-RO", "C-REC") and itm:
+            self._reducing = True
+            self.notes.append(
+                "deep drawdown: protocol level 3, close"
+                + (f" and sell the {stock.quantity:g} shares" if stock else "")
+                + " and go REDUCING"
+            )
+            return self._close(opt, "emergency", stock=stock)
+        if code == "C-RO":
+            self.notes.append("call roll-over: roll the call down to the current price")
+            return self._roll(opt, band=self._call_band("roll_down_band"))
+        if code in ("P-RO", "C-REC") and itm:
             return self._roll(opt)
         if itm:
-            self.notes.append(
-                f"in the money at expiry (spot {self.spot:.2f} vs strike {opt.strike:.2f}): {self.week.action}"
-            )
+            if self._cash_settled():
+                intrinsic = abs(self.spot - opt.strike)
+                self.notes.append(
+                    f"in the money at expiry (spot {self.spot:.2f} vs strike {opt.strike:.2f}): cash-settled, "
+                    f"pays intrinsic {intrinsic:.2f} x 100 x {int(-opt.quantity)} = "
+                    f"{intrinsic * MULTIPLIER * -opt.quantity:.2f}; no units change hands"
+                )
+            else:
+                self.notes.append(
+                    f"in the money at expiry (spot {self.spot:.2f} vs strike {opt.strike:.2f}): {self.week.action}"
+                )
             return self._decision("ACCEPT_ASSIGNMENT", None, confidence=conf, position_id=opt.id)
         self.notes.append(f"out of the money at expiry: {self.week.action}")
         return self._decision("HOLD", None, confidence=conf, position_id=opt.id)
@@ -626,10 +858,10 @@ class _Deciding:
     def _roll_available(self, opt: Position) -> bool:
         """A roll is available when next week's expiry offers a strike inside the band for a net credit or a debit
         of at most 50% of the original credit."""
-        band = self._band(opt.kind)
+        band = self._position_band(opt)
         if band is None or opt.expiry is None:
             return False
-        expiry = opt.expiry + dt.timedelta(days=7)
+        expiry = next_weekly_expiry(opt.expiry)
         t = max((expiry - self.today).days, 1) / 365.0
         choice = self._pick_strike(opt.kind, t, band, (band[0] + band[1]) / 2)
         if choice is None:
@@ -638,16 +870,40 @@ class _Deciding:
         close_cost = opt.mark(self.spot, self.iv, self.today, self.m.rate)
         debit = close_cost - new_premium
         limit = self.e._sec("week_types").number("roll_max_debit_share", low=0) * opt.premium
-        return debit <= limit
+        return _at_most(debit, limit)
 
     # --- orders --------------------------------------------------------------------------------------------
+    def _call_band(self, name: str) -> tuple[float, float]:
+        b = self.e._sec("covered_calls").numbers(name, 2)
+        return (b[0], b[1])
+
     def _band(self, kind: str) -> tuple[float, float] | None:
         if kind == "call":
-            cc = self.e._sec("covered_calls")
             recovering = self.week is not None and self.week.code == "C-REC"
-            b = cc.numbers("recovery_band" if recovering else "band", 2)
-            return (b[0], b[1])
+            return self._call_band("recovery_band" if recovering else "band")
         return self.e.config.entry_rule(self.a.kind, self.label.label).band
+
+    def _position_band(self, opt: Position) -> tuple[float, float] | None:
+        """The band a position keeps for its rolls: the one it was opened in (section 3). A position recorded
+        without one takes the band of the label its symbol had on the day it was opened."""
+        if opt.band is not None:
+            return opt.band
+        if opt.kind == "call":
+            return self._band("call")
+        bars = self.bars.upto(opt.opened)
+        label = self.label
+        if len(bars.dates) >= int(self.e._sec("market_label").number("min_bars", low=1)):
+            label = self.e._label(self.symbol, bars, self.iv)
+        band = self.e.config.entry_rule(self.a.kind, label.label).band
+        if band is None:
+            # Opened on a day without entries for its label (a manual fill): the account's most conservative band.
+            bands = [
+                r.band
+                for lab in ("green", "red", "chop")
+                if (r := self.e.config.entry_rule(self.a.kind, lab)).band is not None
+            ]
+            band = min(bands) if bands else None
+        return band
 
     def _pick_strike(
         self, kind: str, t: float, band: tuple[float, float], target: float
@@ -684,23 +940,80 @@ class _Deciding:
         weekday = self.today.weekday()
         if rule.band is None or not rule.entry_days:
             self.notes.append(f"{self.spec.name} makes no new entries in {self.label.label.title()}")
+            self._affordability()
             return self._decision("NO_TRADE", None, confidence=self.label.confidence)
         if weekday not in rule.entry_days:
             days = ",".join(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[d] for d in rule.entry_days)
             self.notes.append(
                 f"not an entry day for {self.spec.name} in {self.label.label.title()} (entry days {days})"
             )
+            self._affordability()
             return self._decision("NO_TRADE", None, confidence=self.label.confidence)
         frozen = self.e._runtime_of(self.a.id).frozen_until
         if frozen is not None and self.today <= frozen:
             self.notes.append(f"new entries frozen until {frozen} (protocol level 2)")
             return self._decision("NO_TRADE", None, confidence=self.label.confidence)
-        return self._open("put", rule.band, rule.size_middle)
+        return self._open("put", rule.band, rule.m_label)
+
+    def _symbol_share(self) -> tuple[float, float]:
+        """(t, cap): the per-symbol target share D / n of section 8 and the concentration limit that caps it
+        (R07's max_symbol_weight, or the account's own for a single-symbol account)."""
+        n = max(len(self.e.allowed_symbols(self.a.kind)), 1)
+        return self.spec.target_share / n, self.e.max_symbol_weight(self.a.kind)
+
+    def _affordability(self, strike: float | None = None) -> bool:
+        """True when one contract fits the account's per-symbol target and its free cash; otherwise adds the
+        plain warning of section 8 (account, symbol, collateral needed, what is deployable) and returns False."""
+        k = strike if strike is not None else self.spot
+        need = k * MULTIPLIER
+        share, cap = self._symbol_share()
+        per_symbol = min(share, cap) * self.equity
+        deployable = max(0.0, float(self.a.balance) - self.spec.buffer * self.equity)
+        if need <= min(per_symbol, deployable) * (1 + 1e-9):
+            return True
+        instrument = "put" if self.a.kind != "com" else "round lot"
+        self.warnings.append(
+            f"{self.a.id}: one {self.symbol} {instrument} needs ${need:,.0f} of collateral; deployable "
+            f"${deployable:,.0f} (per-symbol target ${per_symbol:,.0f})"
+        )
+        return False
+
+    def _buy_round_lots(self) -> Decision:
+        """Com-Acc at setup buys round lots of its symbol, up to the per-symbol target (section 8), then writes
+        covered calls on them."""
+        share, cap = self._symbol_share()
+        target = min(share, cap) * self.equity * self._allowed_exposure()
+        cash = self._free_cash()
+        budget = max(0.0, min(target, cash))
+        lots = _floor_exact(budget / (self.spot * MULTIPLIER)) if self.spot > 0 else 0
+        self.notes.append(
+            f"{self.spec.name} setup: round lots of {self.symbol} up to the per-symbol target "
+            f"min({share:.1%}, cap {cap:.0%}) x {self.equity:.2f} x allowed {self._allowed_exposure():.0%} "
+            f"= {target:.2f}, free cash {cash:.2f}: floor({budget:.2f} / ({self.spot:g} x 100)) = {lots} lots"
+        )
+        if lots <= 0:
+            self._affordability()
+            return self._decision("NO_TRADE", None, confidence=self.label.confidence)
+        shares = lots * int(MULTIPLIER)
+        order = Order(
+            "stock", "buy_to_open", 0.0, None, shares, round(self.spot, 2), 100.0, -round(self.spot * shares, 2)
+        )
+        ctx = self._context("entry", order, None, None, reduces=False)
+        return self._decision("BUY_SHARES", order, confidence=self.label.confidence, ctx=ctx)
 
     def _covered_call(self, stock: Position) -> Decision:
+        """Covered calls on held shares: floor(shares / 100) contracts; at most 50% after a recovery week (C-REC,
+        with its 20-30 band) or under drawdown protection moderate or worse."""
         cover = 1.0
+        half = self.e._sec("sizing").number("covered_call_cap_share", low=0, high=1)
+        move = self._week_move(previous=True)
+        week = describe_week("LONG_STOCK", move, True, self.e.config)
+        if week.code == "C-REC":
+            self.week = week
+            cover = half
+            self.notes.append(f"last week {week.code} (move {move:.2f}%): cover at most {cover:.0%}, 20-30 delta")
         if self.protection_level >= 2:
-            cover = self.e._sec("sizing").number("covered_call_cap_share", low=0, high=1)
+            cover = min(cover, half)
             self.notes.append(f"drawdown protection level {self.protection_level}: cover at most {cover:.0%}")
         band = self._band("call")
         assert band is not None
@@ -710,15 +1023,19 @@ class _Deciding:
         self,
         kind: str,
         band: tuple[float, float],
-        size_share: float,
+        m_label: float,
         *,
         shares: float = 0.0,
         cover: float = 1.0,
     ) -> Decision:
         regime, m_atr = self._regime()
         target = _core.delta_target(band[0], band[1], regime)
-        expiry = this_weeks_friday(self.today)
+        expiry = weekly_expiry(self.today)
         dte = (expiry - self.today).days
+        max_dte = int(self.e._sec("expiry").number("entry_max_dte", low=1))
+        if dte > max_dte:
+            self.notes.append(f"no weekly expiry within {max_dte} days (next {expiry}, a holiday week): no entry")
+            return self._decision("NO_TRADE", None, confidence=self.label.confidence)
         t = dte / 365.0
         picked = self._pick_strike(kind, t, band, target)
         if picked is None:
@@ -734,9 +1051,10 @@ class _Deciding:
             contracts = _core.size_covered_calls(shares, cover, MULTIPLIER)
             sizing_note = f"cover floor({shares:g}/100) x {cover:.0%} = {contracts}"
         else:
-            budget_info = self._put_budget(strike, size_share, m_atr, prot_mult)
-            contracts, sizing_note = budget_info
+            contracts, sizing_note = self._put_budget(strike, m_label, m_atr, prot_mult)
         self.notes.append(f"sizing: {sizing_note}")
+        if kind == "put" and contracts == 0:
+            self._affordability(strike)
         held = self._all_positions()
         symbols = sorted({p.symbol for p in held} | {self.symbol})
         base = self.e.book_pnl(held, self.m, self.today, symbols)
@@ -745,12 +1063,22 @@ class _Deciding:
         unit = self.e.book_pnl([one], self.m, self.today, symbols)
         es_after = es_before
         limit_es = self.e._sec("risk").number("es_budget_share") * self.portfolio_equity
-        while contracts > 0:
+        if contracts > 0 and kind == "put":
             es_after = self.e.es_of(base + contracts * unit)
-            if es_after <= limit_es or kind == "call":
-                break
-            contracts -= 1
-            self.notes.append(f"ES after {es_after:.2f} over budget {limit_es:.2f}: resize to {contracts}")
+            if es_after > limit_es:
+                # ES grows with contracts: the largest count that fits, by bisection (section 6 resize).
+                lo, hi = 0, contracts
+                while lo < hi:
+                    mid_n = (lo + hi + 1) // 2
+                    if self.e.es_of(base + mid_n * unit) <= limit_es:
+                        lo = mid_n
+                    else:
+                        hi = mid_n - 1
+                self.notes.append(f"ES after {es_after:.2f} over budget {limit_es:.2f}: resize {contracts} -> {lo}")
+                contracts = lo
+                es_after = self.e.es_of(base + contracts * unit) if contracts else es_before
+        elif contracts > 0:
+            es_after = self.e.es_of(base + contracts * unit)
         if contracts == 0:
             self.notes.append("zero contracts: no trade (never rounded up to one)")
             return self._decision("NO_TRADE", None, confidence=self.label.confidence, es=(es_before, es_before))
@@ -765,6 +1093,7 @@ class _Deciding:
             limit_price,
             delta,
             round(limit_price * MULTIPLIER * contracts, 2),
+            band,
         )
         action = "OPEN_PUT" if kind == "put" else "OPEN_CALL"
         ctx = self._context("entry", order, dte, es_after, reduces=False)
@@ -773,55 +1102,61 @@ class _Deciding:
     def _committed(self) -> float:
         """Exposure the account has committed: put collateral plus stock at market."""
         held = self.e.positions_of(self.p, self.a.id)
-        return sum(p.collateral() + (max(p.exposure(self.spot), 0.0) if p.kind == "stock" else 0.0) for p in held)
+        return sum(
+            p.collateral() + (max(p.exposure(self.m.bars_for(p.symbol).last_close), 0.0) if p.kind == "stock" else 0.0)
+            for p in held
+        )
 
     def _allowed_exposure(self) -> float:
-        """The drawdown budget: min(1, k x (equity - floor) / equity) of normal exposure (PROTOCOL section 6)."""
+        """The drawdown budget: min(1, k x cushion) of the deployment target, cushion = (equity - floor) /
+        (peak - floor), floor = peak x (1 - cap) (section 6)."""
         if self.equity <= 0:
             return 0.0
         k = self.e._sec("drawdown_budget").number("multiplier", low=0)
         peak = max(float(self.a.peak), self.equity)
         return _core.allowed_exposure(peak, self.equity, self.spec.max_drawdown, k)
 
-    def _put_budget(self, strike: float, size_share: float, m_atr: float, prot_mult: float) -> tuple[int, str]:
-        committed = self._committed()
+    def _put_budget(self, strike: float, m_label: float, m_atr: float, prot_mult: float) -> tuple[int, str]:
         free_cash = self._free_cash()
         allowed = self._allowed_exposure()
-        deploy_cap = allowed * self.e.config.doc.number("max_deployment") * self.equity - committed
-        free_for_budget = max(0.0, min(free_cash, deploy_cap))
+        share, cap = self._symbol_share()
         existing = sum(p.exposure(self.spot) for p in self.e.positions_of(self.p, self.a.id, self.symbol))
         # Under a REDUCING/HALTED breaker the order is sized as if ACTIVE and R11 rejects it, so the decision
         # cites the breaker instead of an unexplained zero.
         m_vix = self.vix_mult if self.vix_state == "ACTIVE" else 1.0
-        budget, contracts, binding = _core.size_put(
-            self.equity,
-            free_for_budget,
-            strike,
-            size_share,
-            self.e._sec("risk").number("symbol_cap_share"),
-            max(existing, 0.0),
-            m_atr,
-            prot_mult,
-            m_vix,
-            MULTIPLIER,
+        sized = sizing.size_put(
+            equity=self.equity,
+            free_cash=free_cash,
+            strike=strike,
+            target_share=share,
+            max_symbol_weight=cap,
+            existing_exposure=max(existing, 0.0),
+            m_label=m_label,
+            m_atr=m_atr,
+            m_drawdown=prot_mult,
+            m_vix=m_vix,
+            allowed_exposure=allowed,
+            multiplier=MULTIPLIER,
         )
         note = (
-            f"budget=min({size_share:.1%} x {self.equity:.2f}, 25% cap - {existing:.2f}, free {free_for_budget:.2f})"
-            f" x ATR {m_atr} x drawdown {prot_mult} x VIX {m_vix} = {budget:.2f} ({binding} binds; "
-            f"drawdown budget allows {allowed:.0%} of normal exposure); contracts=floor({budget:.2f}/"
-            f"({strike:g} x 100))={contracts}"
+            f"budget=min(min(t {share:.1%}, cap {cap:.0%}) x E {self.equity:.2f} x label {m_label:g} x ATR {m_atr:g}"
+            f" x drawdown {prot_mult:g} x VIX {m_vix:g} x allowed {allowed:.0%} - existing {existing:.2f}, "
+            f"free cash {free_cash:.2f}) = {sized.budget:.2f} ({sized.binding} binds); "
+            f"contracts=floor({sized.budget:.2f}/({strike:g} x 100))={sized.contracts}"
         )
-        return contracts, note
+        return sized.contracts, note
 
-    def _roll(self, opt: Position) -> Decision:
-        band = self._band(opt.kind)
+    def _roll(self, opt: Position, band: tuple[float, float] | None = None) -> Decision:
+        """Buy back `opt` and sell the next weekly expiry inside the band the position was opened in; valued like
+        any order (ES before and after, every rule). A roll the rules reject becomes a close."""
+        band = band or self._position_band(opt)
         if band is None:
-            band_sec = self.e._sec("covered_calls").numbers("recovery_band", 2)
-            band = (band_sec[0], band_sec[1])
+            band = self._call_band("recovery_band")
         assert opt.expiry is not None
-        expiry = opt.expiry + dt.timedelta(days=7) if opt.expiry > self.today else this_weeks_friday(self.today)
+        expiry = next_weekly_expiry(opt.expiry) if opt.expiry > self.today else weekly_expiry(self.today)
         dte = (expiry - self.today).days
-        picked = self._pick_strike(opt.kind, max(dte, 1) / 365.0, band, (band[0] + band[1]) / 2)
+        target = (band[0] + band[1]) / 2
+        picked = self._pick_strike(opt.kind, max(dte, 1) / 365.0, band, target)
         if picked is None:
             self.notes.append("no strike inside the band for the roll: close instead")
             return self._close(opt, "risk_reduction")
@@ -830,9 +1165,22 @@ class _Deciding:
         close_cost = opt.mark(self.spot, self.iv, self.today, self.m.rate)
         net = mid - close_cost
         self.notes.append(
-            f"roll to {strike:g} expiring {expiry} (DTE {dte}) delta={delta:.1f}: new credit {mid:.2f} - "
-            f"close {close_cost:.2f} = net {net:+.2f} per share"
+            f"roll to {strike:g} expiring {expiry} (DTE {dte}) delta={delta:.1f} band {band[0]:g}-{band[1]:g}: "
+            f"new credit {mid:.2f} - close {close_cost:.2f} = net {net:+.2f} per share"
         )
+        held = self._all_positions()
+        symbols = sorted({p.symbol for p in held} | {self.symbol})
+        base = self.e.book_pnl(held, self.m, self.today, symbols)
+        es_before = self.e.es_of(base)
+        new = Position("proposed", self.a.id, self.symbol, opt.kind, -float(contracts), self.today, strike, expiry, mid)
+        new.iv = self.iv
+        after = (
+            base
+            - self.e.book_pnl([opt], self.m, self.today, symbols)
+            + self.e.book_pnl([new], self.m, self.today, symbols)
+        )
+        es_after = self.e.es_of(after)
+        self.notes.append(f"ES(97.5%) before={es_before:.2f} after the roll={es_after:.2f}")
         order = Order(
             opt.kind,
             "roll",
@@ -842,18 +1190,33 @@ class _Deciding:
             round(mid, 2),
             delta,
             round(net * MULTIPLIER * contracts, 2),
+            band,
         )
         reduces = strike <= opt.strike if opt.kind == "put" else True
-        ctx = self._context("roll", order, dte, None, reduces=reduces)
-        return self._decision(
-            "ROLL", order, confidence=self._conf("roll"), ctx=ctx, position_id=opt.id, trust_kind="roll"
+        ctx = self._context("roll", order, dte, es_after, reduces=reduces, band=band)
+        decision = self._decision(
+            "ROLL",
+            order,
+            confidence=self._conf("roll"),
+            ctx=ctx,
+            position_id=opt.id,
+            trust_kind="roll",
+            es=(es_before, es_after),
         )
+        if decision.outcome == "REJECTED":
+            failed = ", ".join(r.message for r in decision.compliance if not r.passed and r.severity == "CRITICAL")
+            self.notes.append(f"roll rejected by {failed}: close instead")
+            return self._close(opt, "risk_reduction")
+        return decision
 
-    def _close(self, opt: Position, trust_kind: str) -> Decision:
-        return self._buy_back(opt, int(-opt.quantity), "CLOSE", trust_kind)
+    def _close(self, opt: Position, trust_kind: str, *, stock: Position | None = None) -> Decision:
+        return self._buy_back(opt, int(-opt.quantity), "CLOSE", trust_kind, stock=stock)
 
-    def _buy_back(self, opt: Position, contracts: int, action: str, trust_kind: str) -> Decision:
-        """A CLOSE (every contract) or REDUCE (some) of a short option at today's mark."""
+    def _buy_back(
+        self, opt: Position, contracts: int, action: str, trust_kind: str, *, stock: Position | None = None
+    ) -> Decision:
+        """A CLOSE (every contract) or REDUCE (some) of a short option at today's mark; with `stock`, the shares
+        of the assigned position are sold in the same decision (a level-3 close)."""
         cost = opt.mark(self.spot, self.iv, self.today, self.m.rate)
         order = Order(
             opt.kind,
@@ -865,9 +1228,29 @@ class _Deciding:
             abs(self._delta(opt)) * 100,
             -round(cost * MULTIPLIER * contracts, 2),
         )
+        legs = (self._share_sale(stock),) if stock is not None else ()
         ctx = self._context("close" if action == "CLOSE" else "reduce", order, None, None, reduces=True)
         return self._decision(
-            action, order, confidence=self._conf("close"), ctx=ctx, position_id=opt.id, trust_kind=trust_kind
+            action,
+            order,
+            confidence=self._conf("close"),
+            ctx=ctx,
+            position_id=opt.id,
+            trust_kind=trust_kind,
+            legs=legs,
+        )
+
+    def _share_sale(self, stock: Position) -> Order:
+        shares = int(stock.quantity)
+        return Order(
+            "stock", "sell_to_close", 0.0, None, shares, round(self.spot, 2), 100.0, round(self.spot * shares, 2)
+        )
+
+    def _sell_shares(self, stock: Position, trust_kind: str) -> Decision:
+        order = self._share_sale(stock)
+        ctx = self._context("close", order, None, None, reduces=True)
+        return self._decision(
+            "CLOSE", order, confidence=self._conf("close"), ctx=ctx, position_id=stock.id, trust_kind=trust_kind
         )
 
     def _delta(self, opt: Position) -> float:
@@ -879,15 +1262,44 @@ class _Deciding:
             p for p in self.p.positions.values() if not self.p.groups[self.p.accounts[p.account_id].group_id].merged
         ]
 
-    # --- compliance and the decision record ----------------------------------------------------------------
+    # --- slicing, compliance and the decision record -------------------------------------------------------
+    def _max_per_order(self) -> int:
+        return int(self.e._sec("sizing").number("max_contracts_per_order", low=1))
+
+    def _slices(self, order: Order) -> tuple[Order, ...]:
+        """`order` as child orders of at most max_contracts_per_order contracts (100-share lots for stock),
+        sliced before the rules run (R14); premiums split in proportion."""
+        unit = int(MULTIPLIER) if order.kind == "stock" else 1
+        size = self._max_per_order() * unit
+        if order.contracts <= size:
+            return (order,)
+        children = []
+        left = order.contracts
+        while left > 0:
+            n = min(size, left)
+            children.append(replace(order, contracts=n, premium=round(order.premium * n / order.contracts, 2)))
+            left -= n
+        return tuple(children)
+
     def _context(
-        self, kind: str, order: Order, dte: int | None, es_after: float | None, *, reduces: bool
+        self,
+        kind: str,
+        order: Order,
+        dte: int | None,
+        es_after: float | None,
+        *,
+        reduces: bool,
+        band: tuple[float, float] | None = None,
     ) -> dict[str, Any]:
         rule = self.e.config.entry_rule(self.a.kind, self.label.label)
-        band = self._band(order.kind) if order.kind in ("put", "call") else None
+        if band is None and order.kind in ("put", "call"):
+            band = order.band or self._band(order.kind)
         account_positions = self.e.positions_of(self.p, self.a.id)
         symbol_exposure = sum(p.exposure(self.spot) for p in account_positions if p.symbol == self.symbol)
-        added = order.strike * MULTIPLIER * order.contracts if (kind == "entry" and order.kind == "put") else 0.0
+        if order.kind == "stock":
+            added = order.limit_price * order.contracts if order.side == "buy_to_open" else 0.0
+        else:
+            added = order.strike * MULTIPLIER * order.contracts if (kind == "entry" and order.kind == "put") else 0.0
         sector = self.m.sectors.get(self.symbol, "unknown")
         sector_exposure = sum(
             p.exposure(self.m.bars_for(p.symbol).last_close)
@@ -897,10 +1309,11 @@ class _Deciding:
         rt = self.e._runtime_of(self.a.id)
         while rt.orders and (self.as_of - rt.orders[0]).total_seconds() > 60:
             rt.orders.popleft()
-        size_cap = (rule.size[1] if rule.size else 0.0) * self.equity
+        share, cap = self._symbol_share()
+        size_cap = min(share, cap) * self.equity
         earnings = None
         if self.m.earnings is not None:
-            week_end = this_weeks_friday(self.today - dt.timedelta(days=1))
+            week_end = weekly_expiry(self.today - dt.timedelta(days=1))
             earnings = any(self.today <= d <= week_end for d in self.m.earnings.get(self.symbol, []))
         chain_quote = None
         for q in self.m.chains.get(self.symbol, {}).get(order.kind, []):
@@ -916,6 +1329,16 @@ class _Deciding:
         released = 0.0
         if kind == "roll":
             released = sum(p.collateral() for p in account_positions if p.symbol == self.symbol)
+        # Orders larger than the per-order limit are sliced first; the rules see the last child with everything
+        # before it already counted (R05's cash, R14's size).
+        children = self._slices(order)
+        unit = int(MULTIPLIER) if order.kind == "stock" else 1
+        last = children[-1].contracts
+        before_last = (order.contracts - last) / order.contracts if order.contracts else 0.0
+        group = self.e.tail_group(self.symbol, [p.symbol for p in account_positions], self.m)
+        group_exposure = sum(
+            p.exposure(self.m.bars_for(p.symbol).last_close) for p in account_positions if p.symbol in group
+        )
         return {
             "kind": kind,
             "account_id": self.a.id,
@@ -923,17 +1346,17 @@ class _Deciding:
             "label": self.label.label,
             "symbol": self.symbol,
             "sector": sector,
-            "delta": order.delta,
+            "delta": order.delta if order.kind != "stock" else None,
             "band_low": band[0] if band else None,
             "band_high": band[1] if band else None,
             "dte": dte,
             "weekday": self.today.weekday(),
             "entry_days": list(rule.entry_days) if order.kind == "put" else [self.today.weekday()],
             "allowed_symbols": list(self.e.allowed_symbols(self.a.kind)),
-            "strike": order.strike,
-            "contracts": order.contracts,
+            "strike": order.strike if order.kind != "stock" else order.limit_price / MULTIPLIER,
+            "contracts": float(last) / unit,
             "multiplier": MULTIPLIER,
-            "free_cash": self._free_cash() + released,
+            "free_cash": self._free_cash() + released - added * before_last,
             "notional": added,
             "size_cap": size_cap,
             "account_equity": self.equity,
@@ -944,7 +1367,7 @@ class _Deciding:
             "account_state": self.a.state,
             "system_state": self.e.system_state,
             "vix_state": self.vix_state,
-            "vix": self.m.vix,
+            "vix": self.vix_value,
             "reduces_exposure": reduces,
             "chain": chain_quote,
             "limit_price": order.limit_price,
@@ -953,6 +1376,7 @@ class _Deciding:
             "idempotency_seen": False,
             "earnings_in_week": earnings,
             "withdrawal_amount": None,
+            **self.e.extra_context(order, group, group_exposure + added, cap),
         }
 
     def _free_cash(self) -> float:
@@ -970,17 +1394,18 @@ class _Deciding:
         es: tuple[float, float] | None = None,
         position_id: str | None = None,
         trust_kind: str | None = None,
+        legs: tuple[Order, ...] = (),
     ) -> Decision:
         compliance = self.e.rules.evaluate(ctx) if ctx is not None else Compliance((), "APPROVED")
         outcome = compliance.outcome
         final_action = action
-        if outcome == "REJECTED" and action in ("OPEN_PUT", "OPEN_CALL", "ROLL"):
-            final_action = "NO_TRADE" if action != "ROLL" else "CLOSE"
+        if outcome == "REJECTED" and action in ("OPEN_PUT", "OPEN_CALL", "BUY_SHARES"):
+            final_action = "NO_TRADE"
             failed = ", ".join(r.message for r in compliance.failures if r.severity == "CRITICAL")
             self.notes.append(f"rejected by {failed}")
-            if final_action == "CLOSE":
-                order = None
-                final_action = "NO_TRADE"
+        elif outcome == "REJECTED":
+            failed = ", ".join(r.message for r in compliance.failures if r.severity == "CRITICAL")
+            self.notes.append(f"rejected by {failed}")
         elif compliance.failures:
             self.notes.append("warnings: " + "; ".join(r.message for r in compliance.failures))
         kind = trust_kind or TRUST_KIND[final_action]
@@ -995,6 +1420,24 @@ class _Deciding:
         es_before, es_after = es if es is not None else (0.0, 0.0)
         if ctx is not None and ctx.get("es_after") is not None and es is None:
             es_after = float(ctx["es_after"])
+        kept = order if final_action not in ("NO_TRADE", "HOLD") else None
+        orders: tuple[Order, ...] = ()
+        if kept is not None:
+            orders = self._slices(kept) + tuple(c for leg in legs for c in self._slices(leg))
+            if len(orders) > 1:
+                self.notes.append(
+                    f"{len(orders)} child orders: " + ", ".join(f"{c.contracts} {c.kind}" for c in orders)
+                )
+        self.notes.extend(w for w in self.warnings if w not in self.notes)
+        effects = Effects(
+            self.a.id,
+            self.as_of,
+            counts_order=kept is not None,
+            freeze_until=self._freeze,
+            cut_key=self._cut[0] if self._cut else None,
+            cut_level=self._cut[1] if self._cut else 0,
+            reducing=self._reducing,
+        )
         return Decision(
             id=next(self.e._ids),
             account_id=self.a.id,
@@ -1005,7 +1448,7 @@ class _Deciding:
             week_type=self.week.code if self.week else None,
             protocol_level=self.level,
             action=final_action,
-            order=order if final_action not in ("NO_TRADE", "HOLD") else None,
+            order=kept,
             es_before=es_before,
             es_after=es_after,
             compliance=compliance.results,
@@ -1014,7 +1457,44 @@ class _Deciding:
             confidence=confidence,
             trust_kind=kind,
             explanation="; ".join(self.notes),
-            account_state=self.a.state,
+            account_state="REDUCING" if self._reducing and self.a.state == "ACTIVE" else self.a.state,
             idempotency_key=self.key,
             position_id=position_id,
+            orders=orders,
+            warnings=tuple(self.warnings),
+            vol_source=self.vol_source,
+            iv_source=self.iv_source,
+            effects=effects,
         )
+
+
+def _one_holding(lots: list[Position]) -> Position | None:
+    """The account's lots of one symbol as one holding: total shares at their weighted cost basis (the id is
+    the first lot's)."""
+    if not lots:
+        return None
+    if len(lots) == 1:
+        return lots[0]
+    total = sum(p.quantity for p in lots)
+    basis = sum(p.quantity * p.cost_basis for p in lots) / total
+    return replace(lots[0], quantity=total, cost_basis=basis)
+
+
+def _at_least(x: float, bound: float) -> bool:
+    """x >= bound, where a value within 1e-9 (relative) of the bound counts as on it (section 5)."""
+    return x >= bound - 1e-9 * max(abs(bound), abs(x), 1e-300)
+
+
+def _at_most(x: float, bound: float) -> bool:
+    """x <= bound with the same 1e-9 relative rule."""
+    return x <= bound + 1e-9 * max(abs(bound), abs(x), 1e-300)
+
+
+def _floor_exact(x: float) -> int:
+    """floor(x), where x within 1e-9 (relative) under a whole number counts as that number (section 5)."""
+    if not math.isfinite(x) or x <= 0:
+        return 0
+    n = math.floor(x)
+    if x - n >= 1 - 1e-9 * max(x, 1.0):
+        n += 1
+    return int(n)

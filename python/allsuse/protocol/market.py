@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from allsuse.errors import InvalidInputError
+from allsuse.orchestration.nyse import FIRST_YEAR, LAST_YEAR, NyseCalendar
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -79,6 +80,9 @@ class MarketData:
     sectors: dict[str, str] = field(default_factory=dict)
     chains: dict[str, dict[str, list[OptionQuote]]] = field(default_factory=dict)  # symbol -> kind -> quotes
     earnings: dict[str, list[dt.date]] | None = None
+    # Where each symbol's IV came from when no chain was given: "given" (the caller's number), "vix", "proxy"
+    # (realised volatility x the VIX proxy ratio) or "hist_vol"; absent means "given".
+    iv_source: dict[str, str] = field(default_factory=dict)
 
     def bars_for(self, symbol: str) -> Bars:
         """The bars of `symbol`, or InvalidInputError naming `symbol`."""
@@ -94,7 +98,35 @@ class MarketData:
         return float(iv)
 
 
+_NYSE = NyseCalendar()
+
+
+def last_trading_day_of_week(day: dt.date) -> dt.date:
+    """The last NYSE trading day of `day`'s week: its Friday, or the day before when that Friday is a holiday
+    (Good Friday); outside the calendar's years, the Friday."""
+    friday = day + dt.timedelta(days=4 - day.weekday())
+    if not FIRST_YEAR <= friday.year <= LAST_YEAR:
+        return friday
+    candidate = friday
+    while candidate > friday - dt.timedelta(days=4) and not _NYSE.is_trading_day(candidate):
+        candidate -= dt.timedelta(days=1)
+    return candidate
+
+
+def weekly_expiry(day: dt.date) -> dt.date:
+    """The weekly expiry a new entry on `day` takes: this week's last trading day, or next week's once today is
+    that day or later (PROTOCOL section 3, DTE 1..7 except around a holiday)."""
+    expiry = last_trading_day_of_week(day)
+    if expiry <= day:
+        expiry = last_trading_day_of_week(day + dt.timedelta(days=7 - day.weekday()))
+    return expiry
+
+
+def next_weekly_expiry(expiry: dt.date) -> dt.date:
+    """The weekly expiry after `expiry` (where a roll goes)."""
+    return last_trading_day_of_week(expiry + dt.timedelta(days=7 - expiry.weekday()))
+
+
 def this_weeks_friday(day: dt.date) -> dt.date:
-    """The Friday of `day`'s week; from Friday on, the next week's Friday (so DTE is 1..7)."""
-    ahead = (4 - day.weekday()) % 7
-    return day + dt.timedelta(days=ahead if ahead > 0 else 7)
+    """Kept for callers of v1: the weekly expiry of an entry on `day` (see weekly_expiry)."""
+    return weekly_expiry(day)

@@ -26,6 +26,8 @@ class Position:
     premium: float = 0.0
     cost_basis: float = 0.0
     iv: float = 0.0
+    # The delta band of the week the option was opened in: a roll keeps it (PROTOCOL section 3).
+    band: tuple[float, float] | None = None
 
     @property
     def is_option(self) -> bool:

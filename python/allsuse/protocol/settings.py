@@ -42,6 +42,10 @@ class Section:
             raise InvalidInputError.of(self._key(key), "is missing")
         return self._data[key]
 
+    def raw_or_none(self, key: str) -> Any:
+        """The value at key, or None when the key is absent (optional settings)."""
+        return self._data.get(key)
+
     def section(self, key: str) -> Section:
         """A nested mapping."""
         memo = self._memo.get(("section", key))
@@ -117,23 +121,25 @@ class AccountSpec:
     buffer: float
     weekly_target: float
     max_drawdown: float
+    deployment_target: float
     symbols: tuple[str, ...]
     withdrawals: bool
     reinvestment: bool
+    max_symbol_weight: float | None = None
+
+    @property
+    def target_share(self) -> float:
+        """The deployment target D as a share of equity, never past what the buffer leaves (section 8)."""
+        return min(self.deployment_target, 1.0 - self.buffer)
 
 
 @dataclass(frozen=True)
 class EntryRule:
-    """Entry days, delta band and size range for (account, label) (PROTOCOL section 3)."""
+    """Entry days, delta band and size multiplier m_label for (account, label) (PROTOCOL sections 3 and 8)."""
 
     entry_days: tuple[int, ...]
     band: tuple[float, float] | None
-    size: tuple[float, float] | None
-
-    @property
-    def size_middle(self) -> float:
-        """The middle of the size range: the size% that sizing uses."""
-        return 0.0 if self.size is None else (self.size[0] + self.size[1]) / 2.0
+    m_label: float
 
 
 @dataclass(frozen=True)
@@ -162,14 +168,12 @@ def _entry_rule(sec: Section) -> EntryRule:
     if any(d < 0 or d > 6 for d in days):
         raise InvalidInputError.of(f"{sec.path}.entry_days", "days are 0 (Monday) .. 6 (Sunday)")
     band = None if sec.raw("band") is None else sec.numbers("band", 2)
-    size = None if sec.raw("size") is None else sec.numbers("size", 2)
+    m_label = sec.number("m_label", low=0, high=2) if days else 0.0
     if band is not None and not 0 <= band[0] <= band[1] <= 100:
         raise InvalidInputError.of(f"{sec.path}.band", f"must be [low, high] with 0 <= low <= high <= 100, got {band}")
-    if size is not None and not 0 <= size[0] <= size[1] <= 1:
-        raise InvalidInputError.of(f"{sec.path}.size", f"must be [low, high] shares in [0, 1], got {size}")
     if days and band is None:
         raise InvalidInputError.of(f"{sec.path}.band", "is required when there are entry days")
-    return EntryRule(days, (band[0], band[1]) if band else None, (size[0], size[1]) if size else None)
+    return EntryRule(days, (band[0], band[1]) if band else None, m_label)
 
 
 def parse(data: Any, source: str = "protocol.yaml") -> ProtocolConfig:
@@ -186,10 +190,16 @@ def parse(data: Any, source: str = "protocol.yaml") -> ProtocolConfig:
             buffer=a.number("buffer", low=0, high=1),
             weekly_target=a.number("weekly_target", low=-1, high=1),
             max_drawdown=a.number("max_drawdown", low=0.001, high=0.999),
+            deployment_target=a.number("deployment_target", low=0, high=1),
             symbols=a.strings("symbols"),
             withdrawals=a.flag("withdrawals"),
             reinvestment=a.flag("reinvestment"),
+            max_symbol_weight=(
+                None if a.raw_or_none("max_symbol_weight") is None else a.number("max_symbol_weight", low=0, high=0.95)
+            ),
         )
+        if not accounts[kind].symbols:
+            raise InvalidInputError.of(f"accounts.{kind}.symbols", "needs at least one symbol")
     total = sum(a.allocation for a in accounts.values())
     if abs(total - 1.0) > 1e-9:
         raise InvalidInputError.of("accounts", f"allocations must add up to 1, got {total}")

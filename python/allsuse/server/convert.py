@@ -31,7 +31,11 @@ SEVERITY = {
     "CRITICAL": decision_pb2.SEVERITY_CRITICAL,
 }
 KIND_IN = {common_pb2.OPTION_KIND_CALL: "call", common_pb2.OPTION_KIND_PUT: "put"}
-KIND_OUT = {"call": common_pb2.OPTION_KIND_CALL, "put": common_pb2.OPTION_KIND_PUT}
+KIND_OUT = {
+    "call": common_pb2.OPTION_KIND_CALL,
+    "put": common_pb2.OPTION_KIND_PUT,
+    "stock": common_pb2.OPTION_KIND_STOCK,
+}
 
 
 def money_out(value: float | Decimal) -> common_pb2.Money:
@@ -166,8 +170,22 @@ def order_out(o: Order | None) -> decision_pb2.Order | None:
     )
 
 
+def _order_payload(o: Order) -> dict[str, Any]:
+    return {
+        "kind": o.kind,
+        "side": o.side,
+        "strike": o.strike,
+        "expiry": o.expiry.isoformat() if o.expiry else "",
+        "contracts": o.contracts,
+        "limit_price": o.limit_price,
+        "delta": o.delta,
+        "premium": o.premium,
+        "band": list(o.band) if o.band else None,
+    }
+
+
 def decision_payload(d: Decision, portfolio_id: str, decision_id: str, approval: str) -> dict[str, Any]:
-    """The stored form of a decision (JSON-ready)."""
+    """The stored form of a decision (JSON-ready), with its effects for when it is approved."""
     o = d.order
     return {
         "decision_id": decision_id,
@@ -180,18 +198,8 @@ def decision_payload(d: Decision, portfolio_id: str, decision_id: str, approval:
         "week_type": d.week_type or "",
         "protocol_level": d.protocol_level,
         "action": d.action,
-        "order": None
-        if o is None
-        else {
-            "kind": o.kind,
-            "side": o.side,
-            "strike": o.strike,
-            "expiry": o.expiry.isoformat() if o.expiry else "",
-            "contracts": o.contracts,
-            "limit_price": o.limit_price,
-            "delta": o.delta,
-            "premium": o.premium,
-        },
+        "order": None if o is None else _order_payload(o),
+        "orders": [_order_payload(c) for c in d.orders],
         "es_before": d.es_before,
         "es_after": d.es_after,
         "compliance": [[r.code, r.severity, r.passed, r.message] for r in d.compliance],
@@ -204,24 +212,30 @@ def decision_payload(d: Decision, portfolio_id: str, decision_id: str, approval:
         "approval_status": approval,
         "idempotency_key": d.idempotency_key or "",
         "position_id": d.position_id,
+        "warnings": list(d.warnings),
+        "vol_source": d.vol_source,
+        "iv_source": d.iv_source,
+        "effects": d.effects.to_json() if d.effects is not None else None,
     }
 
 
+def _order_out(o: dict[str, Any]) -> decision_pb2.Order:
+    return decision_pb2.Order(
+        kind=KIND_OUT.get(o["kind"], common_pb2.OPTION_KIND_UNSPECIFIED),
+        side=o["side"],
+        strike=o["strike"],
+        expiry=o["expiry"],
+        contracts=o["contracts"],
+        limit_price=money_out(o["limit_price"]),
+        delta=o["delta"],
+        premium=money_out(o["premium"]),
+    )
+
+
 def decision_out(p: dict[str, Any]) -> decision_pb2.Decision:
-    """The Decision message of a stored decision payload."""
+    """The Decision message of a stored decision payload (payloads stored before v2 have no orders/warnings)."""
     o = p.get("order")
-    order = None
-    if o:
-        order = decision_pb2.Order(
-            kind=KIND_OUT.get(o["kind"], common_pb2.OPTION_KIND_UNSPECIFIED),
-            side=o["side"],
-            strike=o["strike"],
-            expiry=o["expiry"],
-            contracts=o["contracts"],
-            limit_price=money_out(o["limit_price"]),
-            delta=o["delta"],
-            premium=money_out(o["premium"]),
-        )
+    order = _order_out(o) if o else None
     return decision_pb2.Decision(
         decision_id=p["decision_id"],
         portfolio_id=p["portfolio_id"],
@@ -248,4 +262,8 @@ def decision_out(p: dict[str, Any]) -> decision_pb2.Decision:
         account_state=p["account_state"],
         approval_status=p["approval_status"],
         idempotency_key=p["idempotency_key"],
+        orders=[_order_out(c) for c in p.get("orders") or ([o] if o else [])],
+        warnings=p.get("warnings") or [],
+        vol_source=p.get("vol_source", "vix"),
+        iv_source=p.get("iv_source", "given"),
     )

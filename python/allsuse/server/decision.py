@@ -16,7 +16,7 @@ import numpy as np
 from allsuse import _core, pricing, risk
 from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
-from allsuse.protocol.engine import Engine
+from allsuse.protocol.engine import Effects, Engine
 from allsuse.protocol.positions import Position
 from allsuse.protocol.trust import TrustBook
 from allsuse.protocol.week_type import describe_week
@@ -122,6 +122,10 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             approval = "NOT_APPLICABLE" if decision.order is None else "REJECTED"
         else:
             approval = "PENDING" if decision.requires_approval else "AUTOMATIC"
+        if approval == "AUTOMATIC":
+            # Approved by the rules and by trust: the decision's effects (rate window, freezes, cuts) start now;
+            # a pending one changes nothing until a person approves it (PROTOCOL section 10).
+            engine.commit(decision, stored.portfolio)
         decision_id = uuid.uuid4().hex
         payload = decision_payload(decision, request.portfolio_id, decision_id, approval)
         payload["idempotency_key"] = key
@@ -367,6 +371,21 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             )
         payload["approval_status"] = "APPROVED" if request.approve else "DECLINED"
         payload["approval_note"] = request.note
+        effects = payload.get("effects")
+        if request.approve and effects:
+            # The approved decision's effects start now; a declined one leaves no trace.
+            engine = self._engine(stored)
+            engine.apply_effects(Effects.from_json(effects), stored.portfolio)
+            stored.engine_state = engine.export_state()
+            repo = PortfolioRepository(self.store)
+
+            def record(tx: StoreTx) -> None:
+                tx.update_decision(
+                    request.decision_id, status=payload["approval_status"].lower(), payload=payload, actor=actor()
+                )
+
+            repo.save(stored, actor=actor(), extra=record)
+            return payload
         self.store.update_decision(
             request.decision_id, status=payload["approval_status"].lower(), payload=payload, actor=actor()
         )

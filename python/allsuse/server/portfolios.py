@@ -46,6 +46,7 @@ def _position(p: Position) -> dict[str, Any]:
         "premium": p.premium,
         "cost_basis": p.cost_basis,
         "iv": p.iv,
+        "band": list(p.band) if p.band else None,
     }
 
 
@@ -111,6 +112,7 @@ def from_payload(portfolio_id: str, payload: dict[str, Any]) -> StoredPortfolio:
             float(x["premium"]),
             float(x["cost_basis"]),
             float(x["iv"]),
+            (float(x["band"][0]), float(x["band"][1])) if x.get("band") else None,
         )
     recorded = int(payload.get("transactions", 0))
     # New transactions continue the stored numbering; the old ones live in the store's ledger.

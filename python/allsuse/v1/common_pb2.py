@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61llsuse/v1/common.proto\x12\nallsuse.v1\"<\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\r\n\x05units\x18\x02 \x01(\x03\x12\r\n\x05\x63\x65nts\x18\x03 \x01(\x05\"2\n\tBuildInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x14\n\x0c\x63ore_profile\x18\x02 \x01(\t*T\n\nOptionKind\x12\x1b\n\x17OPTION_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10OPTION_KIND_CALL\x10\x01\x12\x13\n\x0fOPTION_KIND_PUT\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61llsuse/v1/common.proto\x12\nallsuse.v1\"<\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\r\n\x05units\x18\x02 \x01(\x03\x12\r\n\x05\x63\x65nts\x18\x03 \x01(\x05\"2\n\tBuildInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x14\n\x0c\x63ore_profile\x18\x02 \x01(\t*k\n\nOptionKind\x12\x1b\n\x17OPTION_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10OPTION_KIND_CALL\x10\x01\x12\x13\n\x0fOPTION_KIND_PUT\x10\x02\x12\x15\n\x11OPTION_KIND_STOCK\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'allsuse.v1.common_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_OPTIONKIND']._serialized_start=153
-  _globals['_OPTIONKIND']._serialized_end=237
+  _globals['_OPTIONKIND']._serialized_end=260
   _globals['_MONEY']._serialized_start=39
   _globals['_MONEY']._serialized_end=99
   _globals['_BUILDINFO']._serialized_start=101

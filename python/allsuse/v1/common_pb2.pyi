@@ -26,6 +26,8 @@ class _OptionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OptionKind
     OPTION_KIND_UNSPECIFIED: _OptionKind.ValueType  # 0
     OPTION_KIND_CALL: _OptionKind.ValueType  # 1
     OPTION_KIND_PUT: _OptionKind.ValueType  # 2
+    OPTION_KIND_STOCK: _OptionKind.ValueType  # 3
+    """Shares (an order's contracts are then shares): Com-Acc's round lots, the stock leg of a level-3 close."""
 
 class OptionKind(_OptionKind, metaclass=_OptionKindEnumTypeWrapper):
     """Call or put."""
@@ -33,6 +35,8 @@ class OptionKind(_OptionKind, metaclass=_OptionKindEnumTypeWrapper):
 OPTION_KIND_UNSPECIFIED: OptionKind.ValueType  # 0
 OPTION_KIND_CALL: OptionKind.ValueType  # 1
 OPTION_KIND_PUT: OptionKind.ValueType  # 2
+OPTION_KIND_STOCK: OptionKind.ValueType  # 3
+"""Shares (an order's contracts are then shares): Com-Acc's round lots, the stock leg of a level-3 close."""
 Global___OptionKind: _TypeAlias = OptionKind  # noqa: Y015
 
 @_typing.final

@@ -36,6 +36,8 @@ class _ActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Action.ValueTy
     ACTION_ACCEPT_ASSIGNMENT: _Action.ValueType  # 6
     ACTION_REDUCE: _Action.ValueType  # 7
     ACTION_NO_TRADE: _Action.ValueType  # 8
+    ACTION_BUY_SHARES: _Action.ValueType  # 9
+    """Com-Acc at setup: buy round lots of a symbol up to its per-symbol target (PROTOCOL section 8)."""
 
 class Action(_Action, metaclass=_ActionEnumTypeWrapper): ...
 
@@ -48,6 +50,8 @@ ACTION_HOLD: Action.ValueType  # 5
 ACTION_ACCEPT_ASSIGNMENT: Action.ValueType  # 6
 ACTION_REDUCE: Action.ValueType  # 7
 ACTION_NO_TRADE: Action.ValueType  # 8
+ACTION_BUY_SHARES: Action.ValueType  # 9
+"""Com-Acc at setup: buy round lots of a symbol up to its per-symbol target (PROTOCOL section 8)."""
 Global___Action: _TypeAlias = Action  # noqa: Y015
 
 class _Outcome:
@@ -394,6 +398,10 @@ class Decision(_message.Message):
     ACCOUNT_STATE_FIELD_NUMBER: _builtins.int
     APPROVAL_STATUS_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    ORDERS_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
+    VOL_SOURCE_FIELD_NUMBER: _builtins.int
+    IV_SOURCE_FIELD_NUMBER: _builtins.int
     decision_id: _builtins.str
     """Server-assigned id."""
     portfolio_id: _builtins.str
@@ -419,6 +427,12 @@ class Decision(_message.Message):
     approval_status: _builtins.str
     """"PENDING", "APPROVED", "DECLINED" or "AUTOMATIC"."""
     idempotency_key: _builtins.str
+    vol_source: _builtins.str
+    """"vix" when the snapshot carried a VIX, "proxy" when the index's realised volatility x 1.2 stood in
+    (PROTOCOL section 6), "none" when neither could be had.
+    """
+    iv_source: _builtins.str
+    """Where the symbol's IV came from: "chain", "given" (the snapshot's iv) or a fallback."""
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -433,6 +447,16 @@ class Decision(_message.Message):
     def es_after(self) -> _common_pb2.Money: ...
     @_builtins.property
     def compliance(self) -> _containers.RepeatedCompositeFieldContainer[Global___RuleResult]: ...
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]:
+        """The orders to send: `order` sliced into child orders of at most 50 contracts (R14), plus any further leg
+        (a level-3 close also sells the shares of an assigned position: kind OPTION_KIND_STOCK, contracts = shares).
+        """
+
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Plain warnings for a person, e.g. "gen-1: one SPX put needs $400,000 of collateral; deployable $38,000"."""
+
     def __init__(
         self,
         *,
@@ -458,10 +482,14 @@ class Decision(_message.Message):
         account_state: _builtins.str = ...,
         approval_status: _builtins.str = ...,
         idempotency_key: _builtins.str = ...,
+        orders: _abc.Iterable[Global___Order] | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
+        vol_source: _builtins.str = ...,
+        iv_source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "es_after", b"es_after", "es_before", b"es_before", "order", b"order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "account_state", b"account_state", "action", b"action", "approval_status", b"approval_status", "as_of", b"as_of", "compliance", b"compliance", "confidence", b"confidence", "decision_id", b"decision_id", "es_after", b"es_after", "es_before", b"es_before", "explanation", b"explanation", "idempotency_key", b"idempotency_key", "label_confidence", b"label_confidence", "market_label", b"market_label", "order", b"order", "outcome", b"outcome", "portfolio_id", b"portfolio_id", "protocol_level", b"protocol_level", "requires_approval", b"requires_approval", "symbol", b"symbol", "trust_kind", b"trust_kind", "week_type", b"week_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "account_state", b"account_state", "action", b"action", "approval_status", b"approval_status", "as_of", b"as_of", "compliance", b"compliance", "confidence", b"confidence", "decision_id", b"decision_id", "es_after", b"es_after", "es_before", b"es_before", "explanation", b"explanation", "idempotency_key", b"idempotency_key", "iv_source", b"iv_source", "label_confidence", b"label_confidence", "market_label", b"market_label", "order", b"order", "orders", b"orders", "outcome", b"outcome", "portfolio_id", b"portfolio_id", "protocol_level", b"protocol_level", "requires_approval", b"requires_approval", "symbol", b"symbol", "trust_kind", b"trust_kind", "vol_source", b"vol_source", "warnings", b"warnings", "week_type", b"week_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
