@@ -733,14 +733,13 @@ fn symbol_concentration(
     let limit = match c.max_symbol_weight {
         None => max_share,
         Some(w) if w > 0.0 && w <= ceiling => w,
-        Some(w) => return (
-            false,
-            format!(
-                "invalid=max_symbol_weight max_symbol_weight={} expected=0<w<={} account={acct}",
-                n(w),
-                n(ceiling)
-            ),
-        ),
+        Some(w) => {
+            let text = format!("max_symbol_weight={} expected=0<w<={}", n(w), n(ceiling));
+            return (
+                false,
+                format!("invalid=max_symbol_weight {text} account={acct}"),
+            );
+        }
     };
     let grouped = !c.group_symbols.is_empty() || c.group_exposure_after.is_some();
     let group_exposure = match (grouped, c.group_exposure_after) {
