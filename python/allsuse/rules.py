@@ -2,6 +2,10 @@
 
 `RuleBook.load(path)` reads config/rules.yaml; `reload(path)` swaps in a new rule set only when it
 compiles, so a bad file keeps the old rules in force and raises an error naming the file, rule and field.
+
+R11's VIX thresholds are rule parameters; the engine sizes with config/protocol.yaml `vix_breakers`. So that
+the two can never disagree, a rule file whose thresholds differ from the protocol file's is refused on load
+and on reload.
 """
 
 from __future__ import annotations
@@ -10,14 +14,19 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from allsuse import _core
 from allsuse.errors import InvalidInputError
 
+if TYPE_CHECKING:
+    from allsuse.protocol.settings import ProtocolConfig
+
 DEFAULT_RULES = Path(__file__).resolve().parents[2] / "config" / "rules.yaml"
+VIX_RULE = "R11_VIX_BREAKER"
+VIX_THRESHOLDS = ("hedged_at", "reducing_at", "halted_at")
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,11 @@ class Compliance:
         return tuple(r for r in self.results if not r.passed)
 
 
-def compile_file(path: Path) -> _core.RuleSet:
-    """Reads and compiles a rule file; any problem names the file (and the rule and field when it is one)."""
+def compile_file(path: Path, protocol: ProtocolConfig | None = None) -> _core.RuleSet:
+    """Reads and compiles a rule file; any problem names the file (and the rule and field when it is one).
+
+    R11's thresholds are checked against `protocol` (default: config/protocol.yaml).
+    """
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -54,23 +66,42 @@ def compile_file(path: Path) -> _core.RuleSet:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise InvalidInputError(f"{path.name}: not valid YAML{where}", path.name, "invalid YAML") from None
     try:
-        return _core.RuleSet(json.dumps(data))
+        rules = _core.RuleSet(json.dumps(data))
     except InvalidInputError as exc:
         raise InvalidInputError(f"{path.name}: {exc}", f"{path.name}:{exc.field}", exc.reason) from None
+    check_vix_thresholds(rules, path.name, protocol)
+    return rules
+
+
+def check_vix_thresholds(rules: _core.RuleSet, source: str, protocol: ProtocolConfig | None = None) -> None:
+    """R11's thresholds must equal protocol.yaml `vix_breakers`; a rule set without R11 has nothing to check."""
+    from allsuse.protocol import settings  # here, not at the top: allsuse.protocol imports this module
+
+    breakers = (protocol or settings.default()).doc.section("vix_breakers")
+    for key in VIX_THRESHOLDS:
+        ours = rules.number_param(VIX_RULE, key)
+        if ours is None:
+            continue
+        theirs = breakers.number(key)
+        if ours != theirs:
+            field = f"{VIX_RULE}.params.{key}"
+            reason = f"is {ours:g} but protocol.yaml vix_breakers.{key} is {theirs:g}; the two must agree"
+            raise InvalidInputError(f"{source}: {field}: {reason}", f"{source}:{field}", reason)
 
 
 class RuleBook:
     """The rule set in force, swappable at run time without a restart."""
 
-    def __init__(self, rules: _core.RuleSet, source: Path) -> None:
+    def __init__(self, rules: _core.RuleSet, source: Path, protocol: ProtocolConfig | None = None) -> None:
         self._rules = rules
         self._source = source
+        self._protocol = protocol
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path = DEFAULT_RULES) -> RuleBook:
-        """Compiles the rule file at `path`."""
-        return cls(compile_file(path), path)
+    def load(cls, path: Path = DEFAULT_RULES, protocol: ProtocolConfig | None = None) -> RuleBook:
+        """Compiles the rule file at `path`, its R11 thresholds checked against `protocol` (default: the file)."""
+        return cls(compile_file(path, protocol), path, protocol)
 
     @property
     def codes(self) -> list[str]:
@@ -80,7 +111,7 @@ class RuleBook:
     def reload(self, path: Path | None = None) -> None:
         """Compiles `path` (default: the file last loaded) and swaps it in; on error the old set stays."""
         target = path or self._source
-        fresh = compile_file(target)
+        fresh = compile_file(target, self._protocol)
         with self._lock:
             self._rules = fresh
             self._source = target

@@ -2,21 +2,28 @@
 
 Every threshold the engine uses comes from here, so an operator changes one without a release.
 An invalid value raises InvalidInputError naming the key path (e.g. `entry_rules.gen.green.band`).
+
+`PROTOCOL_KEYS` is the one table of every key the code reads; `validate(config)` reads them all eagerly and
+the server calls `validate_default()` at start, so a bad value stops start-up with a ConfigError naming the
+file and the key, instead of surfacing in the first decision. A new key the code reads goes in that table.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from allsuse.errors import InvalidInputError
+from allsuse.errors import AllsuseError, InvalidInputError
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
+# The protocol file settings.default() reads (and so the engine and the server).
+PROTOCOL_FILE = CONFIG_DIR / "protocol.yaml"
 ACCOUNT_TYPES = ("gen", "rev", "com")
 LABELS = ("green", "red", "chop")
 
@@ -109,6 +116,10 @@ class Section:
     def keys(self) -> list[str]:
         """The keys of this mapping."""
         return [str(k) for k in self._data]
+
+    def has(self, key: str) -> bool:
+        """Whether the mapping holds `key` (for optional keys)."""
+        return key in self._data
 
 
 @dataclass(frozen=True)
@@ -225,4 +236,312 @@ def load_file(path: Path) -> ProtocolConfig:
 @functools.cache
 def default() -> ProtocolConfig:
     """The configuration in config/protocol.yaml (read once per process)."""
-    return load_file(CONFIG_DIR / "protocol.yaml")
+    return load_file(PROTOCOL_FILE)
+
+
+# --- eager validation of every key the code reads -------------------------------------------------------------
+
+
+class ConfigError(AllsuseError):
+    """A configuration file holds a value the code cannot use: `file`, `key` (dotted path) and `reason`."""
+
+    def __init__(self, file: str, key: str, reason: str) -> None:
+        super().__init__(f"{file}: {key}: {reason}")
+        self.file = file
+        self.key = key
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of protocol.yaml that the code reads, and what it must hold.
+
+    `path` is dotted; `*` stands for every key of that mapping (`accounts.*.symbols`). `kind`: number, numbers,
+    strings, flag or text. Numbers (and each element of a list) lie in [low, high], and above `gt` / below `lt`
+    when those are set; a list has `length` elements, strictly increasing when `order` is "increasing" and
+    non-decreasing when "nondecreasing". `optional`: may be absent; `nullable`: may be null; `when`: read only
+    when the enclosing mapping satisfies it.
+    """
+
+    path: str
+    kind: str = "number"
+    low: float | None = None
+    high: float | None = None
+    gt: float | None = None
+    lt: float | None = None
+    length: int | None = None
+    order: str = ""
+    optional: bool = False
+    nullable: bool = False
+    when: Callable[[Section], bool] | None = None
+
+
+def _has_entry_days(sec: Section) -> bool:
+    return bool(sec.numbers("entry_days"))
+
+
+def _share(path: str) -> Key:
+    """A fraction in [0, 1]."""
+    return Key(path, low=0.0, high=1.0)
+
+
+def _count(path: str) -> Key:
+    """A number >= 0."""
+    return Key(path, low=0.0)
+
+
+def _band(path: str, *, nullable: bool = False) -> Key:
+    """A delta band [low, high] in whole numbers."""
+    return Key(path, "numbers", low=0.0, high=100.0, length=2, order="nondecreasing", nullable=nullable)
+
+
+# Every key the engine, the backtest, the market label, trust, accounts and the server read, with the bounds they
+# read it with (or stricter). Keys marked v2 are optional until config/protocol.yaml carries them (v2 of the spec).
+PROTOCOL_KEYS: tuple[Key, ...] = (
+    # section 1: accounts
+    Key("accounts.*.name", "text"),
+    _share("accounts.*.allocation"),
+    _share("accounts.*.buffer"),
+    Key("accounts.*.weekly_target", low=-1.0, high=1.0),
+    Key("accounts.*.max_drawdown", low=0.001, high=0.999),
+    Key("accounts.*.symbols", "strings"),
+    Key("accounts.*.withdrawals", "flag"),
+    Key("accounts.*.reinvestment", "flag"),
+    Key("accounts.*.deployment_target", gt=0.0, high=1.0, optional=True),  # v2; <= max_deployment
+    Key("accounts.*.max_symbol_weight", gt=0.0, high=1.0, optional=True),  # v2; see _check_symbol_weight
+    _share("reinvestment.leaps_share"),
+    _share("projection.reinvest_share"),
+    Key("projection.market_years.*", "numbers", length=2, low=0.0),
+    _count("forking.surplus_threshold"),
+    _share("forking.new_gen_share"),
+    _count("merging.threshold"),
+    _share("near_fork_share"),
+    # section 2: market label
+    Key("market_label.min_bars", low=2.0),
+    Key("market_label.iv_low", low=0.0),
+    Key("market_label.iv_high", low=0.0),
+    _share("market_label.trend_weak"),
+    _share("market_label.trend_strong"),
+    Key("market_label.trend_window", low=2.0),
+    Key("market_label.rsi_period", low=1.0),
+    Key("market_label.rsi_bull", low=0.0, high=100.0),
+    Key("market_label.rsi_bear", low=0.0, high=100.0),
+    Key("market_label.roc_period", low=1.0),
+    Key("market_label.roc_bull"),
+    Key("market_label.roc_bear"),
+    Key("market_label.volume_window", low=1.0),
+    Key("market_label.volume_spike", low=0.0),
+    Key("market_label.win_min_score", low=0.0),
+    *(
+        Key(f"market_label.scores.{k}", low=0.0)
+        for k in ("vol_low_green", "vol_high_red", "vol_chop", "trend", "trend_chop", "momentum", "momentum_chop")
+    ),
+    Key("market_label.scores.volume", low=0.0),
+    *(
+        _share(f"market_label.confidence.{k}")
+        for k in ("base", "strong_trend", "moderate_trend", "clear_vol", "momentum_agrees", "cap")
+    ),
+    # section 3: entry rules
+    Key("entry_rules.*.*.entry_days", "numbers", low=0.0, high=6.0),
+    _band("entry_rules.*.*.band", nullable=True),
+    Key("entry_rules.*.*.m_label", low=0.0, high=2.0, optional=True, when=_has_entry_days),  # v2
+    _share("max_deployment"),
+    Key("cash_settled", "strings", optional=True),  # v2
+    # section 4: week types
+    *(
+        Key(f"week_types.{k}")
+        for k in (
+            "put_worthless_min",
+            "put_assigned_min",
+            "deep_drawdown_below",
+            "call_strong_min",
+            "call_appreciation_min",
+            "call_premium_min",
+            "call_roll_min",
+        )
+    ),
+    Key("week_types.confidence_margin", low=0.0),
+    _share("week_types.confidence_high"),
+    _share("week_types.confidence_low"),
+    Key("week_types.roll_max_debit_share", low=0.0),
+    # section 5: protocol levels and ATR regime
+    Key("protocol_levels.excursion", "numbers", length=3, low=0.0, order="increasing"),
+    Key("protocol_levels.loss", "numbers", length=3, low=0.0, high=1.0, order="increasing"),
+    Key("protocol_levels.atr_period", low=1.0),
+    Key("protocol_levels.atr_fallback_share", gt=0.0, high=1.0),
+    *(_share(f"protocol_levels.take_profit.{kind}") for kind in ACCOUNT_TYPES),
+    Key("protocol_levels.rev_roll_excursion", low=0.0),
+    Key("atr_regime.period", low=1.0),
+    Key("atr_regime.upper_pct", "numbers", length=4, low=0.0, order="increasing"),
+    Key("atr_regime.size_multiplier", "numbers", length=5, low=0.0),
+    Key("atr_regime_fallback_pct", low=0.0),
+    # section 6: risk
+    Key("risk.es_confidence", low=0.5, high=0.9999),
+    _share("risk.es_budget_share"),
+    Key("risk.scenario_days", low=1.0),
+    Key("risk.symbol_cap_share", gt=0.0, high=1.0),
+    Key("risk.tail_q", gt=0.0, lt=1.0),
+    _share("risk.tail_dependence_limit"),
+    Key("drawdown_protection.thresholds", "numbers", length=4, low=0.0, high=1.0, order="increasing"),
+    Key("drawdown_protection.multipliers", "numbers", length=5, low=0.0),
+    Key("drawdown_protection.light_vol_cut.annual_vol_above", low=0.0),
+    _share("drawdown_protection.light_vol_cut.cut"),
+    Key("drawdown_protection.cuts", "numbers", length=5, low=0.0, high=1.0),
+    _count("drawdown_protection.emergency_close_count"),
+    _share("drawdown_protection.step_down_recovery"),
+    _share("drawdown_protection.off_recovery"),
+    _count("drawdown_protection.max_adjustments_per_day"),
+    _count("drawdown_budget.multiplier"),
+    Key("vix_breakers.hedged_at", low=0.0),
+    _share("vix_breakers.hedged_multiplier"),
+    Key("vix_breakers.reducing_at", low=0.0),
+    Key("vix_breakers.halted_at", low=0.0),
+    Key("vix_proxy_ratio", gt=0.0, optional=True),  # v2
+    Key("scenarios.iv_move_sensitivity", low=0.0),
+    Key("scenarios.horizon_days", low=0.0),
+    # section 8: sizing
+    _share("sizing.covered_call_cap_share"),
+    _band("covered_calls.band"),
+    _band("covered_calls.recovery_band"),
+    # section 10: decisions and trust
+    *(
+        _share(f"trust.{k}")
+        for k in ("initial", "auto_threshold", "confidence_threshold", "reward", "penalty", "weekly_decay", "floor")
+    ),
+    *(_share(f"decision_confidence.{k}") for k in ("hold_enhanced", "hold_normal", "roll", "close")),
+)
+
+
+def _mappings(sec: Section, parts: list[str]) -> Iterator[tuple[Section, str]]:
+    """Each (enclosing mapping, key) that a dotted path with `*` wildcards names."""
+    head, rest = parts[0], parts[1:]
+    if not rest:
+        names = sec.keys() if head == "*" else [head]
+        yield from ((sec, k) for k in names)
+        return
+    names = sec.keys() if head == "*" else [head]
+    for key in names:
+        yield from _mappings(sec.section(key), rest)
+
+
+def _bounded(key: Key, where: str, value: float) -> None:
+    if key.low is not None and value < key.low:
+        raise InvalidInputError.of(where, f"must be >= {key.low:g}, got {value:g}")
+    if key.high is not None and value > key.high:
+        raise InvalidInputError.of(where, f"must be <= {key.high:g}, got {value:g}")
+    if key.gt is not None and not value > key.gt:
+        raise InvalidInputError.of(where, f"must be > {key.gt:g}, got {value:g}")
+    if key.lt is not None and not value < key.lt:
+        raise InvalidInputError.of(where, f"must be < {key.lt:g}, got {value:g}")
+
+
+def _check_key(key: Key, sec: Section, name: str) -> None:
+    where = sec._key(name)
+    if not sec.has(name):
+        if key.optional:
+            return
+        raise InvalidInputError.of(where, "is missing")
+    if key.when is not None and not key.when(sec):
+        return
+    raw = sec.raw(name)
+    if raw is None and key.nullable:
+        return
+    if key.kind == "number":
+        _bounded(key, where, sec.number(name))
+    elif key.kind == "numbers":
+        values = sec.numbers(name, key.length)
+        for v in values:
+            _bounded(key, where, v)
+        pairs = list(itertools.pairwise(values))
+        if key.order == "increasing" and any(b <= a for a, b in pairs):
+            raise InvalidInputError.of(where, f"must increase strictly, got {list(values)}")
+        if key.order == "nondecreasing" and any(b < a for a, b in pairs):
+            raise InvalidInputError.of(where, f"must not decrease, got {list(values)}")
+    elif key.kind == "strings":
+        sec.strings(name)
+    elif key.kind == "flag":
+        sec.flag(name)
+    elif key.kind == "text":
+        if not isinstance(raw, str) or not raw.strip():
+            raise InvalidInputError.of(where, f"must be a non-empty string, got {raw!r}")
+    else:  # a mistake in the table itself
+        raise InvalidInputError.of(where, f"unknown kind {key.kind!r} in settings.PROTOCOL_KEYS")
+
+
+def _check_vix_breakers(doc: Section) -> None:
+    v = doc.section("vix_breakers")
+    hedged, reducing, halted = v.number("hedged_at"), v.number("reducing_at"), v.number("halted_at")
+    if not hedged < reducing:
+        raise InvalidInputError.of(
+            "vix_breakers.reducing_at", f"must be above hedged_at ({hedged:g}), got {reducing:g}"
+        )
+    if not reducing < halted:
+        raise InvalidInputError.of(
+            "vix_breakers.halted_at", f"must be above reducing_at ({reducing:g}), got {halted:g}"
+        )
+
+
+def _check_deployment(doc: Section) -> None:
+    """Section 8: a deployment target and a symbol weight never pass the share left after the buffer."""
+    ceiling = doc.number("max_deployment")
+    symbol_cap = doc.section("risk").number("symbol_cap_share")
+    accounts = doc.section("accounts")
+    kinds = accounts.keys()
+    for kind in kinds:
+        a = accounts.section(kind)
+        limit = min(ceiling, 1.0 - a.number("buffer"))
+        if a.has("deployment_target") and a.number("deployment_target") > limit:
+            raise InvalidInputError.of(
+                f"accounts.{kind}.deployment_target",
+                f"must be <= {limit:g} (max_deployment and 1 - buffer), got {a.number('deployment_target'):g}",
+            )
+        if a.has("max_symbol_weight"):
+            weight = a.number("max_symbol_weight")
+            if weight > limit:
+                raise InvalidInputError.of(
+                    f"accounts.{kind}.max_symbol_weight", f"must be <= {limit:g} (max_deployment), got {weight:g}"
+                )
+            symbols = a.strings("symbols")
+            if weight > symbol_cap and len(symbols) != 1:
+                raise InvalidInputError.of(
+                    f"accounts.{kind}.max_symbol_weight",
+                    f"may exceed risk.symbol_cap_share ({symbol_cap:g}) only for an account with a single symbol; "
+                    f"{kind} has {len(symbols)}",
+                )
+
+
+# Checks across keys, after every key of the table has been read.
+CROSS_CHECKS: tuple[Callable[[Section], None], ...] = (_check_vix_breakers, _check_deployment)
+
+
+def validate(config: ProtocolConfig, source: str = "protocol.yaml") -> None:
+    """Reads every key of PROTOCOL_KEYS (and the cross-checks) now; raises ConfigError naming `source` and the key."""
+    try:
+        for key in PROTOCOL_KEYS:
+            for sec, name in _mappings(config.doc, key.path.split(".")):
+                _check_key(key, sec, name)
+        for check in CROSS_CHECKS:
+            check(config.doc)
+    except InvalidInputError as exc:
+        raise ConfigError(source, exc.field or "", exc.reason or str(exc)) from None
+
+
+def load_validated(path: Path | None = None) -> ProtocolConfig:
+    """Reads, parses and validates a protocol file (default: PROTOCOL_FILE); any problem is a ConfigError."""
+    target = PROTOCOL_FILE if path is None else path
+    try:
+        config = load_file(target)
+    except InvalidInputError as exc:
+        raise ConfigError(str(target), exc.field or target.name, exc.reason or str(exc)) from None
+    validate(config, str(target))
+    return config
+
+
+def validate_default() -> ProtocolConfig:
+    """What the server calls at start: the configuration the engine will use (`default()`), every key read."""
+    try:
+        config = default()
+    except InvalidInputError as exc:
+        raise ConfigError(str(PROTOCOL_FILE), exc.field or PROTOCOL_FILE.name, exc.reason or str(exc)) from None
+    validate(config, str(PROTOCOL_FILE))
+    return config

@@ -37,6 +37,7 @@ from allsuse.config import Config
 from allsuse.errors import InvalidInputError
 from allsuse.orchestration import EventBus, Every, Lifecycle, Registry, Scheduler, State, Transition
 from allsuse.orchestration.errors import OrchestrationError
+from allsuse.protocol import settings
 from allsuse.server import jobs
 from allsuse.server.auth import KeyVerifier
 from allsuse.server.health import HEALTH_SERVICE, HealthReporter
@@ -348,6 +349,9 @@ class Service:
         bindings: Sequence[ServiceBinding] = (),
         service_modules: Sequence[str] | None = None,
     ) -> None:
+        # Every key of config/protocol.yaml the code reads, read now: a bad value stops start-up with a
+        # ConfigError naming the file and the key (`allsuse serve` prints it and exits 2).
+        settings.validate_default()
         self.config = config
         self.registry = Registry("allsuse", start_timeout=30.0)
         self.metrics = ServerMetrics()

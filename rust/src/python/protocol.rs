@@ -306,6 +306,16 @@ impl RuleSet {
         self.inner.rules.len()
     }
 
+    /// A numeric parameter of a rule (e.g. ("R11_VIX_BREAKER", "halted_at")); None when the set has no such
+    /// rule or the rule no such parameter.
+    fn number_param(&self, code: &str, name: &str) -> Option<f64> {
+        self.inner
+            .rules
+            .iter()
+            .find(|r| r.code == code)
+            .and_then(|r| r.number_param(name))
+    }
+
     /// Evaluates the rules that apply to the context (JSON); returns (results, outcome), each result
     /// (code, severity, passed, message).
     fn evaluate(

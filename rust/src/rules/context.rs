@@ -63,7 +63,20 @@ pub struct OrderContext {
     /// None when no earnings calendar was given.
     pub earnings_in_week: Option<bool>,
     pub withdrawal_amount: Option<f64>,
+    /// What the order trades: put, call or stock. R17 (earnings) checks puts only; absent, R17 checks entries
+    /// as before v2.
+    pub option_kind: Option<String>,
+    /// The symbol's tail-dependent group (PROTOCOL section 6: pairwise lower-tail coefficient > 0.5) and the
+    /// group's combined exposure after the trade; R07 checks max(symbol, group). Absent: the symbol alone.
+    pub group_symbols: Vec<String>,
+    pub group_exposure_after: Option<f64>,
+    /// The account's own concentration limit (a single-symbol account, PROTOCOL section 8), which replaces R07's
+    /// `max_share`; 0 < w <= the rule's `max_symbol_weight_ceiling` (0.95). Absent: R07's `max_share`.
+    pub max_symbol_weight: Option<f64>,
 }
+
+/// The option kinds an order may trade.
+pub const OPTION_KINDS: [&str; 3] = ["put", "call", "stock"];
 
 impl OrderContext {
     /// Parses a context from JSON; an unknown or mistyped field is named.
@@ -108,10 +121,20 @@ impl OrderContext {
             ("mid", self.mid),
             ("orders_last_minute", self.orders_last_minute),
             ("withdrawal_amount", self.withdrawal_amount),
+            ("group_exposure_after", self.group_exposure_after),
+            ("max_symbol_weight", self.max_symbol_weight),
         ];
         for (name, v) in numbers {
             if let Some(x) = v {
                 check::finite(name, x)?;
+            }
+        }
+        if let Some(k) = &self.option_kind {
+            if !OPTION_KINDS.contains(&k.as_str()) {
+                return Err(CoreError::invalid(
+                    "option_kind",
+                    format!("must be one of {}, got '{k}'", OPTION_KINDS.join(", ")),
+                ));
             }
         }
         if let Some(c) = &self.chain {
@@ -126,5 +149,22 @@ impl OrderContext {
     /// True for orders that open or enlarge a position.
     pub fn is_new_exposure(&self) -> bool {
         matches!(self.kind.as_str(), "entry") || (self.kind == "roll" && !self.reduces_exposure)
+    }
+
+    /// A buy-back of a short option: a CLOSE (every contract) or a REDUCE (some).
+    pub fn is_buy_back(&self) -> bool {
+        matches!(self.kind.as_str(), "close" | "reduce")
+    }
+
+    /// What a REDUCING state lets through: an order that lowers exposure.
+    pub fn lowers_exposure(&self) -> bool {
+        self.reduces_exposure || self.is_buy_back()
+    }
+
+    /// What a HALTED state lets through: cancels, closes and reduce orders (a buy-back is a closing order).
+    /// Entries and rolls open a new option, so they never pass, even a roll that lowers exposure.
+    pub fn is_closing(&self) -> bool {
+        self.is_buy_back()
+            || (self.reduces_exposure && !matches!(self.kind.as_str(), "entry" | "roll"))
     }
 }

@@ -31,6 +31,8 @@ pub struct CompiledRule {
     pub code: String,
     pub severity: Severity,
     pub applies_to: Vec<String>,
+    /// The numeric parameters as given, for cross-checks against other configuration.
+    numbers: Vec<(String, f64)>,
     check: Check,
 }
 
@@ -57,6 +59,7 @@ enum Check {
     PositionSize,
     SymbolConcentration {
         max_share: f64,
+        ceiling: f64,
     },
     SectorConcentration {
         max_share: f64,
@@ -65,7 +68,11 @@ enum Check {
         max_share: f64,
     },
     TradingState,
-    VixBreaker,
+    VixBreaker {
+        hedged_at: f64,
+        reducing_at: f64,
+        halted_at: f64,
+    },
     Liquidity {
         min_open_interest: f64,
         min_volume: f64,
@@ -73,6 +80,7 @@ enum Check {
     },
     PriceCollar {
         max_deviation_share: f64,
+        min_tick: f64,
     },
     MaxOrderSize {
         max_contracts: f64,
@@ -100,7 +108,6 @@ fn schema(code: &str) -> Option<&'static [(&'static str, Param)]> {
         | "R05_CASH_SECURED"
         | "R06_POSITION_SIZE"
         | "R10_TRADING_STATE"
-        | "R11_VIX_BREAKER"
         | "R16_DUPLICATE"
         | "R17_EARNINGS_BLACKOUT"
         | "R18_NO_WITHDRAWAL" => &[],
@@ -110,15 +117,21 @@ fn schema(code: &str) -> Option<&'static [(&'static str, Param)]> {
             ("roll_max_dte", Number),
         ],
         "R04_SYMBOL_ALLOWED" => &[("restricted", Strings)],
-        "R07_SYMBOL_CONCENTRATION" | "R08_SECTOR_CONCENTRATION" | "R09_ES_BUDGET" => {
-            &[("max_share", Number)]
+        "R07_SYMBOL_CONCENTRATION" => {
+            &[("max_share", Number), ("max_symbol_weight_ceiling", Number)]
         }
+        "R08_SECTOR_CONCENTRATION" | "R09_ES_BUDGET" => &[("max_share", Number)],
+        "R11_VIX_BREAKER" => &[
+            ("hedged_at", Number),
+            ("reducing_at", Number),
+            ("halted_at", Number),
+        ],
         "R12_LIQUIDITY" => &[
             ("min_open_interest", Number),
             ("min_volume", Number),
             ("max_spread_share", Number),
         ],
-        "R13_PRICE_COLLAR" => &[("max_deviation_share", Number)],
+        "R13_PRICE_COLLAR" => &[("max_deviation_share", Number), ("min_tick", Number)],
         "R14_MAX_ORDER_SIZE" => &[("max_contracts", Number)],
         "R15_ORDER_RATE" => &[("max_per_minute", Number)],
         _ => return None,
@@ -298,9 +311,21 @@ fn compile_rule(i: usize, raw: &Value) -> CoreResult<CompiledRule> {
         },
         "R05_CASH_SECURED" => Check::CashSecured,
         "R06_POSITION_SIZE" => Check::PositionSize,
-        "R07_SYMBOL_CONCENTRATION" => Check::SymbolConcentration {
-            max_share: num("max_share")?,
-        },
+        "R07_SYMBOL_CONCENTRATION" => {
+            let max_share = num("max_share")?;
+            let ceiling = num("max_symbol_weight_ceiling")?;
+            if !(max_share <= ceiling && ceiling <= 1.0) {
+                return Err(err(
+                    format!("{at}.params.max_symbol_weight_ceiling"),
+                    format!(
+                        "must be at least max_share ({}) and at most 1, got {}",
+                        n(max_share),
+                        n(ceiling)
+                    ),
+                ));
+            }
+            Check::SymbolConcentration { max_share, ceiling }
+        }
         "R08_SECTOR_CONCENTRATION" => Check::SectorConcentration {
             max_share: num("max_share")?,
         },
@@ -308,7 +333,36 @@ fn compile_rule(i: usize, raw: &Value) -> CoreResult<CompiledRule> {
             max_share: num("max_share")?,
         },
         "R10_TRADING_STATE" => Check::TradingState,
-        "R11_VIX_BREAKER" => Check::VixBreaker,
+        "R11_VIX_BREAKER" => {
+            let hedged_at = num("hedged_at")?;
+            let reducing_at = num("reducing_at")?;
+            let halted_at = num("halted_at")?;
+            if hedged_at >= reducing_at {
+                return Err(err(
+                    format!("{at}.params.reducing_at"),
+                    format!(
+                        "must be above hedged_at ({}), got {}",
+                        n(hedged_at),
+                        n(reducing_at)
+                    ),
+                ));
+            }
+            if reducing_at >= halted_at {
+                return Err(err(
+                    format!("{at}.params.halted_at"),
+                    format!(
+                        "must be above reducing_at ({}), got {}",
+                        n(reducing_at),
+                        n(halted_at)
+                    ),
+                ));
+            }
+            Check::VixBreaker {
+                hedged_at,
+                reducing_at,
+                halted_at,
+            }
+        }
         "R12_LIQUIDITY" => Check::Liquidity {
             min_open_interest: num("min_open_interest")?,
             min_volume: num("min_volume")?,
@@ -316,6 +370,7 @@ fn compile_rule(i: usize, raw: &Value) -> CoreResult<CompiledRule> {
         },
         "R13_PRICE_COLLAR" => Check::PriceCollar {
             max_deviation_share: num("max_deviation_share")?,
+            min_tick: num("min_tick")?,
         },
         "R14_MAX_ORDER_SIZE" => Check::MaxOrderSize {
             max_contracts: num("max_contracts")?,
@@ -327,17 +382,26 @@ fn compile_rule(i: usize, raw: &Value) -> CoreResult<CompiledRule> {
         "R17_EARNINGS_BLACKOUT" => Check::EarningsBlackout,
         _ => Check::NoWithdrawal,
     };
+    let mut numbers = Vec::new();
+    for (name, kind) in params_schema {
+        if matches!(kind, Param::Number) {
+            numbers.push((name.to_string(), num(name)?));
+        }
+    }
     Ok(CompiledRule {
         code,
         severity,
         applies_to,
+        numbers,
         check,
     })
 }
 
-/// Formats a number compactly: integers without decimals, others with up to 4.
+/// Formats a number compactly: integers without decimals, others with up to 4; never `inf` or `NaN`.
 fn n(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
+    if !x.is_finite() {
+        "undefined".to_string()
+    } else if x.fract() == 0.0 && x.abs() < 1e15 {
         format!("{}", x as i64)
     } else {
         let s = format!("{x:.4}");
@@ -345,15 +409,77 @@ fn n(x: f64) -> String {
     }
 }
 
-fn state_allows(state: &str, ctx: &OrderContext) -> bool {
-    match state {
-        "HALTED" => ctx.kind == "close",
-        "REDUCING" => ctx.reduces_exposure || matches!(ctx.kind.as_str(), "close" | "reduce"),
-        _ => true,
+/// A trading state (PROTOCOL section 6); HEDGED is the VIX breaker's hedged week, which trades like ACTIVE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Active,
+    Hedged,
+    Reducing,
+    Halted,
+}
+
+/// The states a caller may pass, as `expected=` shows them.
+const STATES: &str = "ACTIVE|REDUCING|HALTED";
+
+impl State {
+    /// A state a caller passes: ACTIVE, REDUCING or HALTED (exact spelling); anything else is unknown.
+    fn parse(s: &str) -> Option<State> {
+        match s {
+            "ACTIVE" => Some(State::Active),
+            "REDUCING" => Some(State::Reducing),
+            "HALTED" => Some(State::Halted),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            State::Active => "ACTIVE",
+            State::Hedged => "HEDGED",
+            State::Reducing => "REDUCING",
+            State::Halted => "HALTED",
+        }
+    }
+
+    /// REDUCING: only orders that lower exposure; HALTED: only cancels, closes and reduce orders.
+    fn allows(self, ctx: &OrderContext) -> bool {
+        match self {
+            State::Active | State::Hedged => true,
+            State::Reducing => ctx.lowers_exposure(),
+            State::Halted => ctx.is_closing(),
+        }
     }
 }
 
+/// A caller's state field: absent (empty), known, or unknown.
+enum Given<'a> {
+    Absent,
+    Known(State),
+    Unknown(&'a str),
+}
+
+fn given(s: &str) -> Given<'_> {
+    if s.is_empty() {
+        Given::Absent
+    } else {
+        State::parse(s).map_or(Given::Unknown(s), Given::Known)
+    }
+}
+
+/// x >= threshold, where a value within 1e-9 (relative) of the threshold counts as on it (PROTOCOL section 5).
+fn at_or_above(x: f64, threshold: f64) -> bool {
+    x >= threshold || (threshold - x).abs() <= 1e-9 * threshold.abs()
+}
+
 impl CompiledRule {
+    /// A numeric parameter of the rule as compiled (None when the rule has no such parameter).
+    pub fn number_param(&self, name: &str) -> Option<f64> {
+        self.numbers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+    }
+
     /// Whether the rule applies to a decision kind.
     pub fn applies(&self, kind: &str) -> bool {
         self.applies_to.iter().any(|k| k == kind)
@@ -470,24 +596,26 @@ impl CompiledRule {
                     format!("notional={} cap={} account={acct}", n(notional), n(cap)),
                 )
             }
-            Check::SymbolConcentration { max_share } => {
+            Check::SymbolConcentration { max_share, ceiling } => {
                 let exp = need!(c.symbol_exposure_after, "symbol_exposure_after");
                 let eq = need!(c.account_equity, "account_equity");
-                let share = if eq > 0.0 { exp / eq } else { f64::INFINITY };
-                (
-                    share <= *max_share + 1e-12,
-                    format!(
-                        "symbol={} share={} max={} account={acct}",
-                        c.symbol,
-                        n(share),
-                        n(*max_share)
-                    ),
-                )
+                symbol_concentration(c, exp, eq, *max_share, *ceiling)
             }
             Check::SectorConcentration { max_share } => {
                 let exp = need!(c.sector_exposure_after, "sector_exposure_after");
                 let eq = need!(c.portfolio_equity, "portfolio_equity");
-                let share = if eq > 0.0 { exp / eq } else { f64::INFINITY };
+                if eq <= 0.0 {
+                    return (
+                        false,
+                        format!(
+                            "sector={} share=undefined portfolio_equity={} max={}",
+                            c.sector,
+                            n(eq),
+                            n(*max_share)
+                        ),
+                    );
+                }
+                let share = exp / eq;
                 (
                     share <= *max_share + 1e-12,
                     format!(
@@ -512,30 +640,12 @@ impl CompiledRule {
                     ),
                 )
             }
-            Check::TradingState => {
-                let ok = state_allows(&c.account_state, c) && state_allows(&c.system_state, c);
-                (
-                    ok,
-                    format!(
-                        "account_state={} system_state={} kind={} reduces={}",
-                        or_active(&c.account_state),
-                        or_active(&c.system_state),
-                        c.kind,
-                        c.reduces_exposure
-                    ),
-                )
-            }
-            Check::VixBreaker => {
-                let vix = c.vix.map(n).unwrap_or_else(|| "none".into());
-                (
-                    state_allows(&c.vix_state, c),
-                    format!(
-                        "vix={vix} state={} kind={}",
-                        or_active(&c.vix_state),
-                        c.kind
-                    ),
-                )
-            }
+            Check::TradingState => trading_state(c),
+            Check::VixBreaker {
+                hedged_at,
+                reducing_at,
+                halted_at,
+            } => vix_breaker(c, *hedged_at, *reducing_at, *halted_at),
             Check::Liquidity {
                 min_open_interest,
                 min_volume,
@@ -544,13 +654,15 @@ impl CompiledRule {
                 None => (true, "chain=none".to_string()),
                 Some(ch) => {
                     let mid = 0.5 * (ch.bid + ch.ask);
+                    // No positive mid, no measurable spread: the quote is not liquid (shown as undefined).
                     let spread = if mid > 0.0 {
                         (ch.ask - ch.bid) / mid
                     } else {
-                        f64::INFINITY
+                        f64::NAN
                     };
                     let ok = ch.open_interest >= *min_open_interest
                         && ch.volume >= *min_volume
+                        && spread.is_finite()
                         && spread <= *max_spread_share + 1e-12;
                     (
                         ok,
@@ -568,24 +680,11 @@ impl CompiledRule {
             },
             Check::PriceCollar {
                 max_deviation_share,
+                min_tick,
             } => {
                 let limit = need!(c.limit_price, "limit_price");
                 let mid = need!(c.mid, "mid");
-                let dev = if mid > 0.0 {
-                    (limit - mid).abs() / mid
-                } else {
-                    f64::INFINITY
-                };
-                (
-                    dev <= *max_deviation_share + 1e-12,
-                    format!(
-                        "limit={} mid={} deviation={} max={}",
-                        n(limit),
-                        n(mid),
-                        n(dev),
-                        n(*max_deviation_share)
-                    ),
-                )
+                price_collar(c, limit, mid, *max_deviation_share, *min_tick)
             }
             Check::MaxOrderSize { max_contracts } => {
                 let q = need!(c.contracts, "contracts");
@@ -606,13 +705,7 @@ impl CompiledRule {
                 )
             }
             Check::Duplicate => (!c.idempotency_seen, format!("seen={}", c.idempotency_seen)),
-            Check::EarningsBlackout => match c.earnings_in_week {
-                None => (true, "calendar=none".to_string()),
-                Some(e) => (
-                    !(e && c.is_new_exposure()),
-                    format!("symbol={} earnings_in_week={e}", c.symbol),
-                ),
-            },
+            Check::EarningsBlackout => earnings_blackout(c),
             Check::NoWithdrawal => {
                 let ok = !(c.kind == "withdrawal" && c.account_type == "com");
                 let amount = c.withdrawal_amount.map(n).unwrap_or_else(|| "none".into());
@@ -628,10 +721,256 @@ impl CompiledRule {
     }
 }
 
-fn or_active(s: &str) -> &str {
-    if s.is_empty() {
-        "ACTIVE"
+/// R07: max(symbol share, group share) against the account's limit (its own `max_symbol_weight` when given).
+fn symbol_concentration(
+    c: &OrderContext,
+    exposure: f64,
+    equity: f64,
+    max_share: f64,
+    ceiling: f64,
+) -> (bool, String) {
+    let acct = &c.account_id;
+    let limit = match c.max_symbol_weight {
+        None => max_share,
+        Some(w) if w > 0.0 && w <= ceiling => w,
+        Some(w) => {
+            let text = format!("max_symbol_weight={} expected=0<w<={}", n(w), n(ceiling));
+            return (
+                false,
+                format!("invalid=max_symbol_weight {text} account={acct}"),
+            );
+        }
+    };
+    let grouped = !c.group_symbols.is_empty() || c.group_exposure_after.is_some();
+    let group_exposure = match (grouped, c.group_exposure_after) {
+        (false, _) => None,
+        (true, Some(g)) => Some(g),
+        (true, None) => {
+            return (
+                false,
+                format!(
+                    "missing=group_exposure_after group={} account={acct}",
+                    group_name(c)
+                ),
+            )
+        }
+    };
+    if equity <= 0.0 {
+        return (
+            false,
+            format!(
+                "symbol={} share=undefined account_equity={} max={} account={acct}",
+                c.symbol,
+                n(equity),
+                n(limit)
+            ),
+        );
+    }
+    let share = exposure / equity;
+    let mut ok = share <= limit + 1e-12;
+    let mut text = format!("symbol={} share={}", c.symbol, n(share));
+    if let Some(g) = group_exposure {
+        let group_share = g / equity;
+        ok = ok && group_share <= limit + 1e-12;
+        text.push_str(&format!(
+            " group={} group_share={}",
+            group_name(c),
+            n(group_share)
+        ));
+    }
+    (ok, format!("{text} max={} account={acct}", n(limit)))
+}
+
+fn group_name(c: &OrderContext) -> String {
+    if c.group_symbols.is_empty() {
+        "unnamed".to_string()
     } else {
-        s
+        c.group_symbols.join("+")
+    }
+}
+
+/// R10: both the account's and the system's state must allow the order; an unknown state fails, an absent one
+/// fails an order that a HALTED state would refuse (a buy-back passes whatever the state, so it needs none).
+fn trading_state(c: &OrderContext) -> (bool, String) {
+    let fields = [
+        ("account_state", c.account_state.as_str()),
+        ("system_state", c.system_state.as_str()),
+    ];
+    let mut ok = true;
+    let mut shown = Vec::with_capacity(2);
+    for (field, value) in fields {
+        match given(value) {
+            Given::Unknown(s) => {
+                return (
+                    false,
+                    format!(
+                        "{field}={s} unknown={field} expected={STATES} kind={}",
+                        c.kind
+                    ),
+                )
+            }
+            Given::Absent if !c.is_closing() => {
+                return (false, format!("missing={field} kind={}", c.kind));
+            }
+            Given::Absent => shown.push(format!("{field}=none")),
+            Given::Known(state) => {
+                ok = ok && state.allows(c);
+                shown.push(format!("{field}={}", state.name()));
+            }
+        }
+    }
+    (
+        ok,
+        format!(
+            "{} kind={} reduces={}",
+            shown.join(" "),
+            c.kind,
+            c.reduces_exposure
+        ),
+    )
+}
+
+/// R11: the breaker from the VIX number itself (PROTOCOL section 6); without a VIX, a known `vix_state`.
+fn vix_breaker(
+    c: &OrderContext,
+    hedged_at: f64,
+    reducing_at: f64,
+    halted_at: f64,
+) -> (bool, String) {
+    let (state, shown) = match c.vix {
+        Some(v) if v < 0.0 => return (false, format!("vix={} invalid=vix expected=vix>=0", n(v))),
+        Some(v) => {
+            let (state, threshold) = if at_or_above(v, halted_at) {
+                (State::Halted, Some(halted_at))
+            } else if at_or_above(v, reducing_at) {
+                (State::Reducing, Some(reducing_at))
+            } else if at_or_above(v, hedged_at) {
+                (State::Hedged, Some(hedged_at))
+            } else {
+                (State::Active, None)
+            };
+            let at = threshold
+                .map(|t| format!(" at={}", n(t)))
+                .unwrap_or_default();
+            (state, format!("vix={}{at}", n(v)))
+        }
+        None => match given(&c.vix_state) {
+            Given::Known(state) => (state, format!("vix=none vix_state={}", state.name())),
+            Given::Unknown(s) => {
+                return (
+                    false,
+                    format!(
+                        "vix=none vix_state={s} unknown=vix_state expected={STATES} kind={}",
+                        c.kind
+                    ),
+                )
+            }
+            Given::Absent if c.is_closing() => {
+                return (
+                    true,
+                    format!("vix=none vix_state=none kind={} closing=true", c.kind),
+                )
+            }
+            Given::Absent => return (false, format!("missing=vix kind={}", c.kind)),
+        },
+    };
+    let note = if state == State::Hedged {
+        " note=hedged_week"
+    } else {
+        ""
+    };
+    (
+        state.allows(c),
+        format!("{shown} state={} kind={}{note}", state.name(), c.kind),
+    )
+}
+
+/// R13: limit within the collar of mid; buying back at or under the minimum tick always passes (a worthless
+/// option's close); a mid that is not positive has no deviation and fails (shown as undefined).
+fn price_collar(
+    c: &OrderContext,
+    limit: f64,
+    mid: f64,
+    max_deviation_share: f64,
+    min_tick: f64,
+) -> (bool, String) {
+    if limit < 0.0 {
+        return (
+            false,
+            format!(
+                "limit={} mid={} invalid=limit_price expected=limit>=0",
+                n(limit),
+                n(mid)
+            ),
+        );
+    }
+    if c.is_buy_back() && limit <= min_tick * (1.0 + 1e-9) {
+        return (
+            true,
+            format!(
+                "limit={} mid={} min_tick={} kind={} buy_back_at_min_tick=true",
+                n(limit),
+                n(mid),
+                n(min_tick),
+                c.kind
+            ),
+        );
+    }
+    if mid <= 0.0 {
+        return (
+            false,
+            format!(
+                "limit={} mid={} deviation=undefined max={}",
+                n(limit),
+                n(mid),
+                n(max_deviation_share)
+            ),
+        );
+    }
+    let dev = (limit - mid).abs() / mid;
+    (
+        dev <= max_deviation_share + 1e-12,
+        format!(
+            "limit={} mid={} deviation={} max={}",
+            n(limit),
+            n(mid),
+            n(dev),
+            n(max_deviation_share)
+        ),
+    )
+}
+
+/// R17: no new put and no put roll into a week with the symbol's earnings (when a calendar is given); calls
+/// and stock are never blacked out. Without `option_kind`, an entry is checked as before v2 and a roll is not.
+fn earnings_blackout(c: &OrderContext) -> (bool, String) {
+    let Some(earnings) = c.earnings_in_week else {
+        return (true, "calendar=none".to_string());
+    };
+    let symbol = &c.symbol;
+    match c.option_kind.as_deref() {
+        Some("put") => (
+            !(earnings && matches!(c.kind.as_str(), "entry" | "roll")),
+            format!(
+                "symbol={symbol} earnings_in_week={earnings} option_kind=put kind={}",
+                c.kind
+            ),
+        ),
+        Some(other) => (
+            true,
+            format!(
+                "symbol={symbol} earnings_in_week={earnings} option_kind={other} applies=puts_only"
+            ),
+        ),
+        None if c.kind == "entry" => (
+            !(earnings && c.is_new_exposure()),
+            format!("symbol={symbol} earnings_in_week={earnings}"),
+        ),
+        None => (
+            true,
+            format!(
+                "symbol={symbol} earnings_in_week={earnings} option_kind=none kind={} checked=false",
+                c.kind
+            ),
+        ),
     }
 }
