@@ -292,7 +292,7 @@ def test_tail_dependent_symbols_count_as_one_for_concentration() -> None:
     b = make_bars(THURSDAY, base * 0.5)
     m = MarketData(bars={"AMD": a, "NVDA": b}, iv={"AMD": IV_GREEN, "NVDA": IV_GREEN}, vix=18.0)
     strike = round(a.last_close * 0.9)
-    big.positions["amd"] = Position("amd", "p1/gen-1", "AMD", "put", -4.0, MONDAY, strike, FRIDAY, 1.0, iv=0.3)
+    big.positions["amd"] = Position("amd", "p1/gen-1", "AMD", "put", -6.0, MONDAY, strike, FRIDAY, 1.0, iv=0.3)
     engine = Engine()
     d = engine.decide(big, "p1/gen-1", "NVDA", at(THURSDAY), m)
     assert d.action == "OPEN_PUT", d.explanation

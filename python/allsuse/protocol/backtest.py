@@ -242,15 +242,21 @@ class Backtest:
                     # would answer NO_TRADE, and its equity (hence its drawdown state) cannot have moved.
                     ledger.actions["NO_TRADE"] = ledger.actions.get("NO_TRADE", 0) + 1
                     continue
-                decision = self.engine.decide(portfolio, account.id, self.symbol, as_of, market)
-                for text in decision.warnings:
-                    seen = ledger.warnings.setdefault(text.split(" needs ")[0], [text, day.isoformat(), "", 0])
-                    seen[2] = day.isoformat()
-                    seen[3] += 1
-                self._execute(portfolio, decision, market, day, ledger)
-                if decision.week_type:
-                    counts = ledger.week_types.setdefault(account.id, {})
-                    counts[decision.week_type] = counts.get(decision.week_type, 0) + 1
+                for _ in range(2):
+                    decision = self.engine.decide(portfolio, account.id, self.symbol, as_of, market)
+                    for text in decision.warnings:
+                        seen = ledger.warnings.setdefault(text.split(" needs ")[0], [text, day.isoformat(), "", 0])
+                        seen[2] = day.isoformat()
+                        seen[3] += 1
+                    self._execute(portfolio, decision, market, day, ledger)
+                    if decision.week_type:
+                        counts = ledger.week_types.setdefault(account.id, {})
+                        counts[decision.week_type] = counts.get(decision.week_type, 0) + 1
+                    # A position closed for profit (or at a stop) frees its capital: on an entry day the account
+                    # is decided once more, as a person would redeploy the cash the same day.
+                    closed = decision.action == "CLOSE" and decision.outcome != "REJECTED"
+                    if not closed or any(p.account_id == account.id for p in portfolio.positions.values()):
+                        break
             for pos in portfolio.positions.values():
                 ledger.active_this_week.add(pos.account_id)
             self._record_deployment(portfolio, market, day, ledger)

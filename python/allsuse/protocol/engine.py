@@ -37,7 +37,6 @@ ACTIONS = (
     "NO_TRADE",
     "BUY_SHARES",
 )
-_V2_RULE_FIELDS = False  # TEMPORARY until rules-v2 merges
 TRUST_KIND = {
     "OPEN_PUT": "entry",
     "OPEN_CALL": "entry",
@@ -214,8 +213,6 @@ class Engine:
     def extra_context(self, order: Order, group: list[str], group_exposure: float, max_weight: float) -> dict[str, Any]:
         """Rule-context fields of protocol v2: the order's instrument, the tail-dependent group and the account's
         concentration limit (R07, R17)."""
-        if not _V2_RULE_FIELDS:
-            return {}
         return {
             "option_kind": order.kind,
             "group_symbols": group,
@@ -1353,7 +1350,7 @@ class _Deciding:
             "weekday": self.today.weekday(),
             "entry_days": list(rule.entry_days) if order.kind == "put" else [self.today.weekday()],
             "allowed_symbols": list(self.e.allowed_symbols(self.a.kind)),
-            "strike": order.strike if order.kind != "stock" else order.limit_price / MULTIPLIER,
+            "strike": order.strike if order.kind != "stock" else order.limit_price,
             "contracts": float(last) / unit,
             "multiplier": MULTIPLIER,
             "free_cash": self._free_cash() + released - added * before_last,

@@ -296,7 +296,7 @@ def _band(path: str, *, nullable: bool = False) -> Key:
 
 
 # Every key the engine, the backtest, the market label, trust, accounts and the server read, with the bounds they
-# read it with (or stricter). Keys marked v2 are optional until config/protocol.yaml carries them (v2 of the spec).
+# read it with (or stricter).
 PROTOCOL_KEYS: tuple[Key, ...] = (
     # section 1: accounts
     Key("accounts.*.name", "text"),
@@ -307,8 +307,8 @@ PROTOCOL_KEYS: tuple[Key, ...] = (
     Key("accounts.*.symbols", "strings"),
     Key("accounts.*.withdrawals", "flag"),
     Key("accounts.*.reinvestment", "flag"),
-    Key("accounts.*.deployment_target", gt=0.0, high=1.0, optional=True),  # v2; <= max_deployment
-    Key("accounts.*.max_symbol_weight", gt=0.0, high=1.0, optional=True),  # v2; see _check_symbol_weight
+    Key("accounts.*.deployment_target", gt=0.0, high=1.0),  # <= max_deployment
+    Key("accounts.*.max_symbol_weight", gt=0.0, high=1.0, optional=True),  # see _check_symbol_weight
     _share("reinvestment.leaps_share"),
     _share("projection.reinvest_share"),
     Key("projection.market_years.*", "numbers", length=2, low=0.0),
@@ -344,9 +344,10 @@ PROTOCOL_KEYS: tuple[Key, ...] = (
     # section 3: entry rules
     Key("entry_rules.*.*.entry_days", "numbers", low=0.0, high=6.0),
     _band("entry_rules.*.*.band", nullable=True),
-    Key("entry_rules.*.*.m_label", low=0.0, high=2.0, optional=True, when=_has_entry_days),  # v2
+    Key("entry_rules.*.*.m_label", low=0.0, high=2.0, when=_has_entry_days),
     _share("max_deployment"),
-    Key("cash_settled", "strings", optional=True),  # v2
+    Key("expiry.entry_max_dte", low=1.0),
+    Key("cash_settled", "strings"),
     # section 4: week types
     *(
         Key(f"week_types.{k}")
@@ -396,13 +397,19 @@ PROTOCOL_KEYS: tuple[Key, ...] = (
     _share("vix_breakers.hedged_multiplier"),
     Key("vix_breakers.reducing_at", low=0.0),
     Key("vix_breakers.halted_at", low=0.0),
-    Key("vix_proxy_ratio", gt=0.0, optional=True),  # v2
+    Key("vix_proxy_ratio", gt=0.0),
+    Key("vix_proxy_window", low=2.0),
+    Key("scenarios.method", "text"),
+    Key("scenarios.monte_carlo.paths", low=1.0, high=1_000_000.0),
+    Key("scenarios.monte_carlo.seed", low=0.0),
     Key("scenarios.iv_move_sensitivity", low=0.0),
     Key("scenarios.horizon_days", low=0.0),
     # section 8: sizing
     _share("sizing.covered_call_cap_share"),
+    Key("sizing.max_contracts_per_order", low=1.0),
     _band("covered_calls.band"),
     _band("covered_calls.recovery_band"),
+    _band("covered_calls.roll_down_band"),
     # section 10: decisions and trust
     *(
         _share(f"trust.{k}")
@@ -510,8 +517,17 @@ def _check_deployment(doc: Section) -> None:
                 )
 
 
+def _check_scenarios(doc: Section) -> None:
+    """Section 6: historical scenarios by default, Monte Carlo as an option."""
+    method = str(doc.section("scenarios").raw("method"))
+    if method not in SCENARIO_METHODS:
+        raise InvalidInputError.of("scenarios.method", f"must be one of {', '.join(SCENARIO_METHODS)}, got {method!r}")
+
+
+SCENARIO_METHODS = ("historical", "monte_carlo")
+
 # Checks across keys, after every key of the table has been read.
-CROSS_CHECKS: tuple[Callable[[Section], None], ...] = (_check_vix_breakers, _check_deployment)
+CROSS_CHECKS: tuple[Callable[[Section], None], ...] = (_check_vix_breakers, _check_deployment, _check_scenarios)
 
 
 def validate(config: ProtocolConfig, source: str = "protocol.yaml") -> None:
