@@ -105,9 +105,9 @@ def test_vix_breakers(vix: float, expected: tuple[float, bool, str]) -> None:
 
 
 def test_sizing_never_rounds_up() -> None:
-    budget, contracts, binding = _core.size_put(38_000, 38_000, 30.0, 0.125, 0.25, 0.0, 1.0, 1.0, 1.0, 100.0)
-    assert (round(budget, 6), contracts, binding) == (4750.0, 1, "size")
-    assert _core.size_put(38_000, 38_000, 50.0, 0.125, 0.25, 0.0, 1.0, 1.0, 1.0, 100.0)[1] == 0
+    budget, contracts, binding = _core.size_put(38_000, 38_000, 30.0, 0.125, 0.25, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 100.0)
+    assert (round(budget, 6), contracts, binding) == (4750.0, 1, "target")
+    assert _core.size_put(38_000, 38_000, 50.0, 0.125, 0.25, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 100.0)[1] == 0
     assert _core.size_covered_calls(350, 0.5, 100) == 1
 
 

@@ -139,7 +139,7 @@ def test_building_block_rpcs(api: Clients) -> None:
         metadata=md,
         timeout=TIMEOUT,
     )
-    assert (s.contracts, s.binding, as_float(s.budget)) == (1, "size", 4750.0)
+    assert (s.contracts, s.binding, as_float(s.budget)) == (1, "target", 4750.0)
     k = api.decision.SelectStrike(
         decision_pb2.SelectStrikeRequest(
             kind=common_pb2.OPTION_KIND_PUT, spot=250.0, t=5 / 365, iv=0.35, band_low=40, band_high=50

@@ -54,12 +54,14 @@ def size_put(
     equity: float,
     free_cash: float,
     strike: float,
-    size_share: float,
-    symbol_cap_share: float,
+    target_share: float,
+    max_symbol_weight: float,
     existing_exposure: float,
+    m_label: float,
     m_atr: float,
     m_drawdown: float,
     m_vix: float,
+    allowed_exposure: float,
     multiplier: float,
 ) -> tuple[float, int, str]: ...
 def size_covered_calls(shares: float, max_cover_share: float, multiplier: float) -> int: ...

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from allsuse import _core, pricing, risk
+from allsuse import _core, pricing, risk, sizing
 from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
 from allsuse.protocol.engine import Effects, Engine
@@ -51,6 +51,16 @@ ROLES = {
     "CheckCompliance": "viewer",
     "ApproveDecision": "trader",
     "RecordOutcome": "trader",
+}
+
+
+# SizePosition request fields whose sizing-facade argument has another name: an error names the field the client sent.
+_SIZE_FIELDS = {
+    "target_share": "size_share",
+    "m_label": "label_multiplier",
+    "m_atr": "atr_multiplier",
+    "m_drawdown": "drawdown_multiplier",
+    "m_vix": "vix_multiplier",
 }
 
 
@@ -269,20 +279,30 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         return await self._cached("SizePosition", request, compute, decision_pb2.SizePositionResponse)
 
     def _size(self, request: decision_pb2.SizePositionRequest) -> decision_pb2.SizePositionResponse:
-        cap = settings.default().doc.section("risk").number("symbol_cap_share")
-        budget, contracts, binding = _core.size_put(
-            float(money_in(request.equity, "equity")),
-            float(money_in(request.free_cash, "free_cash")),
-            request.strike,
-            request.size_share,
-            cap,
-            float(money_in(request.existing_exposure, "existing_exposure")),
-            request.atr_multiplier if request.atr_multiplier else 1.0,
-            request.drawdown_multiplier if request.drawdown_multiplier else 1.0,
-            request.vix_multiplier if request.vix_multiplier else 1.0,
-            100.0,
+        """PROTOCOL section 8 through the sizing facade. An absent multiplier is 1.0; a present 0 is zero contracts;
+        an absent max_symbol_weight is the configured cap."""
+        try:
+            size = sizing.size_put(
+                equity=money_in(request.equity, "equity"),
+                free_cash=money_in(request.free_cash, "free_cash"),
+                strike=request.strike,
+                target_share=request.size_share,
+                max_symbol_weight=request.max_symbol_weight if request.HasField("max_symbol_weight") else None,
+                existing_exposure=money_in(request.existing_exposure, "existing_exposure"),
+                m_label=request.label_multiplier if request.HasField("label_multiplier") else 1.0,
+                m_atr=request.atr_multiplier if request.HasField("atr_multiplier") else 1.0,
+                m_drawdown=request.drawdown_multiplier if request.HasField("drawdown_multiplier") else 1.0,
+                m_vix=request.vix_multiplier if request.HasField("vix_multiplier") else 1.0,
+                allowed_exposure=request.allowed_exposure if request.HasField("allowed_exposure") else 1.0,
+            )
+        except InvalidInputError as exc:
+            field = _SIZE_FIELDS.get(exc.field or "")
+            if field is None:
+                raise
+            raise InvalidInputError.of(field, exc.reason or str(exc)) from None
+        return decision_pb2.SizePositionResponse(
+            budget=money_out(size.budget), contracts=size.contracts, binding=size.binding.value
         )
-        return decision_pb2.SizePositionResponse(budget=money_out(budget), contracts=contracts, binding=binding)
 
     def _select(self, request: decision_pb2.SelectStrikeRequest) -> decision_pb2.SelectStrikeResponse:
         if request.kind not in KIND_IN:

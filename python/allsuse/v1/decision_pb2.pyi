@@ -581,6 +581,12 @@ Global___RiskAssessment: _TypeAlias = RiskAssessment  # noqa: Y015
 
 @_typing.final
 class SizePositionRequest(_message.Message):
+    """A cash-secured put sized to the account's deployment target (PROTOCOL section 8):
+    budget = min(min(size_share, max_symbol_weight) x equity x label x ATR x drawdown x VIX multipliers
+    x allowed_exposure - existing_exposure, free_cash), floored at 0; contracts = floor(budget / (strike x 100)).
+    Every multiplier is optional: absent means 1.0; present and 0 means zero contracts (never "use the default").
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EQUITY_FIELD_NUMBER: _builtins.int
@@ -591,18 +597,38 @@ class SizePositionRequest(_message.Message):
     ATR_MULTIPLIER_FIELD_NUMBER: _builtins.int
     DRAWDOWN_MULTIPLIER_FIELD_NUMBER: _builtins.int
     VIX_MULTIPLIER_FIELD_NUMBER: _builtins.int
+    LABEL_MULTIPLIER_FIELD_NUMBER: _builtins.int
+    ALLOWED_EXPOSURE_FIELD_NUMBER: _builtins.int
+    MAX_SYMBOL_WEIGHT_FIELD_NUMBER: _builtins.int
     strike: _builtins.float
     size_share: _builtins.float
-    """Size share of equity, e.g. 0.125."""
+    """The per-symbol target share t = D / number of the account's symbols, computed by the caller; e.g. Gen-Acc's
+    90% deployment target over 4 symbols is 0.225. Capped by max_symbol_weight.
+    """
     atr_multiplier: _builtins.float
+    """ATR-regime size multiplier (section 5)."""
     drawdown_multiplier: _builtins.float
+    """Drawdown-protection new-exposure multiplier (section 6)."""
     vix_multiplier: _builtins.float
+    """VIX multiplier: 0.5 in a hedged week (section 6)."""
+    label_multiplier: _builtins.float
+    """Label size multiplier m_label (section 3)."""
+    allowed_exposure: _builtins.float
+    """Drawdown budget: the allowed share of the deployment target, in [0, 1] (section 6)."""
+    max_symbol_weight: _builtins.float
+    """Concentration cap on one symbol as a share of equity, in (0, 0.95]; absent: risk.symbol_cap_share (0.25)."""
     @_builtins.property
-    def equity(self) -> _common_pb2.Money: ...
+    def equity(self) -> _common_pb2.Money:
+        """Account equity E."""
+
     @_builtins.property
-    def free_cash(self) -> _common_pb2.Money: ...
+    def free_cash(self) -> _common_pb2.Money:
+        """Free cash after the buffer."""
+
     @_builtins.property
-    def existing_exposure(self) -> _common_pb2.Money: ...
+    def existing_exposure(self) -> _common_pb2.Money:
+        """Exposure the account already has to the symbol; comes off the scaled target."""
+
     def __init__(
         self,
         *,
@@ -611,15 +637,41 @@ class SizePositionRequest(_message.Message):
         strike: _builtins.float = ...,
         size_share: _builtins.float = ...,
         existing_exposure: _common_pb2.Money | None = ...,
-        atr_multiplier: _builtins.float = ...,
-        drawdown_multiplier: _builtins.float = ...,
-        vix_multiplier: _builtins.float = ...,
+        atr_multiplier: _builtins.float | None = ...,
+        drawdown_multiplier: _builtins.float | None = ...,
+        vix_multiplier: _builtins.float | None = ...,
+        label_multiplier: _builtins.float | None = ...,
+        allowed_exposure: _builtins.float | None = ...,
+        max_symbol_weight: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["equity", b"equity", "existing_exposure", b"existing_exposure", "free_cash", b"free_cash"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_allowed_exposure", b"_allowed_exposure", "_atr_multiplier", b"_atr_multiplier", "_drawdown_multiplier", b"_drawdown_multiplier", "_label_multiplier", b"_label_multiplier", "_max_symbol_weight", b"_max_symbol_weight", "_vix_multiplier", b"_vix_multiplier", "allowed_exposure", b"allowed_exposure", "atr_multiplier", b"atr_multiplier", "drawdown_multiplier", b"drawdown_multiplier", "equity", b"equity", "existing_exposure", b"existing_exposure", "free_cash", b"free_cash", "label_multiplier", b"label_multiplier", "max_symbol_weight", b"max_symbol_weight", "vix_multiplier", b"vix_multiplier"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["atr_multiplier", b"atr_multiplier", "drawdown_multiplier", b"drawdown_multiplier", "equity", b"equity", "existing_exposure", b"existing_exposure", "free_cash", b"free_cash", "size_share", b"size_share", "strike", b"strike", "vix_multiplier", b"vix_multiplier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allowed_exposure", b"_allowed_exposure", "_atr_multiplier", b"_atr_multiplier", "_drawdown_multiplier", b"_drawdown_multiplier", "_label_multiplier", b"_label_multiplier", "_max_symbol_weight", b"_max_symbol_weight", "_vix_multiplier", b"_vix_multiplier", "allowed_exposure", b"allowed_exposure", "atr_multiplier", b"atr_multiplier", "drawdown_multiplier", b"drawdown_multiplier", "equity", b"equity", "existing_exposure", b"existing_exposure", "free_cash", b"free_cash", "label_multiplier", b"label_multiplier", "max_symbol_weight", b"max_symbol_weight", "size_share", b"size_share", "strike", b"strike", "vix_multiplier", b"vix_multiplier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__allowed_exposure: _TypeAlias = _typing.Literal["allowed_exposure"]  # noqa: Y015
+    _WhichOneofArgType__allowed_exposure: _TypeAlias = _typing.Literal["_allowed_exposure", b"_allowed_exposure"]  # noqa: Y015
+    _WhichOneofReturnType__atr_multiplier: _TypeAlias = _typing.Literal["atr_multiplier"]  # noqa: Y015
+    _WhichOneofArgType__atr_multiplier: _TypeAlias = _typing.Literal["_atr_multiplier", b"_atr_multiplier"]  # noqa: Y015
+    _WhichOneofReturnType__drawdown_multiplier: _TypeAlias = _typing.Literal["drawdown_multiplier"]  # noqa: Y015
+    _WhichOneofArgType__drawdown_multiplier: _TypeAlias = _typing.Literal["_drawdown_multiplier", b"_drawdown_multiplier"]  # noqa: Y015
+    _WhichOneofReturnType__label_multiplier: _TypeAlias = _typing.Literal["label_multiplier"]  # noqa: Y015
+    _WhichOneofArgType__label_multiplier: _TypeAlias = _typing.Literal["_label_multiplier", b"_label_multiplier"]  # noqa: Y015
+    _WhichOneofReturnType__max_symbol_weight: _TypeAlias = _typing.Literal["max_symbol_weight"]  # noqa: Y015
+    _WhichOneofArgType__max_symbol_weight: _TypeAlias = _typing.Literal["_max_symbol_weight", b"_max_symbol_weight"]  # noqa: Y015
+    _WhichOneofReturnType__vix_multiplier: _TypeAlias = _typing.Literal["vix_multiplier"]  # noqa: Y015
+    _WhichOneofArgType__vix_multiplier: _TypeAlias = _typing.Literal["_vix_multiplier", b"_vix_multiplier"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__allowed_exposure) -> _WhichOneofReturnType__allowed_exposure | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__atr_multiplier) -> _WhichOneofReturnType__atr_multiplier | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__drawdown_multiplier) -> _WhichOneofReturnType__drawdown_multiplier | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__label_multiplier) -> _WhichOneofReturnType__label_multiplier | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_symbol_weight) -> _WhichOneofReturnType__max_symbol_weight | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__vix_multiplier) -> _WhichOneofReturnType__vix_multiplier | None: ...
 
 Global___SizePositionRequest: _TypeAlias = SizePositionRequest  # noqa: Y015
 
@@ -632,7 +684,7 @@ class SizePositionResponse(_message.Message):
     BINDING_FIELD_NUMBER: _builtins.int
     contracts: _builtins.int
     binding: _builtins.str
-    """"size", "symbol_cap" or "free_cash"."""
+    """What bound the budget: "target", "symbol_cap", "free_cash" or "zero_multiplier"."""
     @_builtins.property
     def budget(self) -> _common_pb2.Money: ...
     def __init__(

@@ -1,5 +1,6 @@
 //! Drawdown protection, the drawdown budget, VIX breakers and trading states (PROTOCOL section 6).
 
+use super::exact;
 use crate::error::{check, CoreError, CoreResult};
 
 /// What orders an account (or the whole system) may place.
@@ -100,14 +101,36 @@ impl ProtectionTable {
         Ok(())
     }
 
-    /// The level a drawdown reaches with no history: 0 none .. 4 emergency.
+    /// The level a drawdown reaches by the table alone: 0 none .. 4 emergency (thresholds compared on exact
+    /// values, so 0.0499999999999 is light).
     pub fn raw_level(&self, drawdown: f64) -> u8 {
-        self.thresholds.iter().filter(|&&t| drawdown >= t).count() as u8
+        self.thresholds
+            .iter()
+            .filter(|&&t| exact::at_least(drawdown, t))
+            .count() as u8
+    }
+
+    /// Threshold at which `level` (1 light .. 4 emergency) starts; 0 for none.
+    fn threshold(&self, level: u8) -> f64 {
+        match level {
+            1..=4 => self.thresholds[usize::from(level - 1)],
+            _ => 0.0,
+        }
+    }
+
+    /// Whether protection may step down from `level` (>= 1) to the level below, given the drawdown and the
+    /// episode's trough: from light to none once the drawdown is at or under (1 - off_recovery) x trough; from a
+    /// higher level L once it is at or under threshold(L-1) + (1 - step_down_recovery) x (trough - threshold(L-1)),
+    /// i.e. half way back from the trough to the lower level's threshold with the default 0.5.
+    fn may_step_down(&self, level: u8, drawdown: f64, trough: f64) -> bool {
+        if level <= 1 {
+            return exact::at_most(drawdown, (1.0 - self.off_recovery) * trough);
+        }
+        let lower = self.threshold(level - 1);
+        let distance = (trough - lower).max(0.0);
+        exact::at_most(drawdown, lower + (1.0 - self.step_down_recovery) * distance)
     }
 }
-
-/// Tolerance for comparing drawdown shares, so 0.12 - 0.035 counts as 0.085.
-const EPS: f64 = 1e-12;
 
 /// Level names, none first.
 pub const PROTECTION_NAMES: [&str; 5] = ["none", "light", "moderate", "aggressive", "emergency"];
@@ -115,10 +138,12 @@ pub const PROTECTION_NAMES: [&str; 5] = ["none", "light", "moderate", "aggressiv
 /// The protection state of one account, carried from one observation to the next.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProtectionState {
+    /// 0 none, 1 light, 2 moderate, 3 aggressive, 4 emergency.
     pub level: u8,
-    /// Deepest drawdown since protection last switched on.
+    /// The trough T: the worst drawdown (share of peak) of the current episode, i.e. since protection last left
+    /// none; 0 while protection is off.
     pub trough: f64,
-    /// Day number (e.g. days since epoch) of the last adjustment and how many happened that day.
+    /// Day number (e.g. days since epoch) of the last observation and how many level changes happened that day.
     pub day: i64,
     pub adjustments_today: u32,
 }
@@ -134,9 +159,15 @@ impl Default for ProtectionState {
     }
 }
 
-/// Moves the protection state for a new drawdown observation (share of peak, >= 0) on `day`.
-/// Escalation is immediate; stepping down waits for half the recovery toward the level below;
-/// protection switches off after 90% of the trough is recovered; at most N changes a day.
+/// Moves the protection state for a new drawdown observation (share of peak, >= 0) on `day` (PROTOCOL section 6).
+///
+/// - Up immediately: a drawdown past a higher level's threshold moves straight to that level.
+/// - Down one level at a time, as far as the step-down rules allow in this observation, never under the level the
+///   table gives for the drawdown: from L to L-1 at or under threshold(L-1) + (T - threshold(L-1)) / 2, from light
+///   to none at or under 0.1 x T, where T is the trough of the episode (worst drawdown since protection last left
+///   none). Trough 12% at moderate: light at 8.5%, none at 1.2%.
+/// - A change of level (up, or down by one or more levels) is one adjustment; at most `max_adjustments_per_day`
+///   a day, after which the level holds until the next day (the trough still follows the drawdown).
 pub fn step_protection(
     state: ProtectionState,
     drawdown: f64,
@@ -145,65 +176,72 @@ pub fn step_protection(
 ) -> CoreResult<ProtectionState> {
     table.validate()?;
     let dd = check::non_negative("drawdown", drawdown)?;
+    if !(state.trough.is_finite() && state.trough >= 0.0) {
+        return Err(CoreError::invalid(
+            "state.trough",
+            format!("must be a finite number >= 0, got {}", state.trough),
+        ));
+    }
     let mut next = state;
     if next.day != day {
         next.day = day;
         next.adjustments_today = 0;
     }
     let current = next.level.min(4);
-    next.trough = if current == 0 {
-        dd
-    } else {
-        next.trough.max(dd)
-    };
+    next.level = current;
+    // While protection is off the stored trough is 0 (or the drawdown of an escalation the daily limit held back).
+    let trough = next.trough.max(dd);
     let raw = table.raw_level(dd);
-    let target = if raw > current {
-        raw
-    } else if current > 0 && dd <= next.trough * (1.0 - table.off_recovery) + EPS {
-        0
-    } else if current > 0 {
-        let below = if current >= 2 {
-            table.thresholds[(current - 2) as usize]
-        } else {
-            0.0
-        };
-        let distance = (next.trough - below).max(0.0);
-        if dd <= next.trough - table.step_down_recovery * distance + EPS {
-            current - 1
-        } else {
-            current
-        }
+    let mut target = current;
+    if raw > current {
+        target = raw;
     } else {
-        current
-    };
-    if target != current {
-        if next.adjustments_today >= table.max_adjustments_per_day {
-            return Ok(next);
-        }
-        next.adjustments_today += 1;
-        next.level = target;
-        if target == 0 {
-            next.trough = 0.0;
+        while target > raw && table.may_step_down(target, dd, trough) {
+            target -= 1;
         }
     }
+    if target != current && next.adjustments_today < table.max_adjustments_per_day {
+        next.adjustments_today += 1;
+        next.level = target;
+    }
+    next.trough = if next.level == 0 && raw == 0 {
+        0.0
+    } else {
+        trough
+    };
     Ok(next)
 }
 
-/// Drawdown budget: floor = peak x (1 - cap); allowed exposure = min(1, k x (equity - floor) / equity), >= 0.
+/// Drawdown budget, CPPI-style (PROTOCOL section 6): floor = peak x (1 - cap); cushion = (equity - floor) /
+/// (peak - floor), 1 at the peak and 0 at the cap; allowed exposure = min(1, k x cushion), clamped to [0, 1], as a
+/// share of the account's deployment target. With k = 2 the whole target is allowed until half the cap is lost, then
+/// it shrinks linearly to nothing at the cap. Results within 1e-9 of 0 or 1 are 0 or 1.
 pub fn allowed_exposure(peak: f64, equity: f64, cap: f64, k: f64) -> CoreResult<f64> {
     check::positive("peak", peak)?;
-    check::positive("equity", equity)?;
+    check::non_negative("equity", equity)?;
     check::open_unit("cap", cap)?;
     check::positive("k", k)?;
-    let floor = peak * (1.0 - cap);
-    Ok((k * (equity - floor) / equity).clamp(0.0, 1.0))
+    // cushion = (equity - floor) / (peak - floor) = 1 - (peak - equity) / (peak x cap), written so that the peak
+    // gives exactly 1 and a cap too small for peak - floor to be representable still divides by a non-zero number.
+    let lost = peak - equity;
+    if lost <= 0.0 {
+        return Ok(1.0);
+    }
+    let allowed = k * (1.0 - lost / (peak * cap));
+    Ok(if exact::at_least(allowed, 1.0) {
+        1.0
+    } else if allowed.is_nan() || exact::at_most(allowed, 0.0) {
+        0.0
+    } else {
+        allowed.clamp(0.0, 1.0)
+    })
 }
 
-/// The state of an account from its drawdown against its own cap.
+/// The state of an account from its drawdown against its own cap (at or past the cap, on exact values: REDUCING).
 pub fn account_state(drawdown: f64, cap: f64) -> CoreResult<TradingState> {
     check::non_negative("drawdown", drawdown)?;
     check::open_unit("cap", cap)?;
-    Ok(if drawdown >= cap {
+    Ok(if exact::at_least(drawdown, cap) {
         TradingState::Reducing
     } else {
         TradingState::Active
@@ -238,7 +276,7 @@ pub struct VixReading {
     pub state: TradingState,
 }
 
-/// Applies the VIX breakers.
+/// Applies the VIX breakers (thresholds compared on exact values).
 pub fn vix_breaker(vix: f64, b: &VixBreakers) -> CoreResult<VixReading> {
     let v = check::non_negative("vix", vix)?;
     if !(b.hedged_at < b.reducing_at && b.reducing_at < b.halted_at) {
@@ -248,14 +286,14 @@ pub fn vix_breaker(vix: f64, b: &VixBreakers) -> CoreResult<VixReading> {
         ));
     }
     check::non_negative("hedged_multiplier", b.hedged_multiplier)?;
-    let state = if v >= b.halted_at {
+    let state = if exact::at_least(v, b.halted_at) {
         TradingState::Halted
-    } else if v >= b.reducing_at {
+    } else if exact::at_least(v, b.reducing_at) {
         TradingState::Reducing
     } else {
         TradingState::Active
     };
-    let hedged = v >= b.hedged_at;
+    let hedged = exact::at_least(v, b.hedged_at);
     let multiplier = match state {
         TradingState::Active if hedged => b.hedged_multiplier,
         TradingState::Active => 1.0,
@@ -271,6 +309,48 @@ pub fn vix_breaker(vix: f64, b: &VixBreakers) -> CoreResult<VixReading> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn any_f64() -> impl Strategy<Value = f64> {
+        prop_oneof![proptest::num::f64::ANY, -1.0f64..2.0, Just(0.0), Just(1.0)]
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_and_keeps_the_level_in_range(
+            level in any::<u8>(), trough in any_f64(), day in any::<i64>(), adj in any::<u32>(),
+            dds in proptest::collection::vec(any_f64(), 1..20), today in any::<i64>(),
+        ) {
+            let t = ProtectionTable::default();
+            let mut s = ProtectionState { level, trough, day, adjustments_today: adj };
+            for dd in dds {
+                if let Ok(n) = step_protection(s, dd, today, &t) {
+                    prop_assert!(n.level <= 4);
+                    prop_assert!(n.level >= t.raw_level(dd) || n.adjustments_today >= t.max_adjustments_per_day);
+                    s = n;
+                }
+            }
+        }
+
+        #[test]
+        fn budget_and_breakers_never_panic(
+            peak in any_f64(), equity in any_f64(), cap in any_f64(), k in any_f64(), vix in any_f64(),
+        ) {
+            if let Ok(a) = allowed_exposure(peak, equity, cap, k) {
+                prop_assert!((0.0..=1.0).contains(&a));
+            }
+            let _ = account_state(equity, cap);
+            let _ = vix_breaker(vix, &VixBreakers::default());
+        }
+
+        #[test]
+        fn the_budget_falls_with_the_drawdown(dd1 in 0f64..0.2, dd2 in 0f64..0.2, cap in 0.01f64..0.5) {
+            let (lo, hi) = if dd1 < dd2 { (dd1, dd2) } else { (dd2, dd1) };
+            let a = allowed_exposure(100.0, 100.0 * (1.0 - lo), cap, 2.0);
+            let b = allowed_exposure(100.0, 100.0 * (1.0 - hi), cap, 2.0);
+            prop_assert!(b.unwrap_or(f64::NAN) <= a.unwrap_or(f64::NAN));
+        }
+    }
 
     #[test]
     fn every_drawdown_level() {
@@ -304,6 +384,105 @@ mod tests {
     }
 
     #[test]
+    fn thresholds_are_exact() {
+        let t = ProtectionTable::default();
+        for (dd, lvl) in [
+            (0.05 * (1.0 - 1e-12), 1),
+            (0.10 * (1.0 - 5e-10), 2),
+            (0.15 - 1e-17, 3),
+            (0.20 * (1.0 - 1e-11), 4),
+            (0.05 * (1.0 - 1e-8), 0),
+        ] {
+            let s = step_protection(ProtectionState::default(), dd, 1, &t).map(|s| s.level);
+            assert_eq!(s, Ok(lvl), "dd={dd}");
+        }
+        assert_eq!(
+            account_state(0.15 * (1.0 - 1e-12), 0.15),
+            Ok(TradingState::Reducing)
+        );
+    }
+
+    #[test]
+    fn vix_breakers_are_exact() {
+        let b = VixBreakers::default();
+        let r = vix_breaker(50.0 * (1.0 - 1e-12), &b).unwrap();
+        assert_eq!((r.multiplier, r.hedged), (0.5, true));
+        let r = vix_breaker(65.0 * (1.0 - 1e-12), &b).unwrap();
+        assert_eq!(r.state, TradingState::Reducing);
+        let r = vix_breaker(80.0 * (1.0 - 1e-12), &b).unwrap();
+        assert_eq!(r.state, TradingState::Halted);
+        let r = vix_breaker(80.0 * (1.0 - 1e-8), &b).unwrap();
+        assert_eq!(r.state, TradingState::Reducing);
+    }
+
+    #[test]
+    fn step_down_follows_the_protocol_examples() {
+        let t = ProtectionTable::default();
+        // trough 12% at moderate -> light at 8.5% (not before), none at 1.2% (not at 6%)
+        let s = step_protection(ProtectionState::default(), 0.12, 1, &t).unwrap();
+        assert_eq!(s.level, 2);
+        let s = step_protection(s, 0.0851, 1, &t).unwrap();
+        assert_eq!(s.level, 2);
+        let s = step_protection(s, 0.085, 1, &t).unwrap();
+        assert_eq!(s.level, 1);
+        let s = step_protection(s, 0.06, 1, &t).unwrap();
+        assert_eq!(
+            s.level, 1,
+            "light does not switch off at 6% after a 12% trough"
+        );
+        let s = step_protection(s, 0.0121, 1, &t).unwrap();
+        assert_eq!(s.level, 1);
+        let s = step_protection(s, 0.012, 1, &t).unwrap();
+        assert_eq!(s.level, 0);
+        // trough 6% at light -> none at 0.6%, not at 3%
+        let s = step_protection(ProtectionState::default(), 0.06, 2, &t).unwrap();
+        assert_eq!(s.level, 1);
+        let s = step_protection(s, 0.03, 2, &t).unwrap();
+        assert_eq!(s.level, 1);
+        let s = step_protection(s, 0.0061, 2, &t).unwrap();
+        assert_eq!(s.level, 1);
+        let s = step_protection(s, 0.006, 2, &t).unwrap();
+        assert_eq!(s.level, 0);
+    }
+
+    #[test]
+    fn moderate_never_jumps_straight_to_none() {
+        let t = ProtectionTable::default();
+        let s = step_protection(ProtectionState::default(), 0.12, 1, &t).unwrap();
+        // 1.0% is under both 8.5% and 1.2%: one observation steps down as far as the rules allow, via light
+        let s = step_protection(s, 0.01, 1, &t).unwrap();
+        assert_eq!(s.level, 0);
+        assert_eq!(s.adjustments_today, 2);
+    }
+
+    #[test]
+    fn a_step_down_never_goes_under_the_table_level() {
+        let t = ProtectionTable::default();
+        // trough 30% at emergency: half way to aggressive (15%) is 22.5%, but 22% is still emergency by the table
+        let s = step_protection(ProtectionState::default(), 0.30, 1, &t).unwrap();
+        assert_eq!(s.level, 4);
+        let s = step_protection(s, 0.22, 1, &t).unwrap();
+        assert_eq!(s.level, 4);
+        let s = step_protection(s, 0.199, 1, &t).unwrap();
+        assert_eq!(s.level, 3);
+    }
+
+    #[test]
+    fn cppi_budget() {
+        // floor = 85, cushion = (equity - 85) / 15; allowed = min(1, 2 x cushion)
+        assert_eq!(allowed_exposure(100.0, 100.0, 0.15, 2.0), Ok(1.0));
+        assert_eq!(allowed_exposure(100.0, 92.5, 0.15, 2.0), Ok(1.0)); // half the cap lost
+        let a = allowed_exposure(100.0, 88.75, 0.15, 2.0).unwrap(); // 3/4 of the cap
+        assert!((a - 0.5).abs() < 1e-12, "{a}");
+        assert_eq!(allowed_exposure(100.0, 85.0, 0.15, 2.0), Ok(0.0)); // at the cap
+        assert_eq!(allowed_exposure(100.0, 70.0, 0.15, 2.0), Ok(0.0)); // past it
+        let a = allowed_exposure(100.0, 95.0, 0.10, 2.0).unwrap(); // Rev-Acc: cushion 0.5 -> 1.0
+        assert_eq!(a, 1.0);
+        let a = allowed_exposure(100.0, 98.0, 0.07, 1.0).unwrap(); // k = 1: cushion 5/7
+        assert!((a - 5.0 / 7.0).abs() < 1e-12, "{a}");
+    }
+
+    #[test]
     fn at_most_five_adjustments_a_day() {
         let t = ProtectionTable::default();
         let mut s = ProtectionState::default();
@@ -326,12 +505,13 @@ mod tests {
 
     #[test]
     fn budget_states_and_vix() {
-        // At the peak the cushion is the whole cap: 4 x 15% = 0.6 of normal exposure (PROTOCOL section 6).
-        assert!((allowed_exposure(100.0, 100.0, 0.15, 4.0).unwrap() - 0.6).abs() < 1e-12);
-        assert_eq!(allowed_exposure(100.0, 100.0, 0.30, 4.0), Ok(1.0));
-        let a = allowed_exposure(100.0, 90.0, 0.15, 4.0).unwrap();
-        assert!((a - 4.0 * 5.0 / 90.0).abs() < 1e-12);
-        assert_eq!(allowed_exposure(100.0, 80.0, 0.15, 4.0), Ok(0.0));
+        // CPPI: at the peak the cushion is 1, so the whole deployment target is allowed (PROTOCOL section 6).
+        assert_eq!(allowed_exposure(100.0, 100.0, 0.15, 2.0), Ok(1.0));
+        let a = allowed_exposure(100.0, 90.0, 0.15, 2.0).unwrap();
+        assert!((a - 2.0 * 5.0 / 15.0).abs() < 1e-12);
+        assert_eq!(allowed_exposure(100.0, 80.0, 0.15, 2.0), Ok(0.0));
+        assert!(allowed_exposure(100.0, f64::NAN, 0.15, 2.0).is_err());
+        assert!(allowed_exposure(100.0, 90.0, 0.0, 2.0).is_err());
         assert_eq!(account_state(0.15, 0.15), Ok(TradingState::Reducing));
         assert_eq!(account_state(0.1499, 0.15), Ok(TradingState::Active));
         let b = VixBreakers::default();

@@ -1,6 +1,7 @@
 //! Protocol levels (PROTOCOL section 5): how far a position has gone against us, and the ATR regime
 //! that scales size and moves the delta target inside the band.
 
+use super::exact;
 use crate::error::{check, CoreError, CoreResult};
 
 /// Level thresholds: excursion in ATR(5) units and loss as a share of account equity.
@@ -56,7 +57,8 @@ pub struct LevelReading {
 
 /// Level of one position. `reference` is the strike of a short put or the cost basis of stock/calls;
 /// `atr` is ATR(5) (pass None with fewer than 5 bars: 2% of spot is used); `loss` is the position's
-/// current loss in dollars (positive = losing) and `equity` the account's equity.
+/// current loss in dollars (positive = losing) and `equity` the account's equity. Both measures are compared
+/// with the thresholds on exact values (within 1e-9 relative of a threshold counts as on it).
 pub fn protocol_level(
     reference: f64,
     spot: f64,
@@ -76,8 +78,16 @@ pub fn protocol_level(
     };
     let x = (reference - spot) / atr;
     let loss_share = (loss / equity).max(0.0);
-    let by_x = t.excursion.iter().filter(|&&e| x >= e).count();
-    let by_loss = t.loss.iter().filter(|&&l| loss_share >= l).count();
+    let by_x = t
+        .excursion
+        .iter()
+        .filter(|&&e| exact::at_least(x, e))
+        .count();
+    let by_loss = t
+        .loss
+        .iter()
+        .filter(|&&l| exact::at_least(loss_share, l))
+        .count();
     let level = by_x.max(by_loss) as u8;
     Ok(LevelReading {
         level,
@@ -125,7 +135,8 @@ impl Default for AtrRegimeTable {
     }
 }
 
-/// The regime of an ATR(14) expressed in percent of spot, and its size multiplier.
+/// The regime of an ATR(14) expressed in percent of spot, and its size multiplier. A regime's upper bound is
+/// inclusive on exact values: 1.0000000000000002 % is "low" (<= 1.0).
 pub fn atr_regime(atr_pct: f64, table: &AtrRegimeTable) -> CoreResult<(AtrRegime, f64)> {
     ascending("upper_pct", &table.upper_pct)?;
     for (i, m) in table.size_multiplier.iter().enumerate() {
@@ -144,7 +155,11 @@ pub fn atr_regime(atr_pct: f64, table: &AtrRegimeTable) -> CoreResult<(AtrRegime
         AtrRegime::High,
         AtrRegime::VeryHigh,
     ];
-    let idx = table.upper_pct.iter().position(|&u| a <= u).unwrap_or(4);
+    let idx = table
+        .upper_pct
+        .iter()
+        .position(|&u| exact::at_most(a, u))
+        .unwrap_or(4);
     Ok((regimes[idx], table.size_multiplier[idx]))
 }
 
@@ -173,6 +188,26 @@ pub fn delta_target(low: f64, high: f64, regime: AtrRegime) -> CoreResult<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn any_f64() -> impl Strategy<Value = f64> {
+        prop_oneof![proptest::num::f64::ANY, -1e3f64..1e3, Just(0.0)]
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(
+            r in any_f64(), s in any_f64(), atr in proptest::option::of(any_f64()), loss in any_f64(),
+            e in any_f64(), pct in any_f64(), lo in any_f64(), hi in any_f64(),
+        ) {
+            if let Ok(l) = protocol_level(r, s, atr, loss, e, &LevelThresholds::default()) {
+                prop_assert!(l.level <= 3);
+            }
+            if let Ok((regime, _)) = atr_regime(pct, &AtrRegimeTable::default()) {
+                let _ = delta_target(lo, hi, regime);
+            }
+        }
+    }
 
     #[test]
     fn levels_by_excursion_and_loss() {
@@ -210,5 +245,44 @@ mod tests {
         assert_eq!(delta_target(40.0, 50.0, AtrRegime::High), Ok(42.5));
         assert_eq!(delta_target(40.0, 50.0, AtrRegime::VeryHigh), Ok(40.0));
         assert!(atr_regime(f64::NAN, &tb).is_err());
+    }
+
+    #[test]
+    fn excursion_within_1e9_relative_of_a_threshold_is_on_it() {
+        let t = LevelThresholds::default();
+        // (100 - 97.9) / 0.7 = 2.999999999999992 in floating point: level 3 (PROTOCOL section 5).
+        let r = protocol_level(100.0, 97.9, Some(0.7), 0.0, 100_000.0, &t).unwrap();
+        assert!(r.excursion < 3.0);
+        assert_eq!(r.level, 3);
+        // a loss share a hair under 5% is 5%
+        let r = protocol_level(
+            100.0,
+            101.0,
+            Some(1.0),
+            5_000.0 * (1.0 - 1e-12),
+            100_000.0,
+            &t,
+        );
+        assert_eq!(r.map(|l| l.level), Ok(3));
+        // clearly below stays below
+        let r = protocol_level(100.0, 101.0, Some(1.0), 4_999.0, 100_000.0, &t);
+        assert_eq!(r.map(|l| l.level), Ok(2));
+    }
+
+    #[test]
+    fn atr_regime_boundaries_are_exact() {
+        let tb = AtrRegimeTable::default();
+        // 0.1 x 3 x 10 / 6 x 2 = 1.0000000000000002: on the "low" bound (<= 1.0)
+        let pct = 0.1 * 3.0 * 10.0 / 6.0 * 2.0;
+        assert!(pct > 1.0);
+        assert_eq!(atr_regime(pct, &tb).map(|r| r.0), Ok(AtrRegime::Low));
+        assert_eq!(
+            atr_regime(3.5 * (1.0 + 5e-10), &tb).map(|r| r.0),
+            Ok(AtrRegime::High)
+        );
+        assert_eq!(
+            atr_regime(3.5 * (1.0 + 2e-9), &tb).map(|r| r.0),
+            Ok(AtrRegime::VeryHigh)
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Week types (PROTOCOL section 4): what a week did to a position, from the position going into
 //! expiry, the week's move and whether a roll is available.
 
+use super::exact;
 use crate::error::{check, CoreError, CoreResult};
 
 /// The position going into expiry.
@@ -239,6 +240,7 @@ pub struct Classification {
 }
 
 /// Classifies one week. `move_pct` is (close - previous Friday close) / previous Friday close x 100.
+/// Boundaries are compared on exact values: a move within 1e-9 relative of a boundary is on it.
 pub fn classify_week(
     position: Position,
     move_pct: f64,
@@ -251,11 +253,11 @@ pub fn classify_week(
     let (week_type, edges): (WeekType, &[f64]) = match position {
         Position::Cash => (WeekType::Idle, &[]),
         Position::ShortPut => {
-            let t = if m >= b.put_worthless_min {
+            let t = if exact::at_least(m, b.put_worthless_min) {
                 WeekType::PutExpiresWorthless
-            } else if m >= b.put_assigned_min {
+            } else if exact::at_least(m, b.put_assigned_min) {
                 WeekType::PutAssignedWithinLimit
-            } else if m >= b.deep_drawdown_below {
+            } else if exact::at_least(m, b.deep_drawdown_below) {
                 if roll_available {
                     WeekType::PutRollOver
                 } else {
@@ -274,15 +276,15 @@ pub fn classify_week(
             )
         }
         Position::LongStock | Position::ShortCall => {
-            let t = if m >= b.call_strong_min {
+            let t = if exact::at_least(m, b.call_strong_min) {
                 WeekType::StrongAppreciation
-            } else if m >= b.call_appreciation_min {
+            } else if exact::at_least(m, b.call_appreciation_min) {
                 WeekType::Appreciation
-            } else if m >= b.call_premium_min {
+            } else if exact::at_least(m, b.call_premium_min) {
                 WeekType::PremiumOnly
-            } else if m >= b.call_roll_min {
+            } else if exact::at_least(m, b.call_roll_min) {
                 WeekType::CallRollOver
-            } else if m >= b.deep_drawdown_below {
+            } else if exact::at_least(m, b.deep_drawdown_below) {
                 WeekType::Recovery
             } else {
                 WeekType::DeepDrawdown
@@ -299,7 +301,9 @@ pub fn classify_week(
             )
         }
     };
-    let clear = edges.iter().all(|e| (m - e).abs() >= b.confidence_margin);
+    let clear = edges
+        .iter()
+        .all(|e| exact::at_least((m - e).abs(), b.confidence_margin));
     let confidence = if clear {
         b.confidence_high
     } else {
@@ -314,6 +318,17 @@ pub fn classify_week(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn every_finite_move_has_exactly_one_type(m in proptest::num::f64::ANY, roll in any::<bool>()) {
+            for p in [Position::Cash, Position::ShortPut, Position::LongStock, Position::ShortCall] {
+                let c = classify_week(p, m, roll, &WeekTypeBounds::default());
+                prop_assert_eq!(c.is_ok(), m.is_finite());
+            }
+        }
+    }
 
     fn code(p: Position, m: f64, roll: bool) -> &'static str {
         classify_week(p, m, roll, &WeekTypeBounds::default())
@@ -345,6 +360,24 @@ mod tests {
             assert_eq!(code(p, -15.0, false), "C-REC");
             assert_eq!(code(p, -15.001, false), "P-DD");
         }
+    }
+
+    #[test]
+    fn boundaries_are_exact_within_1e9_relative() {
+        use Position::*;
+        assert_eq!(code(ShortPut, -(1.0 + 1e-12), true), "P-EW");
+        assert_eq!(code(ShortPut, -5.0 * (1.0 + 1e-12), true), "P-AWL");
+        assert_eq!(code(ShortPut, -15.0 * (1.0 + 1e-12), false), "P-AOL");
+        assert_eq!(code(ShortPut, -(1.0 + 1e-8), true), "P-AWL");
+        for p in [LongStock, ShortCall] {
+            assert_eq!(code(p, 5.0 * (1.0 - 1e-12), true), "C-WAP+");
+            assert_eq!(code(p, 1.0 * (1.0 - 1e-12), true), "C-WAP");
+            assert_eq!(code(p, -5.0 * (1.0 + 1e-12), true), "C-PNO");
+            assert_eq!(code(p, -10.0 * (1.0 + 1e-12), true), "C-RO");
+            assert_eq!(code(p, -15.0 * (1.0 + 1e-12), true), "C-REC");
+        }
+        // a move computed from prices: (99 - 100) / 100 x 100 = -1 is P-EW
+        assert_eq!(code(ShortPut, (99.0 - 100.0) / 100.0 * 100.0, true), "P-EW");
     }
 
     #[test]

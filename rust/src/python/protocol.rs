@@ -113,7 +113,9 @@ fn delta_target(py: Python<'_>, band_low: f64, band_high: f64, regime: &str) -> 
     level::delta_target(band_low, band_high, r).py_err(py)
 }
 
-/// (level, trough, day, adjustments_today)
+/// (level, trough, day, adjustments_today): level 0 none .. 4 emergency; trough the worst drawdown since protection
+/// last left none (0 while none); day the day number of the last observation; adjustments_today the level changes
+/// made that day. A fresh account passes (0, 0.0, -1, 0).
 type ProtectionTuple = (u8, f64, i64, u32);
 
 #[pyfunction]
@@ -182,35 +184,44 @@ fn vix_breaker(
     Ok((r.multiplier, r.hedged, r.state.name()))
 }
 
+/// (budget, contracts, binding): binding is "target", "symbol_cap", "free_cash" or "zero_multiplier".
 #[pyfunction]
+#[pyo3(signature = (
+    equity, free_cash, strike, target_share, max_symbol_weight, existing_exposure,
+    m_label, m_atr, m_drawdown, m_vix, allowed_exposure, multiplier
+))]
 #[allow(clippy::too_many_arguments)]
 fn size_put(
     py: Python<'_>,
     equity: f64,
     free_cash: f64,
     strike: f64,
-    size_share: f64,
-    symbol_cap_share: f64,
+    target_share: f64,
+    max_symbol_weight: f64,
     existing_exposure: f64,
+    m_label: f64,
     m_atr: f64,
     m_drawdown: f64,
     m_vix: f64,
+    allowed_exposure: f64,
     multiplier: f64,
 ) -> PyResult<(f64, u32, &'static str)> {
     let p = sizing::PutSizing {
         equity,
         free_cash,
         strike,
-        size_share,
-        symbol_cap_share,
+        target_share,
+        max_symbol_weight,
         existing_exposure,
+        m_label,
         m_atr,
         m_drawdown,
         m_vix,
+        allowed_exposure,
         multiplier,
     };
     let r = sizing::size_put(&p).py_err(py)?;
-    Ok((r.budget, r.contracts, r.binding))
+    Ok((r.budget, r.contracts, r.binding.name()))
 }
 
 #[pyfunction]
