@@ -179,8 +179,12 @@ def test_a_roll_is_valued_like_any_order(portfolio: Portfolio) -> None:
     assert d.action == "ROLL", d.explanation
     assert d.es_before != 0.0 and d.es_after != 0.0 and d.es_after != d.es_before, d.explanation
     assert f"after the roll={d.es_after:.2f}" in d.explanation
-    # A roll whose post-trade ES breaks the 4% budget is rejected by R09, and the position is closed instead.
-    portfolio.positions["pos-1"].quantity = -70.0
+    # A roll whose post-trade ES breaks the portfolio's 4% budget (the Rev-Acc holds puts on NVDA too) is
+    # rejected by R09, and the position is closed instead.
+    portfolio.positions["pos-1"].quantity = -65.0
+    portfolio.positions["rev"] = Position(
+        "rev", "p1/rev-1", "NVDA", "put", -50.0, MONDAY, round(spot * 0.97), FRIDAY, 1.0, iv=0.3
+    )
     d2 = Engine().decide(portfolio, "p1/gen-1", "NVDA", at(WEDNESDAY), m, roll_available=True)
     assert d2.action == "CLOSE", d2.explanation
     assert "roll rejected by R09_ES_BUDGET" in d2.explanation

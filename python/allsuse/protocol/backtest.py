@@ -23,7 +23,7 @@ from allsuse import indicators, risk
 from allsuse.errors import InvalidInputError
 from allsuse.orchestration.nyse import FIRST_YEAR, LAST_YEAR
 from allsuse.protocol import settings
-from allsuse.protocol.accounts import Portfolio
+from allsuse.protocol.accounts import Portfolio, money
 from allsuse.protocol.engine import Decision, Engine, Order
 from allsuse.protocol.market import Bars, MarketData
 from allsuse.protocol.positions import MULTIPLIER, Position
@@ -252,10 +252,13 @@ class Backtest:
                     if decision.week_type:
                         counts = ledger.week_types.setdefault(account.id, {})
                         counts[decision.week_type] = counts.get(decision.week_type, 0) + 1
-                    # A position closed for profit (or at a stop) frees its capital: on an entry day the account
-                    # is decided once more, as a person would redeploy the cash the same day.
-                    closed = decision.action == "CLOSE" and decision.outcome != "REJECTED"
-                    if not closed or any(p.account_id == account.id for p in portfolio.positions.values()):
+                    # A position closed for profit (or at a stop) frees its capital, and shares just bought want
+                    # their covered call: the account is decided once more the same day, as a person would.
+                    executed = decision.outcome != "REJECTED"
+                    closed = decision.action == "CLOSE" and executed and not any(
+                        p.account_id == account.id for p in portfolio.positions.values()
+                    )
+                    if not (closed or (decision.action == "BUY_SHARES" and executed)):
                         break
             for pos in portfolio.positions.values():
                 ledger.active_this_week.add(pos.account_id)
@@ -279,6 +282,8 @@ class Backtest:
             total = 0.0
             for account in portfolio.accounts.values():
                 eq = self.engine.account_equity(portfolio, account, market, day) + float(account.leaps)
+                if eq - float(account.leaps) > float(account.peak):
+                    account.peak = money(eq - float(account.leaps))  # the equity high-water mark at the close
                 ledger.equity.setdefault(account.id, [math.nan] * len(daily_dates)).append(eq)
                 total += eq
             daily_equity.append(total)
@@ -347,6 +352,8 @@ class Backtest:
                     "to": order.strike,
                 }
             )
+        elif d.action == "REDUCE" and order is not None and order.kind == "stock":
+            self._sell_shares(portfolio, d.account_id, d.symbol, float(order.contracts), market, at)
         elif d.action == "REDUCE" and d.position_id in portfolio.positions and order is not None:
             pos = portfolio.positions[d.position_id]
             self._close(portfolio, pos, market, day, at, "reduce", contracts=order.contracts)
@@ -505,9 +512,17 @@ class Backtest:
                 equity = self.engine.account_equity(portfolio, account, market, day)
                 peak = max(float(account.peak), equity)
                 drawdown = (peak - equity) / peak if peak > 0 else 0.0
+                flat = not any(p.account_id == account.id for p in portfolio.positions.values())
                 if drawdown < self.engine.config.account(account.kind).max_drawdown:
                     self.engine.reset_account(portfolio, account.id)
                     ledger.events.append({"date": day.isoformat(), "event": "operator_reset", "account": account.id})
+                elif flat:
+                    # Nothing left to reduce and no way back to the old peak from cash: the operator starts a new
+                    # episode at today's equity.
+                    self.engine.reset_account(portfolio, account.id, new_peak=equity)
+                    ledger.events.append(
+                        {"date": day.isoformat(), "event": "operator_reset_rebased", "account": account.id}
+                    )
         ledger.active_this_week.clear()
         for group in portfolio.check_forks(at):
             ledger.events.append(

@@ -17,7 +17,7 @@ import numpy as np
 from allsuse import _core, indicators, pricing, risk, sizing
 from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
-from allsuse.protocol.accounts import Account, Portfolio
+from allsuse.protocol.accounts import Account, Portfolio, money
 from allsuse.protocol.market import Bars, MarketData, next_weekly_expiry, weekly_expiry
 from allsuse.protocol.market_label import MarketLabel, market_label
 from allsuse.protocol.positions import MULTIPLIER, Position
@@ -568,10 +568,17 @@ class Engine:
             {k: dt.date.fromisoformat(v) for k, v in (trust.get("last_outcome") or {}).items()}
         )
 
-    def reset_account(self, portfolio: Portfolio, account_id: str) -> None:
-        """An operator's reset of a REDUCING account back to ACTIVE."""
-        portfolio.account(account_id).state = "ACTIVE"
-        self._runtime_of(account_id).frozen_until = None
+    def reset_account(self, portfolio: Portfolio, account_id: str, *, new_peak: float | None = None) -> None:
+        """An operator's reset of a REDUCING account back to ACTIVE. With `new_peak` (the account's equity now) the
+        operator also starts a new drawdown episode: the high-water mark is rebased, so an account flat in cash at
+        its cap (the drawdown budget's floor, where it may deploy nothing) can trade again."""
+        account = portfolio.account(account_id)
+        account.state = "ACTIVE"
+        rt = self._runtime_of(account_id)
+        rt.frozen_until = None
+        if new_peak is not None:
+            account.peak = money(new_peak)
+            rt.protection = (0, 0.0, rt.protection[2], rt.protection[3])
 
 
 class _Deciding:
@@ -606,6 +613,9 @@ class _Deciding:
         self.notes: list[str] = [engine._explained(label)]
         self.warnings: list[str] = []
         self.equity = engine.account_equity(portfolio, account, market, self.today)
+        if self.equity > float(account.peak):
+            # The equity high-water mark is a fact of prices (section 10): kept at once.
+            account.peak = money(self.equity)
         self.portfolio_equity = engine.portfolio_equity(portfolio, market, self.today)
         self.protection_level, self.drawdown = engine._protection(account, self.equity, self.today)
         self.vix_value, self.vol_source, vix_note = engine.vix_reading(market, symbol)
@@ -626,6 +636,7 @@ class _Deciding:
         self._freeze: dt.date | None = None
         self._cut: tuple[str, int] | None = None
         self._reducing = False
+        self._size_cap: float | None = None
 
     # --- the flow ----------------------------------------------------------------------------------------
     def run(self, roll_available: bool | None) -> Decision:
@@ -754,7 +765,9 @@ class _Deciding:
                 f"week_type={self.week.code} ({self.week.name}) move={move:.2f}% roll_available={can_roll}"
             )
             return self._at_expiry(opt, stock)
-        cut = self._drawdown_cut(opt) or self._budget_cut(opt)
+        # Cuts lower exposure: they buy back short puts (collateral); a covered call is left to expire, and the
+        # shares under it are cut once they stand alone (_manage_stock).
+        cut = (self._drawdown_cut(opt) or self._budget_cut(opt)) if opt.kind == "put" else None
         if cut is not None:
             return cut
         if self.level == 2:
@@ -790,7 +803,56 @@ class _Deciding:
                 "REDUCING until reset"
             )
             return self._sell_shares(stock, "emergency")
+        cut = self._share_cut(stock)
+        if cut is not None:
+            return cut
+        rule = self.e.config.entry_rule(self.a.kind, self.label.label)
+        if self.a.kind == "com" and self.a.state == "ACTIVE" and self.today.weekday() in rule.entry_days:
+            lots, _ = self._round_lots_to_buy(stock)
+            if lots > 0:
+                return self._buy_round_lots(stock)
         return self._covered_call(stock)
+
+    def _share_cut(self, stock: Position) -> Decision | None:
+        """Shares standing alone under drawdown protection or over the drawdown budget (section 6): sell round
+        lots. Protection cuts its share of the holding once per level (light only above 35% annualised vol); the
+        budget sells the excess over min(1, 2 x cushion) of the deployment target, once a day."""
+        rt = self.e._runtime_of(self.a.id)
+        d = self.e._sec("drawdown_protection")
+        level = self.protection_level
+        lot = int(MULTIPLIER)
+        lots_held = int(stock.quantity // lot)
+        share = 0.0
+        key = f"shares:{self.symbol}"
+        why = ""
+        if level > 0 and rt.cut_at.get(key, 0) < level:
+            share = d.numbers("cuts", 5)[level]
+            why = f"drawdown {self.drawdown:.2%}: protection level {level}"
+            if level == 1:
+                light = d.section("light_vol_cut")
+                hv = float(indicators.hist_vol(self.bars.close, 20)[-1]) if len(self.bars.dates) > 21 else math.nan
+                share = light.number("cut", low=0, high=1) if math.isfinite(hv) and hv > light.number("annual_vol_above") else 0.0
+            cut_key, cut_level = key, level
+        if share <= 0:
+            committed = self._committed()
+            cap = self._allowed_exposure() * self.spec.target_share * self.equity
+            day_key = f"budget:{key}:{self.today.isoformat()}"
+            if committed <= 0 or _at_most(committed, cap) or day_key in rt.cut_at:
+                return None
+            share = (committed - cap) / committed
+            why = f"drawdown budget: exposure {committed:.2f} over the allowed {cap:.2f}"
+            cut_key, cut_level = day_key, 1
+        lots = min(lots_held, math.ceil(lots_held * share - 1e-9))
+        if lots <= 0:
+            return None
+        self._cut = (cut_key, cut_level)
+        self.notes.append(f"{why}: sell {share:.0%} of {lots_held} round lots = {lots} lots")
+        order = replace(self._share_sale(stock), contracts=lots * lot)
+        order = replace(order, premium=round(order.limit_price * order.contracts, 2))
+        ctx = self._context("reduce", order, None, None, reduces=True)
+        return self._decision(
+            "REDUCE", order, confidence=self._conf("close"), ctx=ctx, position_id=stock.id, trust_kind="risk_reduction"
+        )
 
     def _conf(self, name: str) -> float:
         return self.e._sec("decision_confidence").number(name, low=0, high=1)
@@ -975,21 +1037,38 @@ class _Deciding:
         )
         return False
 
-    def _buy_round_lots(self) -> Decision:
-        """Com-Acc at setup buys round lots of its symbol, up to the per-symbol target (section 8), then writes
-        covered calls on them."""
+    def _round_lots_to_buy(self, held: Position | None) -> tuple[int, str]:
+        """Round lots that bring the holding up to the per-symbol target x the drawdown budget x the protection
+        and VIX multipliers for new exposure (sections 6 and 8), within free cash; with the arithmetic."""
         share, cap = self._symbol_share()
-        target = min(share, cap) * self.equity * self._allowed_exposure()
+        allowed = self._allowed_exposure()
+        prot = self.e._sec("drawdown_protection").numbers("multipliers", 5)[self.protection_level]
+        m_vix = self.vix_mult if self.vix_state == "ACTIVE" else 1.0
+        target = min(share, cap) * self.equity * allowed * prot * m_vix
+        self._size_cap = target
+        value = held.quantity * self.spot if held is not None else 0.0
         cash = self._free_cash()
-        budget = max(0.0, min(target, cash))
+        budget = max(0.0, min(target - value, cash))
         lots = _floor_exact(budget / (self.spot * MULTIPLIER)) if self.spot > 0 else 0
-        self.notes.append(
-            f"{self.spec.name} setup: round lots of {self.symbol} up to the per-symbol target "
-            f"min({share:.1%}, cap {cap:.0%}) x {self.equity:.2f} x allowed {self._allowed_exposure():.0%} "
-            f"= {target:.2f}, free cash {cash:.2f}: floor({budget:.2f} / ({self.spot:g} x 100)) = {lots} lots"
+        note = (
+            f"round lots of {self.symbol} up to the per-symbol target min({share:.1%}, cap {cap:.0%}) x "
+            f"{self.equity:.2f} x allowed {allowed:.0%} x drawdown {prot:g} x VIX {m_vix:g} = {target:.2f}, held "
+            f"{value:.2f}, free cash {cash:.2f}: floor({budget:.2f} / ({self.spot:g} x 100)) = {lots} lots"
         )
+        return lots, note
+
+    def _buy_round_lots(self, held: Position | None = None) -> Decision:
+        """Com-Acc buys round lots of its symbol on its entry day, up to the per-symbol target (section 8): at setup,
+        and to top the holding up again after a cut once the budget allows; it writes covered calls on them."""
+        rule = self.e.config.entry_rule(self.a.kind, self.label.label)
+        if self.today.weekday() not in rule.entry_days:
+            self.notes.append(f"{self.spec.name} buys round lots on its entry days only")
+            return self._decision("NO_TRADE", None, confidence=self.label.confidence)
+        lots, note = self._round_lots_to_buy(held)
+        self.notes.append(f"{self.spec.name}: {note}")
         if lots <= 0:
-            self._affordability()
+            if held is None:
+                self._affordability()
             return self._decision("NO_TRADE", None, confidence=self.label.confidence)
         shares = lots * int(MULTIPLIER)
         order = Order(
@@ -1135,6 +1214,8 @@ class _Deciding:
             allowed_exposure=allowed,
             multiplier=MULTIPLIER,
         )
+        # R06 checks the notional against this target with its multipliers (section 7).
+        self._size_cap = min(share, cap) * self.equity * m_label * m_atr * prot_mult * m_vix * allowed
         note = (
             f"budget=min(min(t {share:.1%}, cap {cap:.0%}) x E {self.equity:.2f} x label {m_label:g} x ATR {m_atr:g}"
             f" x drawdown {prot_mult:g} x VIX {m_vix:g} x allowed {allowed:.0%} - existing {existing:.2f}, "
@@ -1307,7 +1388,7 @@ class _Deciding:
         while rt.orders and (self.as_of - rt.orders[0]).total_seconds() > 60:
             rt.orders.popleft()
         share, cap = self._symbol_share()
-        size_cap = min(share, cap) * self.equity
+        size_cap = self._size_cap if self._size_cap is not None else min(share, cap) * self.equity
         earnings = None
         if self.m.earnings is not None:
             week_end = weekly_expiry(self.today - dt.timedelta(days=1))
