@@ -60,8 +60,22 @@ def test_max_symbol_weight_defaults_to_the_config_cap_and_can_be_raised(
     assert (r.contracts, r.binding) == (45, "target")
 
 
-def test_bad_max_symbol_weight_names_the_field(stub: decision_pb2_grpc.DecisionServiceStub) -> None:
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"max_symbol_weight": 0.96}, "max_symbol_weight"),
+        ({"atr_multiplier": -1.0}, "atr_multiplier"),
+        ({"label_multiplier": float("nan")}, "label_multiplier"),
+        ({"allowed_exposure": 1.5}, "allowed_exposure"),
+        ({"size_share": -0.1}, "size_share"),
+        ({"existing_exposure": money(-5)}, "existing_exposure"),
+    ],
+)
+def test_bad_input_names_the_request_field(
+    stub: decision_pb2_grpc.DecisionServiceStub, change: dict[str, Any], field: str
+) -> None:
     with pytest.raises(grpc.RpcError) as err:
-        size(stub, max_symbol_weight=0.96)
+        size(stub, **change)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "max_symbol_weight" in (err.value.details() or "")
+    details = err.value.details() or ""
+    assert details.startswith(f"{field}:"), details

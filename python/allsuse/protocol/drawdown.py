@@ -114,7 +114,7 @@ def step_protection(
     return ProtectionState.from_tuple(nxt)
 
 
-def new_exposure_multiplier(level: ProtectionLevel, *, config: settings.ProtocolConfig | None = None) -> float:
+def new_exposure_multiplier(level: ProtectionLevel | str, *, config: settings.ProtocolConfig | None = None) -> float:
     """m_drawdown of a protection level: 1.0, 0.8, 0.6, 0.4, 0 by default.
 
     >>> new_exposure_multiplier(ProtectionLevel.MODERATE)
