@@ -12,8 +12,8 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
+from allsuse.errors import InvalidInputError
 from allsuse.protocol import Bars, Engine, MarketData, Portfolio, Position, settings
-from allsuse.protocol.market import weekly_expiry
 from tests.market_support import (
     IV_GREEN,
     MONDAY,
@@ -85,6 +85,8 @@ def test_warning_instead_of_silent_no_trade_when_one_contract_is_unaffordable() 
 # --- item 3: settlement and expiry ---------------------------------------------------------------------------
 def test_entries_expire_on_the_weeks_last_trading_day_not_on_good_friday() -> None:
     """v1 gave entries in Good Friday's week an expiry on the holiday itself."""
+    from allsuse.protocol.market import weekly_expiry
+
     assert weekly_expiry(dt.date(2024, 3, 25)) == dt.date(2024, 3, 28)  # Good Friday 2024-03-29
     assert weekly_expiry(dt.date(2024, 3, 4)) == dt.date(2024, 3, 8)
     assert weekly_expiry(dt.date(2024, 3, 8)) == dt.date(2024, 3, 15)  # from the expiry day on: next week
@@ -317,7 +319,7 @@ def test_monte_carlo_scenarios_are_an_option() -> None:
     assert first == again > 0  # seeded: the same draws every time
     assert first != historical
     assert first == pytest.approx(historical, rel=0.5)  # same volatility, different tails
-    with pytest.raises(Exception, match="scenarios.method"):
+    with pytest.raises(InvalidInputError, match=r"scenarios\.method"):
         Engine(_config(**{"scenarios.method": "bootstrap"})).portfolio_es([put], m, THURSDAY)
 
 

@@ -255,8 +255,10 @@ class Backtest:
                     # A position closed for profit (or at a stop) frees its capital, and shares just bought want
                     # their covered call: the account is decided once more the same day, as a person would.
                     executed = decision.outcome != "REJECTED"
-                    closed = decision.action == "CLOSE" and executed and not any(
-                        p.account_id == account.id for p in portfolio.positions.values()
+                    closed = (
+                        decision.action == "CLOSE"
+                        and executed
+                        and not any(p.account_id == account.id for p in portfolio.positions.values())
                     )
                     if not (closed or (decision.action == "BUY_SHARES" and executed)):
                         break

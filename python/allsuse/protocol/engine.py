@@ -665,12 +665,11 @@ class _Deciding:
         share = d.numbers("cuts", 5)[level]
         why = f"drawdown {self.drawdown:.2%}: protection {names[level]}"
         if level == 1:
-            light = d.section("light_vol_cut")
-            hv = float(indicators.hist_vol(self.bars.close, 20)[-1]) if len(self.bars.dates) > 21 else float("nan")
-            if not (math.isfinite(hv) and hv > light.number("annual_vol_above")):
+            light = self._light_cut()
+            if light is None:
                 return None
-            share = light.number("cut", low=0, high=1)
-            why += f", {self.symbol} annualised vol {hv:.0%} > {light.number('annual_vol_above'):.0%}"
+            share, vol_note = light
+            why += vol_note
         elif level == 4:
             held = [p for p in self.e.positions_of(self.p, self.a.id) if p.is_option and p.quantity < 0]
             risk_of = {
@@ -693,6 +692,15 @@ class _Deciding:
         self._cut = (opt.id, level)
         self.notes.append(f"{why}: cut {share:.0%} of {int(-opt.quantity)} contracts = {contracts}")
         return self._buy_back(opt, contracts, "REDUCE", "emergency" if level == 4 else "risk_reduction")
+
+    def _light_cut(self) -> tuple[float, str] | None:
+        """Light protection cuts only symbols whose 20-day annualised vol is above 35%: (share, why) or None."""
+        light = self.e._sec("drawdown_protection").section("light_vol_cut")
+        hv = float(indicators.hist_vol(self.bars.close, 20)[-1]) if len(self.bars.dates) > 21 else math.nan
+        above = light.number("annual_vol_above")
+        if not (math.isfinite(hv) and hv > above):
+            return None
+        return light.number("cut", low=0, high=1), f", {self.symbol} annualised vol {hv:.0%} > {above:.0%}"
 
     def _budget_cut(self, opt: Position) -> Decision | None:
         """The drawdown budget: when committed exposure exceeds the allowed share of the deployment target
@@ -829,9 +837,8 @@ class _Deciding:
             share = d.numbers("cuts", 5)[level]
             why = f"drawdown {self.drawdown:.2%}: protection level {level}"
             if level == 1:
-                light = d.section("light_vol_cut")
-                hv = float(indicators.hist_vol(self.bars.close, 20)[-1]) if len(self.bars.dates) > 21 else math.nan
-                share = light.number("cut", low=0, high=1) if math.isfinite(hv) and hv > light.number("annual_vol_above") else 0.0
+                light = self._light_cut()
+                share = light[0] if light is not None else 0.0
             cut_key, cut_level = key, level
         if share <= 0:
             committed = self._committed()

@@ -509,13 +509,15 @@ impl CompiledRule {
         let kind = c.option_kind.as_deref();
         match &self.check {
             // A share purchase or sale has no delta band or expiry.
-            Check::DeltaBand | Check::DteWindow { .. } if kind == Some("stock") => {
-                (true, format!("option_kind=stock applies=options_only account={acct}"))
-            }
+            Check::DeltaBand | Check::DteWindow { .. } if kind == Some("stock") => (
+                true,
+                format!("option_kind=stock applies=options_only account={acct}"),
+            ),
             // A covered call is secured by the shares it covers, not by cash.
-            Check::CashSecured if kind == Some("call") => {
-                (true, format!("option_kind=call secured_by=shares account={acct}"))
-            }
+            Check::CashSecured if kind == Some("call") => (
+                true,
+                format!("option_kind=call secured_by=shares account={acct}"),
+            ),
             Check::DeltaBand => {
                 let d = need!(c.delta, "delta");
                 let lo = need!(c.band_low, "band_low");
