@@ -341,3 +341,14 @@ def test_the_proxy_feeds_the_breakers(portfolio: Portfolio) -> None:
     assert d.vol_source == "proxy"
     proxy = float(d.explanation.split("VIX proxy=")[1].split(" ")[0])
     assert proxy >= 65
+
+
+def test_the_strike_grid_scales_with_price() -> None:
+    """v1's synthetic chain had $1 steps under $200: a $3.30 stock had only the strikes 2, 3 and 4, none inside a
+    40-50 band a week out; v2 steps $0.10 under $5 (config strike_grid)."""
+    from allsuse import _core
+
+    chosen = _core.select_synthetic_strike("put", 3.3, 7 / 365, 0.6, 0.0, 0.0, 40, 50, 45)
+    assert chosen is not None and chosen[0] == pytest.approx(3.3) and 40 <= chosen[1] <= 50
+    coarse = _core.select_synthetic_strike("put", 3.3, 7 / 365, 0.6, 0.0, 0.0, 40, 50, 45, [(float("inf"), 1.0)])
+    assert coarse is None

@@ -1,6 +1,7 @@
 # Hand-written stubs for the compiled core, checked against the real module by mypy.stubtest.
 # Users import the typed facades (allsuse.pricing, allsuse.risk, ...), never this module.
 
+from collections.abc import Sequence
 from typing import final
 
 import numpy as np
@@ -78,6 +79,7 @@ def select_synthetic_strike(
     band_low: float,
     band_high: float,
     target: float,
+    grid: Sequence[tuple[float, float]] | None = None,
 ) -> tuple[float, float] | None: ...
 
 @final

@@ -184,6 +184,7 @@ class Engine:
         self.config = config or settings.default()
         self._symbols = dict(symbols or {})
         self._max_weights = dict(max_symbol_weights or {})
+        self.strike_grid = settings.strike_grid(self.config.doc)
         for kind, weight in self._max_weights.items():
             if not (math.isfinite(weight) and 0 < weight <= 0.95):
                 raise InvalidInputError.of(f"max_symbol_weights.{kind}", f"must be in (0, 0.95], got {weight}")
@@ -985,7 +986,9 @@ class _Deciding:
                 return None
             q = quotes[picked[0]]
             return picked[1], picked[2], (q.bid + q.ask) / 2
-        choice = _core.select_synthetic_strike(kind, self.spot, t, self.iv, self.m.rate, 0.0, band[0], band[1], target)
+        choice = _core.select_synthetic_strike(
+            kind, self.spot, t, self.iv, self.m.rate, 0.0, band[0], band[1], target, self.e.strike_grid
+        )
         if choice is None:
             return None
         mid = float(pricing.bs_price(kind, self.spot, choice[0], t, self.iv, self.m.rate))
@@ -1229,7 +1232,14 @@ class _Deciding:
             f"free cash {free_cash:.2f}) = {sized.budget:.2f} ({sized.binding} binds); "
             f"contracts=floor({sized.budget:.2f}/({strike:g} x 100))={sized.contracts}"
         )
-        return sized.contracts, note
+        contracts = sized.contracts
+        # An ATR multiplier above 1 may lift the budget past the concentration limit itself: the order stays within
+        # what R07 allows (cap x E - existing), so the engine never proposes what its own rules flag.
+        room = _floor_exact(max(cap * self.equity - max(existing, 0.0), 0.0) / (strike * MULTIPLIER))
+        if room < contracts:
+            note += f"; R07 room floor(({cap:.0%} x {self.equity:.2f} - {existing:.2f})/({strike:g} x 100))={room}"
+            contracts = room
+        return contracts, note
 
     def _roll(self, opt: Position, band: tuple[float, float] | None = None) -> Decision:
         """Buy back `opt` and sell the next weekly expiry inside the band the position was opened in; valued like

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -517,6 +518,30 @@ def _check_deployment(doc: Section) -> None:
                 )
 
 
+def strike_grid(doc: Section) -> tuple[tuple[float, float], ...]:
+    """Section 9's synthetic strike grid as (below, step) tiers; the last bound is infinite."""
+    raw = doc.raw("strike_grid")
+    if not isinstance(raw, list) or not raw:
+        raise InvalidInputError.of("strike_grid", "must be a list of [below, step] tiers")
+    tiers: list[tuple[float, float]] = []
+    for i, tier in enumerate(raw):
+        if not (isinstance(tier, list) and len(tier) == 2 and all(isinstance(x, int | float) for x in tier)):
+            raise InvalidInputError.of(f"strike_grid[{i}]", f"must be [below, step] numbers, got {tier!r}")
+        below, step = float(tier[0]), float(tier[1])
+        if not (math.isfinite(step) and step > 0) or math.isnan(below) or below <= 0:
+            raise InvalidInputError.of(f"strike_grid[{i}]", f"needs below > 0 and a step > 0, got {tier!r}")
+        if tiers and below <= tiers[-1][0]:
+            raise InvalidInputError.of(f"strike_grid[{i}]", "bounds must increase")
+        tiers.append((below, step))
+    if math.isfinite(tiers[-1][0]):
+        raise InvalidInputError.of(f"strike_grid[{len(tiers) - 1}]", "the last tier's bound must be .inf")
+    return tuple(tiers)
+
+
+def _check_strike_grid(doc: Section) -> None:
+    strike_grid(doc)
+
+
 def _check_scenarios(doc: Section) -> None:
     """Section 6: historical scenarios by default, Monte Carlo as an option."""
     method = str(doc.section("scenarios").raw("method"))
@@ -527,7 +552,12 @@ def _check_scenarios(doc: Section) -> None:
 SCENARIO_METHODS = ("historical", "monte_carlo")
 
 # Checks across keys, after every key of the table has been read.
-CROSS_CHECKS: tuple[Callable[[Section], None], ...] = (_check_vix_breakers, _check_deployment, _check_scenarios)
+CROSS_CHECKS: tuple[Callable[[Section], None], ...] = (
+    _check_vix_breakers,
+    _check_deployment,
+    _check_scenarios,
+    _check_strike_grid,
+)
 
 
 def validate(config: ProtocolConfig, source: str = "protocol.yaml") -> None:

@@ -321,8 +321,18 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             if picked is None:
                 return decision_pb2.SelectStrikeResponse(found=False)
             return decision_pb2.SelectStrikeResponse(found=True, strike=picked[1], delta=picked[2])
+        grid = settings.strike_grid(settings.default().doc)
         chosen = _core.select_synthetic_strike(
-            kind, request.spot, request.t, request.iv, request.rate, 0.0, request.band_low, request.band_high, target
+            kind,
+            request.spot,
+            request.t,
+            request.iv,
+            request.rate,
+            0.0,
+            request.band_low,
+            request.band_high,
+            target,
+            grid,
         )
         if chosen is None:
             return decision_pb2.SelectStrikeResponse(found=False)

@@ -18,10 +18,79 @@ pub fn delta(
     Ok(bs_greeks_unchecked(kind, spot, strike, t, vol, rate, div).delta)
 }
 
-/// The synthetic strike grid: $1 steps under $200, $5 steps from $200, covering [low, high].
-pub fn synthetic_strikes(low: f64, high: f64) -> CoreResult<Vec<f64>> {
+/// The synthetic strike grid (PROTOCOL section 9): `(below, step)` tiers in increasing order, the step of the first
+/// tier whose bound is above the strike applies; the last tier's bound may be infinite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrikeGrid {
+    pub tiers: Vec<(f64, f64)>,
+}
+
+/// Strikes a synthetic chain may hold at the most (the range x 1 / step must stay a chain, not a table).
+pub const MAX_SYNTHETIC_STRIKES: usize = 20_000;
+
+impl Default for StrikeGrid {
+    /// $0.10 steps under $5, $0.50 under $25, $1 under $200, $5 above.
+    fn default() -> Self {
+        StrikeGrid {
+            tiers: vec![
+                (5.0, 0.10),
+                (25.0, 0.50),
+                (200.0, 1.0),
+                (f64::INFINITY, 5.0),
+            ],
+        }
+    }
+}
+
+impl StrikeGrid {
+    /// Tiers must have positive finite steps and strictly increasing bounds; the last bound must be infinite.
+    pub fn validate(&self) -> CoreResult<()> {
+        if self.tiers.is_empty() {
+            return Err(CoreError::invalid("strike_grid", "needs at least one tier"));
+        }
+        for (i, &(below, step)) in self.tiers.iter().enumerate() {
+            if !(step.is_finite() && step > 0.0) {
+                return Err(CoreError::invalid(
+                    "strike_grid",
+                    format!("tier {i}: step must be > 0, got {step}"),
+                ));
+            }
+            if below.is_nan() || below <= 0.0 {
+                return Err(CoreError::invalid(
+                    "strike_grid",
+                    format!("tier {i}: bound must be > 0, got {below}"),
+                ));
+            }
+            if i > 0 && below <= self.tiers[i - 1].0 {
+                return Err(CoreError::invalid(
+                    "strike_grid",
+                    format!("tier {i}: bounds must increase"),
+                ));
+            }
+        }
+        if self.tiers.last().is_some_and(|t| t.0.is_finite()) {
+            return Err(CoreError::invalid(
+                "strike_grid",
+                "the last tier must have no upper bound (infinity)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn step_at(&self, k: f64) -> f64 {
+        self.tiers
+            .iter()
+            .find(|t| k < t.0)
+            .or(self.tiers.last())
+            .map_or(1.0, |t| t.1)
+    }
+}
+
+/// The synthetic strikes covering [low, high] on `grid`, each a multiple of its tier's step (to the cent).
+pub fn synthetic_strikes(low: f64, high: f64, grid: &StrikeGrid) -> CoreResult<Vec<f64>> {
     check::positive("low", low)?;
     check::positive("high", high)?;
+    grid.validate()?;
     if low > high {
         return Err(CoreError::invalid(
             "low",
@@ -35,18 +104,24 @@ pub fn synthetic_strikes(low: f64, high: f64) -> CoreResult<Vec<f64>> {
         ));
     }
     let mut out = Vec::new();
-    let mut k = low.ceil().max(1.0);
+    let mut k = low;
     while k <= high {
-        if k < 200.0 {
-            out.push(k);
-            k += 1.0;
-        } else {
-            let aligned = (k / 5.0).ceil() * 5.0;
-            if aligned <= high {
-                out.push(aligned);
-            }
-            k = aligned + 5.0;
+        let step = grid.step_at(k);
+        // The next multiple of the step at or above k, to the cent (steps are cents or more).
+        let aligned = ((k / step - 1e-9).ceil() * step * 100.0).round() / 100.0;
+        if aligned > high {
+            break;
         }
+        if aligned > 0.0 && out.last().is_none_or(|&last: &f64| aligned > last) {
+            out.push(aligned);
+            if out.len() > MAX_SYNTHETIC_STRIKES {
+                return Err(CoreError::invalid(
+                    "strike_grid",
+                    format!("more than {MAX_SYNTHETIC_STRIKES} strikes between {low} and {high}"),
+                ));
+            }
+        }
+        k = aligned + step * 0.5;
     }
     Ok(out)
 }
@@ -128,9 +203,10 @@ pub fn select_synthetic(
     band_low: f64,
     band_high: f64,
     target: f64,
+    grid: &StrikeGrid,
 ) -> CoreResult<Option<StrikeChoice>> {
     validate_inputs(spot, spot, t, vol, rate, div)?;
-    let strikes = synthetic_strikes(spot * 0.5, spot * 1.5)?;
+    let strikes = synthetic_strikes(spot * 0.5, spot * 1.5, grid)?;
     if strikes.is_empty() {
         return Ok(None);
     }
@@ -147,11 +223,41 @@ mod tests {
 
     #[test]
     fn grid_steps() {
-        let g = synthetic_strikes(195.0, 212.0).unwrap();
+        let grid = StrikeGrid::default();
+        let g = synthetic_strikes(195.0, 212.0, &grid).unwrap();
         assert_eq!(
             g,
             vec![195.0, 196.0, 197.0, 198.0, 199.0, 200.0, 205.0, 210.0]
         );
+        // Prices under $5 get $0.10 strikes, under $25 $0.50 (split-adjusted history at $0.26 still has a chain).
+        assert_eq!(
+            synthetic_strikes(0.13, 0.39, &grid).unwrap(),
+            vec![0.2, 0.3]
+        );
+        assert_eq!(
+            synthetic_strikes(4.8, 6.1, &grid).unwrap(),
+            vec![4.8, 4.9, 5.0, 5.5, 6.0]
+        );
+        assert_eq!(
+            synthetic_strikes(24.2, 26.3, &grid).unwrap(),
+            vec![24.5, 25.0, 26.0]
+        );
+    }
+
+    #[test]
+    fn bad_grids_are_named() {
+        let bad = StrikeGrid {
+            tiers: vec![(5.0, 0.0), (f64::INFINITY, 1.0)],
+        };
+        assert!(synthetic_strikes(1.0, 2.0, &bad).is_err());
+        let bounded = StrikeGrid {
+            tiers: vec![(5.0, 0.1)],
+        };
+        assert!(synthetic_strikes(1.0, 2.0, &bounded).is_err());
+        let tiny = StrikeGrid {
+            tiers: vec![(f64::INFINITY, 0.01)],
+        };
+        assert!(synthetic_strikes(1.0, 1e4, &tiny).is_err());
     }
 
     #[test]
@@ -196,6 +302,7 @@ mod tests {
             40.0,
             50.0,
             45.0,
+            &StrikeGrid::default(),
         )
         .unwrap()
         .unwrap();

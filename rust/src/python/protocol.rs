@@ -262,6 +262,7 @@ fn select_strike<'py>(
 }
 
 #[pyfunction]
+#[pyo3(signature = (kind, spot, t, vol, rate, div, band_low, band_high, target, grid=None))]
 #[allow(clippy::too_many_arguments)]
 fn select_synthetic_strike(
     py: Python<'_>,
@@ -274,11 +275,17 @@ fn select_synthetic_strike(
     band_low: f64,
     band_high: f64,
     target: f64,
+    grid: Option<Vec<(f64, f64)>>,
 ) -> PyResult<Option<(f64, f64)>> {
     let k = OptionKind::parse(kind).py_err(py)?;
+    let grid = grid.map_or_else(strike::StrikeGrid::default, |tiers| strike::StrikeGrid {
+        tiers,
+    });
     let c = py
         .detach(|| {
-            strike::select_synthetic(k, spot, t, vol, rate, div, band_low, band_high, target)
+            strike::select_synthetic(
+                k, spot, t, vol, rate, div, band_low, band_high, target, &grid,
+            )
         })
         .py_err(py)?;
     Ok(c.map(|c| (c.strike, c.abs_delta)))
