@@ -24,6 +24,7 @@ from allsuse.errors import InvalidInputError
 from allsuse.orchestration.nyse import FIRST_YEAR, LAST_YEAR
 from allsuse.protocol import settings
 from allsuse.protocol.accounts import Portfolio, money
+from allsuse.protocol.drawdown import allowed_exposure
 from allsuse.protocol.engine import Decision, Engine, Order
 from allsuse.protocol.market import Bars, MarketData
 from allsuse.protocol.positions import MULTIPLIER, Position
@@ -510,21 +511,20 @@ class Backtest:
                 counts["W-IDL"] = counts.get("W-IDL", 0) + 1
             # The simulated operator: a REDUCING account whose drawdown is back under its cap is reset at the
             # week's end (in the service a person does this; PROTOCOL section 5).
-            if account.state == "REDUCING":
-                equity = self.engine.account_equity(portfolio, account, market, day)
-                peak = max(float(account.peak), equity)
-                drawdown = (peak - equity) / peak if peak > 0 else 0.0
-                flat = not any(p.account_id == account.id for p in portfolio.positions.values())
-                if drawdown < self.engine.config.account(account.kind).max_drawdown:
-                    self.engine.reset_account(portfolio, account.id)
-                    ledger.events.append({"date": day.isoformat(), "event": "operator_reset", "account": account.id})
-                elif flat:
-                    # Nothing left to reduce and no way back to the old peak from cash: the operator starts a new
-                    # episode at today's equity.
-                    self.engine.reset_account(portfolio, account.id, new_peak=equity)
-                    ledger.events.append(
-                        {"date": day.isoformat(), "event": "operator_reset_rebased", "account": account.id}
-                    )
+            equity = self.engine.account_equity(portfolio, account, market, day)
+            peak = max(float(account.peak), equity)
+            drawdown = (peak - equity) / peak if peak > 0 else 0.0
+            spec = self.engine.config.account(account.kind)
+            if account.state == "REDUCING" and drawdown < spec.max_drawdown:
+                self.engine.reset_account(portfolio, account.id)
+                ledger.events.append({"date": day.isoformat(), "event": "operator_reset", "account": account.id})
+            elif self._locked_in_cash(portfolio, account.id, account.kind, peak, equity, market):
+                # Flat in cash, and the drawdown budget no longer buys one contract or round lot: the account
+                # cannot earn its way back to its old peak, so the operator starts a new episode at its equity.
+                self.engine.reset_account(portfolio, account.id, new_peak=equity)
+                ledger.events.append(
+                    {"date": day.isoformat(), "event": "operator_reset_rebased", "account": account.id}
+                )
         ledger.active_this_week.clear()
         for group in portfolio.check_forks(at):
             ledger.events.append(
@@ -541,6 +541,18 @@ class Backtest:
         }
         for group in portfolio.check_merges(at, marks):
             ledger.events.append({"date": day.isoformat(), "event": "merge", "group": group.id})
+
+    def _locked_in_cash(
+        self, portfolio: Portfolio, account_id: str, kind: str, peak: float, equity: float, market: MarketData
+    ) -> bool:
+        """Flat, below its peak, and allowed less than one unit (strike ~ spot x 100) by the drawdown budget."""
+        if equity <= 0 or equity >= peak or any(p.account_id == account_id for p in portfolio.positions.values()):
+            return False
+        spec = self.engine.config.account(kind)
+        k = self.engine.config.doc.section("drawdown_budget").number("multiplier", low=0)
+        allowed = allowed_exposure(peak, equity, spec.max_drawdown, k)
+        unit = market.bars_for(self.symbol).last_close * MULTIPLIER
+        return allowed * min(spec.target_share, self.max_symbol_weight[kind]) * equity < unit
 
     # --- result ----------------------------------------------------------------------------------------
     @staticmethod

@@ -712,7 +712,9 @@ class _Deciding:
         allowed = self._allowed_exposure()
         cap = allowed * self.spec.target_share * self.equity
         key = f"budget:{opt.id}:{self.today.isoformat()}"
-        if committed <= 0 or _at_most(committed, cap) or key in self.e._runtime_of(self.a.id).cut_at:
+        # The budget de-leverages in a drawdown (allowed < 1); at the peak a holding that drifted over the target
+        # with prices is not churned (new exposure already stops at the target).
+        if allowed >= 1 or committed <= 0 or _at_most(committed, cap) or key in self.e._runtime_of(self.a.id).cut_at:
             return None
         share = (committed - cap) / committed
         contracts = min(int(-opt.quantity), math.ceil(-opt.quantity * share - 1e-9))
@@ -843,9 +845,10 @@ class _Deciding:
             cut_key, cut_level = key, level
         if share <= 0:
             committed = self._committed()
-            cap = self._allowed_exposure() * self.spec.target_share * self.equity
+            allowed = self._allowed_exposure()
+            cap = allowed * self.spec.target_share * self.equity
             day_key = f"budget:{key}:{self.today.isoformat()}"
-            if committed <= 0 or _at_most(committed, cap) or day_key in rt.cut_at:
+            if allowed >= 1 or committed <= 0 or _at_most(committed, cap) or day_key in rt.cut_at:
                 return None
             share = (committed - cap) / committed
             why = f"drawdown budget: exposure {committed:.2f} over the allowed {cap:.2f}"
