@@ -13,6 +13,9 @@ __version__: str
 
 def build_profile() -> str: ...
 
+class PanicException(BaseException):
+    """Raised when Rust code panics (pyo3_runtime.PanicException); the core is built never to panic."""
+
 # --- protocol ---
 
 def classify_week(

@@ -586,14 +586,31 @@ class Projection:
     p95: list[float]
 
 
+PROJECT_MAX_YEARS = 100
+PROJECT_MAX_PATHS = 1_000_000
+PROJECT_MAX_PATH_YEARS = 4_000_000
+"""The most simulated path-years one projection may ask for (paths x years): about 1 s and 100 MB."""
+_PROJECT_CHUNK = 1 << 20  # path-years simulated at once
+
+
 def project(total: float, years: int, *, paths: int = 2000, seed: int = 0) -> Projection:
     """Projects a new portfolio of `total` over `years`: each account earns its weekly target compounded over
     52 weeks, scaled by the market-year multiplier (good 60% x1.10, average 30% x1.00, poor 10% x0.80);
-    80% of each year's return is taken as income and 20% reinvested."""
-    if not (isinstance(years, int) and 1 <= years <= 100):
-        raise InvalidInputError.of("years", f"must be an integer in 1..100, got {years!r}")
-    if not (isinstance(paths, int) and 1 <= paths <= 1_000_000):
-        raise InvalidInputError.of("paths", f"must be an integer in 1..1000000, got {paths!r}")
+    80% of each year's return is taken as income and 20% reinvested.
+
+    The work is bounded: years in 1..PROJECT_MAX_YEARS, paths in 1..PROJECT_MAX_PATHS and paths x years at most
+    PROJECT_MAX_PATH_YEARS; the paths are simulated in chunks, so memory stays near 16 bytes per path-year."""
+    if isinstance(years, bool) or not (isinstance(years, int) and 1 <= years <= PROJECT_MAX_YEARS):
+        raise InvalidInputError.of("years", f"must be an integer in 1..{PROJECT_MAX_YEARS}, got {years!r}")
+    if isinstance(paths, bool) or not (isinstance(paths, int) and 1 <= paths <= PROJECT_MAX_PATHS):
+        raise InvalidInputError.of("paths", f"must be an integer in 1..{PROJECT_MAX_PATHS}, got {paths!r}")
+    if paths * years > PROJECT_MAX_PATH_YEARS:
+        raise InvalidInputError.of(
+            "paths",
+            f"paths x years must be at most {PROJECT_MAX_PATH_YEARS}, got {paths} x {years} = {paths * years}",
+        )
+    if isinstance(seed, bool) or not (isinstance(seed, int) and seed >= 0):
+        raise InvalidInputError.of("seed", f"must be an integer >= 0, got {seed!r}")
     alloc = allocate(total)
     cfg = settings.default()
     proj = cfg.doc.section("projection")
@@ -614,8 +631,13 @@ def project(total: float, years: int, *, paths: int = 2000, seed: int = 0) -> Pr
         bal = bal + ret * reinvest
         expected.append(float(bal.sum()))
     rng = np.random.default_rng(seed)
-    draws = m[rng.choice(len(m), size=(paths, years), p=p)]
-    growth = 1 + annual[None, None, :] * draws[:, :, None] * reinvest
-    path_totals = (start[None, None, :] * np.cumprod(growth, axis=1)).sum(axis=2)
+    # Drawing the paths chunk by chunk (rows in order) gives the same numbers as one draw of (paths, years).
+    path_totals = np.empty((paths, years))
+    rows = max(1, _PROJECT_CHUNK // years)
+    for first in range(0, paths, rows):
+        n = min(rows, paths - first)
+        draws = m[rng.choice(len(m), size=(n, years), p=p)]
+        growth = 1 + annual[None, None, :] * draws[:, :, None] * reinvest
+        np.sum(start[None, None, :] * np.cumprod(growth, axis=1), axis=2, out=path_totals[first : first + n])
     q05, q50, q95 = np.percentile(path_totals, [5, 50, 95], axis=0)
     return Projection(list(range(1, years + 1)), expected, income, q05.tolist(), q50.tolist(), q95.tolist())

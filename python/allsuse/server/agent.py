@@ -15,6 +15,7 @@ import grpc
 from allsuse.errors import InvalidInputError
 from allsuse.protocol.week_type import describe_week
 from allsuse.server.app import ServiceBinding, ServiceDeps
+from allsuse.server.convert import text_in
 from allsuse.server.decision import actor
 from allsuse.server.portfolios import PortfolioRepository
 from allsuse.server.rpc import rpc, run_blocking
@@ -81,10 +82,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return f"I did not understand that. {HELP}", "unknown", []
 
     def _converse(self, request: agent_pb2.ConverseRequest) -> agent_pb2.ConverseResponse:
-        if not request.message.strip():
-            raise InvalidInputError.of("message", "must not be empty")
-        if len(request.message) > MAX_MESSAGE:
-            raise InvalidInputError.of("message", f"must be at most {MAX_MESSAGE} characters")
+        text_in(request.message, "message", max_length=MAX_MESSAGE, required=True)
         store = self.deps.store
         conversation_id = request.conversation_id or uuid.uuid4().hex
         state: dict[str, Any] = {"turns": [], "portfolio_id": request.portfolio_id}

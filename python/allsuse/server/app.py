@@ -12,8 +12,8 @@ STOPPING), new RPCs are still answered for `drain_delay_seconds`, then the liste
 get `shutdown_grace_seconds` before the rest is cancelled and the other components stop.
 
 Service modules (config `server.service_modules`, default allsuse.server.decision / portfolio / monitor /
-agent) define `bindings(deps: ServiceDeps) -> Sequence[ServiceBinding]`; a module that does not exist yet is
-skipped with a warning.
+agent) define `bindings(deps: ServiceDeps) -> Sequence[ServiceBinding]`; a module that does not exist or fails to
+import stops start-up with an error naming it (`allsuse serve` exits 2).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from allsuse.orchestration.errors import OrchestrationError
 from allsuse.protocol import settings
 from allsuse.server import jobs
 from allsuse.server.auth import KeyVerifier
+from allsuse.server.decode import RequestDecodingInterceptor
 from allsuse.server.health import HEALTH_SERVICE, HealthReporter
 from allsuse.server.interceptors import (
     AccessLogInterceptor,
@@ -154,7 +155,8 @@ class AllsuseServer:
             ("grpc.so_reuseport", 0),
         ]
         self.server = grpc.aio.server(
-            interceptors=[InterceptorChain(layers)],
+            # Innermost: a request whose bytes do not parse is INVALID_ARGUMENT, not UNKNOWN (decode.py).
+            interceptors=[InterceptorChain(layers), RequestDecodingInterceptor()],
             options=options,
             maximum_concurrent_rpcs=server_cfg.max_concurrent_rpcs,
         )
@@ -295,16 +297,23 @@ class ServiceDeps:
 
 
 def load_bindings(modules: Sequence[str], deps: ServiceDeps) -> list[ServiceBinding]:
-    """Imports each module and collects `module.bindings(deps)`; a module that does not exist is skipped."""
+    """Imports each module and collects `module.bindings(deps)`. A module that does not exist or fails to import
+    stops start-up: InvalidInputError naming `server.service_modules` and the module (health never says SERVING
+    with a service missing)."""
     found: list[ServiceBinding] = []
     for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
             if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
-                log.warning("service module %s not found: skipped", name)
-                continue
-            raise
+                raise InvalidInputError.of("server.service_modules", f"no module named {name!r}") from None
+            raise InvalidInputError.of(
+                "server.service_modules", f"{name} failed to import: {type(exc).__name__}: {exc}"
+            ) from None
+        except Exception as exc:
+            raise InvalidInputError.of(
+                "server.service_modules", f"{name} failed to import: {type(exc).__name__}: {exc}"
+            ) from None
         factory = getattr(module, "bindings", None)
         if not callable(factory):
             raise InvalidInputError.of("server.service_modules", f"{name} has no bindings(deps) function")

@@ -1,9 +1,16 @@
 """Translation between allsuse.v1 messages and the protocol's objects. Servicers call these; nothing else
-touches generated code. Every refusal is an InvalidInputError naming the request field."""
+touches generated code. Every refusal is an InvalidInputError naming the request field.
+
+This is also the one place where a request's numbers meet their bounds (docs/api.md, "Limits"): money within
++-MAX_AMOUNT, prices and strikes within MAX_PRICE, quantities within MAX_QUANTITY, finite doubles, and a market
+snapshot of at most MAX_SYMBOLS symbols, MAX_BARS bars and MAX_CHAIN quotes per symbol. Whatever passes them can
+be stored and always converts back to a Money message.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -12,11 +19,37 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from allsuse.errors import InvalidInputError
+from allsuse.protocol.accounts import Portfolio
 from allsuse.protocol.engine import Decision, Order
 from allsuse.protocol.market import Bars, MarketData, OptionQuote
 from allsuse.v1 import common_pb2, decision_pb2
 
 CENT = Decimal("0.01")
+INT64_MAX = 2**63 - 1
+MAX_AMOUNT = Decimal(10**12)
+"""The largest amount of money (USD, either sign) a request may carry and an account may hold: $1 trillion."""
+MAX_PRICE = 10_000_000.0
+"""The largest price per share or contract unit, strike, spot or bar price: $10 million."""
+MAX_QUANTITY = 10_000_000.0
+"""The most contracts or shares one fill may trade."""
+MAX_VOLUME = 1e15
+"""The largest traded volume or open interest of a bar or quote."""
+MAX_SYMBOLS = 50
+"""Symbols per market snapshot."""
+MAX_BARS = 5_000
+"""Daily bars per symbol (about 20 years)."""
+MAX_CHAIN = 2_000
+"""Option quotes per symbol (and per SelectStrike request)."""
+MAX_EARNINGS_DATES = 100
+"""Earnings dates per symbol."""
+MAX_SYMBOL_LENGTH = 32
+MAX_TEXT = 500
+"""Free text a request stores (a withdrawal's reason, a sector)."""
+MAX_IV = 10.0
+"""The largest implied volatility (1000% a year)."""
+MAX_RATE = 1.0
+"""The largest interest rate in absolute value (100% a year)."""
+MAX_VIX = 1000.0
 ACTION = {
     name: getattr(decision_pb2, f"ACTION_{name}")
     for name in ("OPEN_PUT", "OPEN_CALL", "ROLL", "CLOSE", "HOLD", "ACCEPT_ASSIGNMENT", "REDUCE", "NO_TRADE")
@@ -39,25 +72,189 @@ KIND_OUT = {
 
 
 def money_out(value: float | Decimal) -> common_pb2.Money:
-    """A Money message from a float or Decimal, rounded half-even to the cent."""
+    """A Money message from a float or Decimal, rounded half-even to the cent (not finite: zero).
+
+    Every amount the service stores lies within +-MAX_AMOUNT (money_in and check_amounts refuse the rest), so a
+    stored value always fits; a computed value beyond Money's int64 units is an OverflowError (a server bug)."""
     d = value if isinstance(value, Decimal) else Decimal(repr(float(value))) if math.isfinite(value) else Decimal(0)
+    if not d.is_finite():
+        d = Decimal(0)
     cents = int(d.quantize(CENT, rounding=ROUND_HALF_EVEN) * 100)
     units, rest = divmod(abs(cents), 100)
+    if units > INT64_MAX:
+        raise OverflowError(f"{d} does not fit a Money message")
     sign = -1 if cents < 0 else 1
     return common_pb2.Money(currency_code="USD", units=sign * units, cents=sign * rest)
 
 
-def money_in(m: common_pb2.Money, field: str, *, positive: bool = False, allow_zero: bool = True) -> Decimal:
-    """The exact amount of a Money field; cents in [-99, 99] with the sign of units, USD only."""
+def money_fits(value: float | Decimal) -> bool:
+    """Whether money_out can carry `value` (finite, with int64 units)."""
+    try:
+        d = value if isinstance(value, Decimal) else Decimal(repr(float(value)))
+    except (ValueError, ArithmeticError):
+        return False
+    return d.is_finite() and abs(d) < INT64_MAX
+
+
+def money_in(
+    m: common_pb2.Money,
+    field: str,
+    *,
+    positive: bool = False,
+    allow_zero: bool = True,
+    maximum: Decimal = MAX_AMOUNT,
+) -> Decimal:
+    """The exact amount of a Money field; cents in [-99, 99] with the sign of units, USD only, and at most
+    `maximum` (MAX_AMOUNT unless a tighter bound applies) in absolute value."""
     if m.currency_code not in ("", "USD"):
-        raise InvalidInputError.of(f"{field}.currency_code", f"must be USD, got {m.currency_code!r}")
+        raise InvalidInputError.of(f"{field}.currency_code", f"must be USD, got {text_preview(m.currency_code)}")
     if not -99 <= m.cents <= 99:
         raise InvalidInputError.of(f"{field}.cents", f"must be in [-99, 99], got {m.cents}")
     if m.units and m.cents and (m.units > 0) != (m.cents > 0):
         raise InvalidInputError.of(f"{field}.cents", "must have the same sign as units")
     value = Decimal(m.units) + Decimal(m.cents) / 100
+    if abs(value) > maximum:
+        raise InvalidInputError.of(field, f"must be at most {maximum:f} USD in absolute value, got {value}")
     if positive and value <= 0 and not (allow_zero and value == 0):
         raise InvalidInputError.of(field, f"must be > 0, got {value}")
+    return value
+
+
+def text_preview(text: str, limit: int = 40) -> str:
+    """A short repr of client text for an error message."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def text_in(text: str, field: str, *, max_length: int = MAX_TEXT, required: bool = False) -> str:
+    """Client text that is stored: at most `max_length` characters, no control characters (NUL included)."""
+    if required and not text.strip():
+        raise InvalidInputError.of(field, "must not be empty")
+    if len(text) > max_length:
+        raise InvalidInputError.of(field, f"must be at most {max_length} characters, got {len(text)}")
+    if any((ord(c) < 32 and c not in "\t\n") or ord(c) == 127 for c in text):
+        raise InvalidInputError.of(field, "must not hold control characters")
+    return text
+
+
+def symbol_in(text: str, field: str, *, required: bool = True) -> str:
+    """A ticker symbol: 1..MAX_SYMBOL_LENGTH printable characters without spaces."""
+    if not text:
+        if required:
+            raise InvalidInputError.of(field, "must not be empty")
+        return text
+    if len(text) > MAX_SYMBOL_LENGTH or not text.isprintable() or any(c.isspace() for c in text):
+        raise InvalidInputError.of(
+            field, f"must be at most {MAX_SYMBOL_LENGTH} printable characters without spaces, got {text_preview(text)}"
+        )
+    return text
+
+
+def number_in(
+    x: float,
+    field: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+) -> float:
+    """A finite double within [low, high] (or (low, high] with `low_open`)."""
+    if not math.isfinite(x):
+        raise InvalidInputError.of(field, f"must be a finite number, got {x}")
+    if low is not None and (x < low or (low_open and x == low)):
+        raise InvalidInputError.of(field, f"must be {'>' if low_open else '>='} {low:g}, got {x:g}")
+    if high is not None and x > high:
+        raise InvalidInputError.of(field, f"must be <= {high:g}, got {x:g}")
+    return x
+
+
+def price_in(x: float, field: str) -> float:
+    """A price, strike or spot: finite, > 0 and at most MAX_PRICE."""
+    return number_in(x, field, low=0.0, high=MAX_PRICE, low_open=True)
+
+
+def quantity_in(x: float, field: str) -> float:
+    """A whole number of contracts or shares in 1..MAX_QUANTITY."""
+    if not math.isfinite(x) or x <= 0 or x != int(x) or x > MAX_QUANTITY:
+        raise InvalidInputError.of(field, f"must be a whole number in 1..{MAX_QUANTITY:.0f}, got {x:g}")
+    return x
+
+
+def amount_fits(value: Decimal, field: str, what: str) -> Decimal:
+    """Refuses (naming the request `field`) a computed amount beyond +-MAX_AMOUNT, before it is stored."""
+    if not value.is_finite() or abs(value) > MAX_AMOUNT:
+        raise InvalidInputError.of(field, f"{what} would be {value:f} USD, beyond the limit of {MAX_AMOUNT:f}")
+    return value
+
+
+def check_amounts(portfolio: Portfolio, field: str) -> None:
+    """Refuses a write that would leave any stored amount of `portfolio` beyond +-MAX_AMOUNT (or a price beyond
+    MAX_PRICE), naming the request field that caused it; call it before saving."""
+    for a in portfolio.accounts.values():
+        for name in ("balance", "base", "peak", "leaps", "quarter_realised"):
+            amount_fits(getattr(a, name), field, f"{a.id} {name}")
+    for t in portfolio.transactions:
+        amount_fits(t.amount, field, f"a {t.kind} transaction of {t.account_id}")
+    for x in portfolio.positions.values():
+        for name in ("strike", "premium", "cost_basis"):
+            value = getattr(x, name)
+            if value is not None and not (math.isfinite(value) and abs(value) <= MAX_PRICE):
+                raise InvalidInputError.of(field, f"position {x.id} {name} would be {value:g}, beyond {MAX_PRICE:g}")
+
+
+MAX_JSON_BYTES = 65_536
+"""The largest JSON document a request may carry (CheckCompliance's context_json)."""
+MAX_JSON_DEPTH = 16
+MAX_JSON_DIGITS = 30
+
+
+def _json_number(text: str) -> float:
+    if len(text) > MAX_JSON_DIGITS:
+        raise ValueError(f"a number of more than {MAX_JSON_DIGITS} characters")
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"a number beyond the range of a double ({text[:20]})")
+    return value
+
+
+def _json_integer(text: str) -> int:
+    if len(text) > MAX_JSON_DIGITS:
+        raise ValueError(f"a number of more than {MAX_JSON_DIGITS} digits")
+    return int(text)
+
+
+def _json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json_depth(value: Any) -> int:
+    depth, level = 0, [(value, 1)]
+    while level:
+        item, d = level.pop()
+        depth = max(depth, d)
+        if depth > MAX_JSON_DEPTH:
+            break
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        level.extend((child, d + 1) for child in children)
+    return depth
+
+
+def json_object_in(text: str, field: str) -> dict[str, Any]:
+    """A JSON object from client text: at most MAX_JSON_BYTES, MAX_JSON_DEPTH levels deep, numbers of at most
+    MAX_JSON_DIGITS characters that are finite doubles (no NaN or Infinity)."""
+    if len(text) > MAX_JSON_BYTES:
+        raise InvalidInputError.of(field, f"must be at most {MAX_JSON_BYTES} characters, got {len(text)}")
+    try:
+        value = json.loads(text, parse_float=_json_number, parse_int=_json_integer, parse_constant=_json_constant)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError.of(field, f"is not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise InvalidInputError.of(field, f"must be at most {MAX_JSON_DEPTH} levels deep") from None
+    except ValueError as exc:
+        raise InvalidInputError.of(field, f"is not acceptable JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidInputError.of(field, "must be a JSON object")
+    if _json_depth(value) > MAX_JSON_DEPTH:
+        raise InvalidInputError.of(field, f"must be at most {MAX_JSON_DEPTH} levels deep")
     return value
 
 
@@ -88,16 +285,13 @@ def date_in(text: str, field: str) -> dt.date:
         raise InvalidInputError.of(field, f"must be an ISO date YYYY-MM-DD, got {text!r}") from None
 
 
-def _finite(x: float, field: str, *, positive: bool = False) -> float:
-    if not math.isfinite(x) or (positive and x <= 0):
-        raise InvalidInputError.of(field, f"must be a finite number{' > 0' if positive else ''}, got {x}")
-    return x
-
-
 def market_in(snapshot: decision_pb2.MarketSnapshot, field: str = "market") -> MarketData:
-    """MarketData from a snapshot: bars sorted by date, positive prices, a positive IV per symbol."""
+    """MarketData from a snapshot: at most MAX_SYMBOLS symbols of at most MAX_BARS bars (sorted by date, prices
+    in (0, MAX_PRICE]) and MAX_CHAIN quotes each, a positive IV per symbol."""
     if not snapshot.symbols:
         raise InvalidInputError.of(f"{field}.symbols", "must hold at least the symbol decided on")
+    if len(snapshot.symbols) > MAX_SYMBOLS:
+        raise InvalidInputError.of(f"{field}.symbols", f"must hold at most {MAX_SYMBOLS}, got {len(snapshot.symbols)}")
     bars: dict[str, Bars] = {}
     ivs: dict[str, float] = {}
     sectors: dict[str, str] = {}
@@ -105,10 +299,17 @@ def market_in(snapshot: decision_pb2.MarketSnapshot, field: str = "market") -> M
     earnings: dict[str, list[dt.date]] = {}
     for i, sm in enumerate(snapshot.symbols):
         at = f"{field}.symbols[{i}]"
-        if not sm.symbol:
-            raise InvalidInputError.of(f"{at}.symbol", "must not be empty")
+        symbol_in(sm.symbol, f"{at}.symbol")
+        if sm.symbol in bars:
+            raise InvalidInputError.of(f"{at}.symbol", f"{sm.symbol} appears twice")
         if not sm.bars:
             raise InvalidInputError.of(f"{at}.bars", "must hold daily bars, oldest first")
+        if len(sm.bars) > MAX_BARS:
+            raise InvalidInputError.of(f"{at}.bars", f"must hold at most {MAX_BARS} bars, got {len(sm.bars)}")
+        if len(sm.chain) > MAX_CHAIN:
+            raise InvalidInputError.of(f"{at}.chain", f"must hold at most {MAX_CHAIN} quotes, got {len(sm.chain)}")
+        if len(sm.earnings_dates) > MAX_EARNINGS_DATES:
+            raise InvalidInputError.of(f"{at}.earnings_dates", f"must hold at most {MAX_EARNINGS_DATES} dates")
         dates: list[dt.date] = []
         rows = np.empty((len(sm.bars), 5))
         for j, b in enumerate(sm.bars):
@@ -116,42 +317,48 @@ def market_in(snapshot: decision_pb2.MarketSnapshot, field: str = "market") -> M
             if dates and day <= dates[-1]:
                 raise InvalidInputError.of(f"{at}.bars[{j}].date", f"{day} is not after {dates[-1]} (oldest first)")
             dates.append(day)
-            for k, (name, value) in enumerate(
-                (("open", b.open), ("high", b.high), ("low", b.low), ("close", b.close), ("volume", b.volume))
-            ):
-                rows[j, k] = _finite(value, f"{at}.bars[{j}].{name}", positive=name != "volume")
+            for k, name in enumerate(("open", "high", "low", "close")):
+                rows[j, k] = price_in(getattr(b, name), f"{at}.bars[{j}].{name}")
+            rows[j, 4] = number_in(b.volume, f"{at}.bars[{j}].volume", low=0.0, high=MAX_VOLUME)
             if b.high < b.low:
                 raise InvalidInputError.of(f"{at}.bars[{j}].high", "is below low")
         bars[sm.symbol] = Bars(
             tuple(dates), rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2].copy(), rows[:, 3].copy(), rows[:, 4].copy()
         )
-        ivs[sm.symbol] = _finite(sm.iv, f"{at}.iv", positive=True)
-        sectors[sm.symbol] = sm.sector or "unknown"
+        ivs[sm.symbol] = number_in(sm.iv, f"{at}.iv", low=0.0, high=MAX_IV, low_open=True)
+        sectors[sm.symbol] = text_in(sm.sector, f"{at}.sector", max_length=64) or "unknown"
         if sm.chain:
             by_kind: dict[str, list[OptionQuote]] = {"call": [], "put": []}
             for j, q in enumerate(sm.chain):
-                if q.kind not in KIND_IN:
-                    raise InvalidInputError.of(f"{at}.chain[{j}].kind", "must be OPTION_KIND_CALL or OPTION_KIND_PUT")
-                by_kind[KIND_IN[q.kind]].append(
-                    OptionQuote(
-                        _finite(q.strike, f"{at}.chain[{j}].strike", positive=True),
-                        _finite(q.bid, f"{at}.chain[{j}].bid"),
-                        _finite(q.ask, f"{at}.chain[{j}].ask"),
-                        _finite(q.iv, f"{at}.chain[{j}].iv", positive=True),
-                        q.open_interest,
-                        q.volume,
-                    )
-                )
+                by_kind[kind_in(q.kind, f"{at}.chain[{j}].kind")].append(quote_in(q, f"{at}.chain[{j}]"))
             chains[sm.symbol] = by_kind
         if sm.earnings_dates:
             earnings[sm.symbol] = [date_in(d, f"{at}.earnings_dates[{j}]") for j, d in enumerate(sm.earnings_dates)]
     vix = None
     if snapshot.HasField("vix"):
-        vix = _finite(snapshot.vix, f"{field}.vix")
-        if vix < 0:
-            raise InvalidInputError.of(f"{field}.vix", f"must be >= 0, got {vix}")
-    rate = _finite(snapshot.rate, f"{field}.rate")
+        vix = number_in(snapshot.vix, f"{field}.vix", low=0.0, high=MAX_VIX)
+    rate = number_in(snapshot.rate, f"{field}.rate", low=-MAX_RATE, high=MAX_RATE)
     return MarketData(bars, ivs, vix, rate, sectors, chains, earnings or None)
+
+
+def kind_in(kind: int, field: str) -> str:
+    """The option kind ("call" or "put") of an OptionKind value; anything else names the field."""
+    name: str | None = KIND_IN.get(kind)  # type: ignore[call-overload]
+    if name is None:
+        raise InvalidInputError.of(field, "must be OPTION_KIND_CALL or OPTION_KIND_PUT")
+    return name
+
+
+def quote_in(q: decision_pb2.OptionQuote, field: str) -> OptionQuote:
+    """An option quote: strike in (0, MAX_PRICE], bid and ask in [0, MAX_PRICE], IV in (0, MAX_IV]."""
+    return OptionQuote(
+        price_in(q.strike, f"{field}.strike"),
+        number_in(q.bid, f"{field}.bid", low=0.0, high=MAX_PRICE),
+        number_in(q.ask, f"{field}.ask", low=0.0, high=MAX_PRICE),
+        number_in(q.iv, f"{field}.iv", low=0.0, high=MAX_IV, low_open=True),
+        number_in(q.open_interest, f"{field}.open_interest", low=0.0, high=MAX_VOLUME),
+        number_in(q.volume, f"{field}.volume", low=0.0, high=MAX_VOLUME),
+    )
 
 
 def order_out(o: Order | None) -> decision_pb2.Order | None:

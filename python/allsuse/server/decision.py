@@ -6,8 +6,8 @@ Every handler translates the request (allsuse.server.convert), runs the core wor
 
 from __future__ import annotations
 
-import json
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import grpc
@@ -23,15 +23,26 @@ from allsuse.protocol.week_type import describe_week
 from allsuse.rules import RuleBook
 from allsuse.server.app import ServiceBinding, ServiceDeps
 from allsuse.server.convert import (
-    KIND_IN,
+    MAX_CHAIN,
+    MAX_IV,
+    MAX_PRICE,
+    MAX_QUANTITY,
+    MAX_RATE,
     OUTCOME,
     SEVERITY,
     date_in,
     decision_out,
     decision_payload,
+    json_object_in,
+    kind_in,
     market_in,
     money_in,
     money_out,
+    number_in,
+    price_in,
+    quote_in,
+    symbol_in,
+    text_in,
     timestamp_in,
 )
 from allsuse.server.errors import FailedPreconditionError, NotFoundError
@@ -104,9 +115,10 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
     # --- Decide -----------------------------------------------------------------------------------------
     def _decide(self, request: decision_pb2.DecideRequest) -> dict[str, Any]:
         """Runs on a worker thread; returns the stored payload (plus an "_alert" to publish, if any)."""
-        for name in ("portfolio_id", "account_id", "symbol"):
+        for name in ("portfolio_id", "account_id"):
             if not getattr(request, name):
                 raise InvalidInputError.of(name, "must not be empty")
+        symbol_in(request.symbol, "symbol")
         key = request.idempotency_key
         if key:
             stored_decision = self.store.get_decision_by_key(key)
@@ -189,24 +201,22 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
 
     # --- AssessRisk ---------------------------------------------------------------------------------------
     def _assess(self, request: decision_pb2.AssessRiskRequest) -> decision_pb2.RiskAssessment:
-        stored = PortfolioRepository(self.store).load(request.portfolio_id)
-        market = market_in(request.market)
+        market = market_in(request.market)  # bounded and checked before any lookup
         as_of = timestamp_in(request.as_of, "as_of").date()
         confidence = request.confidence or 0.975
         if not 0.5 <= confidence < 1:
             raise InvalidInputError.of("confidence", f"must be in [0.5, 1), got {confidence}")
+        stored = PortfolioRepository(self.store).load(request.portfolio_id)
         positions = list(stored.portfolio.positions.values())
         extra = None
         if request.HasField("proposed"):
             o = request.proposed
-            if o.kind not in KIND_IN:
-                raise InvalidInputError.of("proposed.kind", "must be OPTION_KIND_CALL or OPTION_KIND_PUT")
+            kind = kind_in(o.kind, "proposed.kind")
             if not request.symbol or request.symbol not in market.bars:
                 raise InvalidInputError.of("symbol", "must name a symbol of the market snapshot")
-            if o.contracts <= 0:
-                raise InvalidInputError.of("proposed.contracts", f"must be > 0, got {o.contracts}")
-            if not o.strike > 0:
-                raise InvalidInputError.of("proposed.strike", f"must be > 0, got {o.strike}")
+            if not 0 < o.contracts <= MAX_QUANTITY:
+                raise InvalidInputError.of("proposed.contracts", f"must be in 1..{MAX_QUANTITY:.0f}, got {o.contracts}")
+            strike = price_in(o.strike, "proposed.strike")
             expiry = date_in(o.expiry, "proposed.expiry")
             if expiry < as_of:
                 raise InvalidInputError.of("proposed.expiry", "must not be before as_of")
@@ -214,12 +224,12 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
                 "proposed",
                 request.account_id or "proposed",
                 request.symbol,
-                KIND_IN[o.kind],
+                kind,
                 -float(o.contracts),
                 as_of,
-                o.strike,
+                strike,
                 expiry,
-                float(money_in(o.limit_price, "proposed.limit_price")),
+                float(money_in(o.limit_price, "proposed.limit_price", maximum=Decimal(int(MAX_PRICE)))),
                 iv=market.iv_for(request.symbol),
             )
         symbols = sorted({p.symbol for p in positions} | ({extra.symbol} if extra else set()))
@@ -285,7 +295,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             size = sizing.size_put(
                 equity=money_in(request.equity, "equity"),
                 free_cash=money_in(request.free_cash, "free_cash"),
-                strike=request.strike,
+                strike=price_in(request.strike, "strike"),
                 target_share=request.size_share,
                 max_symbol_weight=request.max_symbol_weight if request.HasField("max_symbol_weight") else None,
                 existing_exposure=money_in(request.existing_exposure, "existing_exposure"),
@@ -305,12 +315,21 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         )
 
     def _select(self, request: decision_pb2.SelectStrikeRequest) -> decision_pb2.SelectStrikeResponse:
-        if request.kind not in KIND_IN:
-            raise InvalidInputError.of("kind", "must be OPTION_KIND_CALL or OPTION_KIND_PUT")
-        kind = KIND_IN[request.kind]
+        kind = kind_in(request.kind, "kind")
+        price_in(request.spot, "spot")
+        number_in(request.t, "t", low=0.0, high=30.0, low_open=True)
+        number_in(request.rate, "rate", low=-MAX_RATE, high=MAX_RATE)
+        for name in ("band_low", "band_high", "target"):
+            number_in(getattr(request, name), name, low=0.0, high=100.0)
         target = request.target or (request.band_low + request.band_high) / 2
         if request.chain:
-            quotes = [q for q in request.chain if KIND_IN.get(q.kind) == kind]
+            if len(request.chain) > MAX_CHAIN:
+                raise InvalidInputError.of("chain", f"must hold at most {MAX_CHAIN} quotes, got {len(request.chain)}")
+            quotes = [
+                quote_in(q, f"chain[{j}]")
+                for j, q in enumerate(request.chain)
+                if kind_in(q.kind, f"chain[{j}].kind") == kind
+            ]
             if not quotes:
                 raise InvalidInputError.of("chain", f"holds no {kind} quotes")
             strikes = np.array([q.strike for q in quotes], dtype=np.float64)
@@ -321,6 +340,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             if picked is None:
                 return decision_pb2.SelectStrikeResponse(found=False)
             return decision_pb2.SelectStrikeResponse(found=True, strike=picked[1], delta=picked[2])
+        number_in(request.iv, "iv", low=0.0, high=MAX_IV, low_open=True)
         grid = settings.strike_grid(settings.default().doc)
         chosen = _core.select_synthetic_strike(
             kind,
@@ -353,7 +373,8 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         return await self._cached("ClassifyWeek", request, compute, decision_pb2.ClassifyWeekResponse)
 
     def _classify(self, request: decision_pb2.ClassifyWeekRequest) -> decision_pb2.ClassifyWeekResponse:
-        w = describe_week(request.position, request.move_pct, request.roll_available)
+        move = number_in(request.move_pct, "move_pct", low=-100.0, high=10_000.0)
+        w = describe_week(request.position, move, request.roll_available)
         return decision_pb2.ClassifyWeekResponse(
             code=w.code,
             name=w.name,
@@ -367,12 +388,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
     async def CheckCompliance(
         self, request: decision_pb2.CheckComplianceRequest, context: grpc.aio.ServicerContext
     ) -> Any:
-        try:
-            context_data = json.loads(request.context_json)
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError.of("context_json", f"is not valid JSON ({exc.msg})") from None
-        if not isinstance(context_data, dict):
-            raise InvalidInputError.of("context_json", "must be a JSON object")
+        context_data = json_object_in(request.context_json, "context_json")
         result = self.rules.evaluate(context_data)
         return decision_pb2.ComplianceReport(
             results=[
@@ -400,7 +416,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
                 f"decision_id: {request.decision_id} is {payload['approval_status']}, not PENDING approval"
             )
         payload["approval_status"] = "APPROVED" if request.approve else "DECLINED"
-        payload["approval_note"] = request.note
+        payload["approval_note"] = text_in(request.note, "note", max_length=2000)
         effects = payload.get("effects")
         if request.approve and effects:
             # The approved decision's effects start now; a declined one leaves no trace.

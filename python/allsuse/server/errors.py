@@ -12,13 +12,14 @@
 | DeadlineExceededError, TimeoutError | DEADLINE_EXCEEDED | "deadline exceeded" |
 | StoreClosedError | UNAVAILABLE | a fixed text (the server is stopping) |
 | NotImplementedError | UNIMPLEMENTED | a fixed text |
-| anything else | INTERNAL | "internal error (request id ...)" |
+| anything else, a Rust panic (PanicException) too | INTERNAL | "internal error (request id ...)" |
 
 Every answer carries the request id in the trailing metadata (`x-request-id`). No traceback, SQL or file path
 reaches a client: messages are cut to 500 characters with absolute paths replaced by "<path>", store integrity
 errors (which quote SQL) get a fixed text, and INTERNAL is generic; the full traceback goes to the log with the
 request id. Servicers use `allsuse.server.rpc` (the `@rpc` decorator) or just raise: the error interceptor
-applies this same table to whatever escapes a handler.
+applies this same table to whatever escapes a handler. Both catch `FAULTS`: every Exception and the core's
+PanicException, which PyO3 derives from BaseException so that `except Exception` misses it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import NoReturn
 
 import grpc
 
+from allsuse._core import PanicException
 from allsuse.errors import AllsuseError, ConvergenceError, InvalidInputError
 from allsuse.server.request import current_call
 from allsuse.store.errors import StoreClosedError, StoreIntegrityError, StoreNotFoundError
@@ -39,6 +41,9 @@ REQUEST_ID_KEY = "x-request-id"
 MAX_DETAILS = 500
 _PATH = re.compile(r"(?:[A-Za-z]:\\|/)(?:[\w.\-]+[/\\])+[\w.\-]*")
 _DUPLICATE = re.compile(r"unique|duplicate", re.IGNORECASE)
+
+FAULTS: tuple[type[BaseException], ...] = (Exception, PanicException)
+"""What the RPC layer maps through the table: every Exception, and a panic of the Rust core (a BaseException)."""
 
 
 class NotFoundError(AllsuseError, LookupError):
@@ -124,7 +129,13 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException) -> N
     status, details = status_for(exc, request_id)
     if status is grpc.StatusCode.INTERNAL:
         method = "" if call is None else call.method
-        log.error("internal error in %s (request id %s)", method, request_id, exc_info=exc)
+        if isinstance(exc, PanicException):
+            # The core is built never to panic (clippy denies it); one that does is a bug to report with this.
+            log.error(
+                "Rust core panicked in %s (request id %s); the server keeps serving", method, request_id, exc_info=exc
+            )
+        else:
+            log.error("internal error in %s (request id %s)", method, request_id, exc_info=exc)
     else:
         log.debug("%s -> %s: %s", type(exc).__name__, status.name, exc)
     await context.abort(status, details, trailing_metadata=trailers_for(exc, request_id))
@@ -132,6 +143,7 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException) -> N
 
 
 __all__ = [
+    "FAULTS",
     "MAX_DETAILS",
     "REQUEST_ID_KEY",
     "AlreadyExistsError",

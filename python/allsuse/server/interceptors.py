@@ -31,7 +31,7 @@ from typing import Any
 import grpc
 
 from allsuse.server.auth import KeyVerifier, token_from_metadata
-from allsuse.server.errors import REQUEST_ID_KEY, RateLimitedError, UnauthenticatedError, abort_with
+from allsuse.server.errors import FAULTS, REQUEST_ID_KEY, RateLimitedError, UnauthenticatedError, abort_with
 from allsuse.server.logs import access_log
 from allsuse.server.metrics import ServerMetrics
 from allsuse.server.ratelimit import TokenBucketLimiter
@@ -314,7 +314,7 @@ class ErrorInterceptor(Layer):
             yield
         except grpc.aio.AbortError:
             raise
-        except Exception as exc:
+        except FAULTS as exc:  # every Exception, and a Rust panic (a BaseException)
             await abort_with(context, exc)
 
 

@@ -14,7 +14,21 @@ from allsuse.protocol.engine import Engine
 from allsuse.protocol.positions import MULTIPLIER, Position
 from allsuse.protocol.trust import TrustBook
 from allsuse.server.app import ServiceBinding, ServiceDeps
-from allsuse.server.convert import date_in, money_in, money_out, timestamp_in, timestamp_out
+from allsuse.server.convert import (
+    MAX_PRICE,
+    amount_fits,
+    check_amounts,
+    date_in,
+    money_fits,
+    money_in,
+    money_out,
+    price_in,
+    quantity_in,
+    symbol_in,
+    text_in,
+    timestamp_in,
+    timestamp_out,
+)
 from allsuse.server.decision import actor, require_owner
 from allsuse.server.errors import AlreadyExistsError, FailedPreconditionError, NotFoundError
 from allsuse.server.portfolios import PortfolioRepository, StoredPortfolio, new_stored
@@ -122,6 +136,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         principal = current_principal()
         owner = principal.key_id if principal is not None and principal.authenticated else None
         stored = new_stored(Portfolio.create(portfolio_id, total, at), owner)
+        check_amounts(stored.portfolio, "total")
         stored.engine_state = Engine(trust=TrustBook()).export_state()
         self.repo.save(stored, actor=actor())
         return portfolio_out(stored)
@@ -141,22 +156,23 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         p = stored.portfolio
         account = p.account(request.account_id)
         at = timestamp_in(request.at, "at")
-        price = money_in(request.price, "price")
+        # Every number is bounded before anything changes: the price per share, the quantity and the cash they
+        # move (price x quantity x multiplier) within the money limit, so nothing stored can overflow Money.
+        price = money_in(request.price, "price", maximum=Decimal(int(MAX_PRICE)))
         if price < 0:
             raise InvalidInputError.of("price", f"must be >= 0, got {price}")
-        if not request.quantity > 0 or request.quantity != int(request.quantity):
-            raise InvalidInputError.of("quantity", f"must be a whole number > 0, got {request.quantity}")
+        qty = quantity_in(request.quantity, "quantity")
         if request.kind not in ("put", "call", "stock"):
-            raise InvalidInputError.of("kind", f"must be put, call or stock, got {request.kind!r}")
-        qty = float(request.quantity)
+            raise InvalidInputError.of("kind", f"must be put, call or stock, got {request.kind[:20]!r}")
+        per_unit = Decimal(str(MULTIPLIER)) if request.kind != "stock" else Decimal(1)
+        amount_fits(price * Decimal(int(qty)) * per_unit, "quantity", "the fill's cash (price x quantity)")
+        symbol_in(request.symbol, "symbol", required=request.side in ("sell_to_open", "buy"))
         position: Position | None = None
         if request.side == "sell_to_open":
             if request.kind == "stock":
                 raise InvalidInputError.of("side", "sell_to_open is for options; use buy or sell for stock")
-            if not request.symbol:
-                raise InvalidInputError.of("symbol", "must not be empty")
-            if not request.strike > 0:
-                raise InvalidInputError.of("strike", f"must be > 0, got {request.strike}")
+            strike = price_in(request.strike, "strike")
+            amount_fits(Decimal(str(strike)) * Decimal(int(qty)) * per_unit, "quantity", "the fill's exposure")
             expiry = date_in(request.expiry, "expiry")
             if request.kind == "put":
                 held = sum(x.collateral() for x in p.positions.values() if x.account_id == account.id)
@@ -228,6 +244,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         else:
             raise InvalidInputError.of("side", f"must be sell_to_open, buy_to_close, buy or sell, got {request.side!r}")
         last = p.transactions[-1]
+        check_amounts(p, "price")
         self.repo.save(stored, actor=actor())
         return portfolio_pb2.RecordFillResponse(
             position=_position_out(position), transaction=_transaction_out(last, p.id)
@@ -241,7 +258,8 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         stored = self._owned(request.portfolio_id)
         amount = money_in(request.amount, "amount", positive=True, allow_zero=False)
         at = timestamp_in(request.at, "at")
-        tx = stored.portfolio.withdraw(request.account_id, amount, at, request.reason or "withdrawal")
+        reason = text_in(request.reason, "reason") or "withdrawal"
+        tx = stored.portfolio.withdraw(request.account_id, amount, at, reason)
         self.repo.save(stored, actor=actor())
         return _transaction_out(tx, stored.portfolio.id)
 
@@ -286,7 +304,15 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
 
     def _project(self, request: portfolio_pb2.ProjectRequest) -> portfolio_pb2.Projection:
         total = money_in(request.total, "total", positive=True, allow_zero=False)
+        if request.seed < 0:
+            raise InvalidInputError.of("seed", f"must be >= 0, got {request.seed}")
+        # project() bounds years, paths and paths x years (PROJECT_MAX_PATH_YEARS) before it allocates anything.
         pr = project(float(total), request.years, paths=request.paths or 2000, seed=request.seed)
+        for y, *values in zip(pr.years, pr.expected, pr.income, pr.p05, pr.p50, pr.p95, strict=True):
+            if not all(money_fits(v) for v in values):
+                raise InvalidInputError.of(
+                    "years", f"the projection of {total} outgrows what Money can carry in year {y}; ask for fewer years"
+                )
         return portfolio_pb2.Projection(
             years=[
                 portfolio_pb2.ProjectionYear(

@@ -9,10 +9,11 @@
             result = await run_blocking(risk.value_at_risk, pnl, 0.975)   # off the event loop
             return decision_pb2.RiskAssessment(...)
 
-`@rpc` maps any exception through the table of `allsuse.server.errors` (the error interceptor does the same for
-undecorated handlers, so the mapping lives in one place) and works for unary methods and async-generator
-streaming methods. `run_blocking` runs a sync callable on the server's bounded thread pool: at most
-`server.blocking_workers` threads, and at most 16 waiting calls per thread before further callers wait.
+`@rpc` maps any exception (and a panic of the Rust core) through the table of `allsuse.server.errors` (the
+error interceptor does the same for undecorated handlers, so the mapping lives in one place) and works for unary
+methods and async-generator streaming methods. `run_blocking` runs a sync callable on the server's bounded thread
+pool: at most `server.blocking_workers` threads, and at most 16 waiting calls per thread before further callers
+wait.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 import grpc
 
 from allsuse.errors import InvalidInputError
-from allsuse.server.errors import DeadlineExceededError, abort_with
+from allsuse.server.errors import FAULTS, DeadlineExceededError, abort_with
 from allsuse.server.request import current_call
 
 P = ParamSpec("P")
@@ -125,7 +126,7 @@ def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
                         yield response
             except grpc.aio.AbortError:
                 raise
-            except Exception as exc:
+            except FAULTS as exc:  # every Exception, and a Rust panic
                 await abort_with(context, exc)
 
         return stream
@@ -139,7 +140,7 @@ def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
             return await method(self, request, context)
         except grpc.aio.AbortError:
             raise
-        except Exception as exc:
+        except FAULTS as exc:  # every Exception, and a Rust panic
             await abort_with(context, exc)
 
     return unary

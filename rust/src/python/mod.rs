@@ -20,6 +20,11 @@ fn build_profile() -> &'static str {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(build_profile, m)?)?;
+    // The class PyO3 raises when Rust code panics (a BaseException): exported so the server can catch exactly it.
+    m.add(
+        "PanicException",
+        m.py().get_type::<pyo3::panic::PanicException>(),
+    )?;
     pricing::register(m)?;
     risk::register(m)?;
     indicators::register(m)?;
