@@ -1,4 +1,9 @@
-"""Configuration: config/base.yaml, then config/<environment>.yaml, then ALLSUSE_* environment variables.
+"""Configuration: base.yaml, then <environment>.yaml, then ALLSUSE_* environment variables.
+
+The YAML files are the repository's config/ folder, shipped inside the package as `allsuse/defaults` (a link to
+config/ in a checkout, package data in a wheel) and found through importlib.resources, so an installed wheel
+serves with its packaged defaults from any working directory (`CONFIG_DIR`). Relative paths in them are relative
+to the checkout, or to the current working directory outside one (`PROJECT_DIR`).
 
 Every key of every section is declared below with its type and bounds. An environment variable
 `ALLSUSE_<SECTION>_<KEY>` overrides a key (`ALLSUSE_SERVER_PORT=50052`), and `ALLSUSE_<SECTION>_<KEY>_FILE`
@@ -10,6 +15,7 @@ and `Config.describe()` masks them for logs.
 
 from __future__ import annotations
 
+import importlib.resources
 import ipaddress
 import os
 import re
@@ -22,8 +28,24 @@ import yaml
 
 from allsuse.errors import InvalidInputError
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-CONFIG_DIR = PROJECT_DIR / "config"
+
+def _config_dir() -> Path:
+    """The packaged configuration files: allsuse/defaults inside the package. In a checkout that folder is a
+    symbolic link to the repository's config/ (the one source of truth); maturin ships its files in the wheel."""
+    return Path(str(importlib.resources.files("allsuse").joinpath("defaults")))
+
+
+def _project_dir(config_dir: Path) -> Path:
+    """Where relative paths (store.url, TLS files) start: the checkout when running from one (the parent of
+    config/), else the current working directory (a wheel installed in site-packages)."""
+    real = config_dir.resolve()
+    if real.name == "config" and (real.parent / "pyproject.toml").is_file():
+        return real.parent
+    return Path.cwd()
+
+
+CONFIG_DIR = _config_dir()
+PROJECT_DIR = _project_dir(CONFIG_DIR)
 ENV_PREFIX = "ALLSUSE_"
 FILE_SUFFIX = "_FILE"
 ROLES = ("viewer", "trader", "admin")

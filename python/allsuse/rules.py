@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from allsuse import _core
+from allsuse.config import CONFIG_DIR
 from allsuse.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from allsuse.protocol.settings import ProtocolConfig
 
-DEFAULT_RULES = Path(__file__).resolve().parents[2] / "config" / "rules.yaml"
+DEFAULT_RULES = CONFIG_DIR / "rules.yaml"
 VIX_RULE = "R11_VIX_BREAKER"
 VIX_THRESHOLDS = ("hedged_at", "reducing_at", "halted_at")
 

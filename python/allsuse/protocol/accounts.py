@@ -590,7 +590,7 @@ PROJECT_MAX_YEARS = 100
 PROJECT_MAX_PATHS = 1_000_000
 PROJECT_MAX_PATH_YEARS = 4_000_000
 """The most simulated path-years one projection may ask for (paths x years): about 1 s and 100 MB."""
-_PROJECT_CHUNK = 1 << 20  # path-years simulated at once
+_PROJECT_CHUNK = 1 << 18  # path-years simulated at once (about 25 MB of temporaries)
 
 
 def project(total: float, years: int, *, paths: int = 2000, seed: int = 0) -> Projection:

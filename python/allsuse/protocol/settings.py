@@ -20,9 +20,10 @@ from typing import Any
 
 import yaml
 
+from allsuse import config as config_files
 from allsuse.errors import AllsuseError, InvalidInputError
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
+CONFIG_DIR = config_files.CONFIG_DIR  # the packaged config/ (allsuse.config: found through importlib.resources)
 # The protocol file settings.default() reads (and so the engine and the server).
 PROTOCOL_FILE = CONFIG_DIR / "protocol.yaml"
 ACCOUNT_TYPES = ("gen", "rev", "com")

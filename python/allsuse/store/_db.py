@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from allsuse.config import PROJECT_DIR
 from allsuse.errors import InvalidInputError
 from allsuse.store.errors import StoreClosedError, StoreError, StoreIntegrityError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "allsuse.db"
+DEFAULT_SQLITE_PATH = PROJECT_DIR / "var" / "allsuse.db"  # the checkout's var/, or the working folder's
 URL_ENV = "ALLSUSE_STORE_URL"
 
 Backend = Literal["sqlite", "postgresql"]
