@@ -70,17 +70,20 @@ def _wait_serving(address: str, proc: subprocess.Popen[bytes], log_path: Path, l
 
 
 @contextlib.contextmanager
-def serve_logged(folder: Path, *, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
-    """`allsuse serve --config development` on 127.0.0.1 and a free port with API keys on and a SQLite store in
-    `folder`; the log goes to `folder/serve.log`. SIGTERM (then SIGKILL) when the block ends."""
-    db = folder / "allsuse.db"
+def serve_logged(
+    folder: Path, *, store_url: str | None = None, extra_env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """`allsuse serve --config development` on 127.0.0.1 and a free port with API keys on and a store at
+    `store_url` (default: SQLite in `folder`); the log goes to `folder/serve.log`. SIGTERM (then SIGKILL) when the
+    block ends."""
+    db = store_url or str(folder / "allsuse.db")
     with Store(db) as store:
         tokens = {role: store.create_api_key(role).token for role in ("viewer", "trader", "admin")}
     port = free_port()
     env = {
         **os.environ,
         "ALLSUSE_SERVER_PORT": str(port),
-        "ALLSUSE_STORE_URL": str(db),
+        "ALLSUSE_STORE_URL": db,
         "ALLSUSE_AUTH_ENABLED": "true",
         "ALLSUSE_METRICS_ENABLED": "false",
         "ALLSUSE_SERVER_DRAIN_DELAY_SECONDS": "0",

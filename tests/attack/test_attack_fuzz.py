@@ -30,6 +30,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
+from allsuse.store.pgtest import TemporaryPostgres, find_bindir
 from allsuse.v1 import common_pb2, decision_pb2, monitor_pb2, portfolio_pb2, portfolio_pb2_grpc
 from tests.attack.input_support import Server, serve_logged, ts
 from tests.rpc_support import green_market, money
@@ -361,9 +362,17 @@ def seeds(server: Server, channel: grpc.Channel) -> dict[str, bytes]:
 # --- the test -------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with serve_logged(tmp_path_factory.mktemp("attack-fuzz")) as running:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The server on either store: PostgreSQL refuses some strings SQLite keeps (NUL), so both are fuzzed."""
+    folder = tmp_path_factory.mktemp(f"attack-fuzz-{request.param}")
+    if request.param == "sqlite":
+        with serve_logged(folder) as running:
+            yield running
+        return
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl, postgres) not found; `make setup` installs postgresql")
+    with TemporaryPostgres() as pg, serve_logged(folder, store_url=pg.create_database("fuzz")) as running:
         yield running
 
 

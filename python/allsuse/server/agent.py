@@ -83,6 +83,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
     def _converse(self, request: agent_pb2.ConverseRequest) -> agent_pb2.ConverseResponse:
         text_in(request.message, "message", max_length=MAX_MESSAGE, required=True)
+        text_in(request.portfolio_id, "portfolio_id", max_length=64)  # kept with the conversation
         store = self.deps.store
         conversation_id = request.conversation_id or uuid.uuid4().hex
         state: dict[str, Any] = {"turns": [], "portfolio_id": request.portfolio_id}

@@ -5,6 +5,9 @@ UNKNOWN with a traceback in the log. `RequestDecodingInterceptor` (installed inn
 deserializer that never raises: bytes that do not parse become an `UndecodableRequest`, and the handler, wrapped
 here, raises InvalidInputError for it. So the call still passes request id, metrics, access log and auth (a caller
 without a key gets UNAUTHENTICATED first), and the error table in errors.py chooses the status.
+
+The same check refuses a string field holding a NUL character, naming the field: no store can keep one (PostgreSQL
+text cannot), so no such string reaches a handler or a query.
 """
 
 from __future__ import annotations
@@ -57,9 +60,56 @@ def tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
     return deserialize
 
 
+_STRINGS: dict[str, tuple[tuple[str, bool, bool], ...]] = {}
+
+
+def _string_plan(descriptor: Any) -> tuple[tuple[str, bool, bool], ...]:
+    """(name, repeated, is_message) of the fields of a message type that are strings or may hold strings."""
+    plan = _STRINGS.get(descriptor.full_name)
+    if plan is not None:
+        return plan
+    _STRINGS[descriptor.full_name] = ()  # a recursive type sees itself as string-free while its plan is built
+    fields: list[tuple[str, bool, bool]] = []
+    for f in descriptor.fields:
+        if f.type == f.TYPE_STRING:
+            fields.append((f.name, f.is_repeated, False))
+        elif f.type == f.TYPE_MESSAGE and not f.message_type.GetOptions().map_entry and _string_plan(f.message_type):
+            fields.append((f.name, f.is_repeated, True))
+    _STRINGS[descriptor.full_name] = plan = tuple(fields)
+    return plan
+
+
+def nul_field(msg: Any, prefix: str = "") -> str | None:
+    """The path of the first string field of `msg` holding a NUL character (PostgreSQL cannot keep one), or None."""
+    for name, repeated, is_message in _string_plan(msg.DESCRIPTOR):
+        value = getattr(msg, name)
+        if not is_message:
+            if not repeated:
+                if "\x00" in value:
+                    return prefix + name
+            elif any("\x00" in v for v in value):
+                index = next(i for i, v in enumerate(value) if "\x00" in v)
+                return f"{prefix}{name}[{index}]"
+        elif not repeated:
+            if msg.HasField(name):
+                found = nul_field(value, f"{prefix}{name}.")
+                if found is not None:
+                    return found
+        else:
+            for i, item in enumerate(value):
+                found = nul_field(item, f"{prefix}{name}[{i}].")
+                if found is not None:
+                    return found
+    return None
+
+
 def _checked(request: Any) -> Any:
     if isinstance(request, UndecodableRequest):
         raise request.error()
+    if hasattr(request, "DESCRIPTOR"):
+        path = nul_field(request)
+        if path is not None:
+            raise InvalidInputError.of(path, "must not hold NUL characters")
     return request
 
 
@@ -150,4 +200,4 @@ class RequestDecodingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[mi
         return wrapped
 
 
-__all__ = ["FIELD", "RequestDecodingInterceptor", "UndecodableRequest", "tolerant", "tolerant_handler"]
+__all__ = ["FIELD", "RequestDecodingInterceptor", "UndecodableRequest", "nul_field", "tolerant", "tolerant_handler"]

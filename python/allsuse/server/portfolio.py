@@ -126,8 +126,8 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
     # --- create and read ----------------------------------------------------------------------------------
     def _create(self, request: portfolio_pb2.CreatePortfolioRequest) -> portfolio_pb2.Portfolio:
         total = money_in(request.total, "total", positive=True, allow_zero=False)
-        portfolio_id = request.portfolio_id or f"pf-{uuid.uuid4().hex[:12]}"
-        if "/" in portfolio_id or len(portfolio_id) > 64:
+        portfolio_id = text_in(request.portfolio_id, "portfolio_id", max_length=64) or f"pf-{uuid.uuid4().hex[:12]}"
+        if "/" in portfolio_id:
             raise InvalidInputError.of("portfolio_id", "must be at most 64 characters without '/'")
         if self.deps.store.get_portfolio(portfolio_id) is not None:
             raise AlreadyExistsError(f"portfolio_id: {portfolio_id!r} exists already")
@@ -336,6 +336,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         account = stored.portfolio.account(request.account_id)
         if not request.reason:
             raise InvalidInputError.of("reason", "must say why the account is reset (it goes to the audit log)")
+        text_in(request.reason, "reason")
         engine = Engine(trust=TrustBook())
         engine.import_state(stored.engine_state)
         engine.reset_account(stored.portfolio, account.id)
