@@ -271,7 +271,7 @@ class Engine:
         close = market.bars_for(source).close
         if close.size <= window:
             return None, "none", f"no VIX and too few bars of {source} for the proxy"
-        hv = float(indicators.hist_vol(close, window)[-1])
+        hv = float(indicators.hist_vol(close[-(window + 1) :], window)[-1])  # the last window only
         if not math.isfinite(hv):
             return None, "none", f"no VIX and no finite realised volatility of {source}"
         value = hv * 100.0 * ratio
@@ -697,7 +697,7 @@ class _Deciding:
     def _light_cut(self) -> tuple[float, str] | None:
         """Light protection cuts only symbols whose 20-day annualised vol is above 35%: (share, why) or None."""
         light = self.e._sec("drawdown_protection").section("light_vol_cut")
-        hv = float(indicators.hist_vol(self.bars.close, 20)[-1]) if len(self.bars.dates) > 21 else math.nan
+        hv = float(indicators.hist_vol(self.bars.close[-21:], 20)[-1]) if len(self.bars.dates) > 21 else math.nan
         above = light.number("annual_vol_above")
         if not (math.isfinite(hv) and hv > above):
             return None
