@@ -760,13 +760,7 @@ class _Deciding:
             loss += stock.unrealised_loss(self.spot, self.iv, self.today)
         x, _, _ = self._level(reference, loss)
         if self.level >= 3:
-            self._reducing = True
-            self.notes.append(
-                "level 3 (preservation): close at a stop-loss"
-                + (f" and sell the {stock.quantity:g} assigned shares" if stock else "")
-                + "; account goes REDUCING until reset"
-            )
-            return self._close(opt, "emergency", stock=stock)
+            return self._stop_loss(opt, stock, "level 3 (preservation): close at a stop-loss")
         position_kind = "SHORT_PUT" if opt.kind == "put" else "SHORT_CALL"
         if opt.expiry is not None and self.today >= opt.expiry:
             can_roll = self._roll_available(opt) if roll_available is None else roll_available
@@ -803,6 +797,14 @@ class _Deciding:
             return self._close(opt, "exit")
         self.notes.append(f"level 0 (normal): premium decayed {decayed:.0%} < {take:.0%}: hold")
         return self._decision("HOLD", None, confidence=self._conf("hold_normal"))
+
+    def _stop_loss(self, opt: Position, stock: Position | None, why: str) -> Decision:
+        """Level 3 (or a P-DD week): close the short option and the shares of an assigned position; the account
+        goes REDUCING once this is executed."""
+        self._reducing = True
+        shares = f" and sell the {stock.quantity:g} assigned shares" if stock else ""
+        self.notes.append(f"{why}{shares}; account goes REDUCING until reset")
+        return self._close(opt, "emergency", stock=stock)
 
     def _manage_stock(self, stock: Position) -> Decision:
         """Shares without a call: level 3 sells them (stop-loss), else covered calls are written on them."""
@@ -897,13 +899,7 @@ class _Deciding:
         itm = (opt.kind == "put" and self.spot < opt.strike) or (opt.kind == "call" and self.spot > opt.strike)
         conf = self.week.confidence
         if code == "P-DD":
-            self._reducing = True
-            self.notes.append(
-                "deep drawdown: protocol level 3, close"
-                + (f" and sell the {stock.quantity:g} shares" if stock else "")
-                + " and go REDUCING"
-            )
-            return self._close(opt, "emergency", stock=stock)
+            return self._stop_loss(opt, stock, "deep drawdown: protocol level 3, close")
         if code == "C-RO":
             self.notes.append("call roll-over: roll the call down to the current price")
             return self._roll(opt, band=self._call_band("roll_down_band"))
