@@ -30,6 +30,7 @@ def _account(a: Account) -> dict[str, Any]:
         "state": a.state,
         "leaps": str(a.leaps),
         "quarter_realised": str(a.quarter_realised),
+        "reinvest_cash": str(a.reinvest_cash),
     }
 
 
@@ -98,6 +99,7 @@ def from_payload(portfolio_id: str, payload: dict[str, Any]) -> StoredPortfolio:
             a["state"],
             Decimal(a["leaps"]),
             Decimal(a["quarter_realised"]),
+            Decimal(a.get("reinvest_cash", "0.00")),
         )
     for x in payload["positions"]:
         p.positions[x["id"]] = Position(
