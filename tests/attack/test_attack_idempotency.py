@@ -286,3 +286,16 @@ def test_a_closed_position_is_closed_in_the_positions_table(api: Api) -> None:
         assert before is not None
         written = [e for e in store.audit_entries(after_seq=before[0]) if e.payload.get("entity") == "position"]
         assert written == []
+
+
+def test_an_unusable_key_is_invalid_argument_naming_it(api: Api) -> None:
+    pid = create(api).portfolio_id
+    for key in ("k" * 201, "nul\x00key", "line\nbreak"):
+        req = portfolio_pb2.WithdrawRequest(
+            portfolio_id=pid, account_id=f"{pid}/rev-1", amount=money(1), idempotency_key=key
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            api.portfolio.Withdraw(req, metadata=api.md("a"), timeout=TIMEOUT)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (err.value.details() or "").startswith("idempotency_key:")
+    assert balances(api, pid)["rev"] == 300_000
