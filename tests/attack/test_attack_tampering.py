@@ -136,6 +136,25 @@ def test_full_verify_catches_an_edited_transaction_amount(db: tuple[Path, dict[s
     assert f"transactions row {ids['transaction']}" in result.stdout, result.stdout
 
 
+def test_full_verify_catches_a_raised_api_key_role(tmp_path: Path) -> None:
+    path = tmp_path / "allsuse.db"
+    with Store(path) as store:
+        viewer = store.create_api_key("viewer")
+    assert verify_full(str(path)).returncode == 0
+    sqlite_exec(path, f"UPDATE api_keys SET role = 'admin' WHERE key_id = '{viewer.key_id}'")
+    result = verify_full(str(path))
+    assert result.returncode == 1 and f"api_keys row {viewer.key_id}: role is 'admin'" in result.stdout, result.stdout
+
+
+def test_full_verify_examines_a_file_too_damaged_to_open(db: tuple[Path, dict[str, str]]) -> None:
+    path, _ = db
+    with path.open("r+b") as f:
+        f.write(random.Random(3).randbytes(100))  # the header
+    result = verify_full(str(path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the store cannot be opened" in result.stdout and "records NOT CHECKED" in result.stdout
+
+
 def test_full_verify_catches_a_deleted_transaction(db: tuple[Path, dict[str, str]]) -> None:
     path, ids = db
     sqlite_exec(
