@@ -115,11 +115,10 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
 
     # --- create and read ----------------------------------------------------------------------------------
     def _create(self, request: portfolio_pb2.CreatePortfolioRequest) -> portfolio_pb2.Portfolio:
-        call = KeyedCall.of("CreatePortfolio", request.portfolio_id, request)
-        if call is not None:
-            first = call.replay(self.deps.store, portfolio_pb2.Portfolio)
-            if first is not None:
-                return first
+        # Keyed by the portfolio_id sent, "" when the server picks one: a retry of that creates nothing new either.
+        call, first = self._replayed("CreatePortfolio", request, portfolio_pb2.Portfolio)
+        if first is not None:
+            return first
         total = money_in(request.total, "total", positive=True, allow_zero=False)
         portfolio_id = request.portfolio_id or f"pf-{uuid.uuid4().hex[:12]}"
         if "/" in portfolio_id or len(portfolio_id) > 64:
