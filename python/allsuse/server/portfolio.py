@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from allsuse.errors import InvalidInputError
 from allsuse.protocol.accounts import Account, Portfolio, Transaction, allocate, project
@@ -17,10 +18,13 @@ from allsuse.server.app import ServiceBinding, ServiceDeps
 from allsuse.server.convert import date_in, money_in, money_out, timestamp_in, timestamp_out
 from allsuse.server.decision import actor, require_owner
 from allsuse.server.errors import AlreadyExistsError, FailedPreconditionError, NotFoundError
+from allsuse.server.idempotency import KeyedCall, write_once
 from allsuse.server.portfolios import PortfolioRepository, StoredPortfolio, new_stored
 from allsuse.server.request import current_principal
 from allsuse.server.rpc import rpc, run_blocking
 from allsuse.v1 import portfolio_pb2, portfolio_pb2_grpc
+
+M = TypeVar("M", bound=Message)
 
 ROLES = {
     "CreatePortfolio": "trader",
@@ -111,6 +115,10 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
 
     # --- create and read ----------------------------------------------------------------------------------
     def _create(self, request: portfolio_pb2.CreatePortfolioRequest) -> portfolio_pb2.Portfolio:
+        # Keyed by the portfolio_id sent, "" when the server picks one: a retry of that creates nothing new either.
+        call, first = self._replayed("CreatePortfolio", request, portfolio_pb2.Portfolio)
+        if first is not None:
+            return first
         total = money_in(request.total, "total", positive=True, allow_zero=False)
         portfolio_id = request.portfolio_id or f"pf-{uuid.uuid4().hex[:12]}"
         if "/" in portfolio_id or len(portfolio_id) > 64:
@@ -123,8 +131,22 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         owner = principal.key_id if principal is not None and principal.authenticated else None
         stored = new_stored(Portfolio.create(portfolio_id, total, at), owner)
         stored.engine_state = Engine(trust=TrustBook()).export_state()
-        self.repo.save(stored, actor=actor())
-        return portfolio_out(stored)
+        return self._save(call, stored, portfolio_out(stored))
+
+    def _save(self, call: KeyedCall | None, stored: StoredPortfolio, response: M, extra: Any = None) -> M:
+        """Saves the aggregate with the request's idempotency key (if any) in the same unit; returns `response`,
+        or the first response when a concurrent request with the same key was stored first."""
+        return write_once(
+            call,
+            response,
+            lambda claim: self.repo.save(stored, actor=actor(), extra=extra, claim=claim),
+            actor=actor(),
+        )
+
+    def _replayed(self, rpc: str, request: Any, response_type: type[M]) -> tuple[KeyedCall | None, M | None]:
+        """The request's keyed call and, when its key was seen before, the first response."""
+        call = KeyedCall.of(rpc, request.portfolio_id, request)
+        return call, (None if call is None else call.replay(self.deps.store, response_type))
 
     @rpc
     async def CreatePortfolio(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -137,6 +159,9 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
 
     # --- fills and withdrawals -----------------------------------------------------------------------------
     def _fill(self, request: portfolio_pb2.RecordFillRequest) -> portfolio_pb2.RecordFillResponse:
+        call, first = self._replayed("RecordFill", request, portfolio_pb2.RecordFillResponse)
+        if first is not None:
+            return first
         stored = self._owned(request.portfolio_id)
         p = stored.portfolio
         account = p.account(request.account_id)
@@ -228,22 +253,24 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         else:
             raise InvalidInputError.of("side", f"must be sell_to_open, buy_to_close, buy or sell, got {request.side!r}")
         last = p.transactions[-1]
-        self.repo.save(stored, actor=actor())
-        return portfolio_pb2.RecordFillResponse(
+        response = portfolio_pb2.RecordFillResponse(
             position=_position_out(position), transaction=_transaction_out(last, p.id)
         )
+        return self._save(call, stored, response)
 
     @rpc
     async def RecordFill(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return await run_blocking(self._fill, request)
 
     def _withdraw(self, request: portfolio_pb2.WithdrawRequest) -> portfolio_pb2.Transaction:
+        call, first = self._replayed("Withdraw", request, portfolio_pb2.Transaction)
+        if first is not None:
+            return first
         stored = self._owned(request.portfolio_id)
         amount = money_in(request.amount, "amount", positive=True, allow_zero=False)
         at = timestamp_in(request.at, "at")
         tx = stored.portfolio.withdraw(request.account_id, amount, at, request.reason or "withdrawal")
-        self.repo.save(stored, actor=actor())
-        return _transaction_out(tx, stored.portfolio.id)
+        return self._save(call, stored, _transaction_out(tx, stored.portfolio.id))
 
     @rpc
     async def Withdraw(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -251,6 +278,9 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
 
     # --- weekly cycle, projection, reset --------------------------------------------------------------------
     def _weekly(self, request: portfolio_pb2.RunWeeklyCycleRequest) -> portfolio_pb2.WeeklyCycleReport:
+        call, first = self._replayed("RunWeeklyCycle", request, portfolio_pb2.WeeklyCycleReport)
+        if first is not None:
+            return first
         stored = self._owned(request.portfolio_id)
         p = stored.portfolio
         at = timestamp_in(request.as_of, "as_of")
@@ -266,19 +296,19 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         engine.trust.decay(at.date())
         stored.engine_state = engine.export_state()
         txs = list(p.transactions)
-        self.repo.save(stored, actor=actor())
 
         def group(g: Any) -> portfolio_pb2.AccountGroup:
             return portfolio_pb2.AccountGroup(
                 group_id=g.id, parent_id=g.parent_id or "", account_ids=g.account_ids, merged=g.merged
             )
 
-        return portfolio_pb2.WeeklyCycleReport(
+        report = portfolio_pb2.WeeklyCycleReport(
             forked=[group(g) for g in forked],
             merged=[group(g) for g in merged],
             transactions=[_transaction_out(t, p.id) for t in txs],
             portfolio=portfolio_out(stored),
         )
+        return self._save(call, stored, report)
 
     @rpc
     async def RunWeeklyCycle(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -306,6 +336,9 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         return await run_blocking(self._project, request)
 
     def _reset(self, request: portfolio_pb2.ResetAccountRequest) -> portfolio_pb2.Account:
+        call, first = self._replayed("ResetAccount", request, portfolio_pb2.Account)
+        if first is not None:
+            return first
         stored = self.repo.load(request.portfolio_id)
         account = stored.portfolio.account(request.account_id)
         if not request.reason:
@@ -318,10 +351,9 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         def note(tx: Any) -> None:
             tx.audit("reset_account", {"account_id": account.id, "reason": request.reason}, actor=actor())
 
-        self.repo.save(stored, actor=actor(), extra=note)
         from allsuse.protocol import settings
 
-        return _account_out(account, settings.default().account(account.kind).buffer)
+        return self._save(call, stored, _account_out(account, settings.default().account(account.kind).buffer), note)
 
     @rpc
     async def ResetAccount(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
