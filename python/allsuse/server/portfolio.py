@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 
 from allsuse.errors import InvalidInputError
 from allsuse.protocol.accounts import Account, Portfolio, Transaction, allocate, project
-from allsuse.protocol.engine import Engine
+from allsuse.protocol.engine import Effects, Engine
 from allsuse.protocol.positions import MULTIPLIER, Position
 from allsuse.protocol.trust import TrustBook
 from allsuse.server.app import ServiceBinding, ServiceDeps
@@ -252,11 +252,48 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
             p.open_position(position, at, f"bought {qty:g} shares of {request.symbol} at {price}", kind="assignment")
         else:
             raise InvalidInputError.of("side", f"must be sell_to_open, buy_to_close, buy or sell, got {request.side!r}")
+        extra = self._executes(stored, request, position) if request.decision_id else None
         last = p.transactions[-1]
         response = portfolio_pb2.RecordFillResponse(
             position=_position_out(position), transaction=_transaction_out(last, p.id)
         )
-        return self._save(call, stored, response)
+        return self._save(call, stored, response, extra=extra)
+
+    def _executes(
+        self, stored: StoredPortfolio, request: portfolio_pb2.RecordFillRequest, position: Position | None
+    ) -> Any:
+        """A fill that executes a decision (PROTOCOL section 10): a new option keeps the band the decision chose it
+        in, and a decision still PENDING is executed now, so its effects (rate window, freeze, cut, REDUCING) apply
+        and it is marked APPROVED in the same unit of work. A declined or rejected decision cannot be executed."""
+        record = self.deps.store.get_decision(request.decision_id)
+        if record is None:
+            raise NotFoundError(f"decision_id: no decision {request.decision_id!r}")
+        payload = dict(record.payload)
+        if payload.get("portfolio_id") != request.portfolio_id or payload.get("account_id") != request.account_id:
+            raise InvalidInputError.of("decision_id", "belongs to another portfolio or account")
+        status = str(payload.get("approval_status", ""))
+        if status in ("DECLINED", "REJECTED"):
+            raise FailedPreconditionError(f"decision_id: {request.decision_id} is {status} and cannot be executed")
+        order = payload.get("order") or {}
+        if position is not None and request.side == "sell_to_open" and order.get("band"):
+            position.band = (float(order["band"][0]), float(order["band"][1]))
+        if status != "PENDING":
+            return None
+        effects = payload.get("effects")
+        if effects:
+            engine = Engine(trust=TrustBook())
+            engine.import_state(stored.engine_state)
+            engine.apply_effects(Effects.from_json(effects), stored.portfolio)
+            stored.engine_state = engine.export_state()
+        payload["approval_status"] = "APPROVED"
+        payload["approval_note"] = "executed by RecordFill"
+
+        def record_execution(tx: Any) -> None:
+            tx.update_decision(
+                request.decision_id, status="approved", payload=payload, expected_status="pending", actor=actor()
+            )
+
+        return record_execution
 
     @rpc
     async def RecordFill(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
