@@ -50,9 +50,10 @@ class HalfOpenConnection:
         """The server's SETTINGS_MAX_CONCURRENT_STREAMS (2**32 + 1 when it sets none)."""
         return int(self.conn.remote_settings.max_concurrent_streams)
 
-    async def open_streams(self, path: str, count: int, *, end_stream: bool = False) -> int:
-        """Opens up to `count` streams to `path` (HEADERS only, never DATA; END_STREAM if `end_stream`, i.e. a
-        request that ends without its message); returns how many."""
+    async def open_streams(self, path: str, count: int, *, end_stream: bool = False, partial: bytes = b"") -> int:
+        """Opens up to `count` streams to `path`: HEADERS, then `partial` (the start of a message that never
+        ends) if given, never the whole message; END_STREAM if `end_stream` (a request that ends without its
+        message). Returns how many were opened."""
         opened = 0
         for _ in range(count):
             stream_id = self.conn.get_next_available_stream_id()
@@ -68,6 +69,8 @@ class HalfOpenConnection:
                 self.conn.send_headers(stream_id, headers, end_stream=end_stream)
             except h2.exceptions.TooManyStreamsError:
                 break
+            if partial:
+                self.conn.send_data(stream_id, partial, end_stream=False)
             self.opened.append(stream_id)
             opened += 1
         await self._flush()

@@ -1,4 +1,5 @@
-"""Slowloris: 300 raw HTTP/2 streams that send HEADERS and never their message, without an API key.
+"""Slowloris: 300 raw HTTP/2 streams that send HEADERS and never their message (a fifth of them send the start of
+one), without an API key.
 
 Throughout the attack the standard health Check (on a connection of its own) must answer SERVING within 1 s,
 and an authenticated unary call must still work; every half-open stream must be ended by the server within the
@@ -18,6 +19,7 @@ from tests.attack.h2_support import HalfOpenConnection
 from tests.attack.transport_support import HealthProbe, make_keys, serve
 
 STREAMS = 300
+PARTIAL_MESSAGE = b"\x00\x00\x00\x00\x64" + b"\x0a" * 10  # a gRPC frame announcing 100 bytes, 10 of them sent
 PATHS = ("/grpc.health.v1.Health/Check", "/allsuse.v1.DecisionService/ClassifyWeek")
 ATTACK_SECONDS = 3.0
 MESSAGE_DEADLINE = 5.0  # the default of server.request_message_timeout_seconds
@@ -49,7 +51,8 @@ async def _attack(port: int, address: str, token: str) -> tuple[int, HealthProbe
             per_connection = min(STREAMS - opened, connection.stream_limit, 100)
             for i, path in enumerate(PATHS):
                 share = per_connection // len(PATHS) + (1 if i < per_connection % len(PATHS) else 0)
-                opened += await connection.open_streams(path, share)
+                opened += await connection.open_streams(path, share - share // 5)
+                opened += await connection.open_streams(path, share // 5, partial=PARTIAL_MESSAGE)
         await asyncio.sleep(0.2)  # the server has taken every stream in
         probe = HealthProbe()
         probing = asyncio.ensure_future(probe.run(address, ATTACK_SECONDS))
