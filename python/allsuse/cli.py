@@ -40,6 +40,17 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(cfg.logging)
     logging.getLogger("allsuse").info("core build profile: %s", build_profile())
     asyncio.run(serve(cfg))
+    from allsuse.server.rpc import blocking_calls_running
+
+    left = blocking_calls_running()
+    if left:
+        # The drain is over and the store closed; a sync call on a worker thread cannot be interrupted, and the
+        # interpreter would join its thread before exiting, past the 5 s bound. Exit without waiting for it.
+        logging.getLogger("allsuse.server").warning("exiting with %d blocking calls still running (abandoned)", left)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
