@@ -160,19 +160,24 @@ def main() -> None:
                 quantity=1,
                 price=money(12.5),
                 at=stamp(day),
+                idempotency_key=f"{pid}-fill-1",
             ),
             metadata=md,
             timeout=TIMEOUT,
         )
         print("RecordFill:", fill.position.position_id, fill.transaction.amount.units)
-        tx = portfolios.Withdraw(
-            portfolio_pb2.WithdrawRequest(
-                portfolio_id=pid, account_id=f"{pid}/gen-1", amount=money(500), reason="income"
-            ),
-            metadata=md,
-            timeout=TIMEOUT,
+        # Every write takes an idempotency key: a retry after a lost reply (same key, same request) returns the
+        # first reply and moves no money twice.
+        withdraw = portfolio_pb2.WithdrawRequest(
+            portfolio_id=pid,
+            account_id=f"{pid}/gen-1",
+            amount=money(500),
+            reason="income",
+            idempotency_key=f"{pid}-w-1",
         )
-        print("Withdraw:", tx.kind, tx.amount.units)
+        tx = portfolios.Withdraw(withdraw, metadata=md, timeout=TIMEOUT)
+        retried = portfolios.Withdraw(withdraw, metadata=md, timeout=TIMEOUT)
+        print("Withdraw:", tx.kind, tx.amount.units, "(retry returned the same transaction:", retried == tx, ")")
         cycle = portfolios.RunWeeklyCycle(
             portfolio_pb2.RunWeeklyCycleRequest(portfolio_id=pid, as_of=stamp(day + dt.timedelta(days=1), 16, 5)),
             metadata=md,

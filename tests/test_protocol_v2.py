@@ -352,3 +352,30 @@ def test_the_strike_grid_scales_with_price() -> None:
     assert chosen is not None and chosen[0] == pytest.approx(3.3) and 40 <= chosen[1] <= 50
     coarse = _core.select_synthetic_strike("put", 3.3, 7 / 365, 0.6, 0.0, 0.0, 40, 50, 45, [(float("inf"), 1.0)])
     assert coarse is None
+
+
+def test_com_acc_buys_round_lots_and_sells_puts_only_with_reinvestment_cash(portfolio: Portfolio) -> None:
+    """v1's Com-Acc sold 20-30 delta puts with its cash; v2 buys round lots at setup, writes calls on them, and
+    sells puts only to deploy its quarterly reinvestment cash (PROTOCOL section 1)."""
+    bars = green(MONDAY)
+    m = market(bars, 0.30, symbol="AAPL")
+    engine = Engine()
+    setup = engine.decide(portfolio, "p1/com-1", "AAPL", at(MONDAY), m)
+    assert setup.action == "BUY_SHARES", setup.explanation
+    assert setup.order is not None and setup.order.contracts % 100 == 0
+    # 85% / 4 symbols of the Com-Acc's 300,000 = 63,750 of AAPL at ~$198: 3 round lots.
+    assert setup.order.contracts * bars.last_close <= 0.85 / 4 * 300_000 + 1e-6
+    com = portfolio.account("p1/com-1")
+    portfolio.positions["s"] = Position("s", "p1/com-1", "AAPL", "stock", 100.0, MONDAY, cost_basis=bars.last_close)
+    com.balance -= Decimal(str(round(100 * bars.last_close, 2)))
+    topup = engine.decide(portfolio, "p1/com-1", "AAPL", at(MONDAY), m)
+    assert topup.action == "BUY_SHARES" and topup.order is not None and topup.order.contracts == 200, topup.explanation
+    com.reinvest_cash = Decimal("50000.00")
+    put = engine.decide(portfolio, "p1/com-1", "AAPL", at(MONDAY), m)
+    assert put.action == "OPEN_PUT", put.explanation  # reinvestment cash goes into contracts first
+    assert put.order is not None and 20 <= put.order.delta <= 30
+    assert put.order.strike * 100 * put.order.contracts <= 50_000
+    portfolio.positions["s"].quantity = 300.0
+    com.reinvest_cash = Decimal("0.00")
+    call = engine.decide(portfolio, "p1/com-1", "AAPL", at(MONDAY), m)
+    assert call.action == "OPEN_CALL" and call.order is not None and call.order.contracts == 3, call.explanation

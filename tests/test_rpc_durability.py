@@ -1,6 +1,6 @@
-"""Durability and replicas, end to end: kill -9 during a stream of Decide calls loses no acknowledged decision
-and leaves a verifiable audit log; two server processes sharing one PostgreSQL database serve the same
-portfolios consistently."""
+"""Durability and replicas, end to end: kill -9 during a stream of every write RPC loses no acknowledged write and
+leaves a store that passes `audit verify --full`; retrying every request with its key then changes nothing twice;
+two server processes sharing one PostgreSQL database serve the same portfolios consistently."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -45,57 +46,207 @@ def _decide(channel: grpc.Channel, pid: str, key: str) -> decision_pb2.Decision:
     )
 
 
-def test_kill_9_during_decides_loses_no_acknowledged_decision(tmp_path: Path) -> None:
+class WriteStream:
+    """One client's stream of every write RPC, each with an idempotency key, portfolio after portfolio:
+    CreatePortfolio, Decide, ApproveDecision, RecordOutcome, RecordFill, Withdraw, RunWeeklyCycle.
+
+    `sent` keeps every request sent (the last one may be in flight when the server dies); `acked` the replies."""
+
+    def __init__(self, client: int) -> None:
+        self.client = client
+        self.sent: list[tuple[str, str, Any]] = []  # (service, method, request)
+        self.acked: list[tuple[str, str, Any, Any]] = []  # (service, method, request, reply)
+
+    def _call(self, stubs: dict[str, Any], service: str, method: str, request: Any) -> Any:
+        self.sent.append((service, method, request))
+        reply = getattr(stubs[service], method)(request, timeout=TIMEOUT)
+        self.acked.append((service, method, request, reply))
+        return reply
+
+    def cycle(self, stubs: dict[str, Any], n: int) -> None:
+        pid = f"pf-kill-{self.client}-{n}"
+        key = f"{pid}-"
+        self._call(
+            stubs,
+            "portfolio",
+            "CreatePortfolio",
+            portfolio_pb2.CreatePortfolioRequest(
+                portfolio_id=pid, total=money(1_000_000), at=ts(dt.date(2024, 2, 1), 9), idempotency_key=key + "create"
+            ),
+        )
+        d = self._call(stubs, "decision", "Decide", _decide_request(pid, key + "decide"))
+        if d.approval_status == "PENDING":
+            self._call(
+                stubs,
+                "decision",
+                "ApproveDecision",
+                decision_pb2.ApproveDecisionRequest(
+                    decision_id=d.decision_id, approve=True, idempotency_key=key + "ok"
+                ),
+            )
+        self._call(
+            stubs,
+            "decision",
+            "RecordOutcome",
+            decision_pb2.RecordOutcomeRequest(
+                decision_id=d.decision_id,
+                right=True,
+                realised_pnl=money(12.5),
+                at=ts(THURSDAY),
+                idempotency_key=key + "out",
+            ),
+        )
+        self._call(stubs, "portfolio", "RecordFill", _fill_request(pid, key + "fill"))
+        self._call(
+            stubs,
+            "portfolio",
+            "Withdraw",
+            portfolio_pb2.WithdrawRequest(
+                portfolio_id=pid,
+                account_id=f"{pid}/rev-1",
+                amount=money(100),
+                at=ts(THURSDAY),
+                idempotency_key=key + "w",
+            ),
+        )
+        self._call(
+            stubs,
+            "portfolio",
+            "RunWeeklyCycle",
+            portfolio_pb2.RunWeeklyCycleRequest(
+                portfolio_id=pid, as_of=ts(dt.date(2024, 3, 8), 16, 5), idempotency_key=key + "cycle"
+            ),
+        )
+
+
+def _decide_request(pid: str, key: str) -> decision_pb2.DecideRequest:
+    return decision_pb2.DecideRequest(
+        portfolio_id=pid,
+        account_id=f"{pid}/gen-1",
+        symbol="NVDA",
+        as_of=ts(THURSDAY),
+        market=green_market(THURSDAY),
+        idempotency_key=key,
+    )
+
+
+def _fill_request(pid: str, key: str) -> portfolio_pb2.RecordFillRequest:
+    return portfolio_pb2.RecordFillRequest(
+        portfolio_id=pid,
+        account_id=f"{pid}/gen-1",
+        symbol="NVDA",
+        kind="put",
+        side="sell_to_open",
+        strike=190.0,
+        expiry="2024-03-08",
+        quantity=2,
+        price=money(1.25),
+        at=ts(THURSDAY),
+        idempotency_key=key,
+    )
+
+
+def _stubs(channel: grpc.Channel) -> dict[str, Any]:
+    return {
+        "decision": decision_pb2_grpc.DecisionServiceStub(channel),
+        "portfolio": portfolio_pb2_grpc.PortfolioServiceStub(channel),
+    }
+
+
+def _check_acknowledged(store: Store, acked: list[tuple[str, str, Any, Any]]) -> None:
+    """Every acknowledged write is in the store, as the reply said."""
+    for _service, method, request, reply in acked:
+        if method == "CreatePortfolio":
+            assert store.get_portfolio(reply.portfolio_id) is not None, reply.portfolio_id
+        elif method == "Decide":
+            assert store.get_decision(reply.decision_id) is not None, reply.decision_id
+        elif method == "ApproveDecision":
+            got = store.get_decision(request.decision_id)
+            assert got is not None and got.columns["status"] == "approved", request.decision_id
+        elif method == "RecordOutcome":
+            assert len(store.list_outcomes(request.decision_id)) == 1, request.decision_id
+        elif method == "RecordFill":
+            assert store.get_transaction(reply.transaction.transaction_id) is not None
+            assert store.get_position(reply.position.position_id) is not None
+        elif method == "Withdraw":
+            assert store.get_transaction(reply.transaction_id) is not None, reply.transaction_id
+        elif method == "RunWeeklyCycle":
+            assert store.get_portfolio(request.portfolio_id) is not None
+        else:  # pragma: no cover - every write RPC of the stream is listed above
+            raise AssertionError(method)
+
+
+def test_kill_9_during_every_write_rpc_loses_no_acknowledged_write(tmp_path: Path) -> None:
     db = tmp_path / "allsuse.db"
     port = free_port()
-    acknowledged: list[str] = []
+    streams = [WriteStream(c) for c in range(3)]
     with serve(str(db), auth=False, port=port) as (address, proc), grpc.insecure_channel(address) as channel:
-        pids = [f"pf-kill-{i}" for i in range(4)]
-        for pid in pids:
-            _create(channel, pid)
+        stubs = _stubs(channel)
         stop = threading.Event()
 
-        def client(pid: str) -> None:
-            n = 0
-            while not stop.is_set() and n < 200:
-                n += 1
+        def client(stream: WriteStream) -> None:
+            for n in range(40):
+                if stop.is_set():
+                    return
                 try:
-                    d = _decide(channel, pid, f"{pid}-{n}")
+                    stream.cycle(stubs, n)
                 except grpc.RpcError:
                     return
-                acknowledged.append(d.decision_id)
 
-        threads = [threading.Thread(target=client, args=(pid,), daemon=True) for pid in pids]
+        threads = [threading.Thread(target=client, args=(s,), daemon=True) for s in streams]
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 60
-        while len(acknowledged) < 20 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 90
+        methods = {"CreatePortfolio", "Decide", "ApproveDecision", "RecordOutcome", "RecordFill", "Withdraw"}
+        while time.monotonic() < deadline:
+            acked = [a for s in streams for a in s.acked]
+            if len(acked) >= 60 and methods | {"RunWeeklyCycle"} <= {a[1] for a in acked}:
+                break
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)  # mid-stream: no drain, no close
         proc.wait(timeout=10)
         stop.set()
         for t in threads:
             t.join(timeout=TIMEOUT)
-    assert len(acknowledged) >= 20
-    store = Store(db)
-    try:
-        missing = [d for d in acknowledged if store.get_decision(d) is None]
-        assert missing == []
+    acked = [a for s in streams for a in s.acked]
+    assert len(acked) >= 60 and {a[1] for a in acked} >= methods | {"RunWeeklyCycle"}
+    with Store(db) as store:
+        _check_acknowledged(store, acked)
         assert store.verify_audit().ok
-    finally:
-        store.close()
-    verify = subprocess.run(
-        [sys.executable, "-m", "allsuse.cli", "audit", "verify", "--store", str(db)],
-        cwd=ROOT,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert verify.returncode == 0, verify.stdout + verify.stderr
-    # And the service comes back on the same store with the decisions in it.
+    for command in (["audit", "verify"], ["audit", "verify", "--full"]):
+        verify = subprocess.run(
+            [sys.executable, "-m", "allsuse.cli", *command, "--store", str(db)],
+            cwd=ROOT,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+    # The service comes back on the same store. Every request sent is retried with its key, as a client whose reply
+    # was lost would: an acknowledged one gets its first reply again (a decision as it stands now), the one in
+    # flight at the kill runs at most once, and no money moves twice.
+    withdrawn: set[str] = set()
     with serve(str(db), auth=False, port=port) as (address, _), grpc.insecure_channel(address) as channel:
-        replay = _decide(channel, "pf-kill-0", "pf-kill-0-1")
-        assert replay.decision_id in acknowledged
+        stubs = _stubs(channel)
+        first = {(m, r.idempotency_key): reply for _, m, r, reply in acked}
+        for stream in streams:
+            for service, method, request in stream.sent:
+                reply = getattr(stubs[service], method)(request, timeout=TIMEOUT)
+                earlier = first.get((method, request.idempotency_key))
+                if method == "Decide" and earlier is not None:
+                    assert reply.decision_id == earlier.decision_id
+                elif earlier is not None:
+                    assert reply == earlier, method
+                if method == "Withdraw":
+                    withdrawn.add(request.portfolio_id)
+        get = portfolio_pb2_grpc.PortfolioServiceStub(channel).GetPortfolio
+        for pid in withdrawn:
+            got = get(portfolio_pb2.GetPortfolioRequest(portfolio_id=pid), timeout=TIMEOUT)
+            rev = next(a for a in got.accounts if a.type == "rev")
+            assert (rev.balance.units, rev.balance.cents) == (300_000 - 100, 0), pid
+    assert withdrawn
+    with Store(db) as store:
+        assert store.verify_full().ok
 
 
 @pytest.fixture(scope="module")

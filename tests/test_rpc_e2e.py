@@ -126,6 +126,48 @@ def test_approve_and_record_outcome_move_trust(api: Clients) -> None:
     assert out.trust == pytest.approx(0.3 + 0.02 * d.confidence)
 
 
+def _fill_of(pid: str, d: decision_pb2.Decision) -> portfolio_pb2.RecordFillRequest:
+    return portfolio_pb2.RecordFillRequest(
+        portfolio_id=pid,
+        account_id=d.account_id,
+        decision_id=d.decision_id,
+        symbol=d.symbol,
+        kind="put",
+        side="sell_to_open",
+        strike=d.order.strike,
+        expiry=d.order.expiry,
+        quantity=d.order.contracts,
+        price=d.order.limit_price,
+        at=ts(THURSDAY, 15, 50),
+    )
+
+
+def test_a_fill_executes_a_pending_decision_and_a_declined_one_cannot_be_filled(api: Clients) -> None:
+    """A decision is a proposal until it is executed or approved (PROTOCOL section 10): v1 ignored the fill's
+    decision_id, so an executed PENDING decision stayed pending and its effects never applied."""
+    pid = create(api).portfolio_id
+    d = decide(api, pid, key="k-fill")
+    assert d.approval_status == "PENDING"
+    api.portfolio.RecordFill(_fill_of(pid, d), metadata=api.md("trader"), timeout=TIMEOUT)
+    with pytest.raises(grpc.RpcError) as err:  # executed by the fill: no longer pending
+        api.decision.ApproveDecision(
+            decision_pb2.ApproveDecisionRequest(decision_id=d.decision_id, approve=True),
+            metadata=api.md("trader"),
+            timeout=TIMEOUT,
+        )
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "APPROVED" in (err.value.details() or "")
+    pid2 = create(api).portfolio_id
+    d2 = decide(api, pid2, key="k-decline")
+    api.decision.ApproveDecision(
+        decision_pb2.ApproveDecisionRequest(decision_id=d2.decision_id, approve=False, note="no"),
+        metadata=api.md("trader"),
+        timeout=TIMEOUT,
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        api.portfolio.RecordFill(_fill_of(pid2, d2), metadata=api.md("trader"), timeout=TIMEOUT)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "DECLINED" in (err.value.details() or "")
+
+
 def test_building_block_rpcs(api: Clients) -> None:
     md = api.md("viewer")
     w = api.decision.ClassifyWeek(

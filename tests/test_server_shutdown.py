@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -144,3 +145,104 @@ async def _scenario(
         except grpc.aio.AioRpcError as exc:
             after = exc.code()
     return exit_code, seconds_to_exit, statuses, replies, after
+
+
+BLOCKING_SERVICE = textwrap.dedent(
+    """
+    import os
+    import time
+
+    from allsuse.server import ServiceBinding, run_blocking
+    from allsuse.v1 import decision_pb2, decision_pb2_grpc
+
+    class Blocking(decision_pb2_grpc.DecisionServiceServicer):
+        async def ClassifyWeek(self, request, context):
+            with open(os.environ["SLOW_MARKS"], "a") as marks:
+                marks.write("started\\n")
+            await run_blocking(time.sleep, request.move_pct)  # like a long core call (the GIL released)
+            return decision_pb2.ClassifyWeekResponse(code="done")
+
+    def bindings(deps):
+        servicer = Blocking()
+        names = [m.name for m in decision_pb2.DESCRIPTOR.services_by_name["DecisionService"].methods]
+        return [
+            ServiceBinding(
+                "allsuse.v1.DecisionService",
+                lambda server: decision_pb2_grpc.add_DecisionServiceServicer_to_server(servicer, server),
+                {name: "viewer" for name in names},
+            )
+        ]
+    """
+)
+BLOCKING_CALLS = 6  # more than the 4 blocking workers: 4 run, 2 wait for a thread
+BLOCKING_SECONDS = 8.0  # longer than the whole drain
+
+
+def test_sigterm_exits_within_5_s_with_long_blocking_calls_in_flight(tmp_path: Path, free_port: int) -> None:
+    (tmp_path / "blocking_service.py").write_text(BLOCKING_SERVICE)
+    marks = tmp_path / "marks"
+    marks.touch()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(PROJECT_DIR / "python")]),
+        "ALLSUSE_SERVER_SERVICE_MODULES": "blocking_service",
+        "ALLSUSE_SERVER_PORT": str(free_port),
+        "ALLSUSE_SERVER_BLOCKING_WORKERS": "4",
+        "ALLSUSE_STORE_URL": str(tmp_path / "allsuse.db"),
+        "ALLSUSE_METRICS_ENABLED": "false",
+        "SLOW_MARKS": str(marks),
+    }
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "allsuse.cli", "serve", "--config", "development"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+    address = f"127.0.0.1:{free_port}"
+    try:
+        exit_code, seconds_to_exit, codes = asyncio.run(_blocking_scenario(process, address, marks))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    output = log_path.read_text()
+    assert seconds_to_exit < 5.0, f"exit took {seconds_to_exit:.2f} s\n{output}"
+    assert exit_code == 0, output
+    assert all(code != grpc.StatusCode.OK for code in codes), codes  # cut off by the drain, not finished
+    assert "Traceback" not in output, output
+
+
+async def _blocking_scenario(
+    process: subprocess.Popen[bytes], address: str, marks: Path
+) -> tuple[int | None, float, list[grpc.StatusCode]]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        await _wait_serving(process, health_pb2_grpc.HealthStub(channel))
+        decision = decision_pb2_grpc.DecisionServiceStub(channel)
+        request = decision_pb2.ClassifyWeekRequest(move_pct=BLOCKING_SECONDS)
+        calls = [decision.ClassifyWeek(request, timeout=20.0) for _ in range(BLOCKING_CALLS)]
+        waiting = [asyncio.ensure_future(_code(call)) for call in calls]
+        deadline = time.monotonic() + 10.0
+        while marks.read_text().count("started") < BLOCKING_CALLS:
+            assert time.monotonic() < deadline, "the blocking calls did not start"
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # four are on the worker threads, two wait for one
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        try:
+            exit_code: int | None = await asyncio.to_thread(process.wait, 12.0)
+        except subprocess.TimeoutExpired:
+            exit_code = None
+        seconds_to_exit = time.monotonic() - signalled
+        codes = list(await asyncio.gather(*waiting))
+    return exit_code, seconds_to_exit, codes
+
+
+async def _code(call: Any) -> grpc.StatusCode:
+    try:
+        await call
+    except grpc.aio.AioRpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK

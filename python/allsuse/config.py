@@ -98,6 +98,11 @@ class ServerConfig:
     keepalive_min_ping_interval_seconds: float = 30.0
     allow_plaintext_remote: bool = False
     service_modules: tuple[str, ...] = DEFAULT_SERVICE_MODULES
+    max_calls_per_key: int = 64
+    max_streams: int = 256
+    max_streams_per_key: int = 8
+    max_streams_per_connection: int = 256
+    request_message_timeout_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -115,12 +120,16 @@ class TlsConfig:
 
 @dataclass(frozen=True)
 class AuthConfig:
-    """API-key authentication and the per-key token bucket (rate_limit_per_second 0 = no limit)."""
+    """API-key authentication, the per-key token bucket (rate_limit_per_second 0 = no limit), and the bucket of
+    failed authentications per peer and per key id that is checked before any secret is hashed
+    (failed_rate_per_second 0 = no limit)."""
 
     enabled: bool = False
     rate_limit_per_second: float = 0.0
     rate_limit_burst: int = 1
     cache_seconds: float = 30.0
+    failed_rate_per_second: float = 1.0
+    failed_burst: int = 10
 
 
 @dataclass(frozen=True)
@@ -220,6 +229,11 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "keepalive_min_ping_interval_seconds": _Key(float, _range(1.0, 86_400.0)),
         "allow_plaintext_remote": _Key(bool),
         "service_modules": _Key(list),
+        "max_calls_per_key": _Key(int, _range(1, 1_000_000)),
+        "max_streams": _Key(int, _range(1, 1_000_000)),
+        "max_streams_per_key": _Key(int, _range(1, 1_000_000)),
+        "max_streams_per_connection": _Key(int, _range(1, 1_000_000)),
+        "request_message_timeout_seconds": _Key(float, _range(0.1, 600.0)),
     },
     "tls": {"cert_file": _Key(str), "key_file": _Key(str)},
     "auth": {
@@ -227,6 +241,8 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "rate_limit_per_second": _Key(float, _range(0.0, 1e9)),
         "rate_limit_burst": _Key(int, _range(1, 1_000_000_000)),
         "cache_seconds": _Key(float, _range(0.0, 3_600.0)),
+        "failed_rate_per_second": _Key(float, _range(0.0, 1e6)),
+        "failed_burst": _Key(int, _range(1, 1_000_000)),
     },
     "store": {"url": _Key(str, _non_empty)},
     "metrics": {"enabled": _Key(bool), "host": _Key(str, _non_empty), "port": _Key(int, _range(0, 65535))},
@@ -397,6 +413,9 @@ def _validated(name: str, typed: dict[str, dict[str, Any]], origins: dict[str, d
             "server.keepalive_timeout_seconds",
             f"must be shorter than server.keepalive_time_seconds ({server.keepalive_time_seconds})",
         )
+    for per_key, total in (("max_calls_per_key", "max_concurrent_rpcs"), ("max_streams_per_key", "max_streams")):
+        if getattr(server, per_key) > getattr(server, total):
+            raise InvalidInputError.of(f"server.{per_key}", f"must be <= server.{total} ({getattr(server, total)})")
     store = StoreConfig(url=_resolve_store_url(typed["store"]["url"]))
     auth = AuthConfig(**typed["auth"])
     metrics = MetricsConfig(**typed["metrics"])

@@ -153,6 +153,9 @@ class Account:
     state: str = "ACTIVE"
     leaps: Decimal = ZERO
     quarter_realised: Decimal = ZERO
+    # Cash from quarterly reinvestment earmarked for new option contracts: a Com-Acc sells puts only with it
+    # (PROTOCOL section 1); its put collateral stays within it, and an assignment spends it on shares.
+    reinvest_cash: Decimal = ZERO
 
     @property
     def drawdown(self) -> float:
@@ -560,6 +563,7 @@ class Portfolio:
                     f"quarterly reinvestment: {to_contracts} of {gains} realised into contracts",
                 )
             )
+            acct.reinvest_cash += to_contracts
             acct.balance -= to_leaps
             acct.leaps += to_leaps
             out.append(

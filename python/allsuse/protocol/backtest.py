@@ -243,7 +243,7 @@ class Backtest:
                     # would answer NO_TRADE, and its equity (hence its drawdown state) cannot have moved.
                     ledger.actions["NO_TRADE"] = ledger.actions.get("NO_TRADE", 0) + 1
                     continue
-                for _ in range(2):
+                for _ in range(3):
                     decision = self.engine.decide(portfolio, account.id, self.symbol, as_of, market)
                     for text in decision.warnings:
                         seen = ledger.warnings.setdefault(text.split(" needs ")[0], [text, day.isoformat(), "", 0])
@@ -253,15 +253,14 @@ class Backtest:
                     if decision.week_type:
                         counts = ledger.week_types.setdefault(account.id, {})
                         counts[decision.week_type] = counts.get(decision.week_type, 0) + 1
-                    # A position closed for profit (or at a stop) frees its capital, and shares just bought want
-                    # their covered call: the account is decided once more the same day, as a person would.
+                    # A position closed for profit (or at a stop) frees its capital, and shares just bought (or a
+                    # Com-Acc's reinvestment put) leave their covered call to write: the account is decided again
+                    # the same day, as a person would.
                     executed = decision.outcome != "REJECTED"
-                    closed = (
-                        decision.action == "CLOSE"
-                        and executed
-                        and not any(p.account_id == account.id for p in portfolio.positions.values())
-                    )
-                    if not (closed or (decision.action == "BUY_SHARES" and executed)):
+                    flat = not any(p.account_id == account.id for p in portfolio.positions.values())
+                    again = (decision.action == "CLOSE" and flat) or decision.action == "BUY_SHARES"
+                    again = again or (decision.action == "OPEN_PUT" and account.kind == "com")
+                    if not (executed and again):
                         break
             for pos in portfolio.positions.values():
                 ledger.active_this_week.add(pos.account_id)
@@ -466,6 +465,10 @@ class Backtest:
             )
             return
         shares = -opt.quantity * MULTIPLIER
+        account = portfolio.account(opt.account_id)
+        if opt.kind == "put" and account.reinvest_cash > 0:
+            # A Com-Acc's reinvestment put assigned: that cash is now shares.
+            account.reinvest_cash = max(account.reinvest_cash - money(opt.strike * shares), money(0))
         held = sum(p.quantity for p in self._lots(portfolio, opt.account_id, opt.symbol))
         if opt.kind == "call" and held < shares:
             # A call without the shares to deliver (only after a stop-loss sold them): bought back at intrinsic.

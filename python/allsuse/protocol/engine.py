@@ -271,7 +271,7 @@ class Engine:
         close = market.bars_for(source).close
         if close.size <= window:
             return None, "none", f"no VIX and too few bars of {source} for the proxy"
-        hv = float(indicators.hist_vol(close, window)[-1])
+        hv = float(indicators.hist_vol(close[-(window + 1) :], window)[-1])  # the last window only
         if not math.isfinite(hv):
             return None, "none", f"no VIX and no finite realised volatility of {source}"
         value = hv * 100.0 * ratio
@@ -644,10 +644,19 @@ class _Deciding:
         positions = self.e.positions_of(self.p, self.a.id, self.symbol)
         options = [p for p in positions if p.is_option and p.quantity < 0]
         shares = _one_holding([p for p in positions if p.kind == "stock" and p.quantity > 0])
-        if options:
-            return self._manage_option(options[0], shares, roll_available)
+        # Each open option is managed in turn (a Com-Acc may hold a reinvestment put beside its covered call): the
+        # first that calls for an action wins; when all hold, shares without a call still get one.
+        holding: Decision | None = None
+        for opt in options:
+            decision = self._manage_option(opt, shares if opt.kind == "call" else None, roll_available)
+            if decision.action != "HOLD":
+                return decision
+            holding = holding or decision
+        covered = any(o.kind == "call" for o in options)
+        if holding is not None and (shares is None or covered):
+            return holding
         if shares is not None:
-            return self._manage_stock(shares)
+            return self._manage_stock(shares, has_put=any(o.kind == "put" for o in options))
         if self.a.kind == "com":
             return self._buy_round_lots()
         return self._entry()
@@ -697,7 +706,7 @@ class _Deciding:
     def _light_cut(self) -> tuple[float, str] | None:
         """Light protection cuts only symbols whose 20-day annualised vol is above 35%: (share, why) or None."""
         light = self.e._sec("drawdown_protection").section("light_vol_cut")
-        hv = float(indicators.hist_vol(self.bars.close, 20)[-1]) if len(self.bars.dates) > 21 else math.nan
+        hv = float(indicators.hist_vol(self.bars.close[-21:], 20)[-1]) if len(self.bars.dates) > 21 else math.nan
         above = light.number("annual_vol_above")
         if not (math.isfinite(hv) and hv > above):
             return None
@@ -760,13 +769,7 @@ class _Deciding:
             loss += stock.unrealised_loss(self.spot, self.iv, self.today)
         x, _, _ = self._level(reference, loss)
         if self.level >= 3:
-            self._reducing = True
-            self.notes.append(
-                "level 3 (preservation): close at a stop-loss"
-                + (f" and sell the {stock.quantity:g} assigned shares" if stock else "")
-                + "; account goes REDUCING until reset"
-            )
-            return self._close(opt, "emergency", stock=stock)
+            return self._stop_loss(opt, stock, "level 3 (preservation): close at a stop-loss")
         position_kind = "SHORT_PUT" if opt.kind == "put" else "SHORT_CALL"
         if opt.expiry is not None and self.today >= opt.expiry:
             can_roll = self._roll_available(opt) if roll_available is None else roll_available
@@ -804,8 +807,17 @@ class _Deciding:
         self.notes.append(f"level 0 (normal): premium decayed {decayed:.0%} < {take:.0%}: hold")
         return self._decision("HOLD", None, confidence=self._conf("hold_normal"))
 
-    def _manage_stock(self, stock: Position) -> Decision:
-        """Shares without a call: level 3 sells them (stop-loss), else covered calls are written on them."""
+    def _stop_loss(self, opt: Position, stock: Position | None, why: str) -> Decision:
+        """Level 3 (or a P-DD week): close the short option and the shares of an assigned position; the account
+        goes REDUCING once this is executed."""
+        self._reducing = True
+        shares = f" and sell the {stock.quantity:g} assigned shares" if stock else ""
+        self.notes.append(f"{why}{shares}; account goes REDUCING until reset")
+        return self._close(opt, "emergency", stock=stock)
+
+    def _manage_stock(self, stock: Position, *, has_put: bool = False) -> Decision:
+        """Shares without a call: level 3 sells them (stop-loss), a cut or Com-Acc's top-up or reinvestment put may
+        come first, else covered calls are written on them."""
         self._level(stock.cost_basis, stock.unrealised_loss(self.spot, self.iv, self.today))
         if self.level >= 3:
             self._reducing = True
@@ -819,10 +831,28 @@ class _Deciding:
             return cut
         rule = self.e.config.entry_rule(self.a.kind, self.label.label)
         if self.a.kind == "com" and self.a.state == "ACTIVE" and self.today.weekday() in rule.entry_days:
+            # Reinvestment cash goes into contracts (a put) before any top-up of shares with plain cash.
+            if not has_put and self.a.reinvest_cash > 0:
+                put = self._reinvestment_put()
+                if put is not None:
+                    return put
             lots, _ = self._round_lots_to_buy(stock)
             if lots > 0:
                 return self._buy_round_lots(stock)
         return self._covered_call(stock)
+
+    def _reinvestment_put(self) -> Decision | None:
+        """Com-Acc sells cash-secured puts only to deploy its quarterly reinvestment cash (section 1): sized like any
+        put, with the reinvestment cash as the free cash; None when it buys no contract."""
+        rule = self.e.config.entry_rule(self.a.kind, self.label.label)
+        if rule.band is None:
+            return None
+        cash = min(float(self.a.reinvest_cash), self._free_cash())
+        if cash < self.spot * MULTIPLIER * 0.5:
+            return None
+        self.notes.append(f"reinvestment cash {float(self.a.reinvest_cash):.2f} (free {cash:.2f}) for puts")
+        decision = self._open("put", rule.band, rule.m_label, cash_limit=cash)
+        return decision if decision.action == "OPEN_PUT" else None
 
     def _share_cut(self, stock: Position) -> Decision | None:
         """Shares standing alone under drawdown protection or over the drawdown budget (section 6): sell round
@@ -897,13 +927,7 @@ class _Deciding:
         itm = (opt.kind == "put" and self.spot < opt.strike) or (opt.kind == "call" and self.spot > opt.strike)
         conf = self.week.confidence
         if code == "P-DD":
-            self._reducing = True
-            self.notes.append(
-                "deep drawdown: protocol level 3, close"
-                + (f" and sell the {stock.quantity:g} shares" if stock else "")
-                + " and go REDUCING"
-            )
-            return self._close(opt, "emergency", stock=stock)
+            return self._stop_loss(opt, stock, "deep drawdown: protocol level 3, close")
         if code == "C-RO":
             self.notes.append("call roll-over: roll the call down to the current price")
             return self._roll(opt, band=self._call_band("roll_down_band"))
@@ -1116,6 +1140,7 @@ class _Deciding:
         *,
         shares: float = 0.0,
         cover: float = 1.0,
+        cash_limit: float | None = None,
     ) -> Decision:
         regime, m_atr = self._regime()
         target = _core.delta_target(band[0], band[1], regime)
@@ -1140,7 +1165,7 @@ class _Deciding:
             contracts = _core.size_covered_calls(shares, cover, MULTIPLIER)
             sizing_note = f"cover floor({shares:g}/100) x {cover:.0%} = {contracts}"
         else:
-            contracts, sizing_note = self._put_budget(strike, m_label, m_atr, prot_mult)
+            contracts, sizing_note = self._put_budget(strike, m_label, m_atr, prot_mult, cash_limit)
         self.notes.append(f"sizing: {sizing_note}")
         if kind == "put" and contracts == 0:
             self._affordability(strike)
@@ -1205,8 +1230,10 @@ class _Deciding:
         peak = max(float(self.a.peak), self.equity)
         return _core.allowed_exposure(peak, self.equity, self.spec.max_drawdown, k)
 
-    def _put_budget(self, strike: float, m_label: float, m_atr: float, prot_mult: float) -> tuple[int, str]:
-        free_cash = self._free_cash()
+    def _put_budget(
+        self, strike: float, m_label: float, m_atr: float, prot_mult: float, cash_limit: float | None = None
+    ) -> tuple[int, str]:
+        free_cash = self._free_cash() if cash_limit is None else cash_limit
         allowed = self._allowed_exposure()
         share, cap = self._symbol_share()
         existing = sum(p.exposure(self.spot) for p in self.e.positions_of(self.p, self.a.id, self.symbol))

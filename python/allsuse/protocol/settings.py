@@ -529,8 +529,10 @@ def strike_grid(doc: Section) -> tuple[tuple[float, float], ...]:
         if not (isinstance(tier, list) and len(tier) == 2 and all(isinstance(x, int | float) for x in tier)):
             raise InvalidInputError.of(f"strike_grid[{i}]", f"must be [below, step] numbers, got {tier!r}")
         below, step = float(tier[0]), float(tier[1])
-        if not (math.isfinite(step) and step > 0) or math.isnan(below) or below <= 0:
-            raise InvalidInputError.of(f"strike_grid[{i}]", f"needs below > 0 and a step > 0, got {tier!r}")
+        if not (math.isfinite(step) and step >= 0.01) or math.isnan(below) or below <= 0:
+            raise InvalidInputError.of(
+                f"strike_grid[{i}]", f"needs below > 0 and a step of at least 0.01, got {tier!r}"
+            )
         if tiers and below <= tiers[-1][0]:
             raise InvalidInputError.of(f"strike_grid[{i}]", "bounds must increase")
         tiers.append((below, step))

@@ -52,9 +52,11 @@ from allsuse.server.interceptors import (
     MetricsInterceptor,
     RateLimitInterceptor,
     RequestIdInterceptor,
+    is_public,
 )
+from allsuse.server.limits import Admission, CallLimits
 from allsuse.server.metrics import MetricsEndpoint, ServerMetrics
-from allsuse.server.ratelimit import TokenBucketLimiter
+from allsuse.server.ratelimit import FailedAuthLimiter, TokenBucketLimiter
 from allsuse.server.request import ROLES
 from allsuse.server.rpc import BlockingPool
 from allsuse.server.tls import server_credentials
@@ -131,8 +133,23 @@ class AllsuseServer:
         self.tracker = CallTracker()
         self.blocking = BlockingPool(server_cfg.blocking_workers)
         self.verifier = (
-            KeyVerifier(store, config.auth.cache_seconds) if config.auth.enabled and store is not None else None
+            KeyVerifier(
+                store,
+                config.auth.cache_seconds,
+                failures=FailedAuthLimiter(config.auth.failed_rate_per_second, config.auth.failed_burst)
+                if config.auth.failed_rate_per_second > 0
+                else None,
+            )
+            if config.auth.enabled and store is not None
+            else None
         )
+        self.limits = CallLimits(
+            calls=server_cfg.max_concurrent_rpcs,
+            calls_per_key=server_cfg.max_calls_per_key,
+            streams=server_cfg.max_streams,
+            streams_per_key=server_cfg.max_streams_per_key,
+        )
+        admission = Admission(server_cfg.request_message_timeout_seconds, self.limits, is_public)
         layers: list[Layer] = [
             RequestIdInterceptor(draining=self.draining, blocking=self.blocking, tracker=self.tracker),
             MetricsInterceptor(self.metrics),
@@ -153,12 +170,15 @@ class AllsuseServer:
             ("grpc.http2.min_ping_interval_without_data_ms", ping_interval_ms),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.so_reuseport", 0),
+            ("grpc.max_concurrent_streams", server_cfg.max_streams_per_connection),
         ]
+        # No `maximum_concurrent_rpcs`: grpc counts a call from its HEADERS on, before routing, so calls that never
+        # send their message (or long streams) would fill it and starve everyone, health included. The limits of
+        # `admission` count per caller instead, once the message has arrived, and never health or reflection.
+        # RequestDecodingInterceptor, innermost: a request whose bytes do not parse (or hold NUL in a string) is
+        # INVALID_ARGUMENT naming the field, not UNKNOWN/INTERNAL (decode.py).
         self.server = grpc.aio.server(
-            # Innermost: a request whose bytes do not parse is INVALID_ARGUMENT, not UNKNOWN (decode.py).
-            interceptors=[InterceptorChain(layers), RequestDecodingInterceptor()],
-            options=options,
-            maximum_concurrent_rpcs=server_cfg.max_concurrent_rpcs,
+            interceptors=[InterceptorChain(layers, admission), RequestDecodingInterceptor()], options=options
         )
         names = [b.full_name for b in bindings]
         for binding in bindings:

@@ -5,6 +5,11 @@ A client sends `authorization: Bearer <key_id>.<secret>` or `x-api-key: <key_id>
 design; `KeyVerifier` caches the answer for `cache_seconds` (keyed by a SHA-256 of the token, never the token
 itself), and concurrent calls with the same uncached token share one check. A revoked key therefore stops
 working within `cache_seconds` (immediately for a server that never saw it).
+
+Hashing is what an attacker with wrong secrets would make the server do, so a check that is not cached first
+asks the `FailedAuthLimiter` (per peer host and per key id): when either has seen too many failures the call is
+refused with RESOURCE_EXHAUSTED (RateLimitedError) before any hashing. An unknown key id costs no hashing at all
+(the store looks the id up first).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from allsuse.errors import InvalidInputError
+from allsuse.server.errors import RateLimitedError
+from allsuse.server.ratelimit import FailedAuthLimiter
 from allsuse.server.request import Principal
 from allsuse.store import Store
 
@@ -52,6 +59,7 @@ class KeyVerifier:
         *,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        failures: FailedAuthLimiter | None = None,
     ) -> None:
         if not cache_seconds >= 0:
             raise InvalidInputError.of("cache_seconds", f"must be >= 0, got {cache_seconds!r}")
@@ -61,10 +69,12 @@ class KeyVerifier:
         self._clock = clock
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._pending: dict[str, asyncio.Task[Principal | None]] = {}
+        self._failures = failures
         self.checks = 0
 
-    async def principal(self, token: str) -> Principal | None:
-        """The principal of a valid, unrevoked key; None for anything else."""
+    async def principal(self, token: str, peer: str = "") -> Principal | None:
+        """The principal of a valid, unrevoked key; None for anything else. `peer` is the caller's host (for the
+        failed-authentication limit: RateLimitedError when it, or the token's key id, failed too often)."""
         digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
         now = self._clock()
         hit = self._cache.get(digest)
@@ -72,18 +82,25 @@ class KeyVerifier:
             return hit[1]
         task = self._pending.get(digest)
         if task is None:
+            key_id = token.partition(".")[0]
+            if self._failures is not None:
+                wait = self._failures.begin(peer, key_id)
+                if wait > 0:
+                    raise RateLimitedError(f"too many failed authentications: retry in {wait:.3f} s", wait)
             # Its own task: a caller that is cancelled (client gone) does not cancel the others' check.
-            task = asyncio.get_running_loop().create_task(self._check(digest, token, now))
+            task = asyncio.get_running_loop().create_task(self._check(digest, token, now, peer, key_id))
             self._pending[digest] = task
             task.add_done_callback(_retrieve)
         return await asyncio.shield(task)
 
-    async def _check(self, digest: str, token: str, now: float) -> Principal | None:
+    async def _check(self, digest: str, token: str, now: float, peer: str, key_id: str) -> Principal | None:
         try:
             self.checks += 1
             info = await self._store.aio.authenticate(token)
         finally:
             self._pending.pop(digest, None)
+        if info is not None and self._failures is not None:
+            self._failures.succeeded(peer, key_id)
         principal = None if info is None else Principal(key_id=info.key_id, role=info.role)
         if self._ttl > 0:
             if len(self._cache) >= self._max:

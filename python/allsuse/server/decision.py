@@ -46,10 +46,11 @@ from allsuse.server.convert import (
     timestamp_in,
 )
 from allsuse.server.errors import FailedPreconditionError, NotFoundError
+from allsuse.server.idempotency import Claim, KeyedCall, write_once
 from allsuse.server.portfolios import PortfolioRepository, StoredPortfolio
 from allsuse.server.request import current_principal
 from allsuse.server.rpc import check_deadline, rpc, run_blocking
-from allsuse.store import Store
+from allsuse.store import Store, StoreConflictError
 from allsuse.store.store import Transaction as StoreTx
 from allsuse.v1 import decision_pb2, decision_pb2_grpc
 
@@ -75,12 +76,12 @@ _SIZE_FIELDS = {
 }
 
 
-class _ReplayedError(Exception):
-    """Raised inside a write unit when another request stored the same idempotency key first."""
+class _OutcomeExistsError(Exception):
+    """Raised inside a write unit when a concurrent request recorded the decision's outcome first."""
 
-    def __init__(self, payload: dict[str, Any]) -> None:
-        super().__init__("replayed")
-        self.payload = payload
+    def __init__(self, outcome: dict[str, Any]) -> None:
+        super().__init__("outcome recorded meanwhile")
+        self.outcome = outcome
 
 
 def require_owner(stored_owner: str | None, what: str) -> None:
@@ -120,10 +121,12 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
                 raise InvalidInputError.of(name, "must not be empty")
         symbol_in(request.symbol, "symbol")
         key = request.idempotency_key
-        if key:
-            stored_decision = self.store.get_decision_by_key(key)
-            if stored_decision is not None:
-                return stored_decision.payload
+        call = KeyedCall.of("Decide", request.portfolio_id, request)
+        if call is not None:
+            first = call.replay(self.store, decision_pb2.Decision)
+            if first is not None:
+                # The decision as it stands now (it may have been approved since), never another key's.
+                return self._load_decision(first.decision_id)
         as_of = timestamp_in(request.as_of, "as_of")
         market = market_in(request.market)
         if request.symbol not in market.bars:
@@ -154,8 +157,9 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         stored.engine_state = engine.export_state()
 
         def record(tx: StoreTx) -> None:
-            rec = tx.record_decision(
-                key or f"auto-{decision_id}",
+            # The decisions table's unique key names the whole scope of the client's key (or is this decision's own).
+            tx.record_decision(
+                f"auto-{decision_id}" if call is None else call.column_key,
                 payload,
                 kind=decision.trust_kind,
                 portfolio_id=request.portfolio_id,
@@ -163,13 +167,13 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
                 decision_id=decision_id,
                 actor=actor(),
             )
-            if rec.replayed:
-                raise _ReplayedError(rec.payload)
 
-        try:
-            repo.save(stored, actor=actor(), extra=record)
-        except _ReplayedError as replay:
-            return replay.payload
+        response = decision_out(payload)
+        answer = write_once(
+            call, response, lambda claim: repo.save(stored, actor=actor(), extra=record, claim=claim), actor=actor()
+        )
+        if answer is not response:  # a concurrent request with the same key decided first
+            return self._load_decision(answer.decision_id)
         if decision.outcome == "REJECTED" or decision.account_state != "ACTIVE":
             active = decision.account_state == "ACTIVE"
             failed = "; ".join(r.message for r in decision.compliance if not r.passed)
@@ -407,59 +411,121 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             raise NotFoundError(f"decision_id: no decision {decision_id!r}")
         return dict(record.payload)
 
-    def _approve(self, request: decision_pb2.ApproveDecisionRequest) -> dict[str, Any]:
+    def _approve(self, request: decision_pb2.ApproveDecisionRequest) -> decision_pb2.Decision:
         payload = self._load_decision(request.decision_id)
-        stored = PortfolioRepository(self.store).load(payload["portfolio_id"])
+        repo = PortfolioRepository(self.store)
+        stored = repo.load(payload["portfolio_id"])
         require_owner(stored.owner, "decision_id")
+        call = KeyedCall.of("ApproveDecision", payload["portfolio_id"], request)
+        if call is not None:
+            first = call.replay(self.store, decision_pb2.Decision)
+            if first is not None:
+                return first
         if payload["approval_status"] != "PENDING":
             raise FailedPreconditionError(
                 f"decision_id: {request.decision_id} is {payload['approval_status']}, not PENDING approval"
             )
         payload["approval_status"] = "APPROVED" if request.approve else "DECLINED"
         payload["approval_note"] = text_in(request.note, "note", max_length=2000)
+        status = payload["approval_status"].lower()
+
+        def record(tx: StoreTx) -> None:
+            # Conditional on the status still being pending, in the same transaction: of two concurrent approvals
+            # (or an approval and a decline) one wins, the other changes nothing.
+            try:
+                tx.update_decision(
+                    request.decision_id, status=status, payload=payload, expected_status="pending", actor=actor()
+                )
+            except StoreConflictError:
+                raise FailedPreconditionError(
+                    f"decision_id: {request.decision_id} was approved or declined meanwhile, not PENDING approval"
+                ) from None
+
         effects = payload.get("effects")
         if request.approve and effects:
             # The approved decision's effects start now; a declined one leaves no trace.
             engine = self._engine(stored)
             engine.apply_effects(Effects.from_json(effects), stored.portfolio)
             stored.engine_state = engine.export_state()
-            repo = PortfolioRepository(self.store)
 
-            def record(tx: StoreTx) -> None:
-                tx.update_decision(
-                    request.decision_id, status=payload["approval_status"].lower(), payload=payload, actor=actor()
-                )
+            def write(claim: Claim | None) -> None:
+                repo.save(stored, actor=actor(), extra=record, claim=claim)
 
-            repo.save(stored, actor=actor(), extra=record)
-            return payload
-        self.store.update_decision(
-            request.decision_id, status=payload["approval_status"].lower(), payload=payload, actor=actor()
-        )
-        return payload
+        else:
+
+            def write(claim: Claim | None) -> None:
+                def unit(tx: StoreTx) -> None:
+                    if claim is not None:
+                        claim(tx)
+                    record(tx)
+
+                self.store.write(unit)
+
+        return write_once(call, decision_out(payload), write, actor=actor())
 
     @rpc
     async def ApproveDecision(
         self, request: decision_pb2.ApproveDecisionRequest, context: grpc.aio.ServicerContext
     ) -> Any:
-        return decision_out(await run_blocking(self._approve, request))
+        return await run_blocking(self._approve, request)
 
     def _outcome(self, request: decision_pb2.RecordOutcomeRequest) -> decision_pb2.RecordOutcomeResponse:
         payload = self._load_decision(request.decision_id)
         repo = PortfolioRepository(self.store)
         stored = repo.load(payload["portfolio_id"])
         require_owner(stored.owner, "decision_id")
+        call = KeyedCall.of("RecordOutcome", payload["portfolio_id"], request)
+        if call is not None:
+            first = call.replay(self.store, decision_pb2.RecordOutcomeResponse)
+            if first is not None:
+                return first
         at = timestamp_in(request.at, "at")
         pnl = money_in(request.realised_pnl, "realised_pnl")
+        reported = {"right": request.right, "realised_pnl": str(pnl)}
+        if request.HasField("at"):
+            reported["at"] = at.isoformat()
+        # A decision has one outcome, kept under an id derived from it: a report repeated without a key is answered
+        # from the stored outcome instead of moving trust a second time.
+        outcome_id = f"{request.decision_id}/outcome"
+        existing = self.store.get_outcome(outcome_id) or next(
+            iter(self.store.list_outcomes(request.decision_id, limit=1)), None
+        )
+        if existing is not None:
+            return self._recorded_outcome(request.decision_id, payload, existing.payload, reported)
         engine = self._engine(stored)
         trust = engine.trust.record(payload["trust_kind"], request.right, float(payload["confidence"]), at.date())
         stored.engine_state = engine.export_state()
         outcome = {"right": request.right, "realised_pnl": str(pnl), "at": at.isoformat(), "trust_after": trust}
 
         def record(tx: StoreTx) -> None:
-            tx.record_outcome(request.decision_id, outcome, actor=actor())
+            rec = tx.record_outcome(request.decision_id, outcome, outcome_id=outcome_id, actor=actor())
+            if rec.replayed:
+                raise _OutcomeExistsError(rec.payload)
 
-        repo.save(stored, actor=actor(), extra=record)
-        return decision_pb2.RecordOutcomeResponse(trust_kind=payload["trust_kind"], trust=trust)
+        response = decision_pb2.RecordOutcomeResponse(trust_kind=payload["trust_kind"], trust=trust)
+        try:
+            return write_once(
+                call,
+                response,
+                lambda claim: repo.save(stored, actor=actor(), extra=record, claim=claim),
+                actor=actor(),
+            )
+        except _OutcomeExistsError as exists:
+            return self._recorded_outcome(request.decision_id, payload, exists.outcome, reported)
+
+    @staticmethod
+    def _recorded_outcome(
+        decision_id: str, decision: dict[str, Any], outcome: dict[str, Any], reported: dict[str, Any]
+    ) -> decision_pb2.RecordOutcomeResponse:
+        """The answer for an outcome reported again: the stored one if the report matches it, else refused."""
+        if any(outcome.get(k) != v for k, v in reported.items()):
+            raise FailedPreconditionError(
+                f"decision_id: {decision_id} has an outcome already (right={outcome.get('right')}, "
+                f"realised_pnl={outcome.get('realised_pnl')}); a decision has one outcome"
+            )
+        return decision_pb2.RecordOutcomeResponse(
+            trust_kind=decision["trust_kind"], trust=float(outcome.get("trust_after", 0.0))
+        )
 
     @rpc
     async def RecordOutcome(self, request: decision_pb2.RecordOutcomeRequest, context: grpc.aio.ServicerContext) -> Any:

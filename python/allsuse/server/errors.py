@@ -9,6 +9,8 @@
 | UnauthenticatedError | UNAUTHENTICATED | the message |
 | PermissionError raised by code (no errno) | PERMISSION_DENIED | the message |
 | RateLimitedError | RESOURCE_EXHAUSTED | the message (+ retry-after-ms trailer) |
+| LimitExceededError (too many calls or streams held) | RESOURCE_EXHAUSTED | the message |
+| MessageTimeoutError (the request message did not come in time) | DEADLINE_EXCEEDED | the message |
 | DeadlineExceededError, TimeoutError | DEADLINE_EXCEEDED | "deadline exceeded" |
 | StoreClosedError | UNAVAILABLE | a fixed text (the server is stopping) |
 | NotImplementedError | UNIMPLEMENTED | a fixed text |
@@ -70,8 +72,16 @@ class RateLimitedError(AllsuseError):
         self.retry_after = retry_after
 
 
+class LimitExceededError(AllsuseError):
+    """The caller (or everyone) already holds as many calls or streams as the limits allow."""
+
+
 class DeadlineExceededError(AllsuseError, TimeoutError):
     """Too little of the call's deadline is left to do the work."""
+
+
+class MessageTimeoutError(DeadlineExceededError):
+    """The request message did not arrive within `server.request_message_timeout_seconds` of the call's start."""
 
 
 def scrub(text: str) -> str:
@@ -99,8 +109,10 @@ def status_for(exc: BaseException, request_id: str = "") -> tuple[grpc.StatusCod
         return code.UNAUTHENTICATED, scrub(str(exc))
     if isinstance(exc, PermissionError) and exc.errno is None:
         return code.PERMISSION_DENIED, scrub(str(exc))
-    if isinstance(exc, RateLimitedError):
+    if isinstance(exc, RateLimitedError | LimitExceededError):
         return code.RESOURCE_EXHAUSTED, scrub(str(exc))
+    if isinstance(exc, MessageTimeoutError):
+        return code.DEADLINE_EXCEEDED, scrub(str(exc))
     if isinstance(exc, TimeoutError):
         return code.DEADLINE_EXCEEDED, "deadline exceeded"
     if isinstance(exc, StoreClosedError):
@@ -149,6 +161,8 @@ __all__ = [
     "AlreadyExistsError",
     "DeadlineExceededError",
     "FailedPreconditionError",
+    "LimitExceededError",
+    "MessageTimeoutError",
     "NotFoundError",
     "RateLimitedError",
     "UnauthenticatedError",

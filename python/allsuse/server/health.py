@@ -1,4 +1,4 @@
-"""Standard gRPC health (grpc.health.v1.Health) driven by the orchestration lifecycle.
+"""Standard gRPC health (grpc.health.v1.Health: Check, Watch and List) driven by the orchestration lifecycle.
 
 Every bound service name and "" (the server as a whole) report the same status: SERVING while the service's
 lifecycle is RUNNING or DEGRADED (`allsuse.orchestration.serving`), NOT_SERVING otherwise. `shutdown()` makes
@@ -37,6 +37,11 @@ class _ClosableHealthServicer(health_aio.HealthServicer):  # type: ignore[misc]
     def close_watches(self) -> None:
         """Ends every Watch stream, now and later."""
         self._closing.set()
+
+    async def List(self, request: Any, context: Any) -> Any:  # noqa: N802 - the gRPC method name
+        """The standard List (reflection advertises it): the status of "" and of every service."""
+        statuses = {name: health_pb2.HealthCheckResponse(status=status) for name, status in self._server_status.items()}
+        return health_pb2.HealthListResponse(statuses=statuses)
 
     async def Watch(self, request: Any, context: Any) -> None:  # noqa: N802 - the gRPC method name
         """The standard Watch, ended by close_watches()."""

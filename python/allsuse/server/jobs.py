@@ -3,7 +3,8 @@
 - every minute during market hours: a session heartbeat (`allsuse_market_open`, and a "market.tick" event);
 - every 5 minutes: refresh the gauges that are not updated per request (response-cache hit rate, group commit);
 - daily at 16:15 on trading days: the end-of-day report of every portfolio, raised as an info alert;
-- daily at 02:00: verify the audit hash chain (a critical alert when broken) and, on SQLite, take a backup.
+- daily at 02:00: `audit verify --full` (a critical alert when anything is wrong, and then no backup) and, on
+  SQLite, a backup.
 """
 
 from __future__ import annotations
@@ -66,12 +67,14 @@ def install(service: Service) -> None:
     async def nightly(slot: dt.datetime) -> None:
         from allsuse.server.rpc import run_blocking
 
-        report = await run_blocking(deps.store.verify_audit)
+        # The full check (`allsuse audit verify --full`): the database's integrity, the chain, every record.
+        report = await run_blocking(deps.store.verify_full)
         if not report.ok:
-            alert = {"severity": "critical", "code": "AUDIT_BROKEN", "message": str(report)}
+            alert = {"severity": "critical", "code": "AUDIT_BROKEN", "message": str(report)[:4000]}
             stored = await run_blocking(deps.store.raise_alert, "audit_broken", "critical", alert)
             deps.bus.publish("alerts", {**alert, "alert_id": stored.id, "at": stored.created_at})
-            log.error("audit verify failed: %s", report)
+            log.error("audit verify --full failed: %s", report)
+            return  # no backup of a damaged or tampered store: the last good ones are kept
         if deps.config.store.url.startswith("postgresql"):
             return  # PostgreSQL is backed up with pg_dump by the operator (docs/store.md)
         folder = Path(deps.config.store.url).resolve().parent / "backups"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from allsuse.errors import InvalidInputError
 from allsuse.protocol.accounts import Account, Portfolio, Transaction, allocate, project
-from allsuse.protocol.engine import Engine
+from allsuse.protocol.engine import Effects, Engine
 from allsuse.protocol.positions import MULTIPLIER, Position
 from allsuse.protocol.trust import TrustBook
 from allsuse.server.app import ServiceBinding, ServiceDeps
@@ -31,10 +32,13 @@ from allsuse.server.convert import (
 )
 from allsuse.server.decision import actor, require_owner
 from allsuse.server.errors import AlreadyExistsError, FailedPreconditionError, NotFoundError
+from allsuse.server.idempotency import KeyedCall, write_once
 from allsuse.server.portfolios import PortfolioRepository, StoredPortfolio, new_stored
 from allsuse.server.request import current_principal
 from allsuse.server.rpc import rpc, run_blocking
 from allsuse.v1 import portfolio_pb2, portfolio_pb2_grpc
+
+M = TypeVar("M", bound=Message)
 
 ROLES = {
     "CreatePortfolio": "trader",
@@ -125,6 +129,10 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
 
     # --- create and read ----------------------------------------------------------------------------------
     def _create(self, request: portfolio_pb2.CreatePortfolioRequest) -> portfolio_pb2.Portfolio:
+        # Keyed by the portfolio_id sent, "" when the server picks one: a retry of that creates nothing new either.
+        call, first = self._replayed("CreatePortfolio", request, portfolio_pb2.Portfolio)
+        if first is not None:
+            return first
         total = money_in(request.total, "total", positive=True, allow_zero=False)
         portfolio_id = text_in(request.portfolio_id, "portfolio_id", max_length=64) or f"pf-{uuid.uuid4().hex[:12]}"
         if "/" in portfolio_id:
@@ -138,8 +146,22 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         stored = new_stored(Portfolio.create(portfolio_id, total, at), owner)
         check_amounts(stored.portfolio, "total")
         stored.engine_state = Engine(trust=TrustBook()).export_state()
-        self.repo.save(stored, actor=actor())
-        return portfolio_out(stored)
+        return self._save(call, stored, portfolio_out(stored))
+
+    def _save(self, call: KeyedCall | None, stored: StoredPortfolio, response: M, extra: Any = None) -> M:
+        """Saves the aggregate with the request's idempotency key (if any) in the same unit; returns `response`,
+        or the first response when a concurrent request with the same key was stored first."""
+        return write_once(
+            call,
+            response,
+            lambda claim: self.repo.save(stored, actor=actor(), extra=extra, claim=claim),
+            actor=actor(),
+        )
+
+    def _replayed(self, rpc: str, request: Any, response_type: type[M]) -> tuple[KeyedCall | None, M | None]:
+        """The request's keyed call and, when its key was seen before, the first response."""
+        call = KeyedCall.of(rpc, request.portfolio_id, request)
+        return call, (None if call is None else call.replay(self.deps.store, response_type))
 
     @rpc
     async def CreatePortfolio(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -152,6 +174,9 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
 
     # --- fills and withdrawals -----------------------------------------------------------------------------
     def _fill(self, request: portfolio_pb2.RecordFillRequest) -> portfolio_pb2.RecordFillResponse:
+        call, first = self._replayed("RecordFill", request, portfolio_pb2.RecordFillResponse)
+        if first is not None:
+            return first
         stored = self._owned(request.portfolio_id)
         p = stored.portfolio
         account = p.account(request.account_id)
@@ -243,25 +268,64 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
             p.open_position(position, at, f"bought {qty:g} shares of {request.symbol} at {price}", kind="assignment")
         else:
             raise InvalidInputError.of("side", f"must be sell_to_open, buy_to_close, buy or sell, got {request.side!r}")
+        extra = self._executes(stored, request, position) if request.decision_id else None
         last = p.transactions[-1]
         check_amounts(p, "price")
-        self.repo.save(stored, actor=actor())
-        return portfolio_pb2.RecordFillResponse(
+        response = portfolio_pb2.RecordFillResponse(
             position=_position_out(position), transaction=_transaction_out(last, p.id)
         )
+        return self._save(call, stored, response, extra=extra)
+
+    def _executes(
+        self, stored: StoredPortfolio, request: portfolio_pb2.RecordFillRequest, position: Position | None
+    ) -> Any:
+        """A fill that executes a decision (PROTOCOL section 10): a new option keeps the band the decision chose it
+        in, and a decision still PENDING is executed now, so its effects (rate window, freeze, cut, REDUCING) apply
+        and it is marked APPROVED in the same unit of work. A declined or rejected decision cannot be executed."""
+        record = self.deps.store.get_decision(request.decision_id)
+        if record is None:
+            raise NotFoundError(f"decision_id: no decision {request.decision_id!r}")
+        payload = dict(record.payload)
+        if payload.get("portfolio_id") != request.portfolio_id or payload.get("account_id") != request.account_id:
+            raise InvalidInputError.of("decision_id", "belongs to another portfolio or account")
+        status = str(payload.get("approval_status", ""))
+        if status in ("DECLINED", "REJECTED"):
+            raise FailedPreconditionError(f"decision_id: {request.decision_id} is {status} and cannot be executed")
+        order = payload.get("order") or {}
+        if position is not None and request.side == "sell_to_open" and order.get("band"):
+            position.band = (float(order["band"][0]), float(order["band"][1]))
+        if status != "PENDING":
+            return None
+        effects = payload.get("effects")
+        if effects:
+            engine = Engine(trust=TrustBook())
+            engine.import_state(stored.engine_state)
+            engine.apply_effects(Effects.from_json(effects), stored.portfolio)
+            stored.engine_state = engine.export_state()
+        payload["approval_status"] = "APPROVED"
+        payload["approval_note"] = "executed by RecordFill"
+
+        def record_execution(tx: Any) -> None:
+            tx.update_decision(
+                request.decision_id, status="approved", payload=payload, expected_status="pending", actor=actor()
+            )
+
+        return record_execution
 
     @rpc
     async def RecordFill(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return await run_blocking(self._fill, request)
 
     def _withdraw(self, request: portfolio_pb2.WithdrawRequest) -> portfolio_pb2.Transaction:
+        call, first = self._replayed("Withdraw", request, portfolio_pb2.Transaction)
+        if first is not None:
+            return first
         stored = self._owned(request.portfolio_id)
         amount = money_in(request.amount, "amount", positive=True, allow_zero=False)
         at = timestamp_in(request.at, "at")
         reason = text_in(request.reason, "reason") or "withdrawal"
         tx = stored.portfolio.withdraw(request.account_id, amount, at, reason)
-        self.repo.save(stored, actor=actor())
-        return _transaction_out(tx, stored.portfolio.id)
+        return self._save(call, stored, _transaction_out(tx, stored.portfolio.id))
 
     @rpc
     async def Withdraw(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -269,6 +333,9 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
 
     # --- weekly cycle, projection, reset --------------------------------------------------------------------
     def _weekly(self, request: portfolio_pb2.RunWeeklyCycleRequest) -> portfolio_pb2.WeeklyCycleReport:
+        call, first = self._replayed("RunWeeklyCycle", request, portfolio_pb2.WeeklyCycleReport)
+        if first is not None:
+            return first
         stored = self._owned(request.portfolio_id)
         p = stored.portfolio
         at = timestamp_in(request.as_of, "as_of")
@@ -284,19 +351,19 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         engine.trust.decay(at.date())
         stored.engine_state = engine.export_state()
         txs = list(p.transactions)
-        self.repo.save(stored, actor=actor())
 
         def group(g: Any) -> portfolio_pb2.AccountGroup:
             return portfolio_pb2.AccountGroup(
                 group_id=g.id, parent_id=g.parent_id or "", account_ids=g.account_ids, merged=g.merged
             )
 
-        return portfolio_pb2.WeeklyCycleReport(
+        report = portfolio_pb2.WeeklyCycleReport(
             forked=[group(g) for g in forked],
             merged=[group(g) for g in merged],
             transactions=[_transaction_out(t, p.id) for t in txs],
             portfolio=portfolio_out(stored),
         )
+        return self._save(call, stored, report)
 
     @rpc
     async def RunWeeklyCycle(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -332,6 +399,9 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         return await run_blocking(self._project, request)
 
     def _reset(self, request: portfolio_pb2.ResetAccountRequest) -> portfolio_pb2.Account:
+        call, first = self._replayed("ResetAccount", request, portfolio_pb2.Account)
+        if first is not None:
+            return first
         stored = self.repo.load(request.portfolio_id)
         account = stored.portfolio.account(request.account_id)
         if not request.reason:
@@ -345,10 +415,9 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         def note(tx: Any) -> None:
             tx.audit("reset_account", {"account_id": account.id, "reason": request.reason}, actor=actor())
 
-        self.repo.save(stored, actor=actor(), extra=note)
         from allsuse.protocol import settings
 
-        return _account_out(account, settings.default().account(account.kind).buffer)
+        return self._save(call, stored, _account_out(account, settings.default().account(account.kind).buffer), note)
 
     @rpc
     async def ResetAccount(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

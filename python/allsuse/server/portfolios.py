@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from allsuse.protocol.accounts import Account, AccountGroup, Portfolio, Transaction
 from allsuse.protocol.positions import Position
 from allsuse.server.errors import FailedPreconditionError, NotFoundError
-from allsuse.store import Store
+from allsuse.store import Store, canonical_json
 from allsuse.store.store import Transaction as StoreTx
 
 
@@ -30,6 +31,7 @@ def _account(a: Account) -> dict[str, Any]:
         "state": a.state,
         "leaps": str(a.leaps),
         "quarter_realised": str(a.quarter_realised),
+        "reinvest_cash": str(a.reinvest_cash),
     }
 
 
@@ -78,8 +80,11 @@ class StoredPortfolio:
         }
 
     next_position: int = 1
-    # The positions as last written, to store only what changed.
+    # The accounts and positions as last written (JSON form), and the aggregate's payload without its version as
+    # canonical text: a save writes only what differs from them (None: never written).
+    stored_accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
     stored_positions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stored_text: str | None = None
 
 
 def from_payload(portfolio_id: str, payload: dict[str, Any]) -> StoredPortfolio:
@@ -98,6 +103,7 @@ def from_payload(portfolio_id: str, payload: dict[str, Any]) -> StoredPortfolio:
             a["state"],
             Decimal(a["leaps"]),
             Decimal(a["quarter_realised"]),
+            Decimal(a.get("reinvest_cash", "0.00")),
         )
     for x in payload["positions"]:
         p.positions[x["id"]] = Position(
@@ -124,7 +130,19 @@ def from_payload(portfolio_id: str, payload: dict[str, Any]) -> StoredPortfolio:
         dict(payload.get("engine") or {}),
         recorded,
         int(payload.get("next_position", 1)),
+        stored_accounts={a["id"]: a for a in payload["accounts"]},
+        stored_positions={x["id"]: x for x in payload["positions"]},
+        stored_text=_unversioned(payload),
     )
+
+
+def _unversioned(payload: dict[str, Any]) -> str:
+    """The aggregate's payload without its version, as canonical text: equal text means nothing changed."""
+    return canonical_json({k: v for k, v in payload.items() if k != "version"})
+
+
+def _same(stored: dict[str, Any] | None, current: dict[str, Any]) -> bool:
+    return stored is not None and canonical_json(stored) == canonical_json(current)
 
 
 class PortfolioRepository:
@@ -144,27 +162,47 @@ class PortfolioRepository:
             raise NotFoundError(f"portfolio_id: no portfolio {portfolio_id!r}")
         return from_payload(portfolio_id, record.payload)
 
-    def save(self, stored: StoredPortfolio, *, actor: str, extra: Any = None) -> None:
-        """Writes the aggregate and its new transactions in one durable unit; refuses a stale copy.
-        `extra(tx)` may add writes (a decision, an outcome) to the same unit."""
+    def save(
+        self,
+        stored: StoredPortfolio,
+        *,
+        actor: str,
+        extra: Callable[[StoreTx], object] | None = None,
+        claim: Callable[[StoreTx], None] | None = None,
+    ) -> None:
+        """Writes what changed of the aggregate, and its new transactions, in one durable unit; refuses a stale copy.
+
+        Only records that differ from the stored ones are written (each write appends an audit entry): the
+        portfolio record when anything in it changed (its version then moves), each changed or new account and
+        position, and each position that is gone as "closed". A save with no change writes nothing. `claim(tx)`
+        runs first (an idempotency key: a concurrent twin request rolls this one back); `extra(tx)` may add
+        writes (a decision, an outcome) to the same unit."""
         payload = stored.payload()
         p = stored.portfolio
         new_txs = p.transactions  # only this request's transactions are held in memory
+        text = _unversioned(payload)
+        changed = text != stored.stored_text or bool(new_txs)
+        accounts = {a.id: _account(a) for a in p.accounts.values()}
+        positions = {x.id: _position(x) for x in p.positions.values()}
 
         def unit(tx: StoreTx) -> None:
+            if claim is not None:
+                claim(tx)
             current = tx.get("portfolio", p.id)
             found = 0 if current is None else int(current.payload.get("version", 0))
             if found != stored.version:
                 raise FailedPreconditionError(
                     f"portfolio_id: {p.id} changed meanwhile (version {found}, expected {stored.version}); retry"
                 )
-            tx.put_portfolio(p.id, payload, actor=actor)
+            if changed:
+                tx.put_portfolio(p.id, payload, actor=actor)
             for a in p.accounts.values():
-                tx.put_account(a.id, p.id, _account(a), kind=a.kind, actor=actor)
+                if not _same(stored.stored_accounts.get(a.id), accounts[a.id]):
+                    tx.put_account(a.id, p.id, accounts[a.id], kind=a.kind, actor=actor)
             # Positions are also kept as their own records (open, or closed once gone) for queries and reports.
             for x in p.positions.values():
-                if stored.stored_positions.get(x.id) != _position(x):
-                    tx.put_position(x.id, p.id, _position(x), status="open", account_id=x.account_id, actor=actor)
+                if not _same(stored.stored_positions.get(x.id), positions[x.id]):
+                    tx.put_position(x.id, p.id, positions[x.id], status="open", account_id=x.account_id, actor=actor)
             for gone_id, last in stored.stored_positions.items():
                 if gone_id not in p.positions:
                     tx.put_position(gone_id, p.id, last, status="closed", account_id=last["account_id"], actor=actor)
@@ -182,8 +220,11 @@ class PortfolioRepository:
                 extra(tx)
 
         self.store.write(unit)
-        stored.stored_positions = {x.id: _position(x) for x in p.positions.values()}
-        stored.version += 1
+        stored.stored_accounts = accounts
+        stored.stored_positions = positions
+        stored.stored_text = text
+        if changed:
+            stored.version += 1
         stored.recorded += len(new_txs)
         p.transactions = []
 

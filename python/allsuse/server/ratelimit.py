@@ -3,6 +3,9 @@
 A call finding its bucket empty is refused with RESOURCE_EXHAUSTED (and a `retry-after-ms` trailer) rather than
 queued: the client decides whether to wait. Buckets of idle keys are dropped once `max_keys` are held (an idle
 bucket is full, so dropping it changes nothing).
+
+`FailedAuthLimiter` uses the same buckets for authentication attempts, by peer host and by key id, before a
+secret is hashed: an attempt takes a token from both, a success gives them back, so only failures use them up.
 """
 
 from __future__ import annotations
@@ -50,6 +53,25 @@ class TokenBucketLimiter:
             self._buckets[key] = (tokens, now)
             return (1.0 - tokens) / self.rate
 
+    def wait(self, key: str) -> float:
+        """Seconds until `key`'s bucket has a token (0.0 if it has one now); takes nothing."""
+        with self._lock:
+            now = self._clock()
+            tokens, at = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+            return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+    def refund(self, key: str) -> None:
+        """Gives one token back to `key`'s bucket (never above `burst`)."""
+        with self._lock:
+            now = self._clock()
+            tokens, at = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - at) * self.rate + 1.0)
+            if tokens >= self.burst:
+                self._buckets.pop(key, None)  # a full bucket is the same as none
+            else:
+                self._buckets[key] = (tokens, now)
+
     def __len__(self) -> int:
         return len(self._buckets)
 
@@ -61,4 +83,43 @@ class TokenBucketLimiter:
             self._buckets.pop(next(iter(self._buckets)))
 
 
-__all__ = ["TokenBucketLimiter"]
+class FailedAuthLimiter:
+    """Authentication attempts that may fail, limited per peer host and per key id before any hashing.
+
+    `begin(peer, key_id)` takes a token from both buckets (0.0) or, if either is empty, takes nothing and returns
+    the seconds to wait; `succeeded(peer, key_id)` gives both back. So a peer (or a key id) that keeps failing is
+    refused after `burst` failures and then gets `rate_per_second` attempts a second, while valid keys never
+    run the buckets down.
+    """
+
+    def __init__(
+        self,
+        rate_per_second: float,
+        burst: int,
+        *,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._buckets = TokenBucketLimiter(rate_per_second, burst, max_keys=max_keys, clock=clock)
+        self._lock = threading.Lock()
+
+    def begin(self, peer: str, key_id: str) -> float:
+        """0.0 when the attempt may run (a token taken from the peer's and the key id's bucket), else the seconds
+        until it may (nothing taken)."""
+        peer_key, id_key = f"peer:{peer}", f"key:{key_id}"
+        with self._lock:
+            wait = max(self._buckets.wait(peer_key), self._buckets.wait(id_key))
+            if wait > 0:
+                return wait
+            self._buckets.acquire(peer_key)
+            self._buckets.acquire(id_key)
+            return 0.0
+
+    def succeeded(self, peer: str, key_id: str) -> None:
+        """The attempt begun for (peer, key_id) was a valid key: its tokens go back."""
+        with self._lock:
+            self._buckets.refund(f"peer:{peer}")
+            self._buckets.refund(f"key:{key_id}")
+
+
+__all__ = ["FailedAuthLimiter", "TokenBucketLimiter"]

@@ -22,6 +22,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +55,23 @@ class BlockingPool:
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
+        self._running = 0
+        self._lock = threading.Lock()
+        _POOLS.add(self)
+
+    @property
+    def running(self) -> int:
+        """Calls running on a worker thread right now (queued ones not included)."""
+        return self._running
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        with self._lock:
+            self._running += 1
+        try:
+            return fn()
+        finally:
+            with self._lock:
+                self._running -= 1
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Runs fn(*args, **kwargs) on a worker thread (with the caller's context variables) and awaits it."""
@@ -62,15 +80,26 @@ class BlockingPool:
         if slots is None:
             slots = self._slots[loop] = asyncio.Semaphore(self.workers * QUEUE_PER_WORKER)
         context = contextvars.copy_context()
+        call = functools.partial(context.run, fn, *args, **kwargs)
         async with slots:
-            return await loop.run_in_executor(self._executor, functools.partial(context.run, fn, *args, **kwargs))
+            return await loop.run_in_executor(self._executor, self._call, call)
 
     def shutdown(self) -> None:
         """Stops the threads once their current work is done; queued work is cancelled."""
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+_POOLS: weakref.WeakSet[BlockingPool] = weakref.WeakSet()
 _DEFAULT_POOL: BlockingPool | None = None
+
+
+def blocking_calls_running() -> int:
+    """Calls running on the worker threads of every BlockingPool of this process.
+
+    A sync call cannot be interrupted: after a drain, `allsuse serve` exits without waiting for these (the
+    interpreter would otherwise join the worker threads at exit, past the 5 s shutdown bound).
+    """
+    return sum(pool.running for pool in list(_POOLS))
 
 
 def _pool() -> BlockingPool:
@@ -146,4 +175,4 @@ def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
     return unary
 
 
-__all__ = ["QUEUE_PER_WORKER", "BlockingPool", "check_deadline", "rpc", "run_blocking"]
+__all__ = ["QUEUE_PER_WORKER", "BlockingPool", "blocking_calls_running", "check_deadline", "rpc", "run_blocking"]

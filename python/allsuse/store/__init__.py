@@ -14,10 +14,25 @@ from __future__ import annotations
 
 from allsuse.store._db import DEFAULT_SQLITE_PATH, URL_ENV, Location, Timeouts, parse_location
 from allsuse.store.audit import GENESIS_HASH, AuditEntry, AuditReport, audit_verify, entry_hash
-from allsuse.store.errors import StoreClosedError, StoreError, StoreIntegrityError, StoreNotFoundError
+from allsuse.store.errors import (
+    StoreClosedError,
+    StoreConflictError,
+    StoreError,
+    StoreIntegrityError,
+    StoreNotFoundError,
+)
 from allsuse.store.group_commit import CommitStats
+from allsuse.store.integrity import FullReport, Problem
 from allsuse.store.migrations import LATEST_VERSION, MIGRATIONS, migrate
-from allsuse.store.records import ApiKeyInfo, IssuedApiKey, Record, canonical_json, exact_amount
+from allsuse.store.records import (
+    ApiKeyInfo,
+    IdempotencyRecord,
+    IdempotencyScope,
+    IssuedApiKey,
+    Record,
+    canonical_json,
+    exact_amount,
+)
 from allsuse.store.store import AsyncStore, Store, Transaction
 
 __all__ = [
@@ -31,11 +46,16 @@ __all__ = [
     "AuditEntry",
     "AuditReport",
     "CommitStats",
+    "FullReport",
+    "IdempotencyRecord",
+    "IdempotencyScope",
     "IssuedApiKey",
     "Location",
+    "Problem",
     "Record",
     "Store",
     "StoreClosedError",
+    "StoreConflictError",
     "StoreError",
     "StoreIntegrityError",
     "StoreNotFoundError",

@@ -114,6 +114,11 @@ def verify_connection(conn: Connection, dialect: Dialect, batch: int = 2000) -> 
         conn.rollback_quietly()
 
 
+def verify_in_snapshot(conn: Connection, batch: int = 2000) -> AuditReport:
+    """Walks the chain inside a read snapshot the caller has begun (verify_full checks records in the same one)."""
+    return _walk(conn, batch)
+
+
 def _walk(conn: Connection, batch: int) -> AuditReport:
     head = conn.one("SELECT seq, hash FROM audit_head WHERE id = 1")
     head_seq = None if head is None else int(head[0])

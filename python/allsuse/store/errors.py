@@ -17,8 +17,13 @@ class StoreIntegrityError(StoreError):
     """A write broke a constraint of the schema (a missing parent record, a duplicate key, an append-only table)."""
 
 
+class StoreConflictError(StoreIntegrityError):
+    """A conditional write found the record in another state than the caller expected (e.g. a decision that is
+    no longer pending because a concurrent request approved it first); nothing was written."""
+
+
 class StoreNotFoundError(StoreError):
     """An update named a record that does not exist."""
 
 
-__all__ = ["StoreClosedError", "StoreError", "StoreIntegrityError", "StoreNotFoundError"]
+__all__ = ["StoreClosedError", "StoreConflictError", "StoreError", "StoreIntegrityError", "StoreNotFoundError"]

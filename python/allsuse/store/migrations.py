@@ -124,6 +124,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             ),
         },
     ),
+    Migration(
+        4,
+        "idempotency records scoped to (principal, portfolio, rpc, key)",
+        common=(
+            # The first result of every keyed write RPC (docs/store.md, "Idempotency records").
+            "CREATE TABLE idempotency_keys (principal TEXT NOT NULL, portfolio_id TEXT NOT NULL, rpc TEXT NOT NULL, "
+            "idempotency_key TEXT NOT NULL, request_sha256 TEXT NOT NULL, response TEXT NOT NULL, "
+            "created_at TEXT NOT NULL, PRIMARY KEY (principal, portfolio_id, rpc, idempotency_key))",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -66,6 +66,43 @@ class IssuedApiKey:
         return f"{self.key_id}.{self.secret}"
 
 
+@dataclass(frozen=True)
+class IdempotencyScope:
+    """Whose request an idempotency key names: the principal (API key id) that sent it, the portfolio it acts
+    on ("" when the request names none yet, e.g. CreatePortfolio without an id), the RPC, and the client's key.
+    The same key in another scope is another request."""
+
+    principal: str
+    portfolio_id: str
+    rpc: str
+    key: str
+
+    def checked(self) -> IdempotencyScope:
+        """Itself, or InvalidInputError naming the part that cannot be stored."""
+        check_label(self.principal, "principal")
+        if not isinstance(self.portfolio_id, str) or len(self.portfolio_id) > 200:
+            raise InvalidInputError.of(
+                "portfolio_id", f"must be a string of at most 200 characters, got {self.portfolio_id!r}"
+            )
+        check_label(self.rpc, "rpc")
+        check_idempotency_key(self.key)
+        return self
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """The first result of a keyed write: the hash of its request and its response (text chosen by the caller).
+
+    `replayed` is True when a write found the record already stored (by this or another request) and wrote
+    nothing; the caller compares `request_sha256` to tell a retry from a reuse of the key for another request."""
+
+    scope: IdempotencyScope
+    request_sha256: str
+    response: str
+    created_at: str
+    replayed: bool = False
+
+
 def now_iso() -> str:
     """The current UTC time as fixed-width ISO-8601 with microseconds (sorts as text)."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
@@ -92,6 +129,28 @@ def check_label(value: object, name: str) -> str:
     """A short non-empty label such as a kind, status or actor (at most 200 characters)."""
     if not isinstance(value, str) or not value.strip() or len(value) > 200:
         raise InvalidInputError.of(name, f"must be a non-empty string of at most 200 characters, got {value!r}")
+    return value
+
+
+MAX_IDEMPOTENCY_KEY = 200
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_idempotency_key(value: object, name: str = "idempotency_key") -> str:
+    """A client's idempotency key: 1-200 printable characters."""
+    if not isinstance(value, str):
+        raise InvalidInputError.of(name, f"must be a string, got {type(value).__name__}")
+    if not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY or not value.isprintable():
+        raise InvalidInputError.of(
+            name, f"must be 1-{MAX_IDEMPOTENCY_KEY} printable characters, got {len(value)} characters"
+        )
+    return value
+
+
+def check_sha256(value: object, name: str) -> str:
+    """A SHA-256 digest as 64 lower-case hex digits."""
+    if not isinstance(value, str) or not _SHA256_HEX.match(value):
+        raise InvalidInputError.of(name, f"must be 64 lower-case hex digits (SHA-256), got {value!r}")
     return value
 
 

@@ -22,11 +22,14 @@ from allsuse.errors import InvalidInputError
 from allsuse.store import audit
 from allsuse.store._db import Connection, Location, ReaderPool, Timeouts, dialect_for, parse_location
 from allsuse.store.audit import AuditEntry, AuditReport
-from allsuse.store.errors import StoreError, StoreNotFoundError
+from allsuse.store.errors import StoreConflictError, StoreError, StoreNotFoundError
 from allsuse.store.group_commit import CommitStats, GroupCommitter
+from allsuse.store.integrity import FullReport, credential_digest, verify_full_connection
 from allsuse.store.migrations import applied_versions, migrate_connection
 from allsuse.store.records import (
     ApiKeyInfo,
+    IdempotencyRecord,
+    IdempotencyScope,
     IssuedApiKey,
     Record,
     check_id,
@@ -34,6 +37,7 @@ from allsuse.store.records import (
     check_optional_id,
     check_role,
     check_secret,
+    check_sha256,
     decode_payload,
     encode_payload,
     exact_amount,
@@ -90,6 +94,17 @@ def _list(conn: Connection, entity: _Entity, filters: Mapping[str, object], limi
     where = " AND ".join(f"{k} = ?" for k in active)
     sql = f"{entity.select()}{' WHERE ' + where if where else ''} ORDER BY created_at, id LIMIT ?"
     return [entity.record(r) for r in conn.query(sql, (*active.values(), limit))]
+
+
+_IDEMPOTENCY_SELECT = (
+    "SELECT request_sha256, response, created_at FROM idempotency_keys "
+    "WHERE principal = ? AND portfolio_id = ? AND rpc = ? AND idempotency_key = ?"
+)
+
+
+def _get_idempotent(conn: Connection, scope: IdempotencyScope) -> IdempotencyRecord | None:
+    row = conn.one(_IDEMPOTENCY_SELECT, (scope.principal, scope.portfolio_id, scope.rpc, scope.key))
+    return None if row is None else IdempotencyRecord(scope, str(row[0]), str(row[1]), str(row[2]))
 
 
 def _check_key_id(value: object) -> str:
@@ -199,7 +214,17 @@ class Transaction:
         self._audit_record(actor, f"{entity.name}.record", record, text)
         return record
 
-    def _update(self, entity: _Entity, record_id: str, changes: dict[str, Any], payload: object, actor: str) -> Record:
+    def _update(
+        self,
+        entity: _Entity,
+        record_id: str,
+        changes: dict[str, Any],
+        payload: object,
+        actor: str,
+        expected: tuple[str, str] | None = None,
+    ) -> Record:
+        """Updates one record; with `expected` (column, value) only while the column still holds that value
+        (a conditional update: a concurrent writer that changed it first makes this one a StoreConflictError)."""
         check_label(actor, "actor")
         now = now_iso()
         sets = "".join(f"{c} = ?, " for c in changes)
@@ -208,10 +233,20 @@ class Transaction:
         if payload is not None:
             payload_sql = ", payload = ?"
             params.append(encode_payload(payload))
+        condition, condition_params = "", tuple[str, ...]()
+        if expected is not None:
+            condition, condition_params = f" AND {expected[0]} = ?", (expected[1],)
         cursor = self._conn.execute(
-            f"UPDATE {entity.table} SET {sets}updated_at = ?{payload_sql} WHERE id = ?", (*params, record_id)
+            f"UPDATE {entity.table} SET {sets}updated_at = ?{payload_sql} WHERE id = ?{condition}",
+            (*params, record_id, *condition_params),
         )
         if cursor.rowcount == 0:
+            if expected is not None:
+                row = self._conn.one(f"SELECT {expected[0]} FROM {entity.table} WHERE id = ?", (record_id,))
+                if row is not None:
+                    raise StoreConflictError(
+                        f"{entity.name} {record_id!r} is {row[0]}, not {expected[1]}: it changed meanwhile"
+                    )
             raise StoreNotFoundError(f"{entity.name} {record_id!r} does not exist")
         record = _get(self._conn, entity, "id", record_id)
         if record is None:  # pragma: no cover - just updated in this transaction
@@ -298,12 +333,56 @@ class Transaction:
         return self._insert_once(DECISION, record_id, columns, payload, actor, "idempotency_key")
 
     def update_decision(
-        self, decision_id: str, *, status: str, payload: Mapping[str, Any] | None = None, actor: str = "system"
+        self,
+        decision_id: str,
+        *,
+        status: str,
+        payload: Mapping[str, Any] | None = None,
+        expected_status: str | None = None,
+        actor: str = "system",
     ) -> Record:
-        """Moves a decision to a new status (e.g. "approved"), optionally replacing its payload."""
+        """Moves a decision to a new status (e.g. "approved"), optionally replacing its payload. With
+        `expected_status` the move happens only from that status, checked in the UPDATE itself: of two concurrent
+        approvals one wins and the other gets StoreConflictError (nothing written)."""
         check_id(decision_id, "decision_id")
         check_label(status, "status")
-        return self._update(DECISION, decision_id, {"status": status}, payload, actor)
+        expected = None if expected_status is None else ("status", check_label(expected_status, "expected_status"))
+        return self._update(DECISION, decision_id, {"status": status}, payload, actor, expected)
+
+    def record_idempotent(
+        self, scope: IdempotencyScope, request_sha256: str, response: str, *, actor: str = "system"
+    ) -> IdempotencyRecord:
+        """Stores the first result of a keyed write once per scope. A scope seen before writes nothing and
+        returns the stored record with replayed=True (its request hash may differ: the caller decides)."""
+        scope.checked()
+        check_sha256(request_sha256, "request_sha256")
+        if not isinstance(response, str):
+            raise InvalidInputError.of("response", f"must be text, got {type(response).__name__}")
+        check_label(actor, "actor")
+        now = now_iso()
+        cursor = self._conn.execute(
+            "INSERT INTO idempotency_keys (principal, portfolio_id, rpc, idempotency_key, request_sha256, response, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (principal, portfolio_id, rpc, idempotency_key) DO NOTHING",
+            (scope.principal, scope.portfolio_id, scope.rpc, scope.key, request_sha256, response, now),
+        )
+        if cursor.rowcount == 0:
+            existing = _get_idempotent(self._conn, scope)
+            if existing is None:  # pragma: no cover - the conflict row is visible to this transaction
+                raise StoreError(f"idempotency key {scope.key!r} conflicted but cannot be read back")
+            return dataclasses.replace(existing, replayed=True)
+        audit.append(
+            self._conn,
+            actor,
+            "idempotency.record",
+            {
+                "entity": "idempotency",
+                "scope": dataclasses.asdict(scope),
+                "request_sha256": request_sha256,
+                "response_sha256": payload_digest(response),
+            },
+        )
+        return IdempotencyRecord(scope, request_sha256, response, now)
 
     def record_outcome(
         self, decision_id: str, payload: Mapping[str, Any], *, outcome_id: str | None = None, actor: str = "system"
@@ -357,7 +436,10 @@ class Transaction:
             "VALUES (?, ?, ?, ?, ?, ?, NULL)",
             (key_id, role, kdf, salt_hex, secret_hash, now),
         )
-        audit.append(self._conn, actor, "api_key.create", {"key_id": key_id, "role": role})
+        credential = credential_digest(kdf, salt_hex, secret_hash)
+        audit.append(
+            self._conn, actor, "api_key.create", {"key_id": key_id, "role": role, "credential_sha256": credential}
+        )
         return ApiKeyInfo(key_id, role, now, None)
 
     def revoke_api_key(self, key_id: str, *, actor: str = "system") -> ApiKeyInfo:
@@ -538,10 +620,27 @@ class Store:
         )
 
     def update_decision(
-        self, decision_id: str, *, status: str, payload: Mapping[str, Any] | None = None, actor: str = "system"
+        self,
+        decision_id: str,
+        *,
+        status: str,
+        payload: Mapping[str, Any] | None = None,
+        expected_status: str | None = None,
+        actor: str = "system",
     ) -> Record:
-        """Moves a decision to a new status, optionally replacing its payload."""
-        return self.write(lambda tx: tx.update_decision(decision_id, status=status, payload=payload, actor=actor))
+        """Moves a decision to a new status, optionally replacing its payload; with `expected_status` only from
+        that status (StoreConflictError otherwise)."""
+        return self.write(
+            lambda tx: tx.update_decision(
+                decision_id, status=status, payload=payload, expected_status=expected_status, actor=actor
+            )
+        )
+
+    def record_idempotent(
+        self, scope: IdempotencyScope, request_sha256: str, response: str, *, actor: str = "system"
+    ) -> IdempotencyRecord:
+        """Stores the first result of a keyed write once per scope (see Transaction.record_idempotent)."""
+        return self.write(lambda tx: tx.record_idempotent(scope, request_sha256, response, actor=actor))
 
     def record_outcome(
         self, decision_id: str, payload: Mapping[str, Any], *, outcome_id: str | None = None, actor: str = "system"
@@ -656,6 +755,11 @@ class Store:
         """The decision stored under an idempotency key, or None."""
         return self._get(DECISION, idempotency_key, "idempotency_key")
 
+    def get_idempotent(self, scope: IdempotencyScope) -> IdempotencyRecord | None:
+        """The first result stored for a keyed write in this scope, or None."""
+        scope.checked()
+        return self.read(lambda conn: _get_idempotent(conn, scope))
+
     def list_decisions(
         self, *, portfolio_id: str | None = None, status: str | None = None, limit: int = 1000
     ) -> list[Record]:
@@ -693,10 +797,9 @@ class Store:
         """Every API key, revoked ones included."""
         return [_api_key(r) for r in self.read(lambda conn: conn.query(f"{_API_KEY_SELECT} ORDER BY created_at"))]
 
-    _DUMMY: tuple[str, str, str] | None = None
-
     def verify_api_key(self, key_id: str, secret: str) -> ApiKeyInfo | None:
-        """The key if `secret` is its secret and it is not revoked; None otherwise (same work either way)."""
+        """The key if `secret` is its secret and it is not revoked; None otherwise. An unknown key id costs no
+        hashing (key ids are not secret; hashing for them would hand anyone a cheap way to burn CPU)."""
         row = self.read(
             lambda conn: conn.one(
                 "SELECT key_id, role, created_at, revoked_at, kdf, salt, secret_hash FROM api_keys WHERE key_id = ?",
@@ -704,9 +807,6 @@ class Store:
             )
         )
         if row is None:
-            if Store._DUMMY is None:
-                Store._DUMMY = hash_secret("not-a-key")
-            check_secret(secret, *Store._DUMMY)
             return None
         if not check_secret(secret, row[4], row[5], row[6]) or row[3] is not None:
             return None
@@ -733,6 +833,12 @@ class Store:
     def verify_audit(self) -> AuditReport:
         """Walks the whole audit chain in one snapshot and reports the first problem (see audit.py)."""
         return self.read(lambda conn: audit.verify_connection(conn, self._dialect))
+
+    def verify_full(self) -> FullReport:
+        """`audit verify --full`: the database's own consistency check (SQLite integrity_check; PostgreSQL amcheck
+        when installed, else a full read of every table), the audit chain, and every record compared with the
+        audit entry that last wrote it (see integrity.py)."""
+        return self.read(lambda conn: verify_full_connection(conn, self._dialect))
 
     def schema_versions(self) -> list[int]:
         """The applied migration versions."""
@@ -866,10 +972,30 @@ class AsyncStore:
         )
 
     async def update_decision(
-        self, decision_id: str, *, status: str, payload: Mapping[str, Any] | None = None, actor: str = "system"
+        self,
+        decision_id: str,
+        *,
+        status: str,
+        payload: Mapping[str, Any] | None = None,
+        expected_status: str | None = None,
+        actor: str = "system",
     ) -> Record:
         """See Store.update_decision."""
-        return await self.write(lambda tx: tx.update_decision(decision_id, status=status, payload=payload, actor=actor))
+        return await self.write(
+            lambda tx: tx.update_decision(
+                decision_id, status=status, payload=payload, expected_status=expected_status, actor=actor
+            )
+        )
+
+    async def record_idempotent(
+        self, scope: IdempotencyScope, request_sha256: str, response: str, *, actor: str = "system"
+    ) -> IdempotencyRecord:
+        """See Store.record_idempotent."""
+        return await self.write(lambda tx: tx.record_idempotent(scope, request_sha256, response, actor=actor))
+
+    async def get_idempotent(self, scope: IdempotencyScope) -> IdempotencyRecord | None:
+        """See Store.get_idempotent."""
+        return await self.call(lambda: self.store.get_idempotent(scope))
 
     async def record_outcome(
         self, decision_id: str, payload: Mapping[str, Any], *, outcome_id: str | None = None, actor: str = "system"

@@ -264,7 +264,10 @@ class DecideRequest(_message.Message):
     account_id: _builtins.str
     symbol: _builtins.str
     idempotency_key: _builtins.str
-    """Client-chosen key; the same key returns the same decision (R16)."""
+    """Client-chosen key (1-200 printable characters); the same key returns the same decision (R16), as it stands
+    now. Keys are scoped to (API key, portfolio, RPC): another caller's key is another request, and the same key
+    with a different request is FAILED_PRECONDITION.
+    """
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -886,19 +889,27 @@ class ApproveDecisionRequest(_message.Message):
     DECISION_ID_FIELD_NUMBER: _builtins.int
     APPROVE_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     decision_id: _builtins.str
     approve: _builtins.bool
     note: _builtins.str
+    idempotency_key: _builtins.str
+    """Optional client-chosen key (1-200 printable characters) that makes a retry safe: the same key with the same
+    request, from the same API key, on the same portfolio and RPC returns the first reply and changes nothing;
+    with a different request it is FAILED_PRECONDITION. Another caller's key is another request.
+    Without a key a repeated approval is FAILED_PRECONDITION (the decision is no longer PENDING).
+    """
     def __init__(
         self,
         *,
         decision_id: _builtins.str = ...,
         approve: _builtins.bool = ...,
         note: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve", b"approve", "decision_id", b"decision_id", "note", b"note"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve", b"approve", "decision_id", b"decision_id", "idempotency_key", b"idempotency_key", "note", b"note"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -912,9 +923,17 @@ class RecordOutcomeRequest(_message.Message):
     RIGHT_FIELD_NUMBER: _builtins.int
     REALISED_PNL_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     decision_id: _builtins.str
     right: _builtins.bool
     """True when the position made money or avoided a larger loss."""
+    idempotency_key: _builtins.str
+    """Optional client-chosen key (1-200 printable characters) that makes a retry safe: the same key with the same
+    request, from the same API key, on the same portfolio and RPC returns the first reply and changes nothing;
+    with a different request it is FAILED_PRECONDITION. Another caller's key is another request.
+    A decision has one outcome: reported again without a key, the same report returns the stored result and a
+    different one is FAILED_PRECONDITION; trust moves once.
+    """
     @_builtins.property
     def realised_pnl(self) -> _common_pb2.Money: ...
     @_builtins.property
@@ -926,10 +945,11 @@ class RecordOutcomeRequest(_message.Message):
         right: _builtins.bool = ...,
         realised_pnl: _common_pb2.Money | None = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "realised_pnl", b"realised_pnl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "decision_id", b"decision_id", "realised_pnl", b"realised_pnl", "right", b"right"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "decision_id", b"decision_id", "idempotency_key", b"idempotency_key", "realised_pnl", b"realised_pnl", "right", b"right"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -123,14 +123,15 @@ class DecisionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ApproveDecision(self, request, context):
-        """A human approves or declines a decision that requires approval.
+        """A human approves or declines a decision that requires approval. Of two concurrent calls one wins; the other
+        is FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RecordOutcome(self, request, context):
-        """The realised result of a decision; moves trust (PROTOCOL section 10).
+        """The realised result of a decision, recorded once; moves trust once (PROTOCOL section 10).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

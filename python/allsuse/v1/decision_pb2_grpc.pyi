@@ -46,9 +46,11 @@ class DecisionServiceStub:
     CheckCompliance: _grpc.UnaryUnaryMultiCallable[_decision_pb2.CheckComplianceRequest, _decision_pb2.ComplianceReport]
     """Runs every compliance rule on a proposed order (PROTOCOL section 7)."""
     ApproveDecision: _grpc.UnaryUnaryMultiCallable[_decision_pb2.ApproveDecisionRequest, _decision_pb2.Decision]
-    """A human approves or declines a decision that requires approval."""
+    """A human approves or declines a decision that requires approval. Of two concurrent calls one wins; the other
+    is FAILED_PRECONDITION.
+    """
     RecordOutcome: _grpc.UnaryUnaryMultiCallable[_decision_pb2.RecordOutcomeRequest, _decision_pb2.RecordOutcomeResponse]
-    """The realised result of a decision; moves trust (PROTOCOL section 10)."""
+    """The realised result of a decision, recorded once; moves trust once (PROTOCOL section 10)."""
 
 @_typing.type_check_only
 class DecisionServiceAsyncStub(DecisionServiceStub):
@@ -68,9 +70,11 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     CheckCompliance: _aio.UnaryUnaryMultiCallable[_decision_pb2.CheckComplianceRequest, _decision_pb2.ComplianceReport]  # type: ignore[assignment]
     """Runs every compliance rule on a proposed order (PROTOCOL section 7)."""
     ApproveDecision: _aio.UnaryUnaryMultiCallable[_decision_pb2.ApproveDecisionRequest, _decision_pb2.Decision]  # type: ignore[assignment]
-    """A human approves or declines a decision that requires approval."""
+    """A human approves or declines a decision that requires approval. Of two concurrent calls one wins; the other
+    is FAILED_PRECONDITION.
+    """
     RecordOutcome: _aio.UnaryUnaryMultiCallable[_decision_pb2.RecordOutcomeRequest, _decision_pb2.RecordOutcomeResponse]  # type: ignore[assignment]
-    """The realised result of a decision; moves trust (PROTOCOL section 10)."""
+    """The realised result of a decision, recorded once; moves trust once (PROTOCOL section 10)."""
 
 class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -129,7 +133,9 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _decision_pb2.ApproveDecisionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_decision_pb2.Decision, _abc.Awaitable[_decision_pb2.Decision]]:
-        """A human approves or declines a decision that requires approval."""
+        """A human approves or declines a decision that requires approval. Of two concurrent calls one wins; the other
+        is FAILED_PRECONDITION.
+        """
 
     @_abc_1.abstractmethod
     def RecordOutcome(
@@ -137,6 +143,6 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _decision_pb2.RecordOutcomeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_decision_pb2.RecordOutcomeResponse, _abc.Awaitable[_decision_pb2.RecordOutcomeResponse]]:
-        """The realised result of a decision; moves trust (PROTOCOL section 10)."""
+        """The realised result of a decision, recorded once; moves trust once (PROTOCOL section 10)."""
 
 def add_DecisionServiceServicer_to_server(servicer: DecisionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -26,7 +26,7 @@ from allsuse.v1 import common_pb2 as allsuse_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61llsuse/v1/portfolio.proto\x12\nallsuse.v1\x1a\x17\x61llsuse/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"O\n\x13ResetAccountRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"x\n\x16\x43reatePortfolioRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12 \n\x05total\x18\x02 \x01(\x0b\x32\x11.allsuse.v1.Money\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9e\x02\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08group_id\x18\x03 \x01(\t\x12\"\n\x07\x62\x61lance\x18\x04 \x01(\x0b\x32\x11.allsuse.v1.Money\x12\x1f\n\x04\x62\x61se\x18\x05 \x01(\x0b\x32\x11.allsuse.v1.Money\x12\x1f\n\x04peak\x18\x06 \x01(\x0b\x32\x11.allsuse.v1.Money\x12 \n\x05leaps\x18\x07 \x01(\x0b\x32\x11.allsuse.v1.Money\x12!\n\x06\x62uffer\x18\x08 \x01(\x0b\x32\x11.allsuse.v1.Money\x12%\n\ndeployable\x18\t \x01(\x0b\x32\x11.allsuse.v1.Money\x12\r\n\x05state\x18\n \x01(\t\"\xce\x01\n\x08Position\x12\x13\n\x0bposition_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x01\x12\x0e\n\x06strike\x18\x06 \x01(\x01\x12\x0e\n\x06\x65xpiry\x18\x07 \x01(\t\x12\"\n\x07premium\x18\x08 \x01(\x0b\x32\x11.allsuse.v1.Money\x12%\n\ncost_basis\x18\t \x01(\x0b\x32\x11.allsuse.v1.Money\"X\n\x0c\x41\x63\x63ountGroup\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tparent_id\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x03 \x03(\t\x12\x0e\n\x06merged\x18\x04 \x01(\x08\"\xbe\x01\n\tPortfolio\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12%\n\x08\x61\x63\x63ounts\x18\x02 \x03(\x0b\x32\x13.allsuse.v1.Account\x12\'\n\tpositions\x18\x03 \x03(\x0b\x32\x14.allsuse.v1.Position\x12(\n\x06groups\x18\x04 \x03(\x0b\x32\x18.allsuse.v1.AccountGroup\x12!\n\x06\x65quity\x18\x05 \x01(\x0b\x32\x11.allsuse.v1.Money\"+\n\x13GetPortfolioRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\"\xa2\x01\n\x0bTransaction\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x12\n\naccount_id\x18\x04 \x01(\t\x12!\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x11.allsuse.v1.Money\x12\x0e\n\x06reason\x18\x06 \x01(\t\"\x8f\x02\n\x11RecordFillRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x03 \x01(\t\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x0c\n\x04side\x18\x06 \x01(\t\x12\x0e\n\x06strike\x18\x07 \x01(\x01\x12\x0e\n\x06\x65xpiry\x18\x08 \x01(\t\x12\x10\n\x08quantity\x18\t \x01(\x01\x12 \n\x05price\x18\n \x01(\x0b\x32\x11.allsuse.v1.Money\x12&\n\x02\x61t\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bposition_id\x18\x0c \x01(\t\"j\n\x12RecordFillResponse\x12&\n\x08position\x18\x01 \x01(\x0b\x32\x14.allsuse.v1.Position\x12,\n\x0btransaction\x18\x02 \x01(\x0b\x32\x17.allsuse.v1.Transaction\"\x96\x01\n\x0fWithdrawRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12!\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x11.allsuse.v1.Money\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x15RunWeeklyCycleRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc0\x01\n\x11WeeklyCycleReport\x12(\n\x06\x66orked\x18\x01 \x03(\x0b\x32\x18.allsuse.v1.AccountGroup\x12(\n\x06merged\x18\x02 \x03(\x0b\x32\x18.allsuse.v1.AccountGroup\x12-\n\x0ctransactions\x18\x03 \x03(\x0b\x32\x17.allsuse.v1.Transaction\x12(\n\tportfolio\x18\x04 \x01(\x0b\x32\x15.allsuse.v1.Portfolio\"^\n\x0eProjectRequest\x12 \n\x05total\x18\x01 \x01(\x0b\x32\x11.allsuse.v1.Money\x12\r\n\x05years\x18\x02 \x01(\x05\x12\r\n\x05paths\x18\x03 \x01(\x05\x12\x0c\n\x04seed\x18\x04 \x01(\x03\"\xc6\x01\n\x0eProjectionYear\x12\x0c\n\x04year\x18\x01 \x01(\x05\x12#\n\x08\x65xpected\x18\x02 \x01(\x0b\x32\x11.allsuse.v1.Money\x12!\n\x06income\x18\x03 \x01(\x0b\x32\x11.allsuse.v1.Money\x12\x1e\n\x03p05\x18\x04 \x01(\x0b\x32\x11.allsuse.v1.Money\x12\x1e\n\x03p50\x18\x05 \x01(\x0b\x32\x11.allsuse.v1.Money\x12\x1e\n\x03p95\x18\x06 \x01(\x0b\x32\x11.allsuse.v1.Money\"7\n\nProjection\x12)\n\x05years\x18\x01 \x03(\x0b\x32\x1a.allsuse.v1.ProjectionYear2\x90\x04\n\x10PortfolioService\x12L\n\x0f\x43reatePortfolio\x12\".allsuse.v1.CreatePortfolioRequest\x1a\x15.allsuse.v1.Portfolio\x12\x46\n\x0cGetPortfolio\x12\x1f.allsuse.v1.GetPortfolioRequest\x1a\x15.allsuse.v1.Portfolio\x12K\n\nRecordFill\x12\x1d.allsuse.v1.RecordFillRequest\x1a\x1e.allsuse.v1.RecordFillResponse\x12@\n\x08Withdraw\x12\x1b.allsuse.v1.WithdrawRequest\x1a\x17.allsuse.v1.Transaction\x12R\n\x0eRunWeeklyCycle\x12!.allsuse.v1.RunWeeklyCycleRequest\x1a\x1d.allsuse.v1.WeeklyCycleReport\x12=\n\x07Project\x12\x1a.allsuse.v1.ProjectRequest\x1a\x16.allsuse.v1.Projection\x12\x44\n\x0cResetAccount\x12\x1f.allsuse.v1.ResetAccountRequest\x1a\x13.allsuse.v1.Accountb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61llsuse/v1/portfolio.proto\x12\nallsuse.v1\x1a\x17\x61llsuse/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"h\n\x13ResetAccountRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"\x91\x01\n\x16\x43reatePortfolioRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12 \n\x05total\x18\x02 \x01(\x0b\x32\x11.allsuse.v1.Money\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"\x9e\x02\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08group_id\x18\x03 \x01(\t\x12\"\n\x07\x62\x61lance\x18\x04 \x01(\x0b\x32\x11.allsuse.v1.Money\x12\x1f\n\x04\x62\x61se\x18\x05 \x01(\x0b\x32\x11.allsuse.v1.Money\x12\x1f\n\x04peak\x18\x06 \x01(\x0b\x32\x11.allsuse.v1.Money\x12 \n\x05leaps\x18\x07 \x01(\x0b\x32\x11.allsuse.v1.Money\x12!\n\x06\x62uffer\x18\x08 \x01(\x0b\x32\x11.allsuse.v1.Money\x12%\n\ndeployable\x18\t \x01(\x0b\x32\x11.allsuse.v1.Money\x12\r\n\x05state\x18\n \x01(\t\"\xce\x01\n\x08Position\x12\x13\n\x0bposition_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x01\x12\x0e\n\x06strike\x18\x06 \x01(\x01\x12\x0e\n\x06\x65xpiry\x18\x07 \x01(\t\x12\"\n\x07premium\x18\x08 \x01(\x0b\x32\x11.allsuse.v1.Money\x12%\n\ncost_basis\x18\t \x01(\x0b\x32\x11.allsuse.v1.Money\"X\n\x0c\x41\x63\x63ountGroup\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tparent_id\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x03 \x03(\t\x12\x0e\n\x06merged\x18\x04 \x01(\x08\"\xbe\x01\n\tPortfolio\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12%\n\x08\x61\x63\x63ounts\x18\x02 \x03(\x0b\x32\x13.allsuse.v1.Account\x12\'\n\tpositions\x18\x03 \x03(\x0b\x32\x14.allsuse.v1.Position\x12(\n\x06groups\x18\x04 \x03(\x0b\x32\x18.allsuse.v1.AccountGroup\x12!\n\x06\x65quity\x18\x05 \x01(\x0b\x32\x11.allsuse.v1.Money\"+\n\x13GetPortfolioRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\"\xa2\x01\n\x0bTransaction\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x12\n\naccount_id\x18\x04 \x01(\t\x12!\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x11.allsuse.v1.Money\x12\x0e\n\x06reason\x18\x06 \x01(\t\"\xa8\x02\n\x11RecordFillRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x03 \x01(\t\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x0c\n\x04side\x18\x06 \x01(\t\x12\x0e\n\x06strike\x18\x07 \x01(\x01\x12\x0e\n\x06\x65xpiry\x18\x08 \x01(\t\x12\x10\n\x08quantity\x18\t \x01(\x01\x12 \n\x05price\x18\n \x01(\x0b\x32\x11.allsuse.v1.Money\x12&\n\x02\x61t\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bposition_id\x18\x0c \x01(\t\x12\x17\n\x0fidempotency_key\x18\r \x01(\t\"j\n\x12RecordFillResponse\x12&\n\x08position\x18\x01 \x01(\x0b\x32\x14.allsuse.v1.Position\x12,\n\x0btransaction\x18\x02 \x01(\x0b\x32\x17.allsuse.v1.Transaction\"\xaf\x01\n\x0fWithdrawRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12!\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x11.allsuse.v1.Money\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\"q\n\x15RunWeeklyCycleRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"\xc0\x01\n\x11WeeklyCycleReport\x12(\n\x06\x66orked\x18\x01 \x03(\x0b\x32\x18.allsuse.v1.AccountGroup\x12(\n\x06merged\x18\x02 \x03(\x0b\x32\x18.allsuse.v1.AccountGroup\x12-\n\x0ctransactions\x18\x03 \x03(\x0b\x32\x17.allsuse.v1.Transaction\x12(\n\tportfolio\x18\x04 \x01(\x0b\x32\x15.allsuse.v1.Portfolio\"^\n\x0eProjectRequest\x12 \n\x05total\x18\x01 \x01(\x0b\x32\x11.allsuse.v1.Money\x12\r\n\x05years\x18\x02 \x01(\x05\x12\r\n\x05paths\x18\x03 \x01(\x05\x12\x0c\n\x04seed\x18\x04 \x01(\x03\"\xc6\x01\n\x0eProjectionYear\x12\x0c\n\x04year\x18\x01 \x01(\x05\x12#\n\x08\x65xpected\x18\x02 \x01(\x0b\x32\x11.allsuse.v1.Money\x12!\n\x06income\x18\x03 \x01(\x0b\x32\x11.allsuse.v1.Money\x12\x1e\n\x03p05\x18\x04 \x01(\x0b\x32\x11.allsuse.v1.Money\x12\x1e\n\x03p50\x18\x05 \x01(\x0b\x32\x11.allsuse.v1.Money\x12\x1e\n\x03p95\x18\x06 \x01(\x0b\x32\x11.allsuse.v1.Money\"7\n\nProjection\x12)\n\x05years\x18\x01 \x03(\x0b\x32\x1a.allsuse.v1.ProjectionYear2\x90\x04\n\x10PortfolioService\x12L\n\x0f\x43reatePortfolio\x12\".allsuse.v1.CreatePortfolioRequest\x1a\x15.allsuse.v1.Portfolio\x12\x46\n\x0cGetPortfolio\x12\x1f.allsuse.v1.GetPortfolioRequest\x1a\x15.allsuse.v1.Portfolio\x12K\n\nRecordFill\x12\x1d.allsuse.v1.RecordFillRequest\x1a\x1e.allsuse.v1.RecordFillResponse\x12@\n\x08Withdraw\x12\x1b.allsuse.v1.WithdrawRequest\x1a\x17.allsuse.v1.Transaction\x12R\n\x0eRunWeeklyCycle\x12!.allsuse.v1.RunWeeklyCycleRequest\x1a\x1d.allsuse.v1.WeeklyCycleReport\x12=\n\x07Project\x12\x1a.allsuse.v1.ProjectRequest\x1a\x16.allsuse.v1.Projection\x12\x44\n\x0cResetAccount\x12\x1f.allsuse.v1.ResetAccountRequest\x1a\x13.allsuse.v1.Accountb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,37 +34,37 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'allsuse.v1.portfolio_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RESETACCOUNTREQUEST']._serialized_start=100
-  _globals['_RESETACCOUNTREQUEST']._serialized_end=179
-  _globals['_CREATEPORTFOLIOREQUEST']._serialized_start=181
-  _globals['_CREATEPORTFOLIOREQUEST']._serialized_end=301
-  _globals['_ACCOUNT']._serialized_start=304
-  _globals['_ACCOUNT']._serialized_end=590
-  _globals['_POSITION']._serialized_start=593
-  _globals['_POSITION']._serialized_end=799
-  _globals['_ACCOUNTGROUP']._serialized_start=801
-  _globals['_ACCOUNTGROUP']._serialized_end=889
-  _globals['_PORTFOLIO']._serialized_start=892
-  _globals['_PORTFOLIO']._serialized_end=1082
-  _globals['_GETPORTFOLIOREQUEST']._serialized_start=1084
-  _globals['_GETPORTFOLIOREQUEST']._serialized_end=1127
-  _globals['_TRANSACTION']._serialized_start=1130
-  _globals['_TRANSACTION']._serialized_end=1292
-  _globals['_RECORDFILLREQUEST']._serialized_start=1295
-  _globals['_RECORDFILLREQUEST']._serialized_end=1566
-  _globals['_RECORDFILLRESPONSE']._serialized_start=1568
-  _globals['_RECORDFILLRESPONSE']._serialized_end=1674
-  _globals['_WITHDRAWREQUEST']._serialized_start=1677
-  _globals['_WITHDRAWREQUEST']._serialized_end=1827
-  _globals['_RUNWEEKLYCYCLEREQUEST']._serialized_start=1829
-  _globals['_RUNWEEKLYCYCLEREQUEST']._serialized_end=1917
-  _globals['_WEEKLYCYCLEREPORT']._serialized_start=1920
-  _globals['_WEEKLYCYCLEREPORT']._serialized_end=2112
-  _globals['_PROJECTREQUEST']._serialized_start=2114
-  _globals['_PROJECTREQUEST']._serialized_end=2208
-  _globals['_PROJECTIONYEAR']._serialized_start=2211
-  _globals['_PROJECTIONYEAR']._serialized_end=2409
-  _globals['_PROJECTION']._serialized_start=2411
-  _globals['_PROJECTION']._serialized_end=2466
-  _globals['_PORTFOLIOSERVICE']._serialized_start=2469
-  _globals['_PORTFOLIOSERVICE']._serialized_end=2997
+  _globals['_RESETACCOUNTREQUEST']._serialized_end=204
+  _globals['_CREATEPORTFOLIOREQUEST']._serialized_start=207
+  _globals['_CREATEPORTFOLIOREQUEST']._serialized_end=352
+  _globals['_ACCOUNT']._serialized_start=355
+  _globals['_ACCOUNT']._serialized_end=641
+  _globals['_POSITION']._serialized_start=644
+  _globals['_POSITION']._serialized_end=850
+  _globals['_ACCOUNTGROUP']._serialized_start=852
+  _globals['_ACCOUNTGROUP']._serialized_end=940
+  _globals['_PORTFOLIO']._serialized_start=943
+  _globals['_PORTFOLIO']._serialized_end=1133
+  _globals['_GETPORTFOLIOREQUEST']._serialized_start=1135
+  _globals['_GETPORTFOLIOREQUEST']._serialized_end=1178
+  _globals['_TRANSACTION']._serialized_start=1181
+  _globals['_TRANSACTION']._serialized_end=1343
+  _globals['_RECORDFILLREQUEST']._serialized_start=1346
+  _globals['_RECORDFILLREQUEST']._serialized_end=1642
+  _globals['_RECORDFILLRESPONSE']._serialized_start=1644
+  _globals['_RECORDFILLRESPONSE']._serialized_end=1750
+  _globals['_WITHDRAWREQUEST']._serialized_start=1753
+  _globals['_WITHDRAWREQUEST']._serialized_end=1928
+  _globals['_RUNWEEKLYCYCLEREQUEST']._serialized_start=1930
+  _globals['_RUNWEEKLYCYCLEREQUEST']._serialized_end=2043
+  _globals['_WEEKLYCYCLEREPORT']._serialized_start=2046
+  _globals['_WEEKLYCYCLEREPORT']._serialized_end=2238
+  _globals['_PROJECTREQUEST']._serialized_start=2240
+  _globals['_PROJECTREQUEST']._serialized_end=2334
+  _globals['_PROJECTIONYEAR']._serialized_start=2337
+  _globals['_PROJECTIONYEAR']._serialized_end=2535
+  _globals['_PROJECTION']._serialized_start=2537
+  _globals['_PROJECTION']._serialized_end=2592
+  _globals['_PORTFOLIOSERVICE']._serialized_start=2595
+  _globals['_PORTFOLIOSERVICE']._serialized_end=3123
 # @@protoc_insertion_point(module_scope)

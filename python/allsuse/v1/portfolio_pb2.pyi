@@ -27,20 +27,27 @@ class ResetAccountRequest(_message.Message):
     PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     portfolio_id: _builtins.str
     account_id: _builtins.str
     reason: _builtins.str
     """Why the operator resets it (kept in the audit log)."""
+    idempotency_key: _builtins.str
+    """Optional client-chosen key (1-200 printable characters) that makes a retry safe: the same key with the same
+    request, from the same API key, on the same portfolio and RPC returns the first reply and changes nothing;
+    with a different request it is FAILED_PRECONDITION. Another caller's key is another request.
+    """
     def __init__(
         self,
         *,
         portfolio_id: _builtins.str = ...,
         account_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "portfolio_id", b"portfolio_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "idempotency_key", b"idempotency_key", "portfolio_id", b"portfolio_id", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -53,8 +60,15 @@ class CreatePortfolioRequest(_message.Message):
     PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     portfolio_id: _builtins.str
     """Optional client id; generated when empty."""
+    idempotency_key: _builtins.str
+    """Optional client-chosen key (1-200 printable characters) that makes a retry safe: the same key with the same
+    request, from the same API key, on the same portfolio and RPC returns the first reply and changes nothing;
+    with a different request it is FAILED_PRECONDITION. Another caller's key is another request.
+    Keeps a retry with an empty portfolio_id from creating a second portfolio.
+    """
     @_builtins.property
     def total(self) -> _common_pb2.Money: ...
     @_builtins.property
@@ -65,10 +79,11 @@ class CreatePortfolioRequest(_message.Message):
         portfolio_id: _builtins.str = ...,
         total: _common_pb2.Money | None = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "total", b"total"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "portfolio_id", b"portfolio_id", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "idempotency_key", b"idempotency_key", "portfolio_id", b"portfolio_id", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -315,6 +330,7 @@ class RecordFillRequest(_message.Message):
     PRICE_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
     POSITION_ID_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     portfolio_id: _builtins.str
     account_id: _builtins.str
     decision_id: _builtins.str
@@ -330,6 +346,11 @@ class RecordFillRequest(_message.Message):
     """Contracts for options, shares for stock."""
     position_id: _builtins.str
     """Position to close (buy_to_close / sell)."""
+    idempotency_key: _builtins.str
+    """Optional client-chosen key (1-200 printable characters) that makes a retry safe: the same key with the same
+    request, from the same API key, on the same portfolio and RPC returns the first reply and changes nothing;
+    with a different request it is FAILED_PRECONDITION. Another caller's key is another request.
+    """
     @_builtins.property
     def price(self) -> _common_pb2.Money:
         """Price per share."""
@@ -351,10 +372,11 @@ class RecordFillRequest(_message.Message):
         price: _common_pb2.Money | None = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
         position_id: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "price", b"price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "at", b"at", "decision_id", b"decision_id", "expiry", b"expiry", "kind", b"kind", "portfolio_id", b"portfolio_id", "position_id", b"position_id", "price", b"price", "quantity", b"quantity", "side", b"side", "strike", b"strike", "symbol", b"symbol"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "at", b"at", "decision_id", b"decision_id", "expiry", b"expiry", "idempotency_key", b"idempotency_key", "kind", b"kind", "portfolio_id", b"portfolio_id", "position_id", b"position_id", "price", b"price", "quantity", b"quantity", "side", b"side", "strike", b"strike", "symbol", b"symbol"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -393,9 +415,15 @@ class WithdrawRequest(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     portfolio_id: _builtins.str
     account_id: _builtins.str
     reason: _builtins.str
+    idempotency_key: _builtins.str
+    """Optional client-chosen key (1-200 printable characters) that makes a retry safe: the same key with the same
+    request, from the same API key, on the same portfolio and RPC returns the first reply and changes nothing;
+    with a different request it is FAILED_PRECONDITION. Another caller's key is another request.
+    """
     @_builtins.property
     def amount(self) -> _common_pb2.Money: ...
     @_builtins.property
@@ -408,10 +436,11 @@ class WithdrawRequest(_message.Message):
         amount: _common_pb2.Money | None = ...,
         reason: _builtins.str = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "amount", b"amount", "at", b"at", "portfolio_id", b"portfolio_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "amount", b"amount", "at", b"at", "idempotency_key", b"idempotency_key", "portfolio_id", b"portfolio_id", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -423,7 +452,13 @@ class RunWeeklyCycleRequest(_message.Message):
 
     PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
     AS_OF_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     portfolio_id: _builtins.str
+    idempotency_key: _builtins.str
+    """Optional client-chosen key (1-200 printable characters) that makes a retry safe: the same key with the same
+    request, from the same API key, on the same portfolio and RPC returns the first reply and changes nothing;
+    with a different request it is FAILED_PRECONDITION. Another caller's key is another request.
+    """
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -431,10 +466,11 @@ class RunWeeklyCycleRequest(_message.Message):
         *,
         portfolio_id: _builtins.str = ...,
         as_of: _timestamp_pb2.Timestamp | None = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "portfolio_id", b"portfolio_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "idempotency_key", b"idempotency_key", "portfolio_id", b"portfolio_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -49,10 +49,11 @@ impl StrikeGrid {
             return Err(CoreError::invalid("strike_grid", "needs at least one tier"));
         }
         for (i, &(below, step)) in self.tiers.iter().enumerate() {
-            if !(step.is_finite() && step > 0.0) {
+            // Strikes are whole cents: a step under a cent could not advance the grid.
+            if !(step.is_finite() && step >= 0.01) {
                 return Err(CoreError::invalid(
                     "strike_grid",
-                    format!("tier {i}: step must be > 0, got {step}"),
+                    format!("tier {i}: step must be at least 0.01, got {step}"),
                 ));
             }
             if below.is_nan() || below <= 0.0 {
@@ -258,6 +259,10 @@ mod tests {
             tiers: vec![(f64::INFINITY, 0.01)],
         };
         assert!(synthetic_strikes(1.0, 1e4, &tiny).is_err());
+        let sub_cent = StrikeGrid {
+            tiers: vec![(f64::INFINITY, 1e-6)],
+        };
+        assert!(synthetic_strikes(1.0, 2.0, &sub_cent).is_err());
     }
 
     #[test]
