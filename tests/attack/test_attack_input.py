@@ -182,6 +182,12 @@ def _requests(pid: str) -> list[tuple[str, str, Any, str]]:
         (
             "decision",
             "CheckCompliance",
+            decision_pb2.CheckComplianceRequest(context_json='{"a": ' + "[" * 20_000 + "]" * 20_000 + "}"),
+            "context_json",
+        ),
+        (
+            "decision",
+            "CheckCompliance",
             decision_pb2.CheckComplianceRequest(context_json='{"a": ' + "9" * 5000 + "}"),
             "context_json",
         ),
