@@ -13,7 +13,7 @@ text cannot), so no such string reaches a handler or a query.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 
 from allsuse.errors import InvalidInputError
+from allsuse.server.wrapping import HandlerWrapper
 
 FIELD = "request"
 
@@ -180,24 +181,12 @@ def tolerant_handler(handler: Any) -> Any:
     return grpc.stream_stream_rpc_method_handler(_stream_request(handler.stream_stream, True), deserializer, serializer)
 
 
-class RequestDecodingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class RequestDecodingInterceptor(HandlerWrapper):
     """Installs `tolerant_handler` on every method (once per method and handler); put it last, innermost."""
 
-    def __init__(self) -> None:
-        self._wrapped: dict[str, tuple[Any, Any]] = {}
-
-    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any) -> Any:
+    def wrap(self, handler: Any, method: str) -> Any:
         """See the class."""
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = tolerant_handler(handler)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+        return tolerant_handler(handler)
 
 
 __all__ = ["FIELD", "RequestDecodingInterceptor", "UndecodableRequest", "nul_field", "tolerant", "tolerant_handler"]
