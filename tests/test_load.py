@@ -58,7 +58,9 @@ def test_load_harness_writes_every_scenario_and_field(tmp_path: Path) -> None:
         assert (out / f"{name}_stats.csv").exists()
     assert scenarios["baseline-4"]["ratio_to_baseline"] == 1.0
     assert scenarios["baseline-4"]["errors"] == 0
-    assert {"Decide", "AssessRisk", "Converse", "ClassifyWeek", "GetPortfolio"} >= set(scenarios["mix-4"]["per_method"])
-    assert (out / "summary.md").read_text().count("| mix-") == 2
+    mix = set(scenarios["mix-4"]["per_method"])
+    assert "Decide" in mix and mix <= {"Decide", "AssessRisk", "Converse", "ClassifyWeek", "GetPortfolio"}
+    markdown = (out / "summary.md").read_text()
+    assert all(f"| {name} | {s['users']} |" in markdown for name, s in scenarios.items())
     assert (out / "chart.png").stat().st_size > 1000
     assert summary["targets"] and isinstance(summary["missed"], list)
