@@ -50,17 +50,6 @@ ORIGINAL_CLAIM_RPS = 1377.0
 SYMBOLS = {"gen": ("NVDA", 10.0), "rev": ("AAPL", 15.0)}
 AS_OF = (dt.date(2018, 6, 7), dt.date(2018, 6, 11), dt.date(2018, 6, 13))  # a Thursday, a Monday, a Wednesday
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-FIELDS = (
-    "users",
-    "rps",
-    "p50_ms",
-    "p95_ms",
-    "p99_ms",
-    "errors",
-    "server_cpu_us_per_call",
-    "server_peak_rss_mb",
-    "ratio_to_baseline",
-)
 
 
 def env_int(name: str, default: int) -> int:
@@ -368,7 +357,7 @@ def run_scenario(scenario: Scenario, address: str, pid: int, seed_file: Path | N
         "server_cpu_us_per_call": round(cpu / calls * 1e6, 1) if calls else 0.0,
         "server_peak_rss_mb": round(max(rss, default=0.0), 1),
         "rss_samples": [(round(t, 1), round(mb, 1)) for t, mb in sampler.samples[:: max(1, len(rss) // 300)]],
-        "ratio_to_baseline": 0.0,
+        "ratio_to_baseline": None,  # set once every scenario has run; None without a baseline (the soak)
         "per_method": {name: row for name, row in stats.items() if name != "Aggregated"},
     }
 
@@ -420,13 +409,13 @@ def load_targets(results: list[dict[str, Any]]) -> list[Target]:
             "mix at 50 users, p99 (ms)",
             "<= 50",
             mix50["p99_ms"] if mix50 else None,
-            bool(mix50) and mix50["p99_ms"] <= 50,
+            mix50 is not None and mix50["p99_ms"] <= 50,
         ),
         check(
             "mix at 100 users, p99 (ms)",
             "<= 100",
             mix100["p99_ms"] if mix100 else None,
-            bool(mix100) and mix100["p99_ms"] <= 100,
+            mix100 is not None and mix100["p99_ms"] <= 100,
         ),
     ]
     for r in results:
@@ -454,7 +443,9 @@ def fmt(value: float | None) -> str:
     """A figure for the table."""
     if value is None:
         return "-"
-    return f"{value:,.1f}" if value % 1 else f"{value:,.0f}"
+    if value % 1 == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.2f}" if abs(value) < 10 else f"{value:,.1f}"
 
 
 def table(results: list[dict[str, Any]], targets: list[Target]) -> str:
@@ -471,7 +462,7 @@ def table(results: list[dict[str, Any]], targets: list[Target]) -> str:
         lines.append(
             f"| {r['scenario']} | {r['users']} | {fmt(r['rps'])} | {fmt(r['p50_ms'])} | {fmt(r['p95_ms'])} | "
             f"{fmt(r['p99_ms'])} | {errors} | {fmt(r['server_cpu_us_per_call'])} | {fmt(r['server_peak_rss_mb'])} | "
-            f"{r['ratio_to_baseline']:.2f} |"
+            f"{fmt(r['ratio_to_baseline'])} |"
         )
     lines += ["", "| target | bound | measured | |", "|---|---|---|---|"]
     for t in targets:
@@ -584,7 +575,7 @@ def run(soak: bool) -> int:
                 )
     base = next((r for r in results if r["user_class"] == "HealthUser"), None)
     for r in results:
-        r["ratio_to_baseline"] = round(r["rps"] / base["rps"], 3) if base and base["rps"] else 0.0
+        r["ratio_to_baseline"] = round(r["rps"] / base["rps"], 3) if base and base["rps"] else None
     targets = soak_targets(results[0], warmup) if soak else load_targets(results)
     missed = [t for t in targets if t.met is False]
     summary = {
