@@ -14,12 +14,14 @@ export PATH := $(abspath $(BIN)):$(PATH)
 RUST_SOURCES := $(shell find rust/src -name '*.rs') rust/Cargo.toml Cargo.toml pyproject.toml
 PY_DIRS      := $(wildcard python tests bench scripts load examples)
 
-.PHONY: help run test bench load demo setup build lint check-rust check-python proto proto-check clean pg
+.PHONY: help run test bench load soak demo setup build lint check-rust check-python proto proto-check clean pg
 
 help:
 	@echo "make run    - set up (venv, pinned deps, release build) and serve on 127.0.0.1:50051"
 	@echo "make test   - set up, then every check (fmt, clippy, cargo test, ruff, mypy, stubtest, proto, pytest)"
 	@echo "make bench  - release benchmarks against baselines measured in the same run -> docs/performance.md"
+	@echo "make load   - release build, production-config server on 127.0.0.1, headless Locust -> load/results/"
+	@echo "make soak   - the decision mix at 50 users for 10 minutes: RSS stable, zero errors"
 	@echo "make proto  - regenerate python/allsuse/v1 from proto/"
 
 $(STAMPS)/venv: requirements.txt
@@ -65,6 +67,13 @@ test: check-rust check-python
 
 bench: setup
 	$(BIN)/python bench/run.py --write docs/performance.md
+
+# Load tests (load/run.py; durations from LOAD_SECONDS, SOAK_SECONDS...; docs/performance.md, "Load tests").
+load: setup
+	$(BIN)/python load/run.py
+
+soak: setup
+	$(BIN)/python load/run.py --soak
 
 proto: $(STAMPS)/venv
 	$(BIN)/python scripts/gen_proto.py
