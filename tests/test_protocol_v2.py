@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import math
 from decimal import Decimal
 
 import numpy as np
@@ -56,10 +57,11 @@ def test_gen_acc_sizes_to_its_deployment_target_over_four_symbols(portfolio: Por
     assert d.action == "OPEN_PUT", d.explanation
     assert d.order is not None
     equity = 400_000.0
-    per_symbol = 0.9 / 4 * equity  # m_label 1.0 in Green, ATR regime multiplier from the bars
-    assert "t 22.5%" in d.explanation
-    assert d.order.strike * 100 * d.order.contracts <= per_symbol * 1.2
-    assert d.order.strike * 100 * (d.order.contracts + 1) > per_symbol * 0.8 * 1.0 - 1e-6 or "ES" in d.explanation
+    # The bars sit in the low ATR regime (size x1.1): budget = min(22.5% x 400,000 x 1.1, R07's 25% x 400,000).
+    assert "t 22.5%" in d.explanation and "ATR 1.1" in d.explanation, d.explanation
+    budget = min(0.9 / 4 * equity * 1.1, 0.25 * equity)
+    assert d.order.contracts == math.floor(budget / (d.order.strike * 100)), d.explanation
+    assert d.order.contracts > math.floor(0.125 * equity / (d.order.strike * 100))  # more than v1's 12.5%
 
 
 def test_chop_rev_acc_uses_its_label_multiplier(portfolio: Portfolio) -> None:

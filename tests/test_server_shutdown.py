@@ -8,12 +8,14 @@ through `server.service_modules`, the same way the real servicers plug in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,37 +55,44 @@ SLOW_SERVICE = textwrap.dedent(
 CALLS = 4
 
 
-def test_sigterm_drains_in_flight_calls_and_exits_within_5_s(tmp_path: Path, free_port: int) -> None:
-    (tmp_path / "slow_service.py").write_text(SLOW_SERVICE)
+@contextlib.contextmanager
+def _serve_module(tmp_path: Path, port: int, name: str, source: str, env: dict[str, str]) -> Iterator[Any]:
+    """Writes `source` as the service module `name`, serves it (development config, 127.0.0.1:`port`, log to
+    serve.log) and yields (process, address, marks file, log path); kills the process if a test left it running."""
+    (tmp_path / f"{name}.py").write_text(source)
     marks = tmp_path / "marks"
     marks.touch()
-    env = {
+    full_env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(tmp_path), str(PROJECT_DIR / "python")]),
-        "ALLSUSE_SERVER_SERVICE_MODULES": "slow_service",
-        "ALLSUSE_SERVER_PORT": str(free_port),
-        "ALLSUSE_SERVER_DRAIN_DELAY_SECONDS": "0.5",
-        "ALLSUSE_SERVER_SHUTDOWN_GRACE_SECONDS": "3.5",
+        "ALLSUSE_SERVER_SERVICE_MODULES": name,
+        "ALLSUSE_SERVER_PORT": str(port),
         "ALLSUSE_STORE_URL": str(tmp_path / "allsuse.db"),
         "ALLSUSE_METRICS_ENABLED": "false",
         "SLOW_MARKS": str(marks),
+        **env,
     }
     log_path = tmp_path / "serve.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "allsuse.cli", "serve", "--config", "development"],
-            env=env,
+            env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
         )
-    address = f"127.0.0.1:{free_port}"
     try:
-        exit_code, seconds_to_exit, statuses, replies, after = asyncio.run(_scenario(process, address, marks))
+        yield process, f"127.0.0.1:{port}", marks, log_path
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+def test_sigterm_drains_in_flight_calls_and_exits_within_5_s(tmp_path: Path, free_port: int) -> None:
+    grace = {"ALLSUSE_SERVER_DRAIN_DELAY_SECONDS": "0.5", "ALLSUSE_SERVER_SHUTDOWN_GRACE_SECONDS": "3.5"}
+    with _serve_module(tmp_path, free_port, "slow_service", SLOW_SERVICE, grace) as (process, address, marks, log_path):
+        exit_code, seconds_to_exit, statuses, replies, after = asyncio.run(_scenario(process, address, marks))
     output = log_path.read_text()
     assert exit_code == 0, output
     assert seconds_to_exit < 5.0, output
@@ -179,35 +188,14 @@ BLOCKING_SECONDS = 8.0  # longer than the whole drain
 
 
 def test_sigterm_exits_within_5_s_with_long_blocking_calls_in_flight(tmp_path: Path, free_port: int) -> None:
-    (tmp_path / "blocking_service.py").write_text(BLOCKING_SERVICE)
-    marks = tmp_path / "marks"
-    marks.touch()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(PROJECT_DIR / "python")]),
-        "ALLSUSE_SERVER_SERVICE_MODULES": "blocking_service",
-        "ALLSUSE_SERVER_PORT": str(free_port),
-        "ALLSUSE_SERVER_BLOCKING_WORKERS": "4",
-        "ALLSUSE_STORE_URL": str(tmp_path / "allsuse.db"),
-        "ALLSUSE_METRICS_ENABLED": "false",
-        "SLOW_MARKS": str(marks),
-    }
-    log_path = tmp_path / "serve.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "allsuse.cli", "serve", "--config", "development"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-    address = f"127.0.0.1:{free_port}"
-    try:
+    workers = {"ALLSUSE_SERVER_BLOCKING_WORKERS": "4"}
+    with _serve_module(tmp_path, free_port, "blocking_service", BLOCKING_SERVICE, workers) as (
+        process,
+        address,
+        marks,
+        log_path,
+    ):
         exit_code, seconds_to_exit, codes = asyncio.run(_blocking_scenario(process, address, marks))
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
     output = log_path.read_text()
     assert seconds_to_exit < 5.0, f"exit took {seconds_to_exit:.2f} s\n{output}"
     assert exit_code == 0, output

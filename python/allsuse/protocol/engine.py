@@ -715,26 +715,34 @@ class _Deciding:
     def _budget_cut(self, opt: Position) -> Decision | None:
         """The drawdown budget: when committed exposure exceeds the allowed share of the deployment target
         (min(1, 2 x cushion), section 6), propose reducing this position by the excess share, once a day."""
+        key = f"budget:{opt.id}:{self.today.isoformat()}"
+        excess = self._budget_excess(key)
+        if excess is None:
+            return None
+        share, why = excess
+        contracts = min(int(-opt.quantity), math.ceil(-opt.quantity * share - 1e-9))
+        if contracts <= 0:
+            return None
+        self._cut = (key, 1)
+        self.notes.append(f"{why}: reduce {share:.0%} = {contracts} contracts")
+        return self._buy_back(opt, contracts, "REDUCE", "risk_reduction")
+
+    def _budget_excess(self, key: str) -> tuple[float, str] | None:
+        """The drawdown budget's excess (section 6) as the share of committed exposure to shed, with the reason;
+        None when within it or already cut today (`key`). It de-levers in a drawdown only (allowed < 1): at the
+        peak a holding that drifted over the target with prices is not churned (new exposure stops there)."""
         if self.equity <= 0:
             return None
         committed = self._committed()
         allowed = self._allowed_exposure()
         cap = allowed * self.spec.target_share * self.equity
-        key = f"budget:{opt.id}:{self.today.isoformat()}"
-        # The budget de-leverages in a drawdown (allowed < 1); at the peak a holding that drifted over the target
-        # with prices is not churned (new exposure already stops at the target).
         if allowed >= 1 or committed <= 0 or _at_most(committed, cap) or key in self.e._runtime_of(self.a.id).cut_at:
             return None
-        share = (committed - cap) / committed
-        contracts = min(int(-opt.quantity), math.ceil(-opt.quantity * share - 1e-9))
-        if contracts <= 0:
-            return None
-        self._cut = (key, 1)
-        self.notes.append(
+        why = (
             f"drawdown budget: exposure {committed:.2f} over the allowed {cap:.2f} ({allowed:.0%} of the "
-            f"{self.spec.target_share:.0%} target): reduce {share:.0%} = {contracts} contracts"
+            f"{self.spec.target_share:.0%} target)"
         )
-        return self._buy_back(opt, contracts, "REDUCE", "risk_reduction")
+        return (committed - cap) / committed, why
 
     # --- open short option ---------------------------------------------------------------------------------
     def _level(self, reference: float, loss: float) -> tuple[float, float, float | None]:
@@ -874,14 +882,11 @@ class _Deciding:
                 share = light[0] if light is not None else 0.0
             cut_key, cut_level = key, level
         if share <= 0:
-            committed = self._committed()
-            allowed = self._allowed_exposure()
-            cap = allowed * self.spec.target_share * self.equity
             day_key = f"budget:{key}:{self.today.isoformat()}"
-            if allowed >= 1 or committed <= 0 or _at_most(committed, cap) or day_key in rt.cut_at:
+            excess = self._budget_excess(day_key)
+            if excess is None:
                 return None
-            share = (committed - cap) / committed
-            why = f"drawdown budget: exposure {committed:.2f} over the allowed {cap:.2f}"
+            share, why = excess
             cut_key, cut_level = day_key, 1
         lots = min(lots_held, math.ceil(lots_held * share - 1e-9))
         if lots <= 0:

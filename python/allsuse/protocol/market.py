@@ -125,8 +125,3 @@ def weekly_expiry(day: dt.date) -> dt.date:
 def next_weekly_expiry(expiry: dt.date) -> dt.date:
     """The weekly expiry after `expiry` (where a roll goes)."""
     return last_trading_day_of_week(expiry + dt.timedelta(days=7 - expiry.weekday()))
-
-
-def this_weeks_friday(day: dt.date) -> dt.date:
-    """Kept for callers of v1: the weekly expiry of an entry on `day` (see weekly_expiry)."""
-    return weekly_expiry(day)
