@@ -70,9 +70,15 @@ def test_writes_in_one_entry_append_one_audit_entry_that_full_verify_checks(tmp_
         def mixed(tx: Any) -> None:
             with tx.one_entry(actor="alice"):
                 tx.record_decision("k-2", {"action": "HOLD"}, kind="entry", portfolio_id="p1", actor="mallory")
+                tx.record_decision("k-3", {"action": "HOLD"}, kind="entry", portfolio_id="p1", actor="alice")
+                tx.record_decision("k-4", {"action": "HOLD"}, kind="entry", portfolio_id="p1", actor="alice")
 
-        with pytest.raises(Exception, match="actor"):
-            store.write(mixed)  # one entry names one actor
+        head = store.audit_head()
+        assert head is not None
+        store.write(mixed)  # an entry names one actor: mallory's write gets its own
+        entries = store.audit_entries(after_seq=head[0])
+        assert [(e.actor, e.action) for e in entries] == [("mallory", "decision.record"), ("alice", "batch")]
+        assert store.verify_full().ok
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("UPDATE engine_states SET version = 7 WHERE id = 'p1'")

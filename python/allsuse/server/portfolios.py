@@ -31,7 +31,7 @@ from allsuse.protocol.accounts import Account, AccountGroup, Portfolio, Transact
 from allsuse.protocol.engine import Engine
 from allsuse.protocol.positions import Position
 from allsuse.server.errors import FailedPreconditionError, LimitExceededError, NotFoundError
-from allsuse.store import Record, Store, StoreConflictError, canonical_json
+from allsuse.store import Record, Store, StoreConflictError
 from allsuse.store.records import decode_payload
 from allsuse.store.store import Transaction as StoreTx
 
@@ -106,13 +106,13 @@ class StoredPortfolio:
         }
 
     next_position: int = 1
-    # The accounts and positions as last written (JSON form), and the aggregate's payload without its version as
-    # canonical text: a save writes only what differs from them (None: never written).
+    # The accounts and positions as last written (JSON form), the aggregate's payload without its version and the
+    # engine state as last written: a save writes only what differs from them (None: never written). Compared as
+    # JSON values (dict equality: no encoding per save); `engine_state` is replaced, never changed in place.
     stored_accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
     stored_positions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    stored_text: str | None = None
-    # The engine state as last written, as canonical text (None: never written).
-    stored_engine_text: str | None = None
+    stored_payload: dict[str, Any] | None = None
+    stored_engine: dict[str, Any] | None = None
 
 
 def from_records(portfolio: Record, state: Record | None) -> StoredPortfolio:
@@ -122,7 +122,7 @@ def from_records(portfolio: Record, state: Record | None) -> StoredPortfolio:
     if state is not None:
         stored.engine_state = dict(state.payload)
         stored.version = int(state.columns["version"])
-        stored.stored_engine_text = canonical_json(stored.engine_state)
+        stored.stored_engine = stored.engine_state
     return stored
 
 
@@ -171,18 +171,15 @@ def from_payload(portfolio_id: str, payload: dict[str, Any]) -> StoredPortfolio:
         int(payload.get("next_position", 1)),
         stored_accounts={a["id"]: a for a in payload["accounts"]},
         stored_positions={x["id"]: x for x in payload["positions"]},
-        stored_text=_unversioned(payload),
-        stored_engine_text=canonical_json(dict(payload.get("engine") or {})),
+        stored_payload=_unversioned(payload),
+        stored_engine=dict(payload.get("engine") or {}),
     )
 
 
-def _unversioned(payload: dict[str, Any]) -> str:
-    """The aggregate's payload without its version, as canonical text: equal text means nothing changed."""
-    return canonical_json({k: v for k, v in payload.items() if k != "version"})
-
-
-def _same(stored: dict[str, Any] | None, current: dict[str, Any]) -> bool:
-    return stored is not None and canonical_json(stored) == canonical_json(current)
+def _unversioned(payload: dict[str, Any]) -> dict[str, Any]:
+    """The aggregate's payload without its version (and without the engine state a payload stored before migration
+    5 holds): an equal one means nothing changed."""
+    return {k: v for k, v in payload.items() if k not in ("version", "engine")}
 
 
 class PortfolioRepository:
@@ -222,12 +219,16 @@ class PortfolioRepository:
         payload = stored.payload()
         p = stored.portfolio
         new_txs = p.transactions  # only this request's transactions are held in memory
-        text = _unversioned(payload)
-        changed = text != stored.stored_text or bool(new_txs)
-        engine_text = canonical_json(stored.engine_state)
-        moved = changed or engine_text != stored.stored_engine_text
-        accounts = {a.id: _account(a) for a in p.accounts.values()}
-        positions = {x.id: _position(x) for x in p.positions.values()}
+        unversioned = _unversioned(payload)
+        changed = unversioned != stored.stored_payload or bool(new_txs)
+        moved = changed or stored.engine_state != stored.stored_engine
+        accounts = payload["accounts"]
+        positions = payload["positions"]
+        # What to write, worked out here (not on the store's writer thread, which every request shares).
+        put_accounts = [a for a in accounts if stored.stored_accounts.get(a["id"]) != a]
+        put_positions = [x for x in positions if stored.stored_positions.get(x["id"]) != x]
+        live = {x["id"] for x in positions}
+        gone = [last for gone_id, last in stored.stored_positions.items() if gone_id not in live]
 
         def unit(tx: StoreTx) -> None:
             with tx.one_entry(actor=actor):
@@ -246,16 +247,13 @@ class PortfolioRepository:
         def write(tx: StoreTx) -> None:
             if changed:
                 tx.put_portfolio(p.id, payload, actor=actor)
-            for a in p.accounts.values():
-                if not _same(stored.stored_accounts.get(a.id), accounts[a.id]):
-                    tx.put_account(a.id, p.id, accounts[a.id], kind=a.kind, actor=actor)
+            for a in put_accounts:
+                tx.put_account(a["id"], p.id, a, kind=a["kind"], actor=actor)
             # Positions are also kept as their own records (open, or closed once gone) for queries and reports.
-            for x in p.positions.values():
-                if not _same(stored.stored_positions.get(x.id), positions[x.id]):
-                    tx.put_position(x.id, p.id, positions[x.id], status="open", account_id=x.account_id, actor=actor)
-            for gone_id, last in stored.stored_positions.items():
-                if gone_id not in p.positions:
-                    tx.put_position(gone_id, p.id, last, status="closed", account_id=last["account_id"], actor=actor)
+            for x in put_positions:
+                tx.put_position(x["id"], p.id, x, status="open", account_id=x["account_id"], actor=actor)
+            for last in gone:
+                tx.put_position(last["id"], p.id, last, status="closed", account_id=last["account_id"], actor=actor)
             for t in new_txs:
                 tx.record_transaction(
                     p.id,
@@ -268,10 +266,10 @@ class PortfolioRepository:
                 )
 
         self.store.write(unit)
-        stored.stored_accounts = accounts
-        stored.stored_positions = positions
-        stored.stored_text = text
-        stored.stored_engine_text = engine_text
+        stored.stored_accounts = {a["id"]: a for a in accounts}
+        stored.stored_positions = {x["id"]: x for x in positions}
+        stored.stored_payload = unversioned
+        stored.stored_engine = stored.engine_state
         stored.recorded += len(new_txs)
         p.transactions = []
         if moved:

@@ -167,8 +167,8 @@ class Transaction:
     def one_entry(self, *, actor: str = "system") -> Iterator[None]:
         """Record writes inside this block append one audit entry between them (action "batch", payload
         {"writes": [{"action": ..., <the entry each write would have appended>}, ...]}), written when the block
-        ends: a Decide's decision and engine state cost one chain link, not two. Every write in it must name
-        `actor`. Entries appended with `audit()` stay entries of their own."""
+        ends: a Decide's decision and engine state cost one chain link, not two. An entry names one actor: a write
+        in the block that names another gets an entry of its own, as do entries appended with `audit()`."""
         if self._batch is not None:
             raise StoreError("one_entry blocks do not nest")
         check_label(actor, "actor")
@@ -186,11 +186,9 @@ class Transaction:
             audit.append(self._conn, actor, BATCH_ACTION, {"writes": writes})
 
     def _append_audit(self, actor: str, action: str, payload: dict[str, Any]) -> None:
-        if self._batch is None:
+        if self._batch is None or actor != self._batch_actor:
             audit.append(self._conn, actor, action, payload)
             return
-        if actor != self._batch_actor:
-            raise InvalidInputError.of("actor", f"must be {self._batch_actor!r} inside one_entry, got {actor!r}")
         self._batch.append({"action": action, **payload})
 
     def _audit_record(self, actor: str, action: str, record: Record, payload_text: str) -> None:
