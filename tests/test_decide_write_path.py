@@ -284,3 +284,44 @@ def test_two_replicas_racing_on_one_portfolio_lose_no_update(shared_url: str) ->
         # Every acknowledged withdrawal moved the version once (a Decide only when it changed the engine state).
         assert version_before + len(acked) < version <= version_before + len(acked) + len(decided)
         assert store.verify_full().ok
+
+
+def test_a_decide_that_changes_an_account_writes_it_where_get_portfolio_reads(tmp_path: Path) -> None:
+    db = str(tmp_path / "allsuse.db")
+    pid = "pf-peak"
+    with serve(db, auth=False) as (address, _), grpc.insecure_channel(address) as channel:
+        _create(address, pid)
+        portfolios = portfolio_pb2_grpc.PortfolioServiceStub(channel)
+        # A put sold far in the money: the account's equity at market is half its peak, past its drawdown cap, so
+        # the next Decide puts the account in REDUCING (a fact of prices the engine keeps at once).
+        portfolios.RecordFill(
+            portfolio_pb2.RecordFillRequest(
+                portfolio_id=pid,
+                account_id=f"{pid}/gen-1",
+                symbol="NVDA",
+                kind="put",
+                side="sell_to_open",
+                strike=400.0,
+                expiry="2024-03-15",
+                quantity=10,
+                price=money(1.0),
+                at=ts(THURSDAY),
+            ),
+            timeout=TIMEOUT,
+        )
+        get = portfolio_pb2.GetPortfolioRequest(portfolio_id=pid)
+        before = next(a for a in portfolios.GetPortfolio(get, timeout=TIMEOUT).accounts if a.type == "gen")
+        with Store(db) as store:
+            head = store.audit_head()
+        assert head is not None
+        decision_pb2_grpc.DecisionServiceStub(channel).Decide(_request(pid, "gen-1"), timeout=TIMEOUT)
+        after = next(a for a in portfolios.GetPortfolio(get, timeout=TIMEOUT).accounts if a.type == "gen")
+        assert (before.state, after.state) == ("ACTIVE", "REDUCING")
+        with Store(db) as store:
+            writes = _audit_writes(store, head[0])
+            assert len(store.audit_entries(after_seq=head[0])) == 1
+            assert ("account.put", "account") in writes and ("portfolio.put", "portfolio") in writes
+            assert ("decision.record", "decision") in writes and ("engine_state.put", "engine_state") in writes
+            account = store.get_account(f"{pid}/gen-1")
+            assert account is not None and account.payload["state"] == "REDUCING"
+            assert store.verify_full().ok
