@@ -94,6 +94,171 @@ class RuleSet:
     def __len__(self) -> int: ...
     def number_param(self, code: str, name: str) -> float | None: ...
     def evaluate(self, context_json: str) -> tuple[list[tuple[str, str, bool, str]], str]: ...
+    def check(self, context: RuleContext) -> RuleCheck: ...
+
+# --- the decision's typed inputs ---
+
+@final
+class ProtocolTables:
+    def __new__(
+        cls,
+        *,
+        put_worthless_min: float,
+        put_assigned_min: float,
+        deep_drawdown_below: float,
+        call_strong_min: float,
+        call_appreciation_min: float,
+        call_premium_min: float,
+        call_roll_min: float,
+        confidence_margin: float,
+        confidence_high: float,
+        confidence_low: float,
+        level_excursion: Sequence[float],
+        level_loss: Sequence[float],
+        atr_fallback_share: float,
+        regime_upper_pct: Sequence[float],
+        regime_size_multiplier: Sequence[float],
+        protection_thresholds: Sequence[float],
+        protection_multipliers: Sequence[float],
+        step_down_recovery: float,
+        off_recovery: float,
+        max_adjustments_per_day: int,
+        vix_hedged_at: float,
+        vix_hedged_multiplier: float,
+        vix_reducing_at: float,
+        vix_halted_at: float,
+    ) -> ProtocolTables: ...
+    def classify_week(self, position: str, move_pct: float, roll_available: bool) -> WeekClass: ...
+    def protocol_level(self, reference: float, spot: float, atr: float | None, loss: float, equity: float) -> LevelRead: ...
+    def atr_regime(self, atr_pct: float) -> RegimeRead: ...
+    def step_protection(
+        self, level: int, trough: float, day: int, adjustments_today: int, drawdown: float, today: int
+    ) -> ProtectionStep: ...
+    def protection_multiplier(self, level: int) -> float: ...
+    def vix_breaker(self, vix: float) -> VixRead: ...
+
+@final
+class WeekClass:
+    @property
+    def code(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def expected_low_pct(self) -> float: ...
+    @property
+    def expected_high_pct(self) -> float: ...
+    @property
+    def confidence(self) -> float: ...
+
+@final
+class LevelRead:
+    @property
+    def level(self) -> int: ...
+    @property
+    def excursion(self) -> float: ...
+    @property
+    def loss_share(self) -> float: ...
+
+@final
+class RegimeRead:
+    @property
+    def regime(self) -> str: ...
+    @property
+    def multiplier(self) -> float: ...
+
+@final
+class ProtectionStep:
+    @property
+    def level(self) -> int: ...
+    @property
+    def trough(self) -> float: ...
+    @property
+    def day(self) -> int: ...
+    @property
+    def adjustments_today(self) -> int: ...
+
+@final
+class VixRead:
+    @property
+    def multiplier(self) -> float: ...
+    @property
+    def hedged(self) -> bool: ...
+    @property
+    def state(self) -> str: ...
+
+@final
+class RuleContext:
+    def __new__(
+        cls,
+        *,
+        kind: str,
+        account_id: str = "",
+        account_type: str = "",
+        label: str = "",
+        symbol: str = "",
+        sector: str = "",
+        delta: float | None = None,
+        band_low: float | None = None,
+        band_high: float | None = None,
+        dte: float | None = None,
+        weekday: int | None = None,
+        entry_days: Sequence[int] = ...,
+        allowed_symbols: Sequence[str] = ...,
+        strike: float | None = None,
+        contracts: float | None = None,
+        multiplier: float | None = None,
+        free_cash: float | None = None,
+        notional: float | None = None,
+        size_cap: float | None = None,
+        account_equity: float | None = None,
+        symbol_exposure_after: float | None = None,
+        portfolio_equity: float | None = None,
+        sector_exposure_after: float | None = None,
+        es_after: float | None = None,
+        account_state: str = "",
+        system_state: str = "",
+        vix_state: str = "",
+        vix: float | None = None,
+        reduces_exposure: bool = False,
+        chain_open_interest: float | None = None,
+        chain_volume: float | None = None,
+        chain_bid: float | None = None,
+        chain_ask: float | None = None,
+        limit_price: float | None = None,
+        mid: float | None = None,
+        orders_last_minute: float | None = None,
+        idempotency_seen: bool = False,
+        earnings_in_week: bool | None = None,
+        withdrawal_amount: float | None = None,
+        option_kind: str | None = None,
+        group_symbols: Sequence[str] = ...,
+        group_exposure_after: float | None = None,
+        max_symbol_weight: float | None = None,
+    ) -> RuleContext: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def es_after(self) -> float | None: ...
+
+@final
+class RuleVerdict:
+    @property
+    def code(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def passed(self) -> bool: ...
+    @property
+    def message(self) -> str: ...
+
+@final
+class RuleCheck:
+    @property
+    def results(self) -> list[RuleVerdict]: ...
+    @property
+    def outcome(self) -> str: ...
 
 # --- pricing ---
 

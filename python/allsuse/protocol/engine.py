@@ -185,6 +185,8 @@ class Engine:
         self._symbols = dict(symbols or {})
         self._max_weights = dict(max_symbol_weights or {})
         self.strike_grid = settings.strike_grid(self.config.doc)
+        # The thresholds every decision reads, compiled by the core once per configuration.
+        self.tables = self.config.tables
         for kind, weight in self._max_weights.items():
             if not (math.isfinite(weight) and 0 < weight <= 0.95):
                 raise InvalidInputError.of(f"max_symbol_weights.{kind}", f"must be in (0, 0.95], got {weight}")
@@ -210,16 +212,6 @@ class Engine:
             return self._max_weights[account_kind]
         own = self.config.account(account_kind).max_symbol_weight
         return own if own is not None else self._sec("risk").number("symbol_cap_share", low=0, high=0.95)
-
-    def extra_context(self, order: Order, group: list[str], group_exposure: float, max_weight: float) -> dict[str, Any]:
-        """Rule-context fields of protocol v2: the order's instrument, the tail-dependent group and the account's
-        concentration limit (R07, R17)."""
-        return {
-            "option_kind": order.kind,
-            "group_symbols": group,
-            "group_exposure_after": group_exposure,
-            "max_symbol_weight": max_weight,
-        }
 
     def _sec(self, name: str) -> settings.Section:
         return self.config.doc.section(name)
@@ -278,35 +270,19 @@ class Engine:
         return value, "proxy", f"VIX proxy={value:.2f} ({window}-day realised vol of {source} {hv:.1%} x {ratio:g})"
 
     def _vix(self, value: float | None) -> tuple[float, bool, str]:
-        v = self._sec("vix_breakers")
         if value is None:
             return 1.0, False, "ACTIVE"
-        return _core.vix_breaker(
-            float(value),
-            v.number("hedged_at"),
-            v.number("hedged_multiplier"),
-            v.number("reducing_at"),
-            v.number("halted_at"),
-        )
+        r = self.tables.vix_breaker(float(value))
+        return r.multiplier, r.hedged, r.state
 
     def _protection(self, account: Account, equity: float, day: dt.date) -> tuple[int, float]:
-        d = self._sec("drawdown_protection")
         rt = self._runtime_of(account.id)
         peak = max(float(account.peak), equity)
         drawdown = max(0.0, (peak - equity) / peak) if peak > 0 else 0.0
-        thresholds = d.numbers("thresholds", 4)
-        multipliers = d.numbers("multipliers", 5)
-        rt.protection = _core.step_protection(
-            rt.protection,
-            drawdown,
-            day.toordinal(),
-            (thresholds[0], thresholds[1], thresholds[2], thresholds[3]),
-            (multipliers[0], multipliers[1], multipliers[2], multipliers[3], multipliers[4]),
-            d.number("step_down_recovery"),
-            d.number("off_recovery"),
-            int(d.number("max_adjustments_per_day", low=0)),
-        )
-        return rt.protection[0], drawdown
+        level, trough, last_day, adjustments = rt.protection
+        step = self.tables.step_protection(level, trough, last_day, adjustments, drawdown, day.toordinal())
+        rt.protection = (step.level, step.trough, step.day, step.adjustments_today)
+        return step.level, drawdown
 
     def _atr(self, bars: Bars, period: int) -> float | None:
         if len(bars.dates) <= period:
@@ -749,18 +725,8 @@ class _Deciding:
         """Reads the protocol level of a position (section 5); returns (excursion, loss share, ATR(5))."""
         lv = self.e._sec("protocol_levels")
         atr5 = self.e._atr(self.bars, int(lv.number("atr_period", low=1)))
-        exc = lv.numbers("excursion", 3)
-        lt = lv.numbers("loss", 3)
-        self.level, x, loss_share = _core.protocol_level(
-            reference,
-            self.spot,
-            atr5,
-            loss,
-            max(self.equity, 1e-9),
-            (exc[0], exc[1], exc[2]),
-            (lt[0], lt[1], lt[2]),
-            lv.number("atr_fallback_share"),
-        )
+        reading = self.e.tables.protocol_level(reference, self.spot, atr5, loss, max(self.equity, 1e-9))
+        self.level, x, loss_share = reading.level, reading.excursion, reading.loss_share
         atr_text = f"{atr5:.2f}" if atr5 is not None else f"fallback {lv.number('atr_fallback_share'):.0%} of spot"
         self.notes.append(
             f"level={self.level} excursion={x:.2f} ATR(5)={atr_text} loss={loss:.2f} ({loss_share:.2%} of equity)"
@@ -1030,9 +996,8 @@ class _Deciding:
         ar = self.e._sec("atr_regime")
         atr14 = self.e._atr(self.bars, int(ar.number("period", low=1)))
         pct = (atr14 / self.spot * 100.0) if atr14 is not None else self.e.config.doc.number("atr_regime_fallback_pct")
-        up = ar.numbers("upper_pct", 4)
-        mult = ar.numbers("size_multiplier", 5)
-        regime, m = _core.atr_regime(pct, (up[0], up[1], up[2], up[3]), (mult[0], mult[1], mult[2], mult[3], mult[4]))
+        reading = self.e.tables.atr_regime(pct)
+        regime, m = reading.regime, reading.multiplier
         self.notes.append(f"ATR(14)={pct:.2f}% of spot: regime {regime}, size x{m}")
         return regime, m
 
@@ -1420,7 +1385,8 @@ class _Deciding:
         *,
         reduces: bool,
         band: tuple[float, float] | None = None,
-    ) -> dict[str, Any]:
+    ) -> _core.RuleContext:
+        """The typed rule context of `order` (PROTOCOL section 7): what every compliance rule looks at."""
         rule = self.e.config.entry_rule(self.a.kind, self.label.label)
         if band is None and order.kind in ("put", "call"):
             band = order.band or self._band(order.kind)
@@ -1445,16 +1411,11 @@ class _Deciding:
         if self.m.earnings is not None:
             week_end = weekly_expiry(self.today - dt.timedelta(days=1))
             earnings = any(self.today <= d <= week_end for d in self.m.earnings.get(self.symbol, []))
-        chain_quote = None
+        quote = None
         for q in self.m.chains.get(self.symbol, {}).get(order.kind, []):
             if q.strike == order.strike:
-                chain_quote = {
-                    "open_interest": q.open_interest,
-                    "volume": q.volume,
-                    "bid": q.bid,
-                    "ask": q.ask,
-                }
-        mid = chain_quote and (chain_quote["bid"] + chain_quote["ask"]) / 2
+                quote = q
+        mid = (quote.bid + quote.ask) / 2 if quote is not None else None
         # A roll releases the collateral of the position it replaces.
         released = 0.0
         if kind == "roll":
@@ -1469,45 +1430,53 @@ class _Deciding:
         group_exposure = sum(
             p.exposure(self.m.bars_for(p.symbol).last_close) for p in account_positions if p.symbol in group
         )
-        return {
-            "kind": kind,
-            "account_id": self.a.id,
-            "account_type": self.a.kind,
-            "label": self.label.label,
-            "symbol": self.symbol,
-            "sector": sector,
-            "delta": order.delta if order.kind != "stock" else None,
-            "band_low": band[0] if band else None,
-            "band_high": band[1] if band else None,
-            "dte": dte,
-            "weekday": self.today.weekday(),
-            "entry_days": list(rule.entry_days) if order.kind == "put" else [self.today.weekday()],
-            "allowed_symbols": list(self.e.allowed_symbols(self.a.kind)),
-            "strike": order.strike if order.kind != "stock" else order.limit_price,
-            "contracts": float(last) / unit,
-            "multiplier": MULTIPLIER,
-            "free_cash": self._free_cash() + released - added * before_last,
-            "notional": added,
-            "size_cap": size_cap,
-            "account_equity": self.equity,
-            "symbol_exposure_after": symbol_exposure + added,
-            "portfolio_equity": self.portfolio_equity,
-            "sector_exposure_after": sector_exposure + added,
-            "es_after": es_after if es_after is not None else 0.0,
-            "account_state": self.a.state,
-            "system_state": self.e.system_state,
-            "vix_state": self.vix_state,
-            "vix": self.vix_value,
-            "reduces_exposure": reduces,
-            "chain": chain_quote,
-            "limit_price": order.limit_price,
-            "mid": mid if mid else order.limit_price,
-            "orders_last_minute": float(len(rt.orders)),
-            "idempotency_seen": False,
-            "earnings_in_week": earnings,
-            "withdrawal_amount": None,
-            **self.e.extra_context(order, group, group_exposure + added, cap),
-        }
+        return _core.RuleContext(
+            kind=kind,
+            account_id=self.a.id,
+            account_type=self.a.kind,
+            label=self.label.label,
+            symbol=self.symbol,
+            sector=sector,
+            delta=order.delta if order.kind != "stock" else None,
+            band_low=band[0] if band else None,
+            band_high=band[1] if band else None,
+            dte=dte,
+            weekday=self.today.weekday(),
+            entry_days=list(rule.entry_days) if order.kind == "put" else [self.today.weekday()],
+            allowed_symbols=list(self.e.allowed_symbols(self.a.kind)),
+            strike=order.strike if order.kind != "stock" else order.limit_price,
+            contracts=float(last) / unit,
+            multiplier=MULTIPLIER,
+            free_cash=self._free_cash() + released - added * before_last,
+            notional=added,
+            size_cap=size_cap,
+            account_equity=self.equity,
+            symbol_exposure_after=symbol_exposure + added,
+            portfolio_equity=self.portfolio_equity,
+            sector_exposure_after=sector_exposure + added,
+            es_after=es_after if es_after is not None else 0.0,
+            account_state=self.a.state,
+            system_state=self.e.system_state,
+            vix_state=self.vix_state,
+            vix=self.vix_value,
+            reduces_exposure=reduces,
+            chain_open_interest=quote.open_interest if quote is not None else None,
+            chain_volume=quote.volume if quote is not None else None,
+            chain_bid=quote.bid if quote is not None else None,
+            chain_ask=quote.ask if quote is not None else None,
+            limit_price=order.limit_price,
+            mid=mid if mid else order.limit_price,
+            orders_last_minute=float(len(rt.orders)),
+            idempotency_seen=False,
+            earnings_in_week=earnings,
+            withdrawal_amount=None,
+            # Protocol v2: the order's instrument, the tail-dependent group and the account's concentration limit
+            # (R07, R17).
+            option_kind=order.kind,
+            group_symbols=group,
+            group_exposure_after=group_exposure + added,
+            max_symbol_weight=cap,
+        )
 
     def _free_cash(self) -> float:
         """Cash after the buffer and after the collateral of open short puts."""
@@ -1520,13 +1489,13 @@ class _Deciding:
         order: Order | None,
         *,
         confidence: float,
-        ctx: dict[str, Any] | None = None,
+        ctx: _core.RuleContext | None = None,
         es: tuple[float, float] | None = None,
         position_id: str | None = None,
         trust_kind: str | None = None,
         legs: tuple[Order, ...] = (),
     ) -> Decision:
-        compliance = self.e.rules.evaluate(ctx) if ctx is not None else Compliance((), "APPROVED")
+        compliance = self.e.rules.check(ctx) if ctx is not None else Compliance((), "APPROVED")
         outcome = compliance.outcome
         final_action = action
         if outcome == "REJECTED" and action in ("OPEN_PUT", "OPEN_CALL", "BUY_SHARES"):
@@ -1548,8 +1517,8 @@ class _Deciding:
                 + ("human approval required" if requires else "runs without approval")
             )
         es_before, es_after = es if es is not None else (0.0, 0.0)
-        if ctx is not None and ctx.get("es_after") is not None and es is None:
-            es_after = float(ctx["es_after"])
+        if ctx is not None and ctx.es_after is not None and es is None:
+            es_after = ctx.es_after
         kept = order if final_action not in ("NO_TRADE", "HOLD") else None
         orders: tuple[Order, ...] = ()
         if kept is not None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from allsuse import _core
 from allsuse import config as config_files
 from allsuse.errors import AllsuseError, InvalidInputError
 
@@ -174,6 +175,47 @@ class ProtocolConfig:
         if label not in LABELS:
             raise InvalidInputError.of("label", f"must be one of {', '.join(LABELS)}, got {label!r}")
         return self.entry_rules[(self.account(kind).kind, label)]
+
+    @functools.cached_property
+    def tables(self) -> _core.ProtocolTables:
+        """The thresholds every decision reads (week types, protocol levels, ATR regime, drawdown protection, VIX
+        breakers), compiled and validated by the core once per configuration, never per decision."""
+        return compile_tables(self.doc)
+
+
+def compile_tables(doc: Section) -> _core.ProtocolTables:
+    """Compiles the protocol's thresholds into the core's typed tables; a bad value names its key path."""
+    w = doc.section("week_types")
+    lv = doc.section("protocol_levels")
+    ar = doc.section("atr_regime")
+    d = doc.section("drawdown_protection")
+    v = doc.section("vix_breakers")
+    return _core.ProtocolTables(
+        put_worthless_min=w.number("put_worthless_min"),
+        put_assigned_min=w.number("put_assigned_min"),
+        deep_drawdown_below=w.number("deep_drawdown_below"),
+        call_strong_min=w.number("call_strong_min"),
+        call_appreciation_min=w.number("call_appreciation_min"),
+        call_premium_min=w.number("call_premium_min"),
+        call_roll_min=w.number("call_roll_min"),
+        confidence_margin=w.number("confidence_margin"),
+        confidence_high=w.number("confidence_high"),
+        confidence_low=w.number("confidence_low"),
+        level_excursion=list(lv.numbers("excursion", 3)),
+        level_loss=list(lv.numbers("loss", 3)),
+        atr_fallback_share=lv.number("atr_fallback_share"),
+        regime_upper_pct=list(ar.numbers("upper_pct", 4)),
+        regime_size_multiplier=list(ar.numbers("size_multiplier", 5)),
+        protection_thresholds=list(d.numbers("thresholds", 4)),
+        protection_multipliers=list(d.numbers("multipliers", 5)),
+        step_down_recovery=d.number("step_down_recovery"),
+        off_recovery=d.number("off_recovery"),
+        max_adjustments_per_day=int(d.number("max_adjustments_per_day", low=0)),
+        vix_hedged_at=v.number("hedged_at"),
+        vix_hedged_multiplier=v.number("hedged_multiplier"),
+        vix_reducing_at=v.number("reducing_at"),
+        vix_halted_at=v.number("halted_at"),
+    )
 
 
 def _entry_rule(sec: Section) -> EntryRule:

@@ -1,0 +1,130 @@
+use super::*;
+use crate::protocol::drawdown::TradingState;
+
+fn tables() -> CoreResult<Tables> {
+    Tables::compile(
+        WeekTypeBounds::default(),
+        LevelThresholds::default(),
+        AtrRegimeTable::default(),
+        ProtectionTable::default(),
+        VixBreakers::default(),
+    )
+}
+
+#[test]
+fn compiled_tables_answer_like_the_free_functions() -> CoreResult<()> {
+    let t = tables()?;
+    let w = t.classify_week(Position::ShortPut, -2.0, true)?;
+    let direct =
+        week_type::classify_week(Position::ShortPut, -2.0, true, &WeekTypeBounds::default())?;
+    assert_eq!(w, direct);
+    let r = t.vix_breaker(90.0)?;
+    assert_eq!(r.state, TradingState::Halted);
+    assert_eq!(t.protection_multiplier(0)?, 1.0);
+    Ok(())
+}
+
+#[test]
+fn a_bad_table_is_refused_once_and_named() {
+    let p = ProtectionTable {
+        thresholds: [0.2, 0.1, 0.15, 0.3],
+        ..ProtectionTable::default()
+    };
+    let err = Tables::compile(
+        WeekTypeBounds::default(),
+        LevelThresholds::default(),
+        AtrRegimeTable::default(),
+        p,
+        VixBreakers::default(),
+    );
+    assert!(
+        matches!(err, Err(CoreError::InvalidInput { .. })),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn an_out_of_range_protection_level_is_an_error_not_a_panic() -> CoreResult<()> {
+    assert!(tables()?.protection_multiplier(9).is_err());
+    Ok(())
+}
+
+mod label {
+    use crate::error::CoreResult;
+    use crate::protocol::decide::label::{
+        market_label, Label, LabelConfidence, LabelScores, LabelTable,
+    };
+
+    fn table() -> LabelTable {
+        LabelTable {
+            iv_low: 0.2,
+            iv_high: 0.4,
+            trend_weak: 0.3,
+            trend_strong: 0.7,
+            trend_window: 20,
+            rsi_period: 14,
+            rsi_bull: 60.0,
+            rsi_bear: 40.0,
+            roc_period: 10,
+            roc_bull: 2.0,
+            roc_bear: -2.0,
+            volume_window: 20,
+            volume_spike: 1.5,
+            win_min_score: 4.0,
+            scores: LabelScores {
+                vol_low_green: 2,
+                vol_high_red: 2,
+                vol_chop: 1,
+                trend: 3,
+                trend_chop: 2,
+                momentum: 2,
+                momentum_chop: 1,
+                volume: 1,
+            },
+            confidence: LabelConfidence {
+                base: 0.5,
+                strong_trend: 0.2,
+                moderate_trend: 0.1,
+                clear_vol: 0.1,
+                momentum_agrees: 0.1,
+                cap: 0.95,
+            },
+        }
+    }
+
+    #[test]
+    fn a_steady_rise_in_calm_markets_is_green() -> CoreResult<()> {
+        let close: Vec<f64> = (0..80).map(|i| 100.0 * 1.01f64.powi(i)).collect();
+        let r = market_label(&close, 0.15, None, &table())?;
+        assert_eq!(r.label, Label::Green);
+        assert_eq!(r.trend, "bullish");
+        assert!(r.volume_ratio.is_nan());
+        assert!(r.confidence <= 0.95);
+        Ok(())
+    }
+
+    #[test]
+    fn a_fall_in_fearful_markets_is_red_and_a_volume_spike_adds_to_it() -> CoreResult<()> {
+        let close: Vec<f64> = (0..80).map(|i| 100.0 * 0.99f64.powi(i)).collect();
+        let mut volume = vec![1e6; 80];
+        volume[79] = 3e6;
+        let r = market_label(&close, 0.5, Some(&volume), &table())?;
+        assert_eq!(r.label, Label::Red);
+        assert_eq!(r.scores[1], 2 + 3 + 2 + 1);
+        assert!((r.volume_ratio - 3.0).abs() < 1e-12);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_bars_are_errors_not_panics() {
+        let t = table();
+        assert!(market_label(&[], 0.2, None, &t).is_err());
+        assert!(market_label(&[1.0, -1.0], 0.2, None, &t).is_err());
+        let close = vec![100.0; 60];
+        assert!(market_label(&close, f64::NAN, None, &t).is_err());
+        assert!(market_label(&close, 0.2, Some(&[1.0]), &t).is_err());
+        let mut short = t;
+        short.roc_period = 100;
+        assert!(market_label(&close, 0.2, None, &short).is_err());
+    }
+}

@@ -1,0 +1,418 @@
+//! Python bindings of the decision's typed inputs: the compiled protocol thresholds (`ProtocolTables`, built once
+//! per engine from config/protocol.yaml) and the rule context (`RuleContext`, one typed object per order instead of
+//! a dict serialised to JSON). Every reading comes back as a small class with named fields.
+
+use pyo3::prelude::*;
+
+use super::errors::IntoPyResult;
+use crate::error::CoreError;
+use crate::protocol::decide::Tables;
+use crate::protocol::drawdown::{ProtectionState, ProtectionTable, VixBreakers};
+use crate::protocol::level::{AtrRegimeTable, LevelThresholds};
+use crate::protocol::week_type::{self, WeekTypeBounds};
+use crate::rules::{Chain, OrderContext};
+
+fn fixed<const N: usize>(py: Python<'_>, field: &str, values: Vec<f64>) -> PyResult<[f64; N]> {
+    let n = values.len();
+    <[f64; N]>::try_from(values)
+        .map_err(|_| CoreError::invalid(field, format!("must have {N} numbers, got {n}")))
+        .py_err(py)
+}
+
+/// The protocol's thresholds, validated once when built; the engine keeps one per configuration.
+#[pyclass(frozen, module = "allsuse._core")]
+pub struct ProtocolTables {
+    pub(crate) inner: Tables,
+}
+
+/// A classified week: code (e.g. "P-EW"), name, action, the expected week return range and the confidence.
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+pub struct WeekClass {
+    code: &'static str,
+    name: &'static str,
+    action: &'static str,
+    expected_low_pct: f64,
+    expected_high_pct: f64,
+    confidence: f64,
+}
+
+/// A position's protocol level (0..3), its excursion in ATRs and its loss as a share of equity.
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+pub struct LevelRead {
+    level: u8,
+    excursion: f64,
+    loss_share: f64,
+}
+
+/// The ATR regime (very_low .. very_high) and its size multiplier.
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+pub struct RegimeRead {
+    regime: &'static str,
+    multiplier: f64,
+}
+
+/// An account's drawdown protection after a step: level 0 none .. 4 emergency, the trough drawdown, the day of
+/// the last observation and the level changes made that day.
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+pub struct ProtectionStep {
+    level: u8,
+    trough: f64,
+    day: i64,
+    adjustments_today: u32,
+}
+
+/// The VIX breaker reading: size multiplier, whether hedged, and the trading state it implies.
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+pub struct VixRead {
+    multiplier: f64,
+    hedged: bool,
+    state: &'static str,
+}
+
+#[pymethods]
+impl ProtocolTables {
+    #[new]
+    #[pyo3(signature = (
+        *, put_worthless_min, put_assigned_min, deep_drawdown_below, call_strong_min, call_appreciation_min,
+        call_premium_min, call_roll_min, confidence_margin, confidence_high, confidence_low,
+        level_excursion, level_loss, atr_fallback_share, regime_upper_pct, regime_size_multiplier,
+        protection_thresholds, protection_multipliers, step_down_recovery, off_recovery, max_adjustments_per_day,
+        vix_hedged_at, vix_hedged_multiplier, vix_reducing_at, vix_halted_at
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        put_worthless_min: f64,
+        put_assigned_min: f64,
+        deep_drawdown_below: f64,
+        call_strong_min: f64,
+        call_appreciation_min: f64,
+        call_premium_min: f64,
+        call_roll_min: f64,
+        confidence_margin: f64,
+        confidence_high: f64,
+        confidence_low: f64,
+        level_excursion: Vec<f64>,
+        level_loss: Vec<f64>,
+        atr_fallback_share: f64,
+        regime_upper_pct: Vec<f64>,
+        regime_size_multiplier: Vec<f64>,
+        protection_thresholds: Vec<f64>,
+        protection_multipliers: Vec<f64>,
+        step_down_recovery: f64,
+        off_recovery: f64,
+        max_adjustments_per_day: u32,
+        vix_hedged_at: f64,
+        vix_hedged_multiplier: f64,
+        vix_reducing_at: f64,
+        vix_halted_at: f64,
+    ) -> PyResult<Self> {
+        let week = WeekTypeBounds {
+            put_worthless_min,
+            put_assigned_min,
+            deep_drawdown_below,
+            call_strong_min,
+            call_appreciation_min,
+            call_premium_min,
+            call_roll_min,
+            confidence_margin,
+            confidence_high,
+            confidence_low,
+        };
+        let level = LevelThresholds {
+            excursion: fixed(py, "level_excursion", level_excursion)?,
+            loss: fixed(py, "level_loss", level_loss)?,
+            atr_fallback_share,
+        };
+        let regime = AtrRegimeTable {
+            upper_pct: fixed(py, "regime_upper_pct", regime_upper_pct)?,
+            size_multiplier: fixed(py, "regime_size_multiplier", regime_size_multiplier)?,
+        };
+        let protection = ProtectionTable {
+            thresholds: fixed(py, "protection_thresholds", protection_thresholds)?,
+            multipliers: fixed(py, "protection_multipliers", protection_multipliers)?,
+            step_down_recovery,
+            off_recovery,
+            max_adjustments_per_day,
+        };
+        let vix = VixBreakers {
+            hedged_at: vix_hedged_at,
+            hedged_multiplier: vix_hedged_multiplier,
+            reducing_at: vix_reducing_at,
+            halted_at: vix_halted_at,
+        };
+        Ok(ProtocolTables {
+            inner: Tables::compile(week, level, regime, protection, vix).py_err(py)?,
+        })
+    }
+
+    /// The week type of (position, move in percent, roll availability).
+    fn classify_week(
+        &self,
+        py: Python<'_>,
+        position: &str,
+        move_pct: f64,
+        roll_available: bool,
+    ) -> PyResult<WeekClass> {
+        let pos = week_type::Position::parse(position).py_err(py)?;
+        let c = self
+            .inner
+            .classify_week(pos, move_pct, roll_available)
+            .py_err(py)?;
+        let (lo, hi) = c.week_type.expected_return_pct();
+        Ok(WeekClass {
+            code: c.week_type.code(),
+            name: c.week_type.name(),
+            action: c.week_type.action(),
+            expected_low_pct: lo,
+            expected_high_pct: hi,
+            confidence: c.confidence,
+        })
+    }
+
+    /// The protocol level of a position.
+    #[pyo3(signature = (reference, spot, atr, loss, equity))]
+    fn protocol_level(
+        &self,
+        py: Python<'_>,
+        reference: f64,
+        spot: f64,
+        atr: Option<f64>,
+        loss: f64,
+        equity: f64,
+    ) -> PyResult<LevelRead> {
+        let r = self
+            .inner
+            .protocol_level(reference, spot, atr, loss, equity)
+            .py_err(py)?;
+        Ok(LevelRead {
+            level: r.level,
+            excursion: r.excursion,
+            loss_share: r.loss_share,
+        })
+    }
+
+    /// The ATR regime of ATR as a percent of spot.
+    fn atr_regime(&self, py: Python<'_>, atr_pct: f64) -> PyResult<RegimeRead> {
+        let (regime, multiplier) = self.inner.atr_regime(atr_pct).py_err(py)?;
+        Ok(RegimeRead {
+            regime: regime.name(),
+            multiplier,
+        })
+    }
+
+    /// One day's step of drawdown protection from its state (level, trough, day, adjustments_today).
+    #[allow(clippy::too_many_arguments)]
+    fn step_protection(
+        &self,
+        py: Python<'_>,
+        level: u8,
+        trough: f64,
+        day: i64,
+        adjustments_today: u32,
+        drawdown: f64,
+        today: i64,
+    ) -> PyResult<ProtectionStep> {
+        let state = ProtectionState {
+            level,
+            trough,
+            day,
+            adjustments_today,
+        };
+        let n = self
+            .inner
+            .step_protection(state, drawdown, today)
+            .py_err(py)?;
+        Ok(ProtectionStep {
+            level: n.level,
+            trough: n.trough,
+            day: n.day,
+            adjustments_today: n.adjustments_today,
+        })
+    }
+
+    /// The new-exposure multiplier of a protection level.
+    fn protection_multiplier(&self, py: Python<'_>, level: u8) -> PyResult<f64> {
+        self.inner.protection_multiplier(level).py_err(py)
+    }
+
+    /// The VIX breaker reading of a VIX value.
+    fn vix_breaker(&self, py: Python<'_>, vix: f64) -> PyResult<VixRead> {
+        let r = self.inner.vix_breaker(vix).py_err(py)?;
+        Ok(VixRead {
+            multiplier: r.multiplier,
+            hedged: r.hedged,
+            state: r.state.name(),
+        })
+    }
+}
+
+/// What the compliance rules look at for one order (PROTOCOL section 7), built by the engine with named, typed
+/// fields and validated on construction (a non-finite number or unknown kind is refused, naming the field).
+#[pyclass(frozen, module = "allsuse._core")]
+pub struct RuleContext {
+    pub(crate) inner: OrderContext,
+}
+
+#[pymethods]
+impl RuleContext {
+    #[new]
+    #[pyo3(signature = (
+        *, kind, account_id=String::new(), account_type=String::new(), label=String::new(), symbol=String::new(),
+        sector=String::new(), delta=None, band_low=None, band_high=None, dte=None, weekday=None,
+        entry_days=Vec::new(), allowed_symbols=Vec::new(), strike=None, contracts=None, multiplier=None,
+        free_cash=None, notional=None, size_cap=None, account_equity=None, symbol_exposure_after=None,
+        portfolio_equity=None, sector_exposure_after=None, es_after=None, account_state=String::new(),
+        system_state=String::new(), vix_state=String::new(), vix=None, reduces_exposure=false,
+        chain_open_interest=None, chain_volume=None, chain_bid=None, chain_ask=None, limit_price=None, mid=None,
+        orders_last_minute=None, idempotency_seen=false, earnings_in_week=None, withdrawal_amount=None,
+        option_kind=None, group_symbols=Vec::new(), group_exposure_after=None, max_symbol_weight=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        kind: String,
+        account_id: String,
+        account_type: String,
+        label: String,
+        symbol: String,
+        sector: String,
+        delta: Option<f64>,
+        band_low: Option<f64>,
+        band_high: Option<f64>,
+        dte: Option<f64>,
+        weekday: Option<u8>,
+        entry_days: Vec<u8>,
+        allowed_symbols: Vec<String>,
+        strike: Option<f64>,
+        contracts: Option<f64>,
+        multiplier: Option<f64>,
+        free_cash: Option<f64>,
+        notional: Option<f64>,
+        size_cap: Option<f64>,
+        account_equity: Option<f64>,
+        symbol_exposure_after: Option<f64>,
+        portfolio_equity: Option<f64>,
+        sector_exposure_after: Option<f64>,
+        es_after: Option<f64>,
+        account_state: String,
+        system_state: String,
+        vix_state: String,
+        vix: Option<f64>,
+        reduces_exposure: bool,
+        chain_open_interest: Option<f64>,
+        chain_volume: Option<f64>,
+        chain_bid: Option<f64>,
+        chain_ask: Option<f64>,
+        limit_price: Option<f64>,
+        mid: Option<f64>,
+        orders_last_minute: Option<f64>,
+        idempotency_seen: bool,
+        earnings_in_week: Option<bool>,
+        withdrawal_amount: Option<f64>,
+        option_kind: Option<String>,
+        group_symbols: Vec<String>,
+        group_exposure_after: Option<f64>,
+        max_symbol_weight: Option<f64>,
+    ) -> PyResult<Self> {
+        let chain = match (chain_open_interest, chain_volume, chain_bid, chain_ask) {
+            (Some(open_interest), Some(volume), Some(bid), Some(ask)) => Some(Chain {
+                open_interest,
+                volume,
+                bid,
+                ask,
+            }),
+            (None, None, None, None) => None,
+            _ => return Err(CoreError::invalid(
+                "chain",
+                "give all of chain_open_interest, chain_volume, chain_bid and chain_ask, or none",
+            ))
+            .py_err(py),
+        };
+        let inner = OrderContext {
+            kind,
+            account_id,
+            account_type,
+            label,
+            symbol,
+            sector,
+            delta,
+            band_low,
+            band_high,
+            dte,
+            weekday,
+            entry_days,
+            allowed_symbols,
+            strike,
+            contracts,
+            multiplier,
+            free_cash,
+            notional,
+            size_cap,
+            account_equity,
+            symbol_exposure_after,
+            portfolio_equity,
+            sector_exposure_after,
+            es_after,
+            account_state,
+            system_state,
+            vix_state,
+            vix,
+            reduces_exposure,
+            chain,
+            limit_price,
+            mid,
+            orders_last_minute,
+            idempotency_seen,
+            earnings_in_week,
+            withdrawal_amount,
+            option_kind,
+            group_symbols,
+            group_exposure_after,
+            max_symbol_weight,
+        };
+        inner.validate().py_err(py)?;
+        Ok(RuleContext { inner })
+    }
+
+    /// The decision kind: entry, roll, close, reduce, assignment or withdrawal.
+    #[getter]
+    fn kind(&self) -> &str {
+        &self.inner.kind
+    }
+
+    /// The ES after the order, when one was measured.
+    #[getter]
+    fn es_after(&self) -> Option<f64> {
+        self.inner.es_after
+    }
+}
+
+/// One rule's verdict: code, severity (CRITICAL, HIGH, MEDIUM, LOW), whether it passed, and `CODE: key=value ...`.
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+pub struct RuleVerdict {
+    pub(crate) code: String,
+    pub(crate) severity: &'static str,
+    pub(crate) passed: bool,
+    pub(crate) message: String,
+}
+
+/// Every applicable rule's verdict and the outcome they imply.
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+pub struct RuleCheck {
+    pub(crate) results: Vec<Py<RuleVerdict>>,
+    pub(crate) outcome: &'static str,
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<ProtocolTables>()?;
+    m.add_class::<WeekClass>()?;
+    m.add_class::<LevelRead>()?;
+    m.add_class::<RegimeRead>()?;
+    m.add_class::<ProtectionStep>()?;
+    m.add_class::<VixRead>()?;
+    m.add_class::<RuleContext>()?;
+    m.add_class::<RuleVerdict>()?;
+    m.add_class::<RuleCheck>()?;
+    Ok(())
+}
