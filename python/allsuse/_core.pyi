@@ -129,7 +129,9 @@ class ProtocolTables:
         vix_halted_at: float,
     ) -> ProtocolTables: ...
     def classify_week(self, position: str, move_pct: float, roll_available: bool) -> WeekClass: ...
-    def protocol_level(self, reference: float, spot: float, atr: float | None, loss: float, equity: float) -> LevelRead: ...
+    def protocol_level(
+        self, reference: float, spot: float, atr: float | None, loss: float, equity: float
+    ) -> LevelRead: ...
     def atr_regime(self, atr_pct: float) -> RegimeRead: ...
     def step_protection(
         self, level: int, trough: float, day: int, adjustments_today: int, drawdown: float, today: int
@@ -189,16 +191,81 @@ class VixRead:
     def state(self) -> str: ...
 
 @final
+class LabelRules:
+    def __new__(
+        cls,
+        *,
+        iv_low: float,
+        iv_high: float,
+        trend_weak: float,
+        trend_strong: float,
+        trend_window: int,
+        rsi_period: int,
+        rsi_bull: float,
+        rsi_bear: float,
+        roc_period: int,
+        roc_bull: float,
+        roc_bear: float,
+        volume_window: int,
+        volume_spike: float,
+        win_min_score: float,
+        score_vol_low_green: int,
+        score_vol_high_red: int,
+        score_vol_chop: int,
+        score_trend: int,
+        score_trend_chop: int,
+        score_momentum: int,
+        score_momentum_chop: int,
+        score_volume: int,
+        confidence_base: float,
+        confidence_strong_trend: float,
+        confidence_moderate_trend: float,
+        confidence_clear_vol: float,
+        confidence_momentum_agrees: float,
+        confidence_cap: float,
+    ) -> LabelRules: ...
+    def label(self, close: _F64, iv: float, volume: _F64 | None = None) -> LabelRead: ...
+
+@final
+class LabelRead:
+    @property
+    def label(self) -> str: ...
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def green(self) -> int: ...
+    @property
+    def red(self) -> int: ...
+    @property
+    def chop(self) -> int: ...
+    @property
+    def vol_regime(self) -> str: ...
+    @property
+    def trend(self) -> str: ...
+    @property
+    def trend_strength(self) -> float: ...
+    @property
+    def trend_grade(self) -> str: ...
+    @property
+    def rsi(self) -> float: ...
+    @property
+    def roc_pct(self) -> float: ...
+    @property
+    def momentum(self) -> str: ...
+    @property
+    def volume_ratio(self) -> float: ...
+
+@final
 class RuleContext:
     def __new__(
         cls,
         *,
         kind: str,
-        account_id: str = "",
-        account_type: str = "",
-        label: str = "",
-        symbol: str = "",
-        sector: str = "",
+        account_id: str = ...,
+        account_type: str = ...,
+        label: str = ...,
+        symbol: str = ...,
+        sector: str = ...,
         delta: float | None = None,
         band_low: float | None = None,
         band_high: float | None = None,
@@ -217,9 +284,9 @@ class RuleContext:
         portfolio_equity: float | None = None,
         sector_exposure_after: float | None = None,
         es_after: float | None = None,
-        account_state: str = "",
-        system_state: str = "",
-        vix_state: str = "",
+        account_state: str = ...,
+        system_state: str = ...,
+        vix_state: str = ...,
         vix: float | None = None,
         reduces_exposure: bool = False,
         chain_open_interest: float | None = None,

@@ -182,6 +182,47 @@ class ProtocolConfig:
         breakers), compiled and validated by the core once per configuration, never per decision."""
         return compile_tables(self.doc)
 
+    @functools.cached_property
+    def label_rules(self) -> _core.LabelRules:
+        """The market label's thresholds (section 2), compiled by the core once per configuration."""
+        return compile_label_rules(self.doc.section("market_label"))
+
+
+def compile_label_rules(cfg: Section) -> _core.LabelRules:
+    """Compiles `market_label` into the core's label table; a bad value names its key path."""
+    sc = cfg.section("scores")
+    conf = cfg.section("confidence")
+    return _core.LabelRules(
+        iv_low=cfg.number("iv_low"),
+        iv_high=cfg.number("iv_high"),
+        trend_weak=cfg.number("trend_weak"),
+        trend_strong=cfg.number("trend_strong"),
+        trend_window=int(cfg.number("trend_window", low=2)),
+        rsi_period=int(cfg.number("rsi_period", low=1)),
+        rsi_bull=cfg.number("rsi_bull"),
+        rsi_bear=cfg.number("rsi_bear"),
+        roc_period=int(cfg.number("roc_period", low=1)),
+        roc_bull=cfg.number("roc_bull"),
+        roc_bear=cfg.number("roc_bear"),
+        volume_window=int(cfg.number("volume_window", low=1)),
+        volume_spike=cfg.number("volume_spike"),
+        win_min_score=cfg.number("win_min_score"),
+        score_vol_low_green=int(sc.number("vol_low_green")),
+        score_vol_high_red=int(sc.number("vol_high_red")),
+        score_vol_chop=int(sc.number("vol_chop")),
+        score_trend=int(sc.number("trend")),
+        score_trend_chop=int(sc.number("trend_chop")),
+        score_momentum=int(sc.number("momentum")),
+        score_momentum_chop=int(sc.number("momentum_chop")),
+        score_volume=int(sc.number("volume")),
+        confidence_base=conf.number("base"),
+        confidence_strong_trend=conf.number("strong_trend"),
+        confidence_moderate_trend=conf.number("moderate_trend"),
+        confidence_clear_vol=conf.number("clear_vol"),
+        confidence_momentum_agrees=conf.number("momentum_agrees"),
+        confidence_cap=conf.number("cap"),
+    )
+
 
 def compile_tables(doc: Section) -> _core.ProtocolTables:
     """Compiles the protocol's thresholds into the core's typed tables; a bad value names its key path."""

@@ -414,5 +414,153 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RuleContext>()?;
     m.add_class::<RuleVerdict>()?;
     m.add_class::<RuleCheck>()?;
+    m.add_class::<LabelRules>()?;
+    m.add_class::<LabelRead>()?;
     Ok(())
+}
+
+/// config/protocol.yaml `market_label`, compiled once per configuration.
+#[pyclass(frozen, module = "allsuse._core")]
+pub struct LabelRules {
+    inner: crate::protocol::decide::label::LabelTable,
+}
+
+/// The market label of the last bar and every reading behind it (confidence unrounded).
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+pub struct LabelRead {
+    label: &'static str,
+    confidence: f64,
+    green: i64,
+    red: i64,
+    chop: i64,
+    vol_regime: &'static str,
+    trend: &'static str,
+    trend_strength: f64,
+    trend_grade: &'static str,
+    rsi: f64,
+    roc_pct: f64,
+    momentum: &'static str,
+    volume_ratio: f64,
+}
+
+#[pymethods]
+impl LabelRules {
+    #[new]
+    #[pyo3(signature = (
+        *, iv_low, iv_high, trend_weak, trend_strong, trend_window, rsi_period, rsi_bull, rsi_bear, roc_period,
+        roc_bull, roc_bear, volume_window, volume_spike, win_min_score, score_vol_low_green, score_vol_high_red,
+        score_vol_chop, score_trend, score_trend_chop, score_momentum, score_momentum_chop, score_volume,
+        confidence_base, confidence_strong_trend, confidence_moderate_trend, confidence_clear_vol,
+        confidence_momentum_agrees, confidence_cap
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        iv_low: f64,
+        iv_high: f64,
+        trend_weak: f64,
+        trend_strong: f64,
+        trend_window: usize,
+        rsi_period: usize,
+        rsi_bull: f64,
+        rsi_bear: f64,
+        roc_period: usize,
+        roc_bull: f64,
+        roc_bear: f64,
+        volume_window: usize,
+        volume_spike: f64,
+        win_min_score: f64,
+        score_vol_low_green: i64,
+        score_vol_high_red: i64,
+        score_vol_chop: i64,
+        score_trend: i64,
+        score_trend_chop: i64,
+        score_momentum: i64,
+        score_momentum_chop: i64,
+        score_volume: i64,
+        confidence_base: f64,
+        confidence_strong_trend: f64,
+        confidence_moderate_trend: f64,
+        confidence_clear_vol: f64,
+        confidence_momentum_agrees: f64,
+        confidence_cap: f64,
+    ) -> PyResult<Self> {
+        use crate::protocol::decide::label::{LabelConfidence, LabelScores, LabelTable};
+        let inner = LabelTable {
+            iv_low,
+            iv_high,
+            trend_weak,
+            trend_strong,
+            trend_window,
+            rsi_period,
+            rsi_bull,
+            rsi_bear,
+            roc_period,
+            roc_bull,
+            roc_bear,
+            volume_window,
+            volume_spike,
+            win_min_score,
+            scores: LabelScores {
+                vol_low_green: score_vol_low_green,
+                vol_high_red: score_vol_high_red,
+                vol_chop: score_vol_chop,
+                trend: score_trend,
+                trend_chop: score_trend_chop,
+                momentum: score_momentum,
+                momentum_chop: score_momentum_chop,
+                volume: score_volume,
+            },
+            confidence: LabelConfidence {
+                base: confidence_base,
+                strong_trend: confidence_strong_trend,
+                moderate_trend: confidence_moderate_trend,
+                clear_vol: confidence_clear_vol,
+                momentum_agrees: confidence_momentum_agrees,
+                cap: confidence_cap,
+            },
+        };
+        inner.validate().py_err(py)?;
+        Ok(LabelRules { inner })
+    }
+
+    /// Labels the last bar of `close` with implied vol `iv` (and the volumes, when given).
+    #[pyo3(signature = (close, iv, volume=None))]
+    fn label<'py>(
+        &self,
+        py: Python<'py>,
+        close: numpy::PyReadonlyArray1<'py, f64>,
+        iv: f64,
+        volume: Option<numpy::PyReadonlyArray1<'py, f64>>,
+    ) -> PyResult<LabelRead> {
+        let close = close
+            .as_slice()
+            .map_err(|_| CoreError::invalid("close", "must be a contiguous float64 array"))
+            .py_err(py)?;
+        let volume = match &volume {
+            Some(v) => Some(
+                v.as_slice()
+                    .map_err(|_| CoreError::invalid("volume", "must be a contiguous float64 array"))
+                    .py_err(py)?,
+            ),
+            None => None,
+        };
+        let r = crate::protocol::decide::label::market_label(close, iv, volume, &self.inner)
+            .py_err(py)?;
+        Ok(LabelRead {
+            label: r.label.name(),
+            confidence: r.confidence,
+            green: r.scores[0],
+            red: r.scores[1],
+            chop: r.scores[2],
+            vol_regime: r.vol_regime,
+            trend: r.trend,
+            trend_strength: r.trend_strength,
+            trend_grade: r.trend_grade,
+            rsi: r.rsi,
+            roc_pct: r.roc_pct,
+            momentum: r.momentum,
+            volume_ratio: r.volume_ratio,
+        })
+    }
 }
