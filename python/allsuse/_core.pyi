@@ -256,6 +256,51 @@ class LabelRead:
     def volume_ratio(self) -> float: ...
 
 @final
+class PutBudget:
+    @property
+    def budget(self) -> float: ...
+    @property
+    def binding(self) -> str: ...
+    @property
+    def sized_contracts(self) -> int: ...
+    @property
+    def room(self) -> int: ...
+    @property
+    def contracts(self) -> int: ...
+    @property
+    def size_cap(self) -> float: ...
+
+@final
+class EsFit:
+    @property
+    def contracts(self) -> int: ...
+    @property
+    def es_before(self) -> float: ...
+    @property
+    def es_after(self) -> float: ...
+    @property
+    def over_budget(self) -> float | None: ...
+
+def put_budget(
+    *,
+    equity: float,
+    free_cash: float,
+    strike: float,
+    target_share: float,
+    max_symbol_weight: float,
+    existing_exposure: float,
+    m_label: float,
+    m_atr: float,
+    m_drawdown: float,
+    m_vix: float,
+    allowed_exposure: float,
+    multiplier: float,
+) -> PutBudget: ...
+def fit_to_es_budget(
+    base: _F64, unit: _F64, *, held: bool, contracts: int, resize: bool, limit: float, level: float
+) -> EsFit: ...
+
+@final
 class RuleContext:
     def __new__(
         cls,

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from allsuse import _core, indicators, pricing, risk, sizing
+from allsuse import _core, indicators, pricing, risk
 from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
 from allsuse.protocol.accounts import Account, Portfolio, money
@@ -1142,27 +1142,26 @@ class _Deciding:
         held = self._all_positions()
         symbols = sorted({p.symbol for p in held} | {self.symbol})
         base = self.e.book_pnl(held, self.m, self.today, symbols)
-        es_before = self.e.es_of(base) if held else 0.0
         one = Position("proposed", self.a.id, self.symbol, kind, -1.0, self.today, strike, expiry, mid, iv=self.iv)
         unit = self.e.book_pnl([one], self.m, self.today, symbols)
-        es_after = es_before
         limit_es = self.e._sec("risk").number("es_budget_share") * self.portfolio_equity
-        if contracts > 0 and kind == "put":
-            es_after = self.e.es_of(base + contracts * unit)
-            if es_after > limit_es:
-                # ES grows with contracts: the largest count that fits, by bisection (section 6 resize).
-                lo, hi = 0, contracts
-                while lo < hi:
-                    mid_n = (lo + hi + 1) // 2
-                    if self.e.es_of(base + mid_n * unit) <= limit_es:
-                        lo = mid_n
-                    else:
-                        hi = mid_n - 1
-                self.notes.append(f"ES after {es_after:.2f} over budget {limit_es:.2f}: resize {contracts} -> {lo}")
-                contracts = lo
-                es_after = self.e.es_of(base + contracts * unit) if contracts else es_before
-        elif contracts > 0:
-            es_after = self.e.es_of(base + contracts * unit)
+        # ES before and after in the core; a put over the budget is resized to the largest count that fits
+        # (section 6: ES grows with contracts, found by bisection).
+        fit = _core.fit_to_es_budget(
+            base,
+            unit,
+            held=bool(held),
+            contracts=contracts,
+            resize=kind == "put",
+            limit=limit_es,
+            level=self.e._es_level(),
+        )
+        es_before, es_after = fit.es_before, fit.es_after
+        if fit.over_budget is not None:
+            self.notes.append(
+                f"ES after {fit.over_budget:.2f} over budget {limit_es:.2f}: resize {contracts} -> {fit.contracts}"
+            )
+        contracts = fit.contracts
         if contracts == 0:
             self.notes.append("zero contracts: no trade (never rounded up to one)")
             return self._decision("NO_TRADE", None, confidence=self.label.confidence, es=(es_before, es_before))
@@ -1210,13 +1209,16 @@ class _Deciding:
         # Under a REDUCING/HALTED breaker the order is sized as if ACTIVE and R11 rejects it, so the decision
         # cites the breaker instead of an unexplained zero.
         m_vix = self.vix_mult if self.vix_state == "ACTIVE" else 1.0
-        sized = sizing.size_put(
+        # The core sizes to the deployment target (section 8) and keeps the order within what R07 allows
+        # (cap x E - existing): an ATR multiplier above 1 may lift the budget past the concentration limit itself,
+        # and the engine never proposes what its own rules flag.
+        sized = _core.put_budget(
             equity=self.equity,
             free_cash=free_cash,
             strike=strike,
             target_share=share,
             max_symbol_weight=cap,
-            existing_exposure=max(existing, 0.0),
+            existing_exposure=existing,
             m_label=m_label,
             m_atr=m_atr,
             m_drawdown=prot_mult,
@@ -1225,21 +1227,18 @@ class _Deciding:
             multiplier=MULTIPLIER,
         )
         # R06 checks the notional against this target with its multipliers (section 7).
-        self._size_cap = min(share, cap) * self.equity * m_label * m_atr * prot_mult * m_vix * allowed
+        self._size_cap = sized.size_cap
         note = (
             f"budget=min(min(t {share:.1%}, cap {cap:.0%}) x E {self.equity:.2f} x label {m_label:g} x ATR {m_atr:g}"
             f" x drawdown {prot_mult:g} x VIX {m_vix:g} x allowed {allowed:.0%} - existing {existing:.2f}, "
             f"free cash {free_cash:.2f}) = {sized.budget:.2f} ({sized.binding} binds); "
-            f"contracts=floor({sized.budget:.2f}/({strike:g} x 100))={sized.contracts}"
+            f"contracts=floor({sized.budget:.2f}/({strike:g} x 100))={sized.sized_contracts}"
         )
-        contracts = sized.contracts
-        # An ATR multiplier above 1 may lift the budget past the concentration limit itself: the order stays within
-        # what R07 allows (cap x E - existing), so the engine never proposes what its own rules flag.
-        room = _floor_exact(max(cap * self.equity - max(existing, 0.0), 0.0) / (strike * MULTIPLIER))
-        if room < contracts:
-            note += f"; R07 room floor(({cap:.0%} x {self.equity:.2f} - {existing:.2f})/({strike:g} x 100))={room}"
-            contracts = room
-        return contracts, note
+        if sized.room < sized.sized_contracts:
+            note += (
+                f"; R07 room floor(({cap:.0%} x {self.equity:.2f} - {existing:.2f})/({strike:g} x 100))={sized.room}"
+            )
+        return sized.contracts, note
 
     def _roll(self, opt: Position, band: tuple[float, float] | None = None) -> Decision:
         """Buy back `opt` and sell the next weekly expiry inside the band the position was opened in; valued like

@@ -416,6 +416,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RuleCheck>()?;
     m.add_class::<LabelRules>()?;
     m.add_class::<LabelRead>()?;
+    m.add_class::<PyPutBudget>()?;
+    m.add_class::<PyEsFit>()?;
+    m.add_function(wrap_pyfunction!(put_budget, m)?)?;
+    m.add_function(wrap_pyfunction!(fit_to_es_budget, m)?)?;
     Ok(())
 }
 
@@ -563,4 +567,105 @@ impl LabelRules {
             volume_ratio: r.volume_ratio,
         })
     }
+}
+
+/// A put's size: budget and binding, contracts before and after the R07 room, and the size cap R06 checks.
+#[pyclass(frozen, get_all, name = "PutBudget", module = "allsuse._core")]
+pub struct PyPutBudget {
+    budget: f64,
+    binding: &'static str,
+    sized_contracts: u32,
+    room: u32,
+    contracts: u32,
+    size_cap: f64,
+}
+
+/// An order fitted to the ES budget.
+#[pyclass(frozen, get_all, name = "EsFit", module = "allsuse._core")]
+pub struct PyEsFit {
+    contracts: u32,
+    es_before: f64,
+    es_after: f64,
+    over_budget: Option<f64>,
+}
+
+/// The put budget of section 8 within the room R07 leaves.
+#[pyfunction]
+#[pyo3(signature = (
+    *, equity, free_cash, strike, target_share, max_symbol_weight, existing_exposure,
+    m_label, m_atr, m_drawdown, m_vix, allowed_exposure, multiplier
+))]
+#[allow(clippy::too_many_arguments)]
+fn put_budget(
+    py: Python<'_>,
+    equity: f64,
+    free_cash: f64,
+    strike: f64,
+    target_share: f64,
+    max_symbol_weight: f64,
+    existing_exposure: f64,
+    m_label: f64,
+    m_atr: f64,
+    m_drawdown: f64,
+    m_vix: f64,
+    allowed_exposure: f64,
+    multiplier: f64,
+) -> PyResult<PyPutBudget> {
+    let p = crate::protocol::sizing::PutSizing {
+        equity,
+        free_cash,
+        strike,
+        target_share,
+        max_symbol_weight,
+        existing_exposure,
+        m_label,
+        m_atr,
+        m_drawdown,
+        m_vix,
+        allowed_exposure,
+        multiplier,
+    };
+    let b = crate::protocol::decide::sizing::put_budget(&p).py_err(py)?;
+    Ok(PyPutBudget {
+        budget: b.budget,
+        binding: b.binding.name(),
+        sized_contracts: b.sized_contracts,
+        room: b.room,
+        contracts: b.contracts,
+        size_cap: b.size_cap,
+    })
+}
+
+/// Fits an order to the ES budget from the held book's P&L per scenario and one contract's.
+#[pyfunction]
+#[pyo3(signature = (base, unit, *, held, contracts, resize, limit, level))]
+#[allow(clippy::too_many_arguments)]
+fn fit_to_es_budget<'py>(
+    py: Python<'py>,
+    base: numpy::PyReadonlyArray1<'py, f64>,
+    unit: numpy::PyReadonlyArray1<'py, f64>,
+    held: bool,
+    contracts: u32,
+    resize: bool,
+    limit: f64,
+    level: f64,
+) -> PyResult<PyEsFit> {
+    let base = base
+        .as_slice()
+        .map_err(|_| CoreError::invalid("base", "must be a contiguous float64 array"))
+        .py_err(py)?;
+    let unit = unit
+        .as_slice()
+        .map_err(|_| CoreError::invalid("unit", "must be a contiguous float64 array"))
+        .py_err(py)?;
+    let f = crate::protocol::decide::sizing::fit_to_es_budget(
+        base, unit, held, contracts, resize, limit, level,
+    )
+    .py_err(py)?;
+    Ok(PyEsFit {
+        contracts: f.contracts,
+        es_before: f.es_before,
+        es_after: f.es_after,
+        over_budget: f.over_budget,
+    })
 }

@@ -9,6 +9,8 @@ use crate::protocol::level::{self, AtrRegime, AtrRegimeTable, LevelReading, Leve
 use crate::protocol::week_type::{self, Classification, Position, WeekTypeBounds};
 
 pub mod label;
+pub mod sizing;
+pub mod strike;
 
 #[cfg(test)]
 mod tests;

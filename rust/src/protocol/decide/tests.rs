@@ -128,3 +128,123 @@ mod label {
         assert!(market_label(&close, 0.2, None, &short).is_err());
     }
 }
+
+mod sizing {
+    use crate::error::CoreResult;
+    use crate::protocol::decide::sizing::{fit_to_es_budget, floor_exact, put_budget};
+    use crate::protocol::sizing::PutSizing;
+
+    fn put() -> PutSizing {
+        PutSizing {
+            equity: 100_000.0,
+            free_cash: 95_000.0,
+            strike: 20.0,
+            target_share: 0.225,
+            max_symbol_weight: 0.25,
+            existing_exposure: 0.0,
+            m_label: 1.0,
+            m_atr: 1.2,
+            m_drawdown: 1.0,
+            m_vix: 1.0,
+            allowed_exposure: 1.0,
+            multiplier: 100.0,
+        }
+    }
+
+    #[test]
+    fn the_room_r07_leaves_caps_an_atr_lifted_budget() -> CoreResult<()> {
+        // 0.225 x 100,000 x 1.2 = 27,000 -> 13 contracts; R07 allows 0.25 x 100,000 / 2,000 = 12.5 -> 12.
+        let b = put_budget(&put())?;
+        assert_eq!((b.sized_contracts, b.room, b.contracts), (13, 12, 12));
+        assert!((b.size_cap - 27_000.0).abs() < 1e-9);
+        Ok(())
+    }
+
+    #[test]
+    fn floor_exact_counts_a_hair_under_a_whole_number_as_it() {
+        assert_eq!(floor_exact(4.999_999_999_9), 5.0);
+        assert_eq!(floor_exact(4.5), 4.0);
+        assert_eq!(floor_exact(f64::NAN), 0.0);
+        assert_eq!(floor_exact(-3.0), 0.0);
+    }
+
+    #[test]
+    fn a_put_over_the_es_budget_is_resized_to_the_largest_count_within_it() -> CoreResult<()> {
+        let base = vec![0.0; 40];
+        let unit: Vec<f64> = (0..40).map(|i| -(i as f64) - 1.0).collect();
+        // ES(97.5%) of 40 scenarios is the worst one: n x 40.
+        let fit = fit_to_es_budget(&base, &unit, false, 10, true, 200.0, 0.975)?;
+        assert_eq!(fit.contracts, 5);
+        assert_eq!(fit.es_after, 200.0);
+        assert_eq!(fit.over_budget, Some(400.0));
+        let call = fit_to_es_budget(&base, &unit, false, 10, false, 200.0, 0.975)?;
+        assert_eq!((call.contracts, call.over_budget), (10, None));
+        let none = fit_to_es_budget(&base, &unit, false, 10, true, 1.0, 0.975)?;
+        assert_eq!((none.contracts, none.es_after), (0, 0.0));
+        Ok(())
+    }
+
+    #[test]
+    fn mismatched_scenarios_are_an_error() {
+        assert!(fit_to_es_budget(&[0.0; 3], &[0.0; 4], true, 1, true, 1.0, 0.975).is_err());
+        assert!(fit_to_es_budget(&[0.0; 3], &[0.0; 3], true, 1, true, f64::NAN, 0.975).is_err());
+    }
+}
+
+mod strike {
+    use crate::error::CoreResult;
+    use crate::pricing::{self, OptionKind};
+    use crate::protocol::decide::strike::StrikePicker;
+    use crate::protocol::strike::{select_synthetic, StrikeGrid};
+
+    #[test]
+    fn the_pick_is_the_synthetic_choice_with_its_mid() -> CoreResult<()> {
+        let picker = StrikePicker::new(StrikeGrid::default())?;
+        let p = picker
+            .pick(
+                OptionKind::Put,
+                100.0,
+                7.0 / 365.0,
+                0.3,
+                0.01,
+                40.0,
+                50.0,
+                45.0,
+            )?
+            .ok_or_else(|| {
+                crate::CoreError::invalid("pick", "a 40-50 delta put exists at spot 100")
+            })?;
+        let c = select_synthetic(
+            OptionKind::Put,
+            100.0,
+            7.0 / 365.0,
+            0.3,
+            0.01,
+            0.0,
+            40.0,
+            50.0,
+            45.0,
+            &StrikeGrid::default(),
+        )?;
+        assert_eq!(c.map(|c| c.strike), Some(p.strike));
+        let mid = pricing::bs_price(
+            OptionKind::Put,
+            100.0,
+            p.strike,
+            7.0 / 365.0,
+            0.3,
+            0.01,
+            0.0,
+        )?;
+        assert_eq!(p.mid, mid);
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_grid_is_refused_when_compiled() {
+        let grid = StrikeGrid {
+            tiers: vec![(10.0, 0.0)],
+        };
+        assert!(StrikePicker::new(grid).is_err());
+    }
+}
