@@ -301,6 +301,30 @@ def fit_to_es_budget(
 ) -> EsFit: ...
 
 @final
+class StrikePicker:
+    def __new__(cls, *, below: Sequence[float], step: Sequence[float]) -> StrikePicker: ...
+    def pick(
+        self,
+        kind: str,
+        spot: float,
+        t: float,
+        vol: float,
+        rate: float,
+        band_low: float,
+        band_high: float,
+        target: float,
+    ) -> StrikePick | None: ...
+
+@final
+class StrikePick:
+    @property
+    def strike(self) -> float: ...
+    @property
+    def abs_delta(self) -> float: ...
+    @property
+    def mid(self) -> float: ...
+
+@final
 class RuleContext:
     def __new__(
         cls,

@@ -185,6 +185,9 @@ class Engine:
         self._symbols = dict(symbols or {})
         self._max_weights = dict(max_symbol_weights or {})
         self.strike_grid = settings.strike_grid(self.config.doc)
+        self._strikes = _core.StrikePicker(
+            below=[b for b, _ in self.strike_grid], step=[s for _, s in self.strike_grid]
+        )
         # The thresholds every decision reads, compiled by the core once per configuration.
         self.tables = self.config.tables
         for kind, weight in self._max_weights.items():
@@ -984,13 +987,8 @@ class _Deciding:
                 return None
             q = quotes[picked[0]]
             return picked[1], picked[2], (q.bid + q.ask) / 2
-        choice = _core.select_synthetic_strike(
-            kind, self.spot, t, self.iv, self.m.rate, 0.0, band[0], band[1], target, self.e.strike_grid
-        )
-        if choice is None:
-            return None
-        mid = float(pricing.bs_price(kind, self.spot, choice[0], t, self.iv, self.m.rate))
-        return choice[0], choice[1], mid
+        pick = self.e._strikes.pick(kind, self.spot, t, self.iv, self.m.rate, band[0], band[1], target)
+        return (pick.strike, pick.abs_delta, pick.mid) if pick is not None else None
 
     def _regime(self) -> tuple[str, float]:
         ar = self.e._sec("atr_regime")

@@ -418,6 +418,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<LabelRead>()?;
     m.add_class::<PyPutBudget>()?;
     m.add_class::<PyEsFit>()?;
+    m.add_class::<PyStrikePicker>()?;
+    m.add_class::<PyStrikePick>()?;
     m.add_function(wrap_pyfunction!(put_budget, m)?)?;
     m.add_function(wrap_pyfunction!(fit_to_es_budget, m)?)?;
     Ok(())
@@ -668,4 +670,66 @@ fn fit_to_es_budget<'py>(
         es_after: f.es_after,
         over_budget: f.over_budget,
     })
+}
+
+/// Section 9's synthetic strike grid, validated once per configuration, picking an order's strike and its mid.
+#[pyclass(frozen, name = "StrikePicker", module = "allsuse._core")]
+pub struct PyStrikePicker {
+    inner: crate::protocol::decide::strike::StrikePicker,
+}
+
+/// A picked strike: the strike, its absolute delta in whole numbers (40 = 0.40) and its mid per share.
+#[pyclass(frozen, get_all, name = "StrikePick", module = "allsuse._core")]
+pub struct PyStrikePick {
+    strike: f64,
+    abs_delta: f64,
+    mid: f64,
+}
+
+#[pymethods]
+impl PyStrikePicker {
+    /// Tiers as two lists of the same length: each tier's upper bound (the last infinite) and its step.
+    #[new]
+    #[pyo3(signature = (*, below, step))]
+    fn new(py: Python<'_>, below: Vec<f64>, step: Vec<f64>) -> PyResult<Self> {
+        if below.len() != step.len() {
+            return Err(CoreError::invalid(
+                "strike_grid",
+                format!("has {} bounds and {} steps", below.len(), step.len()),
+            ))
+            .py_err(py);
+        }
+        let grid = crate::protocol::strike::StrikeGrid {
+            tiers: below.into_iter().zip(step).collect(),
+        };
+        Ok(PyStrikePicker {
+            inner: crate::protocol::decide::strike::StrikePicker::new(grid).py_err(py)?,
+        })
+    }
+
+    /// The strike nearest `target` delta inside the band on the synthetic chain, with its mid; None when none is.
+    #[allow(clippy::too_many_arguments)]
+    fn pick(
+        &self,
+        py: Python<'_>,
+        kind: &str,
+        spot: f64,
+        t: f64,
+        vol: f64,
+        rate: f64,
+        band_low: f64,
+        band_high: f64,
+        target: f64,
+    ) -> PyResult<Option<PyStrikePick>> {
+        let k = crate::pricing::OptionKind::parse(kind).py_err(py)?;
+        let p = self
+            .inner
+            .pick(k, spot, t, vol, rate, band_low, band_high, target)
+            .py_err(py)?;
+        Ok(p.map(|p| PyStrikePick {
+            strike: p.strike,
+            abs_delta: p.abs_delta,
+            mid: p.mid,
+        }))
+    }
 }
