@@ -325,6 +325,30 @@ class StrikePick:
     def mid(self) -> float: ...
 
 @final
+class ScenarioSet:
+    def __new__(
+        cls,
+        returns: npt.NDArray[np.float64],
+        *,
+        spot: Sequence[float],
+        iv: Sequence[float],
+        iv_move_sensitivity: float,
+        horizon: float,
+        rate: float,
+    ) -> ScenarioSet: ...
+    @property
+    def rows(self) -> int: ...
+    def book_pnl(
+        self,
+        *,
+        kind: Sequence[str],
+        underlying: Sequence[int],
+        quantity: Sequence[float],
+        strike: Sequence[float],
+        t: Sequence[float],
+    ) -> _F64: ...
+
+@final
 class RuleContext:
     def __new__(
         cls,

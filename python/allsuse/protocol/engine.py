@@ -25,7 +25,6 @@ from allsuse.protocol.trust import TrustBook
 from allsuse.protocol.week_type import WeekType, describe_week
 from allsuse.rules import Compliance, RuleBook, RuleResult
 
-_KIND_CODE = {"stock": risk.STOCK, "call": risk.CALL, "put": risk.PUT}
 ACTIONS = (
     "OPEN_PUT",
     "OPEN_CALL",
@@ -201,6 +200,7 @@ class Engine:
         self._labels: dict[tuple[Any, ...], MarketLabel] = {}
         self._label_text: dict[int, tuple[MarketLabel, str]] = {}
         self._scenario_cache: dict[tuple[Any, ...], np.ndarray] = {}
+        self._scenario_sets: dict[tuple[Any, ...], _core.ScenarioSet] = {}
         self.system_state = "ACTIVE"
 
     # --- helpers over configuration -------------------------------------------------------------------
@@ -368,46 +368,40 @@ class Engine:
         """P&L of `positions` in each historical scenario of `symbols` (the last N joint daily returns), by full
         revaluation over a 1-day horizon with IV moving against the price. P&L is additive across positions, so
         the engine values the book once and a proposed order once, then sizes without revaluing again."""
-        returns = self._scenarios(symbols, market)
+        scenarios = self._scenario_set(symbols, market)
         if not positions:
-            return np.zeros(returns.shape[0])
+            return np.zeros(scenarios.rows)
+        # Revalued in the core over the day's scenarios and their IV shifts (built once per market); the engine
+        # built every input itself (positions validated on entry, scenarios from checked bars).
         index = {s: i for i, s in enumerate(symbols)}
-        scen = self._sec("scenarios")
-        horizon = scen.number("horizon_days", low=0) / 365.0
-        iv_now = np.array([market.iv_for(s) for s in symbols])
-        # IV moves against the price, in proportion to the move; it never falls below 10% of today's IV.
-        relative = np.maximum(-scen.number("iv_move_sensitivity") * returns, -0.9)
-        vol_shifts = relative * iv_now[None, :]
-        # The core's revaluation is called directly: the engine built every input itself (positions validated on
-        # entry, scenarios from checked bars), and the facade's checks cost more than the revaluation for a small book.
-        n = len(positions)
-        kind = np.fromiter((_KIND_CODE[p.kind] for p in positions), dtype=np.int64, count=n)
-        und = np.fromiter((index[p.symbol] for p in positions), dtype=np.int64, count=n)
-        qty = np.fromiter((p.quantity for p in positions), dtype=np.float64, count=n)
-        mult = np.where(kind == _KIND_CODE["stock"], 1.0, MULTIPLIER)
-        strike = np.fromiter((p.strike if p.is_option else 1.0 for p in positions), dtype=np.float64, count=n)
-        t = np.fromiter(
-            (p.years_to_expiry(today) if p.is_option else 1.0 for p in positions), dtype=np.float64, count=n
+        return scenarios.book_pnl(
+            kind=[p.kind for p in positions],
+            underlying=[index[p.symbol] for p in positions],
+            quantity=[p.quantity for p in positions],
+            strike=[p.strike if p.is_option else 1.0 for p in positions],
+            t=[p.years_to_expiry(today) if p.is_option else 1.0 for p in positions],
         )
-        vol = iv_now[und]
-        spot = np.array([market.bars_for(s).last_close for s in symbols])
-        pnl, _, _ = _core.revalue(
-            kind,
-            und,
-            qty,
-            mult,
-            strike,
-            t,
-            vol,
-            np.full(n, market.rate),
-            np.zeros(n),
-            spot,
-            np.ascontiguousarray(returns),
-            np.ascontiguousarray(vol_shifts),
-            horizon,
-            self._es_level(),
-        )
-        return pnl
+
+    def _scenario_set(self, symbols: list[str], market: MarketData) -> _core.ScenarioSet:
+        """The scenarios of `symbols` with their IV shifts (IV moves against the price, in proportion to the move,
+        never below 10% of today's IV), kept per market like the returns they come from."""
+        iv = [market.iv_for(s) for s in symbols]
+        key = (*((s, len(market.bars_for(s).dates), market.bars_for(s).last_close) for s in symbols), *iv, market.rate)
+        cached = self._scenario_sets.get(key)
+        if cached is None:
+            scen = self._sec("scenarios")
+            cached = _core.ScenarioSet(
+                np.ascontiguousarray(self._scenarios(symbols, market)),
+                spot=[market.bars_for(s).last_close for s in symbols],
+                iv=iv,
+                iv_move_sensitivity=scen.number("iv_move_sensitivity"),
+                horizon=scen.number("horizon_days", low=0) / 365.0,
+                rate=market.rate,
+            )
+            if len(self._scenario_sets) > 64:
+                self._scenario_sets.clear()
+            self._scenario_sets[key] = cached
+        return cached
 
     def _es_level(self) -> float:
         return self._sec("risk").number("es_confidence", low=0.5, high=0.9999)

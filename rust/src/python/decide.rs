@@ -420,6 +420,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEsFit>()?;
     m.add_class::<PyStrikePicker>()?;
     m.add_class::<PyStrikePick>()?;
+    m.add_class::<PyScenarioSet>()?;
     m.add_function(wrap_pyfunction!(put_budget, m)?)?;
     m.add_function(wrap_pyfunction!(fit_to_es_budget, m)?)?;
     Ok(())
@@ -731,5 +732,109 @@ impl PyStrikePicker {
             abs_delta: p.abs_delta,
             mid: p.mid,
         }))
+    }
+}
+
+/// The scenarios of one market (joint returns of the book's symbols, their IV shifts, spot and IV), built once
+/// and reused by every revaluation of the day.
+#[pyclass(frozen, name = "ScenarioSet", module = "allsuse._core")]
+pub struct PyScenarioSet {
+    inner: crate::protocol::decide::scenarios::Scenarios,
+}
+
+#[pymethods]
+impl PyScenarioSet {
+    #[new]
+    #[pyo3(signature = (returns, *, spot, iv, iv_move_sensitivity, horizon, rate))]
+    fn new<'py>(
+        py: Python<'py>,
+        returns: numpy::PyReadonlyArray2<'py, f64>,
+        spot: Vec<f64>,
+        iv: Vec<f64>,
+        iv_move_sensitivity: f64,
+        horizon: f64,
+        rate: f64,
+    ) -> PyResult<Self> {
+        use numpy::PyUntypedArrayMethods;
+        let shape = returns.shape();
+        let (rows, cols) = (shape[0], shape[1]);
+        let data = returns
+            .as_slice()
+            .map_err(|_| CoreError::invalid("returns", "must be a C-contiguous float64 matrix"))
+            .py_err(py)?
+            .to_vec();
+        let inner = crate::protocol::decide::scenarios::Scenarios::new(
+            data,
+            rows,
+            cols,
+            spot,
+            iv,
+            iv_move_sensitivity,
+            horizon,
+            rate,
+        )
+        .py_err(py)?;
+        Ok(PyScenarioSet { inner })
+    }
+
+    /// Scenarios (rows).
+    #[getter]
+    fn rows(&self) -> usize {
+        self.inner.rows()
+    }
+
+    /// P&L per scenario of the positions given column by column: kind (stock, call or put), index of the symbol,
+    /// signed quantity, strike (1.0 for stock) and years to expiry (1.0 for stock).
+    #[pyo3(signature = (*, kind, underlying, quantity, strike, t))]
+    fn book_pnl<'py>(
+        &self,
+        py: Python<'py>,
+        kind: Vec<String>,
+        underlying: Vec<usize>,
+        quantity: Vec<f64>,
+        strike: Vec<f64>,
+        t: Vec<f64>,
+    ) -> PyResult<Bound<'py, numpy::PyArray1<f64>>> {
+        use crate::protocol::decide::scenarios::Held;
+        use crate::risk::PositionKind;
+        let n = kind.len();
+        for (name, len) in [
+            ("underlying", underlying.len()),
+            ("quantity", quantity.len()),
+            ("strike", strike.len()),
+            ("t", t.len()),
+        ] {
+            if len != n {
+                return Err(CoreError::invalid(
+                    name,
+                    format!("has {len} values for {n} positions"),
+                ))
+                .py_err(py);
+            }
+        }
+        let mut held = Vec::with_capacity(n);
+        for i in 0..n {
+            let k = match kind[i].as_str() {
+                "stock" => PositionKind::Stock,
+                "call" => PositionKind::Call,
+                "put" => PositionKind::Put,
+                other => {
+                    return Err(CoreError::invalid(
+                        "kind",
+                        format!("position {i}: must be stock, call or put, got '{other}'"),
+                    ))
+                    .py_err(py)
+                }
+            };
+            held.push(Held {
+                kind: k,
+                underlying: underlying[i],
+                quantity: quantity[i],
+                strike: strike[i],
+                t: t[i],
+            });
+        }
+        let pnl = py.detach(|| self.inner.book_pnl(&held)).py_err(py)?;
+        Ok(numpy::PyArray1::from_vec(py, pnl))
     }
 }

@@ -248,3 +248,93 @@ mod strike {
         assert!(StrikePicker::new(grid).is_err());
     }
 }
+
+mod scenarios {
+    use crate::error::CoreResult;
+    use crate::protocol::decide::scenarios::{Held, Scenarios};
+    use crate::risk::{self, Book, PositionKind, ScenarioMatrix};
+
+    #[test]
+    fn the_book_pnl_is_the_revaluation_with_iv_moving_against_the_price() -> CoreResult<()> {
+        let returns = vec![0.01, -0.02, -0.3, 0.05, 0.0, 0.01];
+        let s = Scenarios::new(
+            returns.clone(),
+            3,
+            2,
+            vec![100.0, 50.0],
+            vec![0.2, 0.4],
+            5.0,
+            1.0 / 365.0,
+            0.01,
+        )?;
+        let held = [
+            Held {
+                kind: PositionKind::Put,
+                underlying: 0,
+                quantity: -2.0,
+                strike: 95.0,
+                t: 0.02,
+            },
+            Held {
+                kind: PositionKind::Stock,
+                underlying: 1,
+                quantity: 100.0,
+                strike: 1.0,
+                t: 1.0,
+            },
+        ];
+        let pnl = s.book_pnl(&held)?;
+        // -0.3 x -5 = 1.5 for the first column's third row; -0.02 x -5 = 0.1; shifts are floored at -0.9 x IV.
+        let shifts: Vec<f64> = returns
+            .chunks(2)
+            .flat_map(|r| [(-5.0 * r[0]).max(-0.9) * 0.2, (-5.0 * r[1]).max(-0.9) * 0.4])
+            .collect();
+        let book = Book {
+            kind: vec![PositionKind::Put, PositionKind::Stock],
+            underlying: vec![0, 1],
+            quantity: vec![-2.0, 100.0],
+            multiplier: vec![100.0, 1.0],
+            strike: vec![95.0, 1.0],
+            t: vec![0.02, 1.0],
+            vol: vec![0.2, 0.4],
+            rate: vec![0.01, 0.01],
+            div: vec![0.0, 0.0],
+        };
+        let direct = risk::revalue(
+            &book,
+            &[100.0, 50.0],
+            &ScenarioMatrix::new("r", &returns, 3, 2)?,
+            Some(&ScenarioMatrix::new("v", &shifts, 3, 2)?),
+            1.0 / 365.0,
+        )?;
+        assert_eq!(pnl, direct);
+        assert_eq!(s.book_pnl(&[])?, vec![0.0; 3]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_position_on_a_symbol_outside_the_scenarios_is_an_error() -> CoreResult<()> {
+        let s = Scenarios::new(
+            vec![0.01],
+            1,
+            1,
+            vec![100.0],
+            vec![0.2],
+            5.0,
+            1.0 / 365.0,
+            0.0,
+        )?;
+        let held = [Held {
+            kind: PositionKind::Stock,
+            underlying: 3,
+            quantity: 1.0,
+            strike: 1.0,
+            t: 1.0,
+        }];
+        assert!(s.book_pnl(&held).is_err());
+        assert!(
+            Scenarios::new(vec![0.01], 1, 1, vec![100.0, 1.0], vec![0.2], 5.0, 0.0, 0.0).is_err()
+        );
+        Ok(())
+    }
+}
