@@ -348,6 +348,8 @@ class ScenarioSet:
         t: Sequence[float],
     ) -> _F64: ...
 
+def tail_group(returns: npt.NDArray[np.float64], *, q: float, limit: float) -> list[int]: ...
+
 @final
 class RuleContext:
     def __new__(

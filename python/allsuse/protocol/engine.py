@@ -348,21 +348,9 @@ class Engine:
         limit = r.number("tail_dependence_limit", low=0, high=1)
         names = [symbol, *candidates]
         returns = self.historical_returns(names, market)
-        if returns.shape[0] < 20:
-            return [symbol]
-        group = {symbol}
-        frontier = [symbol]
-        index = {s: i for i, s in enumerate(names)}
-        while frontier:
-            a = frontier.pop()
-            for b in candidates:
-                if b in group:
-                    continue
-                x, y = returns[:, index[a]], returns[:, index[b]]
-                if max(risk.tail_dependence(x, y, q), risk.tail_dependence(y, x, q)) > limit:
-                    group.add(b)
-                    frontier.append(b)
-        return sorted(group)
+        # The connected pairs are followed in the core (pairwise lower-tail coefficients, both directions).
+        members = _core.tail_group(np.ascontiguousarray(returns), q=q, limit=limit)
+        return sorted(names[i] for i in members)
 
     def book_pnl(self, positions: list[Position], market: MarketData, today: dt.date, symbols: list[str]) -> np.ndarray:
         """P&L of `positions` in each historical scenario of `symbols` (the last N joint daily returns), by full

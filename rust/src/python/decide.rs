@@ -421,6 +421,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyStrikePicker>()?;
     m.add_class::<PyStrikePick>()?;
     m.add_class::<PyScenarioSet>()?;
+    m.add_function(wrap_pyfunction!(tail_group, m)?)?;
     m.add_function(wrap_pyfunction!(put_budget, m)?)?;
     m.add_function(wrap_pyfunction!(fit_to_es_budget, m)?)?;
     Ok(())
@@ -837,4 +838,24 @@ impl PyScenarioSet {
         let pnl = py.detach(|| self.inner.book_pnl(&held)).py_err(py)?;
         Ok(numpy::PyArray1::from_vec(py, pnl))
     }
+}
+
+/// Columns of `returns` (column 0 the symbol) in the symbol's tail-dependent group, in column order.
+#[pyfunction]
+#[pyo3(signature = (returns, *, q, limit))]
+fn tail_group<'py>(
+    py: Python<'py>,
+    returns: numpy::PyReadonlyArray2<'py, f64>,
+    q: f64,
+    limit: f64,
+) -> PyResult<Vec<usize>> {
+    use numpy::PyUntypedArrayMethods;
+    let shape = returns.shape();
+    let (rows, cols) = (shape[0], shape[1]);
+    let data = returns
+        .as_slice()
+        .map_err(|_| CoreError::invalid("returns", "must be a C-contiguous float64 matrix"))
+        .py_err(py)?;
+    py.detach(|| crate::protocol::decide::group::tail_group(data, rows, cols, q, limit))
+        .py_err(py)
 }

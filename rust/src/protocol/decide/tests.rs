@@ -338,3 +338,24 @@ mod scenarios {
         Ok(())
     }
 }
+
+mod group {
+    use crate::error::CoreResult;
+    use crate::protocol::decide::group::tail_group;
+
+    #[test]
+    fn symbols_crashing_together_are_one_group_and_a_chain_links_them() -> CoreResult<()> {
+        // Column 1 moves with 0, column 2 with 1 (and so with 0), column 3 on its own.
+        let rows = 200;
+        let mut returns = Vec::with_capacity(rows * 4);
+        for i in 0..rows {
+            let a = ((i * 37) % 101) as f64 / 100.0 - 0.5;
+            let own = ((i * 53) % 97) as f64 / 100.0 - 0.5;
+            returns.extend([a, a * 1.1, a * 0.9, own]);
+        }
+        assert_eq!(tail_group(&returns, rows, 4, 0.05, 0.5)?, vec![0, 1, 2]);
+        assert_eq!(tail_group(&returns[..40], 10, 4, 0.05, 0.5)?, vec![0]);
+        assert!(tail_group(&returns, rows, 3, 0.05, 0.5).is_err());
+        Ok(())
+    }
+}
