@@ -196,3 +196,31 @@ def test_r14_checks_each_child_and_says_so(book: RuleBook) -> None:
     doc = yaml.safe_load(DEFAULT_RULES.read_text())
     r14 = next(r for r in doc["rules"] if r["code"] == "R14_MAX_ORDER_SIZE")
     assert "child" in r14["description"]
+
+
+# --- the typed context (issue 9) ----------------------------------------------------------------------------------
+
+
+def test_typed_context_gives_the_verdicts_of_the_data_context(book: RuleBook) -> None:
+    from allsuse import _core
+
+    for changes in ({}, {"delta": 55.0}, {"account_state": "REDUCING"}, {"earnings_in_week": True}, {"vix": 70.0}):
+        data = {**GOOD, **changes}
+        assert book.check(_core.RuleContext(**data)) == book.evaluate(data), changes
+    quote = {"chain_open_interest": 10.0, "chain_volume": 5.0, "chain_bid": 0.9, "chain_ask": 1.1}
+    chain = {"open_interest": 10.0, "volume": 5.0, "bid": 0.9, "ask": 1.1}
+    assert book.check(_core.RuleContext(**GOOD, **quote)) == book.evaluate({**GOOD, "chain": chain})
+
+
+def test_typed_context_refuses_bad_values_by_name() -> None:
+    from allsuse import _core
+
+    with pytest.raises(InvalidInputError) as err:
+        _core.RuleContext(kind="entry", max_symbol_weight=math.nan)
+    assert err.value.field == "max_symbol_weight"
+    with pytest.raises(InvalidInputError) as err:
+        _core.RuleContext(kind="entry", chain_bid=1.0)
+    assert err.value.field == "chain"
+    with pytest.raises(InvalidInputError) as err:
+        _core.RuleContext(kind="buy")
+    assert err.value.field == "kind"

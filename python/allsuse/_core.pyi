@@ -94,6 +94,333 @@ class RuleSet:
     def __len__(self) -> int: ...
     def number_param(self, code: str, name: str) -> float | None: ...
     def evaluate(self, context_json: str) -> tuple[list[tuple[str, str, bool, str]], str]: ...
+    def check(self, context: RuleContext) -> RuleCheck: ...
+
+# --- the decision's typed inputs ---
+
+@final
+class ProtocolTables:
+    def __new__(
+        cls,
+        *,
+        put_worthless_min: float,
+        put_assigned_min: float,
+        deep_drawdown_below: float,
+        call_strong_min: float,
+        call_appreciation_min: float,
+        call_premium_min: float,
+        call_roll_min: float,
+        confidence_margin: float,
+        confidence_high: float,
+        confidence_low: float,
+        level_excursion: Sequence[float],
+        level_loss: Sequence[float],
+        atr_fallback_share: float,
+        regime_upper_pct: Sequence[float],
+        regime_size_multiplier: Sequence[float],
+        protection_thresholds: Sequence[float],
+        protection_multipliers: Sequence[float],
+        step_down_recovery: float,
+        off_recovery: float,
+        max_adjustments_per_day: int,
+        vix_hedged_at: float,
+        vix_hedged_multiplier: float,
+        vix_reducing_at: float,
+        vix_halted_at: float,
+    ) -> ProtocolTables: ...
+    def classify_week(self, position: str, move_pct: float, roll_available: bool) -> WeekClass: ...
+    def protocol_level(
+        self, reference: float, spot: float, atr: float | None, loss: float, equity: float
+    ) -> LevelRead: ...
+    def atr_regime(self, atr_pct: float) -> RegimeRead: ...
+    def step_protection(
+        self, level: int, trough: float, day: int, adjustments_today: int, drawdown: float, today: int
+    ) -> ProtectionStep: ...
+    def protection_multiplier(self, level: int) -> float: ...
+    def vix_breaker(self, vix: float) -> VixRead: ...
+
+@final
+class WeekClass:
+    @property
+    def code(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def expected_low_pct(self) -> float: ...
+    @property
+    def expected_high_pct(self) -> float: ...
+    @property
+    def confidence(self) -> float: ...
+
+@final
+class LevelRead:
+    @property
+    def level(self) -> int: ...
+    @property
+    def excursion(self) -> float: ...
+    @property
+    def loss_share(self) -> float: ...
+
+@final
+class RegimeRead:
+    @property
+    def regime(self) -> str: ...
+    @property
+    def multiplier(self) -> float: ...
+
+@final
+class ProtectionStep:
+    @property
+    def level(self) -> int: ...
+    @property
+    def trough(self) -> float: ...
+    @property
+    def day(self) -> int: ...
+    @property
+    def adjustments_today(self) -> int: ...
+
+@final
+class VixRead:
+    @property
+    def multiplier(self) -> float: ...
+    @property
+    def hedged(self) -> bool: ...
+    @property
+    def state(self) -> str: ...
+
+@final
+class LabelRules:
+    def __new__(
+        cls,
+        *,
+        iv_low: float,
+        iv_high: float,
+        trend_weak: float,
+        trend_strong: float,
+        trend_window: int,
+        rsi_period: int,
+        rsi_bull: float,
+        rsi_bear: float,
+        roc_period: int,
+        roc_bull: float,
+        roc_bear: float,
+        volume_window: int,
+        volume_spike: float,
+        win_min_score: float,
+        score_vol_low_green: int,
+        score_vol_high_red: int,
+        score_vol_chop: int,
+        score_trend: int,
+        score_trend_chop: int,
+        score_momentum: int,
+        score_momentum_chop: int,
+        score_volume: int,
+        confidence_base: float,
+        confidence_strong_trend: float,
+        confidence_moderate_trend: float,
+        confidence_clear_vol: float,
+        confidence_momentum_agrees: float,
+        confidence_cap: float,
+    ) -> LabelRules: ...
+    def label(self, close: _F64, iv: float, volume: _F64 | None = None) -> LabelRead: ...
+
+@final
+class LabelRead:
+    @property
+    def label(self) -> str: ...
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def green(self) -> int: ...
+    @property
+    def red(self) -> int: ...
+    @property
+    def chop(self) -> int: ...
+    @property
+    def vol_regime(self) -> str: ...
+    @property
+    def trend(self) -> str: ...
+    @property
+    def trend_strength(self) -> float: ...
+    @property
+    def trend_grade(self) -> str: ...
+    @property
+    def rsi(self) -> float: ...
+    @property
+    def roc_pct(self) -> float: ...
+    @property
+    def momentum(self) -> str: ...
+    @property
+    def volume_ratio(self) -> float: ...
+
+@final
+class PutBudget:
+    @property
+    def budget(self) -> float: ...
+    @property
+    def binding(self) -> str: ...
+    @property
+    def sized_contracts(self) -> int: ...
+    @property
+    def room(self) -> int: ...
+    @property
+    def contracts(self) -> int: ...
+    @property
+    def size_cap(self) -> float: ...
+
+@final
+class EsFit:
+    @property
+    def contracts(self) -> int: ...
+    @property
+    def es_before(self) -> float: ...
+    @property
+    def es_after(self) -> float: ...
+    @property
+    def over_budget(self) -> float | None: ...
+
+def put_budget(
+    *,
+    equity: float,
+    free_cash: float,
+    strike: float,
+    target_share: float,
+    max_symbol_weight: float,
+    existing_exposure: float,
+    m_label: float,
+    m_atr: float,
+    m_drawdown: float,
+    m_vix: float,
+    allowed_exposure: float,
+    multiplier: float,
+) -> PutBudget: ...
+def fit_to_es_budget(
+    base: _F64, unit: _F64, *, held: bool, contracts: int, resize: bool, limit: float, level: float
+) -> EsFit: ...
+
+@final
+class StrikePicker:
+    def __new__(cls, *, below: Sequence[float], step: Sequence[float]) -> StrikePicker: ...
+    def pick(
+        self,
+        kind: str,
+        spot: float,
+        t: float,
+        vol: float,
+        rate: float,
+        band_low: float,
+        band_high: float,
+        target: float,
+    ) -> StrikePick | None: ...
+
+@final
+class StrikePick:
+    @property
+    def strike(self) -> float: ...
+    @property
+    def abs_delta(self) -> float: ...
+    @property
+    def mid(self) -> float: ...
+
+@final
+class ScenarioSet:
+    def __new__(
+        cls,
+        returns: npt.NDArray[np.float64],
+        *,
+        spot: Sequence[float],
+        iv: Sequence[float],
+        iv_move_sensitivity: float,
+        horizon: float,
+        rate: float,
+    ) -> ScenarioSet: ...
+    @property
+    def rows(self) -> int: ...
+    def book_pnl(
+        self,
+        *,
+        kind: Sequence[str],
+        underlying: Sequence[int],
+        quantity: Sequence[float],
+        strike: Sequence[float],
+        t: Sequence[float],
+    ) -> _F64: ...
+
+def tail_group(returns: npt.NDArray[np.float64], *, q: float, limit: float) -> list[int]: ...
+
+@final
+class RuleContext:
+    def __new__(
+        cls,
+        *,
+        kind: str,
+        account_id: str = ...,
+        account_type: str = ...,
+        label: str = ...,
+        symbol: str = ...,
+        sector: str = ...,
+        delta: float | None = None,
+        band_low: float | None = None,
+        band_high: float | None = None,
+        dte: float | None = None,
+        weekday: int | None = None,
+        entry_days: Sequence[int] = ...,
+        allowed_symbols: Sequence[str] = ...,
+        strike: float | None = None,
+        contracts: float | None = None,
+        multiplier: float | None = None,
+        free_cash: float | None = None,
+        notional: float | None = None,
+        size_cap: float | None = None,
+        account_equity: float | None = None,
+        symbol_exposure_after: float | None = None,
+        portfolio_equity: float | None = None,
+        sector_exposure_after: float | None = None,
+        es_after: float | None = None,
+        account_state: str = ...,
+        system_state: str = ...,
+        vix_state: str = ...,
+        vix: float | None = None,
+        reduces_exposure: bool = False,
+        chain_open_interest: float | None = None,
+        chain_volume: float | None = None,
+        chain_bid: float | None = None,
+        chain_ask: float | None = None,
+        limit_price: float | None = None,
+        mid: float | None = None,
+        orders_last_minute: float | None = None,
+        idempotency_seen: bool = False,
+        earnings_in_week: bool | None = None,
+        withdrawal_amount: float | None = None,
+        option_kind: str | None = None,
+        group_symbols: Sequence[str] = ...,
+        group_exposure_after: float | None = None,
+        max_symbol_weight: float | None = None,
+    ) -> RuleContext: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def es_after(self) -> float | None: ...
+
+@final
+class RuleVerdict:
+    @property
+    def code(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def passed(self) -> bool: ...
+    @property
+    def message(self) -> str: ...
+
+@final
+class RuleCheck:
+    @property
+    def results(self) -> list[RuleVerdict]: ...
+    @property
+    def outcome(self) -> str: ...
 
 # --- pricing ---
 

@@ -117,8 +117,16 @@ class RuleBook:
             self._rules = fresh
             self._source = target
 
+    def check(self, context: _core.RuleContext) -> Compliance:
+        """Evaluates the rules that apply to a typed context (the engine's path: no JSON, no dict)."""
+        checked = self._rules.check(context)
+        return Compliance(
+            tuple(RuleResult(r.code, r.severity, r.passed, r.message) for r in checked.results), checked.outcome
+        )
+
     def evaluate(self, context: dict[str, Any]) -> Compliance:
-        """Evaluates the rules that apply to `context["kind"]`."""
+        """Evaluates the rules that apply to `context["kind"]`, a context given as data (CheckCompliance's JSON):
+        unknown and mistyped fields are refused by name."""
         rules = self._rules
         results, outcome = rules.evaluate(json.dumps(context))
         return Compliance(tuple(RuleResult(*r) for r in results), outcome)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from allsuse import _core, indicators, pricing, risk, sizing
+from allsuse import _core, indicators, pricing, risk
 from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
 from allsuse.protocol.accounts import Account, Portfolio, money
@@ -25,7 +25,6 @@ from allsuse.protocol.trust import TrustBook
 from allsuse.protocol.week_type import WeekType, describe_week
 from allsuse.rules import Compliance, RuleBook, RuleResult
 
-_KIND_CODE = {"stock": risk.STOCK, "call": risk.CALL, "put": risk.PUT}
 ACTIONS = (
     "OPEN_PUT",
     "OPEN_CALL",
@@ -185,6 +184,11 @@ class Engine:
         self._symbols = dict(symbols or {})
         self._max_weights = dict(max_symbol_weights or {})
         self.strike_grid = settings.strike_grid(self.config.doc)
+        self._strikes = _core.StrikePicker(
+            below=[b for b, _ in self.strike_grid], step=[s for _, s in self.strike_grid]
+        )
+        # The thresholds every decision reads, compiled by the core once per configuration.
+        self.tables = self.config.tables
         for kind, weight in self._max_weights.items():
             if not (math.isfinite(weight) and 0 < weight <= 0.95):
                 raise InvalidInputError.of(f"max_symbol_weights.{kind}", f"must be in (0, 0.95], got {weight}")
@@ -196,6 +200,7 @@ class Engine:
         self._labels: dict[tuple[Any, ...], MarketLabel] = {}
         self._label_text: dict[int, tuple[MarketLabel, str]] = {}
         self._scenario_cache: dict[tuple[Any, ...], np.ndarray] = {}
+        self._scenario_sets: dict[tuple[Any, ...], _core.ScenarioSet] = {}
         self.system_state = "ACTIVE"
 
     # --- helpers over configuration -------------------------------------------------------------------
@@ -210,16 +215,6 @@ class Engine:
             return self._max_weights[account_kind]
         own = self.config.account(account_kind).max_symbol_weight
         return own if own is not None else self._sec("risk").number("symbol_cap_share", low=0, high=0.95)
-
-    def extra_context(self, order: Order, group: list[str], group_exposure: float, max_weight: float) -> dict[str, Any]:
-        """Rule-context fields of protocol v2: the order's instrument, the tail-dependent group and the account's
-        concentration limit (R07, R17)."""
-        return {
-            "option_kind": order.kind,
-            "group_symbols": group,
-            "group_exposure_after": group_exposure,
-            "max_symbol_weight": max_weight,
-        }
 
     def _sec(self, name: str) -> settings.Section:
         return self.config.doc.section(name)
@@ -278,35 +273,19 @@ class Engine:
         return value, "proxy", f"VIX proxy={value:.2f} ({window}-day realised vol of {source} {hv:.1%} x {ratio:g})"
 
     def _vix(self, value: float | None) -> tuple[float, bool, str]:
-        v = self._sec("vix_breakers")
         if value is None:
             return 1.0, False, "ACTIVE"
-        return _core.vix_breaker(
-            float(value),
-            v.number("hedged_at"),
-            v.number("hedged_multiplier"),
-            v.number("reducing_at"),
-            v.number("halted_at"),
-        )
+        r = self.tables.vix_breaker(float(value))
+        return r.multiplier, r.hedged, r.state
 
     def _protection(self, account: Account, equity: float, day: dt.date) -> tuple[int, float]:
-        d = self._sec("drawdown_protection")
         rt = self._runtime_of(account.id)
         peak = max(float(account.peak), equity)
         drawdown = max(0.0, (peak - equity) / peak) if peak > 0 else 0.0
-        thresholds = d.numbers("thresholds", 4)
-        multipliers = d.numbers("multipliers", 5)
-        rt.protection = _core.step_protection(
-            rt.protection,
-            drawdown,
-            day.toordinal(),
-            (thresholds[0], thresholds[1], thresholds[2], thresholds[3]),
-            (multipliers[0], multipliers[1], multipliers[2], multipliers[3], multipliers[4]),
-            d.number("step_down_recovery"),
-            d.number("off_recovery"),
-            int(d.number("max_adjustments_per_day", low=0)),
-        )
-        return rt.protection[0], drawdown
+        level, trough, last_day, adjustments = rt.protection
+        step = self.tables.step_protection(level, trough, last_day, adjustments, drawdown, day.toordinal())
+        rt.protection = (step.level, step.trough, step.day, step.adjustments_today)
+        return step.level, drawdown
 
     def _atr(self, bars: Bars, period: int) -> float | None:
         if len(bars.dates) <= period:
@@ -369,66 +348,48 @@ class Engine:
         limit = r.number("tail_dependence_limit", low=0, high=1)
         names = [symbol, *candidates]
         returns = self.historical_returns(names, market)
-        if returns.shape[0] < 20:
-            return [symbol]
-        group = {symbol}
-        frontier = [symbol]
-        index = {s: i for i, s in enumerate(names)}
-        while frontier:
-            a = frontier.pop()
-            for b in candidates:
-                if b in group:
-                    continue
-                x, y = returns[:, index[a]], returns[:, index[b]]
-                if max(risk.tail_dependence(x, y, q), risk.tail_dependence(y, x, q)) > limit:
-                    group.add(b)
-                    frontier.append(b)
-        return sorted(group)
+        # The connected pairs are followed in the core (pairwise lower-tail coefficients, both directions).
+        members = _core.tail_group(np.ascontiguousarray(returns), q=q, limit=limit)
+        return sorted(names[i] for i in members)
 
     def book_pnl(self, positions: list[Position], market: MarketData, today: dt.date, symbols: list[str]) -> np.ndarray:
         """P&L of `positions` in each historical scenario of `symbols` (the last N joint daily returns), by full
         revaluation over a 1-day horizon with IV moving against the price. P&L is additive across positions, so
         the engine values the book once and a proposed order once, then sizes without revaluing again."""
-        returns = self._scenarios(symbols, market)
+        scenarios = self._scenario_set(symbols, market)
         if not positions:
-            return np.zeros(returns.shape[0])
+            return np.zeros(scenarios.rows)
+        # Revalued in the core over the day's scenarios and their IV shifts (built once per market); the engine
+        # built every input itself (positions validated on entry, scenarios from checked bars).
         index = {s: i for i, s in enumerate(symbols)}
-        scen = self._sec("scenarios")
-        horizon = scen.number("horizon_days", low=0) / 365.0
-        iv_now = np.array([market.iv_for(s) for s in symbols])
-        # IV moves against the price, in proportion to the move; it never falls below 10% of today's IV.
-        relative = np.maximum(-scen.number("iv_move_sensitivity") * returns, -0.9)
-        vol_shifts = relative * iv_now[None, :]
-        # The core's revaluation is called directly: the engine built every input itself (positions validated on
-        # entry, scenarios from checked bars), and the facade's checks cost more than the revaluation for a small book.
-        n = len(positions)
-        kind = np.fromiter((_KIND_CODE[p.kind] for p in positions), dtype=np.int64, count=n)
-        und = np.fromiter((index[p.symbol] for p in positions), dtype=np.int64, count=n)
-        qty = np.fromiter((p.quantity for p in positions), dtype=np.float64, count=n)
-        mult = np.where(kind == _KIND_CODE["stock"], 1.0, MULTIPLIER)
-        strike = np.fromiter((p.strike if p.is_option else 1.0 for p in positions), dtype=np.float64, count=n)
-        t = np.fromiter(
-            (p.years_to_expiry(today) if p.is_option else 1.0 for p in positions), dtype=np.float64, count=n
+        return scenarios.book_pnl(
+            kind=[p.kind for p in positions],
+            underlying=[index[p.symbol] for p in positions],
+            quantity=[p.quantity for p in positions],
+            strike=[p.strike if p.is_option else 1.0 for p in positions],
+            t=[p.years_to_expiry(today) if p.is_option else 1.0 for p in positions],
         )
-        vol = iv_now[und]
-        spot = np.array([market.bars_for(s).last_close for s in symbols])
-        pnl, _, _ = _core.revalue(
-            kind,
-            und,
-            qty,
-            mult,
-            strike,
-            t,
-            vol,
-            np.full(n, market.rate),
-            np.zeros(n),
-            spot,
-            np.ascontiguousarray(returns),
-            np.ascontiguousarray(vol_shifts),
-            horizon,
-            self._es_level(),
-        )
-        return pnl
+
+    def _scenario_set(self, symbols: list[str], market: MarketData) -> _core.ScenarioSet:
+        """The scenarios of `symbols` with their IV shifts (IV moves against the price, in proportion to the move,
+        never below 10% of today's IV), kept per market like the returns they come from."""
+        iv = [market.iv_for(s) for s in symbols]
+        key = (*((s, len(market.bars_for(s).dates), market.bars_for(s).last_close) for s in symbols), *iv, market.rate)
+        cached = self._scenario_sets.get(key)
+        if cached is None:
+            scen = self._sec("scenarios")
+            cached = _core.ScenarioSet(
+                np.ascontiguousarray(self._scenarios(symbols, market)),
+                spot=[market.bars_for(s).last_close for s in symbols],
+                iv=iv,
+                iv_move_sensitivity=scen.number("iv_move_sensitivity"),
+                horizon=scen.number("horizon_days", low=0) / 365.0,
+                rate=market.rate,
+            )
+            if len(self._scenario_sets) > 64:
+                self._scenario_sets.clear()
+            self._scenario_sets[key] = cached
+        return cached
 
     def _es_level(self) -> float:
         return self._sec("risk").number("es_confidence", low=0.5, high=0.9999)
@@ -749,18 +710,8 @@ class _Deciding:
         """Reads the protocol level of a position (section 5); returns (excursion, loss share, ATR(5))."""
         lv = self.e._sec("protocol_levels")
         atr5 = self.e._atr(self.bars, int(lv.number("atr_period", low=1)))
-        exc = lv.numbers("excursion", 3)
-        lt = lv.numbers("loss", 3)
-        self.level, x, loss_share = _core.protocol_level(
-            reference,
-            self.spot,
-            atr5,
-            loss,
-            max(self.equity, 1e-9),
-            (exc[0], exc[1], exc[2]),
-            (lt[0], lt[1], lt[2]),
-            lv.number("atr_fallback_share"),
-        )
+        reading = self.e.tables.protocol_level(reference, self.spot, atr5, loss, max(self.equity, 1e-9))
+        self.level, x, loss_share = reading.level, reading.excursion, reading.loss_share
         atr_text = f"{atr5:.2f}" if atr5 is not None else f"fallback {lv.number('atr_fallback_share'):.0%} of spot"
         self.notes.append(
             f"level={self.level} excursion={x:.2f} ATR(5)={atr_text} loss={loss:.2f} ({loss_share:.2%} of equity)"
@@ -1018,21 +969,15 @@ class _Deciding:
                 return None
             q = quotes[picked[0]]
             return picked[1], picked[2], (q.bid + q.ask) / 2
-        choice = _core.select_synthetic_strike(
-            kind, self.spot, t, self.iv, self.m.rate, 0.0, band[0], band[1], target, self.e.strike_grid
-        )
-        if choice is None:
-            return None
-        mid = float(pricing.bs_price(kind, self.spot, choice[0], t, self.iv, self.m.rate))
-        return choice[0], choice[1], mid
+        pick = self.e._strikes.pick(kind, self.spot, t, self.iv, self.m.rate, band[0], band[1], target)
+        return (pick.strike, pick.abs_delta, pick.mid) if pick is not None else None
 
     def _regime(self) -> tuple[str, float]:
         ar = self.e._sec("atr_regime")
         atr14 = self.e._atr(self.bars, int(ar.number("period", low=1)))
         pct = (atr14 / self.spot * 100.0) if atr14 is not None else self.e.config.doc.number("atr_regime_fallback_pct")
-        up = ar.numbers("upper_pct", 4)
-        mult = ar.numbers("size_multiplier", 5)
-        regime, m = _core.atr_regime(pct, (up[0], up[1], up[2], up[3]), (mult[0], mult[1], mult[2], mult[3], mult[4]))
+        reading = self.e.tables.atr_regime(pct)
+        regime, m = reading.regime, reading.multiplier
         self.notes.append(f"ATR(14)={pct:.2f}% of spot: regime {regime}, size x{m}")
         return regime, m
 
@@ -1177,27 +1122,26 @@ class _Deciding:
         held = self._all_positions()
         symbols = sorted({p.symbol for p in held} | {self.symbol})
         base = self.e.book_pnl(held, self.m, self.today, symbols)
-        es_before = self.e.es_of(base) if held else 0.0
         one = Position("proposed", self.a.id, self.symbol, kind, -1.0, self.today, strike, expiry, mid, iv=self.iv)
         unit = self.e.book_pnl([one], self.m, self.today, symbols)
-        es_after = es_before
         limit_es = self.e._sec("risk").number("es_budget_share") * self.portfolio_equity
-        if contracts > 0 and kind == "put":
-            es_after = self.e.es_of(base + contracts * unit)
-            if es_after > limit_es:
-                # ES grows with contracts: the largest count that fits, by bisection (section 6 resize).
-                lo, hi = 0, contracts
-                while lo < hi:
-                    mid_n = (lo + hi + 1) // 2
-                    if self.e.es_of(base + mid_n * unit) <= limit_es:
-                        lo = mid_n
-                    else:
-                        hi = mid_n - 1
-                self.notes.append(f"ES after {es_after:.2f} over budget {limit_es:.2f}: resize {contracts} -> {lo}")
-                contracts = lo
-                es_after = self.e.es_of(base + contracts * unit) if contracts else es_before
-        elif contracts > 0:
-            es_after = self.e.es_of(base + contracts * unit)
+        # ES before and after in the core; a put over the budget is resized to the largest count that fits
+        # (section 6: ES grows with contracts, found by bisection).
+        fit = _core.fit_to_es_budget(
+            base,
+            unit,
+            held=bool(held),
+            contracts=contracts,
+            resize=kind == "put",
+            limit=limit_es,
+            level=self.e._es_level(),
+        )
+        es_before, es_after = fit.es_before, fit.es_after
+        if fit.over_budget is not None:
+            self.notes.append(
+                f"ES after {fit.over_budget:.2f} over budget {limit_es:.2f}: resize {contracts} -> {fit.contracts}"
+            )
+        contracts = fit.contracts
         if contracts == 0:
             self.notes.append("zero contracts: no trade (never rounded up to one)")
             return self._decision("NO_TRADE", None, confidence=self.label.confidence, es=(es_before, es_before))
@@ -1245,13 +1189,16 @@ class _Deciding:
         # Under a REDUCING/HALTED breaker the order is sized as if ACTIVE and R11 rejects it, so the decision
         # cites the breaker instead of an unexplained zero.
         m_vix = self.vix_mult if self.vix_state == "ACTIVE" else 1.0
-        sized = sizing.size_put(
+        # The core sizes to the deployment target (section 8) and keeps the order within what R07 allows
+        # (cap x E - existing): an ATR multiplier above 1 may lift the budget past the concentration limit itself,
+        # and the engine never proposes what its own rules flag.
+        sized = _core.put_budget(
             equity=self.equity,
             free_cash=free_cash,
             strike=strike,
             target_share=share,
             max_symbol_weight=cap,
-            existing_exposure=max(existing, 0.0),
+            existing_exposure=existing,
             m_label=m_label,
             m_atr=m_atr,
             m_drawdown=prot_mult,
@@ -1260,21 +1207,18 @@ class _Deciding:
             multiplier=MULTIPLIER,
         )
         # R06 checks the notional against this target with its multipliers (section 7).
-        self._size_cap = min(share, cap) * self.equity * m_label * m_atr * prot_mult * m_vix * allowed
+        self._size_cap = sized.size_cap
         note = (
             f"budget=min(min(t {share:.1%}, cap {cap:.0%}) x E {self.equity:.2f} x label {m_label:g} x ATR {m_atr:g}"
             f" x drawdown {prot_mult:g} x VIX {m_vix:g} x allowed {allowed:.0%} - existing {existing:.2f}, "
             f"free cash {free_cash:.2f}) = {sized.budget:.2f} ({sized.binding} binds); "
-            f"contracts=floor({sized.budget:.2f}/({strike:g} x 100))={sized.contracts}"
+            f"contracts=floor({sized.budget:.2f}/({strike:g} x 100))={sized.sized_contracts}"
         )
-        contracts = sized.contracts
-        # An ATR multiplier above 1 may lift the budget past the concentration limit itself: the order stays within
-        # what R07 allows (cap x E - existing), so the engine never proposes what its own rules flag.
-        room = _floor_exact(max(cap * self.equity - max(existing, 0.0), 0.0) / (strike * MULTIPLIER))
-        if room < contracts:
-            note += f"; R07 room floor(({cap:.0%} x {self.equity:.2f} - {existing:.2f})/({strike:g} x 100))={room}"
-            contracts = room
-        return contracts, note
+        if sized.room < sized.sized_contracts:
+            note += (
+                f"; R07 room floor(({cap:.0%} x {self.equity:.2f} - {existing:.2f})/({strike:g} x 100))={sized.room}"
+            )
+        return sized.contracts, note
 
     def _roll(self, opt: Position, band: tuple[float, float] | None = None) -> Decision:
         """Buy back `opt` and sell the next weekly expiry inside the band the position was opened in; valued like
@@ -1420,7 +1364,8 @@ class _Deciding:
         *,
         reduces: bool,
         band: tuple[float, float] | None = None,
-    ) -> dict[str, Any]:
+    ) -> _core.RuleContext:
+        """The typed rule context of `order` (PROTOCOL section 7): what every compliance rule looks at."""
         rule = self.e.config.entry_rule(self.a.kind, self.label.label)
         if band is None and order.kind in ("put", "call"):
             band = order.band or self._band(order.kind)
@@ -1445,16 +1390,11 @@ class _Deciding:
         if self.m.earnings is not None:
             week_end = weekly_expiry(self.today - dt.timedelta(days=1))
             earnings = any(self.today <= d <= week_end for d in self.m.earnings.get(self.symbol, []))
-        chain_quote = None
+        quote = None
         for q in self.m.chains.get(self.symbol, {}).get(order.kind, []):
             if q.strike == order.strike:
-                chain_quote = {
-                    "open_interest": q.open_interest,
-                    "volume": q.volume,
-                    "bid": q.bid,
-                    "ask": q.ask,
-                }
-        mid = chain_quote and (chain_quote["bid"] + chain_quote["ask"]) / 2
+                quote = q
+        mid = (quote.bid + quote.ask) / 2 if quote is not None else None
         # A roll releases the collateral of the position it replaces.
         released = 0.0
         if kind == "roll":
@@ -1469,45 +1409,53 @@ class _Deciding:
         group_exposure = sum(
             p.exposure(self.m.bars_for(p.symbol).last_close) for p in account_positions if p.symbol in group
         )
-        return {
-            "kind": kind,
-            "account_id": self.a.id,
-            "account_type": self.a.kind,
-            "label": self.label.label,
-            "symbol": self.symbol,
-            "sector": sector,
-            "delta": order.delta if order.kind != "stock" else None,
-            "band_low": band[0] if band else None,
-            "band_high": band[1] if band else None,
-            "dte": dte,
-            "weekday": self.today.weekday(),
-            "entry_days": list(rule.entry_days) if order.kind == "put" else [self.today.weekday()],
-            "allowed_symbols": list(self.e.allowed_symbols(self.a.kind)),
-            "strike": order.strike if order.kind != "stock" else order.limit_price,
-            "contracts": float(last) / unit,
-            "multiplier": MULTIPLIER,
-            "free_cash": self._free_cash() + released - added * before_last,
-            "notional": added,
-            "size_cap": size_cap,
-            "account_equity": self.equity,
-            "symbol_exposure_after": symbol_exposure + added,
-            "portfolio_equity": self.portfolio_equity,
-            "sector_exposure_after": sector_exposure + added,
-            "es_after": es_after if es_after is not None else 0.0,
-            "account_state": self.a.state,
-            "system_state": self.e.system_state,
-            "vix_state": self.vix_state,
-            "vix": self.vix_value,
-            "reduces_exposure": reduces,
-            "chain": chain_quote,
-            "limit_price": order.limit_price,
-            "mid": mid if mid else order.limit_price,
-            "orders_last_minute": float(len(rt.orders)),
-            "idempotency_seen": False,
-            "earnings_in_week": earnings,
-            "withdrawal_amount": None,
-            **self.e.extra_context(order, group, group_exposure + added, cap),
-        }
+        return _core.RuleContext(
+            kind=kind,
+            account_id=self.a.id,
+            account_type=self.a.kind,
+            label=self.label.label,
+            symbol=self.symbol,
+            sector=sector,
+            delta=order.delta if order.kind != "stock" else None,
+            band_low=band[0] if band else None,
+            band_high=band[1] if band else None,
+            dte=dte,
+            weekday=self.today.weekday(),
+            entry_days=list(rule.entry_days) if order.kind == "put" else [self.today.weekday()],
+            allowed_symbols=list(self.e.allowed_symbols(self.a.kind)),
+            strike=order.strike if order.kind != "stock" else order.limit_price,
+            contracts=float(last) / unit,
+            multiplier=MULTIPLIER,
+            free_cash=self._free_cash() + released - added * before_last,
+            notional=added,
+            size_cap=size_cap,
+            account_equity=self.equity,
+            symbol_exposure_after=symbol_exposure + added,
+            portfolio_equity=self.portfolio_equity,
+            sector_exposure_after=sector_exposure + added,
+            es_after=es_after if es_after is not None else 0.0,
+            account_state=self.a.state,
+            system_state=self.e.system_state,
+            vix_state=self.vix_state,
+            vix=self.vix_value,
+            reduces_exposure=reduces,
+            chain_open_interest=quote.open_interest if quote is not None else None,
+            chain_volume=quote.volume if quote is not None else None,
+            chain_bid=quote.bid if quote is not None else None,
+            chain_ask=quote.ask if quote is not None else None,
+            limit_price=order.limit_price,
+            mid=mid if mid else order.limit_price,
+            orders_last_minute=float(len(rt.orders)),
+            idempotency_seen=False,
+            earnings_in_week=earnings,
+            withdrawal_amount=None,
+            # Protocol v2: the order's instrument, the tail-dependent group and the account's concentration limit
+            # (R07, R17).
+            option_kind=order.kind,
+            group_symbols=group,
+            group_exposure_after=group_exposure + added,
+            max_symbol_weight=cap,
+        )
 
     def _free_cash(self) -> float:
         """Cash after the buffer and after the collateral of open short puts."""
@@ -1520,13 +1468,13 @@ class _Deciding:
         order: Order | None,
         *,
         confidence: float,
-        ctx: dict[str, Any] | None = None,
+        ctx: _core.RuleContext | None = None,
         es: tuple[float, float] | None = None,
         position_id: str | None = None,
         trust_kind: str | None = None,
         legs: tuple[Order, ...] = (),
     ) -> Decision:
-        compliance = self.e.rules.evaluate(ctx) if ctx is not None else Compliance((), "APPROVED")
+        compliance = self.e.rules.check(ctx) if ctx is not None else Compliance((), "APPROVED")
         outcome = compliance.outcome
         final_action = action
         if outcome == "REJECTED" and action in ("OPEN_PUT", "OPEN_CALL", "BUY_SHARES"):
@@ -1548,8 +1496,8 @@ class _Deciding:
                 + ("human approval required" if requires else "runs without approval")
             )
         es_before, es_after = es if es is not None else (0.0, 0.0)
-        if ctx is not None and ctx.get("es_after") is not None and es is None:
-            es_after = float(ctx["es_after"])
+        if ctx is not None and ctx.es_after is not None and es is None:
+            es_after = ctx.es_after
         kept = order if final_action not in ("NO_TRADE", "HOLD") else None
         orders: tuple[Order, ...] = ()
         if kept is not None:

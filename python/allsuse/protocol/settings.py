@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from allsuse import _core
 from allsuse import config as config_files
 from allsuse.errors import AllsuseError, InvalidInputError
 
@@ -174,6 +175,88 @@ class ProtocolConfig:
         if label not in LABELS:
             raise InvalidInputError.of("label", f"must be one of {', '.join(LABELS)}, got {label!r}")
         return self.entry_rules[(self.account(kind).kind, label)]
+
+    @functools.cached_property
+    def tables(self) -> _core.ProtocolTables:
+        """The thresholds every decision reads (week types, protocol levels, ATR regime, drawdown protection, VIX
+        breakers), compiled and validated by the core once per configuration, never per decision."""
+        return compile_tables(self.doc)
+
+    @functools.cached_property
+    def label_rules(self) -> _core.LabelRules:
+        """The market label's thresholds (section 2), compiled by the core once per configuration."""
+        return compile_label_rules(self.doc.section("market_label"))
+
+
+def compile_label_rules(cfg: Section) -> _core.LabelRules:
+    """Compiles `market_label` into the core's label table; a bad value names its key path."""
+    sc = cfg.section("scores")
+    conf = cfg.section("confidence")
+    return _core.LabelRules(
+        iv_low=cfg.number("iv_low"),
+        iv_high=cfg.number("iv_high"),
+        trend_weak=cfg.number("trend_weak"),
+        trend_strong=cfg.number("trend_strong"),
+        trend_window=int(cfg.number("trend_window", low=2)),
+        rsi_period=int(cfg.number("rsi_period", low=1)),
+        rsi_bull=cfg.number("rsi_bull"),
+        rsi_bear=cfg.number("rsi_bear"),
+        roc_period=int(cfg.number("roc_period", low=1)),
+        roc_bull=cfg.number("roc_bull"),
+        roc_bear=cfg.number("roc_bear"),
+        volume_window=int(cfg.number("volume_window", low=1)),
+        volume_spike=cfg.number("volume_spike"),
+        win_min_score=cfg.number("win_min_score"),
+        score_vol_low_green=int(sc.number("vol_low_green")),
+        score_vol_high_red=int(sc.number("vol_high_red")),
+        score_vol_chop=int(sc.number("vol_chop")),
+        score_trend=int(sc.number("trend")),
+        score_trend_chop=int(sc.number("trend_chop")),
+        score_momentum=int(sc.number("momentum")),
+        score_momentum_chop=int(sc.number("momentum_chop")),
+        score_volume=int(sc.number("volume")),
+        confidence_base=conf.number("base"),
+        confidence_strong_trend=conf.number("strong_trend"),
+        confidence_moderate_trend=conf.number("moderate_trend"),
+        confidence_clear_vol=conf.number("clear_vol"),
+        confidence_momentum_agrees=conf.number("momentum_agrees"),
+        confidence_cap=conf.number("cap"),
+    )
+
+
+def compile_tables(doc: Section) -> _core.ProtocolTables:
+    """Compiles the protocol's thresholds into the core's typed tables; a bad value names its key path."""
+    w = doc.section("week_types")
+    lv = doc.section("protocol_levels")
+    ar = doc.section("atr_regime")
+    d = doc.section("drawdown_protection")
+    v = doc.section("vix_breakers")
+    return _core.ProtocolTables(
+        put_worthless_min=w.number("put_worthless_min"),
+        put_assigned_min=w.number("put_assigned_min"),
+        deep_drawdown_below=w.number("deep_drawdown_below"),
+        call_strong_min=w.number("call_strong_min"),
+        call_appreciation_min=w.number("call_appreciation_min"),
+        call_premium_min=w.number("call_premium_min"),
+        call_roll_min=w.number("call_roll_min"),
+        confidence_margin=w.number("confidence_margin"),
+        confidence_high=w.number("confidence_high"),
+        confidence_low=w.number("confidence_low"),
+        level_excursion=list(lv.numbers("excursion", 3)),
+        level_loss=list(lv.numbers("loss", 3)),
+        atr_fallback_share=lv.number("atr_fallback_share"),
+        regime_upper_pct=list(ar.numbers("upper_pct", 4)),
+        regime_size_multiplier=list(ar.numbers("size_multiplier", 5)),
+        protection_thresholds=list(d.numbers("thresholds", 4)),
+        protection_multipliers=list(d.numbers("multipliers", 5)),
+        step_down_recovery=d.number("step_down_recovery"),
+        off_recovery=d.number("off_recovery"),
+        max_adjustments_per_day=int(d.number("max_adjustments_per_day", low=0)),
+        vix_hedged_at=v.number("hedged_at"),
+        vix_hedged_multiplier=v.number("hedged_multiplier"),
+        vix_reducing_at=v.number("reducing_at"),
+        vix_halted_at=v.number("halted_at"),
+    )
 
 
 def _entry_rule(sec: Section) -> EntryRule:

@@ -1,10 +1,10 @@
-"""Week types (PROTOCOL section 4): what a week did to a position. The table lives in the core."""
+"""Week types (PROTOCOL section 4): what a week did to a position. The table lives in the core, its bounds compiled
+once per configuration (`ProtocolConfig.tables`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from allsuse import _core
 from allsuse.protocol import settings
 
 
@@ -19,34 +19,13 @@ class WeekType:
     confidence: float
 
 
-def _bounds(
-    cfg: settings.ProtocolConfig,
-) -> tuple[float, float, float, float, float, float, float, float, float, float]:
-    w = cfg.doc.section("week_types")
-    return (
-        w.number("put_worthless_min"),
-        w.number("put_assigned_min"),
-        w.number("deep_drawdown_below"),
-        w.number("call_strong_min"),
-        w.number("call_appreciation_min"),
-        w.number("call_premium_min"),
-        w.number("call_roll_min"),
-        w.number("confidence_margin"),
-        w.number("confidence_high"),
-        w.number("confidence_low"),
-    )
-
-
 def describe_week(
     position: str, move_pct: float, roll_available: bool = True, config: settings.ProtocolConfig | None = None
 ) -> WeekType:
     """Classifies a week. position: CASH, SHORT_PUT, LONG_STOCK or SHORT_CALL; move_pct: the week's move in percent
     against the previous Friday's close; roll_available: whether the next weekly offers a roll (section 4)."""
-    cfg = config or settings.default()
-    code, name, action, low, high, confidence = _core.classify_week(
-        position, float(move_pct), bool(roll_available), _bounds(cfg)
-    )
-    return WeekType(code, name, action, (low, high), confidence)
+    w = (config or settings.default()).tables.classify_week(position, float(move_pct), bool(roll_available))
+    return WeekType(w.code, w.name, w.action, (w.expected_low_pct, w.expected_high_pct), w.confidence)
 
 
 def classify_week(position: str, move_pct: float, roll_available: bool = True) -> str:

@@ -2,6 +2,7 @@
 //! drawdown protection and breakers, sizing and strike selection. Thresholds arrive from configuration
 //! and are compared on exact values (`exact`: within 1e-9 relative of a boundary counts as on it).
 
+pub mod decide;
 pub mod drawdown;
 pub mod exact;
 pub mod level;

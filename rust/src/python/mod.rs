@@ -2,6 +2,7 @@
 //! Each area registers its functions from its own file; errors map in `errors.rs` only.
 
 mod cache;
+mod decide;
 pub mod errors;
 mod indicators;
 mod pricing;
@@ -30,6 +31,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     indicators::register(m)?;
     cache::register(m)?;
     protocol::register(m)?;
+    decide::register(m)?;
     // _core is private (users import the facades): no star-import surface for stubtest to track.
     if m.hasattr("__all__")? {
         m.delattr("__all__")?;

@@ -334,6 +334,34 @@ impl RuleSet {
             .and_then(|r| r.number_param(name))
     }
 
+    /// Evaluates the rules that apply to a typed context: every verdict and the outcome.
+    fn check(
+        &self,
+        py: Python<'_>,
+        context: &super::decide::RuleContext,
+    ) -> PyResult<super::decide::RuleCheck> {
+        let results = rules::evaluate(&self.inner, &context.inner).py_err(py)?;
+        let outcome = rules::outcome(&results).name();
+        let verdicts = results
+            .into_iter()
+            .map(|r| {
+                Py::new(
+                    py,
+                    super::decide::RuleVerdict {
+                        code: r.code,
+                        severity: r.severity.name(),
+                        passed: r.passed,
+                        message: r.message,
+                    },
+                )
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(super::decide::RuleCheck {
+            results: verdicts,
+            outcome,
+        })
+    }
+
     /// Evaluates the rules that apply to the context (JSON); returns (results, outcome), each result
     /// (code, severity, passed, message).
     fn evaluate(

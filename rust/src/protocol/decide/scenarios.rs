@@ -1,0 +1,129 @@
+//! The scenarios a decision values its book over (PROTOCOL section 6): the joint daily returns of the book's
+//! symbols, and the IV shifts that go with them (IV moves against the price, in proportion to the move, never
+//! below 10% of today's IV), built once per market and reused by every revaluation of the day.
+
+use crate::error::{check, CoreError, CoreResult};
+use crate::risk::{self, Book, PositionKind, ScenarioMatrix};
+
+/// Contract multiplier of an option position (shares per contract).
+pub const OPTION_MULTIPLIER: f64 = 100.0;
+
+/// One held (or proposed) position, as the revaluation needs it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Held {
+    pub kind: PositionKind,
+    /// Index of the position's symbol in the scenario columns.
+    pub underlying: usize,
+    /// Signed: contracts for options (negative short), shares for stock.
+    pub quantity: f64,
+    /// 1.0 for stock (unused).
+    pub strike: f64,
+    /// Years to expiry; 1.0 for stock (unused).
+    pub t: f64,
+}
+
+/// Scenario returns (rows x symbols, row-major), their IV shifts, and today's spot and IV per symbol.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenarios {
+    returns: Vec<f64>,
+    shifts: Vec<f64>,
+    rows: usize,
+    cols: usize,
+    spot: Vec<f64>,
+    iv: Vec<f64>,
+    rate: f64,
+    horizon: f64,
+}
+
+impl Scenarios {
+    /// IV shift of each scenario: max(-sensitivity x return, -0.9) x today's IV of the column.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        returns: Vec<f64>,
+        rows: usize,
+        cols: usize,
+        spot: Vec<f64>,
+        iv: Vec<f64>,
+        iv_move_sensitivity: f64,
+        horizon: f64,
+        rate: f64,
+    ) -> CoreResult<Self> {
+        ScenarioMatrix::new("scenario_returns", &returns, rows, cols)?;
+        for (name, xs) in [("spot", &spot), ("iv", &iv)] {
+            if xs.len() != cols {
+                return Err(CoreError::invalid(
+                    name,
+                    format!("has {} values for {cols} symbols", xs.len()),
+                ));
+            }
+            check::all_finite(name, xs)?;
+        }
+        check::finite("iv_move_sensitivity", iv_move_sensitivity)?;
+        check::finite("horizon", horizon)?;
+        check::finite("rate", rate)?;
+        let shifts = returns
+            .chunks_exact(cols.max(1))
+            .flat_map(|row| {
+                row.iter().zip(&iv).map(|(r, v)| {
+                    let relative = -iv_move_sensitivity * r;
+                    let relative = if relative.is_nan() || relative >= -0.9 {
+                        relative
+                    } else {
+                        -0.9
+                    };
+                    relative * v
+                })
+            })
+            .collect();
+        Ok(Scenarios {
+            returns,
+            shifts,
+            rows,
+            cols,
+            spot,
+            iv,
+            rate,
+            horizon,
+        })
+    }
+
+    /// Scenarios (rows).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// P&L of `positions` in each scenario by full revaluation over the horizon; zeros for an empty book.
+    pub fn book_pnl(&self, positions: &[Held]) -> CoreResult<Vec<f64>> {
+        if positions.is_empty() {
+            return Ok(vec![0.0; self.rows]);
+        }
+        let mut book = Book::new();
+        for (i, p) in positions.iter().enumerate() {
+            let vol = *self.iv.get(p.underlying).ok_or_else(|| {
+                CoreError::invalid(
+                    "book.underlying",
+                    format!(
+                        "position {i}: index {} of {} symbols",
+                        p.underlying, self.cols
+                    ),
+                )
+            })?;
+            book.kind.push(p.kind);
+            book.underlying.push(p.underlying);
+            book.quantity.push(p.quantity);
+            book.multiplier.push(if p.kind == PositionKind::Stock {
+                1.0
+            } else {
+                OPTION_MULTIPLIER
+            });
+            book.strike.push(p.strike);
+            book.t.push(p.t);
+            book.vol.push(vol);
+            book.rate.push(self.rate);
+            book.div.push(0.0);
+        }
+        let returns = ScenarioMatrix::new("scenario_returns", &self.returns, self.rows, self.cols)?;
+        let shifts = ScenarioMatrix::new("vol_shifts", &self.shifts, self.rows, self.cols)?;
+        risk::revalue(&book, &self.spot, &returns, Some(&shifts), self.horizon)
+    }
+}

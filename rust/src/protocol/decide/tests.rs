@@ -1,0 +1,361 @@
+use super::*;
+use crate::protocol::drawdown::TradingState;
+
+fn tables() -> CoreResult<Tables> {
+    Tables::compile(
+        WeekTypeBounds::default(),
+        LevelThresholds::default(),
+        AtrRegimeTable::default(),
+        ProtectionTable::default(),
+        VixBreakers::default(),
+    )
+}
+
+#[test]
+fn compiled_tables_answer_like_the_free_functions() -> CoreResult<()> {
+    let t = tables()?;
+    let w = t.classify_week(Position::ShortPut, -2.0, true)?;
+    let direct =
+        week_type::classify_week(Position::ShortPut, -2.0, true, &WeekTypeBounds::default())?;
+    assert_eq!(w, direct);
+    let r = t.vix_breaker(90.0)?;
+    assert_eq!(r.state, TradingState::Halted);
+    assert_eq!(t.protection_multiplier(0)?, 1.0);
+    Ok(())
+}
+
+#[test]
+fn a_bad_table_is_refused_once_and_named() {
+    let p = ProtectionTable {
+        thresholds: [0.2, 0.1, 0.15, 0.3],
+        ..ProtectionTable::default()
+    };
+    let err = Tables::compile(
+        WeekTypeBounds::default(),
+        LevelThresholds::default(),
+        AtrRegimeTable::default(),
+        p,
+        VixBreakers::default(),
+    );
+    assert!(
+        matches!(err, Err(CoreError::InvalidInput { .. })),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn an_out_of_range_protection_level_is_an_error_not_a_panic() -> CoreResult<()> {
+    assert!(tables()?.protection_multiplier(9).is_err());
+    Ok(())
+}
+
+mod label {
+    use crate::error::CoreResult;
+    use crate::protocol::decide::label::{
+        market_label, Label, LabelConfidence, LabelScores, LabelTable,
+    };
+
+    fn table() -> LabelTable {
+        LabelTable {
+            iv_low: 0.2,
+            iv_high: 0.4,
+            trend_weak: 0.3,
+            trend_strong: 0.7,
+            trend_window: 20,
+            rsi_period: 14,
+            rsi_bull: 60.0,
+            rsi_bear: 40.0,
+            roc_period: 10,
+            roc_bull: 2.0,
+            roc_bear: -2.0,
+            volume_window: 20,
+            volume_spike: 1.5,
+            win_min_score: 4.0,
+            scores: LabelScores {
+                vol_low_green: 2,
+                vol_high_red: 2,
+                vol_chop: 1,
+                trend: 3,
+                trend_chop: 2,
+                momentum: 2,
+                momentum_chop: 1,
+                volume: 1,
+            },
+            confidence: LabelConfidence {
+                base: 0.5,
+                strong_trend: 0.2,
+                moderate_trend: 0.1,
+                clear_vol: 0.1,
+                momentum_agrees: 0.1,
+                cap: 0.95,
+            },
+        }
+    }
+
+    #[test]
+    fn a_steady_rise_in_calm_markets_is_green() -> CoreResult<()> {
+        let close: Vec<f64> = (0..80).map(|i| 100.0 * 1.01f64.powi(i)).collect();
+        let r = market_label(&close, 0.15, None, &table())?;
+        assert_eq!(r.label, Label::Green);
+        assert_eq!(r.trend, "bullish");
+        assert!(r.volume_ratio.is_nan());
+        assert!(r.confidence <= 0.95);
+        Ok(())
+    }
+
+    #[test]
+    fn a_fall_in_fearful_markets_is_red_and_a_volume_spike_adds_to_it() -> CoreResult<()> {
+        let close: Vec<f64> = (0..80).map(|i| 100.0 * 0.99f64.powi(i)).collect();
+        let mut volume = vec![1e6; 80];
+        volume[79] = 3e6;
+        let r = market_label(&close, 0.5, Some(&volume), &table())?;
+        assert_eq!(r.label, Label::Red);
+        assert_eq!(r.scores[1], 2 + 3 + 2 + 1);
+        assert!((r.volume_ratio - 3.0).abs() < 1e-12);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_bars_are_errors_not_panics() {
+        let t = table();
+        assert!(market_label(&[], 0.2, None, &t).is_err());
+        assert!(market_label(&[1.0, -1.0], 0.2, None, &t).is_err());
+        let close = vec![100.0; 60];
+        assert!(market_label(&close, f64::NAN, None, &t).is_err());
+        assert!(market_label(&close, 0.2, Some(&[1.0]), &t).is_err());
+        let mut short = t;
+        short.roc_period = 100;
+        assert!(market_label(&close, 0.2, None, &short).is_err());
+    }
+}
+
+mod sizing {
+    use crate::error::CoreResult;
+    use crate::protocol::decide::sizing::{fit_to_es_budget, floor_exact, put_budget};
+    use crate::protocol::sizing::PutSizing;
+
+    fn put() -> PutSizing {
+        PutSizing {
+            equity: 100_000.0,
+            free_cash: 95_000.0,
+            strike: 20.0,
+            target_share: 0.225,
+            max_symbol_weight: 0.25,
+            existing_exposure: 0.0,
+            m_label: 1.0,
+            m_atr: 1.2,
+            m_drawdown: 1.0,
+            m_vix: 1.0,
+            allowed_exposure: 1.0,
+            multiplier: 100.0,
+        }
+    }
+
+    #[test]
+    fn the_room_r07_leaves_caps_an_atr_lifted_budget() -> CoreResult<()> {
+        // 0.225 x 100,000 x 1.2 = 27,000 -> 13 contracts; R07 allows 0.25 x 100,000 / 2,000 = 12.5 -> 12.
+        let b = put_budget(&put())?;
+        assert_eq!((b.sized_contracts, b.room, b.contracts), (13, 12, 12));
+        assert!((b.size_cap - 27_000.0).abs() < 1e-9);
+        Ok(())
+    }
+
+    #[test]
+    fn floor_exact_counts_a_hair_under_a_whole_number_as_it() {
+        assert_eq!(floor_exact(4.999_999_999_9), 5.0);
+        assert_eq!(floor_exact(4.5), 4.0);
+        assert_eq!(floor_exact(f64::NAN), 0.0);
+        assert_eq!(floor_exact(-3.0), 0.0);
+    }
+
+    #[test]
+    fn a_put_over_the_es_budget_is_resized_to_the_largest_count_within_it() -> CoreResult<()> {
+        let base = vec![0.0; 40];
+        let unit: Vec<f64> = (0..40).map(|i| -(i as f64) - 1.0).collect();
+        // ES(97.5%) of 40 scenarios is the worst one: n x 40.
+        let fit = fit_to_es_budget(&base, &unit, false, 10, true, 200.0, 0.975)?;
+        assert_eq!(fit.contracts, 5);
+        assert_eq!(fit.es_after, 200.0);
+        assert_eq!(fit.over_budget, Some(400.0));
+        let call = fit_to_es_budget(&base, &unit, false, 10, false, 200.0, 0.975)?;
+        assert_eq!((call.contracts, call.over_budget), (10, None));
+        let none = fit_to_es_budget(&base, &unit, false, 10, true, 1.0, 0.975)?;
+        assert_eq!((none.contracts, none.es_after), (0, 0.0));
+        Ok(())
+    }
+
+    #[test]
+    fn mismatched_scenarios_are_an_error() {
+        assert!(fit_to_es_budget(&[0.0; 3], &[0.0; 4], true, 1, true, 1.0, 0.975).is_err());
+        assert!(fit_to_es_budget(&[0.0; 3], &[0.0; 3], true, 1, true, f64::NAN, 0.975).is_err());
+    }
+}
+
+mod strike {
+    use crate::error::CoreResult;
+    use crate::pricing::{self, OptionKind};
+    use crate::protocol::decide::strike::StrikePicker;
+    use crate::protocol::strike::{select_synthetic, StrikeGrid};
+
+    #[test]
+    fn the_pick_is_the_synthetic_choice_with_its_mid() -> CoreResult<()> {
+        let picker = StrikePicker::new(StrikeGrid::default())?;
+        let p = picker
+            .pick(
+                OptionKind::Put,
+                100.0,
+                7.0 / 365.0,
+                0.3,
+                0.01,
+                40.0,
+                50.0,
+                45.0,
+            )?
+            .ok_or_else(|| {
+                crate::CoreError::invalid("pick", "a 40-50 delta put exists at spot 100")
+            })?;
+        let c = select_synthetic(
+            OptionKind::Put,
+            100.0,
+            7.0 / 365.0,
+            0.3,
+            0.01,
+            0.0,
+            40.0,
+            50.0,
+            45.0,
+            &StrikeGrid::default(),
+        )?;
+        assert_eq!(c.map(|c| c.strike), Some(p.strike));
+        let mid = pricing::bs_price(
+            OptionKind::Put,
+            100.0,
+            p.strike,
+            7.0 / 365.0,
+            0.3,
+            0.01,
+            0.0,
+        )?;
+        assert_eq!(p.mid, mid);
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_grid_is_refused_when_compiled() {
+        let grid = StrikeGrid {
+            tiers: vec![(10.0, 0.0)],
+        };
+        assert!(StrikePicker::new(grid).is_err());
+    }
+}
+
+mod scenarios {
+    use crate::error::CoreResult;
+    use crate::protocol::decide::scenarios::{Held, Scenarios};
+    use crate::risk::{self, Book, PositionKind, ScenarioMatrix};
+
+    #[test]
+    fn the_book_pnl_is_the_revaluation_with_iv_moving_against_the_price() -> CoreResult<()> {
+        let returns = vec![0.01, -0.02, -0.3, 0.05, 0.0, 0.01];
+        let s = Scenarios::new(
+            returns.clone(),
+            3,
+            2,
+            vec![100.0, 50.0],
+            vec![0.2, 0.4],
+            5.0,
+            1.0 / 365.0,
+            0.01,
+        )?;
+        let held = [
+            Held {
+                kind: PositionKind::Put,
+                underlying: 0,
+                quantity: -2.0,
+                strike: 95.0,
+                t: 0.02,
+            },
+            Held {
+                kind: PositionKind::Stock,
+                underlying: 1,
+                quantity: 100.0,
+                strike: 1.0,
+                t: 1.0,
+            },
+        ];
+        let pnl = s.book_pnl(&held)?;
+        // -0.3 x -5 = 1.5 for the first column's third row; -0.02 x -5 = 0.1; shifts are floored at -0.9 x IV.
+        let shifts: Vec<f64> = returns
+            .chunks(2)
+            .flat_map(|r| [(-5.0 * r[0]).max(-0.9) * 0.2, (-5.0 * r[1]).max(-0.9) * 0.4])
+            .collect();
+        let book = Book {
+            kind: vec![PositionKind::Put, PositionKind::Stock],
+            underlying: vec![0, 1],
+            quantity: vec![-2.0, 100.0],
+            multiplier: vec![100.0, 1.0],
+            strike: vec![95.0, 1.0],
+            t: vec![0.02, 1.0],
+            vol: vec![0.2, 0.4],
+            rate: vec![0.01, 0.01],
+            div: vec![0.0, 0.0],
+        };
+        let direct = risk::revalue(
+            &book,
+            &[100.0, 50.0],
+            &ScenarioMatrix::new("r", &returns, 3, 2)?,
+            Some(&ScenarioMatrix::new("v", &shifts, 3, 2)?),
+            1.0 / 365.0,
+        )?;
+        assert_eq!(pnl, direct);
+        assert_eq!(s.book_pnl(&[])?, vec![0.0; 3]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_position_on_a_symbol_outside_the_scenarios_is_an_error() -> CoreResult<()> {
+        let s = Scenarios::new(
+            vec![0.01],
+            1,
+            1,
+            vec![100.0],
+            vec![0.2],
+            5.0,
+            1.0 / 365.0,
+            0.0,
+        )?;
+        let held = [Held {
+            kind: PositionKind::Stock,
+            underlying: 3,
+            quantity: 1.0,
+            strike: 1.0,
+            t: 1.0,
+        }];
+        assert!(s.book_pnl(&held).is_err());
+        assert!(
+            Scenarios::new(vec![0.01], 1, 1, vec![100.0, 1.0], vec![0.2], 5.0, 0.0, 0.0).is_err()
+        );
+        Ok(())
+    }
+}
+
+mod group {
+    use crate::error::CoreResult;
+    use crate::protocol::decide::group::tail_group;
+
+    #[test]
+    fn symbols_crashing_together_are_one_group_and_a_chain_links_them() -> CoreResult<()> {
+        // Column 1 moves with 0, column 2 with 1 (and so with 0), column 3 on its own.
+        let rows = 200;
+        let mut returns = Vec::with_capacity(rows * 4);
+        for i in 0..rows {
+            let a = ((i * 37) % 101) as f64 / 100.0 - 0.5;
+            let own = ((i * 53) % 97) as f64 / 100.0 - 0.5;
+            returns.extend([a, a * 1.1, a * 0.9, own]);
+        }
+        assert_eq!(tail_group(&returns, rows, 4, 0.05, 0.5)?, vec![0, 1, 2]);
+        assert_eq!(tail_group(&returns[..40], 10, 4, 0.05, 0.5)?, vec![0]);
+        assert!(tail_group(&returns, rows, 3, 0.05, 0.5).is_err());
+        Ok(())
+    }
+}
