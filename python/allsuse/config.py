@@ -103,6 +103,7 @@ class ServerConfig:
     max_streams_per_key: int = 8
     max_streams_per_connection: int = 256
     request_message_timeout_seconds: float = 5.0
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "max_streams_per_key": _Key(int, _range(1, 1_000_000)),
         "max_streams_per_connection": _Key(int, _range(1, 1_000_000)),
         "request_message_timeout_seconds": _Key(float, _range(0.1, 600.0)),
+        "workers": _Key(int, _range(1, 64)),
     },
     "tls": {"cert_file": _Key(str), "key_file": _Key(str)},
     "auth": {
