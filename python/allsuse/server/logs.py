@@ -112,6 +112,9 @@ def access_log(fields: dict[str, Any]) -> None:
 
 def configure_logging(config: LoggingConfig, *, stream: Any = None) -> None:
     """Sends every log line to stderr (or `stream`) at `config.level`, as text or JSON."""
+    # Neither format shows the process, thread or multiprocessing names: records need not look them up (the
+    # logging module's documented switches; an access line per RPC makes them count).
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(JsonFormatter() if config.json else RedactingFormatter())
     root = logging.getLogger()
