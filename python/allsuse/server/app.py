@@ -374,11 +374,15 @@ class Service:
         *,
         bindings: Sequence[ServiceBinding] = (),
         service_modules: Sequence[str] | None = None,
+        worker: int = 0,
     ) -> None:
         # Every key of config/protocol.yaml the code reads, read now: a bad value stops start-up with a
         # ConfigError naming the file and the key (`allsuse serve` prints it and exits 2).
         settings.validate_default()
         self.config = config
+        # Worker `worker` of `server.workers` (allsuse.server.workers): the scheduled jobs that must run once run in
+        # worker 0 only, and worker i serves its metrics on metrics.port + i.
+        self.worker = worker
         self.registry = Registry("allsuse", start_timeout=30.0)
         self.metrics = ServerMetrics()
         self.store_component = StoreComponent(config.store.url)
@@ -393,11 +397,13 @@ class Service:
         self.registry.add(self.bus)
         self.registry.add(self.scheduler)
         if config.metrics.enabled:
-            self.metrics_endpoint = MetricsEndpoint(self.metrics, config.metrics.host, config.metrics.port)
+            port = config.metrics.port + worker if config.metrics.port else 0
+            self.metrics_endpoint = MetricsEndpoint(self.metrics, config.metrics.host, port)
             self.registry.add(self.metrics_endpoint)
         self.registry.add(self.grpc)
         self.scheduler.add("health-check", Every(HEALTH_CHECK_EVERY), self._check_health)
-        jobs.install(self)
+        if worker == 0:
+            jobs.install(self)
         self.registry.listen(self._on_transition)
 
     async def _check_health(self, slot: datetime) -> None:
@@ -458,10 +464,12 @@ class Service:
                     loop.remove_signal_handler(sig)
 
 
-async def serve(config: Config) -> None:
-    """Runs the service for `config` until SIGTERM or SIGINT (what `allsuse serve` does)."""
-    log.info("configuration %s: %s", config.environment, config.describe())
-    await Service(config).run()
+async def serve(config: Config, *, worker: int | None = None) -> None:
+    """Runs the service for `config` until SIGTERM or SIGINT (what `allsuse serve` does, or one of its workers:
+    `worker` is the index given by the supervisor of `server.workers` > 1)."""
+    if worker is None:
+        log.info("configuration %s: %s", config.environment, config.describe())
+    await Service(config, worker=worker or 0).run(announce=worker is None)
 
 
 __all__ = [
