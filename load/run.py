@@ -13,8 +13,8 @@ Durations and sizes come from the environment: LOAD_SECONDS (45 per scenario), L
 LOAD_DECIDE_USERS (10; 0 skips the Decide-only scenario), LOAD_MIX_USERS ("10,50,100"), LOAD_PORTFOLIOS (40),
 LOAD_TIMEOUT (5 s per call), LOAD_RESULTS (load/results), LOAD_AUTH_CACHE_SECONDS (3600: how long the server
 trusts a verified key; production.yaml says 30), LOAD_WORKERS (1: server.workers; CPU and RSS are then the sum of
-the supervisor and its workers; when set, each Locust user opens its own connection: LOAD_OWN_CONNECTIONS=1), SOAK_SECONDS (600), SOAK_USERS (50),
-SOAK_WARMUP_SECONDS (60: the RSS the end is compared with).
+the supervisor and its workers; when set, each Locust user opens its own connection: LOAD_OWN_CONNECTIONS=1),
+SOAK_SECONDS (600), SOAK_USERS (50), SOAK_WARMUP_SECONDS (60: the RSS the end is compared with).
 """
 
 from __future__ import annotations
