@@ -6,6 +6,8 @@ One server process (the production config: auth on, per-key rate limit, JSON log
 temporary folder) hosts three grpc.aio servers on 127.0.0.1 with the same servicers:
 
 - `bare`: no interceptor, no wrapping (the floor: grpc.aio, the servicer, protobuf);
+- `admission`: only the request-message deadline and call limits (allsuse.server.limits.Admission, which registers
+  a unary method as request-streaming and reads its message with `context.read()`) and the decoding check;
 - `before`: the six interceptor layers as they were before issue 9 (bench/interceptors_before.py), installed as
   grpc interceptors with the request decoding interceptor;
 - `now`: the server `allsuse serve` builds today (allsuse.server.app.AllsuseServer).
@@ -39,7 +41,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from allsuse.v1 import decision_pb2, decision_pb2_grpc  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-SERVERS = ("bare", "before", "now")
+SERVERS = ("bare", "admission", "before", "now")
 TIMEOUT = 10.0
 
 
@@ -99,7 +101,11 @@ def _add_services(server: Any, service: Any, now: Any) -> None:
 async def _host(ports: dict[str, int]) -> None:
     from allsuse import config
     from allsuse.server.app import Service
+    from allsuse.server.decode import tolerant_handler
+    from allsuse.server.interceptors import is_public
+    from allsuse.server.limits import Admission
     from allsuse.server.logs import configure_logging
+    from allsuse.server.wrapping import WrappingRegistrar
 
     env = {**os.environ, "ALLSUSE_SERVER_PORT": str(ports["now"])}
     cfg = config.load("production", env)
@@ -109,13 +115,17 @@ async def _host(ports: dict[str, int]) -> None:
     options = [("grpc.so_reuseport", 0)]
     bare = grpc.aio.server(options=options)
     _add_services(bare, service, service.server)
+    admitted = grpc.aio.server(options=options)
+    admission = Admission(cfg.server.request_message_timeout_seconds, service.server.limits, is_public)
+    registrar = WrappingRegistrar(admitted, lambda handler, method: admission.wrap(tolerant_handler(handler), method))
+    _add_services(registrar, service, service.server)
     before = _before_server(service, options)
-    for server, name in ((bare, "bare"), (before, "before")):
+    for server, name in ((bare, "bare"), (admitted, "admission"), (before, "before")):
         server.add_insecure_port(f"127.0.0.1:{ports[name]}")
         await server.start()
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
-    for server in (bare, before):
+    for server in (bare, admitted, before):
         await server.stop(0)
     await service.stop()
 
@@ -261,17 +271,23 @@ def main() -> int:
         f"server CPU per call in µs ({args.calls} calls per cell, batches of {args.batch} alternating servers; "
         f"{os.cpu_count()} cores, load average {load:.1f} at the start, {time.monotonic() - started:.0f} s)"
     )
-    print(f"{'access log':<11}{'call':<18}{'bare':>8}{'before':>8}{'now':>8}{'chain before':>18}{'chain now':>16}")
+    print(
+        f"{'access log':<11}{'call':<18}{'bare':>8}{'admiss.':>8}{'before':>8}{'now':>8}"
+        f"{'admission':>16}{'chain before':>16}{'chain now':>16}"
+    )
     for level, label in (("WARNING", "off"), ("INFO", "on")):
         for shape, cells in results[level].items():
             health = results[level][shape.replace("ClassifyWeek", "Check")]["bare"]
-            chain = {s: cells[s] - cells["bare"] for s in ("before", "now")}
+            chain = {s: cells[s] - cells["bare"] for s in ("admission", "before", "now")}
             print(
                 f"{label:<11}{shape:<18}"
                 + "".join(f"{cells[s]:>8.0f}" for s in SERVERS)
-                + "".join(f"{chain[s]:>10.0f} ({chain[s] / health:>4.0%})" for s in ("before", "now"))
+                + "".join(f"{chain[s]:>10.0f} ({chain[s] / health:>4.0%})" for s in ("admission", "before", "now"))
             )
-    print("chain = the server's CPU per call minus bare's; (%) = over bare's CPU per health check of that shape")
+    print(
+        "admission / chain = the server's CPU per call minus bare's; (%) = over bare's CPU per health check of that "
+        "shape; the chain includes admission"
+    )
     return 0
 
 
