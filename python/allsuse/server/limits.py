@@ -231,7 +231,9 @@ class Admission:
     def _slot(self, method: str, context: Any, stream: bool) -> Callable[[], None] | None:
         if self.limits is None or self.public(method):
             return None
-        return self.limits.acquire(principal_key(current_call(), str(context.peer())), stream=stream)
+        call = current_call()
+        peer = call.peer if call is not None else str(context.peer())  # the chain has read it already
+        return self.limits.acquire(principal_key(call, peer), stream=stream)
 
     def wrap(self, handler: Any, method: str) -> Any:
         """The handler with the deadline and the limits (a handler that is not async is left as it is)."""
