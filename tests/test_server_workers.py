@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import os
 import re
 import signal
@@ -24,6 +25,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from allsuse import config
 from allsuse.errors import InvalidInputError
+from allsuse.server import workers
 from allsuse.server.workers import Supervisor
 from allsuse.store import Store
 from allsuse.v1 import portfolio_pb2, portfolio_pb2_grpc
@@ -201,3 +203,26 @@ def test_a_worker_failing_at_start_up_stops_the_supervisor_with_status_2(tmp_pat
     )
     assert done.returncode == 2, done.stderr[-2000:]
     assert "no module named 'allsuse.server.no_such_module'" in done.stderr
+
+
+def test_a_worker_that_keeps_dying_is_restarted_with_back_off_then_given_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(workers, "BACKOFF_FIRST", 0.05)
+    starts = tmp_path / "starts"
+    # A worker that records its start and dies at once: restarted MAX_FAILURES times, with growing delays.
+    command = ["sh", "-c", f'date +%s.%N >> "{starts}"; exit 1', "worker"]
+    started = time.monotonic()
+    assert Supervisor(command, 1, 5.0).run() == 1
+    assert time.monotonic() - started < 30
+    times = [float(t) for t in starts.read_text().split()]
+    assert len(times) == workers.MAX_FAILURES + 1
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps[-1] > gaps[0] * 4  # 0.05 s doubling: the back-off grows
+
+
+def test_a_worker_exiting_with_status_2_stops_the_supervisor_at_once(tmp_path: Path) -> None:
+    sleeper = ["sh", "-c", 'if [ "$2" = 0 ]; then exit 2; fi; exec sleep 30', "worker"]
+    started = time.monotonic()
+    assert Supervisor(sleeper, 2, 5.0).run() == 2  # worker 0 fails at start-up; worker 1 is stopped too
+    assert time.monotonic() - started < 10

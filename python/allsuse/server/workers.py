@@ -20,10 +20,10 @@ What the workers share and what they do not:
 
 The supervisor forwards SIGTERM/SIGINT to every worker (each drains: NOT_SERVING, drain delay, grace) and exits
 once all have, killing any still there after the drain delay + grace + 2 s. A worker that dies otherwise is
-restarted after a back-off (0.5 s, doubling to 30 s; reset once a worker has run for a minute); after
-MAX_RESTARTS restarts within RESTART_WINDOW seconds, or when a worker exits with status 2 (a configuration or
-start-up error that a restart would repeat), the supervisor stops them all and exits non-zero. A worker whose
-supervisor is killed gets SIGTERM from the kernel (PR_SET_PDEATHSIG on Linux).
+restarted after a back-off (0.5 s, doubling to 30 s; reset once a worker has run for a minute); when one worker has
+died MAX_FAILURES + 1 times in a row, each within a minute of starting, or a worker exits with status 2 (a
+configuration or start-up error that a restart would repeat), the supervisor stops them all and exits non-zero.
+A worker whose supervisor is killed gets SIGTERM from the kernel (PR_SET_PDEATHSIG on Linux).
 """
 
 from __future__ import annotations
@@ -36,15 +36,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from allsuse.config import Config
 
 log = logging.getLogger("allsuse.server.workers")
 
 MAX_WORKERS = 64
-MAX_RESTARTS = 20
-RESTART_WINDOW = 60.0
+MAX_FAILURES = 6  # consecutive deaths of one worker, each before HEALTHY_AFTER seconds of life
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 HEALTHY_AFTER = 60.0
@@ -70,9 +69,8 @@ class Worker:
     index: int
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
-    failures: int = 0  # consecutive early deaths (for the back-off)
+    failures: int = 0  # consecutive early deaths (for the back-off and the bound)
     restart_at: float | None = None
-    restarts: list[float] = field(default_factory=list)
 
 
 class Supervisor:
@@ -99,21 +97,24 @@ class Supervisor:
 
     def run(self) -> int:
         """Runs until a stop is requested or the workers cannot be kept up; the exit status."""
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self.request_stop)
-        for worker in self.workers:
-            self._spawn(worker)
-        while not self.stopping:
-            now = time.monotonic()
+        saved = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
             for worker in self.workers:
-                if worker.proc is not None and worker.proc.poll() is not None:
-                    self._died(worker, now)
-                if self.stopping:
-                    break
-                if worker.proc is None and worker.restart_at is not None and now >= worker.restart_at:
-                    self._spawn(worker)
-            time.sleep(POLL)
-        self._stop_all()
+                self._spawn(worker)
+            while not self.stopping:
+                now = time.monotonic()
+                for worker in self.workers:
+                    if worker.proc is not None and worker.proc.poll() is not None:
+                        self._died(worker, now)
+                    if self.stopping:
+                        break
+                    if worker.proc is None and worker.restart_at is not None and now >= worker.restart_at:
+                        self._spawn(worker)
+                time.sleep(POLL)
+        finally:
+            self._stop_all()
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
         return self.status
 
     def _died(self, worker: Worker, now: float) -> None:
@@ -125,14 +126,16 @@ class Supervisor:
             log.error("worker %d exited with status 2 (configuration or start-up error): stopping", worker.index)
             self.stopping, self.status = True, EXIT_CONFIG
             return
-        worker.restarts = [t for t in worker.restarts if now - t < RESTART_WINDOW] + [now]
-        if len(worker.restarts) > MAX_RESTARTS:
+        worker.failures = 1 if lived >= HEALTHY_AFTER else worker.failures + 1
+        if worker.failures > MAX_FAILURES:
             log.error(
-                "worker %d died %d times within %.0f s: stopping", worker.index, len(worker.restarts), RESTART_WINDOW
+                "worker %d died %d times in a row, each within %.0f s of starting: stopping",
+                worker.index,
+                worker.failures,
+                HEALTHY_AFTER,
             )
             self.stopping, self.status = True, 1
             return
-        worker.failures = 1 if lived >= HEALTHY_AFTER else worker.failures + 1
         delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (worker.failures - 1))
         worker.restart_at = now + delay
         log.warning(
@@ -171,4 +174,4 @@ def supervise(config: Config, argv: Sequence[str]) -> int:
     return supervisor.run()
 
 
-__all__ = ["MAX_WORKERS", "Supervisor", "Worker", "supervise"]
+__all__ = ["MAX_FAILURES", "MAX_WORKERS", "Supervisor", "Worker", "supervise"]
