@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from allsuse.errors import InvalidInputError
 from allsuse.server import workers
 from allsuse.server.workers import Supervisor
 from allsuse.store import Store
+from allsuse.store.pgtest import TemporaryPostgres, find_bindir
 from allsuse.v1 import portfolio_pb2, portfolio_pb2_grpc
 from tests.rpc_support import ROOT, TIMEOUT, free_port, money, wait_serving
 
@@ -68,13 +70,39 @@ def created_count(text: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[TemporaryPostgres]:
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl, postgres) not found; `make setup` installs postgresql")
+    server = TemporaryPostgres().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def two_workers(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], int, str]]:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A SQLite file, or (parametrized "postgresql") a database of a throwaway PostgreSQL server."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield str(tmp_path / "allsuse.db")
+        return
+    server: TemporaryPostgres = request.getfixturevalue("pg_server")
+    name = f"w_{uuid.uuid4().hex[:16]}"
+    dsn = server.create_database(name)
+    try:
+        yield dsn
+    finally:
+        server.drop_database(name)
+
+
+@pytest.fixture
+def two_workers(store_url: str) -> Iterator[tuple[str, subprocess.Popen[bytes], int, str]]:
     """`allsuse serve` with server.workers 2 on a free port: (address, supervisor, metrics port, store url)."""
     port, metrics_port = free_port(), free_port()
     while metrics_port + 1 == port:  # pragma: no cover - the two ports must not meet
         metrics_port = free_port()
-    store = str(tmp_path / "allsuse.db")
+    store = store_url
     env = {
         **os.environ,
         "ALLSUSE_SERVER_WORKERS": "2",
@@ -134,6 +162,7 @@ def _create(address: str, pid: str) -> None:
         assert reply.portfolio_id == pid
 
 
+@pytest.mark.parametrize("store_url", ["sqlite", "postgresql"], indirect=True)
 def test_two_workers_share_the_port_and_the_store(two_workers: tuple[str, subprocess.Popen[bytes], int, str]) -> None:
     address, _proc, metrics_port, store_url = two_workers
     names = [f"w-{i:02d}" for i in range(24)]
