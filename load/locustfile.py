@@ -8,7 +8,8 @@ baseline needs nothing but `--host HOST:PORT`.
     LOAD_SEED=seed.json locust -f load/locustfile.py --host 127.0.0.1:50051 MixUser
     locust -f load/locustfile.py --host 127.0.0.1:50051 HealthUser
 
-LOAD_TIMEOUT is each call's deadline (5 s); LOAD_TLS_CA, a CA file, makes the channels TLS (another host).
+LOAD_TIMEOUT is each call's deadline (5 s); LOAD_TLS_CA, a CA file, makes the channels TLS (another host);
+LOAD_OWN_CONNECTIONS=1 gives each user its own connection (for a server with several workers).
 """
 
 from __future__ import annotations
@@ -121,10 +122,13 @@ class GrpcUser(User):
             raise RuntimeError("give the server as --host HOST:PORT")
         target = self.host.removeprefix("grpc://")
         ca = os.environ.get("LOAD_TLS_CA")
+        # LOAD_OWN_CONNECTIONS=1: a TCP connection per user (grpc otherwise shares one among equal channels), so
+        # that server.workers processes on one port each get connections (load/run.py sets it with LOAD_WORKERS).
+        own = [("grpc.use_local_subchannel_pool", 1)] if os.environ.get("LOAD_OWN_CONNECTIONS") == "1" else []
         if ca:  # another host behind TLS: the CA that signed its certificate
-            self.channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(Path(ca).read_bytes()))
+            self.channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(Path(ca).read_bytes()), own)
         else:
-            self.channel = grpc.insecure_channel(target)
+            self.channel = grpc.insecure_channel(target, own)
 
     def on_stop(self) -> None:
         """Closes the channel."""

@@ -12,8 +12,9 @@ Exit status: 0 when every measured target is met, 3 when one is missed (listed),
 Durations and sizes come from the environment: LOAD_SECONDS (45 per scenario), LOAD_BASELINE_USERS (50),
 LOAD_DECIDE_USERS (10; 0 skips the Decide-only scenario), LOAD_MIX_USERS ("10,50,100"), LOAD_PORTFOLIOS (40),
 LOAD_TIMEOUT (5 s per call), LOAD_RESULTS (load/results), LOAD_AUTH_CACHE_SECONDS (3600: how long the server
-trusts a verified key; production.yaml says 30), SOAK_SECONDS (600), SOAK_USERS (50),
-SOAK_WARMUP_SECONDS (60: the RSS the end is compared with).
+trusts a verified key; production.yaml says 30), LOAD_WORKERS (1: server.workers; CPU and RSS are then the sum of
+the supervisor and its workers; when set, each Locust user opens its own connection: LOAD_OWN_CONNECTIONS=1),
+SOAK_SECONDS (600), SOAK_USERS (50), SOAK_WARMUP_SECONDS (60: the RSS the end is compared with).
 """
 
 from __future__ import annotations
@@ -72,18 +73,42 @@ def free_port() -> int:
 # --- the server -----------------------------------------------------------------------------------------------
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (the supervisor and its workers with LOAD_WORKERS > 1), from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """User + system CPU time of a process and its live descendants (all their threads), from /proc."""
+    total = 0.0
+    for one in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
 
 
 def rss_mb(pid: int) -> float:
-    """Resident set size of a process in MB, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return 0.0
+    """Resident set size of a process and its live descendants in MB, from /proc."""
+    total = 0.0
+    for one in process_tree(pid):
+        try:
+            lines = Path(f"/proc/{one}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) / 1024.0 for line in lines if line.startswith("VmRSS:")), 0.0)
+    return total
 
 
 def wait_serving(address: str, proc: subprocess.Popen[bytes], log: Path, limit: float = 60.0) -> None:
@@ -119,6 +144,8 @@ def server(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         # The one change to production.yaml: a key checked while seeding stays trusted for the run. With the
         # production 30 s, each key costs a scrypt (~0.1 s of CPU) every 30 s, which would be counted per call.
         "ALLSUSE_AUTH_CACHE_SECONDS": os.environ.get("LOAD_AUTH_CACHE_SECONDS", "3600"),
+        # LOAD_WORKERS > 1: server.workers processes on the port (allsuse.server.workers); CPU and RSS are summed.
+        "ALLSUSE_SERVER_WORKERS": str(env_int("LOAD_WORKERS", 1)),
     }
     log = workdir / "server.log"
     with log.open("wb") as sink:
@@ -321,6 +348,8 @@ def run_scenario(scenario: Scenario, address: str, pid: int, seed_file: Path | N
         scenario.user_class,
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    if "LOAD_WORKERS" in os.environ:  # several workers share the port by connection: one connection per user
+        env.setdefault("LOAD_OWN_CONNECTIONS", "1")
     if seed_file is not None:
         env["LOAD_SEED"] = str(seed_file)
     print(f"-- {scenario.name}: {scenario.user_class} x {scenario.users} for {scenario.seconds} s", flush=True)
@@ -583,6 +612,7 @@ def run(soak: bool) -> int:
         "kind": "soak" if soak else "load",
         "machine": machine(),
         "server": "allsuse serve --config production (auth on, SQLite in a temporary folder, 127.0.0.1, plaintext)",
+        "workers": env_int("LOAD_WORKERS", 1),
         "portfolios": env_int("LOAD_PORTFOLIOS", 40),
         "call_timeout_s": env_float("LOAD_TIMEOUT", 5),
         "scenarios": results,

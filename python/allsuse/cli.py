@@ -1,6 +1,6 @@
 """The `allsuse` command line.
 
-allsuse serve [--config development|production|FILE.yaml] [--host H] [--port P]
+allsuse serve [--config development|production|FILE.yaml] [--host H] [--port P]   # server.workers processes
 allsuse keys create --role viewer|trader|admin [--store URL]      # prints <key_id>.<secret> once
 allsuse keys revoke KEY_ID [--store URL]
 allsuse keys list [--store URL]
@@ -38,8 +38,15 @@ def _serve(args: argparse.Namespace) -> int:
     from allsuse.server.logs import configure_logging
 
     configure_logging(cfg.logging)
+    if args.worker is None and cfg.server.workers > 1:
+        from allsuse.server.workers import supervise
+
+        repeat = ["--config", args.config]
+        repeat += [] if args.host is None else ["--host", args.host]
+        repeat += [] if args.port is None else ["--port", str(args.port)]
+        return supervise(cfg, repeat)
     logging.getLogger("allsuse").info("core build profile: %s", build_profile())
-    asyncio.run(serve(cfg))
+    asyncio.run(serve(cfg, worker=args.worker))
     from allsuse.server.rpc import blocking_calls_running
 
     left = blocking_calls_running()
@@ -308,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--config", default="development", help="development, production, or a YAML file")
     serve.add_argument("--host", default=None, help="override server.host")
     serve.add_argument("--port", type=int, default=None, help="override server.port")
+    serve.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
     serve.set_defaults(func=_serve)
     sim = sub.add_parser("simulate", help="backtest the weekly protocol over daily bars of one underlying")
     sim.add_argument("--data", required=True, help="CSV with date, open, high, low, close, volume")

@@ -103,6 +103,7 @@ class ServerConfig:
     max_streams_per_key: int = 8
     max_streams_per_connection: int = 256
     request_message_timeout_seconds: float = 5.0
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "max_streams_per_key": _Key(int, _range(1, 1_000_000)),
         "max_streams_per_connection": _Key(int, _range(1, 1_000_000)),
         "request_message_timeout_seconds": _Key(float, _range(0.1, 600.0)),
+        "workers": _Key(int, _range(1, 64)),
     },
     "tls": {"cert_file": _Key(str), "key_file": _Key(str)},
     "auth": {
@@ -421,12 +423,20 @@ def _validated(name: str, typed: dict[str, dict[str, Any]], origins: dict[str, d
             "server.keepalive_timeout_seconds",
             f"must be shorter than server.keepalive_time_seconds ({server.keepalive_time_seconds})",
         )
+    if server.workers > 1 and server.port == 0:
+        raise InvalidInputError.of(
+            "server.port", f"must be a fixed port when server.workers is {server.workers} (the workers share it)"
+        )
     for per_key, total in (("max_calls_per_key", "max_concurrent_rpcs"), ("max_streams_per_key", "max_streams")):
         if getattr(server, per_key) > getattr(server, total):
             raise InvalidInputError.of(f"server.{per_key}", f"must be <= server.{total} ({getattr(server, total)})")
     store = StoreConfig(**{**typed["store"], "url": _resolve_store_url(typed["store"]["url"])})
     auth = AuthConfig(**typed["auth"])
     metrics = MetricsConfig(**typed["metrics"])
+    if metrics.enabled and metrics.port and metrics.port + server.workers - 1 > 65535:
+        raise InvalidInputError.of(
+            "metrics.port", f"must leave room for {server.workers} workers (each serves metrics on port + its index)"
+        )
     return Config(
         environment=name,
         server=server,

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 import grpc
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from allsuse.cache import TTLCache
 from allsuse.config import Config
@@ -40,26 +40,16 @@ from allsuse.orchestration.errors import OrchestrationError
 from allsuse.protocol import settings
 from allsuse.server import jobs
 from allsuse.server.auth import KeyVerifier
-from allsuse.server.decode import RequestDecodingInterceptor
+from allsuse.server.decode import tolerant_handler
 from allsuse.server.health import HEALTH_SERVICE, HealthReporter
-from allsuse.server.interceptors import (
-    AccessLogInterceptor,
-    AuthInterceptor,
-    CallTracker,
-    ErrorInterceptor,
-    InterceptorChain,
-    Layer,
-    MetricsInterceptor,
-    RateLimitInterceptor,
-    RequestIdInterceptor,
-    is_public,
-)
+from allsuse.server.interceptors import CallTracker, InterceptorChain, is_public
 from allsuse.server.limits import Admission, CallLimits
 from allsuse.server.metrics import MetricsEndpoint, ServerMetrics
 from allsuse.server.ratelimit import FailedAuthLimiter, TokenBucketLimiter
 from allsuse.server.request import ROLES
 from allsuse.server.rpc import BlockingPool
 from allsuse.server.tls import server_credentials
+from allsuse.server.wrapping import WrappingRegistrar
 from allsuse.store import Store
 
 log = logging.getLogger("allsuse.server")
@@ -150,17 +140,22 @@ class AllsuseServer:
             streams_per_key=server_cfg.max_streams_per_key,
         )
         admission = Admission(server_cfg.request_message_timeout_seconds, self.limits, is_public)
-        layers: list[Layer] = [
-            RequestIdInterceptor(draining=self.draining, blocking=self.blocking, tracker=self.tracker),
-            MetricsInterceptor(self.metrics),
-            AccessLogInterceptor(),
-            ErrorInterceptor(),
-            AuthInterceptor(roles, self.verifier),
-        ]
         self.limiter: TokenBucketLimiter | None = None
         if config.auth.rate_limit_per_second > 0:
             self.limiter = TokenBucketLimiter(config.auth.rate_limit_per_second, config.auth.rate_limit_burst)
-            layers.append(RateLimitInterceptor(self.limiter))
+        # RequestDecodingInterceptor's check, innermost: a request whose bytes do not parse (or hold NUL in a string)
+        # is INVALID_ARGUMENT naming the field, not UNKNOWN/INTERNAL (decode.py).
+        self.chain = InterceptorChain(
+            roles=roles,
+            verifier=self.verifier,
+            limiter=self.limiter,
+            metrics=self.metrics,
+            admission=admission,
+            draining=self.draining,
+            blocking=self.blocking,
+            tracker=self.tracker,
+            inner=tolerant_handler,
+        )
         ping_interval_ms = int(server_cfg.keepalive_min_ping_interval_seconds * 1000)
         options = [
             ("grpc.max_send_message_length", server_cfg.max_message_bytes),
@@ -169,23 +164,25 @@ class AllsuseServer:
             ("grpc.keepalive_timeout_ms", int(server_cfg.keepalive_timeout_seconds * 1000)),
             ("grpc.http2.min_ping_interval_without_data_ms", ping_interval_ms),
             ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.so_reuseport", 0),
+            # Several worker processes share the port (server.workers > 1, allsuse.server.workers); one process
+            # alone keeps it exclusive, so a second server on a taken port fails to start instead of sharing it.
+            ("grpc.so_reuseport", 1 if server_cfg.workers > 1 else 0),
             ("grpc.max_concurrent_streams", server_cfg.max_streams_per_connection),
         ]
         # No `maximum_concurrent_rpcs`: grpc counts a call from its HEADERS on, before routing, so calls that never
         # send their message (or long streams) would fill it and starve everyone, health included. The limits of
         # `admission` count per caller instead, once the message has arrived, and never health or reflection.
-        # RequestDecodingInterceptor, innermost: a request whose bytes do not parse (or hold NUL in a string) is
-        # INVALID_ARGUMENT naming the field, not UNKNOWN/INTERNAL (decode.py).
-        self.server = grpc.aio.server(
-            interceptors=[InterceptorChain(layers, admission), RequestDecodingInterceptor()], options=options
-        )
+        # No grpc interceptor: every handler is wrapped by the chain once, when its service registers.
+        self.server = grpc.aio.server(options=options)
+        registrar = WrappingRegistrar(self.server, self.chain.wrap)
         names = [b.full_name for b in bindings]
         for binding in bindings:
-            binding.add_to_server(self.server)
+            binding.add_to_server(registrar)  # it only registers handlers
         self.health = HealthReporter(names, self.metrics)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self.server)
-        reflection.enable_server_reflection([*names, HEALTH_SERVICE, reflection.SERVICE_NAME], self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, registrar)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer([*names, HEALTH_SERVICE, reflection.SERVICE_NAME]), registrar
+        )
         self.services: tuple[str, ...] = tuple(names)
         self.tls = config.tls.enabled
         address = f"{server_cfg.host}:{server_cfg.port}"
@@ -377,11 +374,15 @@ class Service:
         *,
         bindings: Sequence[ServiceBinding] = (),
         service_modules: Sequence[str] | None = None,
+        worker: int = 0,
     ) -> None:
         # Every key of config/protocol.yaml the code reads, read now: a bad value stops start-up with a
         # ConfigError naming the file and the key (`allsuse serve` prints it and exits 2).
         settings.validate_default()
         self.config = config
+        # Worker `worker` of `server.workers` (allsuse.server.workers): the scheduled jobs that must run once run in
+        # worker 0 only, and worker i serves its metrics on metrics.port + i.
+        self.worker = worker
         self.registry = Registry("allsuse", start_timeout=30.0)
         self.metrics = ServerMetrics()
         self.store_component = StoreComponent(config.store.url)
@@ -396,11 +397,13 @@ class Service:
         self.registry.add(self.bus)
         self.registry.add(self.scheduler)
         if config.metrics.enabled:
-            self.metrics_endpoint = MetricsEndpoint(self.metrics, config.metrics.host, config.metrics.port)
+            port = config.metrics.port + worker if config.metrics.port else 0
+            self.metrics_endpoint = MetricsEndpoint(self.metrics, config.metrics.host, port)
             self.registry.add(self.metrics_endpoint)
         self.registry.add(self.grpc)
         self.scheduler.add("health-check", Every(HEALTH_CHECK_EVERY), self._check_health)
-        jobs.install(self)
+        if worker == 0:
+            jobs.install(self)
         self.registry.listen(self._on_transition)
 
     async def _check_health(self, slot: datetime) -> None:
@@ -461,10 +464,12 @@ class Service:
                     loop.remove_signal_handler(sig)
 
 
-async def serve(config: Config) -> None:
-    """Runs the service for `config` until SIGTERM or SIGINT (what `allsuse serve` does)."""
-    log.info("configuration %s: %s", config.environment, config.describe())
-    await Service(config).run()
+async def serve(config: Config, *, worker: int | None = None) -> None:
+    """Runs the service for `config` until SIGTERM or SIGINT (what `allsuse serve` does, or one of its workers:
+    `worker` is the index given by the supervisor of `server.workers` > 1)."""
+    if worker is None:
+        log.info("configuration %s: %s", config.environment, config.describe())
+    await Service(config, worker=worker or 0).run(announce=worker is None)
 
 
 __all__ = [

@@ -78,8 +78,8 @@ class CallLimits:
         limit = self.streams if stream else self.calls
         slot = (limit.kind, key)
         mine = self._by_key.get(slot, 0)
-        who = key.split(":", 1)[1]
         if mine >= limit.per_key:
+            who = key.split(":", 1)[1]
             raise LimitExceededError(
                 f"too many {limit.kind} in progress for {who}: at most {limit.per_key}; retry when one has ended"
             )
@@ -104,6 +104,62 @@ class CallLimits:
                 del self._by_key[slot]
 
         return release
+
+
+class MessageDeadlines:
+    """The request-message deadline of every call waiting for its message, kept by one timer per event loop.
+
+    `asyncio.timeout` around each read costs a timer handle, a heap push and a context manager per call; here a
+    read registers its task and deadline in a dict, and one sweep every `timeout / 10` (at most 0.5 s) cancels the
+    reads that are overdue, which then end with MessageTimeoutError. A call is refused between `timeout` and
+    `timeout` plus one sweep interval after it started.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = float(timeout)
+        self.interval = min(0.5, self.timeout / 10.0)
+        self._waiting: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def read(self, context: Any) -> Any:
+        """The call's request message, read within the timeout (MessageTimeoutError otherwise)."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        if task is None:  # pragma: no cover - grpc.aio runs every call in a task
+            return await _first_message(context, self.timeout)
+        self._waiting[task] = loop.time() + self.timeout
+        if self._timer is None or self._loop is not loop:
+            self._loop = loop
+            self._timer = loop.call_later(self.interval, self._sweep)
+        try:
+            message = await context.read()
+        except asyncio.CancelledError:
+            if task in self._expired:
+                self._expired.discard(task)
+                task.uncancel()
+                raise MessageTimeoutError(f"request message not received within {self.timeout:g} s") from None
+            raise
+        finally:
+            self._waiting.pop(task, None)
+        # A task the sweep cancelled is suspended at the read above (it leaves `_waiting` in the same step as it
+        # resumes), so the cancellation always surfaces there.
+        if message is grpc.aio.EOF:
+            raise InvalidInputError.of("request", "the client ended the call without sending its request message")
+        return message
+
+    def _sweep(self) -> None:
+        loop = self._loop
+        if loop is None:  # pragma: no cover
+            return
+        now = loop.time()
+        for task, deadline in list(self._waiting.items()):
+            if deadline <= now:
+                del self._waiting[task]
+                self._expired.add(task)
+                task.cancel()
+        self._timer = loop.call_later(self.interval, self._sweep) if self._waiting else None
 
 
 async def _first_message(context: Any, timeout: float) -> Any:
@@ -168,13 +224,16 @@ class Admission:
         if not message_timeout > 0:
             raise InvalidInputError.of("message_timeout", f"must be > 0, got {message_timeout!r}")
         self.message_timeout = float(message_timeout)
+        self.deadlines = MessageDeadlines(self.message_timeout)
         self.limits = limits
         self.public = public
 
     def _slot(self, method: str, context: Any, stream: bool) -> Callable[[], None] | None:
         if self.limits is None or self.public(method):
             return None
-        return self.limits.acquire(principal_key(current_call(), str(context.peer())), stream=stream)
+        call = current_call()
+        peer = call.peer if call is not None else str(context.peer())  # the chain has read it already
+        return self.limits.acquire(principal_key(call, peer), stream=stream)
 
     def wrap(self, handler: Any, method: str) -> Any:
         """The handler with the deadline and the limits (a handler that is not async is left as it is)."""
@@ -190,12 +249,12 @@ class Admission:
         return self._stream_request(inner, method, handler, streaming)
 
     def _unary_request(self, inner: Any, method: str, handler: Any, streaming: bool) -> Any:
-        timeout = self.message_timeout
+        first = self.deadlines.read
 
         if streaming:
 
             async def stream_behavior(requests: Any, context: Any) -> None:
-                request = await _first_message(context, timeout)
+                request = await first(context)
                 release = self._slot(method, context, True)
                 try:
                     await write_all(inner(request, context), context)
@@ -208,7 +267,7 @@ class Admission:
             )
 
         async def unary_behavior(requests: Any, context: Any) -> Any:
-            request = await _first_message(context, timeout)
+            request = await first(context)
             release = self._slot(method, context, False)
             try:
                 return await inner(request, context)
@@ -250,4 +309,4 @@ class Admission:
         )
 
 
-__all__ = ["Admission", "CallLimits", "Limit", "principal_key", "write_all"]
+__all__ = ["Admission", "CallLimits", "Limit", "MessageDeadlines", "principal_key", "write_all"]

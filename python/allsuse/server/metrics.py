@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
@@ -63,15 +64,43 @@ class ServerMetrics:
         self.cache_hit_rate = Gauge(
             "allsuse_cache_hit_rate", "Hit rate of the service's response cache (0..1).", registry=self.registry
         )
+        self._methods: dict[str, MethodMetrics] = {}
 
     def observe(self, method: str, code: str, seconds: float) -> None:
         """Records one finished RPC."""
-        self.requests.labels(method, code).inc()
-        self.latency.labels(method).observe(seconds)
+        self.method(method).observe(code, seconds)
+
+    def method(self, method: str) -> MethodMetrics:
+        """The children of one method's labels, resolved once (a `labels()` lookup per call takes a lock and
+        builds tuples)."""
+        found = self._methods.get(method)
+        if found is None:
+            found = self._methods[method] = MethodMetrics(self, method)
+        return found
 
     def render(self) -> bytes:
         """The metrics in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+class MethodMetrics:
+    """One method's latency child and its request counters by code (made on first use: a bounded set)."""
+
+    __slots__ = ("_codes", "_method", "_requests", "latency")
+
+    def __init__(self, metrics: ServerMetrics, method: str) -> None:
+        self._method = method
+        self._requests = metrics.requests
+        self._codes: dict[str, Any] = {}
+        self.latency = metrics.latency.labels(method)
+
+    def observe(self, code: str, seconds: float) -> None:
+        """Records one finished call of the method."""
+        counter = self._codes.get(code)
+        if counter is None:
+            counter = self._codes[code] = self._requests.labels(self._method, code)
+        counter.inc()
+        self.latency.observe(seconds)
 
 
 class MetricsEndpoint:
@@ -109,4 +138,4 @@ class MetricsEndpoint:
             self._thread = None
 
 
-__all__ = ["LATENCY_BUCKETS", "MetricsEndpoint", "ServerMetrics"]
+__all__ = ["LATENCY_BUCKETS", "MethodMetrics", "MetricsEndpoint", "ServerMetrics"]

@@ -60,7 +60,7 @@ class Principal:
 ANONYMOUS = Principal(key_id="anonymous", role="admin", authenticated=False)
 
 
-@dataclass
+@dataclass(slots=True)
 class CallState:
     """One RPC as the interceptors see it (mutable: the auth layer fills in the principal)."""
 
