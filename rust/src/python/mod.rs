@@ -4,6 +4,7 @@
 mod cache;
 pub mod errors;
 mod indicators;
+mod market;
 mod pricing;
 mod protocol;
 mod risk;
@@ -30,6 +31,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     indicators::register(m)?;
     cache::register(m)?;
     protocol::register(m)?;
+    market::register(m)?;
     // _core is private (users import the facades): no star-import surface for stubtest to track.
     if m.hasattr("__all__")? {
         m.delattr("__all__")?;
