@@ -361,6 +361,22 @@ def symbol_data_in(sm: decision_pb2.SymbolMarket, at: str, serialized: bytes | N
     return SymbolData(bars, iv, sector, chain, earnings)
 
 
+EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+"""`date.toordinal()` of 1970-01-01: a BarColumns day number is `date.toordinal() - EPOCH_ORDINAL`."""
+
+
+def columns_out(bars: Bars) -> decision_pb2.BarColumns:
+    """The packed-columns message of `bars` (what a client sends in `SymbolMarket.columns` or PublishBars)."""
+    return decision_pb2.BarColumns(
+        days=(bars.days - EPOCH_ORDINAL).tolist(),
+        open=bars.open.tolist(),
+        high=bars.high.tolist(),
+        low=bars.low.tolist(),
+        close=bars.close.tolist(),
+        volume=bars.volume.tolist(),
+    )
+
+
 def snapshot_symbols_in(snapshot: decision_pb2.MarketSnapshot, field: str = "market") -> None:
     """The snapshot-wide bounds: at most MAX_SYMBOLS symbols."""
     if len(snapshot.symbols) > MAX_SYMBOLS:

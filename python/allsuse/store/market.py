@@ -52,7 +52,7 @@ class PublishCounts:
 
 def day_text(day: int) -> str:
     """A day number as YYYY-MM-DD."""
-    return (EPOCH + dt.timedelta(days=day)).isoformat()
+    return (EPOCH + dt.timedelta(days=int(day))).isoformat()
 
 
 def _next_revision(tx: Transaction, table: str) -> int:
@@ -130,6 +130,7 @@ def put_quotes(
     """Stores the quotes of `day` per symbol (MARKET_WIDE for the VIX); all or nothing."""
     if not quotes:
         return PublishCounts()
+    day = int(day)
     texts = {symbol: json.dumps(payload, sort_keys=True, separators=(",", ":")) for symbol, payload in quotes.items()}
     symbols = sorted(texts)
     marks = ", ".join("?" * len(symbols))
