@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import hashlib
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -28,7 +29,9 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from allsuse import indicators
 from allsuse.errors import InvalidInputError
+from allsuse.protocol import settings
 from allsuse.protocol.market import Bars, MarketData, OptionQuote
 from allsuse.server.app import ServiceBinding, ServiceDeps
 from allsuse.server.convert import (
@@ -289,6 +292,7 @@ class Markets:
         snapshot_symbols_in(snapshot, field)
         day = as_of.date()
         parts: dict[str, SymbolData] = {}
+        lacking: list[tuple[str, str]] = []
         for i, sm in enumerate(snapshot.symbols):
             at = f"{field}.symbols[{i}]"
             if sm.symbol in parts:
@@ -299,27 +303,41 @@ class Markets:
             if part is None:
                 part = symbol_data_in(sm, at, data)
                 self.cache.put(key, part)
-            if part.bars is None or part.iv is None:
-                part = self._filled(sm.symbol, part, day, at)
             parts[sm.symbol] = part
+            if part.bars is None or part.iv is None:
+                lacking.append((sm.symbol, at))
+        vix = number_in(snapshot.vix, f"{field}.vix", low=0.0, high=MAX_VIX) if snapshot.HasField("vix") else None
+        if vix is None and (lacking or any(s and s not in parts for s in wanted)):
+            vix = self.history.vix(day)
+        sources: dict[str, str] = {}
+        for symbol, at in lacking:
+            parts[symbol], sources[symbol] = self._filled(symbol, parts[symbol], day, at, vix)
         for symbol in wanted:
             if symbol and symbol not in parts:
                 bars = self.history.bars(symbol, day)
                 if bars is not None:
-                    parts[symbol] = self._filled(
-                        symbol, SymbolData(bars, None, "unknown", None, None), day, f"{field}.symbols"
-                    )
+                    blank = SymbolData(bars, None, "unknown", None, None)
+                    parts[symbol], sources[symbol] = self._filled(symbol, blank, day, f"{field}.symbols", vix)
         market = market_of(parts, snapshot, field)
-        if market.vix is None:
-            vix = self.history.vix(day)
-            if vix is not None:
-                market = MarketData(
-                    market.bars, market.iv, vix, market.rate, market.sectors, market.chains, market.earnings
-                )
+        if (market.vix is None and vix is not None) or sources:
+            market = MarketData(
+                market.bars,
+                market.iv,
+                vix,
+                market.rate,
+                market.sectors,
+                market.chains,
+                market.earnings,
+                {s: src for s, src in sources.items() if src != "given"},
+            )
         return market
 
-    def _filled(self, symbol: str, part: SymbolData, day: dt.date, at: str) -> SymbolData:
-        """`part` with bars and IV (and a sector, chain and earnings it lacks) from the history as of `day`."""
+    def _filled(
+        self, symbol: str, part: SymbolData, day: dt.date, at: str, vix: float | None
+    ) -> tuple[SymbolData, str]:
+        """`part` with bars, IV, sector, chain and earnings it lacks from the history as of `day`, and where its IV
+        came from: the request ("given"), the stored quotes ("given"), VIX/100 ("vix") or the realised-volatility
+        proxy ("proxy", PROTOCOL section 6), in that order."""
         bars = part.bars
         if bars is None:
             bars = self.history.bars(symbol, day)
@@ -330,20 +348,19 @@ class Markets:
                 )
         quote = self.history.quote(symbol, day)
         iv = part.iv if part.iv is not None else (quote.iv if quote is not None else None)
+        source = "given"
         if iv is None:
-            raise InvalidInputError.of(
-                f"{at}.iv",
-                f"must be > 0: no IV for {symbol} in the request, and no quotes of it up to {day} on the server",
-            )
+            iv, source = _fallback_iv(bars, vix)
         if quote is None:
-            return SymbolData(bars, iv, part.sector, part.chain, part.earnings)
-        return SymbolData(
+            return SymbolData(bars, iv, part.sector, part.chain, part.earnings), source
+        filled = SymbolData(
             bars,
             iv,
             part.sector if part.sector != "unknown" else quote.sector,
             part.chain if part.chain is not None else quote.chain,
             part.earnings if part.earnings is not None else quote.earnings,
         )
+        return filled, source
 
     def complete(self, market: MarketData, symbols: Iterable[str], as_of: dt.datetime) -> MarketData:
         """`market` plus the history of the `symbols` it lacks (those the server holds)."""
@@ -353,18 +370,34 @@ class Markets:
         day = as_of.date()
         bars, ivs, sectors = dict(market.bars), dict(market.iv), dict(market.sectors)
         chains, earnings = dict(market.chains), dict(market.earnings or {})
+        sources = dict(market.iv_source)
         for symbol in missing:
             history = self.history.bars(symbol, day)
             if history is None:
                 continue
-            part = self._filled(symbol, SymbolData(history, None, "unknown", None, None), day, "market.symbols")
+            blank = SymbolData(history, None, "unknown", None, None)
+            part, source = self._filled(symbol, blank, day, "market.symbols", market.vix)
             assert part.bars is not None and part.iv is not None
             bars[symbol], ivs[symbol], sectors[symbol] = part.bars, part.iv, part.sector
+            if source != "given":
+                sources[symbol] = source
             if part.chain is not None:
                 chains[symbol] = part.chain
             if part.earnings is not None:
                 earnings[symbol] = part.earnings
-        return MarketData(bars, ivs, market.vix, market.rate, sectors, chains, earnings or None, market.iv_source)
+        return MarketData(bars, ivs, market.vix, market.rate, sectors, chains, earnings or None, sources)
+
+
+def _fallback_iv(bars: Bars, vix: float | None) -> tuple[float, str]:
+    """An IV for a symbol nobody quoted: VIX/100, else realised volatility x the VIX proxy ratio (as the backtest
+    does, PROTOCOL section 6), else 0.2."""
+    if vix is not None and vix > 0:
+        return min(vix / 100.0, MAX_IV), "vix"
+    doc = settings.default().doc
+    window = int(doc.number("vix_proxy_window", low=2))
+    ratio = doc.number("vix_proxy_ratio", low=0)
+    hv = float(indicators.hist_vol(bars.close[-(window + 1) :], window)[-1]) if len(bars) > window else math.nan
+    return (min(hv * ratio, MAX_IV) if math.isfinite(hv) and hv > 0 else 0.2), "proxy"
 
 
 def markets_for(deps: ServiceDeps) -> Markets:
