@@ -166,7 +166,7 @@ class MarketConfig:
     """Market data: the cache of converted snapshot symbols and the server's market history (docs/operations.md,
     "Market data")."""
 
-    snapshot_cache_size: int = 1024
+    snapshot_cache_size: int = 256
     history_bars: int = 520
     history_refresh_seconds: float = 1.0
 
