@@ -62,6 +62,12 @@ def test_load_harness_writes_every_scenario_and_field(tmp_path: Path) -> None:
     assert summary["market"] == "history"
     assert all("INVALID_ARGUMENT" not in s["error_codes"] for s in scenarios.values()), scenarios
     assert scenarios["decide-2"]["per_method"]["Decide"]["requests"] > scenarios["decide-2"]["errors"]
+    mix = set(scenarios["mix-4"]["per_method"])
+    assert "Decide" in mix and mix <= {"Decide", "AssessRisk", "Converse", "ClassifyWeek", "GetPortfolio"}
+    markdown = (out / "summary.md").read_text()
+    assert all(f"| {name} | {s['users']} |" in markdown for name, s in scenarios.items())
+    assert (out / "chart.png").stat().st_size > 1000
+    assert summary["targets"] and isinstance(summary["missed"], list)
 
 
 @pytest.mark.timeout(150)
@@ -92,9 +98,3 @@ def test_load_harness_keeps_the_old_full_snapshots_and_packed_columns(tmp_path: 
     assert summary["market"] == market
     decide = next(s for s in summary["scenarios"] if s["scenario"] == "decide-2")
     assert decide["requests"] > decide["errors"] and "INVALID_ARGUMENT" not in decide["error_codes"]
-    mix = set(scenarios["mix-4"]["per_method"])
-    assert "Decide" in mix and mix <= {"Decide", "AssessRisk", "Converse", "ClassifyWeek", "GetPortfolio"}
-    markdown = (out / "summary.md").read_text()
-    assert all(f"| {name} | {s['users']} |" in markdown for name, s in scenarios.items())
-    assert (out / "chart.png").stat().st_size > 1000
-    assert summary["targets"] and isinstance(summary["missed"], list)

@@ -110,7 +110,7 @@ class Bars:
 
     def upto(self, day: dt.date) -> Bars:
         """The bars up to and including `day`."""
-        n = int(np.searchsorted(self.days, day.toordinal(), side="right"))
+        n = int(self.days.searchsorted(day.toordinal(), side="right"))
         if n == len(self.days):
             return self
         dates = self._dates

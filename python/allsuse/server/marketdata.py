@@ -181,7 +181,7 @@ class SymbolHistory:
 
     def upto(self, day: dt.date, count: int) -> Bars | None:
         """The last `count` bars up to and including `day`, or None when there are none."""
-        end = int(np.searchsorted(self.days, day.toordinal(), side="right"))
+        end = int(self.days.searchsorted(day.toordinal(), side="right"))
         if end == 0:
             return None
         start = max(0, end - count)
