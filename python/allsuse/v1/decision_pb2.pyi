@@ -278,8 +278,8 @@ Global___SymbolMarket: _TypeAlias = SymbolMarket  # noqa: Y015
 class MarketSnapshot(_message.Message):
     """Market data for a decision: the symbol decided on and every symbol the portfolio holds. A symbol left out (or
     sent without bars) is filled from the server's market history as of the request's as_of: bars up to and
-    including that date, its IV and sector from the latest quotes published on or before it; `vix`, when unset,
-    from the latest VIX published on or before it.
+    including that date, its IV and sector from the latest quotes published on or before it; then `vix`, when unset,
+    is the latest VIX published on or before that date.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
