@@ -3,8 +3,10 @@ history (SQLite and PostgreSQL) and how a request's market is resolved from the 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
+import pickle
 import threading
 import uuid
 from collections.abc import Iterator
@@ -101,6 +103,7 @@ def test_bars_from_columns_build_dates_only_when_asked() -> None:
     assert bars.tail(10).dates == bars.dates[-10:]
     with pytest.raises(AttributeError):
         bars.close = bars.open  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(bars)) == bars and copy.deepcopy(bars) == bars
 
 
 @pytest.mark.parametrize(

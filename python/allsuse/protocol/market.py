@@ -103,6 +103,10 @@ class Bars:
 
     __hash__ = None  # type: ignore[assignment]
 
+    def __reduce__(self) -> tuple[type[Bars], tuple[object, ...]]:
+        """Pickling and copying rebuild through the constructor (the instance refuses attribute assignment)."""
+        return (Bars, (self._dates, self.open, self.high, self.low, self.close, self.volume, self.days))
+
     def __repr__(self) -> str:
         n = len(self.days)
         span = f"{dt.date.fromordinal(int(self.days[0]))}..{dt.date.fromordinal(int(self.days[-1]))}" if n else "empty"
