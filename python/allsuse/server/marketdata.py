@@ -29,6 +29,7 @@ import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from allsuse import indicators
+from allsuse.config import MarketConfig
 from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
 from allsuse.protocol.market import Bars, MarketData, OptionQuote
@@ -406,7 +407,8 @@ def markets_for(deps: ServiceDeps) -> Markets:
     found = vars(deps).get("_markets")
     if isinstance(found, Markets):
         return found
-    config = deps.config.market
+    cfg = getattr(deps, "config", None)
+    config = cfg.market if cfg is not None else MarketConfig()  # a bare deps object (tests): the defaults
     metrics = getattr(deps, "metrics", None)
     markets = Markets(
         SnapshotCache(config.snapshot_cache_size, metrics.registry if metrics is not None else None),
