@@ -22,8 +22,12 @@ def head(store: Store) -> int:
 
 
 def written(store: Store, after: int) -> list[tuple[str, str]]:
-    """(entity, id) of every record written after audit seq `after`."""
-    return [(e.payload.get("entity", e.action), e.payload.get("id", "")) for e in store.audit_entries(after_seq=after)]
+    """(entity, id) of every record written after audit seq `after` (the writes of a "batch" entry one by one)."""
+    found: list[tuple[str, str]] = []
+    for e in store.audit_entries(after_seq=after):
+        for w in e.payload["writes"] if e.action == "batch" else [e.payload]:
+            found.append((w.get("entity", e.action), w.get("id", "")))
+    return found
 
 
 def test_a_save_without_change_writes_nothing_and_changes_only_what_moved(tmp_path: Path) -> None:

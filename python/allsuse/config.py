@@ -138,6 +138,10 @@ class StoreConfig:
     """Where the store lives: a SQLite path (relative to the project directory) or a PostgreSQL DSN."""
 
     url: str = str(PROJECT_DIR / "var" / "allsuse.db")
+    # Portfolios kept loaded between requests (with their engine state), least recently used dropped first; 0 = none.
+    portfolio_cache: int = 256
+    # Requests that may wait for one portfolio's turn; one more is refused with RESOURCE_EXHAUSTED.
+    portfolio_queue: int = 512
 
     def describe(self) -> str:
         """The URL with any password masked."""
@@ -256,7 +260,11 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "failed_rate_per_second": _Key(float, _range(0.0, 1e6)),
         "failed_burst": _Key(int, _range(1, 1_000_000)),
     },
-    "store": {"url": _Key(str, _non_empty)},
+    "store": {
+        "url": _Key(str, _non_empty),
+        "portfolio_cache": _Key(int, _range(0, 1_000_000)),
+        "portfolio_queue": _Key(int, _range(1, 1_000_000)),
+    },
     "metrics": {"enabled": _Key(bool), "host": _Key(str, _non_empty), "port": _Key(int, _range(0, 65535))},
     "logging": {"level": _Key(str, _choice(LOG_LEVELS)), "json": _Key(bool)},
     "market": {
@@ -433,7 +441,7 @@ def _validated(name: str, typed: dict[str, dict[str, Any]], origins: dict[str, d
     for per_key, total in (("max_calls_per_key", "max_concurrent_rpcs"), ("max_streams_per_key", "max_streams")):
         if getattr(server, per_key) > getattr(server, total):
             raise InvalidInputError.of(f"server.{per_key}", f"must be <= server.{total} ({getattr(server, total)})")
-    store = StoreConfig(url=_resolve_store_url(typed["store"]["url"]))
+    store = StoreConfig(**{**typed["store"], "url": _resolve_store_url(typed["store"]["url"])})
     auth = AuthConfig(**typed["auth"])
     metrics = MetricsConfig(**typed["metrics"])
     return Config(

@@ -17,6 +17,7 @@ from allsuse.protocol.week_type import describe_week
 from allsuse.server.app import ServiceBinding, ServiceDeps
 from allsuse.server.convert import text_in
 from allsuse.server.decision import actor
+from allsuse.server.errors import NotFoundError
 from allsuse.server.portfolios import PortfolioRepository
 from allsuse.server.rpc import rpc, run_blocking
 from allsuse.v1 import agent_pb2, agent_pb2_grpc
@@ -68,11 +69,13 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             parts = [f"{a.id} ({a.kind}) {a.balance} {a.state}" for a in p.accounts.values()]
             return f"Portfolio {p.id}: equity {p.equity}; " + "; ".join(parts) + ".", "status", []
         if "decision" in lower or "why" in lower:
-            PortfolioRepository(store).load(portfolio_id)  # must exist
-            records = store.list_decisions(portfolio_id=portfolio_id, limit=100_000)
-            if not records:
+            if store.get_portfolio(portfolio_id) is None:
+                raise NotFoundError(f"portfolio_id: no portfolio {portfolio_id!r}")
+            # One index probe, one row decoded: the cost does not grow with the decisions stored.
+            latest = store.latest_decision(portfolio_id)
+            if latest is None:
                 return f"No decision yet for {portfolio_id}.", "explain", []
-            d = records[-1].payload
+            d = latest.payload
             return (
                 f"Latest: {d['action']} on {d['symbol']} for {d['account_id']} ({d['outcome']}). "
                 f"Why: {d['explanation']}",

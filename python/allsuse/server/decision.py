@@ -7,8 +7,9 @@ Every handler translates the request (allsuse.server.convert), runs the core wor
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -47,12 +48,14 @@ from allsuse.server.convert import (
 from allsuse.server.errors import FailedPreconditionError, NotFoundError
 from allsuse.server.idempotency import Claim, KeyedCall, write_once
 from allsuse.server.marketdata import markets_for
-from allsuse.server.portfolios import PortfolioRepository, StoredPortfolio
+from allsuse.server.portfolios import Loaded, PortfolioRepository, PortfolioRuntime, StoredPortfolio, retry_stale
 from allsuse.server.request import current_principal
 from allsuse.server.rpc import check_deadline, rpc, run_blocking
 from allsuse.store import Store, StoreConflictError
 from allsuse.store.store import Transaction as StoreTx
 from allsuse.v1 import decision_pb2, decision_pb2_grpc
+
+T = TypeVar("T")
 
 ROLES = {
     "Decide": "trader",
@@ -114,14 +117,24 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         engine.import_state(stored.engine_state)
         return engine
 
+    def _runtime(self) -> PortfolioRuntime:
+        """The server's portfolio cache and queue (sized by store.portfolio_cache / store.portfolio_queue)."""
+        cfg = self.deps.config.store
+        return PortfolioRuntime.of(self.store, cfg.portfolio_cache, cfg.portfolio_queue)
+
+    async def _in_turn(self, portfolio_id: str, fn: Callable[[Any], T], request: Any) -> T:
+        """Runs `fn(request)` on a worker thread in the portfolio's turn (requests for one portfolio one at a
+        time, in arrival order), once more on a fresh load when another replica wrote the portfolio meanwhile."""
+        return await self._runtime().queue.run(portfolio_id, lambda: run_blocking(retry_stale, fn, request))
+
     # --- Decide -----------------------------------------------------------------------------------------
     def _decide(self, request: decision_pb2.DecideRequest) -> dict[str, Any]:
-        """Runs on a worker thread; returns the stored payload (plus an "_alert" to publish, if any)."""
+        """Runs on a worker thread in the portfolio's turn; returns the stored payload (plus an "_alert" to
+        publish, if any). The portfolio and its Engine come from the PortfolioCache when loaded before."""
         for name in ("portfolio_id", "account_id"):
             if not getattr(request, name):
                 raise InvalidInputError.of(name, "must not be empty")
         symbol_in(request.symbol, "symbol")
-        key = request.idempotency_key
         call = KeyedCall.of("Decide", request.portfolio_id, request)
         if call is not None:
             first = call.replay(self.store, decision_pb2.Decision)
@@ -133,8 +146,39 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         if request.symbol not in market.bars:
             raise InvalidInputError.of("market.symbols", f"holds no bars for the symbol {request.symbol!r}")
         repo = PortfolioRepository(self.store)
-        stored = repo.load(request.portfolio_id)
-        require_owner(stored.owner, "portfolio_id")
+        cache = self._runtime().cache
+        with cache.turn(request.portfolio_id):
+            loaded = cache.get(request.portfolio_id)
+            if loaded is None:
+                stored = repo.load(request.portfolio_id)
+                loaded = Loaded(stored, self._engine(stored))
+            require_owner(loaded.stored.owner, "portfolio_id")
+            try:
+                payload, written = self._decide_loaded(request, as_of, market, call, repo, loaded)
+            except BaseException:
+                # The Engine and the portfolio may hold changes that were never written.
+                cache.drop(request.portfolio_id)
+                raise
+            if not written:  # a concurrent twin's decision was answered: this one's changes were rolled back
+                cache.drop(request.portfolio_id)
+                return payload
+            cache.put(request.portfolio_id, loaded)
+        self.deps.metrics.decisions.labels(payload["outcome"], payload["action"]).inc()
+        return payload
+
+    def _decide_loaded(
+        self,
+        request: decision_pb2.DecideRequest,
+        as_of: Any,
+        market: Any,
+        call: KeyedCall | None,
+        repo: PortfolioRepository,
+        loaded: Loaded,
+    ) -> tuple[dict[str, Any], bool]:
+        """Decides on a loaded portfolio and writes the decision with the engine state (and the alert, if any)
+        in one durable unit with one audit entry. Returns the payload and whether this request's decision was
+        written (False: a concurrent request with the same key decided first, and its decision is returned)."""
+        stored, engine = loaded.stored, loaded.engine
         stored.portfolio.account(request.account_id)
         held = {p.symbol for p in stored.portfolio.positions.values()}
         market = self.markets.complete(market, held, as_of)
@@ -143,7 +187,6 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             raise InvalidInputError.of(
                 "market.symbols", f"must include every symbol held: missing {', '.join(missing)}"
             )
-        engine = self._engine(stored)
         decision = engine.decide(stored.portfolio, request.account_id, request.symbol, as_of, market)
         if decision.outcome == "REJECTED" or decision.order is None:
             approval = "NOT_APPLICABLE" if decision.order is None else "REJECTED"
@@ -155,8 +198,21 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             engine.commit(decision, stored.portfolio)
         decision_id = uuid.uuid4().hex
         payload = decision_payload(decision, request.portfolio_id, decision_id, approval)
-        payload["idempotency_key"] = key
+        payload["idempotency_key"] = request.idempotency_key
         stored.engine_state = engine.export_state()
+        alert: dict[str, Any] | None = None
+        if decision.outcome == "REJECTED" or decision.account_state != "ACTIVE":
+            active = decision.account_state == "ACTIVE"
+            failed = "; ".join(r.message for r in decision.compliance if not r.passed)
+            alert = {
+                "severity": "warning" if active else "critical",
+                "portfolio_id": request.portfolio_id,
+                "account_id": request.account_id,
+                "code": "DECISION_REJECTED" if active else f"ACCOUNT_{decision.account_state}",
+                "message": failed or decision.explanation[-300:],
+                "decision_id": decision_id,
+            }
+        who = actor()
 
         def record(tx: StoreTx) -> None:
             # The decisions table's unique key names the whole scope of the client's key (or is this decision's own).
@@ -167,39 +223,31 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
                 portfolio_id=request.portfolio_id,
                 status=approval.lower(),
                 decision_id=decision_id,
-                actor=actor(),
+                account_id=request.account_id,
+                actor=who,
             )
+            if alert is not None:
+                # In the same unit: a rejected decision and its alert are durable together, in one commit.
+                raised = tx.raise_alert(
+                    alert["code"].lower(), alert["severity"], alert, portfolio_id=request.portfolio_id, actor=who
+                )
+                alert["alert_id"] = raised.id
+                alert["at"] = raised.created_at
 
         response = decision_out(payload)
         answer = write_once(
-            call, response, lambda claim: repo.save(stored, actor=actor(), extra=record, claim=claim), actor=actor()
+            call, response, lambda claim: repo.save(stored, actor=who, extra=record, claim=claim), actor=who
         )
         if answer is not response:  # a concurrent request with the same key decided first
-            return self._load_decision(answer.decision_id)
-        if decision.outcome == "REJECTED" or decision.account_state != "ACTIVE":
-            active = decision.account_state == "ACTIVE"
-            failed = "; ".join(r.message for r in decision.compliance if not r.passed)
-            alert: dict[str, Any] = {
-                "severity": "warning" if active else "critical",
-                "portfolio_id": request.portfolio_id,
-                "account_id": request.account_id,
-                "code": "DECISION_REJECTED" if active else f"ACCOUNT_{decision.account_state}",
-                "message": failed or decision.explanation[-300:],
-                "decision_id": decision_id,
-            }
-            raised = self.store.raise_alert(
-                alert["code"].lower(), alert["severity"], alert, portfolio_id=request.portfolio_id, actor=actor()
-            )
-            alert["alert_id"] = raised.id
-            alert["at"] = raised.created_at
+            return self._load_decision(answer.decision_id), False
+        if alert is not None:
             payload = {**payload, "_alert": alert}
-        self.deps.metrics.decisions.labels(decision.outcome, decision.action).inc()
-        return payload
+        return payload, True
 
     @rpc
     async def Decide(self, request: decision_pb2.DecideRequest, context: grpc.aio.ServicerContext) -> Any:
         check_deadline(context, need_seconds=0.01)
-        payload = await run_blocking(self._decide, request)
+        payload = await self._in_turn(request.portfolio_id, self._decide, request)
         alert = payload.pop("_alert", None)
         if alert is not None:
             self.deps.bus.publish("alerts", alert)  # on the event loop: the bus is not thread-safe
@@ -415,6 +463,10 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             raise NotFoundError(f"decision_id: no decision {decision_id!r}")
         return dict(record.payload)
 
+    def _portfolio_of(self, decision_id: str) -> str:
+        """The portfolio a decision belongs to (whose turn an approval or outcome takes)."""
+        return str(self._load_decision(decision_id).get("portfolio_id") or "")
+
     def _approve(self, request: decision_pb2.ApproveDecisionRequest) -> decision_pb2.Decision:
         payload = self._load_decision(request.decision_id)
         repo = PortfolioRepository(self.store)
@@ -432,13 +484,14 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         payload["approval_status"] = "APPROVED" if request.approve else "DECLINED"
         payload["approval_note"] = text_in(request.note, "note", max_length=2000)
         status = payload["approval_status"].lower()
+        who = actor()  # read here: a write unit runs on the store's writer thread, outside the request's context
 
         def record(tx: StoreTx) -> None:
             # Conditional on the status still being pending, in the same transaction: of two concurrent approvals
             # (or an approval and a decline) one wins, the other changes nothing.
             try:
                 tx.update_decision(
-                    request.decision_id, status=status, payload=payload, expected_status="pending", actor=actor()
+                    request.decision_id, status=status, payload=payload, expected_status="pending", actor=who
                 )
             except StoreConflictError:
                 raise FailedPreconditionError(
@@ -471,7 +524,8 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
     async def ApproveDecision(
         self, request: decision_pb2.ApproveDecisionRequest, context: grpc.aio.ServicerContext
     ) -> Any:
-        return await run_blocking(self._approve, request)
+        portfolio_id = await run_blocking(self._portfolio_of, request.decision_id)
+        return await self._in_turn(portfolio_id, self._approve, request)
 
     def _outcome(self, request: decision_pb2.RecordOutcomeRequest) -> decision_pb2.RecordOutcomeResponse:
         payload = self._load_decision(request.decision_id)
@@ -500,9 +554,10 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         trust = engine.trust.record(payload["trust_kind"], request.right, float(payload["confidence"]), at.date())
         stored.engine_state = engine.export_state()
         outcome = {"right": request.right, "realised_pnl": str(pnl), "at": at.isoformat(), "trust_after": trust}
+        who = actor()  # read here: a write unit runs on the store's writer thread, outside the request's context
 
         def record(tx: StoreTx) -> None:
-            rec = tx.record_outcome(request.decision_id, outcome, outcome_id=outcome_id, actor=actor())
+            rec = tx.record_outcome(request.decision_id, outcome, outcome_id=outcome_id, actor=who)
             if rec.replayed:
                 raise _OutcomeExistsError(rec.payload)
 
@@ -533,7 +588,8 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
 
     @rpc
     async def RecordOutcome(self, request: decision_pb2.RecordOutcomeRequest, context: grpc.aio.ServicerContext) -> Any:
-        return await run_blocking(self._outcome, request)
+        portfolio_id = await run_blocking(self._portfolio_of, request.decision_id)
+        return await self._in_turn(portfolio_id, self._outcome, request)
 
 
 def bindings(deps: ServiceDeps) -> list[ServiceBinding]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ from allsuse.protocol.accounts import Account, Portfolio, Transaction, allocate,
 from allsuse.protocol.engine import Effects, Engine
 from allsuse.protocol.positions import MULTIPLIER, Position
 from allsuse.protocol.trust import TrustBook
+from allsuse.rules import RuleBook
 from allsuse.server.app import ServiceBinding, ServiceDeps
 from allsuse.server.convert import (
     MAX_PRICE,
@@ -33,12 +35,13 @@ from allsuse.server.convert import (
 from allsuse.server.decision import actor, require_owner
 from allsuse.server.errors import AlreadyExistsError, FailedPreconditionError, NotFoundError
 from allsuse.server.idempotency import KeyedCall, write_once
-from allsuse.server.portfolios import PortfolioRepository, StoredPortfolio, new_stored
+from allsuse.server.portfolios import PortfolioRepository, PortfolioRuntime, StoredPortfolio, new_stored, retry_stale
 from allsuse.server.request import current_principal
 from allsuse.server.rpc import rpc, run_blocking
 from allsuse.v1 import portfolio_pb2, portfolio_pb2_grpc
 
 M = TypeVar("M", bound=Message)
+T = TypeVar("T")
 
 ROLES = {
     "CreatePortfolio": "trader",
@@ -117,6 +120,15 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
 
     def __init__(self, deps: ServiceDeps) -> None:
         self.deps = deps
+        # Loaded once: an Engine built without it would load and compile the rulebook per request (~15 ms).
+        self.rules = RuleBook.load()
+
+    async def _in_turn(self, portfolio_id: str, fn: Callable[[Any], T], request: Any) -> T:
+        """Runs `fn(request)` on a worker thread in the portfolio's turn (see PortfolioQueue), once more on a
+        fresh load when another replica wrote the portfolio meanwhile."""
+        cfg = self.deps.config.store
+        queue = PortfolioRuntime.of(self.deps.store, cfg.portfolio_cache, cfg.portfolio_queue).queue
+        return await queue.run(portfolio_id, lambda: run_blocking(retry_stale, fn, request))
 
     @property
     def repo(self) -> PortfolioRepository:
@@ -145,7 +157,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         owner = principal.key_id if principal is not None and principal.authenticated else None
         stored = new_stored(Portfolio.create(portfolio_id, total, at), owner)
         check_amounts(stored.portfolio, "total")
-        stored.engine_state = Engine(trust=TrustBook()).export_state()
+        stored.engine_state = Engine(rules=self.rules, trust=TrustBook()).export_state()
         return self._save(call, stored, portfolio_out(stored))
 
     def _save(self, call: KeyedCall | None, stored: StoredPortfolio, response: M, extra: Any = None) -> M:
@@ -298,23 +310,25 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
             return None
         effects = payload.get("effects")
         if effects:
-            engine = Engine(trust=TrustBook())
+            engine = Engine(rules=self.rules, trust=TrustBook())
             engine.import_state(stored.engine_state)
             engine.apply_effects(Effects.from_json(effects), stored.portfolio)
             stored.engine_state = engine.export_state()
         payload["approval_status"] = "APPROVED"
         payload["approval_note"] = "executed by RecordFill"
 
+        who = actor()  # read here: a write unit runs on the store's writer thread, outside the request's context
+
         def record_execution(tx: Any) -> None:
             tx.update_decision(
-                request.decision_id, status="approved", payload=payload, expected_status="pending", actor=actor()
+                request.decision_id, status="approved", payload=payload, expected_status="pending", actor=who
             )
 
         return record_execution
 
     @rpc
     async def RecordFill(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return await run_blocking(self._fill, request)
+        return await self._in_turn(request.portfolio_id, self._fill, request)
 
     def _withdraw(self, request: portfolio_pb2.WithdrawRequest) -> portfolio_pb2.Transaction:
         call, first = self._replayed("Withdraw", request, portfolio_pb2.Transaction)
@@ -329,7 +343,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
 
     @rpc
     async def Withdraw(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return await run_blocking(self._withdraw, request)
+        return await self._in_turn(request.portfolio_id, self._withdraw, request)
 
     # --- weekly cycle, projection, reset --------------------------------------------------------------------
     def _weekly(self, request: portfolio_pb2.RunWeeklyCycleRequest) -> portfolio_pb2.WeeklyCycleReport:
@@ -346,7 +360,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         # Reinvests the quarter's realised gains when `as_of` is the quarter's last NYSE trading day, and does
         # nothing on any other day: a cycle run on that day (whatever its weekday) carries out the reinvestment.
         p.reinvest_quarter(at)
-        engine = Engine(trust=TrustBook())
+        engine = Engine(rules=self.rules, trust=TrustBook())
         engine.import_state(stored.engine_state)
         engine.trust.decay(at.date())
         stored.engine_state = engine.export_state()
@@ -367,7 +381,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
 
     @rpc
     async def RunWeeklyCycle(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return await run_blocking(self._weekly, request)
+        return await self._in_turn(request.portfolio_id, self._weekly, request)
 
     def _project(self, request: portfolio_pb2.ProjectRequest) -> portfolio_pb2.Projection:
         total = money_in(request.total, "total", positive=True, allow_zero=False)
@@ -407,13 +421,15 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         if not request.reason:
             raise InvalidInputError.of("reason", "must say why the account is reset (it goes to the audit log)")
         text_in(request.reason, "reason")
-        engine = Engine(trust=TrustBook())
+        engine = Engine(rules=self.rules, trust=TrustBook())
         engine.import_state(stored.engine_state)
         engine.reset_account(stored.portfolio, account.id)
         stored.engine_state = engine.export_state()
 
+        who = actor()  # read here: a write unit runs on the store's writer thread, outside the request's context
+
         def note(tx: Any) -> None:
-            tx.audit("reset_account", {"account_id": account.id, "reason": request.reason}, actor=actor())
+            tx.audit("reset_account", {"account_id": account.id, "reason": request.reason}, actor=who)
 
         from allsuse.protocol import settings
 
@@ -421,7 +437,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
 
     @rpc
     async def ResetAccount(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return await run_blocking(self._reset, request)
+        return await self._in_turn(request.portfolio_id, self._reset, request)
 
 
 def bindings(deps: ServiceDeps) -> list[ServiceBinding]:

@@ -41,10 +41,11 @@ ENTITY_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "account": ("accounts", ("portfolio_id", "kind")),
     "position": ("positions", ("portfolio_id", "account_id", "status")),
     "transaction": ("transactions", ("portfolio_id", "account_id", "kind", "amount")),
-    "decision": ("decisions", ("idempotency_key", "portfolio_id", "kind", "status")),
+    "decision": ("decisions", ("idempotency_key", "portfolio_id", "kind", "status", "account_id")),
     "outcome": ("outcomes", ("decision_id",)),
     "alert": ("alerts", ("portfolio_id", "kind", "severity", "status")),
     "conversation": ("conversations", ()),
+    "engine_state": ("engine_states", ("version",)),
 }
 TABLES = (
     *(table for table, _ in ENTITY_TABLES.values()),
@@ -56,6 +57,8 @@ TABLES = (
 )
 # The actions of the store's own record writes (`<entity>.put`, `.record`, `.update`); other entries are the caller's.
 _WRITES = ("put", "record", "update")
+# An entry covering several writes of one unit: {"writes": [{"action": <a write's action>, <its payload>}, ...]}.
+BATCH_ACTION = "batch"
 MAX_PROBLEMS = 200
 BATCH = 2000
 
@@ -355,20 +358,28 @@ def _records(conn: Connection, report: FullReport) -> None:
 
     def collect() -> bool:
         for seq, action, payload in _audit_payloads(conn):
-            entity = payload.get("entity")
-            kind, _, verb = action.partition(".")
-            if entity in ENTITY_TABLES and kind == entity and verb in _WRITES and isinstance(payload.get("id"), str):
-                columns = payload.get("columns")
-                recorded = dict(columns) if isinstance(columns, dict) else {}
-                written[(str(entity), payload["id"])] = _Written(seq, recorded, str(payload.get("payload_sha256")))
-            elif action == "idempotency.record" and isinstance(payload.get("scope"), dict):
-                s = payload["scope"]
-                scope = (str(s.get("principal")), str(s.get("portfolio_id")), str(s.get("rpc")), str(s.get("key")))
-                idempotent[scope] = (seq, str(payload.get("request_sha256")), str(payload.get("response_sha256")))
-            elif action in ("api_key.create", "api_key.revoke") and isinstance(payload.get("key_id"), str):
-                state = keys.setdefault(payload["key_id"], {})
-                state["revoked" if action == "api_key.revoke" else "created"] = (seq, payload)
+            if action == BATCH_ACTION and isinstance(payload.get("writes"), list):
+                for write in payload["writes"]:
+                    if isinstance(write, dict) and isinstance(write.get("action"), str):
+                        note(seq, write["action"], write)
+            else:
+                note(seq, action, payload)
         return True
+
+    def note(seq: int, action: str, payload: dict[str, Any]) -> None:
+        entity = payload.get("entity")
+        kind, _, verb = action.partition(".")
+        if entity in ENTITY_TABLES and kind == entity and verb in _WRITES and isinstance(payload.get("id"), str):
+            columns = payload.get("columns")
+            recorded = dict(columns) if isinstance(columns, dict) else {}
+            written[(str(entity), payload["id"])] = _Written(seq, recorded, str(payload.get("payload_sha256")))
+        elif action == "idempotency.record" and isinstance(payload.get("scope"), dict):
+            s = payload["scope"]
+            scope = (str(s.get("principal")), str(s.get("portfolio_id")), str(s.get("rpc")), str(s.get("key")))
+            idempotent[scope] = (seq, str(payload.get("request_sha256")), str(payload.get("response_sha256")))
+        elif action in ("api_key.create", "api_key.revoke") and isinstance(payload.get("key_id"), str):
+            state = keys.setdefault(payload["key_id"], {})
+            state["revoked" if action == "api_key.revoke" else "created"] = (seq, payload)
 
     report.records_ran = True
     if _guarded(conn, report, "records", "audit_log", collect) is None:

@@ -135,6 +135,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        5,
+        "engine state per portfolio with the aggregate's version; decisions by account, latest first",
+        common=(
+            # One row per portfolio: the engine's state and the version every write of the aggregate moves
+            # (docs/store.md, "Engine state"): a Decide appends its decision and rewrites this row only.
+            "CREATE TABLE engine_states (id TEXT PRIMARY KEY REFERENCES portfolios (id) "
+            f"{FK}, version BIGINT NOT NULL, {STAMPS})",
+            "ALTER TABLE decisions ADD COLUMN account_id TEXT",
+            # "The last decision" of a portfolio (of one of its accounts) is one index probe, not a scan.
+            "DROP INDEX decisions_portfolio",
+            "CREATE INDEX decisions_latest ON decisions (portfolio_id, created_at, id)",
+            "CREATE INDEX decisions_account_latest ON decisions (portfolio_id, account_id, created_at, id)",
+        ),
+    ),
+    Migration(
         6,
         "market history: daily bars and quotes by (symbol, day)",
         common=(

@@ -11,8 +11,9 @@ import asyncio
 import dataclasses
 import os
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -24,7 +25,7 @@ from allsuse.store._db import Connection, Location, ReaderPool, Timeouts, dialec
 from allsuse.store.audit import AuditEntry, AuditReport
 from allsuse.store.errors import StoreConflictError, StoreError, StoreNotFoundError
 from allsuse.store.group_commit import CommitStats, GroupCommitter
-from allsuse.store.integrity import FullReport, credential_digest, verify_full_connection
+from allsuse.store.integrity import BATCH_ACTION, FullReport, credential_digest, verify_full_connection
 from allsuse.store.migrations import applied_versions, migrate_connection
 from allsuse.store.records import (
     ApiKeyInfo,
@@ -72,11 +73,16 @@ PORTFOLIO = _Entity("portfolio", "portfolios", ("name",))
 ACCOUNT = _Entity("account", "accounts", ("portfolio_id", "kind"))
 POSITION = _Entity("position", "positions", ("portfolio_id", "account_id", "status"))
 TRANSACTION = _Entity("transaction", "transactions", ("portfolio_id", "account_id", "kind", "amount"))
-DECISION = _Entity("decision", "decisions", ("idempotency_key", "portfolio_id", "kind", "status"))
+DECISION = _Entity("decision", "decisions", ("idempotency_key", "portfolio_id", "kind", "status", "account_id"))
 OUTCOME = _Entity("outcome", "outcomes", ("decision_id",))
 ALERT = _Entity("alert", "alerts", ("portfolio_id", "kind", "severity", "status"))
 CONVERSATION = _Entity("conversation", "conversations", ())
-ENTITIES = {e.name: e for e in (PORTFOLIO, ACCOUNT, POSITION, TRANSACTION, DECISION, OUTCOME, ALERT, CONVERSATION)}
+# The engine's state of a portfolio (id = the portfolio's id) and the version of the whole aggregate.
+ENGINE_STATE = _Entity("engine_state", "engine_states", ("version",))
+ENTITIES = {
+    e.name: e for e in (PORTFOLIO, ACCOUNT, POSITION, TRANSACTION, DECISION, OUTCOME, ALERT, CONVERSATION, ENGINE_STATE)
+}
+
 
 MAX_LIMIT = 100_000
 KEY_ID_PATTERN_HINT = "1-64 characters [A-Za-z0-9_-]"
@@ -131,6 +137,8 @@ class Transaction:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._batch: list[dict[str, Any]] | None = None
+        self._batch_actor: str | None = None
 
     @property
     def backend(self) -> str:
@@ -155,9 +163,36 @@ class Transaction:
         """Appends an audit entry of its own (e.g. an authentication failure or an operator action)."""
         return audit.append(self._conn, actor, action, payload)
 
+    @contextmanager
+    def one_entry(self, *, actor: str = "system") -> Iterator[None]:
+        """Record writes inside this block append one audit entry between them (action "batch", payload
+        {"writes": [{"action": ..., <the entry each write would have appended>}, ...]}), written when the block
+        ends: a Decide's decision and engine state cost one chain link, not two. An entry names one actor: a write
+        in the block that names another gets an entry of its own, as do entries appended with `audit()`."""
+        if self._batch is not None:
+            raise StoreError("one_entry blocks do not nest")
+        check_label(actor, "actor")
+        self._batch, self._batch_actor = [], actor
+        try:
+            yield
+            writes = self._batch
+        finally:
+            self._batch, self._batch_actor = None, None
+        if len(writes) == 1:
+            only = dict(writes[0])
+            action = only.pop("action")
+            audit.append(self._conn, actor, action, only)
+        elif writes:
+            audit.append(self._conn, actor, BATCH_ACTION, {"writes": writes})
+
+    def _append_audit(self, actor: str, action: str, payload: dict[str, Any]) -> None:
+        if self._batch is None or actor != self._batch_actor:
+            audit.append(self._conn, actor, action, payload)
+            return
+        self._batch.append({"action": action, **payload})
+
     def _audit_record(self, actor: str, action: str, record: Record, payload_text: str) -> None:
-        audit.append(
-            self._conn,
+        self._append_audit(
             actor,
             action,
             {
@@ -320,17 +355,61 @@ class Transaction:
         portfolio_id: str | None = None,
         status: str = "proposed",
         decision_id: str | None = None,
+        account_id: str | None = None,
         actor: str = "system",
     ) -> Record:
         """Stores a decision once per idempotency key. A key seen before returns the stored decision with
-        replayed=True and writes nothing (not even an audit entry)."""
+        replayed=True and writes nothing (not even an audit entry). `account_id` (the account decided for) makes
+        it findable by `Store.latest_decision(portfolio_id, account_id=...)`."""
         check_label(idempotency_key, "idempotency_key")
         check_optional_id(portfolio_id, "portfolio_id")
+        check_optional_id(account_id, "account_id")
         check_label(kind, "kind")
         check_label(status, "status")
         record_id = new_id() if decision_id is None else check_id(decision_id, "decision_id")
-        columns = {"idempotency_key": idempotency_key, "portfolio_id": portfolio_id, "kind": kind, "status": status}
+        columns = {
+            "idempotency_key": idempotency_key,
+            "portfolio_id": portfolio_id,
+            "kind": kind,
+            "status": status,
+            "account_id": account_id,
+        }
         return self._insert_once(DECISION, record_id, columns, payload, actor, "idempotency_key")
+
+    def put_engine_state(
+        self, portfolio_id: str, payload: Mapping[str, Any], *, expected_version: int, actor: str = "system"
+    ) -> Record:
+        """Writes a portfolio's engine state at version expected_version + 1: an update only while the stored
+        row is still at `expected_version` (checked in the UPDATE itself), an insert when there is no row yet
+        (then `expected_version` is the version the caller read elsewhere, e.g. a portfolio stored before the
+        engine_states table). Another version stored: StoreConflictError, nothing written."""
+        check_id(portfolio_id, "portfolio_id")
+        check_label(actor, "actor")
+        if isinstance(expected_version, bool) or not isinstance(expected_version, int) or expected_version < 0:
+            raise InvalidInputError.of("expected_version", f"must be an int >= 0, got {expected_version!r}")
+        text = encode_payload(payload)
+        now = now_iso()
+        version = expected_version + 1
+        updated = self._conn.one(
+            "UPDATE engine_states SET version = ?, updated_at = ?, payload = ? WHERE id = ? AND version = ? "
+            "RETURNING created_at",
+            (version, now, text, portfolio_id, expected_version),
+        )
+        if updated is None:
+            row = self._conn.one("SELECT version FROM engine_states WHERE id = ?", (portfolio_id,))
+            if row is not None:
+                raise StoreConflictError(
+                    f"engine_state {portfolio_id!r} is at version {row[0]}, not {expected_version}: "
+                    "it changed meanwhile"
+                )
+            self._conn.execute(
+                "INSERT INTO engine_states (id, version, created_at, updated_at, payload) VALUES (?, ?, ?, ?, ?)",
+                (portfolio_id, version, now, now, text),
+            )
+        created = now if updated is None else str(updated[0])
+        record = Record(ENGINE_STATE.name, portfolio_id, {"version": version}, decode_payload(text), created, now)
+        self._audit_record(actor, "engine_state.put", record, text)
+        return record
 
     def update_decision(
         self,
@@ -371,8 +450,7 @@ class Transaction:
             if existing is None:  # pragma: no cover - the conflict row is visible to this transaction
                 raise StoreError(f"idempotency key {scope.key!r} conflicted but cannot be read back")
             return dataclasses.replace(existing, replayed=True)
-        audit.append(
-            self._conn,
+        self._append_audit(
             actor,
             "idempotency.record",
             {
@@ -765,6 +843,36 @@ class Store:
     ) -> list[Record]:
         """Decisions matching the filters, in creation order."""
         return self._list(DECISION, {"portfolio_id": portfolio_id, "status": status}, limit)
+
+    def latest_decision(self, portfolio_id: str, *, account_id: str | None = None) -> Record | None:
+        """The last decision stored for a portfolio (for one of its accounts with `account_id`), or None: one
+        index probe (decisions_latest / decisions_account_latest) that decodes one row, whatever the store holds.
+        Decisions stored before migration 5 carry no account_id and are found only without one."""
+        check_id(portfolio_id, "portfolio_id")
+        check_optional_id(account_id, "account_id")
+        where, params = "portfolio_id = ?", [portfolio_id]
+        if account_id is not None:
+            where, params = "portfolio_id = ? AND account_id = ?", [portfolio_id, account_id]
+        sql = f"{DECISION.select()} WHERE {where} ORDER BY created_at DESC, id DESC LIMIT 1"
+        row = self.read(lambda conn: conn.one(sql, tuple(params)))
+        return None if row is None else DECISION.record(row)
+
+    def get_engine_state(self, portfolio_id: str) -> Record | None:
+        """A portfolio's engine state and aggregate version (columns["version"]), or None."""
+        return self._get(ENGINE_STATE, portfolio_id)
+
+    def get_portfolio_state(self, portfolio_id: str) -> tuple[Record | None, Record | None]:
+        """The portfolio record and its engine state read in one snapshot, so the pair is one version of the
+        aggregate (a write between two separate reads could pair an old portfolio with a newer state)."""
+
+        def both(conn: Connection) -> tuple[Record | None, Record | None]:
+            self._dialect.begin_snapshot(conn)
+            try:
+                return _get(conn, PORTFOLIO, "id", portfolio_id), _get(conn, ENGINE_STATE, "id", portfolio_id)
+            finally:
+                conn.rollback_quietly()
+
+        return self.read(both)
 
     def get_outcome(self, outcome_id: str) -> Record | None:
         """One outcome, or None."""
