@@ -20,7 +20,14 @@ sys.path.insert(0, str(ROOT))
 import allsuse  # noqa: E402
 from bench.harness import Row, human  # noqa: E402
 
-MODULES = ("bench.bench_pricing", "bench.bench_risk", "bench.bench_cache", "bench.bench_protocol", "bench.bench_store")
+MODULES = (
+    "bench.bench_pricing",
+    "bench.bench_risk",
+    "bench.bench_cache",
+    "bench.bench_protocol",
+    "bench.bench_store",
+    "bench.bench_market",
+)
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
 

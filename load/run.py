@@ -14,7 +14,10 @@ LOAD_DECIDE_USERS (10; 0 skips the Decide-only scenario), LOAD_MIX_USERS ("10,50
 LOAD_TIMEOUT (5 s per call), LOAD_RESULTS (load/results), LOAD_AUTH_CACHE_SECONDS (3600: how long the server
 trusts a verified key; production.yaml says 30), LOAD_WORKERS (1: server.workers; CPU and RSS are then the sum of
 the supervisor and its workers; when set, each Locust user opens its own connection: LOAD_OWN_CONNECTIONS=1),
-SOAK_SECONDS (600), SOAK_USERS (50), SOAK_WARMUP_SECONDS (60: the RSS the end is compared with).
+SOAK_SECONDS (600), SOAK_USERS (50), SOAK_WARMUP_SECONDS (60: the RSS the end is compared with), LOAD_MARKET (how
+Decide and AssessRisk carry their market: "history", the default, sends no bars: the server's market history,
+published by the seeding through MarketDataService, serves them; "packed" sends the bars as packed columns; "full"
+sends the old Bar messages).
 """
 
 from __future__ import annotations
@@ -178,16 +181,28 @@ def stop(proc: subprocess.Popen[Any], grace: float) -> None:
 # --- seeding --------------------------------------------------------------------------------------------------
 
 
-def create_keys(store_url: str, count: int) -> list[str]:
-    """`count` trader API keys written straight into the store (as `allsuse keys create` does)."""
+MARKET_MODES = ("history", "packed", "full")
+
+
+def market_mode() -> str:
+    """LOAD_MARKET: how the requests carry their market ("history", "packed" or "full")."""
+    mode = os.environ.get("LOAD_MARKET", "history")
+    if mode not in MARKET_MODES:
+        raise RuntimeError(f"LOAD_MARKET must be one of {', '.join(MARKET_MODES)}, got {mode!r}")
+    return mode
+
+
+def create_keys(store_url: str, count: int, role: str = "trader") -> list[str]:
+    """`count` API keys of `role` written straight into the store (as `allsuse keys create` does)."""
     from allsuse.store import Store
 
     with Store(store_url) as store:
-        return [store.create_api_key("trader", actor="load").token for _ in range(count)]
+        return [store.create_api_key(role, actor="load").token for _ in range(count)]
 
 
-def write_markets(out: Path) -> list[dict[str, str]]:
-    """The market snapshots: two years of S&P 500 daily bars up to each AS_OF date, as two symbols, VIX as IV."""
+def full_markets() -> list[tuple[dt.date, Any]]:
+    """The old-style snapshots: two years of S&P 500 daily bars up to each AS_OF date as two symbols (scaled to
+    single-stock prices), VIX/100 as their IV, sector "tech"."""
     from allsuse.client import snapshot_from_csv
     from allsuse.v1 import decision_pb2
 
@@ -208,24 +223,75 @@ def write_markets(out: Path) -> list[dict[str, str]]:
                     bar.close / divisor,
                 )
             symbols.append(market)
-        snapshot = decision_pb2.MarketSnapshot(symbols=symbols, vix=one.vix, rate=0.0)
+        markets.append((day, decision_pb2.MarketSnapshot(symbols=symbols, vix=one.vix, rate=0.0)))
+    return markets
+
+
+def write_markets(out: Path, mode: str) -> list[dict[str, str]]:
+    """The market of each AS_OF date as the requests carry it (see LOAD_MARKET); one file each."""
+    from allsuse.server.convert import columns_out, market_in
+    from allsuse.v1 import decision_pb2
+
+    markets = []
+    for day, snapshot in full_markets():
+        if mode == "packed":
+            data = market_in(snapshot)
+            for sm in snapshot.symbols:
+                del sm.bars[:]
+                sm.columns.CopyFrom(columns_out(data.bars[sm.symbol]))
+        elif mode == "history":
+            snapshot = decision_pb2.MarketSnapshot()  # everything from the server's history as of the day
         name = f"market-{day.isoformat()}.pb"
         (out / name).write_bytes(snapshot.SerializeToString())
         markets.append({"as_of": dt.datetime.combine(day, dt.time(15, 45)).isoformat(), "file": name})
     return markets
 
 
-def seed(address: str, tokens: Sequence[str], out: Path, tls_ca: Path | None = None) -> Path:
-    """One $1M portfolio per API key (created through the API, so the key owns it); writes out/seed.json."""
+def publish_history(channel: grpc.Channel, admin_token: str) -> None:
+    """The bars of the scaled symbols (all of sp500_daily_2009_2018.csv) through PublishBarsStream, and on each
+    AS_OF date their IV (VIX/100), sector and the VIX through PublishQuotes: the same market as the snapshots."""
+    from allsuse.market_files import read_market_file
+    from allsuse.v1 import market_pb2, market_pb2_grpc
+
+    stub = market_pb2_grpc.MarketDataServiceStub(channel)
+    md = (("authorization", f"Bearer {admin_token}"),)
+    sp500 = read_market_file(DATA / "sp500_daily_2009_2018.csv").series[0]
+    for symbol, divisor in SYMBOLS.values():
+        columns = sp500.message()
+        for name in ("open", "high", "low", "close"):
+            values = [x / divisor for x in getattr(columns, name)]
+            del getattr(columns, name)[:]
+            getattr(columns, name).extend(values)
+        request = market_pb2.PublishBarsRequest(symbol=symbol, columns=columns)
+        stub.PublishBarsStream(iter([request]), metadata=md, timeout=60)
+    for day, snapshot in full_markets():
+        quotes = market_pb2.PublishQuotesRequest(
+            date=day.isoformat(),
+            symbols=[market_pb2.SymbolQuotes(symbol=sm.symbol, iv=sm.iv, sector=sm.sector) for sm in snapshot.symbols],
+            vix=snapshot.vix,
+        )
+        stub.PublishQuotes(quotes, metadata=md, timeout=60)
+
+
+def seed(
+    address: str, tokens: Sequence[str], out: Path, tls_ca: Path | None = None, admin_token: str | None = None
+) -> Path:
+    """One $1M portfolio per API key (created through the API, so the key owns it), the market history when
+    `admin_token` is given (needed for LOAD_MARKET=history); writes out/seed.json."""
     from allsuse.client import channel as open_channel
     from allsuse.client import money
     from allsuse.v1 import portfolio_pb2, portfolio_pb2_grpc
 
+    mode = market_mode()
+    if mode == "history" and admin_token is None:
+        raise RuntimeError("LOAD_MARKET=history needs an admin key to publish the market history (--admin-token)")
     out.mkdir(parents=True, exist_ok=True)
     at = Timestamp()
     at.FromDatetime(dt.datetime(2018, 1, 2, 9, 30))
     portfolios = []
     with open_channel(address, tls_ca) as channel:
+        if admin_token is not None:
+            publish_history(channel, admin_token)
         stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
         for token in tokens:
             request = portfolio_pb2.CreatePortfolioRequest(total=money(1_000_000), at=at)
@@ -234,7 +300,8 @@ def seed(address: str, tokens: Sequence[str], out: Path, tls_ca: Path | None = N
     body = {
         "address": address,
         "portfolios": portfolios,
-        "markets": write_markets(out),
+        "market": mode,
+        "markets": write_markets(out, mode),
         "symbols": {kind: symbol for kind, (symbol, _) in SYMBOLS.items()},
     }
     path = out / "seed.json"
@@ -579,9 +646,10 @@ def run(soak: bool) -> int:
     with tempfile.TemporaryDirectory(prefix="allsuse-load-") as tmp:
         work = Path(tmp)
         tokens = create_keys(str(work / "allsuse.db"), env_int("LOAD_PORTFOLIOS", 40))
+        admin = create_keys(str(work / "allsuse.db"), 1, "admin")[0]
         try:
             with server(work) as (address, proc):
-                seed_file = seed(address, tokens, work / "seed")
+                seed_file = seed(address, tokens, work / "seed", admin_token=admin)
                 print(
                     f"server {address} (pid {proc.pid}), {len(tokens)} portfolios and keys; results in {out}",
                     flush=True,
@@ -614,6 +682,7 @@ def run(soak: bool) -> int:
         "server": "allsuse serve --config production (auth on, SQLite in a temporary folder, 127.0.0.1, plaintext)",
         "workers": env_int("LOAD_WORKERS", 1),
         "portfolios": env_int("LOAD_PORTFOLIOS", 40),
+        "market": market_mode(),
         "call_timeout_s": env_float("LOAD_TIMEOUT", 5),
         "scenarios": results,
         "targets": [t.__dict__ for t in targets],
@@ -646,10 +715,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeding.add_argument("--tokens", required=True, type=Path, help="file of trader API keys, one per line")
     seeding.add_argument("--out", required=True, type=Path, help="folder for seed.json and the market snapshots")
     seeding.add_argument("--tls-ca", type=Path, help="CA file when the server uses TLS (then set LOAD_TLS_CA too)")
+    seeding.add_argument(
+        "--admin-token", default=None, help="admin API key: publish the market history (LOAD_MARKET=history)"
+    )
     args = parser.parse_args(argv)
     if args.command == "seed":
         tokens = [t.strip() for t in args.tokens.read_text().splitlines() if t.strip()]
-        print(seed(args.address, tokens, args.out, args.tls_ca))
+        print(seed(args.address, tokens, args.out, args.tls_ca, args.admin_token))
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a SIGTERM still stops the server and Locust (finally)
     try:

@@ -375,7 +375,7 @@ def test_auth_matrix_on_the_real_services(api: Clients) -> None:
 BAD = [
     ("decision", "Decide", decision_pb2.DecideRequest(portfolio_id="", account_id="a", symbol="NVDA"), "portfolio_id"),
     ("decision", "Decide", "bad_bar_date", "bars[0].date"),
-    ("decision", "AssessRisk", decision_pb2.AssessRiskRequest(portfolio_id="PID", confidence=1.5), "market.symbols"),
+    ("decision", "AssessRisk", decision_pb2.AssessRiskRequest(portfolio_id="PID", confidence=1.5), "confidence"),
     (
         "decision",
         "SizePosition",

@@ -26,6 +26,7 @@ from allsuse.errors import InvalidInputError
 from allsuse.store import (
     GENESIS_HASH,
     LATEST_VERSION,
+    MIGRATIONS,
     Store,
     StoreClosedError,
     StoreError,
@@ -157,7 +158,7 @@ def test_durability_settings(store: Store, store_url: str) -> None:
 
 
 def test_migrations_from_empty_and_rerun(store_url: str) -> None:
-    every = list(range(1, LATEST_VERSION + 1))
+    every = [m.version for m in MIGRATIONS]
     assert migrate(store_url) == every
     first = raw_sql(store_url, "SELECT version, name, applied_at FROM schema_version ORDER BY version")
     assert [r[0] for r in first] == every
@@ -182,7 +183,7 @@ def test_migrations_apply_in_order_from_a_partial_schema(store_url: str) -> None
     with pytest.raises(InvalidInputError, match=r"^target: "):
         migrate(store_url, target=LATEST_VERSION + 1)
     with Store(store_url) as s:
-        assert s.schema_versions() == list(range(1, LATEST_VERSION + 1))
+        assert s.schema_versions() == [m.version for m in MIGRATIONS]
     assert _has_index(store_url, "decisions_status")
 
 
@@ -762,7 +763,7 @@ def test_postgres_dump_and_restore(pg_server: TemporaryPostgres, tmp_path: Path)
         )
         with Store(restored) as r:
             assert r.verify_audit().ok and audit_count(r) == 10 and len(r.list_decisions()) == 9
-            assert r.schema_versions() == list(range(1, LATEST_VERSION + 1))
+            assert r.schema_versions() == [m.version for m in MIGRATIONS]
             r.record_decision("after-restore", {}, kind="entry")  # the guards and the head came back too
             assert r.verify_audit().ok
             with pytest.raises(StoreIntegrityError, match="append-only"):

@@ -7,6 +7,7 @@ allsuse keys list [--store URL]
 allsuse healthcheck [--address HOST:PORT] [--timeout S] [--tls-ca FILE]   # exit 0 when SERVING
 allsuse simulate --data CSV --start D --end D --capital X
 allsuse audit verify [--full] [--store URL]
+allsuse data load FILE... [--symbol S] [--replace] [--store URL | --address HOST:PORT --token T]
 """
 
 from __future__ import annotations
@@ -298,6 +299,103 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_load(args: argparse.Namespace) -> int:
+    """Loads market files into the store directly (default) or through a running server (--address)."""
+    from allsuse.market_files import MarketFile, read_market_file
+
+    files: list[MarketFile] = [
+        read_market_file(Path(f), args.symbol if len(args.files) == 1 else None) for f in args.files
+    ]
+    if args.symbol and len(args.files) != 1:
+        raise InvalidInputError.of("symbol", "applies to one file only")
+    if args.address:
+        return _data_load_rpc(args, files)
+    from allsuse.server.convert import bars_from_columns
+    from allsuse.server.marketdata import MAX_PUBLISH_BARS
+    from allsuse.store import Store
+    from allsuse.store import market as stored
+
+    with Store(_store_url(args)) as store:
+        for f in files:
+            for series in f.series:
+                message = series.message().SerializeToString()
+                bars, _ = bars_from_columns(message, f"{f.path.name}:{series.symbol}", max_bars=MAX_PUBLISH_BARS)
+                if bars is None:
+                    continue
+                rows: list[stored.BarRow] = list(
+                    zip(series.days.tolist(), *(c.tolist() for c in series.columns), strict=True)
+                )
+                counts = store.write(
+                    lambda tx, s=series.symbol, r=rows: stored.put_bars(  # type: ignore[misc]
+                        tx, s, r, replace=args.replace, actor="cli"
+                    )
+                )
+                print(f"{f.path.name}: {series.symbol} {len(rows)} bars ({_counts(counts)})")
+            if f.vix:
+                inserted = replaced = unchanged = 0
+
+                def unit(tx: Any, levels: tuple[tuple[int, float], ...] = f.vix) -> None:
+                    nonlocal inserted, replaced, unchanged
+                    for day, level in levels:
+                        c = stored.put_quotes(
+                            tx, day, {stored.MARKET_WIDE: {"vix": level}}, replace=args.replace, actor="cli"
+                        )
+                        inserted, replaced, unchanged = (
+                            inserted + c.inserted,
+                            replaced + c.replaced,
+                            unchanged + c.unchanged,
+                        )
+
+                store.write(unit)
+                print(
+                    f"{f.path.name}: VIX {len(f.vix)} days ({inserted} new, {replaced} replaced, {unchanged} unchanged)"
+                )
+    return 0
+
+
+def _counts(c: Any) -> str:
+    return f"{c.inserted} new, {c.replaced} replaced, {c.unchanged} unchanged"
+
+
+def _data_load_rpc(args: argparse.Namespace, files: Sequence[Any]) -> int:
+    import grpc
+
+    from allsuse.client import channel, metadata
+    from allsuse.v1 import market_pb2, market_pb2_grpc
+
+    chunk = 5_000
+    with channel(_address(args), Path(args.tls_ca) if args.tls_ca else None) as ch:
+        stub = market_pb2_grpc.MarketDataServiceStub(ch)
+        try:
+            for f in files:
+                for series in f.series:
+                    n = len(series.days)
+                    requests = [
+                        market_pb2.PublishBarsRequest(
+                            symbol=series.symbol, columns=series.message(i, i + chunk), replace=args.replace
+                        )
+                        for i in range(0, n, chunk)
+                    ]
+                    reply = stub.PublishBarsStream(iter(requests), metadata=metadata(args.token), timeout=args.timeout)
+                    print(f"{f.path.name}: {series.symbol} {n} bars ({_counts(reply)})")
+                if f.vix:
+                    total = market_pb2.PublishQuotesResponse()
+                    for day, level in f.vix:
+                        date = (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
+                        r = stub.PublishQuotes(
+                            market_pb2.PublishQuotesRequest(date=date, vix=level, replace=args.replace),
+                            metadata=metadata(args.token),
+                            timeout=args.timeout,
+                        )
+                        total.inserted += r.inserted
+                        total.replaced += r.replaced
+                        total.unchanged += r.unchanged
+                    print(f"{f.path.name}: VIX {len(f.vix)} days ({_counts(total)})")
+        except grpc.RpcError as exc:
+            return _rpc_failed(exc)
+    return 0
+
+
 def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", default=None, help="HOST:PORT (default: server.host:port of --config)")
     p.add_argument("--config", default="development", help="environment for the default address")
@@ -368,6 +466,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     dec.add_argument("--as-of", type=_date, default=None, help="YYYY-MM-DD (default today)")
     dec.add_argument("--key", default=None, help="idempotency key: the same key returns the same decision")
     dec.set_defaults(func=_decide)
+    data = sub.add_parser("data", help="market history: load CSV files into the store or a running server")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    load = data_sub.add_parser(
+        "load",
+        help="load daily bars (date,open,high,low,close,volume or wide date,TICKER,... closes) and VIX files",
+    )
+    load.add_argument("files", nargs="+", metavar="FILE")
+    load.add_argument("--symbol", default=None, help="symbol of a per-symbol file (default: from the file name)")
+    load.add_argument("--replace", action="store_true", help="overwrite stored bars whose values differ")
+    load.add_argument("--store", default=None, help=store_help + "; ignored with --address")
+    load.add_argument("--address", default=None, help="publish through the server at HOST:PORT instead")
+    load.add_argument("--config", default="development", help="environment whose store.url is the default")
+    load.add_argument("--token", default=None, help="admin API key for --address (or set ALLSUSE_TOKEN)")
+    load.add_argument("--tls-ca", default=None, help="PEM CA to trust: use TLS")
+    load.add_argument("--timeout", type=_positive_seconds, default=120.0, help="seconds per call (default 120)")
+    load.set_defaults(func=_data_load)
     rep = sub.add_parser("report", help="a weekly, daily or quarterly report of a portfolio")
     _client_args(rep)
     rep.add_argument("--portfolio", required=True)

@@ -55,6 +55,7 @@ DEFAULT_SERVICE_MODULES = (
     "allsuse.server.portfolio",
     "allsuse.server.monitor",
     "allsuse.server.agent",
+    "allsuse.server.marketdata",
 )
 
 _DSN_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
@@ -166,6 +167,16 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class MarketConfig:
+    """Market data: the cache of converted snapshot symbols and the server's market history (docs/operations.md,
+    "Market data")."""
+
+    snapshot_cache_size: int = 256
+    history_bars: int = 520
+    history_refresh_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -176,11 +187,12 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    market: MarketConfig = field(default_factory=MarketConfig)
 
     def describe(self) -> dict[str, dict[str, Any]]:
         """Every section as plain values for a start-up log line; secrets masked."""
         out: dict[str, dict[str, Any]] = {}
-        for name in ("server", "tls", "auth", "store", "metrics", "logging"):
+        for name in ("server", "tls", "auth", "store", "metrics", "logging", "market"):
             section = getattr(self, name)
             out[name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(section).items()}
         out["store"]["url"] = self.store.describe()
@@ -257,6 +269,11 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
     },
     "metrics": {"enabled": _Key(bool), "host": _Key(str, _non_empty), "port": _Key(int, _range(0, 65535))},
     "logging": {"level": _Key(str, _choice(LOG_LEVELS)), "json": _Key(bool)},
+    "market": {
+        "snapshot_cache_size": _Key(int, _range(0, 1_000_000)),
+        "history_bars": _Key(int, _range(1, 20_000)),
+        "history_refresh_seconds": _Key(float, _range(0.0, 3_600.0)),
+    },
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -445,6 +462,7 @@ def _validated(name: str, typed: dict[str, dict[str, Any]], origins: dict[str, d
         store=store,
         metrics=metrics,
         logging=LoggingConfig(**typed["logging"]),
+        market=MarketConfig(**typed["market"]),
     )
 
 
@@ -458,6 +476,7 @@ __all__ = [
     "AuthConfig",
     "Config",
     "LoggingConfig",
+    "MarketConfig",
     "MetricsConfig",
     "ServerConfig",
     "StoreConfig",

@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod error;
 pub mod indicators;
+pub mod market;
 pub mod pricing;
 pub mod protocol;
 pub mod risk;

@@ -31,7 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
 from allsuse.store.pgtest import TemporaryPostgres, find_bindir
-from allsuse.v1 import common_pb2, decision_pb2, monitor_pb2, portfolio_pb2, portfolio_pb2_grpc
+from allsuse.v1 import common_pb2, decision_pb2, market_pb2, monitor_pb2, portfolio_pb2, portfolio_pb2_grpc
 from tests.attack.input_support import Server, serve_logged, ts
 from tests.rpc_support import green_market, money
 
@@ -292,6 +292,10 @@ def seeds(server: Server, channel: grpc.Channel) -> dict[str, bytes]:
         limit_price=money(1.5), delta=25.0, premium=money(300),
     )  # fmt: skip
     quote = decision_pb2.OptionQuote(kind=common_pb2.OPTION_KIND_PUT, strike=240.0, bid=1.0, ask=1.1, iv=0.35)
+    columns = decision_pb2.BarColumns(
+        days=[19_780, 19_781, 19_782], open=[10.0, 11.0, 12.0], high=[10.5, 11.5, 12.5], low=[9.5, 10.5, 11.5],
+        close=[10.2, 11.2, 12.2], volume=[1e6, 2e6, 3e6],
+    )  # fmt: skip
     context = {"kind": "open", "contracts": 3, "limit_price": 1.0, "mid": 1.0, "orders_last_minute": 0, "vix": 18.0}
     requests: dict[str, message.Message] = {
         "allsuse.v1.DecisionService.Decide": decision_pb2.DecideRequest(
@@ -350,6 +354,16 @@ def seeds(server: Server, channel: grpc.Channel) -> dict[str, bytes]:
             portfolio_id=pid, kind="weekly", as_of=ts(DAY)
         ),
         "allsuse.v1.AgentService.Converse": agent_pb2.ConverseRequest(portfolio_id=pid, message="status"),
+        "allsuse.v1.MarketDataService.PublishBars": market_pb2.PublishBarsRequest(symbol="FZZ", columns=columns),
+        "allsuse.v1.MarketDataService.PublishBarsStream": market_pb2.PublishBarsRequest(
+            symbol="FZY", columns=columns, replace=True
+        ),
+        "allsuse.v1.MarketDataService.PublishQuotes": market_pb2.PublishQuotesRequest(
+            date="2024-03-07", symbols=[market_pb2.SymbolQuotes(symbol="FZZ", iv=0.3, sector="tech")], vix=18.0
+        ),
+        "allsuse.v1.MarketDataService.GetBars": market_pb2.GetBarsRequest(
+            symbol="FZZ", start="2024-01-01", end="2024-12-31", limit=10
+        ),
         "grpc.health.v1.Health.Check": health_pb2.HealthCheckRequest(service="allsuse.v1.DecisionService"),
         "grpc.health.v1.Health.Watch": health_pb2.HealthCheckRequest(service=""),
         "grpc.reflection.v1alpha.ServerReflection.ServerReflectionInfo": reflection_pb2.ServerReflectionRequest(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,45 +15,138 @@ from allsuse.orchestration.nyse import FIRST_YEAR, LAST_YEAR, NyseCalendar
 FloatArray = npt.NDArray[np.float64]
 
 
-@dataclass(frozen=True)
-class Bars:
-    """Daily bars of one symbol, oldest first, up to and including the as-of day."""
+_BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 
-    dates: tuple[dt.date, ...]
+
+class Bars:
+    """Daily bars of one symbol, oldest first, up to and including the as-of day.
+
+    `days` (proleptic ordinals, `date.toordinal()`) is what slicing and the core read; `dates`, the same days as a
+    tuple of `datetime.date`, is built from them on first use only, so bars made from columns (`from_days`, the
+    server's fast path) never loop over their days in Python unless a caller asks for dates. Immutable.
+    """
+
+    __slots__ = ("_dates", "close", "days", "high", "low", "open", "volume")
+
     open: FloatArray
     high: FloatArray
     low: FloatArray
     close: FloatArray
     volume: FloatArray
-    # Day numbers (proleptic ordinals) for O(log n) slicing by date; derived from `dates` when not given.
-    days: npt.NDArray[np.int64] | None = field(default=None, repr=False, compare=False)
+    days: npt.NDArray[np.int64]
+    _dates: tuple[dt.date, ...] | None
 
-    def __post_init__(self) -> None:
-        n = len(self.dates)
-        if self.days is None:
-            days = np.fromiter((d.toordinal() for d in self.dates), dtype=np.int64, count=n)
-            object.__setattr__(self, "days", days)
-        for name in ("open", "high", "low", "close", "volume"):
-            arr = getattr(self, name)
+    def __init__(
+        self,
+        dates: Sequence[dt.date] | None,
+        open: FloatArray,
+        high: FloatArray,
+        low: FloatArray,
+        close: FloatArray,
+        volume: FloatArray,
+        days: npt.NDArray[np.int64] | None = None,
+    ) -> None:
+        if days is None:
+            if dates is None:
+                raise InvalidInputError.of("bars.days", "dates or days must be given")
+            dates = tuple(dates)
+            days = np.fromiter((d.toordinal() for d in dates), dtype=np.int64, count=len(dates))
+        elif dates is not None:
+            dates = tuple(dates)
+            if len(dates) != len(days):
+                raise InvalidInputError.of("bars.days", f"has {len(days)} entries, dates has {len(dates)}")
+        n = len(days)
+        setattr_ = object.__setattr__
+        setattr_(self, "_dates", None if dates is None else tuple(dates))
+        setattr_(self, "days", days)
+        for name, arr in zip(_BAR_COLUMNS, (open, high, low, close, volume), strict=True):
             if arr.shape != (n,):
                 raise InvalidInputError.of(f"bars.{name}", f"has shape {arr.shape}, dates has {n} entries")
-        if n and not np.all(np.isfinite(self.close)):
+            setattr_(self, name, arr)
+        if n and not np.all(np.isfinite(close)):
             raise InvalidInputError.of("bars.close", "must be finite")
+
+    @classmethod
+    def from_days(
+        cls,
+        days: npt.NDArray[np.int64],
+        open: FloatArray,
+        high: FloatArray,
+        low: FloatArray,
+        close: FloatArray,
+        volume: FloatArray,
+    ) -> Bars:
+        """Bars from columns whose days are proleptic ordinals; `dates` is derived when first read."""
+        return cls(None, open, high, low, close, volume, days)
+
+    @property
+    def dates(self) -> tuple[dt.date, ...]:
+        """The days as dates (built once, on first use)."""
+        dates = self._dates
+        if dates is None:
+            dates = tuple(map(dt.date.fromordinal, self.days.tolist()))
+            object.__setattr__(self, "_dates", dates)
+        return dates
+
+    def __len__(self) -> int:
+        return len(self.days)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Bars is immutable: cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Bars):
+            return NotImplemented
+        return bool(np.array_equal(self.days, other.days)) and all(
+            np.array_equal(getattr(self, c), getattr(other, c)) for c in _BAR_COLUMNS
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[type[Bars], tuple[object, ...]]:
+        """Pickling and copying rebuild through the constructor (the instance refuses attribute assignment)."""
+        return (Bars, (self._dates, self.open, self.high, self.low, self.close, self.volume, self.days))
+
+    def __repr__(self) -> str:
+        n = len(self.days)
+        span = f"{dt.date.fromordinal(int(self.days[0]))}..{dt.date.fromordinal(int(self.days[-1]))}" if n else "empty"
+        return f"Bars({n} bars, {span})"
 
     def upto(self, day: dt.date) -> Bars:
         """The bars up to and including `day`."""
-        assert self.days is not None
-        n = int(np.searchsorted(self.days, day.toordinal(), side="right"))
-        if n == len(self.dates):
+        n = int(self.days.searchsorted(day.toordinal(), side="right"))
+        if n == len(self.days):
             return self
+        dates = self._dates
         return Bars(
-            self.dates[:n], self.open[:n], self.high[:n], self.low[:n], self.close[:n], self.volume[:n], self.days[:n]
+            None if dates is None else dates[:n],
+            self.open[:n],
+            self.high[:n],
+            self.low[:n],
+            self.close[:n],
+            self.volume[:n],
+            self.days[:n],
+        )
+
+    def tail(self, count: int) -> Bars:
+        """The last `count` bars (all of them when there are fewer)."""
+        if count >= len(self.days):
+            return self
+        dates = self._dates
+        return Bars(
+            None if dates is None else dates[-count:],
+            self.open[-count:],
+            self.high[-count:],
+            self.low[-count:],
+            self.close[-count:],
+            self.volume[-count:],
+            self.days[-count:],
         )
 
     @property
     def last_close(self) -> float:
         """The most recent close."""
-        if not self.dates:
+        if not len(self.days):
             raise InvalidInputError.of("bars", "no bars up to the as-of date")
         return float(self.close[-1])
 

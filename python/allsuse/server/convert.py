@@ -12,12 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from allsuse import _core
 from allsuse.errors import InvalidInputError
 from allsuse.protocol.accounts import Portfolio
 from allsuse.protocol.engine import Decision, Order
@@ -285,55 +287,137 @@ def date_in(text: str, field: str) -> dt.date:
         raise InvalidInputError.of(field, f"must be an ISO date YYYY-MM-DD, got {text!r}") from None
 
 
-def market_in(snapshot: decision_pb2.MarketSnapshot, field: str = "market") -> MarketData:
-    """MarketData from a snapshot: at most MAX_SYMBOLS symbols of at most MAX_BARS bars (sorted by date, prices
-    in (0, MAX_PRICE]) and MAX_CHAIN quotes each, a positive IV per symbol."""
-    if not snapshot.symbols:
-        raise InvalidInputError.of(f"{field}.symbols", "must hold at least the symbol decided on")
+@dataclass(frozen=True)
+class SymbolData:
+    """One SymbolMarket, checked and converted: `bars` None when it carried none (the server's history fills
+    them in), `iv` None when it carried none (0) and no bars either."""
+
+    bars: Bars | None
+    iv: float | None
+    sector: str
+    chain: dict[str, list[OptionQuote]] | None
+    earnings: list[dt.date] | None
+
+
+def _bars_from_messages(sm: decision_pb2.SymbolMarket, at: str) -> Bars:
+    """Bars from `Bar` messages, one by one (the form old clients send; `columns` is the fast one)."""
+    dates: list[dt.date] = []
+    rows = np.empty((len(sm.bars), 5))
+    for j, b in enumerate(sm.bars):
+        day = date_in(b.date, f"{at}.bars[{j}].date")
+        if dates and day <= dates[-1]:
+            raise InvalidInputError.of(f"{at}.bars[{j}].date", f"{day} is not after {dates[-1]} (oldest first)")
+        dates.append(day)
+        for k, name in enumerate(("open", "high", "low", "close")):
+            rows[j, k] = price_in(getattr(b, name), f"{at}.bars[{j}].{name}")
+        rows[j, 4] = number_in(b.volume, f"{at}.bars[{j}].volume", low=0.0, high=MAX_VOLUME)
+        if b.high < b.low:
+            raise InvalidInputError.of(f"{at}.bars[{j}].high", "is below low")
+    return Bars(
+        tuple(dates), rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2].copy(), rows[:, 3].copy(), rows[:, 4].copy()
+    )
+
+
+def bars_from_columns(data: bytes, field: str, *, tag: int = 0, max_bars: int = MAX_BARS) -> tuple[Bars | None, bool]:
+    """Bars from the serialized message `data` holding a BarColumns under field number `tag` (0: `data` is one),
+    read and checked in the core (no Python loop; errors name `field`); None when it holds no bars. The flag says
+    whether the message also held `bars` entries (field 2 of a SymbolMarket)."""
+    days, o, h, lo, c, v, has_bars = _core.bar_columns(data, field, max_bars, tag, 2 if tag == 7 else 0)
+    if not len(days):
+        return None, has_bars
+    return Bars.from_days(days, o, h, lo, c, v), has_bars
+
+
+def symbol_data_in(sm: decision_pb2.SymbolMarket, at: str, serialized: bytes | None = None) -> SymbolData:
+    """One SymbolMarket checked and converted (`at` names it, e.g. "market.symbols[0]"); `serialized` is its
+    wire form when the caller has it (the columns are read from it)."""
+    symbol_in(sm.symbol, f"{at}.symbol")
+    if len(sm.bars) > MAX_BARS:
+        raise InvalidInputError.of(f"{at}.bars", f"must hold at most {MAX_BARS} bars, got {len(sm.bars)}")
+    if len(sm.chain) > MAX_CHAIN:
+        raise InvalidInputError.of(f"{at}.chain", f"must hold at most {MAX_CHAIN} quotes, got {len(sm.chain)}")
+    if len(sm.earnings_dates) > MAX_EARNINGS_DATES:
+        raise InvalidInputError.of(f"{at}.earnings_dates", f"must hold at most {MAX_EARNINGS_DATES} dates")
+    bars: Bars | None = None
+    if sm.HasField("columns"):
+        if sm.bars:
+            raise InvalidInputError.of(f"{at}.columns", "must not be sent together with bars: send one form")
+        data = serialized if serialized is not None else sm.columns.SerializeToString()
+        bars, _ = bars_from_columns(data, f"{at}.columns", tag=7 if serialized is not None else 0)
+    elif sm.bars:
+        bars = _bars_from_messages(sm, at)
+    iv: float | None = None
+    if bars is not None or sm.iv != 0:
+        iv = number_in(sm.iv, f"{at}.iv", low=0.0, high=MAX_IV, low_open=True)
+    sector = text_in(sm.sector, f"{at}.sector", max_length=64) or "unknown"
+    chain: dict[str, list[OptionQuote]] | None = None
+    if sm.chain:
+        chain = {"call": [], "put": []}
+        for j, q in enumerate(sm.chain):
+            chain[kind_in(q.kind, f"{at}.chain[{j}].kind")].append(quote_in(q, f"{at}.chain[{j}]"))
+    earnings = None
+    if sm.earnings_dates:
+        earnings = [date_in(d, f"{at}.earnings_dates[{j}]") for j, d in enumerate(sm.earnings_dates)]
+    return SymbolData(bars, iv, sector, chain, earnings)
+
+
+EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+"""`date.toordinal()` of 1970-01-01: a BarColumns day number is `date.toordinal() - EPOCH_ORDINAL`."""
+
+
+def columns_out(bars: Bars) -> decision_pb2.BarColumns:
+    """The packed-columns message of `bars` (what a client sends in `SymbolMarket.columns` or PublishBars)."""
+    return decision_pb2.BarColumns(
+        days=(bars.days - EPOCH_ORDINAL).tolist(),
+        open=bars.open.tolist(),
+        high=bars.high.tolist(),
+        low=bars.low.tolist(),
+        close=bars.close.tolist(),
+        volume=bars.volume.tolist(),
+    )
+
+
+def snapshot_symbols_in(snapshot: decision_pb2.MarketSnapshot, field: str = "market") -> None:
+    """The snapshot-wide bounds: at most MAX_SYMBOLS symbols."""
     if len(snapshot.symbols) > MAX_SYMBOLS:
         raise InvalidInputError.of(f"{field}.symbols", f"must hold at most {MAX_SYMBOLS}, got {len(snapshot.symbols)}")
+
+
+def market_in(snapshot: decision_pb2.MarketSnapshot, field: str = "market") -> MarketData:
+    """MarketData from a snapshot alone (no server history): at most MAX_SYMBOLS symbols of at most MAX_BARS bars
+    (sorted by date, prices in (0, MAX_PRICE]), as `bars` or `columns`, and MAX_CHAIN quotes each, a positive IV
+    per symbol."""
+    if not snapshot.symbols:
+        raise InvalidInputError.of(f"{field}.symbols", "must hold at least the symbol decided on")
+    snapshot_symbols_in(snapshot, field)
+    parts: dict[str, SymbolData] = {}
+    for i, sm in enumerate(snapshot.symbols):
+        at = f"{field}.symbols[{i}]"
+        if sm.symbol in parts:
+            raise InvalidInputError.of(f"{at}.symbol", f"{sm.symbol} appears twice")
+        part = symbol_data_in(sm, at)
+        if part.bars is None:
+            raise InvalidInputError.of(f"{at}.bars", "must hold daily bars, oldest first")
+        parts[sm.symbol] = part
+    return market_of(parts, snapshot, field)
+
+
+def market_of(parts: dict[str, SymbolData], snapshot: decision_pb2.MarketSnapshot, field: str) -> MarketData:
+    """MarketData from converted symbols (each with bars and an IV) and the snapshot's VIX and rate."""
     bars: dict[str, Bars] = {}
     ivs: dict[str, float] = {}
     sectors: dict[str, str] = {}
     chains: dict[str, dict[str, list[OptionQuote]]] = {}
     earnings: dict[str, list[dt.date]] = {}
-    for i, sm in enumerate(snapshot.symbols):
-        at = f"{field}.symbols[{i}]"
-        symbol_in(sm.symbol, f"{at}.symbol")
-        if sm.symbol in bars:
-            raise InvalidInputError.of(f"{at}.symbol", f"{sm.symbol} appears twice")
-        if not sm.bars:
-            raise InvalidInputError.of(f"{at}.bars", "must hold daily bars, oldest first")
-        if len(sm.bars) > MAX_BARS:
-            raise InvalidInputError.of(f"{at}.bars", f"must hold at most {MAX_BARS} bars, got {len(sm.bars)}")
-        if len(sm.chain) > MAX_CHAIN:
-            raise InvalidInputError.of(f"{at}.chain", f"must hold at most {MAX_CHAIN} quotes, got {len(sm.chain)}")
-        if len(sm.earnings_dates) > MAX_EARNINGS_DATES:
-            raise InvalidInputError.of(f"{at}.earnings_dates", f"must hold at most {MAX_EARNINGS_DATES} dates")
-        dates: list[dt.date] = []
-        rows = np.empty((len(sm.bars), 5))
-        for j, b in enumerate(sm.bars):
-            day = date_in(b.date, f"{at}.bars[{j}].date")
-            if dates and day <= dates[-1]:
-                raise InvalidInputError.of(f"{at}.bars[{j}].date", f"{day} is not after {dates[-1]} (oldest first)")
-            dates.append(day)
-            for k, name in enumerate(("open", "high", "low", "close")):
-                rows[j, k] = price_in(getattr(b, name), f"{at}.bars[{j}].{name}")
-            rows[j, 4] = number_in(b.volume, f"{at}.bars[{j}].volume", low=0.0, high=MAX_VOLUME)
-            if b.high < b.low:
-                raise InvalidInputError.of(f"{at}.bars[{j}].high", "is below low")
-        bars[sm.symbol] = Bars(
-            tuple(dates), rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2].copy(), rows[:, 3].copy(), rows[:, 4].copy()
-        )
-        ivs[sm.symbol] = number_in(sm.iv, f"{at}.iv", low=0.0, high=MAX_IV, low_open=True)
-        sectors[sm.symbol] = text_in(sm.sector, f"{at}.sector", max_length=64) or "unknown"
-        if sm.chain:
-            by_kind: dict[str, list[OptionQuote]] = {"call": [], "put": []}
-            for j, q in enumerate(sm.chain):
-                by_kind[kind_in(q.kind, f"{at}.chain[{j}].kind")].append(quote_in(q, f"{at}.chain[{j}]"))
-            chains[sm.symbol] = by_kind
-        if sm.earnings_dates:
-            earnings[sm.symbol] = [date_in(d, f"{at}.earnings_dates[{j}]") for j, d in enumerate(sm.earnings_dates)]
+    for symbol, part in parts.items():
+        assert part.bars is not None and part.iv is not None
+        bars[symbol] = part.bars
+        ivs[symbol] = part.iv
+        sectors[symbol] = part.sector
+        if part.chain is not None:
+            chains[symbol] = part.chain
+        if part.earnings is not None:
+            earnings[symbol] = part.earnings
     vix = None
     if snapshot.HasField("vix"):
         vix = number_in(snapshot.vix, f"{field}.vix", low=0.0, high=MAX_VIX)

@@ -36,7 +36,6 @@ from allsuse.server.convert import (
     decision_payload,
     json_object_in,
     kind_in,
-    market_in,
     money_in,
     money_out,
     number_in,
@@ -48,6 +47,7 @@ from allsuse.server.convert import (
 )
 from allsuse.server.errors import FailedPreconditionError, NotFoundError
 from allsuse.server.idempotency import Claim, KeyedCall, write_once
+from allsuse.server.marketdata import markets_for
 from allsuse.server.portfolios import Loaded, PortfolioRepository, PortfolioRuntime, StoredPortfolio, retry_stale
 from allsuse.server.request import current_principal
 from allsuse.server.rpc import check_deadline, rpc, run_blocking
@@ -106,6 +106,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
     def __init__(self, deps: ServiceDeps) -> None:
         self.deps = deps
         self.rules = RuleBook.load()
+        self.markets = markets_for(deps)
 
     @property
     def store(self) -> Store:
@@ -141,7 +142,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
                 # The decision as it stands now (it may have been approved since), never another key's.
                 return self._load_decision(first.decision_id)
         as_of = timestamp_in(request.as_of, "as_of")
-        market = market_in(request.market)
+        market = self.markets.resolve(request.market, as_of, (request.symbol,))  # snapshot, cache, history
         if request.symbol not in market.bars:
             raise InvalidInputError.of("market.symbols", f"holds no bars for the symbol {request.symbol!r}")
         repo = PortfolioRepository(self.store)
@@ -180,6 +181,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         stored, engine = loaded.stored, loaded.engine
         stored.portfolio.account(request.account_id)
         held = {p.symbol for p in stored.portfolio.positions.values()}
+        market = self.markets.complete(market, held, as_of)
         missing = sorted(held - set(market.bars))
         if missing:
             raise InvalidInputError.of(
@@ -253,8 +255,9 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
 
     # --- AssessRisk ---------------------------------------------------------------------------------------
     def _assess(self, request: decision_pb2.AssessRiskRequest) -> decision_pb2.RiskAssessment:
-        market = market_in(request.market)  # bounded and checked before any lookup
-        as_of = timestamp_in(request.as_of, "as_of").date()
+        as_of_time = timestamp_in(request.as_of, "as_of")
+        market = self.markets.resolve(request.market, as_of_time, (request.symbol,))  # checked before any lookup
+        as_of = as_of_time.date()
         confidence = request.confidence or 0.975
         if not 0.5 <= confidence < 1:
             raise InvalidInputError.of("confidence", f"must be in [0.5, 1), got {confidence}")
@@ -285,6 +288,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
                 iv=market.iv_for(request.symbol),
             )
         symbols = sorted({p.symbol for p in positions} | ({extra.symbol} if extra else set()))
+        market = self.markets.complete(market, symbols, as_of_time)
         missing = [s for s in symbols if s not in market.bars]
         if missing:
             raise InvalidInputError.of(

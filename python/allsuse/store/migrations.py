@@ -149,6 +149,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX decisions_account_latest ON decisions (portfolio_id, account_id, created_at, id)",
         ),
     ),
+    Migration(
+        6,
+        "market history: daily bars and quotes by (symbol, day)",
+        common=(
+            # day: days since 1970-01-01; revision: a store-wide counter per table, so a server notices rows that
+            # another process wrote (allsuse/store/market.py, docs/store.md "Market history").
+            "CREATE TABLE market_bars (symbol TEXT NOT NULL, day INTEGER NOT NULL, open DOUBLE PRECISION NOT NULL, "
+            "high DOUBLE PRECISION NOT NULL, low DOUBLE PRECISION NOT NULL, close DOUBLE PRECISION NOT NULL, "
+            "volume DOUBLE PRECISION NOT NULL, revision BIGINT NOT NULL, updated_at TEXT NOT NULL, "
+            "PRIMARY KEY (symbol, day))",
+            "CREATE INDEX market_bars_revision ON market_bars (revision)",
+            # One row per (symbol, day): IV, sector, chain, earnings as JSON; symbol '' holds the market-wide VIX.
+            "CREATE TABLE market_quotes (symbol TEXT NOT NULL, day INTEGER NOT NULL, payload TEXT NOT NULL, "
+            "revision BIGINT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (symbol, day))",
+            "CREATE INDEX market_quotes_revision ON market_quotes (revision)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

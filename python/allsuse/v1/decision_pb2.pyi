@@ -172,6 +172,53 @@ class OptionQuote(_message.Message):
 Global___OptionQuote: _TypeAlias = OptionQuote  # noqa: Y015
 
 @_typing.final
+class BarColumns(_message.Message):
+    """Daily bars as packed columns, oldest first: entry i of every column is one bar. All six columns have the same
+    length (at most 5,000); `days` strictly increasing; prices finite, > 0 and at most 10,000,000 with high >= low;
+    volumes finite in [0, 1e15]. The same rules as `Bar`, checked in the core without a per-bar loop.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAYS_FIELD_NUMBER: _builtins.int
+    OPEN_FIELD_NUMBER: _builtins.int
+    HIGH_FIELD_NUMBER: _builtins.int
+    LOW_FIELD_NUMBER: _builtins.int
+    CLOSE_FIELD_NUMBER: _builtins.int
+    VOLUME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def days(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Days since 1970-01-01 (the Unix epoch day: 2024-01-02 is 19724), one per bar."""
+
+    @_builtins.property
+    def open(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def high(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def low(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def close(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def volume(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    def __init__(
+        self,
+        *,
+        days: _abc.Iterable[_builtins.int] | None = ...,
+        open: _abc.Iterable[_builtins.float] | None = ...,
+        high: _abc.Iterable[_builtins.float] | None = ...,
+        low: _abc.Iterable[_builtins.float] | None = ...,
+        close: _abc.Iterable[_builtins.float] | None = ...,
+        volume: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close", b"close", "days", b"days", "high", b"high", "low", b"low", "open", b"open", "volume", b"volume"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BarColumns: _TypeAlias = BarColumns  # noqa: Y015
+
+@_typing.final
 class SymbolMarket(_message.Message):
     """What the engine knows about one symbol's market at the as-of time."""
 
@@ -183,6 +230,7 @@ class SymbolMarket(_message.Message):
     SECTOR_FIELD_NUMBER: _builtins.int
     CHAIN_FIELD_NUMBER: _builtins.int
     EARNINGS_DATES_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
     iv: _builtins.float
     """At-the-money implied volatility as a fraction; for an index, VIX/100."""
@@ -190,7 +238,10 @@ class SymbolMarket(_message.Message):
     """Sector name for concentration (R08); empty means "unknown"."""
     @_builtins.property
     def bars(self) -> _containers.RepeatedCompositeFieldContainer[Global___Bar]:
-        """Daily bars, oldest first, at least 50, ending at or before the as-of date."""
+        """Daily bars, oldest first, ending at or before the as-of date. Send either `bars` or `columns` (the fast
+        form), not both (INVALID_ARGUMENT naming `columns`); send neither and the server's market history as of the
+        request's as_of is used (MarketDataService).
+        """
 
     @_builtins.property
     def chain(self) -> _containers.RepeatedCompositeFieldContainer[Global___OptionQuote]:
@@ -199,6 +250,10 @@ class SymbolMarket(_message.Message):
     @_builtins.property
     def earnings_dates(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Optional earnings dates (YYYY-MM-DD); when present R17 applies."""
+
+    @_builtins.property
+    def columns(self) -> Global___BarColumns:
+        """The bars as packed columns: what `bars` carries, at a fraction of the cost to send and to read."""
 
     def __init__(
         self,
@@ -209,10 +264,11 @@ class SymbolMarket(_message.Message):
         sector: _builtins.str = ...,
         chain: _abc.Iterable[Global___OptionQuote] | None = ...,
         earnings_dates: _abc.Iterable[_builtins.str] | None = ...,
+        columns: Global___BarColumns | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bars", b"bars", "chain", b"chain", "earnings_dates", b"earnings_dates", "iv", b"iv", "sector", b"sector", "symbol", b"symbol"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bars", b"bars", "chain", b"chain", "columns", b"columns", "earnings_dates", b"earnings_dates", "iv", b"iv", "sector", b"sector", "symbol", b"symbol"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -220,7 +276,11 @@ Global___SymbolMarket: _TypeAlias = SymbolMarket  # noqa: Y015
 
 @_typing.final
 class MarketSnapshot(_message.Message):
-    """Market data for a decision: the symbol decided on and every symbol the portfolio holds."""
+    """Market data for a decision: the symbol decided on and every symbol the portfolio holds. A symbol left out (or
+    sent without bars) is filled from the server's market history as of the request's as_of: bars up to and
+    including that date, its IV and sector from the latest quotes published on or before it; then `vix`, when unset,
+    is the latest VIX published on or before that date.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

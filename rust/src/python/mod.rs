@@ -5,6 +5,7 @@ mod cache;
 mod decide;
 pub mod errors;
 mod indicators;
+mod market;
 mod pricing;
 mod protocol;
 mod risk;
@@ -32,6 +33,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     cache::register(m)?;
     protocol::register(m)?;
     decide::register(m)?;
+    market::register(m)?;
     // _core is private (users import the facades): no star-import surface for stubtest to track.
     if m.hasattr("__all__")? {
         m.delattr("__all__")?;
