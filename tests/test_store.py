@@ -140,6 +140,10 @@ def test_parse_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     for bad in (":memory:", "sqlite::memory:", " "):
         with pytest.raises(InvalidInputError, match=r"^url: "):
             parse_location(bad)
+    # An unknown scheme is a mistake, never a file named after it (memory:// once made a file "memory:").
+    for bad in ("memory://", "mysql://u@127.0.0.1/db", "redis://127.0.0.1"):
+        with pytest.raises(InvalidInputError, match=r"^url: unknown scheme"):
+            parse_location(bad)
     masked = parse_location("postgresql://bob:s3cret@127.0.0.1/db").describe()
     assert "s3cret" not in masked and "bob" in masked
 

@@ -350,6 +350,9 @@ def _resolve_store_url(url: str) -> str:
     text = url.strip()
     if text.startswith(("postgresql://", "postgres://")) or re.match(r"^(host|dbname|user|port)=", text):
         return text
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", text)
+    if scheme is not None and scheme.group(1).lower() != "sqlite":
+        return text  # an unknown scheme: the store refuses it, naming the scheme
     for prefix in ("sqlite://", "sqlite:"):
         if text.startswith(prefix):
             text = text[len(prefix) :]

@@ -64,6 +64,11 @@ def parse_location(url: str | os.PathLike[str] | None = None) -> Location:
         raise InvalidInputError.of("url", "is empty")
     if text.startswith(("postgresql://", "postgres://")) or re.match(r"^(host|dbname|user|port)=", text):
         return Location("postgresql", text)
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", text)
+    if scheme is not None and scheme.group(1).lower() != "sqlite":
+        raise InvalidInputError.of(
+            "url", f"unknown scheme {scheme.group(1)!r}: use postgresql://..., sqlite:///path or a file path"
+        )
     if text.startswith("sqlite://"):
         text = text[len("sqlite://") :]
     elif text.startswith("sqlite:"):
