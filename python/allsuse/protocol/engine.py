@@ -259,10 +259,11 @@ class Engine:
         for p in portfolio.positions.values():
             if p.account_id in slot and p.symbol not in quotes:
                 quotes[p.symbol] = (market.bars_for(p.symbol).last_close, market.iv_for(p.symbol))
+        merged = {gid for gid, group in groups.items() if group.merged}
         cash = 0.0
         if portfolio_too:
             for account in books.values():
-                if not groups[account.group_id].merged:
+                if account.group_id not in merged:
                     cash += float(account.balance + account.leaps)
         owner: list[int | None] = []
         counted: list[bool] = []
@@ -275,7 +276,7 @@ class Engine:
         day = today.toordinal()
         for p in portfolio.positions.values():
             index = slot.get(p.account_id)
-            counts = portfolio_too and not groups[books[p.account_id].group_id].merged
+            counts = portfolio_too and books[p.account_id].group_id not in merged
             if index is None and not counts:
                 continue
             quote = quotes.get(p.symbol)
