@@ -415,25 +415,38 @@ class Engine:
         # Revalued in the core over the day's scenarios and their IV shifts (built once per market); the engine
         # built every input itself (positions validated on entry, scenarios from checked bars).
         index = {s: i for i, s in enumerate(symbols)}
-        return scenarios.book_pnl(
-            kind=[p.kind for p in positions],
-            underlying=[index[p.symbol] for p in positions],
-            quantity=[p.quantity for p in positions],
-            strike=[p.strike if p.is_option else 1.0 for p in positions],
-            t=[p.years_to_expiry(today) if p.is_option else 1.0 for p in positions],
-        )
+        kind: list[str] = []
+        underlying: list[int] = []
+        quantity: list[float] = []
+        strike: list[float] = []
+        t: list[float] = []
+        for p in positions:  # the columns in one pass
+            option = p.is_option
+            kind.append(p.kind)
+            underlying.append(index[p.symbol])
+            quantity.append(p.quantity)
+            strike.append(p.strike if option else 1.0)
+            t.append(p.years_to_expiry(today) if option else 1.0)
+        return scenarios.book_pnl(kind=kind, underlying=underlying, quantity=quantity, strike=strike, t=t)
 
     def _scenario_set(self, symbols: list[str], market: MarketData) -> _core.ScenarioSet:
         """The scenarios of `symbols` with their IV shifts (IV moves against the price, in proportion to the move,
         never below 10% of today's IV), kept per market like the returns they come from."""
         iv = [market.iv_for(s) for s in symbols]
-        key = (*((s, len(market.bars_for(s).dates), market.bars_for(s).last_close) for s in symbols), *iv, market.rate)
+        spot: list[float] = []
+        marks: list[tuple[str, int, float]] = []
+        for s in symbols:  # each symbol's bars looked up once
+            b = market.bars_for(s)
+            close = b.last_close
+            spot.append(close)
+            marks.append((s, len(b.dates), close))
+        key = (*marks, *iv, market.rate)
         cached = self._scenario_sets.get(key)
         if cached is None:
             scen = self._sec("scenarios")
             cached = _core.ScenarioSet(
                 np.ascontiguousarray(self._scenarios(symbols, market)),
-                spot=[market.bars_for(s).last_close for s in symbols],
+                spot=spot,
                 iv=iv,
                 iv_move_sensitivity=scen.number("iv_move_sensitivity"),
                 horizon=scen.number("horizon_days", low=0) / 365.0,
