@@ -351,6 +351,28 @@ class ScenarioSet:
 def tail_group(returns: npt.NDArray[np.float64], *, q: float, limit: float) -> list[int]: ...
 
 @final
+class Equities:
+    @property
+    def accounts(self) -> list[float]: ...
+    @property
+    def portfolio(self) -> float: ...
+
+def equity_at_market(
+    account_cash: Sequence[float],
+    portfolio_cash: float,
+    *,
+    account: Sequence[int | None],
+    counted: Sequence[bool],
+    kind: Sequence[str],
+    quantity: Sequence[float],
+    strike: Sequence[float],
+    days_to_expiry: Sequence[int | None],
+    spot: Sequence[float],
+    iv: Sequence[float],
+    rate: float,
+) -> Equities: ...
+
+@final
 class RuleContext:
     def __new__(
         cls,

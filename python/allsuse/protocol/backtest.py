@@ -282,8 +282,11 @@ class Backtest:
                         }
                     )
             total = 0.0
-            for account in portfolio.accounts.values():
-                eq = self.engine.account_equity(portfolio, account, market, day) + float(account.leaps)
+            accounts = list(portfolio.accounts.values())
+            # Every account's equity at the close, each position marked once.
+            closing, _ = self.engine.equities(portfolio, accounts, market, day, portfolio_too=False)
+            for account, equity in zip(accounts, closing, strict=True):
+                eq = equity + float(account.leaps)
                 if eq - float(account.leaps) > float(account.peak):
                     account.peak = money(eq - float(account.leaps))  # the equity high-water mark at the close
                 ledger.equity.setdefault(account.id, [math.nan] * len(daily_dates)).append(eq)
@@ -306,10 +309,10 @@ class Backtest:
         total_committed = 0.0
         total_equity = 0.0
         n = len(ledger.portfolio_deployment)
-        for account in portfolio.accounts.values():
-            if portfolio.groups[account.group_id].merged:
-                continue
-            eq = self.engine.account_equity(portfolio, account, market, day) + float(account.leaps)
+        live = [a for a in portfolio.accounts.values() if not portfolio.groups[a.group_id].merged]
+        closing, _ = self.engine.equities(portfolio, live, market, day, portfolio_too=False)
+        for account, equity in zip(live, closing, strict=True):
+            eq = equity + float(account.leaps)
             used = committed.get(account.id, 0.0)
             ledger.deployment.setdefault(account.id, [math.nan] * n).append(used / eq if eq > 0 else 0.0)
             total_committed += used

@@ -234,23 +234,76 @@ class Engine:
 
     def account_equity(self, portfolio: Portfolio, account: Account, market: MarketData, today: dt.date) -> float:
         """Cash plus the market value of the account's positions (short options count as liabilities)."""
-        value = float(account.balance)
-        for p in self.positions_of(portfolio, account.id):
-            value += p.market_value(market.bars_for(p.symbol).last_close, market.iv_for(p.symbol), today, market.rate)
-        return value
+        return self.equities(portfolio, [account], market, today, portfolio_too=False)[0][0]
 
     def portfolio_equity(self, portfolio: Portfolio, market: MarketData, today: dt.date) -> float:
         """Cash, LEAPS and positions at market of every account not merged away, in one pass over positions."""
-        total = 0.0
-        for account in portfolio.accounts.values():
-            if not portfolio.groups[account.group_id].merged:
-                total += float(account.balance + account.leaps)
+        return self.equities(portfolio, [], market, today)[1]
+
+    def equities(
+        self,
+        portfolio: Portfolio,
+        accounts: list[Account],
+        market: MarketData,
+        today: dt.date,
+        *,
+        portfolio_too: bool = True,
+    ) -> tuple[list[float], float]:
+        """The equity at market of each of `accounts` (cash plus its positions) and, with `portfolio_too`, of the
+        portfolio (cash, LEAPS and positions of every account not merged away; else 0.0), each position marked
+        once by the core and added in book order. A symbol's bars and IV are read once, the accounts' symbols
+        first, so a missing one is named as when each account was valued on its own."""
+        groups, books = portfolio.groups, portfolio.accounts
+        slot = {a.id: i for i, a in enumerate(accounts)}
+        quotes: dict[str, tuple[float, float]] = {}
         for p in portfolio.positions.values():
-            if not portfolio.groups[portfolio.accounts[p.account_id].group_id].merged:
-                total += p.market_value(
-                    market.bars_for(p.symbol).last_close, market.iv_for(p.symbol), today, market.rate
-                )
-        return total
+            if p.account_id in slot and p.symbol not in quotes:
+                quotes[p.symbol] = (market.bars_for(p.symbol).last_close, market.iv_for(p.symbol))
+        merged = {gid for gid, group in groups.items() if group.merged}
+        cash = 0.0
+        if portfolio_too:
+            for account in books.values():
+                if account.group_id not in merged:
+                    cash += float(account.balance + account.leaps)
+        owner: list[int | None] = []
+        counted: list[bool] = []
+        kind: list[str] = []
+        quantity: list[float] = []
+        strike: list[float] = []
+        days: list[int | None] = []
+        spot: list[float] = []
+        iv: list[float] = []
+        day = today.toordinal()
+        for p in portfolio.positions.values():
+            index = slot.get(p.account_id)
+            counts = portfolio_too and books[p.account_id].group_id not in merged
+            if index is None and not counts:
+                continue
+            quote = quotes.get(p.symbol)
+            if quote is None:
+                quote = quotes[p.symbol] = (market.bars_for(p.symbol).last_close, market.iv_for(p.symbol))
+            owner.append(index)
+            counted.append(counts)
+            kind.append(p.kind)
+            quantity.append(p.quantity)
+            strike.append(p.strike)
+            days.append(p.expiry.toordinal() - day if p.expiry is not None else None)
+            spot.append(quote[0])
+            iv.append(quote[1])
+        result = _core.equity_at_market(
+            [float(a.balance) for a in accounts],
+            cash,
+            account=owner,
+            counted=counted,
+            kind=kind,
+            quantity=quantity,
+            strike=strike,
+            days_to_expiry=days,
+            spot=spot,
+            iv=iv,
+            rate=market.rate,
+        )
+        return result.accounts, result.portfolio
 
     def vix_reading(self, market: MarketData, symbol: str) -> tuple[float | None, str, str]:
         """(VIX value, source, note): the given VIX, else the proxy of section 6, the index's realised volatility
@@ -362,25 +415,38 @@ class Engine:
         # Revalued in the core over the day's scenarios and their IV shifts (built once per market); the engine
         # built every input itself (positions validated on entry, scenarios from checked bars).
         index = {s: i for i, s in enumerate(symbols)}
-        return scenarios.book_pnl(
-            kind=[p.kind for p in positions],
-            underlying=[index[p.symbol] for p in positions],
-            quantity=[p.quantity for p in positions],
-            strike=[p.strike if p.is_option else 1.0 for p in positions],
-            t=[p.years_to_expiry(today) if p.is_option else 1.0 for p in positions],
-        )
+        kind: list[str] = []
+        underlying: list[int] = []
+        quantity: list[float] = []
+        strike: list[float] = []
+        t: list[float] = []
+        for p in positions:  # the columns in one pass
+            option = p.is_option
+            kind.append(p.kind)
+            underlying.append(index[p.symbol])
+            quantity.append(p.quantity)
+            strike.append(p.strike if option else 1.0)
+            t.append(p.years_to_expiry(today) if option else 1.0)
+        return scenarios.book_pnl(kind=kind, underlying=underlying, quantity=quantity, strike=strike, t=t)
 
     def _scenario_set(self, symbols: list[str], market: MarketData) -> _core.ScenarioSet:
         """The scenarios of `symbols` with their IV shifts (IV moves against the price, in proportion to the move,
         never below 10% of today's IV), kept per market like the returns they come from."""
         iv = [market.iv_for(s) for s in symbols]
-        key = (*((s, len(market.bars_for(s).dates), market.bars_for(s).last_close) for s in symbols), *iv, market.rate)
+        spot: list[float] = []
+        marks: list[tuple[str, int, float]] = []
+        for s in symbols:  # each symbol's bars looked up once
+            b = market.bars_for(s)
+            close = b.last_close
+            spot.append(close)
+            marks.append((s, len(b.dates), close))
+        key = (*marks, *iv, market.rate)
         cached = self._scenario_sets.get(key)
         if cached is None:
             scen = self._sec("scenarios")
             cached = _core.ScenarioSet(
                 np.ascontiguousarray(self._scenarios(symbols, market)),
-                spot=[market.bars_for(s).last_close for s in symbols],
+                spot=spot,
                 iv=iv,
                 iv_move_sensitivity=scen.number("iv_move_sensitivity"),
                 horizon=scen.number("horizon_days", low=0) / 365.0,
@@ -574,11 +640,11 @@ class _Deciding:
         self.iv_source = "chain" if market.chains.get(symbol) else market.iv_source.get(symbol, "given")
         self.notes: list[str] = [engine._explained(label)]
         self.warnings: list[str] = []
-        self.equity = engine.account_equity(portfolio, account, market, self.today)
+        # The account's and the portfolio's equity at market, each position marked once.
+        (self.equity,), self.portfolio_equity = engine.equities(portfolio, [account], market, self.today)
         if self.equity > float(account.peak):
             # The equity high-water mark is a fact of prices (section 10): kept at once.
             account.peak = money(self.equity)
-        self.portfolio_equity = engine.portfolio_equity(portfolio, market, self.today)
         self.protection_level, self.drawdown = engine._protection(account, self.equity, self.today)
         self.vix_value, self.vol_source, vix_note = engine.vix_reading(market, symbol)
         self.vix_mult, self.vix_hedged, self.vix_state = engine._vix(self.vix_value)

@@ -422,6 +422,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyStrikePick>()?;
     m.add_class::<PyScenarioSet>()?;
     m.add_function(wrap_pyfunction!(tail_group, m)?)?;
+    m.add_function(wrap_pyfunction!(equity_at_market, m)?)?;
+    m.add_class::<PyEquities>()?;
     m.add_function(wrap_pyfunction!(put_budget, m)?)?;
     m.add_function(wrap_pyfunction!(fit_to_es_budget, m)?)?;
     Ok(())
@@ -858,4 +860,88 @@ fn tail_group<'py>(
         .py_err(py)?;
     py.detach(|| crate::protocol::decide::group::tail_group(data, rows, cols, q, limit))
         .py_err(py)
+}
+
+/// The equities of some accounts and of the portfolio (section 10).
+#[pyclass(frozen, get_all, name = "Equities", module = "allsuse._core")]
+pub struct PyEquities {
+    accounts: Vec<f64>,
+    portfolio: f64,
+}
+
+/// Equity at market from the positions given column by column (kind stock, call or put; signed quantity;
+/// strike; calendar days to expiry, None without one; today's spot and IV of the position's symbol): each
+/// account's cash (`account_cash`, indexed by `account`, None for a position of an account not asked for) plus
+/// its positions' market value, and `portfolio_cash` plus the value of the positions `counted`, added in order.
+#[pyfunction]
+#[pyo3(signature = (
+    account_cash, portfolio_cash, *, account, counted, kind, quantity, strike, days_to_expiry, spot, iv, rate
+))]
+#[allow(clippy::too_many_arguments)]
+fn equity_at_market(
+    py: Python<'_>,
+    account_cash: Vec<f64>,
+    portfolio_cash: f64,
+    account: Vec<Option<usize>>,
+    counted: Vec<bool>,
+    kind: Vec<String>,
+    quantity: Vec<f64>,
+    strike: Vec<f64>,
+    days_to_expiry: Vec<Option<i64>>,
+    spot: Vec<f64>,
+    iv: Vec<f64>,
+    rate: f64,
+) -> PyResult<PyEquities> {
+    use crate::protocol::decide::equity::{self, Holding, Marked};
+    use crate::risk::PositionKind;
+    let n = kind.len();
+    for (name, len) in [
+        ("account", account.len()),
+        ("counted", counted.len()),
+        ("quantity", quantity.len()),
+        ("strike", strike.len()),
+        ("days_to_expiry", days_to_expiry.len()),
+        ("spot", spot.len()),
+        ("iv", iv.len()),
+    ] {
+        if len != n {
+            return Err(CoreError::invalid(
+                name,
+                format!("has {len} values for {n} positions"),
+            ))
+            .py_err(py);
+        }
+    }
+    let mut book = Vec::with_capacity(n);
+    for (i, k) in kind.iter().enumerate() {
+        let kind = match k.as_str() {
+            "stock" => PositionKind::Stock,
+            "call" => PositionKind::Call,
+            "put" => PositionKind::Put,
+            other => {
+                return Err(CoreError::invalid(
+                    "kind",
+                    format!("position {i}: must be stock, call or put, got '{other}'"),
+                ))
+                .py_err(py)
+            }
+        };
+        book.push(Holding {
+            marked: Marked {
+                kind,
+                quantity: quantity[i],
+                strike: strike[i],
+                days_to_expiry: days_to_expiry[i],
+                spot: spot[i],
+                iv: iv[i],
+            },
+            account: account[i],
+            counted: counted[i],
+        });
+    }
+    let e = equity::equities(account_cash, portfolio_cash, &book, rate).py_err(py)?;
+    Ok(PyEquities {
+        accounts: e.accounts,
+        portfolio: e.portfolio,
+    })
 }

@@ -8,6 +8,7 @@ use crate::protocol::drawdown::{self, ProtectionState, ProtectionTable, VixBreak
 use crate::protocol::level::{self, AtrRegime, AtrRegimeTable, LevelReading, LevelThresholds};
 use crate::protocol::week_type::{self, Classification, Position, WeekTypeBounds};
 
+pub mod equity;
 pub mod group;
 pub mod label;
 pub mod scenarios;

@@ -359,3 +359,106 @@ mod group {
         Ok(())
     }
 }
+
+mod equity_at_market {
+    use crate::error::CoreResult;
+    use crate::pricing::{self, OptionKind};
+    use crate::protocol::decide::equity::{
+        equities, market_value, value_at_market, years_to_expiry, Holding, Marked,
+    };
+    use crate::risk::PositionKind;
+
+    fn put(quantity: f64, days: i64) -> Marked {
+        Marked {
+            kind: PositionKind::Put,
+            quantity,
+            strike: 95.0,
+            days_to_expiry: Some(days),
+            spot: 100.0,
+            iv: 0.3,
+        }
+    }
+
+    #[test]
+    fn a_short_put_is_a_liability_at_its_black_scholes_mark() -> CoreResult<()> {
+        let p = put(-2.0, 7);
+        let t = 7.0 / 365.0 + 1.0 / (365.0 * 24.0);
+        let price = pricing::bs_price(OptionKind::Put, 100.0, 95.0, t, 0.3, 0.01, 0.0)?;
+        assert_eq!(market_value(&p, 0.01)?, -2.0 * 100.0 * price);
+        assert!(market_value(&p, 0.01)? < 0.0);
+        Ok(())
+    }
+
+    #[test]
+    fn an_expired_option_keeps_one_hour_and_stock_is_worth_its_spot() -> CoreResult<()> {
+        assert_eq!(years_to_expiry(Some(-3)), years_to_expiry(Some(0)));
+        assert!(years_to_expiry(Some(0)) > 0.0);
+        let stock = Marked {
+            kind: PositionKind::Stock,
+            quantity: 300.0,
+            strike: 0.0,
+            days_to_expiry: None,
+            spot: 41.5,
+            iv: 0.2,
+        };
+        assert_eq!(market_value(&stock, 0.0)?, 300.0 * 41.5);
+        Ok(())
+    }
+
+    #[test]
+    fn equity_adds_cash_then_each_position_in_order() -> CoreResult<()> {
+        let book = [put(-1.0, 3), put(-4.0, 10)];
+        let mut expected = 1_000_000.25;
+        for p in &book {
+            expected += market_value(p, 0.0)?;
+        }
+        assert_eq!(value_at_market(1_000_000.25, &book, 0.0)?, expected);
+        assert_eq!(value_at_market(5.0, &[], 0.0)?, 5.0);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_input_is_named_not_a_panic() {
+        let mut bad = put(-1.0, 3);
+        bad.spot = f64::NAN;
+        assert!(value_at_market(0.0, &[bad], 0.0).is_err());
+        assert!(value_at_market(f64::INFINITY, &[], 0.0).is_err());
+        let mut undated = put(-1.0, 3);
+        undated.days_to_expiry = None;
+        assert!(value_at_market(0.0, &[undated], 0.0).is_err());
+    }
+
+    #[test]
+    fn equities_sum_each_account_and_the_counted_book_like_value_at_market() -> CoreResult<()> {
+        let (a, b, c) = (put(-1.0, 3), put(-4.0, 10), put(-2.0, 1));
+        let book = [
+            Holding {
+                marked: a,
+                account: Some(1),
+                counted: true,
+            },
+            Holding {
+                marked: b,
+                account: None,
+                counted: true,
+            },
+            Holding {
+                marked: c,
+                account: Some(1),
+                counted: false,
+            },
+        ];
+        let e = equities(vec![7.0, 1_000.5], 2_000.25, &book, 0.0)?;
+        assert_eq!(e.accounts[0], 7.0);
+        assert_eq!(e.accounts[1], value_at_market(1_000.5, &[a, c], 0.0)?);
+        assert_eq!(e.portfolio, value_at_market(2_000.25, &[a, b], 0.0)?);
+        let stray = [Holding {
+            marked: a,
+            account: Some(2),
+            counted: false,
+        }];
+        assert!(equities(vec![0.0], 0.0, &stray, 0.0).is_err());
+        assert!(equities(vec![f64::NAN], 0.0, &[], 0.0).is_err());
+        Ok(())
+    }
+}
