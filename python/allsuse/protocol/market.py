@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -187,7 +188,7 @@ class MarketData:
     def iv_for(self, symbol: str) -> float:
         """The implied volatility of `symbol`, or InvalidInputError."""
         iv = self.iv.get(symbol)
-        if iv is None or not np.isfinite(iv) or iv <= 0:
+        if iv is None or not math.isfinite(iv) or iv <= 0:
             raise InvalidInputError.of("iv", f"no valid implied volatility for {symbol!r}")
         return float(iv)
 
