@@ -799,36 +799,20 @@ impl PyScenarioSet {
         t: Vec<f64>,
     ) -> PyResult<Bound<'py, numpy::PyArray1<f64>>> {
         use crate::protocol::decide::scenarios::Held;
-        use crate::risk::PositionKind;
         let n = kind.len();
-        for (name, len) in [
-            ("underlying", underlying.len()),
-            ("quantity", quantity.len()),
-            ("strike", strike.len()),
-            ("t", t.len()),
-        ] {
-            if len != n {
-                return Err(CoreError::invalid(
-                    name,
-                    format!("has {len} values for {n} positions"),
-                ))
-                .py_err(py);
-            }
-        }
+        same_lengths(
+            n,
+            &[
+                ("underlying", underlying.len()),
+                ("quantity", quantity.len()),
+                ("strike", strike.len()),
+                ("t", t.len()),
+            ],
+        )
+        .py_err(py)?;
         let mut held = Vec::with_capacity(n);
         for i in 0..n {
-            let k = match kind[i].as_str() {
-                "stock" => PositionKind::Stock,
-                "call" => PositionKind::Call,
-                "put" => PositionKind::Put,
-                other => {
-                    return Err(CoreError::invalid(
-                        "kind",
-                        format!("position {i}: must be stock, call or put, got '{other}'"),
-                    ))
-                    .py_err(py)
-                }
-            };
+            let k = kind_of(i, &kind[i]).py_err(py)?;
             held.push(Held {
                 kind: k,
                 underlying: underlying[i],
@@ -893,39 +877,23 @@ fn equity_at_market(
     rate: f64,
 ) -> PyResult<PyEquities> {
     use crate::protocol::decide::equity::{self, Holding, Marked};
-    use crate::risk::PositionKind;
     let n = kind.len();
-    for (name, len) in [
-        ("account", account.len()),
-        ("counted", counted.len()),
-        ("quantity", quantity.len()),
-        ("strike", strike.len()),
-        ("days_to_expiry", days_to_expiry.len()),
-        ("spot", spot.len()),
-        ("iv", iv.len()),
-    ] {
-        if len != n {
-            return Err(CoreError::invalid(
-                name,
-                format!("has {len} values for {n} positions"),
-            ))
-            .py_err(py);
-        }
-    }
+    same_lengths(
+        n,
+        &[
+            ("account", account.len()),
+            ("counted", counted.len()),
+            ("quantity", quantity.len()),
+            ("strike", strike.len()),
+            ("days_to_expiry", days_to_expiry.len()),
+            ("spot", spot.len()),
+            ("iv", iv.len()),
+        ],
+    )
+    .py_err(py)?;
     let mut book = Vec::with_capacity(n);
     for (i, k) in kind.iter().enumerate() {
-        let kind = match k.as_str() {
-            "stock" => PositionKind::Stock,
-            "call" => PositionKind::Call,
-            "put" => PositionKind::Put,
-            other => {
-                return Err(CoreError::invalid(
-                    "kind",
-                    format!("position {i}: must be stock, call or put, got '{other}'"),
-                ))
-                .py_err(py)
-            }
-        };
+        let kind = kind_of(i, k).py_err(py)?;
         book.push(Holding {
             marked: Marked {
                 kind,
@@ -944,4 +912,31 @@ fn equity_at_market(
         accounts: e.accounts,
         portfolio: e.portfolio,
     })
+}
+
+/// Every column of a positions table has one value per position; a short one is named.
+fn same_lengths(n: usize, columns: &[(&'static str, usize)]) -> crate::error::CoreResult<()> {
+    for &(name, len) in columns {
+        if len != n {
+            return Err(CoreError::invalid(
+                name,
+                format!("has {len} values for {n} positions"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A position's kind, exactly "stock", "call" or "put" (the engine's own spelling).
+fn kind_of(i: usize, kind: &str) -> crate::error::CoreResult<crate::risk::PositionKind> {
+    use crate::risk::PositionKind;
+    match kind {
+        "stock" => Ok(PositionKind::Stock),
+        "call" => Ok(PositionKind::Call),
+        "put" => Ok(PositionKind::Put),
+        other => Err(CoreError::invalid(
+            "kind",
+            format!("position {i}: must be stock, call or put, got '{other}'"),
+        )),
+    }
 }
