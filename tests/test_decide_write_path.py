@@ -8,13 +8,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 
 from allsuse.protocol.engine import Engine
 from allsuse.protocol.trust import TrustBook
@@ -22,7 +19,6 @@ from allsuse.rules import RuleBook
 from allsuse.server.convert import market_in, timestamp_in
 from allsuse.server.portfolios import PortfolioRepository
 from allsuse.store import Store
-from allsuse.store.pgtest import TemporaryPostgres, find_bindir
 from allsuse.v1 import decision_pb2, decision_pb2_grpc, portfolio_pb2, portfolio_pb2_grpc
 from tests.rpc_support import TIMEOUT, green_market, money, serve
 from tests.test_rpc_e2e import THURSDAY, ts
@@ -193,39 +189,14 @@ def test_a_restarted_server_carries_on_from_the_stored_engine_state(tmp_path: Pa
         assert state == _replayed_state(store, pid, {r.account_id: r for r in requests})
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[TemporaryPostgres]:
-    if find_bindir() is None:
-        pytest.skip("PostgreSQL binaries not found; `make setup` installs postgresql")
-    server = TemporaryPostgres().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield str(tmp_path / "allsuse.db")
-        return
-    server: TemporaryPostgres = request.getfixturevalue("pg")
-    name = f"race_{uuid.uuid4().hex[:12]}"
-    dsn = server.create_database(name)
-    try:
-        yield dsn
-    finally:
-        server.drop_database(name)
-
-
 RETRYABLE = "changed meanwhile"
 
 
-def test_two_replicas_racing_on_one_portfolio_lose_no_update(shared_url: str) -> None:
+def test_two_replicas_racing_on_one_portfolio_lose_no_update(store_url: str) -> None:
     pid = "pf-race"
-    with serve(shared_url, auth=False) as (a, _), serve(shared_url, auth=False) as (b, _):
+    with serve(store_url, auth=False) as (a, _), serve(store_url, auth=False) as (b, _):
         _create(a, pid)
-        with Store(shared_url) as store:
+        with Store(store_url) as store:
             version_before, _ = _stored_state(store, pid)
         # Decides from both replicas at once: each succeeds, or (after its replica reloaded and retried once)
         # fails with a retryable FAILED_PRECONDITION; nothing else.
@@ -277,7 +248,7 @@ def test_two_replicas_racing_on_one_portfolio_lose_no_update(shared_url: str) ->
             )
         rev = next(x for x in got.accounts if x.type == "rev")
         assert (rev.balance.units, rev.balance.cents) == (300_000 - sum(acked), 0)
-    with Store(shared_url) as store:
+    with Store(store_url) as store:
         stored = {r.id for r in store.list_decisions(portfolio_id=pid, limit=1000)}
         assert stored == decided  # every acknowledged decision is stored, and nothing else
         version, _ = _stored_state(store, pid)

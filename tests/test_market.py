@@ -8,8 +8,6 @@ import dataclasses
 import datetime as dt
 import pickle
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +27,6 @@ from allsuse.server.convert import (
 from allsuse.server.marketdata import MarketHistory, Markets, SnapshotCache
 from allsuse.store import Store
 from allsuse.store import market as stored
-from allsuse.store.pgtest import TemporaryPostgres, find_bindir
 from allsuse.v1 import decision_pb2
 from tests.market_support import THURSDAY, at, green
 from tests.rpc_support import green_market
@@ -212,31 +209,6 @@ def test_the_cache_is_safe_across_threads() -> None:
 
 
 # --- the store's market history (SQLite and PostgreSQL) ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[TemporaryPostgres]:
-    if find_bindir() is None:
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl, postgres) not found; `make setup` installs postgresql")
-    server = TemporaryPostgres().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield str(tmp_path / "allsuse.db")
-        return
-    server: TemporaryPostgres = request.getfixturevalue("pg_server")
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    dsn = server.create_database(name)
-    try:
-        yield dsn
-    finally:
-        server.drop_database(name)
 
 
 def rows_of(bars: Bars) -> list[stored.BarRow]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -20,7 +18,6 @@ from allsuse.market_files import read_market_file
 from allsuse.server.convert import columns_out, market_in
 from allsuse.store import Store
 from allsuse.store import market as stored
-from allsuse.store.pgtest import TemporaryPostgres, find_bindir
 from allsuse.v1 import decision_pb2, decision_pb2_grpc, market_pb2, market_pb2_grpc, portfolio_pb2, portfolio_pb2_grpc
 from tests.rpc_support import ROOT, TIMEOUT, bearer, green_market, money, serve
 
@@ -32,31 +29,6 @@ def ts(day: dt.date, hour: int = 15, minute: int = 45) -> Timestamp:
     t = Timestamp()
     t.FromDatetime(dt.datetime.combine(day, dt.time(hour, minute)))
     return t
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[TemporaryPostgres]:
-    if find_bindir() is None:
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl, postgres) not found; `make setup` installs postgresql")
-    server = TemporaryPostgres().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield str(tmp_path / "allsuse.db")
-        return
-    server: TemporaryPostgres = request.getfixturevalue("pg_server")
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    dsn = server.create_database(name)
-    try:
-        yield dsn
-    finally:
-        server.drop_database(name)
 
 
 def keys(url: str) -> dict[str, str]:

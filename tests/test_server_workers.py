@@ -29,7 +29,7 @@ from allsuse.errors import InvalidInputError
 from allsuse.server import workers
 from allsuse.server.workers import Supervisor
 from allsuse.store import Store
-from allsuse.store.pgtest import TemporaryPostgres, find_bindir
+from allsuse.store.pgtest import TemporaryPostgres
 from allsuse.v1 import portfolio_pb2, portfolio_pb2_grpc
 from tests.rpc_support import ROOT, TIMEOUT, free_port, money, wait_serving
 
@@ -68,17 +68,6 @@ def created_count(text: str) -> float:
     pattern = rf'allsuse_grpc_requests_total{{code="OK",method="{re.escape(CREATE)}"}} ([0-9.e+]+)'
     found = re.search(pattern, text)
     return float(found.group(1)) if found else 0.0
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[TemporaryPostgres]:
-    if find_bindir() is None:
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl, postgres) not found; `make setup` installs postgresql")
-    server = TemporaryPostgres().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -39,23 +39,12 @@ from allsuse.store import (
     migrate,
     parse_location,
 )
-from allsuse.store.pgtest import TemporaryPostgres, find_bindir
+from allsuse.store.pgtest import TemporaryPostgres
 
 WAIT = 30.0  # seconds: upper bound on any wait for a future or a thread in these tests
 
 
 # --- fixtures --------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[TemporaryPostgres]:
-    if find_bindir() is None:
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl, postgres) not found; `make setup` installs postgresql")
-    server = TemporaryPostgres().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -16,20 +16,9 @@ import pytest
 
 from allsuse.errors import InvalidInputError
 from allsuse.store import IdempotencyScope, Store, StoreConflictError
-from allsuse.store.pgtest import TemporaryPostgres, find_bindir
+from allsuse.store.pgtest import TemporaryPostgres
 
 WAIT = 30.0
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[TemporaryPostgres]:
-    if find_bindir() is None:
-        pytest.skip("PostgreSQL binaries not found; `make setup` installs postgresql")
-    server = TemporaryPostgres().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

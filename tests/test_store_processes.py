@@ -16,15 +16,9 @@ import subprocess
 import sys
 import tempfile
 import threading
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import IO
 
-import pytest
-
 from allsuse.store import Store
-from allsuse.store.pgtest import TemporaryPostgres, find_bindir
 
 WAIT = 60.0  # seconds: upper bound on any wait for a child process
 
@@ -80,31 +74,6 @@ found = sum(store.get_decision(i) is not None for i in others)
 print("FOUND", found, flush=True)
 store.close()
 """
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[TemporaryPostgres]:
-    if find_bindir() is None:
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl, postgres) not found; `make setup` installs postgresql")
-    server = TemporaryPostgres().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield str(tmp_path / "allsuse.db")
-        return
-    server: TemporaryPostgres = request.getfixturevalue("pg_server")
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    dsn = server.create_database(name)
-    try:
-        yield dsn
-    finally:
-        server.drop_database(name)
 
 
 class Child:

@@ -12,13 +12,12 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from allsuse.store import Store
-from allsuse.store.pgtest import TemporaryPostgres, find_bindir
+from allsuse.store.pgtest import TemporaryPostgres
 from tests.rpc_support import ROOT
 
 
@@ -162,17 +161,6 @@ def test_full_verify_catches_a_deleted_transaction(db: tuple[Path, dict[str, str
     )
     result = verify_full(str(path))
     assert result.returncode == 1 and f"transactions row {ids['transaction']}" in result.stdout, result.stdout
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[TemporaryPostgres]:
-    if find_bindir() is None:
-        pytest.skip("PostgreSQL binaries not found; `make setup` installs postgresql")
-    server = TemporaryPostgres().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_full_verify_on_postgresql(pg_server: TemporaryPostgres) -> None:
