@@ -227,6 +227,9 @@ def test_bad_runs_name_the_field(run: BacktestRun, tmp_path: Path) -> None:
         write_report(broken, tmp_path / "report.html", settings.default())
     assert err.value.field == "equity.portfolio"
     assert not (tmp_path / "report.html").exists()
+    with pytest.raises(InvalidInputError) as err:
+        write_report(run, tmp_path / "absent" / "report.html", settings.default())
+    assert err.value.field == "path"
     missing = BacktestRun(run.result, run.dates, {BUY_AND_HOLD: run.equity[BUY_AND_HOLD]}, run.deployment, [])
     with pytest.raises(InvalidInputError) as err:
         summary_lines(missing)

@@ -42,6 +42,7 @@ from allsuse.backtest.summary import (
     summary_lines,
     warnings_of,
 )
+from allsuse.errors import InvalidInputError
 from allsuse.protocol.settings import ProtocolConfig
 from allsuse.risk import METRIC_NAMES
 
@@ -532,6 +533,8 @@ def render(run: BacktestRun, config: ProtocolConfig) -> str:
 
 def write_report(run: BacktestRun, path: Path, config: ProtocolConfig) -> None:
     """Writes report.html at `path` (whole or not at all: written beside it, then renamed)."""
+    if not path.parent.is_dir():
+        raise InvalidInputError.of("path", f"{path.parent} is not a directory")
     page = render(run, config)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
