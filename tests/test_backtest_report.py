@@ -100,6 +100,10 @@ def build_run() -> BacktestRun:
         "symbols": {kind: list(syms) for kind, syms, _ in ACCOUNTS.values()},
         "accounts": accounts,
         "warnings": [HOSTILE, "RRC: not traded on 3 simulated session(s) without its bar"],
+        "data": {
+            "notes": ["close-only data for AMD, BAC: ATR from close-to-close moves, the label's volume term skipped"]
+        },
+        "proxy_days": 504,
         "costs": {
             "commissions": sum(t.commission for t in trades),
             "spread_costs": sum(t.spread_cost for t in trades),
@@ -213,6 +217,8 @@ def test_report_shows_every_part(run: BacktestRun, tmp_path: Path) -> None:
         assert percent(config.account(kind).weekly_target, signed=True) in text
         for week_type, count in WEEK_TYPES[account_id].items():
             assert week_type in text and str(count) in text
+    assert "Data: close-only data for AMD, BAC: ATR from close-to-close moves" in text
+    assert "the VIX proxy (realised volatility x ratio) on 504 sessions" in text
     for symbol in ("AMD", "BAC", "AAPL", "MSFT", "JNJ", "PG"):
         assert symbol in text
 

@@ -437,6 +437,13 @@ def _header(run: BacktestRun) -> str:
             )
             + "</p>"
         )
+    data = run.result.get("data")
+    notes = data.get("notes") if isinstance(data, dict) else None
+    if isinstance(notes, list):
+        parts += [f"<p>Data: {esc(note)}</p>" for note in notes]
+    proxy_days = run.result.get("proxy_days")
+    if isinstance(proxy_days, int) and proxy_days > 0:
+        parts.append(f"<p>Volatility: the VIX proxy (realised volatility x ratio) on {proxy_days} sessions</p>")
     return "<header>" + "".join(parts) + "</header>"
 
 
