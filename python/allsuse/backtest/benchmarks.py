@@ -262,16 +262,22 @@ def put_write(
     if not isinstance(cash_settled, set | frozenset) or not all(isinstance(s, str) for s in cash_settled):
         raise InvalidInputError.of("cash_settled", f"must be a set of symbols, got {cash_settled!r}")
     symbols = list(prices)
+    n_days = len(dates)
+    rates = np.array([costs.rate.on(day) for day in dates])
+    ordinals = np.array([day.toordinal() for day in dates], dtype=np.float64)
+    cash_at = np.empty(n_days)
+    collateral_at = np.empty(n_days)
     cash = capital
     collateral = 0.0
     shorts: list[_Short] = []
+    # Each put sold, with the sessions it is open at the close: [sold, settled) (to the end if never settled).
+    lives: list[tuple[_Short, int, int]] = []
     expiry: dt.date | None = None
+    sold_at = 0
     skipped: dict[tuple[str, str], int] = {}
     rolls = 0
-    run = SeriesRun(PUT_WRITE, np.empty(len(dates)), deployment=np.empty(len(dates)))
-    assert run.deployment is not None
+    run = SeriesRun(PUT_WRITE, np.empty(n_days), deployment=np.empty(n_days))
     for i, day in enumerate(dates):
-        rate = costs.rate.on(day)
         if i:
             earned = costs.interest(cash + collateral, dates[i - 1], day)
             cash += earned
@@ -279,9 +285,11 @@ def put_write(
         if expiry is not None and day >= expiry:
             for short in shorts:
                 cash += _settle(run, day, short, float(prices[short.symbol][i]), short.symbol in cash_settled)
+                lives.append((short, sold_at, i))
             shorts, collateral, expiry = [], 0.0, None
         if expiry is None:
             rolls += 1
+            sold_at = i
             expiry = next_expiry(day, dates)
             t = (expiry - day).days / 365.0
             budget = cash / len(symbols)
@@ -293,7 +301,7 @@ def put_write(
                     why = "one contract's collateral is more than its share of equity"
                     skipped[(s, why)] = skipped.get((s, why), 0) + 1
                     continue
-                mid = pricing.bs_price("put", spot, strike, t, float(iv[s][i]), rate)
+                mid = pricing.bs_price("put", spot, strike, t, float(iv[s][i]), float(rates[i]))
                 fill = costs.option_fill(mid, selling=True)
                 if fill * MULTIPLIER <= costs.commission_per_contract:
                     why = "the premium after the spread does not cover the commission"
@@ -325,15 +333,20 @@ def put_write(
                         reason="ROLL",
                     )
                 )
-        liability = 0.0
-        for short in shorts:
-            t = (short.expiry - day).days / 365.0
-            mark = pricing.bs_price(
-                "put", float(prices[short.symbol][i]), short.strike, t, float(iv[short.symbol][i]), rate
-            )
-            liability += short.contracts * MULTIPLIER * mark
-        run.equity[i] = cash + collateral - liability
-        run.deployment[i] = collateral / run.equity[i] if run.equity[i] > 0 else 0.0
+        cash_at[i] = cash
+        collateral_at[i] = collateral
+    lives += [(short, sold_at, n_days) for short in shorts]
+    # The short puts at each close, one batch per put over the sessions it is open (Black-Scholes in the core).
+    liability = np.zeros(n_days)
+    for short, first, end in lives:
+        span = slice(first, end)
+        t_left = (short.expiry.toordinal() - ordinals[span]) / 365.0
+        marks = pricing.bs_price(
+            "put", prices[short.symbol][span], short.strike, t_left, iv[short.symbol][span], rates[span]
+        )
+        liability[span] += short.contracts * MULTIPLIER * np.asarray(marks)
+    run.equity = cash_at + collateral_at - liability
+    run.deployment = np.divide(collateral_at, run.equity, out=np.zeros(n_days), where=run.equity > 0)
     run.warnings = [f"{PUT_WRITE}: {s}: no put sold at {n} of {rolls} rolls ({why})" for (s, why), n in skipped.items()]
     return run
 
