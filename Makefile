@@ -14,7 +14,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 RUST_SOURCES := $(shell find rust/src -name '*.rs') rust/Cargo.toml Cargo.toml pyproject.toml
 PY_DIRS      := $(wildcard python tests bench scripts load examples)
 
-.PHONY: help run test bench load soak demo setup build lint check-rust check-python proto proto-check clean pg
+.PHONY: help run test bench load soak demo setup build lint check-rust check-python proto proto-check clean pg chromium
 
 help:
 	@echo "make run    - set up (venv, pinned deps, release build) and serve on 127.0.0.1:50051"
@@ -42,7 +42,14 @@ pg:
 	export DEBIAN_FRONTEND=noninteractive; \
 	$$sudo apt-get install -y -q postgresql || { $$sudo apt-get update -q && $$sudo apt-get install -y -q postgresql; }
 
-setup: pg $(STAMPS)/build
+# Debian's Chromium (the report test renders report.html headless and screenshots it); only when missing.
+chromium:
+	@command -v chromium >/dev/null && exit 0; \
+	sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo -n"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$sudo apt-get install -y -q chromium || { $$sudo apt-get update -q && $$sudo apt-get install -y -q chromium; }
+
+setup: pg chromium $(STAMPS)/build
 
 build: setup
 

@@ -74,7 +74,9 @@ class Trade:
 
 @dataclass
 class SeriesRun:
-    """A daily equity series with its trades: the protocol's portfolio, an account, or a benchmark."""
+    """A daily equity series with its trades: the protocol's portfolio, an account, or a benchmark.
+    `deployment` (optional) is the share of equity committed at each close (put collateral, shares held);
+    `warnings` says what the series could not do as specified (a put too dear for its share of capital...)."""
 
     name: str
     equity: np.ndarray
@@ -82,6 +84,8 @@ class SeriesRun:
     commissions: float = 0.0
     spread_costs: float = 0.0
     interest: float = 0.0
+    deployment: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
