@@ -846,8 +846,14 @@ class Simulation:
             else "mixed"
         )
         close_only = [s for s in self.symbols if self._data[s].close_only]
-        data_notes = [n for n in self.market.notes if any(n.startswith(f"{s}:") for s in self.symbols) or ":" not in n.split(" ")[0]]
-        if close_only and not any(n.startswith("close-only") for n in data_notes):
+        data_notes = [n for n in self.market.notes if n.split(":")[0] in self.symbols]
+        if dates and dates[0].year < FIRST_YEAR:
+            data_notes.insert(
+                0,
+                f"before {FIRST_YEAR} the NYSE calendar is not known to allsuse: sessions are the union of the "
+                "data's dates",
+            )
+        if close_only:
             data_notes.append(
                 f"close-only data for {', '.join(close_only)}: ATR from close-to-close moves, the label's volume "
                 "term skipped"
