@@ -19,7 +19,9 @@ STOCKS = DATA / "stocks20_close_1990_2014.csv"
 needs_data = pytest.mark.skipif(not STOCKS.exists(), reason=f"shared data not found at {DATA}")
 
 
-def _slice(src: Path, dst: Path, start: str, end: str, drop: set[str] = frozenset(), add: list[str] = ()) -> Path:
+def _slice(
+    src: Path, dst: Path, start: str, end: str, drop: frozenset[str] = frozenset(), add: tuple[str, ...] = ()
+) -> Path:
     """Rows of a real file between two dates (inclusive), without the dates in `drop`, plus extra lines."""
     lines = src.read_text().splitlines()
     body = [ln for ln in lines[1:] if start <= ln[:10] <= end and ln[:10] not in drop]
@@ -69,8 +71,8 @@ def test_a_holiday_row_is_dropped_and_a_missing_session_reported_not_filled(tmp_
         tmp_path / "spx_2014.csv",
         "2014-06-01",
         "2014-07-31",
-        drop={"2014-07-08"},
-        add=["2014-07-04,1985.0,1986.0,1984.0,1985.5,1000"],
+        drop=frozenset({"2014-07-08"}),
+        add=("2014-07-04,1985.0,1986.0,1984.0,1985.5,1000",),
     )
     market = load_market([Source(path)])
     assert dt.date(2014, 7, 4) not in market.sessions
@@ -113,5 +115,5 @@ def test_bad_files_name_the_file_line_and_symbol(tmp_path: Path, text: str, need
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(InvalidInputError, match="nope.csv: no such file"):
+    with pytest.raises(InvalidInputError, match=r"nope\.csv: no such file"):
         load_sources([Source(tmp_path / "nope.csv")])

@@ -180,9 +180,7 @@ def _print_summary(result: dict[str, Any]) -> None:
         )
     for a_id, a in result["accounts"].items():
         if "weekly_target" in a:
-            print(
-                f"  {a_id:<28} weekly return {a['mean_weekly_return']:+.3%} against target {a['weekly_target']:+.3%}"
-            )
+            print(f"  {a_id:<28} weekly return {a['mean_weekly_return']:+.3%} against target {a['weekly_target']:+.3%}")
     for note in result.get("data", {}).get("notes", []):
         print(f"data: {note}")
     proxy = [r for r in result["vol_source"] if r["source"] == "proxy"]

@@ -130,7 +130,7 @@ def _ohlcv(path: Path, header: list[str], body: list[list[str]]) -> Bars:
     if not n:
         raise InvalidInputError(f"{path.name}: no data rows", "data", "empty")
     arr = values[:n]
-    return Bars(tuple(dates), *(arr[:, k].copy() for k in range(5)))
+    return Bars(tuple(dates), arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy(), arr[:, 3].copy(), arr[:, 4].copy())
 
 
 def _wide(path: Path, header: list[str], body: list[list[str]], only: str | None) -> list[SymbolData]:
@@ -182,7 +182,9 @@ def _wide(path: Path, header: list[str], body: list[list[str]], only: str | None
                     f"{path.name}: line {line}: {symbol} {raw!r} is not a number", symbol, "bad number"
                 ) from None
             if not math.isfinite(v) or v <= 0:
-                raise InvalidInputError(f"{path.name}: line {line}: {symbol} {raw!r} must be a price > 0", symbol, "out of range")
+                raise InvalidInputError(
+                    f"{path.name}: line {line}: {symbol} {raw!r} must be a price > 0", symbol, "out of range"
+                )
             closes[symbol][n] = v
         days.append(day)
         n += 1
@@ -321,7 +323,11 @@ def align(symbols: dict[str, SymbolData]) -> MarketSet:
                 raise InvalidInputError(f"{data.path.name}: {name} has no row on an NYSE session", name, "no sessions")
             bars = Bars(
                 tuple(bars.dates[k] for k in keep.tolist()),
-                *(getattr(bars, c)[keep].copy() for c in ("open", "high", "low", "close", "volume")),
+                bars.open[keep].copy(),
+                bars.high[keep].copy(),
+                bars.low[keep].copy(),
+                bars.close[keep].copy(),
+                bars.volume[keep].copy(),
             )
             notes.append(f"{name}: {len(dropped)} row(s) on days the NYSE was closed dropped: {_span(dropped)}")
         lo, hi = np.searchsorted(ordinals, [bars.days[0], bars.days[-1]])

@@ -68,7 +68,9 @@ def load_vix(path: Path) -> dict[dt.date, float]:
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
         column = "vix_close" if "vix_close" in header else "close" if "close" in header else None
         if "date" not in header or column is None:
-            raise InvalidInputError(f"{path.name}: line 1: needs date and vix_close (or close) columns", "vix", "columns")
+            raise InvalidInputError(
+                f"{path.name}: line 1: needs date and vix_close (or close) columns", "vix", "columns"
+            )
         reader.fieldnames = header
         out: dict[dt.date, float] = {}
         previous: dt.date | None = None
@@ -463,7 +465,9 @@ class Simulation:
         if d.action in ("OPEN_PUT", "OPEN_CALL") and order is not None:
             self._open(portfolio, d, order, market, day, "premium", ledger, why)
         elif d.action == "BUY_SHARES" and order is not None:
-            self._buy_shares(portfolio, d.account_id, d.symbol, order.contracts, order.limit_price, day, at, ledger, why)
+            self._buy_shares(
+                portfolio, d.account_id, d.symbol, order.contracts, order.limit_price, day, at, ledger, why
+            )
         elif d.action == "CLOSE" and d.position_id in portfolio.positions:
             pos = portfolio.positions[d.position_id]
             if pos.kind != "stock":
@@ -476,7 +480,13 @@ class Simulation:
             self._close(portfolio, old, market, day, at, "roll: close", ledger, why)
             self._open(portfolio, d, order, market, day, "roll", ledger, why)
             ledger.events.append(
-                {"date": day.isoformat(), "event": "roll", "account": d.account_id, "from": old.strike, "to": order.strike}
+                {
+                    "date": day.isoformat(),
+                    "event": "roll",
+                    "account": d.account_id,
+                    "from": old.strike,
+                    "to": order.strike,
+                }
             )
         elif d.action == "REDUCE" and order is not None and order.kind == "stock":
             self._sell_shares(portfolio, d.account_id, d.symbol, float(order.contracts), market, at, ledger, why)
@@ -581,12 +591,18 @@ class Simulation:
             if left <= 0:
                 break
             n = min(left, lot.quantity)
-            tx = portfolio.close_position(
-                lot.id, price, at, f"stop-loss: sold {n:g} {symbol} at {price:g}", quantity=n
-            )
+            tx = portfolio.close_position(lot.id, price, at, f"stop-loss: sold {n:g} {symbol} at {price:g}", quantity=n)
             fee = self._charge(portfolio, account_id, self.costs.share_commission(n), at, f"sold {symbol}", ledger)
             self._log(
-                ledger, at.date(), lot, "SELL_SHARES", shares=-n, price=price, mid=price, commission=fee, tx=tx,
+                ledger,
+                at.date(),
+                lot,
+                "SELL_SHARES",
+                shares=-n,
+                price=price,
+                mid=price,
+                commission=fee,
+                tx=tx,
                 reason=reason,
             )
             left -= n
@@ -611,12 +627,23 @@ class Simulation:
         tx = portfolio.close_position(
             pos.id, price, at, f"{why}: bought back {n:g} {pos.kind} {pos.strike:g} at {price:.2f}", quantity=n
         )
-        fee = self._charge(portfolio, pos.account_id, self.costs.option_commission(int(n)), at, f"bought back {pos.kind}", ledger)
+        fee = self._charge(
+            portfolio, pos.account_id, self.costs.option_commission(int(n)), at, f"bought back {pos.kind}", ledger
+        )
         spread = round((price - mid) * MULTIPLIER * n, 2)
         ledger.cost(pos.account_id, "spread_costs", spread)
         self._log(
-            ledger, day, pos, "BUY_TO_CLOSE", contracts=int(n), price=price, mid=mid, commission=fee,
-            spread_cost=spread, tx=tx, reason=reason,
+            ledger,
+            day,
+            pos,
+            "BUY_TO_CLOSE",
+            contracts=int(n),
+            price=price,
+            mid=mid,
+            commission=fee,
+            spread_cost=spread,
+            tx=tx,
+            reason=reason,
         )
 
     def _expire_in_the_money(
@@ -643,8 +670,15 @@ class Simulation:
                 kind="settlement",
             )
             self._log(
-                ledger, day, opt, "CASH_SETTLED", contracts=contracts, price=round(intrinsic, 6), mid=round(intrinsic, 6),
-                tx=tx, reason=reason,
+                ledger,
+                day,
+                opt,
+                "CASH_SETTLED",
+                contracts=contracts,
+                price=round(intrinsic, 6),
+                mid=round(intrinsic, 6),
+                tx=tx,
+                reason=reason,
             )
             ledger.events.append(
                 {
@@ -669,20 +703,40 @@ class Simulation:
             fee = self._charge(
                 portfolio, opt.account_id, self.costs.option_commission(contracts), at, "call bought back", ledger
             )
-            self._log(ledger, day, opt, "BUY_TO_CLOSE", contracts=contracts, price=price, mid=price, commission=fee,
-                      tx=tx, reason=reason)
+            self._log(
+                ledger,
+                day,
+                opt,
+                "BUY_TO_CLOSE",
+                contracts=contracts,
+                price=price,
+                mid=price,
+                commission=fee,
+                tx=tx,
+                reason=reason,
+            )
             return
         stock_id = self._next_id() if opt.kind == "put" else None
-        tx = portfolio.assign(opt.id, at, f"{opt.kind} assigned: {shares:g} shares at {opt.strike:g}", stock_id=stock_id)
+        tx = portfolio.assign(
+            opt.id, at, f"{opt.kind} assigned: {shares:g} shares at {opt.strike:g}", stock_id=stock_id
+        )
         fee = self._charge(
             portfolio, opt.account_id, self.costs.share_commission(shares), at, f"{opt.kind} assignment", ledger
         )
-        self._log(ledger, day, opt, "ASSIGNED", contracts=contracts, price=0.0, mid=0.0, commission=fee, tx=tx,
-                  reason=reason)
+        self._log(
+            ledger, day, opt, "ASSIGNED", contracts=contracts, price=0.0, mid=0.0, commission=fee, tx=tx, reason=reason
+        )
         delivered = shares if opt.kind == "put" else -shares
         self._log(
-            ledger, day, opt, "ASSIGNED_SHARES", shares=delivered, price=opt.strike, mid=opt.strike,
-            reason=reason, instrument="stock",
+            ledger,
+            day,
+            opt,
+            "ASSIGNED_SHARES",
+            shares=delivered,
+            price=opt.strike,
+            mid=opt.strike,
+            reason=reason,
+            instrument="stock",
         )
         ledger.events.append(
             {
@@ -731,7 +785,9 @@ class Simulation:
                 # Flat in cash, and the drawdown budget no longer buys one contract or round lot: the account
                 # cannot earn its way back to its old peak, so the operator starts a new episode at its equity.
                 self.engine.reset_account(portfolio, account.id, new_peak=equity)
-                ledger.events.append({"date": day.isoformat(), "event": "operator_reset_rebased", "account": account.id})
+                ledger.events.append(
+                    {"date": day.isoformat(), "event": "operator_reset_rebased", "account": account.id}
+                )
         ledger.active_this_week.clear()
         for group in portfolio.check_forks(at):
             ledger.events.append(
@@ -858,8 +914,8 @@ class Simulation:
                 f"close-only data for {', '.join(close_only)}: ATR from close-to-close moves, the label's volume "
                 "term skipped"
             )
-        for s, n in sorted(ledger.skipped.items()):
-            data_notes.append(f"{s}: not traded on {n} simulated session(s) without its bar")
+        for sym, days in sorted(ledger.skipped.items()):
+            data_notes.append(f"{sym}: not traded on {days} simulated session(s) without its bar")
         symbol = self.symbols[0] if len(self.symbols) == 1 else ",".join(self.symbols)
         return {
             "symbol": symbol,
@@ -980,19 +1036,14 @@ def _benchmarks(run: BacktestRun) -> None:
     bench: Any = importlib.import_module("allsuse.backtest.benchmarks")
     traded = dict(run.closes)
     costs = run.costs or ZERO_COSTS
-    for name, make in (
-        ("buy_and_hold", lambda: bench.buy_and_hold(run.dates, traded, run.capital, costs)),
-        (
-            "put_write",
-            lambda: bench.put_write(
-                run.dates, traded, run.vols, run.capital, costs, cash_settled=set(run.cash_settled)
-            ),
-        ),
-    ):
-        if hasattr(bench, name):
-            series: SeriesRun = make()
-            run.benchmarks[name] = series
-            run.equity[name] = series.equity
+    if hasattr(bench, "buy_and_hold"):
+        series: SeriesRun = bench.buy_and_hold(run.dates, traded, run.capital, costs)
+        run.benchmarks["buy_and_hold"] = series
+        run.equity["buy_and_hold"] = series.equity
+    if hasattr(bench, "put_write"):
+        series = bench.put_write(run.dates, traded, run.vols, run.capital, costs, cash_settled=set(run.cash_settled))
+        run.benchmarks["put_write"] = series
+        run.equity["put_write"] = series.equity
 
 
 def run_backtest(spec: BacktestSpec) -> BacktestRun:
