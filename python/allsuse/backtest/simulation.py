@@ -208,6 +208,11 @@ class Simulation:
         self.cash_settled = frozenset(s for s in self.symbols if s in settled)
         self.vix_symbols = vix_symbols if vix_symbols is not None else self.cash_settled
         window = int(cfg.doc.number("vix_proxy_window", low=2))
+        # The bars the engine is shown each day: the last `_lookback` (twice the scenario window plus a year).
+        # Everything it reads is a window of at most scenario_days returns, or Wilder-smoothed (ATR, RSI) with a
+        # memory of (13/14)^n, under a double's precision long before 1,000 bars; so the decisions are those of
+        # the full history, without each day's indicators walking decades of bars.
+        self._lookback = 2 * int(cfg.doc.section("risk").number("scenario_days", low=1)) + 252
         self._proxy_ratio = cfg.doc.number("vix_proxy_ratio", low=0)
         self._data: dict[str, SymbolData] = {s: market.symbols[s] for s in self.symbols}
         self._hv = {s: indicators.hist_vol(d.bars.close, window) for s, d in self._data.items()}
@@ -242,7 +247,20 @@ class Simulation:
             if n == 0:
                 continue
             full = data.bars
-            bars[s] = full if n == len(full) else full.upto(day)
+            lo = max(0, n - self._lookback)
+            if lo == 0:
+                bars[s] = full if n == len(full) else full.upto(day)
+            else:
+                dates = full.dates
+                bars[s] = Bars(
+                    dates[lo:n],
+                    full.open[lo:n],
+                    full.high[lo:n],
+                    full.low[lo:n],
+                    full.close[lo:n],
+                    full.volume[lo:n],
+                    full.days[lo:n],
+                )
             iv[s], source[s] = self._iv(s, n - 1, day)
             if self._has[s][i] and n > WARMUP:
                 tradable.add(s)
