@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,9 @@ def test_output_dir_files_agree(tmp_path: Path, capsys: pytest.CaptureFixture[st
     printed = capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["equity.csv", "result.json", "trades.csv"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # the usual mode, not the temporary folder's 0700
     result = json.loads((out / "result.json").read_text())
     assert f"final equity {result['final_equity']:,.2f}" in printed
     assert "costs: commissions" in printed and "against target" in printed

@@ -76,6 +76,10 @@ def write_outputs(run: BacktestRun, out_dir: Path, extra: Callable[[Path], None]
     parent = out_dir.resolve().parent
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
     try:
+        # mkdtemp makes the folder private (0700); the output folder gets the usual mode under the umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
         write_result(run, tmp / "result.json")
         write_equity(run, tmp / "equity.csv")
         write_trades(run, tmp / "trades.csv")
