@@ -100,6 +100,8 @@ def test_a_symbol_listed_later_is_aligned_without_filling_its_early_days(tmp_pat
     [
         ("date,AAPL,MSFT\n2020-01-02,1.5,2\n2020-01-03,x,2\n", "line 3: AAPL 'x' is not a number"),
         ("date,AAPL,MSFT\n2020-01-02,1.5,2\n2020-01-03,-1,2\n", "line 3: AAPL '-1' must be a price > 0"),
+        ("date,AAPL,MSFT\n2020-01-02,1.5,2\n2020-01-03,1.5,nan\n", "line 3: MSFT 'nan' must be a price > 0"),
+        ("date,AAPL,MSFT\n2020-01-02,1.5,2\n2020-01-03,1.5,inf\n", "line 3: MSFT 'inf' must be a price > 0"),
         ("date,AAPL,AAPL\n2020-01-02,1.5,2\n", "line 1: symbol AAPL has two columns"),
         ("date,AAPL\n2020-01-03,1.5\n2020-01-02,1.5\n", "line 3: date 2020-01-02 is not after"),
         ("day,AAPL\n2020-01-02,1.5\n", "line 1: needs a date column"),
@@ -117,3 +119,20 @@ def test_bad_files_name_the_file_line_and_symbol(tmp_path: Path, text: str, need
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match=r"nope\.csv: no such file"):
         load_sources([Source(tmp_path / "nope.csv")])
+
+
+@needs_data
+def test_an_empty_cell_of_a_wide_file_is_a_missing_session_of_that_symbol_only(tmp_path: Path) -> None:
+    lines = STOCKS.read_text().splitlines()
+    header = lines[0].split(",")
+    body = [ln for ln in lines[1:] if "2014-06-01" <= ln[:10] <= "2014-07-31"]
+    body = [ln.split(",") for ln in body]
+    for row in body:
+        if row[0] == "2014-07-08":
+            row[header.index("MSFT")] = ""
+    path = tmp_path / "wide.csv"
+    path.write_text("\n".join([lines[0], *(",".join(r) for r in body)]) + "\n")
+    market = load_market([Source(path)])
+    assert market.gaps["MSFT"].missing == (dt.date(2014, 7, 8),)
+    assert "AAPL" not in market.gaps and dt.date(2014, 7, 8) in market.symbols["AAPL"].bars.dates
+    assert len(market.symbols["MSFT"].bars) == len(market.symbols["AAPL"].bars) - 1

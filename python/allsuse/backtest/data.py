@@ -159,7 +159,8 @@ def _wide(path: Path, header: list[str], body: list[list[str]], only: str | None
             "columns",
         )
     days: list[dt.date] = []
-    closes = {s: np.full(len(body), np.nan) for s in columns}
+    table = np.full((len(body), len(columns)), np.nan)
+    picks = list(columns.values())
     n = 0
     for line, row in enumerate(body, start=2):
         if not any(cell.strip() for cell in row):
@@ -171,35 +172,69 @@ def _wide(path: Path, header: list[str], body: list[list[str]], only: str | None
                 "date",
                 "unsorted",
             )
-        for symbol, j in columns.items():
-            raw = row[j].strip() if j < len(row) else ""
-            if not raw:
-                continue
-            try:
-                v = float(raw)
-            except ValueError:
-                raise InvalidInputError(
-                    f"{path.name}: line {line}: {symbol} {raw!r} is not a number", symbol, "bad number"
-                ) from None
-            if not math.isfinite(v) or v <= 0:
-                raise InvalidInputError(
-                    f"{path.name}: line {line}: {symbol} {raw!r} must be a price > 0", symbol, "out of range"
-                )
-            closes[symbol][n] = v
+        try:
+            # The common case in one go: every picked cell a number; anything else is looked at cell by cell.
+            values = [float(row[j]) for j in picks]
+            if any(math.isnan(v) for v in values):
+                raise ValueError("nan")
+        except (ValueError, IndexError):
+            values = [_wide_cell(path, line, symbol, row, j) for symbol, j in columns.items()]
+        table[n] = values
         days.append(day)
         n += 1
+    bad = ~np.isnan(table[:n]) & ~(np.isfinite(table[:n]) & (table[:n] > 0))
+    if bad.any():
+        r, c = (int(x[0]) for x in np.nonzero(bad))
+        symbol = list(columns)[c]
+        line = _line_of(body, r)
+        raw = body[line - 2][columns[symbol]].strip()
+        raise InvalidInputError(
+            f"{path.name}: line {line}: {symbol} {raw!r} must be a price > 0", symbol, "out of range"
+        )
+    closes = {symbol: table[:n, k] for k, symbol in enumerate(columns)}
     out: list[SymbolData] = []
     ordinals = np.fromiter((d.toordinal() for d in days), dtype=np.int64, count=n)
+    every = tuple(days)
     for symbol, column in closes.items():
-        have = np.isfinite(column[:n])
+        have = ~np.isnan(column)
         if not have.any():
             raise InvalidInputError(f"{path.name}: {symbol} has no prices", symbol, "empty")
-        close = column[:n][have].copy()
-        kept = ordinals[have]
-        dates = tuple(dt.date.fromordinal(int(d)) for d in kept)
+        whole = bool(have.all())
+        close = column.copy() if whole else column[have].copy()
+        kept = ordinals if whole else ordinals[have]
+        dates = every if whole else tuple(d for d, h in zip(every, have.tolist(), strict=True) if h)
         bars = Bars(dates, close, close, close, close, np.zeros(close.size), kept)
         out.append(SymbolData(symbol, bars, path, close_only=True))
     return out
+
+
+def _line_of(body: list[list[str]], index: int) -> int:
+    """The file line of the `index`-th non-blank data row."""
+    seen = -1
+    for k, row in enumerate(body):
+        if any(cell.strip() for cell in row):
+            seen += 1
+            if seen == index:
+                return k + 2
+    return len(body) + 1
+
+
+def _wide_cell(path: Path, line: int, symbol: str, row: list[str], j: int) -> float:
+    """One cell of a wide file: NaN when empty, else a number (or an error naming the line and symbol)."""
+    raw = row[j].strip() if j < len(row) else ""
+    if not raw:
+        return math.nan
+    try:
+        v = float(raw)
+    except ValueError:
+        raise InvalidInputError(
+            f"{path.name}: line {line}: {symbol} {raw!r} is not a number", symbol, "bad number"
+        ) from None
+    if math.isnan(v):
+        raise InvalidInputError(
+            f"{path.name}: line {line}: {symbol} {raw!r} must be a price > 0", symbol, "out of range"
+        )
+    return v
 
 
 def symbol_of(path: Path) -> str:
