@@ -224,6 +224,10 @@ class Simulation:
             for (s, d), c in zip(self._data.items(), self._count.values(), strict=True)
         }
         self._pos_ids = 0
+        # Filled as the run goes: each symbol's close and IV per simulated day, and the day's last closes.
+        self._closes: dict[str, list[float]] = {}
+        self._vols: dict[str, list[float]] = {}
+        self._spot: dict[str, float] = {}
 
     # --- market of one day -------------------------------------------------------------------------------
     def _iv(self, symbol: str, k: int, day: dt.date) -> tuple[float, str]:
@@ -234,39 +238,63 @@ class Simulation:
         hv = float(self._hv[symbol][k])
         return (hv * self._proxy_ratio if math.isfinite(hv) and hv > 0 else 0.2), "proxy"
 
-    def _market(self, i: int) -> tuple[MarketData, set[str], str]:
-        """The day's market (bars up to the day of every symbol listed by then), the symbols tradable that day
-        (a bar today and the warm-up behind it), and the day's volatility source."""
+    def _window_bars(self, symbol: str, n: int, day: dt.date) -> Bars:
+        """The engine's view of `symbol` on a day: its last `_lookback` bars up to the day (n of them so far)."""
+        full = self._data[symbol].bars
+        lo = max(0, n - self._lookback)
+        if lo == 0:
+            return full if n == len(full) else full.upto(day)
+        dates = full.dates
+        return Bars(
+            dates[lo:n],
+            full.open[lo:n],
+            full.high[lo:n],
+            full.low[lo:n],
+            full.close[lo:n],
+            full.volume[lo:n],
+            full.days[lo:n],
+        )
+
+    def _market(self, i: int, held: set[str]) -> tuple[MarketData, set[str], str]:
+        """The day's market, the symbols tradable that day (a bar today and the warm-up behind it) and the day's
+        volatility source. The market holds the symbols anything reads that day: those held, those an account
+        decides on (an entry day of its type, or held), and the index symbols (the VIX proxy reads them);
+        every listed symbol's close and IV are recorded for the benchmarks."""
         day = self.sessions[i]
-        bars: dict[str, Bars] = {}
-        iv: dict[str, float] = {}
-        source: dict[str, str] = {}
+        weekday = day.weekday()
+        listed: dict[str, int] = {}
         tradable: set[str] = set()
-        for s, data in self._data.items():
+        for s in self.symbols:
             n = int(self._count[s][i])
             if n == 0:
                 continue
-            full = data.bars
-            lo = max(0, n - self._lookback)
-            if lo == 0:
-                bars[s] = full if n == len(full) else full.upto(day)
-            else:
-                dates = full.dates
-                bars[s] = Bars(
-                    dates[lo:n],
-                    full.open[lo:n],
-                    full.high[lo:n],
-                    full.low[lo:n],
-                    full.close[lo:n],
-                    full.volume[lo:n],
-                    full.days[lo:n],
-                )
-            iv[s], source[s] = self._iv(s, n - 1, day)
-            if self._has[s][i] and n > WARMUP:
+            listed[s] = n
+            has = bool(self._has[s][i])
+            if has and n > WARMUP:
                 tradable.add(s)
-        vix = self.vix.get(day)
-        used = "vix" if any(v == "vix" for v in source.values()) else "proxy"
-        market = MarketData(bars=bars, iv=iv, vix=vix, rate=self.costs.rate.on(day), iv_source=source)
+            self._closes[s].append(float(self._data[s].bars.close[n - 1]) if has else math.nan)
+        needed = set(held) | (self.cash_settled & listed.keys())
+        for kind, symbols in self.accounts.items():
+            entry = weekday in self._entry_days[kind]
+            needed.update(s for s in symbols if s in tradable and (entry or s in held))
+        bars: dict[str, Bars] = {}
+        iv: dict[str, float] = {}
+        source: dict[str, str] = {}
+        used = "proxy"
+        for s, n in listed.items():
+            vol, origin = self._iv(s, n - 1, day)
+            self._vols[s].append(vol if self._has[s][i] else math.nan)
+            if origin == "vix":
+                used = "vix"
+            if s in needed:
+                bars[s] = self._window_bars(s, n, day)
+                iv[s], source[s] = vol, origin
+        for s in self.symbols:
+            if s not in listed:
+                self._closes[s].append(math.nan)
+                self._vols[s].append(math.nan)
+        market = MarketData(bars=bars, iv=iv, vix=self.vix.get(day), rate=self.costs.rate.on(day), iv_source=source)
+        self._spot = {s: float(self._data[s].bars.close[n - 1]) for s, n in listed.items()}
         return market, tradable, used
 
     # --- the run -------------------------------------------------------------------------------------
@@ -289,17 +317,14 @@ class Simulation:
         ledger = _Ledger()
         daily_equity: list[float] = []
         daily_dates: list[dt.date] = []
-        self._closes: dict[str, list[float]] = {s: [] for s in self.symbols}
-        self._vols: dict[str, list[float]] = {s: [] for s in self.symbols}
+        self._closes = {s: [] for s in self.symbols}
+        self._vols = {s: [] for s in self.symbols}
         for i in range(first, last + 1):
             day = self.sessions[i]
-            market, tradable, source = self._market(i)
+            market, tradable, source = self._market(i, {p.symbol for p in portfolio.positions.values()})
             ledger.vol_sources.append((day, source))
             for s in self.symbols:
-                has = s in market.bars and bool(self._has[s][i])
-                self._closes[s].append(float(market.bars[s].close[-1]) if has else math.nan)
-                self._vols[s].append(market.iv[s] if has else math.nan)
-                if not has and s in market.bars:
+                if s in self._spot and not self._has[s][i]:
                     ledger.skipped[s] = ledger.skipped.get(s, 0) + 1
             if i > first:
                 self._accrue(portfolio, self.sessions[i - 1], day, ledger)
@@ -825,7 +850,7 @@ class Simulation:
         the drawdown budget."""
         if equity <= 0 or equity >= peak or any(p.account_id == account_id for p in portfolio.positions.values()):
             return False
-        spots = [market.bars[s].last_close for s in self.accounts[kind] if s in market.bars]
+        spots = [self._spot[s] for s in self.accounts[kind] if s in self._spot]
         if not spots:
             return False
         spec = self.engine.config.account(kind)
