@@ -91,6 +91,15 @@ def _bad(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--data", str(STOCKS), "--rate", "7"], "--rate: must be an annual rate"),
         (["--data", str(STOCKS), "--rate", str(tmp_path / "norates.csv")], "norates.csv: cannot be read"),
         (["--data", str(STOCKS), "--symbols", "gen"], "'gen' is not TYPE=SYMBOL"),
+        (
+            ["--data", str(SP500), "--start", "2030-01-01", "--end", "2030-12-31"],
+            "start: 2030-01-01 is after the data's last session (2018-12-31)",
+        ),
+        (
+            ["--data", str(SP500), "--start", "2000-01-01", "--end", "2001-01-01"],
+            "end: 2001-01-01 is before the data's first session (2009-01-02)",
+        ),
+        (["--data", str(SP500), "--end", "2009-02-01"], "the first day that can be simulated is 2009-03-31"),
         (["--data", str(STOCKS), str(SP500), "--symbol", "X"], "--symbol: applies to one --data file only"),
     ]
 
@@ -99,7 +108,14 @@ def _bad(tmp_path: Path) -> list[tuple[list[str], str]]:
 def test_bad_input_exits_2_naming_it_and_leaves_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     for extra, needle in _bad(tmp_path):
-        code = cli.main(["simulate", *extra, *ARGS, "--output-dir", str(out)])
+        period = {"--start": "2008-01-01", "--end": "2008-02-29"}
+        for flag in period:
+            if flag in extra:
+                period[flag] = extra[extra.index(flag) + 1]
+                i = extra.index(flag)
+                extra = extra[:i] + extra[i + 2 :]
+        argv = [*extra, "--start", period["--start"], "--end", period["--end"], "--capital", "1e6"]
+        code = cli.main(["simulate", *argv, "--output-dir", str(out)])
         err = capsys.readouterr().err
         assert code == 2, (extra, err)
         assert needle in err, (needle, err)

@@ -304,9 +304,19 @@ class Simulation:
         dates = np.array(self.sessions, dtype="datetime64[D]")
         first = int(np.searchsorted(dates, np.datetime64(start, "D")))
         last = int(np.searchsorted(dates, np.datetime64(end, "D"), side="right")) - 1
+        if not self.sessions or first >= len(self.sessions):
+            after = self.sessions[-1] if self.sessions else None
+            raise InvalidInputError.of("start", f"{start} is after the data's last session ({after})")
+        if last < 0:
+            raise InvalidInputError.of("end", f"{end} is before the data's first session ({self.sessions[0]})")
         first = max(first, WARMUP)
         if last < first:
-            raise InvalidInputError.of("start", f"needs {WARMUP} bars of history before the first simulated day")
+            raise InvalidInputError.of(
+                "start",
+                f"needs {WARMUP} bars of history before the first simulated day; the data's first session is "
+                f"{self.sessions[0]}, so the first day that can be simulated is "
+                f"{self.sessions[min(WARMUP, len(self.sessions) - 1)]}",
+            )
         return first, last
 
     def simulate(self, start: dt.date, end: dt.date) -> tuple[Portfolio, _Ledger, list[dt.date], list[float]]:
