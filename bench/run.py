@@ -27,6 +27,7 @@ MODULES = (
     "bench.bench_protocol",
     "bench.bench_store",
     "bench.bench_market",
+    "bench.bench_backtest",
 )
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"

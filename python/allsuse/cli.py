@@ -5,7 +5,7 @@ allsuse keys create --role viewer|trader|admin [--store URL]      # prints <key_
 allsuse keys revoke KEY_ID [--store URL]
 allsuse keys list [--store URL]
 allsuse healthcheck [--address HOST:PORT] [--timeout S] [--tls-ca FILE]   # exit 0 when SERVING
-allsuse simulate --data CSV --start D --end D --capital X
+allsuse simulate --data [SYM=]CSV ... [--symbols gen=A,B ...] --start D --end D --capital X [--output-dir DIR]
 allsuse audit verify [--full] [--store URL]
 allsuse data load FILE... [--symbol S] [--replace] [--store URL | --address HOST:PORT --token T]
 """
@@ -21,11 +21,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from allsuse import build_profile, config
 from allsuse.config import ROLES
 from allsuse.errors import AllsuseError, InvalidInputError
+
+if TYPE_CHECKING:
+    from allsuse.backtest.costs import RateCurve
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -164,7 +167,22 @@ def _print_summary(result: dict[str, Any]) -> None:
     for account_id, a in result["accounts"].items():
         d = a["deployment"]
         print(f"  {account_id:<28} mean {d['mean']:.1%} max {d['max']:.1%} trades {a['trades']}")
-    print(f"single underlying: {result['single_underlying']}; {result['settlement']}-settled options")
+    if result.get("single_underlying"):
+        print(f"single underlying: {result['single_underlying']}; {result['settlement']}-settled options")
+    else:
+        mapping = "  ".join(f"{k}={','.join(v) or '-'}" for k, v in result.get("symbols", {}).items())
+        print(f"symbols: {mapping}; {result['settlement']}-settled options")
+    costs = result.get("costs")
+    if costs:
+        print(
+            f"costs: commissions {costs['commissions']:,.2f}  spread {costs['spread_costs']:,.2f}  "
+            f"interest earned {costs['interest']:,.2f}  ({costs['fills']} fills)"
+        )
+    for a_id, a in result["accounts"].items():
+        if "weekly_target" in a:
+            print(f"  {a_id:<28} weekly return {a['mean_weekly_return']:+.3%} against target {a['weekly_target']:+.3%}")
+    for note in result.get("data", {}).get("notes", []):
+        print(f"data: {note}")
     proxy = [r for r in result["vol_source"] if r["source"] == "proxy"]
     if proxy:
         spans = ", ".join(f"{r['from']} .. {r['to']}" for r in proxy)
@@ -178,26 +196,66 @@ def _print_summary(result: dict[str, Any]) -> None:
         print(f"  {name:<20} {'n/a' if value is None else f'{value:.6f}'}")
 
 
+def _rate(text: str) -> RateCurve:
+    """`--rate`: an annual rate (0.02) or a CSV of daily rates (date,rate)."""
+    from allsuse.backtest.costs import RateCurve
+
+    try:
+        value = float(text)
+    except ValueError:
+        return RateCurve.from_csv(Path(text))
+    try:
+        return RateCurve.constant(value)
+    except InvalidInputError as exc:
+        raise InvalidInputError.of("--rate", str(exc.reason)) from None
+
+
 def _simulate(args: argparse.Namespace) -> int:
-    from allsuse.protocol.backtest import simulate
+    """Runs a backtest: every option and file is checked first, then the data is read, aligned and simulated;
+    `--output-dir` gets result.json, equity.csv and trades.csv (all or nothing)."""
+    from allsuse.backtest.costs import CostModel
+    from allsuse.backtest.data import Source
+    from allsuse.backtest.outputs import check_output_dir, write_outputs
+    from allsuse.backtest.simulation import BacktestSpec, parse_symbols, run_backtest
 
     if args.output:
         folder = Path(args.output).resolve().parent
         if not folder.is_dir():
             raise InvalidInputError.of("--output", f"folder {folder} does not exist")
-    result = simulate(
-        Path(args.data),
+    if args.output_dir:
+        check_output_dir(Path(args.output_dir))
+    if args.symbol and len(args.data) != 1:
+        raise InvalidInputError.of("--symbol", "applies to one --data file only (use SYMBOL=PATH)")
+    costs = CostModel(
+        commission_per_contract=args.commission,
+        commission_per_share=args.share_commission,
+        spread=args.spread,
+        rate=_rate(args.rate),
+    )
+    sources = tuple(Source.parse(d) for d in args.data)
+    if args.symbol:
+        sources = (Source(sources[0].path, args.symbol.upper()),)
+    spec = BacktestSpec(
+        sources=sources,
         start=args.start,
         end=args.end,
         capital=args.capital,
+        symbols=parse_symbols(args.symbols) if args.symbols else None,
+        costs=costs,
         vix=Path(args.vix) if args.vix else None,
-        symbol=args.symbol,
         seed=args.seed,
     )
-    _print_summary(result)
+    run = run_backtest(spec)
+    _print_summary(run.result)
     if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        target = Path(args.output)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(json.dumps(run.result, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, target)
         print(f"wrote {args.output}")
+    if args.output_dir:
+        written = write_outputs(run, Path(args.output_dir))
+        print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
 
 
@@ -415,15 +473,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=None, help="override server.port")
     serve.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
     serve.set_defaults(func=_serve)
-    sim = sub.add_parser("simulate", help="backtest the weekly protocol over daily bars of one underlying")
-    sim.add_argument("--data", required=True, help="CSV with date, open, high, low, close, volume")
+    sim = sub.add_parser("simulate", help="backtest the weekly protocol over daily bars, after costs")
+    sim.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        metavar="[SYMBOL=]PATH",
+        help="per-symbol CSV (date,open,high,low,close,volume; symbol = file name up to its first '_' or SYMBOL=) "
+        "or wide close-only CSV (date,SYMBOL,...)",
+    )
+    sim.add_argument(
+        "--symbols",
+        nargs="+",
+        default=None,
+        metavar="TYPE=SYM,SYM",
+        help="symbols per account type, e.g. gen=AMD,BAC rev=AAPL,MSFT com=JNJ,PG "
+        "(default: each account's configured symbols found in the data; one symbol: every account trades it)",
+    )
     sim.add_argument("--vix", default=None, help="CSV with date and vix_close; IV = VIX/100 where it covers")
-    sim.add_argument("--symbol", default=None, help="name of the underlying (default: from the file name)")
+    sim.add_argument("--symbol", default=None, help="name of the underlying of one --data file")
     sim.add_argument("--start", required=True, type=_date)
     sim.add_argument("--end", required=True, type=_date)
     sim.add_argument("--capital", required=True, type=float)
     sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--commission", type=float, default=0.65, help="per option contract (default 0.65)")
+    sim.add_argument("--share-commission", type=float, default=0.005, help="per share (default 0.005)")
+    sim.add_argument(
+        "--spread", type=float, default=0.05, help="bid/ask spread as a share of the option price (default 0.05)"
+    )
+    sim.add_argument(
+        "--rate", default="0.02", help="annual interest rate (default 0.02) or a CSV of daily rates (date,rate)"
+    )
     sim.add_argument("--output", default=None, help="write the full result as JSON here")
+    sim.add_argument("--output-dir", default=None, help="write result.json, equity.csv and trades.csv here")
     sim.set_defaults(func=_simulate)
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)

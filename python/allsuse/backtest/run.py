@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from allsuse.backtest.costs import CostModel
+
 # trades.csv's columns, in order.
 TRADE_COLUMNS = (
     "date",
@@ -100,3 +102,11 @@ class BacktestRun:
     deployment: np.ndarray
     trades: list[Trade]
     benchmarks: dict[str, SeriesRun] = field(default_factory=dict)
+    # Added by the simulation for the benchmarks: each traded symbol's close and the annual IV the protocol priced
+    # it with, per day of `dates` (NaN on a session the symbol has no bar); the index symbols settled in cash; the
+    # starting capital and the cost model of the run.
+    closes: dict[str, np.ndarray] = field(default_factory=dict)
+    vols: dict[str, np.ndarray] = field(default_factory=dict)
+    cash_settled: set[str] = field(default_factory=set)
+    capital: float = 0.0
+    costs: CostModel | None = None

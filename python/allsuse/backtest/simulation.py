@@ -1,0 +1,1146 @@
+"""The backtest of the weekly protocol over many symbols in the real account layout, after costs.
+
+Every session of the aligned calendar (see `data`), each account asks the same Engine the service uses about each
+of its symbols that has a bar that day, and every decision the rules did not reject is executed: option orders
+fill at the model price (Black-Scholes at the day's IV and the cost model's rate) minus half the spread for a sale
+and plus it for a purchase, each order pays its commission, and idle cash and put collateral earn interest at the
+same rate (costs). Options left at expiry settle: worthless ones expire, in-the-money index options are
+cash-settled, stock options are assigned (no early assignment). Every fill is a Trade in the run's log.
+
+IV: VIX/100 for the symbols the VIX stands for (the cash-settled indices of the configuration, or the one symbol of
+a single-file run) on days the VIX file covers; otherwise the symbol's 20-day realised volatility x the VIX proxy
+ratio (PROTOCOL section 6). The result says which days used which.
+
+Entry point: `run_backtest(BacktestSpec) -> BacktestRun`. Deterministic: the same spec gives the same run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import importlib.util
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from allsuse import indicators, risk
+from allsuse.backtest.costs import CostModel, RateCurve
+from allsuse.backtest.data import MarketSet, Source, SymbolData, load_market
+from allsuse.backtest.run import BacktestRun, SeriesRun, Trade
+from allsuse.errors import InvalidInputError
+from allsuse.orchestration.nyse import FIRST_YEAR, LAST_YEAR
+from allsuse.protocol import settings
+from allsuse.protocol.accounts import Portfolio, Transaction, money
+from allsuse.protocol.drawdown import allowed_exposure
+from allsuse.protocol.engine import Decision, Engine, Order
+from allsuse.protocol.market import Bars, MarketData
+from allsuse.protocol.positions import MULTIPLIER, Position
+from allsuse.protocol.trust import TrustBook
+
+KINDS = ("gen", "rev", "com")
+# Bars of history before a symbol is first decided on (the label needs 50, the ATR regime 14, the proxy 20).
+WARMUP = 60
+# No costs at all: no commission, no spread (not even its one-tick floor), no interest, a zero rate. The
+# protocol-only figures of earlier releases, and what `Backtest` (protocol/backtest.py) runs with.
+ZERO_COSTS = CostModel(0.0, 0.0, 0.0, RateCurve.constant(0.0))
+
+# A volatility index in percentage points: the VIX closed between 9.1 and 82.7 from 1990 to 2024; a file whose
+# values leave [1, 150] holds something else (prices, or volatility as a fraction).
+VIX_RANGE = (1.0, 150.0)
+
+
+def load_vix(path: Path) -> dict[dt.date, float]:
+    """Reads a CSV with a date column and a VIX close column (vix_close or close). A missing or unreadable file,
+    a malformed row or values that are not a volatility index in points raise InvalidInputError naming them."""
+    import csv
+
+    try:
+        handle = path.open(newline="")
+    except OSError as exc:
+        raise InvalidInputError(f"--vix {path}: cannot be read ({exc.strerror})", "vix", "unreadable") from None
+    with handle:
+        reader = csv.DictReader(handle)
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        column = "vix_close" if "vix_close" in header else "close" if "close" in header else None
+        if "date" not in header or column is None:
+            raise InvalidInputError(
+                f"{path.name}: line 1: needs date and vix_close (or close) columns", "vix", "columns"
+            )
+        reader.fieldnames = header
+        out: dict[dt.date, float] = {}
+        previous: dt.date | None = None
+        for line, row in enumerate(reader, start=2):
+            text = row["date"] or ""
+            try:
+                day = dt.date.fromisoformat(text.strip())
+            except ValueError:
+                raise InvalidInputError(
+                    f"{path.name}: line {line}: date {text!r} is not an ISO date (YYYY-MM-DD)", "date", "bad date"
+                ) from None
+            if previous is not None and day <= previous:
+                raise InvalidInputError(f"{path.name}: line {line}: dates must be sorted", "date", "unsorted")
+            try:
+                v = float(row[column] or "")
+            except ValueError:
+                raise InvalidInputError(
+                    f"{path.name}: line {line}: {column} is not a number", column, "bad number"
+                ) from None
+            if not math.isfinite(v) or v <= 0:
+                raise InvalidInputError(f"{path.name}: line {line}: {column} must be > 0", column, "out of range")
+            if not VIX_RANGE[0] <= v <= VIX_RANGE[1]:
+                raise InvalidInputError(
+                    f"{path.name}: line {line}: {column} {v:g} is not a volatility index in points (expected "
+                    f"{VIX_RANGE[0]:g}..{VIX_RANGE[1]:g}; prices or fractions are refused)",
+                    column,
+                    "not a volatility index",
+                )
+            out[day] = v
+            previous = day
+    if not out:
+        raise InvalidInputError(f"{path.name}: no data rows", "vix", "empty")
+    return out
+
+
+@dataclass(frozen=True)
+class BacktestSpec:
+    """What one backtest runs: data sources, the symbols of each account type (None: each account's configured
+    symbols found in the data; one symbol in the data and no mapping: every account trades it), the period,
+    capital, costs, an optional VIX file, the seed and the protocol configuration (None: settings.default())."""
+
+    sources: tuple[Source, ...]
+    start: dt.date
+    end: dt.date
+    capital: float
+    symbols: dict[str, tuple[str, ...]] | None = None
+    costs: CostModel = field(default_factory=CostModel)
+    vix: Path | None = None
+    seed: int = 0
+    config: settings.ProtocolConfig | None = None
+
+
+@dataclass
+class _Ledger:
+    """What the backtest records as it goes."""
+
+    equity: dict[str, list[float]] = field(default_factory=dict)
+    # Share of the account's equity committed at the day's close (put collateral and held shares), per day.
+    deployment: dict[str, list[float]] = field(default_factory=dict)
+    portfolio_deployment: list[float] = field(default_factory=list)
+    week_types: dict[str, dict[str, int]] = field(default_factory=dict)
+    actions: dict[str, int] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    # Each distinct warning (by account, symbol and instrument): [first text, first date, last date, days].
+    warnings: dict[str, list[Any]] = field(default_factory=dict)
+    # Accounts that held a position at some close this week (the others had an idle week, W-IDL).
+    active_this_week: set[str] = field(default_factory=set)
+    # Executed decisions per account.
+    trades: dict[str, int] = field(default_factory=dict)
+    # (day, "vix" or "proxy") per simulated day.
+    vol_sources: list[tuple[dt.date, str]] = field(default_factory=list)
+    # Every fill.
+    fills: list[Trade] = field(default_factory=list)
+    # Per account: commissions, spread_costs, interest.
+    costs: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Sessions a symbol was not traded for lack of its bar.
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def cost(self, account_id: str, what: str, amount: float) -> None:
+        row = self.costs.setdefault(account_id, {"commissions": 0.0, "spread_costs": 0.0, "interest": 0.0})
+        row[what] += amount
+
+
+def _reason(d: Decision) -> str:
+    """A decision's reason code in trades.csv: its action, week type and protocol level when above 0."""
+    parts = [d.action]
+    if d.week_type:
+        parts.append(d.week_type)
+    if d.protocol_level:
+        parts.append(f"L{d.protocol_level}")
+    return "/".join(parts)
+
+
+class Simulation:
+    """Runs the weekly protocol day by day over aligned symbols; `single` is the one-underlying layout (every
+    account trades the one symbol, its concentration limit raised to its deployment target, PROTOCOL section 8)."""
+
+    def __init__(
+        self,
+        market: MarketSet,
+        *,
+        accounts: dict[str, tuple[str, ...]],
+        capital: float,
+        vix: dict[dt.date, float] | None = None,
+        seed: int = 0,
+        costs: CostModel = ZERO_COSTS,
+        config: settings.ProtocolConfig | None = None,
+        single: bool = False,
+        vix_symbols: frozenset[str] | None = None,
+    ) -> None:
+        if not math.isfinite(capital) or capital <= 0:
+            raise InvalidInputError.of("capital", f"must be > 0, got {capital}")
+        self.market = market
+        self.sessions = market.sessions
+        self.capital = capital
+        self.vix = vix or {}
+        self.seed = seed
+        self.costs = costs
+        self.single = single
+        config = config or settings.default()
+        self.accounts = {k: tuple(accounts.get(k, ())) for k in KINDS}
+        self.symbols = tuple(sorted({s for syms in self.accounts.values() for s in syms}))
+        weights: dict[str, float] | None = None
+        if single:
+            # One symbol per account: its concentration limit is its deployment target (section 8, at most 0.95).
+            weights = {kind: min(config.account(kind).target_share, 0.95) for kind in KINDS}
+        self.engine = Engine(config, trust=TrustBook(), symbols=self.accounts, max_symbol_weights=weights)
+        cfg = self.engine.config
+        self.max_symbol_weight = {kind: self.engine.max_symbol_weight(kind) for kind in KINDS}
+        self._entry_days = {
+            kind: {d for label in ("green", "red", "chop") for d in cfg.entry_rule(kind, label).entry_days}
+            for kind in KINDS
+        }
+        settled = set(cfg.doc.strings("cash_settled"))
+        self.cash_settled = frozenset(s for s in self.symbols if s in settled)
+        self.vix_symbols = vix_symbols if vix_symbols is not None else self.cash_settled
+        window = int(cfg.doc.number("vix_proxy_window", low=2))
+        # The bars the engine is shown each day: the last `_lookback` (twice the scenario window plus a year).
+        # Everything it reads is a window of at most scenario_days returns, or Wilder-smoothed (ATR, RSI) with a
+        # memory of (13/14)^n, under a double's precision long before 1,000 bars; so the decisions are those of
+        # the full history, without each day's indicators walking decades of bars.
+        self._lookback = 2 * int(cfg.doc.section("risk").number("scenario_days", low=1)) + 252
+        self._proxy_ratio = cfg.doc.number("vix_proxy_ratio", low=0)
+        self._data: dict[str, SymbolData] = {s: market.symbols[s] for s in self.symbols}
+        self._hv = {s: indicators.hist_vol(d.bars.close, window) for s, d in self._data.items()}
+        ordinals = np.fromiter((d.toordinal() for d in self.sessions), dtype=np.int64, count=len(self.sessions))
+        # Bars of each symbol up to each session, and whether the symbol has that session's bar.
+        self._count = {s: np.searchsorted(d.bars.days, ordinals, side="right") for s, d in self._data.items()}
+        self._has = {
+            s: (c > 0) & (d.bars.days[np.maximum(c - 1, 0)] == ordinals)
+            for (s, d), c in zip(self._data.items(), self._count.values(), strict=True)
+        }
+        self._pos_ids = 0
+        # Filled as the run goes: each symbol's close and IV per simulated day, and the day's last closes.
+        self._closes: dict[str, list[float]] = {}
+        self._vols: dict[str, list[float]] = {}
+        self._spot: dict[str, float] = {}
+
+    # --- market of one day -------------------------------------------------------------------------------
+    def _iv(self, symbol: str, k: int, day: dt.date) -> tuple[float, str]:
+        """(IV, source) of `symbol` from its bar k: VIX/100 where the VIX stands for it and covers the day, else
+        the proxy (section 6)."""
+        if symbol in self.vix_symbols and day in self.vix:
+            return self.vix[day] / 100.0, "vix"
+        hv = float(self._hv[symbol][k])
+        return (hv * self._proxy_ratio if math.isfinite(hv) and hv > 0 else 0.2), "proxy"
+
+    def _window_bars(self, symbol: str, n: int, day: dt.date) -> Bars:
+        """The engine's view of `symbol` on a day: its last `_lookback` bars up to the day (n of them so far)."""
+        full = self._data[symbol].bars
+        lo = max(0, n - self._lookback)
+        if lo == 0:
+            return full if n == len(full) else full.upto(day)
+        dates = full.dates
+        return Bars(
+            dates[lo:n],
+            full.open[lo:n],
+            full.high[lo:n],
+            full.low[lo:n],
+            full.close[lo:n],
+            full.volume[lo:n],
+            full.days[lo:n],
+        )
+
+    def _market(self, i: int, held: set[str]) -> tuple[MarketData, set[str], str]:
+        """The day's market, the symbols tradable that day (a bar today and the warm-up behind it) and the day's
+        volatility source. The market holds the symbols anything reads that day: those held, those an account
+        decides on (an entry day of its type, or held), and the index symbols (the VIX proxy reads them);
+        every listed symbol's close and IV are recorded for the benchmarks."""
+        day = self.sessions[i]
+        weekday = day.weekday()
+        listed: dict[str, int] = {}
+        tradable: set[str] = set()
+        for s in self.symbols:
+            n = int(self._count[s][i])
+            if n == 0:
+                continue
+            listed[s] = n
+            has = bool(self._has[s][i])
+            if has and n > WARMUP:
+                tradable.add(s)
+            self._closes[s].append(float(self._data[s].bars.close[n - 1]) if has else math.nan)
+        needed = set(held) | (self.cash_settled & listed.keys())
+        for kind, symbols in self.accounts.items():
+            entry = weekday in self._entry_days[kind]
+            needed.update(s for s in symbols if s in tradable and (entry or s in held))
+        bars: dict[str, Bars] = {}
+        iv: dict[str, float] = {}
+        source: dict[str, str] = {}
+        used = "proxy"
+        for s, n in listed.items():
+            vol, origin = self._iv(s, n - 1, day)
+            self._vols[s].append(vol if self._has[s][i] else math.nan)
+            if origin == "vix":
+                used = "vix"
+            if s in needed:
+                bars[s] = self._window_bars(s, n, day)
+                iv[s], source[s] = vol, origin
+        for s in self.symbols:
+            if s not in listed:
+                self._closes[s].append(math.nan)
+                self._vols[s].append(math.nan)
+        market = MarketData(bars=bars, iv=iv, vix=self.vix.get(day), rate=self.costs.rate.on(day), iv_source=source)
+        self._spot = {s: float(self._data[s].bars.close[n - 1]) for s, n in listed.items()}
+        return market, tradable, used
+
+    # --- the run -------------------------------------------------------------------------------------
+    def _window(self, start: dt.date, end: dt.date) -> tuple[int, int]:
+        if end < start:
+            raise InvalidInputError.of("end", f"must not be before start ({end} < {start})")
+        dates = np.array(self.sessions, dtype="datetime64[D]")
+        first = int(np.searchsorted(dates, np.datetime64(start, "D")))
+        last = int(np.searchsorted(dates, np.datetime64(end, "D"), side="right")) - 1
+        if not self.sessions or first >= len(self.sessions):
+            after = self.sessions[-1] if self.sessions else None
+            raise InvalidInputError.of("start", f"{start} is after the data's last session ({after})")
+        if last < 0:
+            raise InvalidInputError.of("end", f"{end} is before the data's first session ({self.sessions[0]})")
+        first = max(first, WARMUP)
+        if last < first:
+            raise InvalidInputError.of(
+                "start",
+                f"needs {WARMUP} bars of history before the first simulated day; the data's first session is "
+                f"{self.sessions[0]}, so the first day that can be simulated is "
+                f"{self.sessions[min(WARMUP, len(self.sessions) - 1)]}",
+            )
+        return first, last
+
+    def simulate(self, start: dt.date, end: dt.date) -> tuple[Portfolio, _Ledger, list[dt.date], list[float]]:
+        """Simulates [start, end]: the final portfolio, the ledger, the simulated days and the daily equity."""
+        first, last = self._window(start, end)
+        t0 = dt.datetime.combine(self.sessions[first], dt.time(9, 30))
+        portfolio = Portfolio.create("backtest", self.capital, t0)
+        ledger = _Ledger()
+        daily_equity: list[float] = []
+        daily_dates: list[dt.date] = []
+        self._closes = {s: [] for s in self.symbols}
+        self._vols = {s: [] for s in self.symbols}
+        for i in range(first, last + 1):
+            day = self.sessions[i]
+            market, tradable, source = self._market(i, {p.symbol for p in portfolio.positions.values()})
+            ledger.vol_sources.append((day, source))
+            for s in self.symbols:
+                if s in self._spot and not self._has[s][i]:
+                    ledger.skipped[s] = ledger.skipped.get(s, 0) + 1
+            if i > first:
+                self._accrue(portfolio, self.sessions[i - 1], day, ledger)
+            as_of = dt.datetime.combine(day, dt.time(15, 45))
+            held = {(p.account_id, p.symbol) for p in portfolio.positions.values()}
+            for account in list(portfolio.accounts.values()):
+                if portfolio.groups[account.group_id].merged:
+                    continue
+                for symbol in self.accounts[account.kind]:
+                    if symbol not in tradable:
+                        continue
+                    if (account.id, symbol) not in held and day.weekday() not in self._entry_days[account.kind]:
+                        # Holding no position in the symbol on a day that is no entry day under any label: the
+                        # engine would answer NO_TRADE.
+                        ledger.actions["NO_TRADE"] = ledger.actions.get("NO_TRADE", 0) + 1
+                        continue
+                    self._decide(portfolio, account.id, account.kind, symbol, as_of, market, day, ledger)
+            for pos in portfolio.positions.values():
+                ledger.active_this_week.add(pos.account_id)
+            self._record_deployment(portfolio, market, day, ledger)
+            self._settle_expiries(portfolio, market, day, ledger)
+            week_end = i == last or self.sessions[i + 1].isocalendar()[1] != day.isocalendar()[1]
+            if week_end:
+                self._week_end(portfolio, market, day, ledger)
+            in_calendar = FIRST_YEAR <= day.year <= LAST_YEAR
+            if in_calendar and day.month in (3, 6, 9, 12) and (i == last or self.sessions[i + 1].month != day.month):
+                # Acts only on the quarter's last NYSE trading day (PROTOCOL section 1).
+                for tx in portfolio.reinvest_quarter(dt.datetime.combine(day, dt.time(16, 0))):
+                    ledger.events.append(
+                        {"date": day.isoformat(), "event": tx.kind, "account": tx.account_id, "amount": str(tx.amount)}
+                    )
+            total = 0.0
+            accounts = list(portfolio.accounts.values())
+            # Every account's equity at the close, each position marked once.
+            closing, _ = self.engine.equities(portfolio, accounts, market, day, portfolio_too=False)
+            for account, equity in zip(accounts, closing, strict=True):
+                eq = equity + float(account.leaps)
+                if eq - float(account.leaps) > float(account.peak):
+                    account.peak = money(eq - float(account.leaps))  # the equity high-water mark at the close
+                ledger.equity.setdefault(account.id, [math.nan] * len(daily_dates)).append(eq)
+                total += eq
+            daily_equity.append(total)
+            daily_dates.append(day)
+        return portfolio, ledger, daily_dates, daily_equity
+
+    def _decide(
+        self,
+        portfolio: Portfolio,
+        account_id: str,
+        kind: str,
+        symbol: str,
+        as_of: dt.datetime,
+        market: MarketData,
+        day: dt.date,
+        ledger: _Ledger,
+    ) -> None:
+        """Decides (and executes) one account on one symbol, again the same day when a fill freed capital or left
+        a covered call to write."""
+        for _ in range(3):
+            decision = self.engine.decide(portfolio, account_id, symbol, as_of, market)
+            for text in decision.warnings:
+                seen = ledger.warnings.setdefault(text.split(" needs ")[0], [text, day.isoformat(), "", 0])
+                seen[2] = day.isoformat()
+                seen[3] += 1
+            self._execute(portfolio, decision, market, day, ledger)
+            if decision.week_type:
+                counts = ledger.week_types.setdefault(account_id, {})
+                counts[decision.week_type] = counts.get(decision.week_type, 0) + 1
+            # A position closed for profit (or at a stop) frees its capital, and shares just bought (or a Com-Acc's
+            # reinvestment put) leave their covered call to write: the account is decided again the same day.
+            executed = decision.outcome != "REJECTED"
+            flat = not any(p.account_id == account_id and p.symbol == symbol for p in portfolio.positions.values())
+            again = (decision.action == "CLOSE" and flat) or decision.action == "BUY_SHARES"
+            again = again or (decision.action == "OPEN_PUT" and kind == "com")
+            if not (executed and again):
+                break
+
+    def _accrue(self, portfolio: Portfolio, previous: dt.date, day: dt.date, ledger: _Ledger) -> None:
+        """Interest from the previous close to this one on each account's cash (idle cash and put collateral
+        alike: puts are cash-secured, so their collateral is cash in the account)."""
+        at = dt.datetime.combine(day, dt.time(9, 30))
+        for account in portfolio.accounts.values():
+            if portfolio.groups[account.group_id].merged:
+                continue
+            amount = round(self.costs.interest(float(account.balance), previous, day), 2)
+            if amount != 0.0:
+                portfolio.book_pnl(account.id, amount, at, "interest")
+                ledger.cost(account.id, "interest", amount)
+
+    def _record_deployment(self, portfolio: Portfolio, market: MarketData, day: dt.date, ledger: _Ledger) -> None:
+        """Share of each account's equity, and of the portfolio's, committed at the close: put collateral plus
+        held shares at market (section 8's deployment)."""
+        committed: dict[str, float] = {}
+        for p in portfolio.positions.values():
+            stock = max(p.exposure(market.bars_for(p.symbol).last_close), 0.0) if p.kind == "stock" else 0.0
+            committed[p.account_id] = committed.get(p.account_id, 0.0) + p.collateral() + stock
+        total_committed = 0.0
+        total_equity = 0.0
+        n = len(ledger.portfolio_deployment)
+        live = [a for a in portfolio.accounts.values() if not portfolio.groups[a.group_id].merged]
+        closing, _ = self.engine.equities(portfolio, live, market, day, portfolio_too=False)
+        for account, equity in zip(live, closing, strict=True):
+            eq = equity + float(account.leaps)
+            used = committed.get(account.id, 0.0)
+            ledger.deployment.setdefault(account.id, [math.nan] * n).append(used / eq if eq > 0 else 0.0)
+            total_committed += used
+            total_equity += eq
+        ledger.portfolio_deployment.append(total_committed / total_equity if total_equity > 0 else 0.0)
+
+    # --- execution -------------------------------------------------------------------------------------
+    def _next_id(self) -> str:
+        self._pos_ids += 1
+        return f"pos-{self._pos_ids}"
+
+    def _fill(self, mid: float, *, selling: bool) -> float:
+        """The fill of an option order at model price `mid`; a zero spread means no spread at all."""
+        if self.costs.spread == 0.0:
+            return mid
+        return round(self.costs.option_fill(mid, selling=selling), 6)
+
+    def _charge(
+        self, portfolio: Portfolio, account_id: str, amount: float, at: dt.datetime, what: str, ledger: _Ledger
+    ) -> float:
+        """Books a commission (rounded to the cent) against the account's cash; returns it."""
+        amount = round(amount, 2)
+        if amount > 0:
+            portfolio.book_pnl(account_id, -amount, at, f"commission: {what}")
+            ledger.cost(account_id, "commissions", amount)
+        return amount
+
+    def _log(
+        self,
+        ledger: _Ledger,
+        day: dt.date,
+        pos: Position,
+        action: str,
+        *,
+        contracts: int = 0,
+        shares: float = 0.0,
+        price: float,
+        mid: float,
+        commission: float = 0.0,
+        spread_cost: float = 0.0,
+        tx: Transaction | None = None,
+        reason: str,
+        instrument: str | None = None,
+    ) -> None:
+        # A closing trade realises its P&L against the entry (premium or cost basis), less its own commission.
+        realised = float(tx.realised) - commission if tx is not None else 0.0
+        kind = instrument or pos.kind
+        ledger.fills.append(
+            Trade(
+                day,
+                pos.account_id,
+                pos.symbol,
+                action,
+                kind,
+                pos.strike if kind != "stock" else None,
+                pos.expiry if kind != "stock" else None,
+                contracts,
+                shares,
+                price,
+                mid,
+                commission,
+                spread_cost,
+                round(realised, 2),
+                reason,
+            )
+        )
+
+    def _execute(self, portfolio: Portfolio, d: Decision, market: MarketData, day: dt.date, ledger: _Ledger) -> None:
+        """Fills every order of an executed decision (children and legs alike), then lets the engine commit the
+        decision's effects (rate window, freezes, cuts, REDUCING)."""
+        ledger.actions[d.action] = ledger.actions.get(d.action, 0) + 1
+        at = d.as_of
+        order = d.order
+        if d.outcome == "REJECTED" or d.action in ("HOLD", "NO_TRADE"):
+            return
+        why = _reason(d)
+        ledger.trades[d.account_id] = ledger.trades.get(d.account_id, 0) + 1
+        if d.action in ("OPEN_PUT", "OPEN_CALL") and order is not None:
+            self._open(portfolio, d, order, market, day, "premium", ledger, why)
+        elif d.action == "BUY_SHARES" and order is not None:
+            self._buy_shares(
+                portfolio, d.account_id, d.symbol, order.contracts, order.limit_price, day, at, ledger, why
+            )
+        elif d.action == "CLOSE" and d.position_id in portfolio.positions:
+            pos = portfolio.positions[d.position_id]
+            if pos.kind != "stock":
+                self._close(portfolio, pos, market, day, at, "close", ledger, why)
+            for leg in d.orders:
+                if leg.kind == "stock":
+                    self._sell_shares(portfolio, d.account_id, d.symbol, float(leg.contracts), market, at, ledger, why)
+        elif d.action == "ROLL" and d.position_id in portfolio.positions and order is not None:
+            old = portfolio.positions[d.position_id]
+            self._close(portfolio, old, market, day, at, "roll: close", ledger, why)
+            self._open(portfolio, d, order, market, day, "roll", ledger, why)
+            ledger.events.append(
+                {
+                    "date": day.isoformat(),
+                    "event": "roll",
+                    "account": d.account_id,
+                    "from": old.strike,
+                    "to": order.strike,
+                }
+            )
+        elif d.action == "REDUCE" and order is not None and order.kind == "stock":
+            self._sell_shares(portfolio, d.account_id, d.symbol, float(order.contracts), market, at, ledger, why)
+        elif d.action == "REDUCE" and d.position_id in portfolio.positions and order is not None:
+            pos = portfolio.positions[d.position_id]
+            self._close(portfolio, pos, market, day, at, "reduce", ledger, why, contracts=order.contracts)
+            ledger.events.append(
+                {"date": day.isoformat(), "event": "reduce", "account": d.account_id, "contracts": order.contracts}
+            )
+        elif d.action == "ACCEPT_ASSIGNMENT" and d.position_id in portfolio.positions:
+            self._expire_in_the_money(portfolio, portfolio.positions[d.position_id], market, day, at, ledger, why)
+        self.engine.commit(d, portfolio)
+
+    def _open(
+        self,
+        portfolio: Portfolio,
+        d: Decision,
+        order: Order,
+        market: MarketData,
+        day: dt.date,
+        why: str,
+        ledger: _Ledger,
+        reason: str,
+    ) -> None:
+        mid = order.limit_price
+        price = self._fill(mid, selling=True)
+        pos = Position(
+            self._next_id(),
+            d.account_id,
+            d.symbol,
+            order.kind,
+            -float(order.contracts),
+            day,
+            order.strike,
+            order.expiry,
+            price,
+            iv=market.iv_for(d.symbol),
+            band=order.band,
+        )
+        portfolio.open_position(
+            pos, d.as_of, f"{why}: sold {order.contracts} {order.kind} {order.strike:g} exp {order.expiry}"
+        )
+        fee = self._charge(
+            portfolio, d.account_id, self.costs.option_commission(order.contracts), d.as_of, f"sold {pos.kind}", ledger
+        )
+        spread = round((mid - price) * MULTIPLIER * order.contracts, 2)
+        ledger.cost(d.account_id, "spread_costs", spread)
+        self._log(
+            ledger,
+            day,
+            pos,
+            "SELL_TO_OPEN",
+            contracts=-order.contracts,
+            price=price,
+            mid=mid,
+            commission=fee,
+            spread_cost=spread,
+            reason=reason,
+        )
+
+    @staticmethod
+    def _lots(portfolio: Portfolio, account_id: str, symbol: str) -> list[Position]:
+        return [
+            p
+            for p in portfolio.positions.values()
+            if p.account_id == account_id and p.kind == "stock" and p.symbol == symbol and p.quantity > 0
+        ]
+
+    def _buy_shares(
+        self,
+        portfolio: Portfolio,
+        account_id: str,
+        symbol: str,
+        shares: float,
+        price: float,
+        day: dt.date,
+        at: dt.datetime,
+        ledger: _Ledger,
+        reason: str,
+    ) -> None:
+        """Com-Acc's round lots at today's price (a lot of its own, cost basis the price)."""
+        lot = Position(self._next_id(), account_id, symbol, "stock", shares, day, cost_basis=price)
+        portfolio.open_position(lot, at, f"round lots: bought {shares:g} {symbol} at {price:g}")
+        fee = self._charge(portfolio, account_id, self.costs.share_commission(shares), at, f"bought {symbol}", ledger)
+        self._log(ledger, day, lot, "BUY_SHARES", shares=shares, price=price, mid=price, commission=fee, reason=reason)
+
+    def _sell_shares(
+        self,
+        portfolio: Portfolio,
+        account_id: str,
+        symbol: str,
+        shares: float,
+        market: MarketData,
+        at: dt.datetime,
+        ledger: _Ledger,
+        reason: str,
+    ) -> None:
+        """Sells `shares` of the account's lots in `symbol` at today's close, first lot first (realises P&L)."""
+        price = market.bars_for(symbol).last_close
+        left = shares
+        for lot in self._lots(portfolio, account_id, symbol):
+            if left <= 0:
+                break
+            n = min(left, lot.quantity)
+            tx = portfolio.close_position(lot.id, price, at, f"stop-loss: sold {n:g} {symbol} at {price:g}", quantity=n)
+            fee = self._charge(portfolio, account_id, self.costs.share_commission(n), at, f"sold {symbol}", ledger)
+            self._log(
+                ledger,
+                at.date(),
+                lot,
+                "SELL_SHARES",
+                shares=-n,
+                price=price,
+                mid=price,
+                commission=fee,
+                tx=tx,
+                reason=reason,
+            )
+            left -= n
+
+    def _close(
+        self,
+        portfolio: Portfolio,
+        pos: Position,
+        market: MarketData,
+        day: dt.date,
+        at: dt.datetime,
+        why: str,
+        ledger: _Ledger,
+        reason: str,
+        *,
+        contracts: float | None = None,
+    ) -> None:
+        """Buys back `contracts` of a short option (all of them by default) at today's mark plus half the spread."""
+        mid = round(pos.mark(market.bars_for(pos.symbol).last_close, market.iv_for(pos.symbol), day, market.rate), 6)
+        price = self._fill(mid, selling=False)
+        n = -pos.quantity if contracts is None else contracts
+        tx = portfolio.close_position(
+            pos.id, price, at, f"{why}: bought back {n:g} {pos.kind} {pos.strike:g} at {price:.2f}", quantity=n
+        )
+        fee = self._charge(
+            portfolio, pos.account_id, self.costs.option_commission(int(n)), at, f"bought back {pos.kind}", ledger
+        )
+        spread = round((price - mid) * MULTIPLIER * n, 2)
+        ledger.cost(pos.account_id, "spread_costs", spread)
+        self._log(
+            ledger,
+            day,
+            pos,
+            "BUY_TO_CLOSE",
+            contracts=int(n),
+            price=price,
+            mid=mid,
+            commission=fee,
+            spread_cost=spread,
+            tx=tx,
+            reason=reason,
+        )
+
+    def _expire_in_the_money(
+        self,
+        portfolio: Portfolio,
+        opt: Position,
+        market: MarketData,
+        day: dt.date,
+        at: dt.datetime,
+        ledger: _Ledger,
+        reason: str = "EXPIRY",
+    ) -> None:
+        """An in-the-money option at expiry: an index option is cash-settled (the short pays the intrinsic value,
+        no units change hands); a stock option is assigned (section 3)."""
+        spot = market.bars_for(opt.symbol).last_close
+        contracts = int(-opt.quantity)
+        if opt.symbol in self.cash_settled:
+            intrinsic = max(opt.strike - spot, 0.0) if opt.kind == "put" else max(spot - opt.strike, 0.0)
+            tx = portfolio.close_position(
+                opt.id,
+                round(intrinsic, 6),
+                at,
+                f"cash settlement: {-opt.quantity:g} {opt.kind} {opt.strike:g} at {spot:g}",
+                kind="settlement",
+            )
+            self._log(
+                ledger,
+                day,
+                opt,
+                "CASH_SETTLED",
+                contracts=contracts,
+                price=round(intrinsic, 6),
+                mid=round(intrinsic, 6),
+                tx=tx,
+                reason=reason,
+            )
+            ledger.events.append(
+                {
+                    "date": day.isoformat(),
+                    "event": f"{opt.kind}_cash_settlement",
+                    "account": opt.account_id,
+                    "strike": opt.strike,
+                    "intrinsic": round(intrinsic, 4),
+                }
+            )
+            return
+        shares = -opt.quantity * MULTIPLIER
+        account = portfolio.account(opt.account_id)
+        if opt.kind == "put" and account.reinvest_cash > 0:
+            # A Com-Acc's reinvestment put assigned: that cash is now shares.
+            account.reinvest_cash = max(account.reinvest_cash - money(opt.strike * shares), money(0))
+        held = sum(p.quantity for p in self._lots(portfolio, opt.account_id, opt.symbol))
+        if opt.kind == "call" and held < shares:
+            # A call without the shares to deliver (only after a stop-loss sold them): bought back at intrinsic.
+            price = round(max(spot - opt.strike, 0.0), 6)
+            tx = portfolio.close_position(opt.id, price, at, "call bought back at expiry")
+            fee = self._charge(
+                portfolio, opt.account_id, self.costs.option_commission(contracts), at, "call bought back", ledger
+            )
+            self._log(
+                ledger,
+                day,
+                opt,
+                "BUY_TO_CLOSE",
+                contracts=contracts,
+                price=price,
+                mid=price,
+                commission=fee,
+                tx=tx,
+                reason=reason,
+            )
+            return
+        stock_id = self._next_id() if opt.kind == "put" else None
+        tx = portfolio.assign(
+            opt.id, at, f"{opt.kind} assigned: {shares:g} shares at {opt.strike:g}", stock_id=stock_id
+        )
+        fee = self._charge(
+            portfolio, opt.account_id, self.costs.share_commission(shares), at, f"{opt.kind} assignment", ledger
+        )
+        self._log(
+            ledger, day, opt, "ASSIGNED", contracts=contracts, price=0.0, mid=0.0, commission=fee, tx=tx, reason=reason
+        )
+        delivered = shares if opt.kind == "put" else -shares
+        self._log(
+            ledger,
+            day,
+            opt,
+            "ASSIGNED_SHARES",
+            shares=delivered,
+            price=opt.strike,
+            mid=opt.strike,
+            reason=reason,
+            instrument="stock",
+        )
+        ledger.events.append(
+            {
+                "date": day.isoformat(),
+                "event": f"{opt.kind}_assignment",
+                "account": opt.account_id,
+                "strike": opt.strike,
+                "shares": shares,
+            }
+        )
+
+    def _settle_expiries(self, portfolio: Portfolio, market: MarketData, day: dt.date, ledger: _Ledger) -> None:
+        """Options at or past expiry that no decision handled: ITM ones settle (cash or assignment), the rest
+        expire worthless (their premium is realised)."""
+        at = dt.datetime.combine(day, dt.time(16, 0))
+        for pos in list(portfolio.positions.values()):
+            if not pos.is_option or pos.expiry is None or pos.expiry > day:
+                continue
+            spot = market.bars_for(pos.symbol).last_close
+            itm = (pos.kind == "put" and spot < pos.strike) or (pos.kind == "call" and spot > pos.strike)
+            if itm:
+                self._expire_in_the_money(portfolio, pos, market, day, at, ledger)
+            else:
+                contracts = int(-pos.quantity)
+                tx = portfolio.expire_position(pos.id, at)
+                self._log(ledger, day, pos, "EXPIRED", contracts=contracts, price=0.0, mid=0.0, tx=tx, reason="EXPIRY")
+
+    def _week_end(self, portfolio: Portfolio, market: MarketData, day: dt.date, ledger: _Ledger) -> None:
+        at = dt.datetime.combine(day, dt.time(16, 5))
+        for account in portfolio.accounts.values():
+            if portfolio.groups[account.group_id].merged:
+                continue
+            counts = ledger.week_types.setdefault(account.id, {})
+            if account.id not in ledger.active_this_week:
+                counts["W-IDL"] = counts.get("W-IDL", 0) + 1
+            # The simulated operator: a REDUCING account whose drawdown is back under its cap is reset at the
+            # week's end (in the service a person does this; PROTOCOL section 5).
+            equity = self.engine.account_equity(portfolio, account, market, day)
+            peak = max(float(account.peak), equity)
+            drawdown = (peak - equity) / peak if peak > 0 else 0.0
+            spec = self.engine.config.account(account.kind)
+            if account.state == "REDUCING" and drawdown < spec.max_drawdown:
+                self.engine.reset_account(portfolio, account.id)
+                ledger.events.append({"date": day.isoformat(), "event": "operator_reset", "account": account.id})
+            elif self._locked_in_cash(portfolio, account.id, account.kind, peak, equity, market):
+                # Flat in cash, and the drawdown budget no longer buys one contract or round lot: the account
+                # cannot earn its way back to its old peak, so the operator starts a new episode at its equity.
+                self.engine.reset_account(portfolio, account.id, new_peak=equity)
+                ledger.events.append(
+                    {"date": day.isoformat(), "event": "operator_reset_rebased", "account": account.id}
+                )
+        ledger.active_this_week.clear()
+        for group in portfolio.check_forks(at):
+            ledger.events.append(
+                {"date": day.isoformat(), "event": "fork", "group": group.id, "accounts": list(group.account_ids)}
+            )
+        marks = {
+            p.id: round(p.mark(market.bars_for(p.symbol).last_close, market.iv_for(p.symbol), day, market.rate), 6)
+            for p in portfolio.positions.values()
+        }
+        for group in portfolio.check_merges(at, marks):
+            ledger.events.append({"date": day.isoformat(), "event": "merge", "group": group.id})
+
+    def _locked_in_cash(
+        self, portfolio: Portfolio, account_id: str, kind: str, peak: float, equity: float, market: MarketData
+    ) -> bool:
+        """Flat, below its peak, and allowed less than one unit (strike ~ spot x 100 of its cheapest symbol) by
+        the drawdown budget."""
+        if equity <= 0 or equity >= peak or any(p.account_id == account_id for p in portfolio.positions.values()):
+            return False
+        spots = [self._spot[s] for s in self.accounts[kind] if s in self._spot]
+        if not spots:
+            return False
+        spec = self.engine.config.account(kind)
+        k = self.engine.config.doc.section("drawdown_budget").number("multiplier", low=0)
+        allowed = allowed_exposure(peak, equity, spec.max_drawdown, k)
+        unit = min(spots) * MULTIPLIER
+        return allowed * min(spec.target_share, self.max_symbol_weight[kind]) * equity < unit
+
+    # --- result ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _vol_ranges(sources: list[tuple[dt.date, str]]) -> list[dict[str, str]]:
+        """Consecutive days with the same volatility source, as {from, to, source} ranges."""
+        ranges: list[dict[str, str]] = []
+        for day, source in sources:
+            if ranges and ranges[-1]["source"] == source:
+                ranges[-1]["to"] = day.isoformat()
+            else:
+                ranges.append({"from": day.isoformat(), "to": day.isoformat(), "source": source})
+        return ranges
+
+    @staticmethod
+    def _share_stats(series: list[float]) -> dict[str, float]:
+        s = np.asarray(series, dtype=np.float64)
+        s = s[np.isfinite(s)]
+        if not s.size:
+            return {"mean": 0.0, "max": 0.0}
+        return {"mean": round(float(np.mean(s)), 6), "max": round(float(np.max(s)), 6)}
+
+    def _result(
+        self,
+        portfolio: Portfolio,
+        ledger: _Ledger,
+        dates: list[dt.date],
+        equity: list[float],
+        start: dt.date,
+        end: dt.date,
+    ) -> dict[str, Any]:
+        eq = np.asarray(equity)
+        daily = eq[1:] / eq[:-1] - 1.0 if eq.size > 1 else np.zeros(0)
+        metrics = risk.metrics(daily, periods_per_year=252) if daily.size >= 2 else {}
+        accounts: dict[str, Any] = {}
+        week_ends = [
+            i
+            for i in range(len(dates))
+            if i == len(dates) - 1 or dates[i + 1].isocalendar()[1] != dates[i].isocalendar()[1]
+        ]
+        config = self.engine.config
+        for account_id, series in ledger.equity.items():
+            s = np.asarray(series)
+            weekly = s[week_ends]
+            valid = weekly[np.isfinite(weekly) & (weekly > 0)]
+            wr = valid[1:] / valid[:-1] - 1.0 if valid.size > 1 else np.zeros(0)
+            finite = s[np.isfinite(s)]
+            peak = np.maximum.accumulate(finite) if finite.size else finite
+            dd = float(np.max((peak - finite) / peak)) if finite.size else 0.0
+            acct = portfolio.accounts[account_id]
+            trades = ledger.trades.get(account_id, 0)
+            mean_weekly = float(np.mean(wr)) if wr.size else 0.0
+            target = config.account(acct.kind).weekly_target
+            costs = ledger.costs.get(account_id, {"commissions": 0.0, "spread_costs": 0.0, "interest": 0.0})
+            accounts[account_id] = {
+                "type": acct.kind,
+                "group": acct.group_id,
+                "final_equity": round(float(finite[-1]) if finite.size else 0.0, 2),
+                "mean_weekly_return": mean_weekly,
+                "weekly_target": target,
+                "weekly_vs_target": round(mean_weekly - target, 6),
+                "weekly_returns": [round(float(x), 6) for x in wr],
+                "max_drawdown": round(dd, 6),
+                "week_types": dict(sorted(ledger.week_types.get(account_id, {}).items())),
+                "state": acct.state,
+                "leaps": str(acct.leaps),
+                "deployment": self._share_stats(ledger.deployment.get(account_id, [])),
+                "trades": trades,
+                "symbols": list(self.accounts[acct.kind]),
+                "max_symbol_weight": self.max_symbol_weight[acct.kind],
+                "costs": {k: round(v, 2) for k, v in costs.items()},
+            }
+        forks = [e for e in ledger.events if e["event"] == "fork"]
+        merges = [e for e in ledger.events if e["event"] == "merge"]
+        vol_source = self._vol_ranges(ledger.vol_sources)
+        proxy_days = sum(1 for _, s in ledger.vol_sources if s == "proxy")
+        totals = {
+            k: round(sum(row[k] for row in ledger.costs.values()), 2)
+            for k in ("commissions", "spread_costs", "interest")
+        }
+        settlement = (
+            "cash"
+            if self.symbols and set(self.symbols) <= self.cash_settled
+            else "physical"
+            if not self.cash_settled
+            else "mixed"
+        )
+        close_only = [s for s in self.symbols if self._data[s].close_only]
+        data_notes = [n for n in self.market.notes if n.split(":")[0] in self.symbols]
+        if dates and dates[0].year < FIRST_YEAR:
+            data_notes.insert(
+                0,
+                f"before {FIRST_YEAR} the NYSE calendar is not known to allsuse: sessions are the union of the "
+                "data's dates",
+            )
+        if close_only:
+            data_notes.append(
+                f"close-only data for {', '.join(close_only)}: ATR from close-to-close moves, the label's volume "
+                "term skipped"
+            )
+        for sym, days in sorted(ledger.skipped.items()):
+            data_notes.append(f"{sym}: not traded on {days} simulated session(s) without its bar")
+        symbol = self.symbols[0] if len(self.symbols) == 1 else ",".join(self.symbols)
+        return {
+            "symbol": symbol,
+            "symbols": {k: list(v) for k, v in self.accounts.items()},
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "first_day": dates[0].isoformat() if dates else None,
+            "last_day": dates[-1].isoformat() if dates else None,
+            "capital": self.capital,
+            "seed": self.seed,
+            "settlement": settlement,
+            "cash_settled": sorted(self.cash_settled),
+            "single_underlying": (
+                f"every account trades {symbol} alone, its concentration limit raised to its deployment "
+                "target (" + ", ".join(f"{k} {w:.0%}" for k, w in self.max_symbol_weight.items()) + ")"
+            )
+            if self.single
+            else None,
+            "final_equity": round(float(eq[-1]), 2) if eq.size else self.capital,
+            "total_return": float(eq[-1] / self.capital - 1.0) if eq.size else 0.0,
+            "deployment": self._share_stats(ledger.portfolio_deployment),
+            "accounts": accounts,
+            "actions": dict(sorted(ledger.actions.items())),
+            "warnings": [
+                f"{text} (on {days} decision days, {first} .. {last})"
+                for text, first, last, days in ledger.warnings.values()
+            ],
+            "vol_source": vol_source,
+            "proxy_days": proxy_days,
+            "forks": forks,
+            "merges": merges,
+            "events": ledger.events,
+            "metrics": {k: (None if not math.isfinite(v) else v) for k, v in metrics.items()},
+            "transactions": len(portfolio.transactions),
+            "ledger_cash": str(sum((a.balance for a in portfolio.accounts.values()), Decimal("0.00"))),
+            "costs": {
+                "commission_per_contract": self.costs.commission_per_contract,
+                "commission_per_share": self.costs.commission_per_share,
+                "spread": self.costs.spread,
+                "rate": self.costs.rate.rates[0] if len(self.costs.rate.rates) == 1 else "curve",
+                **totals,
+                "fills": len(ledger.fills),
+            },
+            "data": {
+                "close_only": close_only,
+                "missing_sessions": {
+                    s: len(self.market.gaps[s].missing) for s in self.symbols if s in self.market.gaps
+                },
+                "notes": data_notes,
+            },
+        }
+
+    def run(self, start: dt.date, end: dt.date) -> BacktestRun:
+        """Simulates [start, end] and returns the run: the result, daily equity and deployment, every fill, and
+        the closes and IVs of each traded symbol (what the benchmarks need)."""
+        portfolio, ledger, dates, equity = self.simulate(start, end)
+        result = self._result(portfolio, ledger, dates, equity, start, end)
+        n = len(dates)
+        series = {
+            a: np.asarray(values + [math.nan] * (n - len(values)), dtype=np.float64)
+            for a, values in ledger.equity.items()
+        }
+        series["portfolio"] = np.asarray(equity, dtype=np.float64)
+        return BacktestRun(
+            result=result,
+            dates=dates,
+            equity=series,
+            deployment=np.asarray(ledger.portfolio_deployment, dtype=np.float64),
+            trades=ledger.fills,
+            closes={s: np.asarray(v, dtype=np.float64) for s, v in self._closes.items()},
+            vols={s: np.asarray(v, dtype=np.float64) for s, v in self._vols.items()},
+            cash_settled=set(self.cash_settled),
+            capital=self.capital,
+            costs=self.costs,
+        )
+
+
+def account_symbols(
+    market: MarketSet, mapping: dict[str, tuple[str, ...]] | None, config: settings.ProtocolConfig
+) -> tuple[dict[str, tuple[str, ...]], list[str], bool]:
+    """The symbols each account type trades, warnings for account types left without any, and whether this is
+    the one-underlying layout. A mapping naming a symbol with no data, or an unknown account type, is refused."""
+    available = market.symbols
+    warnings: list[str] = []
+    if mapping is None and len(available) == 1:
+        only = next(iter(available))
+        return {k: (only,) for k in KINDS}, warnings, True
+    out: dict[str, tuple[str, ...]] = {}
+    if mapping is not None:
+        for kind, symbols in mapping.items():
+            if kind not in KINDS:
+                raise InvalidInputError.of("symbols", f"unknown account type {kind!r} (gen, rev or com)")
+            for s in symbols:
+                if s not in available:
+                    raise InvalidInputError(
+                        f"--symbols {kind}: symbol {s} has no data (loaded: {', '.join(sorted(available))})",
+                        "symbols",
+                        "no data",
+                    )
+            out[kind] = tuple(dict.fromkeys(symbols))
+    for kind in KINDS:
+        if kind in out:
+            continue
+        configured = config.account(kind).symbols
+        found = tuple(s for s in configured if s in available)
+        out[kind] = found
+        if not found:
+            warnings.append(
+                f"{kind}: none of its configured symbols ({', '.join(configured)}) is in the data; it does not trade"
+            )
+    return out, warnings, False
+
+
+def _benchmarks(run: BacktestRun) -> None:
+    """Buy-and-hold and put-writing on the same data, when the benchmarks module is installed."""
+    if importlib.util.find_spec("allsuse.backtest.benchmarks") is None:
+        return
+    bench: Any = importlib.import_module("allsuse.backtest.benchmarks")
+    traded = dict(run.closes)
+    costs = run.costs or ZERO_COSTS
+    if hasattr(bench, "buy_and_hold"):
+        series: SeriesRun = bench.buy_and_hold(run.dates, traded, run.capital, costs)
+        run.benchmarks["buy_and_hold"] = series
+        run.equity["buy_and_hold"] = series.equity
+    if hasattr(bench, "put_write"):
+        series = bench.put_write(run.dates, traded, run.vols, run.capital, costs, cash_settled=set(run.cash_settled))
+        run.benchmarks["put_write"] = series
+        run.equity["put_write"] = series.equity
+
+
+def run_backtest(spec: BacktestSpec) -> BacktestRun:
+    """Loads and aligns the data, runs the protocol over it with the spec's costs, and (when available) the
+    benchmarks on the same data. Deterministic."""
+    if not math.isfinite(spec.capital) or spec.capital <= 0:
+        raise InvalidInputError.of("capital", f"must be > 0, got {spec.capital}")
+    if spec.end < spec.start:
+        raise InvalidInputError.of("end", f"must not be before start ({spec.end} < {spec.start})")
+    vix = load_vix(spec.vix) if spec.vix is not None else None
+    market = load_market(spec.sources)
+    config = spec.config or settings.default()
+    accounts, warnings, single = account_symbols(market, spec.symbols, config)
+    vix_symbols = frozenset(accounts["gen"]) if single else None
+    sim = Simulation(
+        market,
+        accounts=accounts,
+        capital=spec.capital,
+        vix=vix,
+        seed=spec.seed,
+        costs=spec.costs,
+        config=config,
+        single=single,
+        vix_symbols=vix_symbols,
+    )
+    run = sim.run(spec.start, spec.end)
+    run.result["warnings"] = warnings + run.result["warnings"]
+    run.result["data"]["sources"] = [str(s) for s in spec.sources]
+    _benchmarks(run)
+    return run
+
+
+def parse_symbols(items: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """`gen=AMD,BAC rev=AAPL ...` as {account type: symbols}; a malformed item names itself."""
+    out: dict[str, tuple[str, ...]] = {}
+    for item in items:
+        kind, sep, rest = item.partition("=")
+        kind = kind.strip().lower()
+        symbols = tuple(s.strip().upper() for s in rest.split(",") if s.strip())
+        if not sep or not symbols:
+            raise InvalidInputError.of("symbols", f"{item!r} is not TYPE=SYMBOL,SYMBOL,... (e.g. gen=AMD,BAC)")
+        if kind not in KINDS:
+            raise InvalidInputError.of("symbols", f"{item!r}: unknown account type {kind!r} (gen, rev or com)")
+        if kind in out:
+            raise InvalidInputError.of("symbols", f"account type {kind} is given twice")
+        out[kind] = symbols
+    return out
