@@ -33,7 +33,7 @@ def test_output_dir_files_agree(tmp_path: Path, capsys: pytest.CaptureFixture[st
     out = tmp_path / "run"
     assert cli.main(["simulate", "--data", str(STOCKS), *LAYOUT, *ARGS, "--output-dir", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["equity.csv", "result.json", "trades.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["equity.csv", "report.html", "result.json", "trades.csv"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
     umask = os.umask(0)
     os.umask(umask)
@@ -44,13 +44,24 @@ def test_output_dir_files_agree(tmp_path: Path, capsys: pytest.CaptureFixture[st
     with (out / "equity.csv").open() as f:
         rows = list(csv.reader(f))
     header = rows[0]
-    assert header[0] == "date" and header[-2:] == ["portfolio", "deployment"]
-    assert set(header[1:-2]) == set(result["accounts"])
+    benchmarks = ["buy_and_hold", "put_write"]
+    assert header[0] == "date" and header[-4:] == ["portfolio", *benchmarks, "deployment"]
+    assert set(header[1:-4]) == set(result["accounts"])
+    assert sorted(result["benchmarks"]) == benchmarks
     assert rows[1][0] == result["first_day"] and rows[-1][0] == result["last_day"]
     assert float(rows[-1][header.index("portfolio")]) == pytest.approx(result["final_equity"], abs=0.01)
     with (out / "trades.csv").open() as f:
-        trades = list(csv.DictReader(f))
-    assert tuple(trades[0].keys()) == TRADE_COLUMNS
+        rows_read = list(csv.DictReader(f))
+    assert tuple(rows_read[0].keys()) == TRADE_COLUMNS
+    # The protocol's fills under its account ids, then each benchmark's under the benchmark's name.
+    trades = [t for t in rows_read if t["account"] in result["accounts"]]
+    for name in benchmarks:
+        bench = [t for t in rows_read if t["account"] == name]
+        assert len(bench) == result["benchmarks"][name]["trades"] > 0
+        assert sum(float(t["commission"]) for t in bench) == pytest.approx(
+            result["benchmarks"][name]["costs"]["commissions"], abs=0.05
+        )
+    assert len(trades) + sum(result["benchmarks"][n]["trades"] for n in benchmarks) == len(rows_read)
     assert len(trades) == result["costs"]["fills"]
     assert sum(float(t["commission"]) for t in trades) == pytest.approx(result["costs"]["commissions"], abs=0.05)
     assert sum(float(t["spread_cost"]) for t in trades) == pytest.approx(result["costs"]["spread_costs"], abs=0.05)

@@ -211,12 +211,15 @@ def _rate(text: str) -> RateCurve:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    """Runs a backtest: every option and file is checked first, then the data is read, aligned and simulated;
-    `--output-dir` gets result.json, equity.csv and trades.csv (all or nothing)."""
+    """Runs a backtest: every option and file is checked first, then the data is read, aligned and simulated with
+    its benchmarks; `--output-dir` gets result.json, equity.csv, trades.csv and report.html (all or nothing)."""
     from allsuse.backtest.costs import CostModel
     from allsuse.backtest.data import Source
     from allsuse.backtest.outputs import check_output_dir, write_outputs
+    from allsuse.backtest.report import write_report
     from allsuse.backtest.simulation import BacktestSpec, parse_symbols, run_backtest
+    from allsuse.backtest.summary import summary_lines
+    from allsuse.protocol import settings
 
     if args.output:
         folder = Path(args.output).resolve().parent
@@ -247,6 +250,9 @@ def _simulate(args: argparse.Namespace) -> int:
     )
     run = run_backtest(spec)
     _print_summary(run.result)
+    print()
+    for line in summary_lines(run):
+        print(line)
     if args.output:
         target = Path(args.output)
         tmp = target.with_name(f".{target.name}.tmp")
@@ -254,7 +260,10 @@ def _simulate(args: argparse.Namespace) -> int:
         os.replace(tmp, target)
         print(f"wrote {args.output}")
     if args.output_dir:
-        written = write_outputs(run, Path(args.output_dir))
+        config = spec.config or settings.default()
+        written = write_outputs(
+            run, Path(args.output_dir), extra=lambda folder: write_report(run, folder / "report.html", config)
+        )
         print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
 

@@ -56,12 +56,16 @@ def write_equity(run: BacktestRun, path: Path) -> None:
 
 
 def write_trades(run: BacktestRun, path: Path) -> None:
-    """trades.csv: one row per fill, TRADE_COLUMNS in order."""
+    """trades.csv: one row per fill, TRADE_COLUMNS in order: the protocol's (account = the account id), then each
+    benchmark's (account = the benchmark's name)."""
     with path.open("w", newline="") as handle:
         w = csv.writer(handle, lineterminator="\n")
         w.writerow(TRADE_COLUMNS)
         for t in run.trades:
             w.writerow(t.row())
+        for bench in run.benchmarks.values():
+            for t in bench.trades:
+                w.writerow(t.row())
 
 
 def write_result(run: BacktestRun, path: Path) -> None:

@@ -17,8 +17,6 @@ Entry point: `run_backtest(BacktestSpec) -> BacktestRun`. Deterministic: the sam
 from __future__ import annotations
 
 import datetime as dt
-import importlib
-import importlib.util
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from allsuse import indicators, risk
+from allsuse.backtest import benchmarks, summary
 from allsuse.backtest.costs import CostModel, RateCurve
 from allsuse.backtest.data import MarketSet, Source, SymbolData, load_market
 from allsuse.backtest.run import BacktestRun, SeriesRun, Trade
@@ -1083,20 +1082,45 @@ def account_symbols(
 
 
 def _benchmarks(run: BacktestRun) -> None:
-    """Buy-and-hold and put-writing on the same data, when the benchmarks module is installed."""
-    if importlib.util.find_spec("allsuse.backtest.benchmarks") is None:
+    """Buy-and-hold and put-writing on the same data (the traded symbols, their closes and the IVs the protocol
+    priced with). A benchmark holds a symbol through a session the symbol has no bar at its previous close, and the
+    run's warnings say so; a symbol whose data starts after the first session is left out of the benchmarks, also
+    with a warning (an equal weight of it cannot be bought on day one)."""
+    closes: dict[str, np.ndarray] = {}
+    vols: dict[str, np.ndarray] = {}
+    notes: list[str] = []
+    for symbol in sorted(run.closes):
+        close = np.asarray(run.closes[symbol], dtype=float)
+        vol = np.asarray(run.vols.get(symbol, np.full(close.size, np.nan)), dtype=float)
+        if close.size == 0 or not math.isfinite(close[0]) or not math.isfinite(vol[0]):
+            notes.append(f"benchmarks: {symbol} has no bar on the first session; it is left out of the benchmarks")
+            continue
+        gaps = int(np.count_nonzero(~np.isfinite(close)))
+        if gaps:
+            notes.append(
+                f"benchmarks: {symbol} has no bar on {gaps} session(s); the benchmarks hold it at its previous close"
+            )
+        closes[symbol] = _carried(close)
+        vols[symbol] = _carried(vol)
+    run.result["warnings"] = list(run.result.get("warnings", [])) + notes
+    if not closes:
         return
-    bench: Any = importlib.import_module("allsuse.backtest.benchmarks")
-    traded = dict(run.closes)
     costs = run.costs or ZERO_COSTS
-    if hasattr(bench, "buy_and_hold"):
-        series: SeriesRun = bench.buy_and_hold(run.dates, traded, run.capital, costs)
-        run.benchmarks["buy_and_hold"] = series
-        run.equity["buy_and_hold"] = series.equity
-    if hasattr(bench, "put_write"):
-        series = bench.put_write(run.dates, traded, run.vols, run.capital, costs, cash_settled=set(run.cash_settled))
-        run.benchmarks["put_write"] = series
-        run.equity["put_write"] = series.equity
+    series: SeriesRun = benchmarks.buy_and_hold(run.dates, closes, run.capital, costs)
+    run.benchmarks[benchmarks.BUY_AND_HOLD] = series
+    run.equity[benchmarks.BUY_AND_HOLD] = series.equity
+    series = benchmarks.put_write(run.dates, closes, vols, run.capital, costs, cash_settled=set(run.cash_settled))
+    run.benchmarks[benchmarks.PUT_WRITE] = series
+    run.equity[benchmarks.PUT_WRITE] = series.equity
+
+
+def _carried(values: np.ndarray) -> np.ndarray:
+    """`values` with each NaN replaced by the last finite value before it (the first value must be finite)."""
+    out = values.copy()
+    for i in range(1, out.size):
+        if not math.isfinite(out[i]):
+            out[i] = out[i - 1]
+    return out
 
 
 def run_backtest(spec: BacktestSpec) -> BacktestRun:
@@ -1126,7 +1150,38 @@ def run_backtest(spec: BacktestSpec) -> BacktestRun:
     run.result["warnings"] = warnings + run.result["warnings"]
     run.result["data"]["sources"] = [str(s) for s in spec.sources]
     _benchmarks(run)
+    run.result["benchmarks"] = _benchmark_figures(run)
     return run
+
+
+def _benchmark_figures(run: BacktestRun) -> dict[str, Any]:
+    """result.json's `benchmarks`: each benchmark's final equity, CAGR, volatility, max drawdown, Sharpe, the 17
+    metrics, its costs and trades, next to the protocol's (the same figures the CLI prints and the report shows)."""
+    out: dict[str, Any] = {}
+    for fig in summary.series_figures(run)[1:]:
+        bench = run.benchmarks[fig.name]
+        out[fig.name] = {
+            "label": fig.label,
+            "final_equity": round(fig.final_equity, 2),
+            "cagr": _finite(fig.cagr),
+            "volatility": _finite(fig.volatility),
+            "max_drawdown": _finite(fig.max_drawdown),
+            "sharpe": _finite(fig.sharpe),
+            "metrics": {k: _finite(v) for k, v in fig.metrics.items()},
+            "costs": {
+                "commissions": round(bench.commissions, 2),
+                "spread_costs": round(bench.spread_costs, 2),
+                "interest": round(bench.interest, 2),
+            },
+            "trades": len(bench.trades),
+            "warnings": list(bench.warnings),
+        }
+    return out
+
+
+def _finite(value: float) -> float | None:
+    """A figure for JSON: None where it is undefined (NaN or infinite)."""
+    return float(value) if math.isfinite(value) else None
 
 
 def parse_symbols(items: Sequence[str]) -> dict[str, tuple[str, ...]]:

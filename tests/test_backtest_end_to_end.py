@@ -1,0 +1,71 @@
+"""`allsuse simulate --output-dir` end to end: the CLI's figures, the benchmarks run on the same data, and the
+report.html it writes opened in headless Chromium, whose text must show the final equity, CAGR and max drawdown
+the CLI printed."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from allsuse import cli
+from tests.test_backtest_report import CHROMIUM_TIMEOUT, _chromium, _chromium_args, _text
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+STOCKS = DATA / "stocks20_close_1990_2014.csv"
+needs_data = pytest.mark.skipif(not STOCKS.exists(), reason=f"shared data not found at {DATA}")
+
+LAYOUT = ["--symbols", "gen=AMD,BAC", "rev=AAPL,MSFT", "com=JNJ,PG"]
+PERIOD = ["--start", "2012-01-01", "--end", "2012-12-31", "--capital", "1000000"]
+
+
+def _row(printed: str, label: str) -> list[str]:
+    """The cells of the summary row that starts with `label` (cells are separated by 2+ spaces)."""
+    for line in printed.splitlines():
+        if line.startswith(label + " "):
+            return re.split(r"\s{2,}", line[len(label) :].strip())
+    raise AssertionError(f"no summary row {label!r} in:\n{printed}")
+
+
+@needs_data
+def test_simulate_report_in_chromium_shows_what_the_cli_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert cli.main(["simulate", "--data", str(STOCKS), *LAYOUT, *PERIOD, "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    protocol = _row(printed, "Protocol")
+    final_equity, cagr, _vol, max_drawdown, _sharpe = protocol
+    result = json.loads((out / "result.json").read_text())
+    assert final_equity == f"${result['final_equity']:,.2f}"
+    # Both benchmarks ran on the same data and are printed next to the protocol.
+    for label, name in (("Buy and hold", "buy_and_hold"), ("Put-write (PUT-style)", "put_write")):
+        cells = _row(printed, label)
+        assert cells[0] == f"${result['benchmarks'][name]['final_equity']:,.2f}"
+    shot = tmp_path / "report.png"
+    done = subprocess.run(
+        [
+            _chromium(),
+            *_chromium_args(tmp_path / "profile"),
+            f"--screenshot={shot}",
+            "--dump-dom",
+            "--window-size=1280,2000",
+            (out / "report.html").resolve().as_uri(),
+        ],
+        capture_output=True,
+        timeout=CHROMIUM_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0 and shot.exists(), done.stderr.decode(errors="replace")[-2000:]
+    with Image.open(shot) as image:
+        rgb = np.asarray(image.convert("RGB"))
+    colours = np.unique(rgb.reshape(-1, 3), axis=0)
+    assert len(colours) > 200, f"a near-blank screenshot: {len(colours)} colours"
+    text = _text(done.stdout.decode())
+    for cell in (final_equity, cagr, max_drawdown):
+        assert cell in text, cell
