@@ -4,6 +4,8 @@ the CLI printed."""
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import json
 import re
 import subprocess
@@ -14,6 +16,9 @@ import pytest
 from PIL import Image
 
 from allsuse import cli
+from allsuse.backtest.costs import CostModel
+from allsuse.backtest.data import Source
+from allsuse.backtest.simulation import BacktestSpec, run_backtest
 from tests.test_backtest_report import CHROMIUM_TIMEOUT, _chromium, _chromium_args, _text
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -69,3 +74,37 @@ def test_simulate_report_in_chromium_shows_what_the_cli_printed(
     text = _text(done.stdout.decode())
     for cell in (final_equity, cagr, max_drawdown):
         assert cell in text, cell
+
+
+@needs_data
+def test_benchmarks_hold_a_symbol_through_its_gap_and_say_so(tmp_path: Path) -> None:
+    # Two symbols of the shared wide file over 2012, with AAPL's close of one session removed.
+    with STOCKS.open() as f:
+        rows = list(csv.DictReader(f))
+    kept = [r for r in rows if "2011-06-01" <= r["date"] <= "2012-03-30"]
+    gap_day = "2012-02-15"
+    wide = tmp_path / "two_close.csv"
+    with wide.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["date", "AAPL", "JNJ"])
+        for r in kept:
+            w.writerow([r["date"], "" if r["date"] == gap_day else r["AAPL"], r["JNJ"]])
+    spec = BacktestSpec(
+        sources=(Source(wide),),
+        start=dt.date(2012, 1, 3),
+        end=dt.date(2012, 3, 30),
+        capital=1_000_000.0,
+        symbols={"gen": ("AAPL",), "rev": ("JNJ",), "com": ("JNJ",)},
+        costs=CostModel(),
+    )
+    run = run_backtest(spec)
+    assert (
+        "benchmarks: AAPL has no bar on 1 session(s); the benchmarks hold it at its previous close"
+        in (run.result["warnings"])
+    )
+    i = run.dates.index(dt.date.fromisoformat(gap_day))
+    assert np.isnan(run.closes["AAPL"][i])  # the protocol's record keeps the gap
+    for name in ("buy_and_hold", "put_write"):
+        equity = run.equity[name]
+        assert np.all(np.isfinite(equity)) and equity.shape == (len(run.dates),)
+        assert run.result["benchmarks"][name]["final_equity"] == pytest.approx(float(equity[-1]), abs=0.01)
