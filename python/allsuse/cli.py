@@ -6,6 +6,7 @@ allsuse keys revoke KEY_ID [--store URL]
 allsuse keys list [--store URL]
 allsuse healthcheck [--address HOST:PORT] [--timeout S] [--tls-ca FILE]   # exit 0 when SERVING
 allsuse simulate --data CSV --start D --end D --capital X
+allsuse sweep --grid GRID.yaml --data CSV --output-dir DIR [--address auto|HOST:PORT|ray://HOST:PORT] [--walk-forward D]
 allsuse audit verify [--full] [--store URL]
 allsuse data load FILE... [--symbol S] [--replace] [--store URL | --address HOST:PORT --token T]
 """
@@ -198,6 +199,55 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
         print(f"wrote {args.output}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """A parameter sweep on Ray: every input is checked before any Ray work, the outputs are written whole."""
+    from allsuse.backtest import grid as grids
+    from allsuse.backtest import sweep, sweep_report
+    from allsuse.protocol import settings
+
+    out_dir = Path(args.output_dir)
+    if not out_dir.resolve().parent.is_dir():
+        raise InvalidInputError.of("--output-dir", f"folder {out_dir.resolve().parent} does not exist")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidInputError.of("--output-dir", f"{out_dir} is a file")
+    grid = grids.load_grid(Path(args.grid))
+    grid.configs(settings.default())
+    paths = [Path(p) for p in args.data]
+    for path in paths:
+        if not path.is_file():
+            raise InvalidInputError(f"--data {path}: no such file", "data", "missing")
+    vix = Path(args.vix) if args.vix else None
+    if vix is not None and not vix.is_file():
+        raise InvalidInputError(f"--vix {vix}: no such file", "vix", "missing")
+    sweep.check_address(args.address)
+    data, vix_map = sweep.load_inputs(paths, vix=vix, symbol=args.symbol)
+    start = args.start or data.bars.dates[0]
+    end = args.end or data.bars.dates[-1]
+    if end < start:
+        raise InvalidInputError.of("--end", f"must not be before --start ({end} < {start})")
+    if args.walk_forward is not None and not start < args.walk_forward <= end:
+        raise InvalidInputError.of("--walk-forward", f"must lie after --start and not after --end ({start} .. {end})")
+    points = len(grid.points())
+    where = args.address or f"a local Ray with {args.workers or os.cpu_count()} workers"
+    print(f"sweep: {points} points of {', '.join(grid.keys)} on {where}", flush=True)
+    with sweep.ray_session(args.address, args.workers):
+        result = sweep.run_sweep(
+            grid,
+            data,
+            vix_map,
+            start=start,
+            end=end,
+            capital=args.capital,
+            seed=args.seed,
+            walk_forward=args.walk_forward,
+        )
+    for line in sweep_report.summary_lines(result):
+        print(line)
+    for path in sweep_report.write_outputs(result, out_dir):
+        print(f"wrote {path}")
     return 0
 
 
@@ -425,6 +475,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--output", default=None, help="write the full result as JSON here")
     sim.set_defaults(func=_simulate)
+    swp = sub.add_parser("sweep", help="backtest every point of a parameter grid, each as a Ray task")
+    swp.add_argument("--grid", required=True, help="YAML: dotted protocol.yaml keys -> lists of values")
+    swp.add_argument("--data", required=True, nargs="+", help="CSV with date, open, high, low, close, volume")
+    swp.add_argument("--vix", default=None, help="CSV with date and vix_close; IV = VIX/100 where it covers")
+    swp.add_argument("--symbol", default=None, help="name of the underlying (default: from the file name)")
+    swp.add_argument("--start", type=_date, default=None, help="first day (default: the data's first)")
+    swp.add_argument("--end", type=_date, default=None, help="last day (default: the data's last)")
+    swp.add_argument("--capital", type=float, default=1_000_000.0, help="starting capital (default 1,000,000)")
+    swp.add_argument("--seed", type=int, default=0)
+    swp.add_argument("--output-dir", required=True, help="folder for sweep.csv and sweep.html")
+    swp.add_argument("--address", default=None, help="existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
+    swp.add_argument("--workers", type=int, default=None, help="local Ray's workers (default: the machine's cores)")
+    swp.add_argument(
+        "--walk-forward",
+        type=_date,
+        default=None,
+        metavar="SPLIT_DATE",
+        help="choose the best point before this date (Sharpe, then CAGR) and run it and the defaults after it",
+    )
+    swp.set_defaults(func=_sweep)
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="walk the audit hash chain; exit 1 at the first problem")

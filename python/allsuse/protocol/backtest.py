@@ -173,6 +173,7 @@ class Backtest:
         capital: float,
         vix: dict[dt.date, float] | None = None,
         seed: int = 0,
+        config: settings.ProtocolConfig | None = None,
     ) -> None:
         if not math.isfinite(capital) or capital <= 0:
             raise InvalidInputError.of("capital", f"must be > 0, got {capital}")
@@ -182,7 +183,7 @@ class Backtest:
         self.vix = vix or {}
         self.seed = seed
         override = (symbol,)
-        config = settings.default()
+        config = config or settings.default()  # a sweep's point passes its own
         # One symbol per account: its concentration limit is its deployment target (section 8, at most 0.95).
         self.max_symbol_weight = {kind: min(config.account(kind).target_share, 0.95) for kind in ("gen", "rev", "com")}
         self.engine = Engine(
@@ -669,9 +670,11 @@ def simulate(
     vix: Path | None = None,
     symbol: str | None = None,
     seed: int = 0,
+    config: settings.ProtocolConfig | None = None,
 ) -> dict[str, Any]:
-    """Runs the backtest on a CSV of daily bars (and optionally a VIX CSV); returns the JSON-ready result."""
+    """Runs the backtest on a CSV of daily bars (and optionally a VIX CSV); returns the JSON-ready result.
+    `config` replaces the protocol file's configuration (None: settings.default())."""
     vix_map = load_vix(vix) if vix is not None else None
     bars = load_bars(data)
     name = symbol or data.stem.split("_")[0].upper()
-    return Backtest(bars, symbol=name, capital=capital, vix=vix_map, seed=seed).run(start, end)
+    return Backtest(bars, symbol=name, capital=capital, vix=vix_map, seed=seed, config=config).run(start, end)
