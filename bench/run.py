@@ -27,6 +27,7 @@ MODULES = (
     "bench.bench_protocol",
     "bench.bench_store",
     "bench.bench_market",
+    "bench.bench_sweep",
 )
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"

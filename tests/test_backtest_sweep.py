@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +80,15 @@ def test_a_bad_override_names_the_parameter(key: str, value: Any, words: str) ->
         settings.with_overrides(settings.default(), {key: value})
     assert words in str(err.value)
     assert err.value.field is not None
+
+
+def test_a_list_element_is_set_by_its_index() -> None:
+    cfg = settings.with_overrides(settings.default(), {"atr_regime.upper_pct.0": 0.4})
+    assert cfg.doc.section("atr_regime").numbers("upper_pct") == (0.4, 1.0, 2.0, 3.5)
+    with pytest.raises(InvalidInputError, match=r"upper_pct\.4"):
+        settings.with_overrides(settings.default(), {"atr_regime.upper_pct.4": 5.0})
+    with pytest.raises(InvalidInputError, match="must increase strictly"):
+        settings.with_overrides(settings.default(), {"atr_regime.upper_pct.1": 0.2})
 
 
 def test_in_force_makes_a_config_the_default_for_a_block_only() -> None:
@@ -220,6 +231,18 @@ def test_a_four_point_sweep_on_two_ray_workers_equals_sequential_runs(
     assert len({(r.cagr, r.final_equity, r.deployment) for r in expected}) == 4
 
 
+def test_the_local_workers_run_at_the_callers_priority(ray_local: str) -> None:
+    """Ray nices its workers to 15 by default: on a busy machine a sweep would then lose to one process."""
+    import os
+
+    import ray
+
+    def niceness() -> int:
+        return os.nice(0)
+
+    assert ray.get(ray.remote(num_cpus=1)(niceness).remote()) == niceness()
+
+
 @needs_data
 def test_walk_forward_picks_the_best_sharpe_before_the_split_and_runs_it_and_the_defaults_after(
     ray_local: str, market: tuple[sweep_mod.MarketInputs, dict[dt.date, float]], tmp_path: Path
@@ -238,6 +261,17 @@ def test_walk_forward_picks_the_best_sharpe_before_the_split_and_runs_it_and_the
     assert best.result == sequential(market, grid.points()[ranked[0]], SPLIT, END)
     assert defaults.result == sequential(market, {}, SPLIT, END)
     assert defaults.values == {"accounts.gen.deployment_target": 0.9, "drawdown_budget.multiplier": 2.0}
+
+
+@needs_data
+def test_a_parameter_that_changes_nothing_is_named_in_a_warning(
+    market: tuple[sweep_mod.MarketInputs, dict[dt.date, float]], tmp_path: Path
+) -> None:
+    text = "scenarios.monte_carlo.paths: [100, 200]\naccounts.gen.deployment_target: [0.5, 0.9]\n"
+    grid = grid_mod.load_grid(write(tmp_path / "grid.yaml", text))
+    data, vix = market
+    out = sweep_mod.run_sweep(grid, data, vix, start=START, end=END, capital=CAPITAL, runner=sweep_mod.run_sequentially)
+    assert len(out.warnings) == 1 and out.warnings[0].startswith("scenarios.monte_carlo.paths: no point's figures")
 
 
 def test_best_point_ranks_by_sharpe_then_cagr_then_the_earlier_point() -> None:
@@ -314,6 +348,32 @@ def test_the_command_writes_csv_and_html_and_nothing_else(
     printed = capsys.readouterr().out
     assert "walk-forward" in printed and "out of sample" in printed
     assert rows[4]["final_equity"] in printed.replace(",", "")
+
+
+@needs_data
+def test_another_process_runs_its_sweep_on_an_existing_cluster(
+    ray_local: str, market: tuple[sweep_mod.MarketInputs, dict[dt.date, float]], tmp_path: Path
+) -> None:
+    """`--address HOST:PORT`: a second process connects to the module's Ray (a cluster it did not start), runs its
+    points there, and leaves it up."""
+    import ray
+
+    grid = write(tmp_path / "grid.yaml", GRID4)
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "allsuse.cli", *sweep_args(grid, out, "--address", ray_local)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"on {ray_local}" in done.stdout
+    with (out / "sweep.csv").open() as handle:
+        equity = [float(r["final_equity"]) for r in csv.DictReader(handle)]
+    points = grid_mod.load_grid(grid).points()
+    assert equity == [round(sequential(market, p, START, END).final_equity, 2) for p in points]
+    assert ray.is_initialized() and ray.cluster_resources().get("CPU") == 2  # the cluster is still up
 
 
 def test_a_bad_grid_exits_2_naming_file_line_and_parameter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -216,12 +216,8 @@ def _sweep(args: argparse.Namespace) -> int:
     grid = grids.load_grid(Path(args.grid))
     grid.configs(settings.default())
     paths = [Path(p) for p in args.data]
-    for path in paths:
-        if not path.is_file():
-            raise InvalidInputError(f"--data {path}: no such file", "data", "missing")
     vix = Path(args.vix) if args.vix else None
-    if vix is not None and not vix.is_file():
-        raise InvalidInputError(f"--vix {vix}: no such file", "vix", "missing")
+    sweep.check_files(paths, vix=vix)
     sweep.check_address(args.address)
     data, vix_map = sweep.load_inputs(paths, vix=vix, symbol=args.symbol)
     start = args.start or data.bars.dates[0]

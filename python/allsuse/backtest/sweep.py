@@ -108,15 +108,21 @@ def run_point(
     return row_of(result)
 
 
-def load_inputs(paths: Sequence[Path], *, vix: Path | None, symbol: str | None) -> tuple[MarketInputs, Any]:
-    """Loads the data files (today: one per-symbol CSV of daily bars) and the VIX file; errors name the file."""
+def check_files(paths: Sequence[Path], *, vix: Path | None) -> None:
+    """Fails at once naming the first data or VIX file that is not there (before anything is loaded)."""
     if len(paths) != 1:
         raise InvalidInputError.of("--data", f"takes one CSV of daily bars for now, got {len(paths)} files")
-    path = paths[0]
-    if not path.is_file():
-        raise InvalidInputError(f"--data {path}: no such file", "data", "missing")
+    for path in paths:
+        if not path.is_file():
+            raise InvalidInputError(f"--data {path}: no such file", "data", "missing")
     if vix is not None and not vix.is_file():
         raise InvalidInputError(f"--vix {vix}: no such file", "vix", "missing")
+
+
+def load_inputs(paths: Sequence[Path], *, vix: Path | None, symbol: str | None) -> tuple[MarketInputs, Any]:
+    """Loads the data files (today: one per-symbol CSV of daily bars) and the VIX file; errors name the file."""
+    check_files(paths, vix=vix)
+    path = paths[0]
     vix_map = load_vix(vix) if vix is not None else None
     bars = load_bars(path)
     return MarketInputs(bars, symbol or path.stem.split("_")[0].upper()), vix_map
@@ -203,15 +209,19 @@ def ray_session(
     address: str | None = None, workers: int | None = None, *, temp_root: Path | None = None
 ) -> Iterator[str]:
     """Connects to Ray for the block: to `address` ("auto" or HOST:PORT or ray://HOST:PORT) when given, else to a
-    local Ray started here with `workers` CPUs (default: the machine's cores), no dashboard, quiet logs, its
-    files under a temporary folder that is removed afterwards. A process already connected keeps its connection
-    (nothing is started or shut down). Yields the address of the session's cluster."""
+    local Ray started here with `workers` CPUs (default: the machine's cores), no dashboard, quiet logs, workers at
+    the caller's priority, its files under a temporary folder that is removed afterwards. A process already
+    connected keeps its connection (nothing is started or shut down). Yields the address of the session's cluster.
+    """
     import ray
 
     if ray.is_initialized():
         yield str(ray.get_runtime_context().gcs_address)
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray nices its workers to 15: on a machine that runs anything else, a sweep started from the command line
+    # would crawl behind it. The workers keep the caller's priority (set RAY_worker_niceness to choose another).
+    os.environ.setdefault("RAY_worker_niceness", "0")
     temp: str | None = None
     try:
         if address is not None:
