@@ -24,6 +24,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,7 +247,16 @@ def ray_session(
         if ray.is_initialized():
             ray.shutdown()
         if temp is not None:
-            shutil.rmtree(temp, ignore_errors=True)
+            _remove(Path(temp))
+
+
+def _remove(folder: Path) -> None:
+    """Removes Ray's temporary folder; its processes may still be closing their logs for a moment."""
+    for _ in range(10):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(0.2)
 
 
 # --- the sweep ---------------------------------------------------------------------------------------------
