@@ -112,14 +112,11 @@ def scatter_png(result: SweepResult) -> str:
             color="#c0392b",
             label="efficient frontier (not dominated)",
         )
-        for r in rows:
-            ax.annotate(
-                str(r.point),
-                (100 * r.result.max_drawdown, 100 * r.result.cagr),
-                fontsize=8,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
+        labels: dict[tuple[float, float], list[str]] = {}
+        for r in rows:  # points with the same figures share one label ("2,3")
+            labels.setdefault((100 * r.result.max_drawdown, 100 * r.result.cagr), []).append(str(r.point))
+        for xy, names in labels.items():
+            ax.annotate(",".join(names), xy, fontsize=8, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel("max drawdown (%)")
         ax.set_ylabel("CAGR (%)")
         ax.grid(alpha=0.3)
@@ -173,7 +170,7 @@ def summary_lines(result: SweepResult) -> list[str]:
         f = r.result
         lines.append(
             f"{r.sample:<12} point {r.point:>3} {r.start}..{r.end}  CAGR {_pct(f.cagr)}  max drawdown "
-            f"{_pct(f.max_drawdown)}  Sharpe {_num(f.sharpe)}  deployment {_pct(f.deployment)}  trades {f.trades}  "
+            f"{_share(f.max_drawdown)}  Sharpe {_num(f.sharpe)}  deployment {_share(f.deployment)}  trades {f.trades}  "
             f"final {f.final_equity:,.2f}  [{_label(r, result.keys)}]"
         )
     lines.append(
@@ -191,7 +188,7 @@ def summary_lines(result: SweepResult) -> list[str]:
             f = r.result
             lines.append(
                 f"out of sample {r.start}..{r.end} {name:<12}: CAGR {_pct(f.cagr)}  max drawdown "
-                f"{_pct(f.max_drawdown)}  Sharpe {_num(f.sharpe)}  final {f.final_equity:,.2f}"
+                f"{_share(f.max_drawdown)}  Sharpe {_num(f.sharpe)}  final {f.final_equity:,.2f}"
             )
     lines.extend(f"warning: {w}" for w in result.warnings)
     return lines
@@ -199,6 +196,10 @@ def summary_lines(result: SweepResult) -> list[str]:
 
 def _pct(v: float) -> str:
     return "n/a" if not math.isfinite(v) else f"{v:+.2%}"
+
+
+def _share(v: float) -> str:
+    return "n/a" if not math.isfinite(v) else f"{v:.2%}"
 
 
 def _num(v: float) -> str:
