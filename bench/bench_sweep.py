@@ -5,7 +5,9 @@ Ray's start-up (and the first task of each worker, which imports the package) is
 pays it once, however many points it has. The ratio in the table is of the warm sweep; the line printed also
 gives the ratio with start-up included. The machine is shared: the two ways alternate (sequential, Ray,
 sequential, Ray) and each keeps its best round, so a burst of someone else's load does not land on one side only;
-the load average is printed with the figures.
+the load average is printed with the figures, and so are the cores each way actually got (CPU seconds of this
+process and its children, Ray's workers among them, over wall seconds): on a machine where other sessions are
+busy, the kernel's autogroup scheduling gives this whole session one share, and two workers cannot get two cores.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import os
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 from allsuse.backtest import grid as grids
 from allsuse.backtest import sweep
@@ -32,6 +36,19 @@ WORKERS = 2
 ROUNDS = 2
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and every process below it (Ray's daemons and workers)."""
+    total = 0.0
+    me = psutil.Process()
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def run() -> list[Row]:
     """Times the sweep on Ray and the sequential runs; checks they give the same rows."""
     if not SP500.exists():
@@ -46,6 +63,7 @@ def run() -> list[Row]:
 
     load_before = os.getloadavg()[0]
     sequential_s = ray_s = math.inf
+    cores = {"sequential": 0.0, "ray": 0.0}
     began = time.perf_counter()
     with sweep.ray_session(workers=WORKERS):
         # One short task per worker: Ray's workers import the package on their first task.
@@ -53,17 +71,24 @@ def run() -> list[Row]:
         sweep.run_on_ray(data, vix, sweep.Fixed(CAPITAL), warm)
         startup_s = time.perf_counter() - began
         for _ in range(ROUNDS):
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), _cpu_seconds()
             sequential = sweep.run_sweep(
                 grid, data, vix, start=START, end=END, capital=CAPITAL, runner=sweep.run_sequentially
             )
-            sequential_s = min(sequential_s, time.perf_counter() - began)
-            began = time.perf_counter()
+            wall = time.perf_counter() - began
+            if wall < sequential_s:
+                sequential_s, cores["sequential"] = wall, (_cpu_seconds() - cpu) / wall
+            began, cpu = time.perf_counter(), _cpu_seconds()
             on_ray = sweep.run_sweep(grid, data, vix, start=START, end=END, capital=CAPITAL)
-            ray_s = min(ray_s, time.perf_counter() - began)
+            wall = time.perf_counter() - began
+            if wall < ray_s:
+                ray_s, cores["ray"] = wall, (_cpu_seconds() - cpu) / wall
             if [r.result for r in on_ray.rows] != [r.result for r in sequential.rows]:
                 raise AssertionError("the sweep on Ray and the sequential runs disagree")
-    load = f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    load = (
+        f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; cores used: "
+        f"sequential {cores['sequential']:.2f}, Ray {cores['ray']:.2f}"
+    )
     points = len(on_ray.rows)
     print(
         f"  {points}-point sweep {START}..{END}: sequential {sequential_s:.2f} s, Ray with {WORKERS} workers "
