@@ -376,6 +376,20 @@ def test_another_process_runs_its_sweep_on_an_existing_cluster(
     assert ray.is_initialized() and ray.cluster_resources().get("CPU") == 2  # the cluster is still up
 
 
+@needs_data
+def test_a_point_that_cannot_run_exits_2_with_the_backtests_message(
+    ray_local: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A window with no session after the warm-up fails inside the Ray task: the command says why, in one line."""
+    grid = write(tmp_path / "g.yaml", "drawdown_budget.multiplier: [1.0, 2.0]\n")
+    args = sweep_args(grid, tmp_path / "out")
+    args[args.index("--start") + 1], args[args.index("--end") + 1] = "2009-01-01", "2009-02-01"
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("allsuse: start: needs 60 bars of history") and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.yaml"]
+
+
 def test_a_bad_grid_exits_2_naming_file_line_and_parameter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     grid = write(tmp_path / "g.yaml", "accounts.gen.max_drawdown: [0.1]\nvix_breakers.halted_at: [90, fast]\n")
     out = tmp_path / "out"

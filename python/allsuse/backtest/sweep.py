@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from allsuse.backtest.grid import Grid
-from allsuse.errors import InvalidInputError
+from allsuse.errors import AllsuseError, InvalidInputError
 from allsuse.protocol import settings
 from allsuse.protocol.backtest import Backtest, load_bars, load_vix
 from allsuse.protocol.market import Bars
@@ -178,7 +178,12 @@ def run_on_ray(
     vix_ref = ray.put(vix)
     remote = ray.remote(num_cpus=1, max_retries=0)(_run_task)
     refs = [remote.remote(data_ref, vix_ref, fixed, t) for t in tasks]
-    return list(ray.get(refs))
+    try:
+        return list(ray.get(refs))
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, AllsuseError):  # bad input found by the backtest: its own message, exit code 2
+            raise exc.cause from None
+        raise
 
 
 # --- the Ray session ---------------------------------------------------------------------------------------
