@@ -73,6 +73,7 @@ def test_overrides_change_the_named_values_and_leave_the_default_alone() -> None
         ("entry_rules.gen.green.band", [40, 30], "entry_rules.gen.green.band"),
         ("vix_breakers.hedged_at", 70, "vix_breakers.reducing_at"),
         ("atr_regime.upper_pct", [0.5, 1.0, 2.0], "must have 4 numbers"),
+        ("market_label.roc_bull", float("inf"), "must be finite"),
     ],
 )
 def test_a_bad_override_names_the_parameter(key: str, value: Any, words: str) -> None:

@@ -13,7 +13,6 @@ cross-checks, such as the VIX breakers' order, see values together).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,7 +105,7 @@ def load_grid(path: Path) -> Grid:
             if any(p.key == key for p in parameters):
                 raise _fail(path, line, f"{key}: is named twice")
             value = loader.construct_object(value_node, deep=True)
-            if not isinstance(value, list) or isinstance(value, Mapping):
+            if not isinstance(value, list):
                 raise _fail(path, line, f"{key}: must be a list of values, got {value!r}")
             if not value:
                 raise _fail(path, line, f"{key}: must list at least one value")

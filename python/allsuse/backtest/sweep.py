@@ -330,13 +330,7 @@ def inert_parameters(keys: Sequence[str], rows: Sequence[Row]) -> list[str]:
 
 def default_values(keys: Sequence[str], config: settings.ProtocolConfig) -> dict[str, Any]:
     """What the protocol file says for each dotted key (the defaults' row)."""
-    out: dict[str, Any] = {}
-    for key in keys:
-        node: Any = config.doc._data
-        for part in key.split("."):
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        out[key] = node
-    return out
+    return {key: settings.value_at(config, key) for key in keys}
 
 
 def run_sweep(

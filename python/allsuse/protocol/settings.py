@@ -397,6 +397,19 @@ def _set_dotted(data: Any, key: str, value: Any) -> None:
         holder[index] = value  # type: ignore[index]
 
 
+def value_at(config: ProtocolConfig, key: str) -> Any:
+    """The document's value at a dotted key (a list element by its index); InvalidInputError names an unknown key."""
+    node: Any = config.doc._data
+    for part in key.split("."):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            raise InvalidInputError.of(key, f"unknown parameter: protocol.yaml has no {key!r}")
+    return copy.deepcopy(node)
+
+
 def with_overrides(config: ProtocolConfig, overrides: Mapping[str, Any]) -> ProtocolConfig:
     """A new configuration: `config`'s document with each dotted key set to its value, parsed and validated again
     with the machinery the file goes through (parse(), then every key of PROTOCOL_KEYS and the cross-checks).
@@ -407,13 +420,13 @@ def with_overrides(config: ProtocolConfig, overrides: Mapping[str, Any]) -> Prot
     data = copy.deepcopy(config.doc._data)
     for key, value in overrides.items():
         _set_dotted(data, key, copy.deepcopy(value))
+    if (bad := _not_finite(overrides)) is not None:
+        raise InvalidInputError.of(bad, "must be finite")
     try:
         out = parse(data, "overrides")
         validate(out, "overrides")
     except ConfigError as exc:
         raise InvalidInputError.of(exc.key, exc.reason) from None
-    if (reason := _not_finite(overrides)) is not None:
-        raise InvalidInputError.of(reason, "must be finite")
     return out
 
 
