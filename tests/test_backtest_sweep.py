@@ -425,3 +425,15 @@ def test_an_unreachable_ray_address_exits_2_at_once(
     assert time.monotonic() - began < 30  # the grid, the data and a refused connection; no Ray started
     assert address in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_without_ray_the_command_says_what_to_install(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    grid = write(tmp_path / "g.yaml", "accounts.gen.max_drawdown: [0.1]\n")
+    assert cli.main(sweep_args(grid, tmp_path / "out")) == 2
+    assert "sweep needs ray: pip install 'allsuse[sweep]'" in capsys.readouterr().err

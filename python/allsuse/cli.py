@@ -208,6 +208,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from allsuse.backtest import sweep, sweep_report
     from allsuse.protocol import settings
 
+    sweep.require_ray()
     out_dir = Path(args.output_dir)
     if not out_dir.resolve().parent.is_dir():
         raise InvalidInputError.of("--output-dir", f"folder {out_dir.resolve().parent} does not exist")

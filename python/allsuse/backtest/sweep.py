@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib.util
 import logging
 import math
 import os
@@ -107,6 +108,13 @@ def run_point(
             start, end
         )
     return row_of(result)
+
+
+def require_ray() -> None:
+    """Fails at once, saying how to install them, when Ray or matplotlib is missing (the `sweep` extra)."""
+    missing = [name for name in ("ray", "matplotlib") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise AllsuseError(f"sweep needs {' and '.join(missing)}: pip install 'allsuse[sweep]'")
 
 
 def check_files(paths: Sequence[Path], *, vix: Path | None) -> None:
