@@ -28,6 +28,7 @@ MODULES = (
     "bench.bench_store",
     "bench.bench_market",
     "bench.bench_backtest",
+    "bench.bench_sweep",
 )
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"

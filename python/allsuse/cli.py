@@ -6,6 +6,7 @@ allsuse keys revoke KEY_ID [--store URL]
 allsuse keys list [--store URL]
 allsuse healthcheck [--address HOST:PORT] [--timeout S] [--tls-ca FILE]   # exit 0 when SERVING
 allsuse simulate --data [SYM=]CSV ... [--symbols gen=A,B ...] --start D --end D --capital X [--output-dir DIR]
+allsuse sweep --grid GRID.yaml --data [SYM=]CSV ... [--symbols ...] --output-dir DIR [--address A] [--walk-forward D]
 allsuse audit verify [--full] [--store URL]
 allsuse data load FILE... [--symbol S] [--replace] [--store URL | --address HOST:PORT --token T]
 """
@@ -28,7 +29,7 @@ from allsuse.config import ROLES
 from allsuse.errors import AllsuseError, InvalidInputError
 
 if TYPE_CHECKING:
-    from allsuse.backtest.costs import RateCurve
+    from allsuse.backtest.costs import CostModel, RateCurve
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -210,10 +211,33 @@ def _rate(text: str) -> RateCurve:
         raise InvalidInputError.of("--rate", str(exc.reason)) from None
 
 
+def _costs(args: argparse.Namespace) -> CostModel:
+    """The cost model of `--commission`, `--share-commission`, `--spread` and `--rate`."""
+    from allsuse.backtest.costs import CostModel
+
+    return CostModel(
+        commission_per_contract=args.commission,
+        commission_per_share=args.share_commission,
+        spread=args.spread,
+        rate=_rate(args.rate),
+    )
+
+
+def _cost_options(parser: argparse.ArgumentParser) -> None:
+    """The cost options `simulate` and `sweep` share."""
+    parser.add_argument("--commission", type=float, default=0.65, help="per option contract (default 0.65)")
+    parser.add_argument("--share-commission", type=float, default=0.005, help="per share (default 0.005)")
+    parser.add_argument(
+        "--spread", type=float, default=0.05, help="bid/ask spread as a share of the option price (default 0.05)"
+    )
+    parser.add_argument(
+        "--rate", default="0.02", help="annual interest rate (default 0.02) or a CSV of daily rates (date,rate)"
+    )
+
+
 def _simulate(args: argparse.Namespace) -> int:
     """Runs a backtest: every option and file is checked first, then the data is read, aligned and simulated with
     its benchmarks; `--output-dir` gets result.json, equity.csv, trades.csv and report.html (all or nothing)."""
-    from allsuse.backtest.costs import CostModel
     from allsuse.backtest.data import Source
     from allsuse.backtest.outputs import check_output_dir, write_outputs
     from allsuse.backtest.report import write_report
@@ -229,12 +253,7 @@ def _simulate(args: argparse.Namespace) -> int:
         check_output_dir(Path(args.output_dir))
     if args.symbol and len(args.data) != 1:
         raise InvalidInputError.of("--symbol", "applies to one --data file only (use SYMBOL=PATH)")
-    costs = CostModel(
-        commission_per_contract=args.commission,
-        commission_per_share=args.share_commission,
-        spread=args.spread,
-        rate=_rate(args.rate),
-    )
+    costs = _costs(args)
     sources = tuple(Source.parse(d) for d in args.data)
     if args.symbol:
         sources = (Source(sources[0].path, args.symbol.upper()),)
@@ -265,6 +284,54 @@ def _simulate(args: argparse.Namespace) -> int:
             run, Path(args.output_dir), extra=lambda folder: write_report(run, folder / "report.html", config)
         )
         print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """A parameter sweep on Ray: every input is checked before any Ray work, the outputs are written whole."""
+    from allsuse.backtest import grid as grids
+    from allsuse.backtest import sweep, sweep_report
+    from allsuse.backtest.simulation import parse_symbols
+    from allsuse.protocol import settings
+
+    sweep.require_ray()
+    out_dir = Path(args.output_dir)
+    if not out_dir.resolve().parent.is_dir():
+        raise InvalidInputError.of("--output-dir", f"folder {out_dir.resolve().parent} does not exist")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidInputError.of("--output-dir", f"{out_dir} is a file")
+    grid = grids.load_grid(Path(args.grid))
+    grid.configs(settings.default())
+    vix = Path(args.vix) if args.vix else None
+    sweep.check_files(args.data, vix=vix)
+    costs = _costs(args)
+    symbols = parse_symbols(args.symbols) if args.symbols else None
+    sweep.check_address(args.address)
+    data, vix_map = sweep.load_inputs(args.data, vix=vix, symbol=args.symbol, symbols=symbols, costs=costs)
+    start = args.start or data.first_session
+    end = args.end or data.last_session
+    if end < start:
+        raise InvalidInputError.of("--end", f"must not be before --start ({end} < {start})")
+    if args.walk_forward is not None and not start < args.walk_forward <= end:
+        raise InvalidInputError.of("--walk-forward", f"must lie after --start and not after --end ({start} .. {end})")
+    points = len(grid.points())
+    where = args.address or f"a local Ray with {args.workers or os.cpu_count()} workers"
+    print(f"sweep: {points} points of {', '.join(grid.keys)} on {where}", flush=True)
+    with sweep.ray_session(args.address, args.workers):
+        result = sweep.run_sweep(
+            grid,
+            data,
+            vix_map,
+            start=start,
+            end=end,
+            capital=args.capital,
+            seed=args.seed,
+            walk_forward=args.walk_forward,
+        )
+    for line in sweep_report.summary_lines(result):
+        print(line)
+    for path in sweep_report.write_outputs(result, out_dir):
+        print(f"wrote {path}")
     return 0
 
 
@@ -505,17 +572,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--end", required=True, type=_date)
     sim.add_argument("--capital", required=True, type=float)
     sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--commission", type=float, default=0.65, help="per option contract (default 0.65)")
-    sim.add_argument("--share-commission", type=float, default=0.005, help="per share (default 0.005)")
-    sim.add_argument(
-        "--spread", type=float, default=0.05, help="bid/ask spread as a share of the option price (default 0.05)"
-    )
-    sim.add_argument(
-        "--rate", default="0.02", help="annual interest rate (default 0.02) or a CSV of daily rates (date,rate)"
-    )
+    _cost_options(sim)
     sim.add_argument("--output", default=None, help="write the full result as JSON here")
     sim.add_argument("--output-dir", default=None, help="write result.json, equity.csv and trades.csv here")
     sim.set_defaults(func=_simulate)
+    swp = sub.add_parser("sweep", help="backtest every point of a parameter grid, each as a Ray task")
+    swp.add_argument("--grid", required=True, help="YAML: dotted protocol.yaml keys -> lists of values")
+    swp.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        help="[SYMBOL=]CSV: per-symbol OHLCV files and/or wide close-only files (date, one column per symbol)",
+    )
+    swp.add_argument("--symbols", nargs="+", default=None, help="gen=A,B rev=C,D com=E,F (default: configured)")
+    swp.add_argument("--vix", default=None, help="CSV with date and vix_close; IV = VIX/100 where it covers")
+    swp.add_argument("--symbol", default=None, help="name of the underlying (default: from the file name)")
+    swp.add_argument("--start", type=_date, default=None, help="first day (default: the data's first)")
+    swp.add_argument("--end", type=_date, default=None, help="last day (default: the data's last)")
+    swp.add_argument("--capital", type=float, default=1_000_000.0, help="starting capital (default 1,000,000)")
+    swp.add_argument("--seed", type=int, default=0)
+    _cost_options(swp)
+    swp.add_argument("--output-dir", required=True, help="folder for sweep.csv and sweep.html")
+    swp.add_argument("--address", default=None, help="existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
+    swp.add_argument("--workers", type=int, default=None, help="local Ray's workers (default: the machine's cores)")
+    swp.add_argument(
+        "--walk-forward",
+        type=_date,
+        default=None,
+        metavar="SPLIT_DATE",
+        help="choose the best point before this date (Sharpe, then CAGR) and run it and the defaults after it",
+    )
+    swp.set_defaults(func=_sweep)
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="walk the audit hash chain; exit 1 at the first problem")

@@ -1124,14 +1124,31 @@ def _carried(values: np.ndarray) -> np.ndarray:
 
 
 def run_backtest(spec: BacktestSpec) -> BacktestRun:
-    """Loads and aligns the data, runs the protocol over it with the spec's costs, and (when available) the
-    benchmarks on the same data. Deterministic."""
+    """Loads and aligns the data, runs the protocol over it with the spec's costs, and the benchmarks on the same
+    data. Deterministic."""
+    check_spec(spec)
+    vix = load_vix(spec.vix) if spec.vix is not None else None
+    market = load_market(spec.sources)
+    run = run_market(market, spec, vix)
+    run.result["data"]["sources"] = [str(s) for s in spec.sources]
+    return run
+
+
+def check_spec(spec: BacktestSpec) -> None:
+    """What a spec must satisfy before any data is read."""
     if not math.isfinite(spec.capital) or spec.capital <= 0:
         raise InvalidInputError.of("capital", f"must be > 0, got {spec.capital}")
     if spec.end < spec.start:
         raise InvalidInputError.of("end", f"must not be before start ({spec.end} < {spec.start})")
-    vix = load_vix(spec.vix) if spec.vix is not None else None
-    market = load_market(spec.sources)
+
+
+def run_market(
+    market: MarketSet, spec: BacktestSpec, vix: dict[dt.date, float] | None, *, with_benchmarks: bool = True
+) -> BacktestRun:
+    """The backtest of `spec` over data already loaded and aligned (`spec.sources` is not read): what a sweep runs
+    for each point on data loaded once. `with_benchmarks=False` skips the benchmarks (a sweep's points do not
+    change them)."""
+    check_spec(spec)
     config = spec.config or settings.default()
     accounts, warnings, single = account_symbols(market, spec.symbols, config)
     vix_symbols = frozenset(accounts["gen"]) if single else None
@@ -1148,9 +1165,9 @@ def run_backtest(spec: BacktestSpec) -> BacktestRun:
     )
     run = sim.run(spec.start, spec.end)
     run.result["warnings"] = warnings + run.result["warnings"]
-    run.result["data"]["sources"] = [str(s) for s in spec.sources]
-    _benchmarks(run)
-    run.result["benchmarks"] = _benchmark_figures(run)
+    if with_benchmarks:
+        _benchmarks(run)
+        run.result["benchmarks"] = _benchmark_figures(run)
     return run
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from allsuse.backtest.data import REQUIRED_COLUMNS, MarketSet, SymbolData, load_bars, symbol_of
 from allsuse.backtest.simulation import KINDS, VIX_RANGE, ZERO_COSTS, Simulation, load_vix
+from allsuse.protocol import settings
 from allsuse.protocol.market import Bars
 
 __all__ = ["REQUIRED_COLUMNS", "VIX_RANGE", "Backtest", "load_bars", "load_vix", "simulate"]
@@ -31,6 +32,7 @@ class Backtest(Simulation):
         capital: float,
         vix: dict[dt.date, float] | None = None,
         seed: int = 0,
+        config: settings.ProtocolConfig | None = None,
     ) -> None:
         market = MarketSet(tuple(bars.dates), {symbol: SymbolData(symbol, bars, Path(symbol), close_only=False)})
         super().__init__(
@@ -40,6 +42,7 @@ class Backtest(Simulation):
             vix=vix,
             seed=seed,
             costs=ZERO_COSTS,
+            config=config,
             single=True,
             vix_symbols=frozenset({symbol}),
         )
@@ -61,9 +64,11 @@ def simulate(
     vix: Path | None = None,
     symbol: str | None = None,
     seed: int = 0,
+    config: settings.ProtocolConfig | None = None,
 ) -> dict[str, Any]:
-    """Runs the backtest on a CSV of daily bars (and optionally a VIX CSV); returns the JSON-ready result."""
+    """Runs the backtest on a CSV of daily bars (and optionally a VIX CSV); returns the JSON-ready result.
+    `config` replaces the protocol file's configuration (None: settings.default())."""
     vix_map = load_vix(vix) if vix is not None else None
     bars = load_bars(data)
     name = symbol or symbol_of(data)
-    return Backtest(bars, symbol=name, capital=capital, vix=vix_map, seed=seed).run(start, end)
+    return Backtest(bars, symbol=name, capital=capital, vix=vix_map, seed=seed, config=config).run(start, end)

@@ -10,6 +10,9 @@ file and the key, instead of surfacing in the first decision. A new key the code
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import copy
 import functools
 import itertools
 import math
@@ -319,9 +322,121 @@ def load_file(path: Path) -> ProtocolConfig:
 
 
 @functools.cache
-def default() -> ProtocolConfig:
-    """The configuration in config/protocol.yaml (read once per process)."""
+def _from_file() -> ProtocolConfig:
     return load_file(PROTOCOL_FILE)
+
+
+# The configuration `in_force` put in force for the current thread or task, if any.
+_IN_FORCE: contextvars.ContextVar[ProtocolConfig | None] = contextvars.ContextVar("protocol_in_force", default=None)
+
+
+def default() -> ProtocolConfig:
+    """The configuration in config/protocol.yaml (read once per process), or the one `in_force` put in force."""
+    return _IN_FORCE.get() or _from_file()
+
+
+# Tests point PROTOCOL_FILE at another file and forget the one read.
+default.cache_clear = _from_file.cache_clear  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def in_force(config: ProtocolConfig) -> Iterator[ProtocolConfig]:
+    """Makes `config` what default() returns inside the block (this thread or task only).
+
+    A sweep's point runs a whole backtest under another configuration: the engine takes it as an argument, but
+    the ledger (allocations, forks, merges, reinvestment) and the trust book read default(), so the point puts its
+    configuration in force for the run instead of leaving those parts on the file's numbers.
+    """
+    token = _IN_FORCE.set(config)
+    try:
+        yield config
+    finally:
+        _IN_FORCE.reset(token)
+
+
+def _leaf_kind(value: Any) -> str:
+    """What a document value is, for comparing an override with the value it replaces."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return "null" if value is None else type(value).__name__
+
+
+def _set_dotted(data: Any, key: str, value: Any) -> None:
+    """Sets one dotted key of a loaded document (a list element by its index: `atr_regime.upper_pct.0`); the key
+    must already be there and `value` of the same kind as the value it replaces (a null band takes a list)."""
+    parts = key.split(".")
+    if not key or any(not p for p in parts):
+        raise InvalidInputError.of(key or "(empty)", "unknown parameter (a dotted key of protocol.yaml)")
+    node = data
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[: depth + 1])
+        last = depth == len(parts) - 1
+        if isinstance(node, Mapping) and part in node:
+            holder, index = node, part
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            holder, index = node, int(part)  # type: ignore[assignment]
+        else:
+            raise InvalidInputError.of(key, f"unknown parameter: protocol.yaml has no {where!r}")
+        if not last:
+            node = holder[index]
+            continue
+        current = holder[index]
+        if isinstance(current, Mapping):
+            raise InvalidInputError.of(key, f"is a section; name one of its keys ({', '.join(map(str, current))})")
+        old, new = _leaf_kind(current), _leaf_kind(value)
+        if old != new and not (current is None and new == "a list") and not (old == "a list" and value is None):
+            raise InvalidInputError.of(key, f"must be {old} like the value it replaces ({current!r}), got {value!r}")
+        holder[index] = value  # type: ignore[index]
+
+
+def value_at(config: ProtocolConfig, key: str) -> Any:
+    """The document's value at a dotted key (a list element by its index); InvalidInputError names an unknown key."""
+    node: Any = config.doc._data
+    for part in key.split("."):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            raise InvalidInputError.of(key, f"unknown parameter: protocol.yaml has no {key!r}")
+    return copy.deepcopy(node)
+
+
+def with_overrides(config: ProtocolConfig, overrides: Mapping[str, Any]) -> ProtocolConfig:
+    """A new configuration: `config`'s document with each dotted key set to its value, parsed and validated again
+    with the machinery the file goes through (parse(), then every key of PROTOCOL_KEYS and the cross-checks).
+
+    A key the document does not hold, a value of another kind than the one it replaces, or a value the checks
+    refuse raises InvalidInputError naming the key (the cross-check's key when two values disagree).
+    """
+    data = copy.deepcopy(config.doc._data)
+    for key, value in overrides.items():
+        _set_dotted(data, key, copy.deepcopy(value))
+    if (bad := _not_finite(overrides)) is not None:
+        raise InvalidInputError.of(bad, "must be finite")
+    try:
+        out = parse(data, "overrides")
+        validate(out, "overrides")
+    except ConfigError as exc:
+        raise InvalidInputError.of(exc.key, exc.reason) from None
+    return out
+
+
+def _not_finite(overrides: Mapping[str, Any]) -> str | None:
+    """The first key whose value holds a NaN or an infinity (the checks' bounds do not all catch them)."""
+    for key, value in overrides.items():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            return key
+    return None
 
 
 # --- eager validation of every key the code reads -------------------------------------------------------------
