@@ -202,6 +202,53 @@ class Engine:
         self._scenario_cache: dict[tuple[Any, ...], np.ndarray] = {}
         self._scenario_sets: dict[tuple[Any, ...], _core.ScenarioSet] = {}
         self.system_state = "ACTIVE"
+        # Everything the core's decision flow reads from the configuration, compiled once per engine.
+        self.decider = self._compile_decider()
+
+    def _compile_decider(self) -> _core.Decider:
+        """The core's `Decider`: account specs with their entry rules, the thresholds, strike grid, sizing and risk
+        settings, compiled and validated once (a new Engine is built on a configuration reload)."""
+
+        def entry(kind: str, label: str) -> _core.EntryRule:
+            rule = self.config.entry_rule(kind, label)
+            band = rule.band
+            return _core.EntryRule(
+                entry_days=list(rule.entry_days),
+                band_low=band[0] if band else None,
+                band_high=band[1] if band else None,
+                m_label=rule.m_label,
+            )
+
+        def account(kind: str) -> _core.AccountRules:
+            spec = self.config.account(kind)
+            return _core.AccountRules(
+                kind=kind,
+                name=spec.name,
+                buffer=spec.buffer,
+                max_drawdown=spec.max_drawdown,
+                target_share=spec.target_share,
+                max_symbol_weight=self.max_symbol_weight(kind),
+                allowed_symbols=list(self.allowed_symbols(kind)),
+                green=entry(kind, "green"),
+                red=entry(kind, "red"),
+                chop=entry(kind, "chop"),
+            )
+
+        return _core.Decider(
+            tables=self.tables,
+            strikes=self._strikes,
+            gen=account("gen"),
+            rev=account("rev"),
+            com=account("com"),
+            atr_period=int(self._sec("atr_regime").number("period", low=1)),
+            atr_fallback_pct=self.config.doc.number("atr_regime_fallback_pct"),
+            protection_multipliers=list(self._sec("drawdown_protection").numbers("multipliers", 5)),
+            drawdown_budget_k=self._sec("drawdown_budget").number("multiplier", low=0),
+            es_budget_share=self._sec("risk").number("es_budget_share"),
+            es_level=self._es_level(),
+            entry_max_dte=int(self._sec("expiry").number("entry_max_dte", low=1)),
+            max_contracts_per_order=int(self._sec("sizing").number("max_contracts_per_order", low=1)),
+        )
 
     # --- helpers over configuration -------------------------------------------------------------------
     def allowed_symbols(self, account_kind: str) -> tuple[str, ...]:
@@ -686,7 +733,142 @@ class _Deciding:
             return self._manage_stock(shares, has_put=any(o.kind == "put" for o in options))
         if self.a.kind == "com":
             return self._buy_round_lots()
+        if not self.m.chains.get(self.symbol):
+            # The entry path (synthetic chain) runs whole in the core: one typed call.
+            decided = self._entry_in_core()
+            if decided is not None:
+                return decided
         return self._entry()
+
+    # --- the entry path in the core ------------------------------------------------------------------------
+    def _entry_in_core(self) -> Decision | None:
+        """The entry decision from the core: the typed input (account, its book, the symbol's bars, the day's
+        readings), one call, and the typed result as a `Decision`. None when the scenarios or the tail group cannot
+        be built from this market: the Python path then raises (or decides without them) exactly as it always did."""
+        e, m, today = self.e, self.m, self.today
+        held = self._all_positions()
+        symbols = sorted({p.symbol for p in held} | {self.symbol})
+        own = self.e.positions_of(self.p, self.a.id)
+        try:
+            scenarios = e._scenario_set(symbols, m)
+            group = e.tail_group(self.symbol, [p.symbol for p in own], m)
+        except InvalidInputError:
+            return None
+        column = {s: i for i, s in enumerate(symbols)}
+        counted = {id(p) for p in held}
+        book: list[_core.HeldPosition] = []
+        closes: dict[str, float] = {}
+        for p in self.p.positions.values():
+            in_book = id(p) in counted
+            if not in_book and p.account_id != self.a.id:
+                continue
+            close = closes.get(p.symbol)
+            if close is None:
+                close = closes[p.symbol] = m.bars_for(p.symbol).last_close
+            book.append(
+                _core.HeldPosition(
+                    account_id=p.account_id,
+                    symbol=p.symbol,
+                    kind=p.kind,
+                    quantity=p.quantity,
+                    strike=p.strike,
+                    days_to_expiry=(p.expiry - today).days if p.expiry is not None else None,
+                    sector=m.sectors.get(p.symbol, "unknown"),
+                    last_close=close,
+                    column=column.get(p.symbol, 0),
+                    in_book=in_book,
+                )
+            )
+        rt = e._runtime_of(self.a.id)
+        stale = 0
+        for t in rt.orders:  # what _context's pruning would drop, counted without dropping
+            if (self.as_of - t).total_seconds() <= 60:
+                break
+            stale += 1
+        earnings = None
+        if m.earnings is not None:
+            week_end = weekly_expiry(today - dt.timedelta(days=1))
+            earnings = any(today <= d <= week_end for d in m.earnings.get(self.symbol, []))
+        trust = e.trust
+        gate = _core.TrustGate(
+            entry=trust.score("entry"),
+            exit=trust.score("exit"),
+            roll=trust.score("roll"),
+            risk_reduction=trust.score("risk_reduction"),
+            emergency=trust.score("emergency"),
+            auto_threshold=trust.auto_threshold,
+            confidence_threshold=trust.confidence_threshold,
+        )
+        frozen = rt.frozen_until
+        inp = _core.DecisionInput(
+            account_id=self.a.id,
+            account_kind=self.a.kind,
+            account_state=self.a.state,
+            balance=float(self.a.balance),
+            peak=float(self.a.peak),
+            equity=self.equity,
+            portfolio_equity=self.portfolio_equity,
+            symbol=self.symbol,
+            sector=m.sectors.get(self.symbol, "unknown"),
+            label=self.label.label,
+            label_confidence=self.label.confidence,
+            notes=self.notes,
+            today=today.toordinal(),
+            weekday=today.weekday(),
+            entry_expiry=weekly_expiry(today).toordinal(),
+            frozen_until=frozen.toordinal() if frozen is not None else None,
+            spot=self.spot,
+            iv=self.iv,
+            rate=m.rate,
+            high=self.bars.high,
+            low=self.bars.low,
+            close=self.bars.close,
+            protection_level=self.protection_level,
+            vix=self.vix_value,
+            vix_multiplier=self.vix_mult,
+            vix_state=self.vix_state,
+            system_state=e.system_state,
+            orders_last_minute=len(rt.orders) - stale,
+            earnings_in_week=earnings,
+            group_symbols=group,
+            book=book,
+            column=column[self.symbol],
+            trust=gate,
+        )
+        core = e.decider.decide(inp, scenarios, e.rules.compiled)
+        if core.rules_checked:
+            for _ in range(stale):  # the rate window is pruned when a rule context is built, as before
+                rt.orders.popleft()
+        order = _order_of(core.order) if core.order is not None else None
+        effects = Effects(self.a.id, self.as_of, counts_order=core.counts_order)
+        return Decision(
+            id=next(e._ids),
+            account_id=self.a.id,
+            symbol=self.symbol,
+            as_of=self.as_of,
+            label=self.label.label,
+            label_confidence=self.label.confidence,
+            week_type=None,
+            protocol_level=self.level,
+            action=core.action,
+            order=order,
+            es_before=core.es_before,
+            es_after=core.es_after,
+            compliance=tuple(RuleResult(r.code, r.severity, r.passed, r.message) for r in core.compliance),
+            outcome=core.outcome,
+            requires_approval=core.requires_approval,
+            confidence=core.confidence,
+            trust_kind=core.trust_kind,
+            explanation="; ".join(core.notes),
+            account_state=core.account_state,
+            idempotency_key=self.key,
+            position_id=None,
+            orders=tuple(_order_of(o) for o in core.orders),
+            warnings=tuple(core.warnings),
+            vol_source=self.vol_source,
+            iv_source=self.iv_source,
+            effects=effects,
+        )
 
     # --- drawdown protection on existing positions (PROTOCOL section 6) ------------------------------------
     def _drawdown_cut(self, opt: Position) -> Decision | None:
@@ -1610,6 +1792,13 @@ class _Deciding:
             iv_source=self.iv_source,
             effects=effects,
         )
+
+
+def _order_of(o: _core.CoreOrder) -> Order:
+    """The `Order` of a core order (expiry as a date, the band as a pair)."""
+    band = (o.band_low, o.band_high) if o.band_low is not None and o.band_high is not None else None
+    expiry = dt.date.fromordinal(o.expiry) if o.expiry is not None else None
+    return Order(o.kind, o.side, o.strike, expiry, o.contracts, o.limit_price, o.delta, o.premium, band)
 
 
 def _one_holding(lots: list[Position]) -> Position | None:

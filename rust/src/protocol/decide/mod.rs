@@ -9,8 +9,10 @@ use crate::protocol::level::{self, AtrRegime, AtrRegimeTable, LevelReading, Leve
 use crate::protocol::week_type::{self, Classification, Position, WeekTypeBounds};
 
 pub mod equity;
+pub mod flow;
 pub mod group;
 pub mod label;
+pub mod pyfmt;
 pub mod scenarios;
 pub mod sizing;
 pub mod strike;

@@ -92,6 +92,11 @@ impl Scenarios {
         self.rows
     }
 
+    /// Symbols (columns).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
     /// P&L of `positions` in each scenario by full revaluation over the horizon; zeros for an empty book.
     pub fn book_pnl(&self, positions: &[Held]) -> CoreResult<Vec<f64>> {
         if positions.is_empty() {

@@ -1,0 +1,447 @@
+//! Python bindings of the decision flow: `Decider` (compiled once per engine configuration), the typed
+//! `DecisionInput` the engine assembles, and the typed `CoreDecision` the core returns. Every field is named; no
+//! JSON, dict or unnamed tuple crosses.
+
+use numpy::PyReadonlyArray1;
+use pyo3::prelude::*;
+
+use super::decide::{ProtocolTables, PyScenarioSet, PyStrikePicker, RuleVerdict};
+use super::errors::IntoPyResult;
+use crate::error::{CoreError, CoreResult};
+use crate::protocol::decide::flow;
+use crate::risk::PositionKind;
+
+fn band_of(field: &str, low: Option<f64>, high: Option<f64>) -> CoreResult<Option<(f64, f64)>> {
+    match (low, high) {
+        (Some(l), Some(h)) => Ok(Some((l, h))),
+        (None, None) => Ok(None),
+        _ => Err(CoreError::invalid(
+            field,
+            "give band_low and band_high, or neither",
+        )),
+    }
+}
+
+fn to_vec(values: &PyReadonlyArray1<'_, f64>) -> Vec<f64> {
+    match values.as_slice() {
+        Ok(s) => s.to_vec(),
+        Err(_) => values.as_array().to_vec(),
+    }
+}
+
+/// Entry days, delta band and size multiplier for (account type, label).
+#[pyclass(frozen, module = "allsuse._core")]
+#[derive(Clone)]
+pub struct EntryRule {
+    inner: flow::EntryRule,
+}
+
+#[pymethods]
+impl EntryRule {
+    #[new]
+    #[pyo3(signature = (*, entry_days, band_low, band_high, m_label))]
+    fn new(
+        py: Python<'_>,
+        entry_days: Vec<u8>,
+        band_low: Option<f64>,
+        band_high: Option<f64>,
+        m_label: f64,
+    ) -> PyResult<Self> {
+        Ok(EntryRule {
+            inner: flow::EntryRule {
+                entry_days,
+                band: band_of("band", band_low, band_high).py_err(py)?,
+                m_label,
+            },
+        })
+    }
+}
+
+/// One account type's constants and its entry rules for green, red and chop.
+#[pyclass(frozen, module = "allsuse._core")]
+#[derive(Clone)]
+pub struct AccountRules {
+    inner: flow::AccountRules,
+}
+
+#[pymethods]
+impl AccountRules {
+    #[new]
+    #[pyo3(signature = (
+        *, kind, name, buffer, max_drawdown, target_share, max_symbol_weight, allowed_symbols, green, red, chop
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        kind: String,
+        name: String,
+        buffer: f64,
+        max_drawdown: f64,
+        target_share: f64,
+        max_symbol_weight: f64,
+        allowed_symbols: Vec<String>,
+        green: PyRef<'_, EntryRule>,
+        red: PyRef<'_, EntryRule>,
+        chop: PyRef<'_, EntryRule>,
+    ) -> Self {
+        AccountRules {
+            inner: flow::AccountRules {
+                kind,
+                name,
+                buffer,
+                max_drawdown,
+                target_share,
+                max_symbol_weight,
+                allowed_symbols,
+                entry: [green.inner.clone(), red.inner.clone(), chop.inner.clone()],
+            },
+        }
+    }
+}
+
+/// The compiled decision settings of one engine configuration: built once (and on reload), read by every decision.
+#[pyclass(frozen, module = "allsuse._core")]
+pub struct Decider {
+    inner: flow::Decider,
+}
+
+/// A position as the decision reads it.
+#[pyclass(frozen, module = "allsuse._core")]
+#[derive(Clone)]
+pub struct HeldPosition {
+    inner: flow::Holding,
+}
+
+#[pymethods]
+impl HeldPosition {
+    #[new]
+    #[pyo3(signature = (
+        *, account_id, symbol, kind, quantity, strike, days_to_expiry, sector, last_close, column, in_book
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        account_id: String,
+        symbol: String,
+        kind: &str,
+        quantity: f64,
+        strike: f64,
+        days_to_expiry: Option<i64>,
+        sector: String,
+        last_close: f64,
+        column: usize,
+        in_book: bool,
+    ) -> PyResult<Self> {
+        let kind = PositionKind::parse(kind)
+            .map_err(|e| CoreError::invalid("kind", e.reason().to_string()))
+            .py_err(py)?;
+        Ok(HeldPosition {
+            inner: flow::Holding {
+                account_id,
+                symbol,
+                kind,
+                quantity,
+                strike,
+                days_to_expiry,
+                sector,
+                last_close,
+                column,
+                in_book,
+            },
+        })
+    }
+}
+
+/// Trust scores per decision kind and the thresholds that gate automation.
+#[pyclass(frozen, module = "allsuse._core")]
+#[derive(Clone)]
+pub struct TrustGate {
+    inner: flow::TrustGate,
+}
+
+#[pymethods]
+impl TrustGate {
+    #[new]
+    #[pyo3(signature = (*, entry, exit, roll, risk_reduction, emergency, auto_threshold, confidence_threshold))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        entry: f64,
+        exit: f64,
+        roll: f64,
+        risk_reduction: f64,
+        emergency: f64,
+        auto_threshold: f64,
+        confidence_threshold: f64,
+    ) -> Self {
+        TrustGate {
+            inner: flow::TrustGate {
+                scores: [entry, exit, roll, risk_reduction, emergency],
+                auto_threshold,
+                confidence_threshold,
+            },
+        }
+    }
+}
+
+/// What one decision needs: the account, its book, the symbol's market columns and the day's readings.
+#[pyclass(frozen, module = "allsuse._core")]
+pub struct DecisionInput {
+    inner: flow::DecisionInput,
+}
+
+#[pymethods]
+impl DecisionInput {
+    #[new]
+    #[pyo3(signature = (
+        *, account_id, account_kind, account_state, balance, peak, equity, portfolio_equity, symbol, sector, label,
+        label_confidence, notes, today, weekday, entry_expiry, frozen_until, spot, iv, rate, high, low, close,
+        protection_level, vix, vix_multiplier, vix_state, system_state, orders_last_minute, earnings_in_week,
+        group_symbols, book, column, trust
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        account_id: String,
+        account_kind: String,
+        account_state: String,
+        balance: f64,
+        peak: f64,
+        equity: f64,
+        portfolio_equity: f64,
+        symbol: String,
+        sector: String,
+        label: String,
+        label_confidence: f64,
+        notes: Vec<String>,
+        today: i64,
+        weekday: u8,
+        entry_expiry: i64,
+        frozen_until: Option<i64>,
+        spot: f64,
+        iv: f64,
+        rate: f64,
+        high: PyReadonlyArray1<'_, f64>,
+        low: PyReadonlyArray1<'_, f64>,
+        close: PyReadonlyArray1<'_, f64>,
+        protection_level: u8,
+        vix: Option<f64>,
+        vix_multiplier: f64,
+        vix_state: String,
+        system_state: String,
+        orders_last_minute: u32,
+        earnings_in_week: Option<bool>,
+        group_symbols: Vec<String>,
+        book: Vec<PyRef<'_, HeldPosition>>,
+        column: usize,
+        trust: PyRef<'_, TrustGate>,
+    ) -> PyResult<Self> {
+        let inner = flow::DecisionInput {
+            account_id,
+            account_kind,
+            account_state,
+            balance,
+            peak,
+            equity,
+            portfolio_equity,
+            symbol,
+            sector,
+            label,
+            label_confidence,
+            notes,
+            today,
+            weekday,
+            entry_expiry,
+            frozen_until,
+            spot,
+            iv,
+            rate,
+            high: to_vec(&high),
+            low: to_vec(&low),
+            close: to_vec(&close),
+            protection_level,
+            vix,
+            vix_multiplier,
+            vix_state,
+            system_state,
+            orders_last_minute,
+            earnings_in_week,
+            group_symbols,
+            book: book.iter().map(|h| h.inner.clone()).collect(),
+            column,
+            trust: trust.inner,
+        };
+        inner.validate().py_err(py)?;
+        Ok(DecisionInput { inner })
+    }
+
+    /// True when the core runs this decision's whole flow (the entry path of a gen or rev account).
+    fn runs_in_core(&self) -> bool {
+        flow::runs_in_core(&self.inner)
+    }
+}
+
+/// An order the core proposes; `expiry` is a proleptic Gregorian ordinal (None for stock).
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+pub struct CoreOrder {
+    kind: &'static str,
+    side: &'static str,
+    strike: f64,
+    expiry: Option<i64>,
+    contracts: u32,
+    limit_price: f64,
+    delta: f64,
+    premium: f64,
+    band_low: Option<f64>,
+    band_high: Option<f64>,
+}
+
+impl CoreOrder {
+    fn of(o: flow::Order) -> Self {
+        CoreOrder {
+            kind: o.kind,
+            side: o.side,
+            strike: o.strike,
+            expiry: o.expiry,
+            contracts: o.contracts,
+            limit_price: o.limit_price,
+            delta: o.delta,
+            premium: o.premium,
+            band_low: o.band.map(|b| b.0),
+            band_high: o.band.map(|b| b.1),
+        }
+    }
+}
+
+/// The core's decision: action, order and its child orders, ES before and after, every rule's verdict, the
+/// outcome and trust gating, and the explanation's parts.
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+pub struct CoreDecision {
+    action: &'static str,
+    order: Option<Py<CoreOrder>>,
+    orders: Vec<Py<CoreOrder>>,
+    es_before: f64,
+    es_after: f64,
+    compliance: Vec<Py<RuleVerdict>>,
+    outcome: &'static str,
+    requires_approval: bool,
+    confidence: f64,
+    trust_kind: &'static str,
+    notes: Vec<String>,
+    warnings: Vec<String>,
+    counts_order: bool,
+    rules_checked: bool,
+    account_state: String,
+}
+
+#[pymethods]
+impl Decider {
+    #[new]
+    #[pyo3(signature = (
+        *, tables, strikes, gen, rev, com, atr_period, atr_fallback_pct, protection_multipliers,
+        drawdown_budget_k, es_budget_share, es_level, entry_max_dte, max_contracts_per_order
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        tables: PyRef<'_, ProtocolTables>,
+        strikes: PyRef<'_, PyStrikePicker>,
+        gen: PyRef<'_, AccountRules>,
+        rev: PyRef<'_, AccountRules>,
+        com: PyRef<'_, AccountRules>,
+        atr_period: usize,
+        atr_fallback_pct: f64,
+        protection_multipliers: Vec<f64>,
+        drawdown_budget_k: f64,
+        es_budget_share: f64,
+        es_level: f64,
+        entry_max_dte: i64,
+        max_contracts_per_order: u32,
+    ) -> PyResult<Self> {
+        let multipliers: [f64; 5] = protection_multipliers
+            .try_into()
+            .map_err(|v: Vec<f64>| {
+                CoreError::invalid(
+                    "protection_multipliers",
+                    format!("must have 5 values, got {}", v.len()),
+                )
+            })
+            .py_err(py)?;
+        let inner = flow::Decider {
+            accounts: [gen.inner.clone(), rev.inner.clone(), com.inner.clone()],
+            tables: tables.inner.clone(),
+            strikes: strikes.inner.clone(),
+            atr_period,
+            atr_fallback_pct,
+            protection_multipliers: multipliers,
+            drawdown_budget_k,
+            es_budget_share,
+            es_level,
+            entry_max_dte,
+            max_contracts_per_order,
+        };
+        inner.validate().py_err(py)?;
+        Ok(Decider { inner })
+    }
+
+    /// The decision for the input (the entry path; `DecisionInput.runs_in_core` says when it applies), over the
+    /// day's scenarios and the rule set in force.
+    fn decide(
+        &self,
+        py: Python<'_>,
+        input: PyRef<'_, DecisionInput>,
+        scenarios: PyRef<'_, PyScenarioSet>,
+        rules: PyRef<'_, super::protocol::RuleSet>,
+    ) -> PyResult<CoreDecision> {
+        let d =
+            flow::decide(&self.inner, &input.inner, &scenarios.inner, &rules.inner).py_err(py)?;
+        let compliance = d
+            .compliance
+            .into_iter()
+            .map(|r| {
+                Py::new(
+                    py,
+                    RuleVerdict {
+                        code: r.code,
+                        severity: r.severity.name(),
+                        passed: r.passed,
+                        message: r.message,
+                    },
+                )
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let order = d.order.map(|o| Py::new(py, CoreOrder::of(o))).transpose()?;
+        let orders = d
+            .orders
+            .into_iter()
+            .map(|o| Py::new(py, CoreOrder::of(o)))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(CoreDecision {
+            action: d.action,
+            order,
+            orders,
+            es_before: d.es_before,
+            es_after: d.es_after,
+            compliance,
+            outcome: d.outcome,
+            requires_approval: d.requires_approval,
+            confidence: d.confidence,
+            trust_kind: d.trust_kind,
+            notes: d.notes,
+            warnings: d.warnings,
+            counts_order: d.counts_order,
+            rules_checked: d.rules_checked,
+            account_state: d.account_state,
+        })
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<EntryRule>()?;
+    m.add_class::<AccountRules>()?;
+    m.add_class::<Decider>()?;
+    m.add_class::<HeldPosition>()?;
+    m.add_class::<TrustGate>()?;
+    m.add_class::<DecisionInput>()?;
+    m.add_class::<CoreOrder>()?;
+    m.add_class::<CoreDecision>()?;
+    Ok(())
+}
