@@ -234,6 +234,14 @@ class Engine:
                 chop=entry(kind, "chop"),
             )
 
+        def band(name: str) -> _core.Band:
+            low, high = self._sec("covered_calls").numbers(name, 2)
+            return _core.Band(low=low, high=high)
+
+        levels = self._sec("protocol_levels")
+        take = levels.section("take_profit")
+        conf = self._sec("decision_confidence")
+        protection = self._sec("drawdown_protection")
         return _core.Decider(
             tables=self.tables,
             strikes=self._strikes,
@@ -248,6 +256,30 @@ class Engine:
             es_level=self._es_level(),
             entry_max_dte=int(self._sec("expiry").number("entry_max_dte", low=1)),
             max_contracts_per_order=int(self._sec("sizing").number("max_contracts_per_order", low=1)),
+            call_band=band("band"),
+            call_recovery_band=band("recovery_band"),
+            call_roll_down_band=band("roll_down_band"),
+            covered_call_cap_share=self._sec("sizing").number("covered_call_cap_share", low=0, high=1),
+            roll_max_debit_share=self._sec("week_types").number("roll_max_debit_share", low=0),
+            level_atr_period=int(levels.number("atr_period", low=1)),
+            level_atr_fallback_share=levels.number("atr_fallback_share"),
+            rev_roll_excursion=levels.number("rev_roll_excursion"),
+            take_profit=_core.TakeProfit(
+                gen=take.number("gen", low=0, high=1),
+                rev=take.number("rev", low=0, high=1),
+                com=take.number("com", low=0, high=1),
+            ),
+            confidence=_core.Confidences(
+                hold_normal=conf.number("hold_normal", low=0, high=1),
+                hold_enhanced=conf.number("hold_enhanced", low=0, high=1),
+                close=conf.number("close", low=0, high=1),
+                roll=conf.number("roll", low=0, high=1),
+            ),
+            protection_cuts=list(protection.numbers("cuts", 5)),
+            light_vol_above=protection.section("light_vol_cut").number("annual_vol_above"),
+            light_cut=protection.section("light_vol_cut").number("cut", low=0, high=1),
+            emergency_close_count=int(protection.number("emergency_close_count", low=0)),
+            cash_settled=list(self.config.doc.strings("cash_settled")),
         )
 
     # --- helpers over configuration -------------------------------------------------------------------
@@ -715,73 +747,72 @@ class _Deciding:
 
     # --- the flow ----------------------------------------------------------------------------------------
     def run(self, roll_available: bool | None) -> Decision:
-        positions = self.e.positions_of(self.p, self.a.id, self.symbol)
-        options = [p for p in positions if p.is_option and p.quantity < 0]
-        shares = _one_holding([p for p in positions if p.kind == "stock" and p.quantity > 0])
-        # Each open option is managed in turn (a Com-Acc may hold a reinvestment put beside its covered call): the
-        # first that calls for an action wins; when all hold, shares without a call still get one.
-        holding: Decision | None = None
-        for opt in options:
-            decision = self._manage_option(opt, shares if opt.kind == "call" else None, roll_available)
-            if decision.action != "HOLD":
-                return decision
-            holding = holding or decision
-        covered = any(o.kind == "call" for o in options)
-        if holding is not None and (shares is None or covered):
-            return holding
-        if shares is not None:
-            return self._manage_stock(shares, has_put=any(o.kind == "put" for o in options))
-        if self.a.kind == "com":
-            return self._buy_round_lots()
-        if not self.m.chains.get(self.symbol):
-            # The entry path (synthetic chain) runs whole in the core: one typed call.
-            decided = self._entry_in_core()
-            if decided is not None:
-                return decided
-        return self._entry()
+        """The decision, decided whole by the core: the typed input, one call, the typed result as a `Decision`."""
+        if self.m.chains.get(self.symbol):
+            return self._run_python(roll_available)  # option chains: still the Python flow
+        return self._decide_in_core(roll_available)
 
-    # --- the entry path in the core ------------------------------------------------------------------------
-    def _entry_in_core(self) -> Decision | None:
-        """The entry decision from the core: the typed input (account, its book, the symbol's bars, the day's
-        readings), one call, and the typed result as a `Decision`. None when the scenarios or the tail group cannot
-        be built from this market: the Python path then raises (or decides without them) exactly as it always did."""
-        e, m, today = self.e, self.m, self.today
+    def _decide_in_core(self, roll_available: bool | None) -> Decision:
+        e, m, today, a = self.e, self.m, self.today, self.a
         held = self._all_positions()
         symbols = sorted({p.symbol for p in held} | {self.symbol})
-        own = self.e.positions_of(self.p, self.a.id)
+        own = e.positions_of(self.p, a.id)
+        # The scenarios and the tail group are measured here; when the market cannot give them, the core is told
+        # so and a decision that needs them fails with the very error measuring them raised.
+        scenarios: _core.ScenarioSet | None = None
+        missing: list[InvalidInputError] = []
         try:
             scenarios = e._scenario_set(symbols, m)
+        except InvalidInputError as exc:
+            missing.append(exc)
+        group: list[str] | None = None
+        try:
             group = e.tail_group(self.symbol, [p.symbol for p in own], m)
-        except InvalidInputError:
-            return None
+        except InvalidInputError as exc:
+            missing.append(exc)
         column = {s: i for i, s in enumerate(symbols)}
         counted = {id(p) for p in held}
         book: list[_core.HeldPosition] = []
-        closes: dict[str, float] = {}
+        quotes: dict[str, tuple[float, float]] = {}
         for p in self.p.positions.values():
             in_book = id(p) in counted
-            if not in_book and p.account_id != self.a.id:
+            mine = p.account_id == a.id
+            if not in_book and not mine:
                 continue
-            close = closes.get(p.symbol)
-            if close is None:
-                close = closes[p.symbol] = m.bars_for(p.symbol).last_close
+            quote = quotes.get(p.symbol)
+            if quote is None:
+                iv = m.iv_for(p.symbol) if mine else 0.0
+                quote = quotes[p.symbol] = (m.bars_for(p.symbol).last_close, iv)
+            band = p.band
+            roll_expiry = None
+            if mine and p.symbol == self.symbol and p.is_option and p.expiry is not None:
+                roll_expiry = next_weekly_expiry(p.expiry).toordinal()
+                if band is None and p.kind == "put":
+                    band = self._position_band(p)
             book.append(
                 _core.HeldPosition(
+                    id=p.id,
                     account_id=p.account_id,
                     symbol=p.symbol,
                     kind=p.kind,
                     quantity=p.quantity,
                     strike=p.strike,
-                    days_to_expiry=(p.expiry - today).days if p.expiry is not None else None,
+                    expiry=p.expiry.toordinal() if p.expiry is not None else None,
+                    roll_expiry=roll_expiry,
+                    premium=p.premium,
+                    cost_basis=p.cost_basis,
+                    band_low=band[0] if band else None,
+                    band_high=band[1] if band else None,
                     sector=m.sectors.get(p.symbol, "unknown"),
-                    last_close=close,
+                    last_close=quote[0],
+                    iv=quote[1],
                     column=column.get(p.symbol, 0),
                     in_book=in_book,
                 )
             )
-        rt = e._runtime_of(self.a.id)
+        rt = e._runtime_of(a.id)
         stale = 0
-        for t in rt.orders:  # what _context's pruning would drop, counted without dropping
+        for t in rt.orders:  # what a rule context prunes from the rate window, counted without pruning
             if (self.as_of - t).total_seconds() <= 60:
                 break
             stale += 1
@@ -801,11 +832,12 @@ class _Deciding:
         )
         frozen = rt.frozen_until
         inp = _core.DecisionInput(
-            account_id=self.a.id,
-            account_kind=self.a.kind,
-            account_state=self.a.state,
-            balance=float(self.a.balance),
-            peak=float(self.a.peak),
+            account_id=a.id,
+            account_kind=a.kind,
+            account_state=a.state,
+            balance=float(a.balance),
+            reinvest_cash=float(a.reinvest_cash),
+            peak=float(a.peak),
             equity=self.equity,
             portfolio_equity=self.portfolio_equity,
             symbol=self.symbol,
@@ -820,10 +852,12 @@ class _Deciding:
             spot=self.spot,
             iv=self.iv,
             rate=m.rate,
+            days=self.bars.days,
             high=self.bars.high,
             low=self.bars.low,
             close=self.bars.close,
             protection_level=self.protection_level,
+            drawdown=self.drawdown,
             vix=self.vix_value,
             vix_multiplier=self.vix_mult,
             vix_state=self.vix_state,
@@ -834,24 +868,42 @@ class _Deciding:
             book=book,
             column=column[self.symbol],
             trust=gate,
+            cuts_done=[_core.CutDone(key=k, level=v) for k, v in rt.cut_at.items()],
+            roll_available=roll_available,
         )
-        core = e.decider.decide(inp, scenarios, e.rules.compiled)
+        try:
+            core = e.decider.decide(inp, scenarios, e.rules.compiled)
+        except InvalidInputError as exc:
+            if missing and exc.field in ("scenarios", "group_symbols"):
+                raise missing[0] from None
+            raise
         if core.rules_checked:
-            for _ in range(stale):  # the rate window is pruned when a rule context is built, as before
+            for _ in range(stale):
                 rt.orders.popleft()
-        order = _order_of(core.order) if core.order is not None else None
-        effects = Effects(self.a.id, self.as_of, counts_order=core.counts_order)
+        decision_id = 0
+        for _ in range(core.records):  # a rejected roll's record took an id before its close
+            decision_id = next(e._ids)
+        cut = core.cut
+        effects = Effects(
+            a.id,
+            self.as_of,
+            counts_order=core.counts_order,
+            freeze_until=dt.date.fromordinal(core.freeze_until) if core.freeze_until is not None else None,
+            cut_key=cut.key if cut is not None else None,
+            cut_level=cut.level if cut is not None else 0,
+            reducing=core.reducing,
+        )
         return Decision(
-            id=next(e._ids),
-            account_id=self.a.id,
+            id=decision_id,
+            account_id=a.id,
             symbol=self.symbol,
             as_of=self.as_of,
             label=self.label.label,
             label_confidence=self.label.confidence,
-            week_type=None,
-            protocol_level=self.level,
+            week_type=core.week_type,
+            protocol_level=core.protocol_level,
             action=core.action,
-            order=order,
+            order=_order_of(core.order) if core.order is not None else None,
             es_before=core.es_before,
             es_after=core.es_after,
             compliance=tuple(RuleResult(r.code, r.severity, r.passed, r.message) for r in core.compliance),
@@ -862,13 +914,34 @@ class _Deciding:
             explanation="; ".join(core.notes),
             account_state=core.account_state,
             idempotency_key=self.key,
-            position_id=None,
+            position_id=core.position_id,
             orders=tuple(_order_of(o) for o in core.orders),
             warnings=tuple(core.warnings),
             vol_source=self.vol_source,
             iv_source=self.iv_source,
             effects=effects,
         )
+
+    def _run_python(self, roll_available: bool | None) -> Decision:
+        positions = self.e.positions_of(self.p, self.a.id, self.symbol)
+        options = [p for p in positions if p.is_option and p.quantity < 0]
+        shares = _one_holding([p for p in positions if p.kind == "stock" and p.quantity > 0])
+        # Each open option is managed in turn (a Com-Acc may hold a reinvestment put beside its covered call): the
+        # first that calls for an action wins; when all hold, shares without a call still get one.
+        holding: Decision | None = None
+        for opt in options:
+            decision = self._manage_option(opt, shares if opt.kind == "call" else None, roll_available)
+            if decision.action != "HOLD":
+                return decision
+            holding = holding or decision
+        covered = any(o.kind == "call" for o in options)
+        if holding is not None and (shares is None or covered):
+            return holding
+        if shares is not None:
+            return self._manage_stock(shares, has_put=any(o.kind == "put" for o in options))
+        if self.a.kind == "com":
+            return self._buy_round_lots()
+        return self._entry()
 
     # --- drawdown protection on existing positions (PROTOCOL section 6) ------------------------------------
     def _drawdown_cut(self, opt: Position) -> Decision | None:

@@ -104,7 +104,7 @@ pub struct Decider {
     inner: flow::Decider,
 }
 
-/// A position as the decision reads it.
+/// A position as the decision reads it (expiries as proleptic ordinals).
 #[pyclass(frozen, module = "allsuse._core")]
 #[derive(Clone)]
 pub struct HeldPosition {
@@ -115,19 +115,27 @@ pub struct HeldPosition {
 impl HeldPosition {
     #[new]
     #[pyo3(signature = (
-        *, account_id, symbol, kind, quantity, strike, days_to_expiry, sector, last_close, column, in_book
+        *, id, account_id, symbol, kind, quantity, strike, expiry, roll_expiry, premium, cost_basis, band_low,
+        band_high, sector, last_close, iv, column, in_book
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
+        id: String,
         account_id: String,
         symbol: String,
         kind: &str,
         quantity: f64,
         strike: f64,
-        days_to_expiry: Option<i64>,
+        expiry: Option<i64>,
+        roll_expiry: Option<i64>,
+        premium: f64,
+        cost_basis: f64,
+        band_low: Option<f64>,
+        band_high: Option<f64>,
         sector: String,
         last_close: f64,
+        iv: f64,
         column: usize,
         in_book: bool,
     ) -> PyResult<Self> {
@@ -136,18 +144,41 @@ impl HeldPosition {
             .py_err(py)?;
         Ok(HeldPosition {
             inner: flow::Holding {
+                id,
                 account_id,
                 symbol,
                 kind,
                 quantity,
                 strike,
-                days_to_expiry,
+                expiry,
+                roll_expiry,
+                premium,
+                cost_basis,
+                band: band_of("band", band_low, band_high).py_err(py)?,
                 sector,
                 last_close,
+                iv,
                 column,
                 in_book,
             },
         })
+    }
+}
+
+/// A protection or budget cut already done on the account: its key and the level it was done at.
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+#[derive(Clone)]
+pub struct CutDone {
+    key: String,
+    level: i64,
+}
+
+#[pymethods]
+impl CutDone {
+    #[new]
+    #[pyo3(signature = (*, key, level))]
+    fn new(key: String, level: i64) -> Self {
+        CutDone { key, level }
     }
 }
 
@@ -192,10 +223,10 @@ pub struct DecisionInput {
 impl DecisionInput {
     #[new]
     #[pyo3(signature = (
-        *, account_id, account_kind, account_state, balance, peak, equity, portfolio_equity, symbol, sector, label,
-        label_confidence, notes, today, weekday, entry_expiry, frozen_until, spot, iv, rate, high, low, close,
-        protection_level, vix, vix_multiplier, vix_state, system_state, orders_last_minute, earnings_in_week,
-        group_symbols, book, column, trust
+        *, account_id, account_kind, account_state, balance, reinvest_cash, peak, equity, portfolio_equity, symbol,
+        sector, label, label_confidence, notes, today, weekday, entry_expiry, frozen_until, spot, iv, rate, days,
+        high, low, close, protection_level, drawdown, vix, vix_multiplier, vix_state, system_state,
+        orders_last_minute, earnings_in_week, group_symbols, book, column, trust, cuts_done, roll_available
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -204,6 +235,7 @@ impl DecisionInput {
         account_kind: String,
         account_state: String,
         balance: f64,
+        reinvest_cash: f64,
         peak: f64,
         equity: f64,
         portfolio_equity: f64,
@@ -219,26 +251,31 @@ impl DecisionInput {
         spot: f64,
         iv: f64,
         rate: f64,
+        days: PyReadonlyArray1<'_, i64>,
         high: PyReadonlyArray1<'_, f64>,
         low: PyReadonlyArray1<'_, f64>,
         close: PyReadonlyArray1<'_, f64>,
         protection_level: u8,
+        drawdown: f64,
         vix: Option<f64>,
         vix_multiplier: f64,
         vix_state: String,
         system_state: String,
         orders_last_minute: u32,
         earnings_in_week: Option<bool>,
-        group_symbols: Vec<String>,
+        group_symbols: Option<Vec<String>>,
         book: Vec<PyRef<'_, HeldPosition>>,
         column: usize,
         trust: PyRef<'_, TrustGate>,
+        cuts_done: Vec<PyRef<'_, CutDone>>,
+        roll_available: Option<bool>,
     ) -> PyResult<Self> {
         let inner = flow::DecisionInput {
             account_id,
             account_kind,
             account_state,
             balance,
+            reinvest_cash,
             peak,
             equity,
             portfolio_equity,
@@ -254,10 +291,15 @@ impl DecisionInput {
             spot,
             iv,
             rate,
+            days: match days.as_slice() {
+                Ok(s) => s.to_vec(),
+                Err(_) => days.as_array().to_vec(),
+            },
             high: to_vec(&high),
             low: to_vec(&low),
             close: to_vec(&close),
             protection_level,
+            drawdown,
             vix,
             vix_multiplier,
             vix_state,
@@ -268,14 +310,17 @@ impl DecisionInput {
             book: book.iter().map(|h| h.inner.clone()).collect(),
             column,
             trust: trust.inner,
+            cuts_done: cuts_done
+                .iter()
+                .map(|c| flow::CutDone {
+                    key: c.key.clone(),
+                    level: c.level,
+                })
+                .collect(),
+            roll_available,
         };
         inner.validate().py_err(py)?;
         Ok(DecisionInput { inner })
-    }
-
-    /// True when the core runs this decision's whole flow (the entry path of a gen or rev account).
-    fn runs_in_core(&self) -> bool {
-        flow::runs_in_core(&self.inner)
     }
 }
 
@@ -327,9 +372,16 @@ pub struct CoreDecision {
     trust_kind: &'static str,
     notes: Vec<String>,
     warnings: Vec<String>,
-    counts_order: bool,
-    rules_checked: bool,
+    week_type: Option<&'static str>,
+    protocol_level: u8,
+    position_id: Option<String>,
     account_state: String,
+    counts_order: bool,
+    freeze_until: Option<i64>,
+    cut: Option<Py<CutDone>>,
+    reducing: bool,
+    rules_checked: bool,
+    records: u32,
 }
 
 #[pymethods]
@@ -337,7 +389,10 @@ impl Decider {
     #[new]
     #[pyo3(signature = (
         *, tables, strikes, gen, rev, com, atr_period, atr_fallback_pct, protection_multipliers,
-        drawdown_budget_k, es_budget_share, es_level, entry_max_dte, max_contracts_per_order
+        drawdown_budget_k, es_budget_share, es_level, entry_max_dte, max_contracts_per_order, call_band,
+        call_recovery_band, call_roll_down_band, covered_call_cap_share, roll_max_debit_share, level_atr_period,
+        level_atr_fallback_share, rev_roll_excursion, take_profit, confidence, protection_cuts, light_vol_above,
+        light_cut, emergency_close_count, cash_settled
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -355,12 +410,36 @@ impl Decider {
         es_level: f64,
         entry_max_dte: i64,
         max_contracts_per_order: u32,
+        call_band: PyRef<'_, Band>,
+        call_recovery_band: PyRef<'_, Band>,
+        call_roll_down_band: PyRef<'_, Band>,
+        covered_call_cap_share: f64,
+        roll_max_debit_share: f64,
+        level_atr_period: usize,
+        level_atr_fallback_share: f64,
+        rev_roll_excursion: f64,
+        take_profit: PyRef<'_, TakeProfit>,
+        confidence: PyRef<'_, Confidences>,
+        protection_cuts: Vec<f64>,
+        light_vol_above: f64,
+        light_cut: f64,
+        emergency_close_count: usize,
+        cash_settled: Vec<String>,
     ) -> PyResult<Self> {
         let multipliers: [f64; 5] = protection_multipliers
             .try_into()
             .map_err(|v: Vec<f64>| {
                 CoreError::invalid(
                     "protection_multipliers",
+                    format!("must have 5 values, got {}", v.len()),
+                )
+            })
+            .py_err(py)?;
+        let cuts: [f64; 5] = protection_cuts
+            .try_into()
+            .map_err(|v: Vec<f64>| {
+                CoreError::invalid(
+                    "protection_cuts",
                     format!("must have 5 values, got {}", v.len()),
                 )
             })
@@ -377,6 +456,21 @@ impl Decider {
             es_level,
             entry_max_dte,
             max_contracts_per_order,
+            call_band: (call_band.low, call_band.high),
+            call_recovery_band: (call_recovery_band.low, call_recovery_band.high),
+            call_roll_down_band: (call_roll_down_band.low, call_roll_down_band.high),
+            covered_call_cap_share,
+            roll_max_debit_share,
+            level_atr_period,
+            level_atr_fallback_share,
+            rev_roll_excursion,
+            take_profit: [take_profit.gen, take_profit.rev, take_profit.com],
+            confidence: confidence.inner,
+            protection_cuts: cuts,
+            light_vol_above,
+            light_cut,
+            emergency_close_count,
+            cash_settled,
         };
         inner.validate().py_err(py)?;
         Ok(Decider { inner })
@@ -388,11 +482,16 @@ impl Decider {
         &self,
         py: Python<'_>,
         input: PyRef<'_, DecisionInput>,
-        scenarios: PyRef<'_, PyScenarioSet>,
+        scenarios: Option<PyRef<'_, PyScenarioSet>>,
         rules: PyRef<'_, super::protocol::RuleSet>,
     ) -> PyResult<CoreDecision> {
-        let d =
-            flow::decide(&self.inner, &input.inner, &scenarios.inner, &rules.inner).py_err(py)?;
+        let d = flow::decide(
+            &self.inner,
+            &input.inner,
+            scenarios.as_ref().map(|s| &s.inner),
+            &rules.inner,
+        )
+        .py_err(py)?;
         let compliance = d
             .compliance
             .into_iter()
@@ -427,14 +526,98 @@ impl Decider {
             trust_kind: d.trust_kind,
             notes: d.notes,
             warnings: d.warnings,
-            counts_order: d.counts_order,
-            rules_checked: d.rules_checked,
+            week_type: d.week_type,
+            protocol_level: d.protocol_level,
+            position_id: d.position_id,
             account_state: d.account_state,
+            counts_order: d.counts_order,
+            freeze_until: d.freeze_until,
+            cut: d
+                .cut
+                .map(|c| {
+                    Py::new(
+                        py,
+                        CutDone {
+                            key: c.key,
+                            level: c.level,
+                        },
+                    )
+                })
+                .transpose()?,
+            reducing: d.reducing,
+            rules_checked: d.rules_checked,
+            records: d.records,
         })
     }
 }
 
+/// A delta band in whole numbers (40 = 0.40).
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+pub struct Band {
+    low: f64,
+    high: f64,
+}
+
+#[pymethods]
+impl Band {
+    #[new]
+    #[pyo3(signature = (*, low, high))]
+    fn new(py: Python<'_>, low: f64, high: f64) -> PyResult<Self> {
+        if !(low.is_finite() && high.is_finite() && low <= high) {
+            return Err(CoreError::invalid(
+                "band",
+                format!("must be finite with low <= high, got {low}-{high}"),
+            ))
+            .py_err(py);
+        }
+        Ok(Band { low, high })
+    }
+}
+
+/// The take-profit share of the credit per account type.
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+pub struct TakeProfit {
+    gen: f64,
+    rev: f64,
+    com: f64,
+}
+
+#[pymethods]
+impl TakeProfit {
+    #[new]
+    #[pyo3(signature = (*, gen, rev, com))]
+    fn new(gen: f64, rev: f64, com: f64) -> Self {
+        TakeProfit { gen, rev, com }
+    }
+}
+
+/// The confidence of decisions that are not entries (config `decision_confidence`).
+#[pyclass(frozen, module = "allsuse._core")]
+pub struct Confidences {
+    inner: flow::Confidences,
+}
+
+#[pymethods]
+impl Confidences {
+    #[new]
+    #[pyo3(signature = (*, hold_normal, hold_enhanced, close, roll))]
+    fn new(hold_normal: f64, hold_enhanced: f64, close: f64, roll: f64) -> Self {
+        Confidences {
+            inner: flow::Confidences {
+                hold_normal,
+                hold_enhanced,
+                close,
+                roll,
+            },
+        }
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Band>()?;
+    m.add_class::<TakeProfit>()?;
+    m.add_class::<Confidences>()?;
+    m.add_class::<CutDone>()?;
     m.add_class::<EntryRule>()?;
     m.add_class::<AccountRules>()?;
     m.add_class::<Decider>()?;

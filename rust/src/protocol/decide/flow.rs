@@ -3,22 +3,25 @@
 //! configuration; each decision reads it, picks the strike, sizes the order, measures ES before and after over the
 //! day's scenarios, builds the rule context, runs the rules, gates by trust and writes the explanation.
 //!
-//! The entry path (a gen or rev account with nothing open on the symbol) runs here; managing open options, shares
-//! and Com-Acc's round lots still run in the Python engine (docs/architecture.md, "The decision flow").
+//! The whole flow runs here: managing open short options (protocol levels, expiry and week types, drawdown and
+//! budget cuts, stop-loss, rolls, take-profit), shares (stop-loss, cuts, Com-Acc's top-ups and reinvestment puts,
+//! covered calls), Com-Acc's round lots and new entries. The Python engine assembles the input, makes this one call
+//! and keeps its runtime state (protection, freezes, cuts, the order-rate window) from what comes back.
 
 use crate::error::{check, CoreError, CoreResult};
-use crate::pricing::OptionKind;
+use crate::pricing::{bs_greeks, OptionKind};
 use crate::protocol::decide::pyfmt::{
     fixed, general, iso_date, pct, repr, round, thousands, title,
 };
 use crate::protocol::decide::scenarios::{Held, Scenarios, OPTION_MULTIPLIER};
-use crate::protocol::decide::sizing::{fit_to_es_budget, put_budget};
+use crate::protocol::decide::sizing::{fit_to_es_budget, floor_exact, put_budget};
 use crate::protocol::decide::strike::StrikePicker;
 use crate::protocol::decide::Tables;
 use crate::protocol::drawdown::allowed_exposure;
 use crate::protocol::level::delta_target;
-use crate::protocol::sizing::PutSizing;
-use crate::risk::PositionKind;
+use crate::protocol::sizing::{size_covered_calls, PutSizing};
+use crate::protocol::week_type::Position as WeekPosition;
+use crate::risk::{expected_shortfall, PositionKind};
 use crate::rules::{self, OrderContext, RuleResult, RuleSet, Severity};
 
 /// Shares per contract.
@@ -69,6 +72,36 @@ pub struct Decider {
     pub es_level: f64,
     pub entry_max_dte: i64,
     pub max_contracts_per_order: u32,
+    /// covered_calls: band, recovery_band, roll_down_band, and the cover cap after a recovery week.
+    pub call_band: (f64, f64),
+    pub call_recovery_band: (f64, f64),
+    pub call_roll_down_band: (f64, f64),
+    pub covered_call_cap_share: f64,
+    /// week_types.roll_max_debit_share.
+    pub roll_max_debit_share: f64,
+    /// protocol_levels: atr_period, atr_fallback_share, rev_roll_excursion, take_profit for gen, rev, com.
+    pub level_atr_period: usize,
+    pub level_atr_fallback_share: f64,
+    pub rev_roll_excursion: f64,
+    pub take_profit: [f64; 3],
+    /// decision_confidence: hold_normal, hold_enhanced, close, roll.
+    pub confidence: Confidences,
+    /// drawdown_protection: the cut share per level, the light cut's vol floor and share, emergency's count.
+    pub protection_cuts: [f64; 5],
+    pub light_vol_above: f64,
+    pub light_cut: f64,
+    pub emergency_close_count: usize,
+    /// Cash-settled indices (an ITM expiry pays intrinsic, no units change hands).
+    pub cash_settled: Vec<String>,
+}
+
+/// The confidence of a decision that is not an entry (config `decision_confidence`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Confidences {
+    pub hold_normal: f64,
+    pub hold_enhanced: f64,
+    pub close: f64,
+    pub roll: f64,
 }
 
 impl Decider {
@@ -123,6 +156,51 @@ impl Decider {
         if self.entry_max_dte < 1 {
             return Err(CoreError::invalid("expiry.entry_max_dte", "must be >= 1"));
         }
+        for (name, (lo, hi)) in [
+            ("covered_calls.band", self.call_band),
+            ("covered_calls.recovery_band", self.call_recovery_band),
+            ("covered_calls.roll_down_band", self.call_roll_down_band),
+        ] {
+            check::finite(name, lo)?;
+            check::finite(name, hi)?;
+        }
+        for (name, x) in [
+            ("sizing.covered_call_cap_share", self.covered_call_cap_share),
+            ("week_types.roll_max_debit_share", self.roll_max_debit_share),
+            (
+                "protocol_levels.atr_fallback_share",
+                self.level_atr_fallback_share,
+            ),
+            (
+                "protocol_levels.rev_roll_excursion",
+                self.rev_roll_excursion,
+            ),
+            (
+                "drawdown_protection.light_vol_cut.annual_vol_above",
+                self.light_vol_above,
+            ),
+            ("drawdown_protection.light_vol_cut.cut", self.light_cut),
+            (
+                "decision_confidence.hold_normal",
+                self.confidence.hold_normal,
+            ),
+            (
+                "decision_confidence.hold_enhanced",
+                self.confidence.hold_enhanced,
+            ),
+            ("decision_confidence.close", self.confidence.close),
+            ("decision_confidence.roll", self.confidence.roll),
+        ] {
+            check::finite(name, x)?;
+        }
+        check::all_finite("protocol_levels.take_profit", &self.take_profit)?;
+        check::all_finite("drawdown_protection.cuts", &self.protection_cuts)?;
+        if self.level_atr_period < 1 {
+            return Err(CoreError::invalid(
+                "protocol_levels.atr_period",
+                "must be >= 1",
+            ));
+        }
         if self.max_contracts_per_order < 1 {
             return Err(CoreError::invalid(
                 "sizing.max_contracts_per_order",
@@ -148,6 +226,7 @@ impl Decider {
 /// A position as the decision reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Holding {
+    pub id: String,
     pub account_id: String,
     pub symbol: String,
     /// put, call or stock.
@@ -155,11 +234,19 @@ pub struct Holding {
     /// Signed: contracts for options (negative short), shares for stock.
     pub quantity: f64,
     pub strike: f64,
-    /// Days to expiry from today (None for stock).
-    pub days_to_expiry: Option<i64>,
-    /// The symbol's sector ("unknown" when none is known) and its last close.
+    /// Expiry (proleptic ordinal; None for stock) and the weekly expiry after it, where a roll goes.
+    pub expiry: Option<i64>,
+    pub roll_expiry: Option<i64>,
+    /// Credit per share received at entry (options); cost per share (stock).
+    pub premium: f64,
+    pub cost_basis: f64,
+    /// The delta band the position keeps for its rolls (for a put recorded without one: the band of its label on
+    /// the day it was opened, found by the engine).
+    pub band: Option<(f64, f64)>,
+    /// The symbol's sector ("unknown" when none is known), its last close and its IV today.
     pub sector: String,
     pub last_close: f64,
+    pub iv: f64,
     /// Index of the symbol in the day's scenario columns.
     pub column: usize,
     /// True when the position counts in the portfolio's book (its account's group not merged away): ES and
@@ -167,7 +254,18 @@ pub struct Holding {
     pub in_book: bool,
 }
 
+fn years_to(expiry: Option<i64>, today: i64) -> f64 {
+    match expiry {
+        Some(e) => (e - today).max(0) as f64 / 365.0 + 1.0 / (365.0 * 24.0),
+        None => 0.0,
+    }
+}
+
 impl Holding {
+    fn is_option(&self) -> bool {
+        self.kind != PositionKind::Stock
+    }
+
     /// Cash a short put ties up: strike x 100 x contracts.
     pub fn collateral(&self) -> f64 {
         if self.kind == PositionKind::Put && self.quantity < 0.0 {
@@ -186,21 +284,59 @@ impl Holding {
         }
     }
 
-    fn years(&self) -> f64 {
-        match self.days_to_expiry {
-            Some(d) => d.max(0) as f64 / 365.0 + 1.0 / (365.0 * 24.0),
-            None => 0.0,
+    fn option_kind(&self) -> OptionKind {
+        if self.kind == PositionKind::Call {
+            OptionKind::Call
+        } else {
+            OptionKind::Put
         }
     }
 
-    fn held(&self) -> Held {
-        let option = self.kind != PositionKind::Stock;
+    fn kind_name(&self) -> &'static str {
+        match self.kind {
+            PositionKind::Call => "call",
+            PositionKind::Put => "put",
+            _ => "stock",
+        }
+    }
+
+    /// Value per share at `spot` and `iv` (the option's mark; the spot for stock).
+    fn mark(&self, spot: f64, iv: f64, today: i64, rate: f64) -> CoreResult<f64> {
+        if !self.is_option() {
+            return Ok(spot);
+        }
+        let t = years_to(self.expiry, today);
+        crate::pricing::bs_price(
+            self.option_kind(),
+            spot,
+            self.strike,
+            t,
+            iv.max(1e-4),
+            rate,
+            0.0,
+        )
+    }
+
+    fn unrealised_loss(&self, spot: f64, iv: f64, today: i64, rate: f64) -> CoreResult<f64> {
+        if self.is_option() {
+            Ok((self.mark(spot, iv, today, rate)? - self.premium) * MULTIPLIER * -self.quantity)
+        } else {
+            Ok((self.cost_basis - spot) * self.quantity)
+        }
+    }
+
+    fn held(&self, today: i64) -> Held {
+        let option = self.is_option();
         Held {
             kind: self.kind,
             underlying: self.column,
             quantity: self.quantity,
             strike: if option { self.strike } else { 1.0 },
-            t: if option { self.years() } else { 1.0 },
+            t: if option {
+                years_to(self.expiry, today)
+            } else {
+                1.0
+            },
         }
     }
 }
@@ -230,6 +366,13 @@ impl TrustGate {
     }
 }
 
+/// A protection or budget cut already done: its key (a position id, `shares:SYM` or `budget:...:DAY`) and level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CutDone {
+    pub key: String,
+    pub level: i64,
+}
+
 /// What one decision needs, all named and typed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecisionInput {
@@ -239,6 +382,8 @@ pub struct DecisionInput {
     /// ACTIVE, REDUCING or HALTED.
     pub account_state: String,
     pub balance: f64,
+    /// Com-Acc's quarterly reinvestment cash.
+    pub reinvest_cash: f64,
     /// The account's high-water mark (already raised to today's equity).
     pub peak: f64,
     pub equity: f64,
@@ -260,24 +405,32 @@ pub struct DecisionInput {
     pub spot: f64,
     pub iv: f64,
     pub rate: f64,
-    /// The symbol's bars up to today.
+    /// The symbol's bars up to today: days (ordinals), high, low, close.
+    pub days: Vec<i64>,
     pub high: Vec<f64>,
     pub low: Vec<f64>,
     pub close: Vec<f64>,
+    /// Drawdown protection's level (0..4) and the drawdown it read.
     pub protection_level: u8,
+    pub drawdown: f64,
     pub vix: Option<f64>,
     pub vix_multiplier: f64,
     pub vix_state: String,
     pub system_state: String,
     pub orders_last_minute: u32,
     pub earnings_in_week: Option<bool>,
-    /// The symbol's tail-dependent group (PROTOCOL section 6).
-    pub group_symbols: Vec<String>,
-    /// Every position of the portfolio's accounts not merged away (the book ES is measured on).
+    /// The symbol's tail-dependent group (PROTOCOL section 6); None when it could not be measured (a decision
+    /// that needs it then fails, naming `group_symbols`).
+    pub group_symbols: Option<Vec<String>>,
+    /// Every position of the account, and every other position of the portfolio's book.
     pub book: Vec<Holding>,
     /// Scenario column of the decision's symbol.
     pub column: usize,
     pub trust: TrustGate,
+    /// Cuts already done on the account.
+    pub cuts_done: Vec<CutDone>,
+    /// A caller's answer to "is a roll available?" (None: the core looks at next week's chain).
+    pub roll_available: Option<bool>,
 }
 
 impl DecisionInput {
@@ -285,6 +438,7 @@ impl DecisionInput {
     pub fn validate(&self) -> CoreResult<()> {
         for (name, x) in [
             ("balance", self.balance),
+            ("reinvest_cash", self.reinvest_cash),
             ("peak", self.peak),
             ("equity", self.equity),
             ("portfolio_equity", self.portfolio_equity),
@@ -292,6 +446,7 @@ impl DecisionInput {
             ("spot", self.spot),
             ("iv", self.iv),
             ("rate", self.rate),
+            ("drawdown", self.drawdown),
             ("vix_multiplier", self.vix_multiplier),
         ] {
             check::finite(name, x)?;
@@ -313,11 +468,18 @@ impl DecisionInput {
         if self.protection_level > 4 {
             return Err(CoreError::invalid("protection_level", "must be 0..4"));
         }
-        if self.low.len() != self.high.len() || self.close.len() != self.high.len() {
-            return Err(CoreError::invalid(
-                "close",
-                "high, low and close must have the same length",
-            ));
+        let n = self.close.len();
+        for (name, len) in [
+            ("days", self.days.len()),
+            ("high", self.high.len()),
+            ("low", self.low.len()),
+        ] {
+            if len != n {
+                return Err(CoreError::invalid(
+                    name,
+                    format!("has {len} values, close has {n}"),
+                ));
+            }
         }
         check::all_finite("high", &self.high)?;
         check::all_finite("low", &self.low)?;
@@ -329,13 +491,27 @@ impl DecisionInput {
             let f = |n: &str| format!("book[{i}].{n}");
             check::finite(&f("quantity"), h.quantity)?;
             check::finite(&f("strike"), h.strike)?;
+            check::finite(&f("premium"), h.premium)?;
+            check::finite(&f("cost_basis"), h.cost_basis)?;
             check::finite(&f("last_close"), h.last_close)?;
+            check::finite(&f("iv"), h.iv)?;
+            if let Some((lo, hi)) = h.band {
+                check::finite(&f("band"), lo)?;
+                check::finite(&f("band"), hi)?;
+            }
         }
         Ok(())
     }
 
     fn own(&self) -> impl Iterator<Item = &Holding> {
         self.book.iter().filter(|h| h.account_id == self.account_id)
+    }
+
+    fn cut_level(&self, key: &str) -> Option<i64> {
+        self.cuts_done
+            .iter()
+            .find(|c| c.key == key)
+            .map(|c| c.level)
     }
 }
 
@@ -361,7 +537,7 @@ pub struct Order {
 pub struct Decision {
     pub action: &'static str,
     pub order: Option<Order>,
-    /// `order` sliced into children of at most max_contracts_per_order.
+    /// `order` sliced into children of at most max_contracts_per_order, plus any further leg.
     pub orders: Vec<Order>,
     pub es_before: f64,
     pub es_after: f64,
@@ -372,11 +548,52 @@ pub struct Decision {
     pub trust_kind: &'static str,
     pub notes: Vec<String>,
     pub warnings: Vec<String>,
-    /// True when the order enters the account's order-rate window once executed.
-    pub counts_order: bool,
-    /// True when a rule context was built and the rules ran (the rate window is pruned then).
-    pub rules_checked: bool,
+    pub week_type: Option<&'static str>,
+    pub protocol_level: u8,
+    pub position_id: Option<String>,
     pub account_state: String,
+    /// Effects once executed or approved: the order enters the rate window, a level-2 freeze, a cut done, the
+    /// account going REDUCING.
+    pub counts_order: bool,
+    pub freeze_until: Option<i64>,
+    pub cut: Option<CutDone>,
+    pub reducing: bool,
+    /// True when a rule context was built during the flow (the engine prunes its rate window then).
+    pub rules_checked: bool,
+    /// Decision records the flow built (a rejected roll builds one before its close): the engine's running ids.
+    pub records: u32,
+}
+
+/// A week's classification as the flow keeps it.
+#[derive(Debug, Clone, Copy)]
+struct Week {
+    code: &'static str,
+    name: &'static str,
+    action: &'static str,
+    confidence: f64,
+}
+
+/// What `finish` is given beyond the action and order.
+struct Made {
+    confidence: f64,
+    ctx: Option<OrderContext>,
+    es: Option<(f64, f64)>,
+    position_id: Option<String>,
+    trust_kind: Option<&'static str>,
+    legs: Vec<Order>,
+}
+
+impl Made {
+    fn plain(confidence: f64) -> Self {
+        Made {
+            confidence,
+            ctx: None,
+            es: None,
+            position_id: None,
+            trust_kind: None,
+            legs: Vec::new(),
+        }
+    }
 }
 
 /// One decision in progress.
@@ -385,27 +602,27 @@ struct Deciding<'a> {
     i: &'a DecisionInput,
     spec: &'a AccountRules,
     rule: &'a EntryRule,
-    scenarios: &'a Scenarios,
+    scenarios: Option<&'a Scenarios>,
     rules: &'a RuleSet,
     notes: Vec<String>,
     warnings: Vec<String>,
     size_cap: Option<f64>,
+    week: Option<Week>,
+    level: u8,
+    freeze: Option<i64>,
+    cut: Option<CutDone>,
+    reducing: bool,
+    rules_checked: bool,
+    records: u32,
 }
 
-/// Whether the core runs this decision's flow: a gen or rev account with nothing open on the symbol (the entry
-/// path). The Python engine checks the same before it calls.
-pub fn runs_in_core(input: &DecisionInput) -> bool {
-    input.account_kind != "com"
-        && !input.own().any(|h| {
-            h.symbol == input.symbol && (h.kind == PositionKind::Stock || h.quantity < 0.0)
-        })
-}
-
-/// The decision for the input's account and symbol (the entry path; see `runs_in_core`).
+/// The decision for the input's account and symbol (PROTOCOL section 10), over the day's scenarios and the rule set
+/// in force. `scenarios` may be None when they could not be built from the market: a decision that values an order
+/// then fails, naming `scenarios`.
 pub fn decide(
     d: &Decider,
     input: &DecisionInput,
-    scenarios: &Scenarios,
+    scenarios: Option<&Scenarios>,
     rules: &RuleSet,
 ) -> CoreResult<Decision> {
     input.validate()?;
@@ -414,25 +631,21 @@ pub fn decide(
         .iter()
         .position(|l| *l == input.label)
         .unwrap_or_default();
-    if input.column >= scenarios.cols() {
-        return Err(CoreError::invalid(
-            "column",
-            format!("index {} of {} symbols", input.column, scenarios.cols()),
-        ));
-    }
-    for (i, h) in input.book.iter().enumerate() {
-        if h.column >= scenarios.cols() {
+    if let Some(scenarios) = scenarios {
+        if input.column >= scenarios.cols() {
             return Err(CoreError::invalid(
-                format!("book[{i}].column"),
-                format!("index {} of {} symbols", h.column, scenarios.cols()),
+                "column",
+                format!("index {} of {} symbols", input.column, scenarios.cols()),
             ));
         }
-    }
-    if !runs_in_core(input) {
-        return Err(CoreError::invalid(
-            "account_kind",
-            "the core decides the entry path only (gen or rev, nothing open on the symbol)",
-        ));
+        for (i, h) in input.book.iter().enumerate() {
+            if h.in_book && h.column >= scenarios.cols() {
+                return Err(CoreError::invalid(
+                    format!("book[{i}].column"),
+                    format!("index {} of {} symbols", h.column, scenarios.cols()),
+                ));
+            }
+        }
     }
     let mut run = Deciding {
         d,
@@ -444,25 +657,651 @@ pub fn decide(
         notes: input.notes.clone(),
         warnings: Vec::new(),
         size_cap: None,
+        week: None,
+        level: 0,
+        freeze: None,
+        cut: None,
+        reducing: false,
+        rules_checked: false,
+        records: 0,
     };
-    run.entry()
+    let mut decision = run.run()?;
+    decision.rules_checked = run.rules_checked;
+    decision.records = run.records;
+    Ok(decision)
+}
+
+fn at_least(x: f64, bound: f64) -> bool {
+    x >= bound - 1e-9 * bound.abs().max(x.abs()).max(1e-300)
+}
+
+fn at_most(x: f64, bound: f64) -> bool {
+    x <= bound + 1e-9 * bound.abs().max(x.abs()).max(1e-300)
+}
+
+/// ceil(x - 1e-9) as the engine counts contracts to cut.
+fn ceil_count(x: f64) -> i64 {
+    (x - 1e-9).ceil() as i64
 }
 
 impl Deciding<'_> {
-    fn no_trade(&mut self, es: Option<(f64, f64)>) -> CoreResult<Decision> {
-        self.finish("NO_TRADE", None, self.i.label_confidence, None, es)
+    fn scen(&self) -> CoreResult<&Scenarios> {
+        self.scenarios.ok_or_else(|| {
+            CoreError::invalid("scenarios", "no scenarios could be built from the market")
+        })
+    }
+
+    // --- the flow ------------------------------------------------------------------------------------------
+    fn run(&mut self) -> CoreResult<Decision> {
+        let i = self.i;
+        let positions: Vec<&Holding> = i.own().filter(|h| h.symbol == i.symbol).collect();
+        let options: Vec<&Holding> = positions
+            .iter()
+            .copied()
+            .filter(|h| h.is_option() && h.quantity < 0.0)
+            .collect();
+        let shares = one_holding(
+            positions
+                .iter()
+                .copied()
+                .filter(|h| h.kind == PositionKind::Stock && h.quantity > 0.0)
+                .collect(),
+        );
+        let mut holding: Option<Decision> = None;
+        for opt in &options {
+            let stock = if opt.kind == PositionKind::Call {
+                shares.as_ref()
+            } else {
+                None
+            };
+            let decision = self.manage_option(opt, stock)?;
+            if decision.action != "HOLD" {
+                return Ok(decision);
+            }
+            if holding.is_none() {
+                holding = Some(decision);
+            }
+        }
+        let covered = options.iter().any(|o| o.kind == PositionKind::Call);
+        if let Some(h) = holding {
+            if shares.is_none() || covered {
+                return Ok(h);
+            }
+        }
+        if let Some(stock) = &shares {
+            let has_put = options.iter().any(|o| o.kind == PositionKind::Put);
+            return self.manage_stock(stock, has_put);
+        }
+        if i.account_kind == "com" {
+            return self.buy_round_lots(None);
+        }
+        self.entry()
+    }
+
+    fn conf(&self) -> Confidences {
+        self.d.confidence
+    }
+
+    // --- drawdown protection on existing positions (section 6) ---------------------------------------------
+    fn drawdown_cut(&mut self, opt: &Holding) -> CoreResult<Option<Decision>> {
+        let level = self.i.protection_level;
+        if level == 0 || self.i.cut_level(&opt.id).unwrap_or(0) >= i64::from(level) {
+            return Ok(None);
+        }
+        const NAMES: [&str; 5] = ["none", "light", "moderate", "aggressive", "emergency"];
+        let mut share = self.d.protection_cuts[usize::from(level)];
+        let mut why = format!(
+            "drawdown {}: protection {}",
+            pct(self.i.drawdown, 2),
+            NAMES[usize::from(level)]
+        );
+        if level == 1 {
+            let Some((cut, note)) = self.light_cut()? else {
+                return Ok(None);
+            };
+            share = cut;
+            why.push_str(&note);
+        } else if level == 4 {
+            let i = self.i;
+            let mut risk: Vec<(&str, f64)> = Vec::new();
+            for p in i.own().filter(|p| p.is_option() && p.quantity < 0.0) {
+                let value =
+                    p.quantity * MULTIPLIER * p.mark(p.last_close, p.iv, i.today, i.rate)?;
+                let r = p.iv * value.abs();
+                // One entry per id, as a dict keyed by id keeps the last value at the first place.
+                match risk.iter_mut().find(|(id, _)| *id == p.id) {
+                    Some(slot) => slot.1 = r,
+                    None => risk.push((&p.id, r)),
+                }
+            }
+            risk.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+            risk.truncate(self.d.emergency_close_count);
+            if !risk.iter().any(|(id, _)| *id == opt.id) {
+                return Ok(None);
+            }
+            share = 1.0;
+            why.push_str(&format!(
+                ": {} is among the {} riskiest positions (vol x market value)",
+                opt.id,
+                risk.len()
+            ));
+        }
+        let held = -opt.quantity as i64;
+        let contracts = held.min(ceil_count(-opt.quantity * share));
+        if contracts <= 0 {
+            return Ok(None);
+        }
+        self.cut = Some(CutDone {
+            key: opt.id.clone(),
+            level: i64::from(level),
+        });
+        self.notes.push(format!(
+            "{why}: cut {} of {held} contracts = {contracts}",
+            pct(share, 0)
+        ));
+        let kind = if level == 4 {
+            "emergency"
+        } else {
+            "risk_reduction"
+        };
+        self.buy_back(opt, contracts as u32, "REDUCE", kind, None)
+            .map(Some)
+    }
+
+    /// Light protection cuts only symbols whose 20-day annualised vol is above the floor: (share, why).
+    fn light_cut(&self) -> CoreResult<Option<(f64, String)>> {
+        let close = &self.i.close;
+        let hv = if close.len() > 21 {
+            *crate::indicators::hist_vol(&close[close.len() - 21..], 20, 252.0)?
+                .last()
+                .unwrap_or(&f64::NAN)
+        } else {
+            f64::NAN
+        };
+        let above = self.d.light_vol_above;
+        if !(hv.is_finite() && hv > above) {
+            return Ok(None);
+        }
+        Ok(Some((
+            self.d.light_cut,
+            format!(
+                ", {} annualised vol {} > {}",
+                self.i.symbol,
+                pct(hv, 0),
+                pct(above, 0)
+            ),
+        )))
+    }
+
+    fn budget_cut(&mut self, opt: &Holding) -> CoreResult<Option<Decision>> {
+        let key = format!("budget:{}:{}", opt.id, iso_date(self.i.today));
+        let Some((share, why)) = self.budget_excess(&key)? else {
+            return Ok(None);
+        };
+        let held = -opt.quantity as i64;
+        let contracts = held.min(ceil_count(-opt.quantity * share));
+        if contracts <= 0 {
+            return Ok(None);
+        }
+        self.cut = Some(CutDone { key, level: 1 });
+        self.notes.push(format!(
+            "{why}: reduce {} = {contracts} contracts",
+            pct(share, 0)
+        ));
+        self.buy_back(opt, contracts as u32, "REDUCE", "risk_reduction", None)
+            .map(Some)
+    }
+
+    fn committed(&self) -> f64 {
+        self.i
+            .own()
+            .map(|p| {
+                p.collateral()
+                    + if p.kind == PositionKind::Stock {
+                        p.exposure(p.last_close).max(0.0)
+                    } else {
+                        0.0
+                    }
+            })
+            .fold(0.0, |a, b| a + b)
+    }
+
+    /// The drawdown budget's excess as the share of committed exposure to shed, with the reason.
+    fn budget_excess(&self, key: &str) -> CoreResult<Option<(f64, String)>> {
+        let i = self.i;
+        if i.equity <= 0.0 {
+            return Ok(None);
+        }
+        let committed = self.committed();
+        let allowed = self.allowed()?;
+        let cap = allowed * self.spec.target_share * i.equity;
+        if allowed >= 1.0
+            || committed <= 0.0
+            || at_most(committed, cap)
+            || i.cut_level(key).is_some()
+        {
+            return Ok(None);
+        }
+        let why = format!(
+            "drawdown budget: exposure {} over the allowed {} ({} of the {} target)",
+            fixed(committed, 2),
+            fixed(cap, 2),
+            pct(allowed, 0),
+            pct(self.spec.target_share, 0)
+        );
+        Ok(Some(((committed - cap) / committed, why)))
+    }
+
+    // --- open short option ---------------------------------------------------------------------------------
+    fn atr(&self, period: usize) -> CoreResult<Option<f64>> {
+        let i = self.i;
+        if i.close.len() <= period {
+            return Ok(None);
+        }
+        let v = *crate::indicators::atr(&i.high, &i.low, &i.close, period)?
+            .last()
+            .unwrap_or(&f64::NAN);
+        Ok((v.is_finite() && v > 0.0).then_some(v))
+    }
+
+    /// Reads the protocol level of a position (section 5); returns the excursion.
+    fn read_level(&mut self, reference: f64, loss: f64) -> CoreResult<f64> {
+        let i = self.i;
+        let atr5 = self.atr(self.d.level_atr_period)?;
+        let r = self
+            .d
+            .tables
+            .protocol_level(reference, i.spot, atr5, loss, i.equity.max(1e-9))?;
+        self.level = r.level;
+        let atr_text = match atr5 {
+            Some(a) => fixed(a, 2),
+            None => format!(
+                "fallback {} of spot",
+                pct(self.d.level_atr_fallback_share, 0)
+            ),
+        };
+        self.notes.push(format!(
+            "level={} excursion={} ATR(5)={atr_text} loss={} ({} of equity)",
+            r.level,
+            fixed(r.excursion, 2),
+            fixed(loss, 2),
+            pct(r.loss_share, 2)
+        ));
+        Ok(r.excursion)
+    }
+
+    fn can_roll(&self, opt: &Holding) -> CoreResult<bool> {
+        match self.i.roll_available {
+            Some(given) => Ok(given),
+            None => self.roll_available(opt),
+        }
+    }
+
+    fn manage_option(&mut self, opt: &Holding, stock: Option<&Holding>) -> CoreResult<Decision> {
+        let i = self.i;
+        let reference = if opt.kind == PositionKind::Put {
+            opt.strike
+        } else {
+            stock.map_or(opt.strike, |s| s.cost_basis)
+        };
+        let mut loss = opt.unrealised_loss(i.spot, i.iv, i.today, i.rate)?;
+        if let Some(s) = stock {
+            loss += s.unrealised_loss(i.spot, i.iv, i.today, i.rate)?;
+        }
+        let x = self.read_level(reference, loss)?;
+        if self.level >= 3 {
+            return self.stop_loss(opt, stock, "level 3 (preservation): close at a stop-loss");
+        }
+        let position = if opt.kind == PositionKind::Put {
+            WeekPosition::ShortPut
+        } else {
+            WeekPosition::ShortCall
+        };
+        if let Some(expiry) = opt.expiry.filter(|e| i.today >= *e) {
+            let _ = expiry;
+            let can_roll = self.can_roll(opt)?;
+            let move_pct = self.week_move(false);
+            let c = self.d.tables.classify_week(position, move_pct, can_roll)?;
+            let week = Week {
+                code: c.week_type.code(),
+                name: c.week_type.name(),
+                action: c.week_type.action(),
+                confidence: c.confidence,
+            };
+            self.week = Some(week);
+            self.notes.push(format!(
+                "week_type={} ({}) move={}% roll_available={}",
+                week.code,
+                week.name,
+                fixed(move_pct, 2),
+                if can_roll { "True" } else { "False" }
+            ));
+            return self.at_expiry(opt, stock, week);
+        }
+        if opt.kind == PositionKind::Put {
+            if let Some(cut) = self.drawdown_cut(opt)? {
+                return Ok(cut);
+            }
+            if let Some(cut) = self.budget_cut(opt)? {
+                return Ok(cut);
+            }
+        }
+        let conf = self.conf();
+        if self.level == 2 {
+            self.freeze = opt.expiry;
+            self.notes
+                .push("level 2 (recovery): new entries frozen on this account".into());
+            if self.can_roll(opt)? {
+                return self.roll(opt, None);
+            }
+            self.notes
+                .push("no roll inside the band for a credit or an acceptable debit: close".into());
+            return self.close(opt, "risk_reduction", None);
+        }
+        if self.level == 1 {
+            let rolls_now = i.account_kind == "gen"
+                || (i.account_kind == "rev" && at_least(x, self.d.rev_roll_excursion));
+            if rolls_now && self.can_roll(opt)? {
+                return self.roll(opt, None);
+            }
+            self.notes
+                .push("level 1 (enhanced): roll prepared, holding".into());
+            return self.finish("HOLD", None, Made::plain(conf.hold_enhanced));
+        }
+        let decayed = 1.0 - opt.mark(i.spot, i.iv, i.today, i.rate)? / opt.premium.max(1e-12);
+        let ki = ACCOUNT_KINDS
+            .iter()
+            .position(|k| *k == i.account_kind)
+            .unwrap_or_default();
+        let take = self.d.take_profit[ki];
+        if at_least(decayed, take) {
+            self.notes.push(format!(
+                "premium decayed {} >= take-profit {}: close",
+                pct(decayed, 0),
+                pct(take, 0)
+            ));
+            return self.close(opt, "exit", None);
+        }
+        self.notes.push(format!(
+            "level 0 (normal): premium decayed {} < {}: hold",
+            pct(decayed, 0),
+            pct(take, 0)
+        ));
+        self.finish("HOLD", None, Made::plain(conf.hold_normal))
+    }
+
+    fn stop_loss(
+        &mut self,
+        opt: &Holding,
+        stock: Option<&Holding>,
+        why: &str,
+    ) -> CoreResult<Decision> {
+        self.reducing = true;
+        let shares = stock.map_or(String::new(), |s| {
+            format!(" and sell the {} assigned shares", general(s.quantity))
+        });
+        self.notes
+            .push(format!("{why}{shares}; account goes REDUCING until reset"));
+        self.close(opt, "emergency", stock)
+    }
+
+    fn manage_stock(&mut self, stock: &Holding, has_put: bool) -> CoreResult<Decision> {
+        let i = self.i;
+        let loss = stock.unrealised_loss(i.spot, i.iv, i.today, i.rate)?;
+        self.read_level(stock.cost_basis, loss)?;
+        if self.level >= 3 {
+            self.reducing = true;
+            self.notes.push(format!(
+                "level 3 (preservation): sell the {} shares at a stop-loss; account goes REDUCING until reset",
+                general(stock.quantity)
+            ));
+            return self.sell_shares(stock, "emergency");
+        }
+        if let Some(cut) = self.share_cut(stock)? {
+            return Ok(cut);
+        }
+        if i.account_kind == "com"
+            && i.account_state == "ACTIVE"
+            && self.rule.entry_days.contains(&i.weekday)
+        {
+            if !has_put && i.reinvest_cash > 0.0 {
+                if let Some(put) = self.reinvestment_put()? {
+                    return Ok(put);
+                }
+            }
+            let (lots, _) = self.round_lots_to_buy(Some(stock))?;
+            if lots > 0 {
+                return self.buy_round_lots(Some(stock));
+            }
+        }
+        self.covered_call(stock)
+    }
+
+    fn reinvestment_put(&mut self) -> CoreResult<Option<Decision>> {
+        let i = self.i;
+        let Some(band) = self.rule.band else {
+            return Ok(None);
+        };
+        let cash = i.reinvest_cash.min(self.free_cash());
+        if cash < i.spot * MULTIPLIER * 0.5 {
+            return Ok(None);
+        }
+        self.notes.push(format!(
+            "reinvestment cash {} (free {}) for puts",
+            fixed(i.reinvest_cash, 2),
+            fixed(cash, 2)
+        ));
+        let decision = self.open("put", band, self.rule.m_label, 0.0, 1.0, Some(cash))?;
+        Ok((decision.action == "OPEN_PUT").then_some(decision))
+    }
+
+    fn share_cut(&mut self, stock: &Holding) -> CoreResult<Option<Decision>> {
+        let i = self.i;
+        let level = i.protection_level;
+        let lots_held = (stock.quantity / MULTIPLIER).floor() as i64;
+        let mut share = 0.0;
+        let key = format!("shares:{}", i.symbol);
+        let mut why = String::new();
+        let mut cut = None;
+        if level > 0 && i.cut_level(&key).unwrap_or(0) < i64::from(level) {
+            share = self.d.protection_cuts[usize::from(level)];
+            why = format!("drawdown {}: protection level {level}", pct(i.drawdown, 2));
+            if level == 1 {
+                share = self.light_cut()?.map_or(0.0, |l| l.0);
+            }
+            cut = Some(CutDone {
+                key: key.clone(),
+                level: i64::from(level),
+            });
+        }
+        if share <= 0.0 {
+            let day_key = format!("budget:{key}:{}", iso_date(i.today));
+            let Some((excess, reason)) = self.budget_excess(&day_key)? else {
+                return Ok(None);
+            };
+            share = excess;
+            why = reason;
+            cut = Some(CutDone {
+                key: day_key,
+                level: 1,
+            });
+        }
+        let lots = lots_held.min(ceil_count(lots_held as f64 * share));
+        if lots <= 0 {
+            return Ok(None);
+        }
+        self.cut = cut;
+        self.notes.push(format!(
+            "{why}: sell {} of {lots_held} round lots = {lots} lots",
+            pct(share, 0)
+        ));
+        let mut order = self.share_sale(stock);
+        order.contracts = (lots * 100) as u32;
+        order.premium = round(order.limit_price * f64::from(order.contracts), 2);
+        let ctx = self.context("reduce", &order, None, None, true, None)?;
+        let made = Made {
+            ctx: Some(ctx),
+            position_id: Some(stock.id.clone()),
+            trust_kind: Some("risk_reduction"),
+            ..Made::plain(self.conf().close)
+        };
+        self.finish("REDUCE", Some(order), made).map(Some)
+    }
+
+    /// The week's move in percent against the previous Friday's close; with `previous`, the last completed week's.
+    fn week_move(&self, previous: bool) -> f64 {
+        let i = self.i;
+        let days = &i.days;
+        let mut week_start = i.today - i64::from(i.weekday);
+        let mut end = days.len() as i64 - 1;
+        if previous {
+            while end >= 0 && days[end as usize] >= week_start {
+                end -= 1;
+            }
+            week_start -= 7;
+        }
+        let mut reference = None;
+        let mut k = end;
+        while k >= 0 {
+            if days[k as usize] < week_start {
+                reference = Some(k as usize);
+                break;
+            }
+            k -= 1;
+        }
+        match reference {
+            Some(r) if end >= 0 => {
+                let base = i.close[r];
+                (i.close[end as usize] - base) / base * 100.0
+            }
+            _ => 0.0,
+        }
+    }
+
+    fn at_expiry(
+        &mut self,
+        opt: &Holding,
+        stock: Option<&Holding>,
+        week: Week,
+    ) -> CoreResult<Decision> {
+        let i = self.i;
+        let itm = (opt.kind == PositionKind::Put && i.spot < opt.strike)
+            || (opt.kind == PositionKind::Call && i.spot > opt.strike);
+        match week.code {
+            "P-DD" => return self.stop_loss(opt, stock, "deep drawdown: protocol level 3, close"),
+            "C-RO" => {
+                self.notes
+                    .push("call roll-over: roll the call down to the current price".into());
+                return self.roll(opt, Some(self.d.call_roll_down_band));
+            }
+            "P-RO" | "C-REC" if itm => return self.roll(opt, None),
+            _ => {}
+        }
+        let made = Made {
+            position_id: Some(opt.id.clone()),
+            ..Made::plain(week.confidence)
+        };
+        if itm {
+            if self.d.cash_settled.contains(&i.symbol) {
+                let intrinsic = (i.spot - opt.strike).abs();
+                self.notes.push(format!(
+                    "in the money at expiry (spot {} vs strike {}): cash-settled, pays intrinsic {} x 100 x {} = {}; \
+                     no units change hands",
+                    fixed(i.spot, 2),
+                    fixed(opt.strike, 2),
+                    fixed(intrinsic, 2),
+                    -opt.quantity as i64,
+                    fixed(intrinsic * MULTIPLIER * -opt.quantity, 2)
+                ));
+            } else {
+                self.notes.push(format!(
+                    "in the money at expiry (spot {} vs strike {}): {}",
+                    fixed(i.spot, 2),
+                    fixed(opt.strike, 2),
+                    week.action
+                ));
+            }
+            return self.finish("ACCEPT_ASSIGNMENT", None, made);
+        }
+        self.notes
+            .push(format!("out of the money at expiry: {}", week.action));
+        self.finish("HOLD", None, made)
+    }
+
+    /// A roll is available when next week's expiry offers a strike inside the band for a net credit or a debit of
+    /// at most the configured share of the original credit.
+    fn roll_available(&self, opt: &Holding) -> CoreResult<bool> {
+        let i = self.i;
+        let (Some(band), Some(expiry)) = (self.position_band(opt), opt.roll_expiry) else {
+            return Ok(false);
+        };
+        if opt.expiry.is_none() {
+            return Ok(false);
+        }
+        let t = (expiry - i.today).max(1) as f64 / 365.0;
+        let Some(pick) = self.pick_strike(opt.option_kind(), t, band, (band.0 + band.1) / 2.0)?
+        else {
+            return Ok(false);
+        };
+        let new_premium =
+            crate::pricing::bs_price(opt.option_kind(), i.spot, pick.strike, t, i.iv, i.rate, 0.0)?;
+        let close_cost = opt.mark(i.spot, i.iv, i.today, i.rate)?;
+        let debit = close_cost - new_premium;
+        let limit = self.d.roll_max_debit_share * opt.premium;
+        Ok(at_most(debit, limit))
+    }
+
+    // --- orders --------------------------------------------------------------------------------------------
+    fn call_band_now(&self) -> (f64, f64) {
+        if self.week.is_some_and(|w| w.code == "C-REC") {
+            self.d.call_recovery_band
+        } else {
+            self.d.call_band
+        }
+    }
+
+    fn band_of(&self, kind: &str) -> Option<(f64, f64)> {
+        if kind == "call" {
+            Some(self.call_band_now())
+        } else {
+            self.rule.band
+        }
+    }
+
+    fn position_band(&self, opt: &Holding) -> Option<(f64, f64)> {
+        if opt.band.is_some() {
+            return opt.band;
+        }
+        if opt.kind == PositionKind::Call {
+            return Some(self.call_band_now());
+        }
+        None
+    }
+
+    fn pick_strike(
+        &self,
+        kind: OptionKind,
+        t: f64,
+        band: (f64, f64),
+        target: f64,
+    ) -> CoreResult<Option<crate::protocol::decide::strike::Pick>> {
+        let i = self.i;
+        self.d
+            .strikes
+            .pick(kind, i.spot, t, i.iv, i.rate, band.0, band.1, target)
     }
 
     fn entry(&mut self) -> CoreResult<Decision> {
         let (i, rule) = (self.i, self.rule);
         let label = title(&i.label);
+        let conf = i.label_confidence;
         let Some(band) = rule.band.filter(|_| !rule.entry_days.is_empty()) else {
             self.notes.push(format!(
                 "{} makes no new entries in {label}",
                 self.spec.name
             ));
             self.affordability(None);
-            return self.no_trade(None);
+            return self.finish("NO_TRADE", None, Made::plain(conf));
         };
         if !rule.entry_days.contains(&i.weekday) {
             const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
@@ -477,16 +1316,16 @@ impl Deciding<'_> {
                 days.join(",")
             ));
             self.affordability(None);
-            return self.no_trade(None);
+            return self.finish("NO_TRADE", None, Made::plain(conf));
         }
         if let Some(frozen) = i.frozen_until.filter(|f| i.today <= *f) {
             self.notes.push(format!(
                 "new entries frozen until {} (protocol level 2)",
                 iso_date(frozen)
             ));
-            return self.no_trade(None);
+            return self.finish("NO_TRADE", None, Made::plain(conf));
         }
-        self.open_put(band, rule.m_label)
+        self.open("put", band, rule.m_label, 0.0, 1.0, None)
     }
 
     /// (t, cap): the per-symbol target share D / n and the concentration limit that caps it.
@@ -520,17 +1359,120 @@ impl Deciding<'_> {
         false
     }
 
+    fn round_lots_to_buy(&mut self, held: Option<&Holding>) -> CoreResult<(i64, String)> {
+        let i = self.i;
+        let (share, cap) = self.symbol_share();
+        let allowed = self.allowed()?;
+        let prot = self.d.protection_multipliers[usize::from(i.protection_level)];
+        let m_vix = if i.vix_state == "ACTIVE" {
+            i.vix_multiplier
+        } else {
+            1.0
+        };
+        let target = share.min(cap) * i.equity * allowed * prot * m_vix;
+        self.size_cap = Some(target);
+        let value = held.map_or(0.0, |h| h.quantity * i.spot);
+        let cash = self.free_cash();
+        let budget = (target - value).min(cash).max(0.0);
+        let lots = if i.spot > 0.0 {
+            floor_exact(budget / (i.spot * MULTIPLIER)) as i64
+        } else {
+            0
+        };
+        let note = format!(
+            "round lots of {} up to the per-symbol target min({}, cap {}) x {} x allowed {} x drawdown {} x VIX {} = \
+             {}, held {}, free cash {}: floor({} / ({} x 100)) = {lots} lots",
+            i.symbol,
+            pct(share, 1),
+            pct(cap, 0),
+            fixed(i.equity, 2),
+            pct(allowed, 0),
+            general(prot),
+            general(m_vix),
+            fixed(target, 2),
+            fixed(value, 2),
+            fixed(cash, 2),
+            fixed(budget, 2),
+            general(i.spot)
+        );
+        Ok((lots, note))
+    }
+
+    fn buy_round_lots(&mut self, held: Option<&Holding>) -> CoreResult<Decision> {
+        let i = self.i;
+        let conf = i.label_confidence;
+        if !self.rule.entry_days.contains(&i.weekday) {
+            self.notes.push(format!(
+                "{} buys round lots on its entry days only",
+                self.spec.name
+            ));
+            return self.finish("NO_TRADE", None, Made::plain(conf));
+        }
+        let (lots, note) = self.round_lots_to_buy(held)?;
+        self.notes.push(format!("{}: {note}", self.spec.name));
+        if lots <= 0 {
+            if held.is_none() {
+                self.affordability(None);
+            }
+            return self.finish("NO_TRADE", None, Made::plain(conf));
+        }
+        let shares = (lots * 100) as u32;
+        let order = Order {
+            kind: "stock",
+            side: "buy_to_open",
+            strike: 0.0,
+            expiry: None,
+            contracts: shares,
+            limit_price: round(i.spot, 2),
+            delta: 100.0,
+            premium: -round(i.spot * f64::from(shares), 2),
+            band: None,
+        };
+        let ctx = self.context("entry", &order, None, None, false, None)?;
+        let made = Made {
+            ctx: Some(ctx),
+            ..Made::plain(conf)
+        };
+        self.finish("BUY_SHARES", Some(order), made)
+    }
+
+    fn covered_call(&mut self, stock: &Holding) -> CoreResult<Decision> {
+        let mut cover = 1.0;
+        let half = self.d.covered_call_cap_share;
+        let move_pct = self.week_move(true);
+        let c = self
+            .d
+            .tables
+            .classify_week(WeekPosition::LongStock, move_pct, true)?;
+        if c.week_type.code() == "C-REC" {
+            self.week = Some(Week {
+                code: c.week_type.code(),
+                name: c.week_type.name(),
+                action: c.week_type.action(),
+                confidence: c.confidence,
+            });
+            cover = half;
+            self.notes.push(format!(
+                "last week C-REC (move {}%): cover at most {}, 20-30 delta",
+                fixed(move_pct, 2),
+                pct(cover, 0)
+            ));
+        }
+        if self.i.protection_level >= 2 {
+            cover = if half < cover { half } else { cover };
+            self.notes.push(format!(
+                "drawdown protection level {}: cover at most {}",
+                self.i.protection_level,
+                pct(cover, 0)
+            ));
+        }
+        let band = self.call_band_now();
+        self.open("call", band, 0.0, stock.quantity, cover, None)
+    }
+
     fn regime(&mut self) -> CoreResult<(crate::protocol::level::AtrRegime, f64)> {
         let i = self.i;
-        let period = self.d.atr_period;
-        let atr = if i.close.len() > period {
-            let v = *crate::indicators::atr(&i.high, &i.low, &i.close, period)?
-                .last()
-                .unwrap_or(&f64::NAN);
-            (v.is_finite() && v > 0.0).then_some(v)
-        } else {
-            None
-        };
+        let atr = self.atr(self.d.atr_period)?;
         let pct_of_spot = atr.map_or(self.d.atr_fallback_pct, |a| a / i.spot * 100.0);
         let (regime, m) = self.d.tables.atr_regime(pct_of_spot)?;
         self.notes.push(format!(
@@ -564,8 +1506,33 @@ impl Deciding<'_> {
         )
     }
 
-    fn open_put(&mut self, band: (f64, f64), m_label: f64) -> CoreResult<Decision> {
+    fn book_held(&self) -> Vec<Held> {
+        let today = self.i.today;
+        self.i
+            .book
+            .iter()
+            .filter(|h| h.in_book)
+            .map(|h| h.held(today))
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &mut self,
+        kind: &'static str,
+        band: (f64, f64),
+        m_label: f64,
+        shares: f64,
+        cover: f64,
+        cash_limit: Option<f64>,
+    ) -> CoreResult<Decision> {
         let i = self.i;
+        let conf = i.label_confidence;
+        let option = if kind == "call" {
+            OptionKind::Call
+        } else {
+            OptionKind::Put
+        };
         let (regime, m_atr) = self.regime()?;
         let target = delta_target(band.0, band.1, regime)?;
         let dte = i.entry_expiry - i.today;
@@ -575,26 +1542,16 @@ impl Deciding<'_> {
                 self.d.entry_max_dte,
                 iso_date(i.entry_expiry)
             ));
-            return self.no_trade(None);
+            return self.finish("NO_TRADE", None, Made::plain(conf));
         }
         let t = dte as f64 / 365.0;
-        let picked = self.d.strikes.pick(
-            OptionKind::Put,
-            i.spot,
-            t,
-            i.iv,
-            i.rate,
-            band.0,
-            band.1,
-            target,
-        )?;
-        let Some(pick) = picked else {
+        let Some(pick) = self.pick_strike(option, t, band, target)? else {
             self.notes.push(format!(
                 "no strike inside the band {}-{}",
                 fixed(band.0, 0),
                 fixed(band.1, 0)
             ));
-            return self.no_trade(None);
+            return self.finish("NO_TRADE", None, Made::plain(conf));
         };
         let (strike, delta, mid) = (pick.strike, pick.abs_delta, pick.mid);
         self.notes.push(format!(
@@ -609,24 +1566,35 @@ impl Deciding<'_> {
             fixed(i.iv, 3)
         ));
         let prot = self.d.protection_multipliers[usize::from(i.protection_level)];
-        let (contracts, note) = self.put_budget(strike, m_label, m_atr, prot)?;
+        let (contracts, note) = if kind == "call" {
+            let n = size_covered_calls(shares, cover, MULTIPLIER)?;
+            (
+                n,
+                format!(
+                    "cover floor({}/100) x {} = {n}",
+                    general(shares),
+                    pct(cover, 0)
+                ),
+            )
+        } else {
+            self.put_budget(strike, m_label, m_atr, prot, cash_limit)?
+        };
         self.notes.push(format!("sizing: {note}"));
-        if contracts == 0 {
+        if kind == "put" && contracts == 0 {
             self.affordability(Some(strike));
         }
-        let held: Vec<Held> = i
-            .book
-            .iter()
-            .filter(|h| h.in_book)
-            .map(Holding::held)
-            .collect();
-        let base = self.scenarios.book_pnl(&held)?;
-        let unit = self.scenarios.book_pnl(&[Held {
-            kind: PositionKind::Put,
+        let held = self.book_held();
+        let base = self.scen()?.book_pnl(&held)?;
+        let unit = self.scen()?.book_pnl(&[Held {
+            kind: if kind == "call" {
+                PositionKind::Call
+            } else {
+                PositionKind::Put
+            },
             underlying: i.column,
             quantity: -1.0,
             strike,
-            t: dte.max(0) as f64 / 365.0 + 1.0 / (365.0 * 24.0),
+            t: years_to(Some(i.entry_expiry), i.today),
         }])?;
         let limit_es = self.d.es_budget_share * i.portfolio_equity;
         let fit = fit_to_es_budget(
@@ -634,7 +1602,7 @@ impl Deciding<'_> {
             &unit,
             !held.is_empty(),
             contracts,
-            true,
+            kind == "put",
             limit_es,
             self.d.es_level,
         )?;
@@ -649,7 +1617,11 @@ impl Deciding<'_> {
         if fit.contracts == 0 {
             self.notes
                 .push("zero contracts: no trade (never rounded up to one)".into());
-            return self.no_trade(Some((fit.es_before, fit.es_before)));
+            let made = Made {
+                es: Some((fit.es_before, fit.es_before)),
+                ..Made::plain(conf)
+            };
+            return self.finish("NO_TRADE", None, made);
         }
         self.notes.push(format!(
             "ES(97.5%) before={} after={} budget={}",
@@ -659,7 +1631,7 @@ impl Deciding<'_> {
         ));
         let limit_price = round(mid, 2);
         let order = Order {
-            kind: "put",
+            kind,
             side: "sell_to_open",
             strike,
             expiry: Some(i.entry_expiry),
@@ -669,14 +1641,18 @@ impl Deciding<'_> {
             premium: round(limit_price * MULTIPLIER * f64::from(fit.contracts), 2),
             band: Some(band),
         };
-        let ctx = self.context("entry", &order, Some(dte), fit.es_after, false);
-        self.finish(
-            "OPEN_PUT",
-            Some(order),
-            i.label_confidence,
-            Some(ctx),
-            Some((fit.es_before, fit.es_after)),
-        )
+        let ctx = self.context("entry", &order, Some(dte), Some(fit.es_after), false, None)?;
+        let action = if kind == "put" {
+            "OPEN_PUT"
+        } else {
+            "OPEN_CALL"
+        };
+        let made = Made {
+            ctx: Some(ctx),
+            es: Some((fit.es_before, fit.es_after)),
+            ..Made::plain(conf)
+        };
+        self.finish(action, Some(order), made)
     }
 
     fn put_budget(
@@ -685,9 +1661,10 @@ impl Deciding<'_> {
         m_label: f64,
         m_atr: f64,
         prot: f64,
+        cash_limit: Option<f64>,
     ) -> CoreResult<(u32, String)> {
         let i = self.i;
-        let free_cash = self.free_cash();
+        let free_cash = cash_limit.unwrap_or_else(|| self.free_cash());
         let allowed = self.allowed()?;
         let (share, cap) = self.symbol_share();
         let existing = i
@@ -747,7 +1724,189 @@ impl Deciding<'_> {
         Ok((sized.contracts, note))
     }
 
-    /// `order` as child orders of at most max_contracts_per_order contracts, premiums split in proportion.
+    fn roll(&mut self, opt: &Holding, band: Option<(f64, f64)>) -> CoreResult<Decision> {
+        let i = self.i;
+        let band = band
+            .or_else(|| self.position_band(opt))
+            .unwrap_or(self.d.call_recovery_band);
+        let expiry = match (opt.expiry, opt.roll_expiry) {
+            (Some(e), Some(next)) if e > i.today => next,
+            _ => i.entry_expiry,
+        };
+        let dte = expiry - i.today;
+        let target = (band.0 + band.1) / 2.0;
+        let Some(pick) =
+            self.pick_strike(opt.option_kind(), dte.max(1) as f64 / 365.0, band, target)?
+        else {
+            self.notes
+                .push("no strike inside the band for the roll: close instead".into());
+            return self.close(opt, "risk_reduction", None);
+        };
+        let (strike, delta, mid) = (pick.strike, pick.abs_delta, pick.mid);
+        let contracts = -opt.quantity as i64;
+        let close_cost = opt.mark(i.spot, i.iv, i.today, i.rate)?;
+        let net = mid - close_cost;
+        self.notes.push(format!(
+            "roll to {} expiring {} (DTE {dte}) delta={} band {}-{}: new credit {} - close {} = net {} per share",
+            general(strike),
+            iso_date(expiry),
+            fixed(delta, 1),
+            general(band.0),
+            general(band.1),
+            fixed(mid, 2),
+            fixed(close_cost, 2),
+            crate::protocol::decide::pyfmt::signed(net, 2)
+        ));
+        let base = self.scen()?.book_pnl(&self.book_held())?;
+        let es_before = expected_shortfall(&base, self.d.es_level)?;
+        let old = self.scen()?.book_pnl(&[opt.held(i.today)])?;
+        let new = self.scen()?.book_pnl(&[Held {
+            kind: opt.kind,
+            underlying: opt.column,
+            quantity: -(contracts as f64),
+            strike,
+            t: years_to(Some(expiry), i.today),
+        }])?;
+        let after: Vec<f64> = base
+            .iter()
+            .zip(&old)
+            .zip(&new)
+            .map(|((b, o), n)| (b - o) + n)
+            .collect();
+        let es_after = expected_shortfall(&after, self.d.es_level)?;
+        self.notes.push(format!(
+            "ES(97.5%) before={} after the roll={}",
+            fixed(es_before, 2),
+            fixed(es_after, 2)
+        ));
+        let contracts = u32::try_from(contracts.max(0)).unwrap_or(u32::MAX);
+        let order = Order {
+            kind: opt.kind_name(),
+            side: "roll",
+            strike,
+            expiry: Some(expiry),
+            contracts,
+            limit_price: round(mid, 2),
+            delta,
+            premium: round(net * MULTIPLIER * f64::from(contracts), 2),
+            band: Some(band),
+        };
+        let reduces = if opt.kind == PositionKind::Put {
+            strike <= opt.strike
+        } else {
+            true
+        };
+        let ctx = self.context(
+            "roll",
+            &order,
+            Some(dte),
+            Some(es_after),
+            reduces,
+            Some(band),
+        )?;
+        let made = Made {
+            ctx: Some(ctx),
+            es: Some((es_before, es_after)),
+            position_id: Some(opt.id.clone()),
+            trust_kind: Some("roll"),
+            ..Made::plain(self.conf().roll)
+        };
+        let decision = self.finish("ROLL", Some(order), made)?;
+        if decision.outcome == "REJECTED" {
+            let failed: Vec<&str> = decision
+                .compliance
+                .iter()
+                .filter(|r| !r.passed && r.severity == Severity::Critical)
+                .map(|r| r.message.as_str())
+                .collect();
+            self.notes.push(format!(
+                "roll rejected by {}: close instead",
+                failed.join(", ")
+            ));
+            return self.close(opt, "risk_reduction", None);
+        }
+        Ok(decision)
+    }
+
+    fn close(
+        &mut self,
+        opt: &Holding,
+        trust_kind: &'static str,
+        stock: Option<&Holding>,
+    ) -> CoreResult<Decision> {
+        let contracts = u32::try_from((-opt.quantity as i64).max(0)).unwrap_or(u32::MAX);
+        self.buy_back(opt, contracts, "CLOSE", trust_kind, stock)
+    }
+
+    /// A CLOSE (every contract) or REDUCE (some) of a short option at today's mark; with `stock`, the shares of
+    /// the assigned position are sold in the same decision (a level-3 close).
+    fn buy_back(
+        &mut self,
+        opt: &Holding,
+        contracts: u32,
+        action: &'static str,
+        trust_kind: &'static str,
+        stock: Option<&Holding>,
+    ) -> CoreResult<Decision> {
+        let i = self.i;
+        let cost = opt.mark(i.spot, i.iv, i.today, i.rate)?;
+        let t = years_to(opt.expiry, i.today);
+        let delta = bs_greeks(opt.option_kind(), i.spot, opt.strike, t, i.iv, i.rate, 0.0)?.delta;
+        let order = Order {
+            kind: opt.kind_name(),
+            side: "buy_to_close",
+            strike: opt.strike,
+            expiry: opt.expiry,
+            contracts,
+            limit_price: round(cost, 2),
+            delta: delta.abs() * 100.0,
+            premium: -round(cost * MULTIPLIER * f64::from(contracts), 2),
+            band: None,
+        };
+        let legs = stock.map(|s| vec![self.share_sale(s)]).unwrap_or_default();
+        let kind = if action == "CLOSE" { "close" } else { "reduce" };
+        let ctx = self.context(kind, &order, None, None, true, None)?;
+        let made = Made {
+            ctx: Some(ctx),
+            position_id: Some(opt.id.clone()),
+            trust_kind: Some(trust_kind),
+            legs,
+            ..Made::plain(self.conf().close)
+        };
+        self.finish(action, Some(order), made)
+    }
+
+    fn share_sale(&self, stock: &Holding) -> Order {
+        let spot = self.i.spot;
+        let shares = stock.quantity.trunc();
+        Order {
+            kind: "stock",
+            side: "sell_to_close",
+            strike: 0.0,
+            expiry: None,
+            contracts: shares.max(0.0) as u32,
+            limit_price: round(spot, 2),
+            delta: 100.0,
+            premium: round(spot * shares, 2),
+            band: None,
+        }
+    }
+
+    fn sell_shares(&mut self, stock: &Holding, trust_kind: &'static str) -> CoreResult<Decision> {
+        let order = self.share_sale(stock);
+        let ctx = self.context("close", &order, None, None, true, None)?;
+        let made = Made {
+            ctx: Some(ctx),
+            position_id: Some(stock.id.clone()),
+            trust_kind: Some(trust_kind),
+            ..Made::plain(self.conf().close)
+        };
+        self.finish("CLOSE", Some(order), made)
+    }
+
+    // --- slicing, compliance and the decision record -------------------------------------------------------
+    /// `order` as child orders of at most max_contracts_per_order contracts (100-share lots for stock), premiums
+    /// split in proportion.
     fn slices(&self, order: &Order) -> Vec<Order> {
         let unit = if order.kind == "stock" { 100 } else { 1 };
         let size = self.d.max_contracts_per_order.saturating_mul(unit);
@@ -770,21 +1929,37 @@ impl Deciding<'_> {
 
     /// The typed rule context of `order` (PROTOCOL section 7).
     fn context(
-        &self,
+        &mut self,
         kind: &str,
         order: &Order,
         dte: Option<i64>,
-        es_after: f64,
+        es_after: Option<f64>,
         reduces: bool,
-    ) -> OrderContext {
+        band: Option<(f64, f64)>,
+    ) -> CoreResult<OrderContext> {
+        self.rules_checked = true;
+        let group = self.i.group_symbols.as_ref().ok_or_else(|| {
+            CoreError::invalid("group_symbols", "the tail group could not be measured")
+        })?;
         let i = self.i;
-        let band = order.band;
+        let stock = order.kind == "stock";
+        let band = match band {
+            Some(b) => Some(b),
+            None if !stock => order.band.or_else(|| self.band_of(order.kind)),
+            None => None,
+        };
         let symbol_exposure = i
             .own()
             .filter(|h| h.symbol == i.symbol)
             .map(|h| h.exposure(i.spot))
             .fold(0.0, |a, b| a + b);
-        let added = if kind == "entry" && order.kind == "put" {
+        let added = if stock {
+            if order.side == "buy_to_open" {
+                order.limit_price * f64::from(order.contracts)
+            } else {
+                0.0
+            }
+        } else if kind == "entry" && order.kind == "put" {
             order.strike * MULTIPLIER * f64::from(order.contracts)
         } else {
             0.0
@@ -797,7 +1972,16 @@ impl Deciding<'_> {
             .fold(0.0, |a, b| a + b);
         let (share, cap) = self.symbol_share();
         let size_cap = self.size_cap.unwrap_or(share.min(cap) * i.equity);
+        let released = if kind == "roll" {
+            i.own()
+                .filter(|h| h.symbol == i.symbol)
+                .map(Holding::collateral)
+                .fold(0.0, |a, b| a + b)
+        } else {
+            0.0
+        };
         let children = self.slices(order);
+        let unit = if stock { 100.0 } else { 1.0 };
         let last = children.last().map_or(0, |c| c.contracts);
         let before_last = if order.contracts > 0 {
             f64::from(order.contracts - last) / f64::from(order.contracts)
@@ -806,17 +1990,17 @@ impl Deciding<'_> {
         };
         let group_exposure = i
             .own()
-            .filter(|h| i.group_symbols.contains(&h.symbol))
+            .filter(|h| group.contains(&h.symbol))
             .map(|h| h.exposure(h.last_close))
             .fold(0.0, |a, b| a + b);
-        OrderContext {
+        Ok(OrderContext {
             kind: kind.into(),
             account_id: i.account_id.clone(),
             account_type: i.account_kind.clone(),
             label: i.label.clone(),
             symbol: i.symbol.clone(),
             sector: i.sector.clone(),
-            delta: Some(order.delta),
+            delta: (!stock).then_some(order.delta),
             band_low: band.map(|b| b.0),
             band_high: band.map(|b| b.1),
             dte: dte.map(|d| d as f64),
@@ -827,17 +2011,21 @@ impl Deciding<'_> {
                 vec![i.weekday]
             },
             allowed_symbols: self.spec.allowed_symbols.clone(),
-            strike: Some(order.strike),
-            contracts: Some(f64::from(last)),
+            strike: Some(if stock {
+                order.limit_price
+            } else {
+                order.strike
+            }),
+            contracts: Some(f64::from(last) / unit),
             multiplier: Some(MULTIPLIER),
-            free_cash: Some(self.free_cash() - added * before_last),
+            free_cash: Some(self.free_cash() + released - added * before_last),
             notional: Some(added),
             size_cap: Some(size_cap),
             account_equity: Some(i.equity),
             symbol_exposure_after: Some(symbol_exposure + added),
             portfolio_equity: Some(i.portfolio_equity),
             sector_exposure_after: Some(sector_exposure + added),
-            es_after: Some(es_after),
+            es_after: Some(es_after.unwrap_or(0.0)),
             account_state: i.account_state.clone(),
             system_state: i.system_state.clone(),
             vix_state: i.vix_state.clone(),
@@ -852,10 +2040,10 @@ impl Deciding<'_> {
             earnings_in_week: i.earnings_in_week,
             withdrawal_amount: None,
             option_kind: Some(order.kind.into()),
-            group_symbols: i.group_symbols.clone(),
+            group_symbols: group.clone(),
             group_exposure_after: Some(group_exposure + added),
             max_symbol_weight: Some(cap),
-        }
+        })
     }
 
     /// Runs the rules, gates by trust and writes the decision record.
@@ -863,29 +2051,26 @@ impl Deciding<'_> {
         &mut self,
         action: &'static str,
         order: Option<Order>,
-        confidence: f64,
-        ctx: Option<OrderContext>,
-        es: Option<(f64, f64)>,
+        made: Made,
     ) -> CoreResult<Decision> {
-        let compliance = match &ctx {
+        self.records += 1;
+        let compliance = match &made.ctx {
             Some(c) => rules::evaluate(self.rules, c)?,
             None => Vec::new(),
         };
         let outcome = rules::outcome(&compliance);
-        let critical = || {
-            compliance
-                .iter()
-                .filter(|r| !r.passed && r.severity == Severity::Critical)
-                .map(|r| r.message.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let mut final_action = action;
         if outcome == rules::Outcome::Rejected {
             if matches!(action, "OPEN_PUT" | "OPEN_CALL" | "BUY_SHARES") {
                 final_action = "NO_TRADE";
             }
-            self.notes.push(format!("rejected by {}", critical()));
+            let failed: Vec<&str> = compliance
+                .iter()
+                .filter(|r| !r.passed && r.severity == Severity::Critical)
+                .map(|r| r.message.as_str())
+                .collect();
+            self.notes
+                .push(format!("rejected by {}", failed.join(", ")));
         } else if compliance.iter().any(|r| !r.passed) {
             let failed: Vec<&str> = compliance
                 .iter()
@@ -894,8 +2079,9 @@ impl Deciding<'_> {
                 .collect();
             self.notes.push(format!("warnings: {}", failed.join("; ")));
         }
-        let kind = trust_kind(final_action);
+        let kind = made.trust_kind.unwrap_or_else(|| trust_kind(final_action));
         let acts = !matches!(final_action, "HOLD" | "NO_TRADE");
+        let confidence = made.confidence;
         let requires = outcome == rules::Outcome::RequiresApproval
             || (acts && self.i.trust.requires_approval(kind, confidence));
         if acts {
@@ -910,35 +2096,44 @@ impl Deciding<'_> {
                 }
             ));
         }
-        let (mut es_before, mut es_after) = es.unwrap_or((0.0, 0.0));
-        if es.is_none() {
-            if let Some(c) = &ctx {
-                es_before = 0.0;
+        let (es_before, mut es_after) = made.es.unwrap_or((0.0, 0.0));
+        if made.es.is_none() {
+            if let Some(c) = &made.ctx {
                 es_after = c.es_after.unwrap_or(0.0);
             }
         }
         let kept = if acts { order } else { None };
-        let orders = kept.as_ref().map(|o| self.slices(o)).unwrap_or_default();
-        if orders.len() > 1 {
-            let parts: Vec<String> = orders
-                .iter()
-                .map(|c| format!("{} {}", c.contracts, c.kind))
-                .collect();
-            self.notes.push(format!(
-                "{} child orders: {}",
-                orders.len(),
-                parts.join(", ")
-            ));
+        let mut orders = Vec::new();
+        if let Some(o) = &kept {
+            orders = self.slices(o);
+            for leg in &made.legs {
+                orders.extend(self.slices(leg));
+            }
+            if orders.len() > 1 {
+                let parts: Vec<String> = orders
+                    .iter()
+                    .map(|c| format!("{} {}", c.contracts, c.kind))
+                    .collect();
+                self.notes.push(format!(
+                    "{} child orders: {}",
+                    orders.len(),
+                    parts.join(", ")
+                ));
+            }
         }
         for w in &self.warnings {
             if !self.notes.contains(w) {
                 self.notes.push(w.clone());
             }
         }
+        let state = if self.reducing && self.i.account_state == "ACTIVE" {
+            "REDUCING".to_string()
+        } else {
+            self.i.account_state.clone()
+        };
         Ok(Decision {
             action: final_action,
             counts_order: kept.is_some(),
-            rules_checked: ctx.is_some(),
             order: kept,
             orders,
             es_before,
@@ -948,11 +2143,38 @@ impl Deciding<'_> {
             requires_approval: requires,
             confidence,
             trust_kind: kind,
-            notes: std::mem::take(&mut self.notes),
+            notes: self.notes.clone(),
             warnings: self.warnings.clone(),
-            account_state: self.i.account_state.clone(),
+            week_type: self.week.map(|w| w.code),
+            protocol_level: self.level,
+            position_id: made.position_id,
+            account_state: state,
+            freeze_until: self.freeze,
+            cut: self.cut.clone(),
+            reducing: self.reducing,
+            rules_checked: false,
+            records: 0,
         })
     }
+}
+
+/// The account's lots of one symbol as one holding: total shares at their weighted cost basis (the first lot's id).
+fn one_holding(lots: Vec<&Holding>) -> Option<Holding> {
+    let first = (*lots.first()?).clone();
+    if lots.len() == 1 {
+        return Some(first);
+    }
+    let total = lots.iter().map(|p| p.quantity).fold(0.0, |a, b| a + b);
+    let basis = lots
+        .iter()
+        .map(|p| p.quantity * p.cost_basis)
+        .fold(0.0, |a, b| a + b)
+        / total;
+    Some(Holding {
+        quantity: total,
+        cost_basis: basis,
+        ..first
+    })
 }
 
 /// The trust kind of an action (PROTOCOL section 10).
