@@ -18,7 +18,7 @@ from allsuse import _core, indicators, pricing, risk
 from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
 from allsuse.protocol.accounts import Account, Portfolio, money
-from allsuse.protocol.market import Bars, MarketData, next_weekly_expiry, weekly_expiry
+from allsuse.protocol.market import Bars, MarketData, OptionQuote, next_weekly_expiry, weekly_expiry
 from allsuse.protocol.market_label import MarketLabel, market_label
 from allsuse.protocol.positions import MULTIPLIER, Position
 from allsuse.protocol.trust import TrustBook
@@ -748,8 +748,6 @@ class _Deciding:
     # --- the flow ----------------------------------------------------------------------------------------
     def run(self, roll_available: bool | None) -> Decision:
         """The decision, decided whole by the core: the typed input, one call, the typed result as a `Decision`."""
-        if self.m.chains.get(self.symbol):
-            return self._run_python(roll_available)  # option chains: still the Python flow
         return self._decide_in_core(roll_available)
 
     def _decide_in_core(self, roll_available: bool | None) -> Decision:
@@ -831,6 +829,7 @@ class _Deciding:
             confidence_threshold=trust.confidence_threshold,
         )
         frozen = rt.frozen_until
+        chain = m.chains.get(self.symbol, {})
         inp = _core.DecisionInput(
             account_id=a.id,
             account_kind=a.kind,
@@ -870,6 +869,8 @@ class _Deciding:
             trust=gate,
             cuts_done=[_core.CutDone(key=k, level=v) for k, v in rt.cut_at.items()],
             roll_available=roll_available,
+            chain_puts=[_quote(q) for q in chain.get("put", ())],
+            chain_calls=[_quote(q) for q in chain.get("call", ())],
         )
         try:
             core = e.decider.decide(inp, scenarios, e.rules.compiled)
@@ -1872,6 +1873,13 @@ def _order_of(o: _core.CoreOrder) -> Order:
     band = (o.band_low, o.band_high) if o.band_low is not None and o.band_high is not None else None
     expiry = dt.date.fromordinal(o.expiry) if o.expiry is not None else None
     return Order(o.kind, o.side, o.strike, expiry, o.contracts, o.limit_price, o.delta, o.premium, band)
+
+
+def _quote(q: OptionQuote) -> _core.ChainQuote:
+    """A chain quote as the core reads it."""
+    return _core.ChainQuote(
+        strike=q.strike, bid=q.bid, ask=q.ask, iv=q.iv, open_interest=q.open_interest, volume=q.volume
+    )
 
 
 def _one_holding(lots: list[Position]) -> Position | None:

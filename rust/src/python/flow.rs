@@ -165,6 +165,48 @@ impl HeldPosition {
     }
 }
 
+/// One strike of a given option chain.
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+#[derive(Clone)]
+pub struct ChainQuote {
+    strike: f64,
+    bid: f64,
+    ask: f64,
+    iv: f64,
+    open_interest: f64,
+    volume: f64,
+}
+
+#[pymethods]
+impl ChainQuote {
+    #[new]
+    #[pyo3(signature = (*, strike, bid, ask, iv, open_interest, volume))]
+    fn new(strike: f64, bid: f64, ask: f64, iv: f64, open_interest: f64, volume: f64) -> Self {
+        ChainQuote {
+            strike,
+            bid,
+            ask,
+            iv,
+            open_interest,
+            volume,
+        }
+    }
+}
+
+fn quotes_of(quotes: &[PyRef<'_, ChainQuote>]) -> Vec<flow::ChainQuote> {
+    quotes
+        .iter()
+        .map(|q| flow::ChainQuote {
+            strike: q.strike,
+            bid: q.bid,
+            ask: q.ask,
+            iv: q.iv,
+            open_interest: q.open_interest,
+            volume: q.volume,
+        })
+        .collect()
+}
+
 /// A protection or budget cut already done on the account: its key and the level it was done at.
 #[pyclass(frozen, get_all, module = "allsuse._core")]
 #[derive(Clone)]
@@ -226,7 +268,8 @@ impl DecisionInput {
         *, account_id, account_kind, account_state, balance, reinvest_cash, peak, equity, portfolio_equity, symbol,
         sector, label, label_confidence, notes, today, weekday, entry_expiry, frozen_until, spot, iv, rate, days,
         high, low, close, protection_level, drawdown, vix, vix_multiplier, vix_state, system_state,
-        orders_last_minute, earnings_in_week, group_symbols, book, column, trust, cuts_done, roll_available
+        orders_last_minute, earnings_in_week, group_symbols, book, column, trust, cuts_done, roll_available,
+        chain_puts=Vec::new(), chain_calls=Vec::new()
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -269,6 +312,8 @@ impl DecisionInput {
         trust: PyRef<'_, TrustGate>,
         cuts_done: Vec<PyRef<'_, CutDone>>,
         roll_available: Option<bool>,
+        chain_puts: Vec<PyRef<'_, ChainQuote>>,
+        chain_calls: Vec<PyRef<'_, ChainQuote>>,
     ) -> PyResult<Self> {
         let inner = flow::DecisionInput {
             account_id,
@@ -318,6 +363,8 @@ impl DecisionInput {
                 })
                 .collect(),
             roll_available,
+            chain_puts: quotes_of(&chain_puts),
+            chain_calls: quotes_of(&chain_calls),
         };
         inner.validate().py_err(py)?;
         Ok(DecisionInput { inner })
@@ -618,6 +665,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TakeProfit>()?;
     m.add_class::<Confidences>()?;
     m.add_class::<CutDone>()?;
+    m.add_class::<ChainQuote>()?;
     m.add_class::<EntryRule>()?;
     m.add_class::<AccountRules>()?;
     m.add_class::<Decider>()?;

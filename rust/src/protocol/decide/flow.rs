@@ -22,7 +22,7 @@ use crate::protocol::level::delta_target;
 use crate::protocol::sizing::{size_covered_calls, PutSizing};
 use crate::protocol::week_type::Position as WeekPosition;
 use crate::risk::{expected_shortfall, PositionKind};
-use crate::rules::{self, OrderContext, RuleResult, RuleSet, Severity};
+use crate::rules::{self, Chain, OrderContext, RuleResult, RuleSet, Severity};
 
 /// Shares per contract.
 pub const MULTIPLIER: f64 = OPTION_MULTIPLIER;
@@ -366,6 +366,17 @@ impl TrustGate {
     }
 }
 
+/// One strike of a given option chain: bid/ask, IV, open interest and volume.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChainQuote {
+    pub strike: f64,
+    pub bid: f64,
+    pub ask: f64,
+    pub iv: f64,
+    pub open_interest: f64,
+    pub volume: f64,
+}
+
 /// A protection or budget cut already done: its key (a position id, `shares:SYM` or `budget:...:DAY`) and level.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CutDone {
@@ -431,6 +442,9 @@ pub struct DecisionInput {
     pub cuts_done: Vec<CutDone>,
     /// A caller's answer to "is a roll available?" (None: the core looks at next week's chain).
     pub roll_available: Option<bool>,
+    /// The symbol's option chain, when one was given (else strikes come from the synthetic chain).
+    pub chain_puts: Vec<ChainQuote>,
+    pub chain_calls: Vec<ChainQuote>,
 }
 
 impl DecisionInput {
@@ -486,6 +500,23 @@ impl DecisionInput {
         check::all_finite("close", &self.close)?;
         for s in self.trust.scores {
             check::finite("trust.scores", s)?;
+        }
+        for (name, quotes) in [
+            ("chain_puts", &self.chain_puts),
+            ("chain_calls", &self.chain_calls),
+        ] {
+            for (k, q) in quotes.iter().enumerate() {
+                for (field, x) in [
+                    ("strike", q.strike),
+                    ("bid", q.bid),
+                    ("ask", q.ask),
+                    ("iv", q.iv),
+                    ("open_interest", q.open_interest),
+                    ("volume", q.volume),
+                ] {
+                    check::finite(&format!("{name}[{k}].{field}"), x)?;
+                }
+            }
         }
         for (i, h) in self.book.iter().enumerate() {
             let f = |n: &str| format!("book[{i}].{n}");
@@ -1286,9 +1317,49 @@ impl Deciding<'_> {
         target: f64,
     ) -> CoreResult<Option<crate::protocol::decide::strike::Pick>> {
         let i = self.i;
-        self.d
-            .strikes
-            .pick(kind, i.spot, t, i.iv, i.rate, band.0, band.1, target)
+        let quotes = self.quotes(kind);
+        if quotes.is_empty() {
+            return self
+                .d
+                .strikes
+                .pick(kind, i.spot, t, i.iv, i.rate, band.0, band.1, target);
+        }
+        // The given chain: each strike's delta at its own IV, the strike nearest the target inside the band, and
+        // its quoted mid.
+        let n = quotes.len();
+        let strikes: Vec<f64> = quotes.iter().map(|q| q.strike).collect();
+        let ivs: Vec<f64> = quotes.iter().map(|q| q.iv).collect();
+        let greeks = crate::pricing::bs_greeks_batch(
+            kind,
+            &vec![i.spot; n],
+            &strikes,
+            &vec![t; n],
+            &ivs,
+            &vec![i.rate; n],
+            &vec![0.0; n],
+        )?;
+        let deltas: Vec<f64> = greeks.delta.iter().map(|d| d.abs() * 100.0).collect();
+        let Some(choice) = crate::protocol::strike::select_strike(
+            kind, &strikes, &deltas, band.0, band.1, target,
+        )?
+        else {
+            return Ok(None);
+        };
+        let q = quotes.get(choice.index).ok_or_else(|| {
+            CoreError::invalid("chain", format!("no quote at index {}", choice.index))
+        })?;
+        Ok(Some(crate::protocol::decide::strike::Pick {
+            strike: choice.strike,
+            abs_delta: choice.abs_delta,
+            mid: (q.bid + q.ask) / 2.0,
+        }))
+    }
+
+    fn quotes(&self, kind: OptionKind) -> &[ChainQuote] {
+        match kind {
+            OptionKind::Call => &self.i.chain_calls,
+            OptionKind::Put => &self.i.chain_puts,
+        }
     }
 
     fn entry(&mut self) -> CoreResult<Decision> {
@@ -1988,6 +2059,16 @@ impl Deciding<'_> {
         } else {
             0.0
         };
+        let quote = match order.kind {
+            "put" => self.quotes(OptionKind::Put),
+            "call" => self.quotes(OptionKind::Call),
+            _ => &[],
+        }
+        .iter()
+        .rev()
+        .find(|q| q.strike == order.strike)
+        .copied();
+        let mid = quote.map(|q| (q.bid + q.ask) / 2.0).filter(|m| *m != 0.0);
         let group_exposure = i
             .own()
             .filter(|h| group.contains(&h.symbol))
@@ -2031,10 +2112,15 @@ impl Deciding<'_> {
             vix_state: i.vix_state.clone(),
             vix: i.vix,
             reduces_exposure: reduces,
-            chain: None,
+            chain: quote.map(|q| Chain {
+                open_interest: q.open_interest,
+                volume: q.volume,
+                bid: q.bid,
+                ask: q.ask,
+            }),
             limit_price: Some(order.limit_price),
-            // Without a chain quote the rules see the order's own limit as the mid.
-            mid: Some(order.limit_price),
+            // Without a chain quote (or with a zero mid) the rules see the order's own limit as the mid.
+            mid: Some(mid.unwrap_or(order.limit_price)),
             orders_last_minute: Some(f64::from(i.orders_last_minute)),
             idempotency_seen: false,
             earnings_in_week: i.earnings_in_week,
