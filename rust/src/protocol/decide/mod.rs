@@ -18,6 +18,8 @@ pub mod sizing;
 pub mod strike;
 
 #[cfg(test)]
+mod flow_tests;
+#[cfg(test)]
 mod tests;
 
 /// The compiled protocol thresholds of one configuration.
