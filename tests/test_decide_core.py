@@ -43,9 +43,9 @@ class _Counting:
         self.inner = inner
         self.calls = 0
 
-    def decide(self, *args: Any) -> _core.CoreDecision:
+    def decide(self, *args: Any, **kwargs: Any) -> _core.CoreDecision:
         self.calls += 1
-        return self.inner.decide(*args)
+        return self.inner.decide(*args, **kwargs)
 
 
 def test_each_decision_is_one_call_into_the_core(market: MarketData) -> None:
@@ -194,17 +194,25 @@ def test_bad_positions_quotes_and_settings_are_named() -> None:
     assert err.value.field == "band"
 
 
-def test_the_core_names_a_column_outside_the_scenarios_and_missing_scenarios() -> None:
+def test_the_core_names_a_column_outside_the_scenarios_and_raises_the_markets_own_error() -> None:
     engine = Engine()
     scenarios = _core.ScenarioSet(
         np.full((50, 1), 0.001), spot=[103.0], iv=[0.3], iv_move_sensitivity=5.0, horizon=1 / 365, rate=0.0
     )
+    entry = {"entry_expiry": THURSDAY.toordinal() + 6}
     with pytest.raises(InvalidInputError) as err:
-        engine.decider.decide(_input(column=2), scenarios, engine.rules.compiled)
+        engine.decider.decide(_input(column=2, **entry), engine.rules.compiled, scenarios=lambda: scenarios)
     assert err.value.field == "column"
+
+    def no_scenarios() -> _core.ScenarioSet:
+        raise InvalidInputError.of("bars", "need at least two closes per symbol for scenarios")
+
     with pytest.raises(InvalidInputError) as err:
-        engine.decider.decide(_input(entry_expiry=THURSDAY.toordinal() + 6), None, engine.rules.compiled)
-    assert err.value.field == "scenarios"
+        engine.decider.decide(_input(**entry), engine.rules.compiled, scenarios=no_scenarios)
+    assert err.value.field == "bars"
+    # A decision that values no order never asks for the scenarios.
+    red = engine.decider.decide(_input(label="red"), engine.rules.compiled, scenarios=no_scenarios)
+    assert red.action == "NO_TRADE"
 
 
 def test_a_bad_setting_is_refused_when_the_decider_is_compiled() -> None:

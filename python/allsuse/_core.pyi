@@ -1,7 +1,7 @@
 # Hand-written stubs for the compiled core, checked against the real module by mypy.stubtest.
 # Users import the typed facades (allsuse.pricing, allsuse.risk, ...), never this module.
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import final
 
 import numpy as np
@@ -780,4 +780,4 @@ class Decider:
         emergency_close_count: int,
         cash_settled: Sequence[str],
     ) -> Decider: ...
-    def decide(self, input: DecisionInput, scenarios: ScenarioSet | None, rules: RuleSet) -> CoreDecision: ...
+    def decide(self, input: DecisionInput, rules: RuleSet, *, scenarios: Callable[[], ScenarioSet]) -> CoreDecision: ...

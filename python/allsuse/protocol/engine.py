@@ -747,14 +747,10 @@ class _Deciding:
         held = self._all_positions()
         symbols = sorted({p.symbol for p in held} | {self.symbol})
         own = e.positions_of(self.p, a.id)
-        # The scenarios and the tail group are measured here; when the market cannot give them, the core is told
-        # so and a decision that needs them fails with the very error measuring them raised.
-        scenarios: _core.ScenarioSet | None = None
+        # The tail group is measured here (a single-symbol account needs no measuring); when the market cannot give
+        # it, the core is told so and a decision that needs it fails with the very error measuring it raised. The
+        # scenarios are built only when the core values an order (kept per market, like the returns they use).
         missing: list[InvalidInputError] = []
-        try:
-            scenarios = e._scenario_set(symbols, m)
-        except InvalidInputError as exc:
-            missing.append(exc)
         group: list[str] | None = None
         try:
             group = e.tail_group(self.symbol, [p.symbol for p in own], m)
@@ -865,9 +861,9 @@ class _Deciding:
             chain_calls=[_quote(q) for q in chain.get("call", ())],
         )
         try:
-            core = e.decider.decide(inp, scenarios, e.rules.compiled)
+            core = e.decider.decide(inp, e.rules.compiled, scenarios=lambda: e._scenario_set(symbols, m))
         except InvalidInputError as exc:
-            if missing and exc.field in ("scenarios", "group_symbols"):
+            if missing and exc.field == "group_symbols":
                 raise missing[0] from None
             raise
         if core.rules_checked:

@@ -523,22 +523,26 @@ impl Decider {
         Ok(Decider { inner })
     }
 
-    /// The decision for the input (the entry path; `DecisionInput.runs_in_core` says when it applies), over the
-    /// day's scenarios and the rule set in force.
+    /// The decision for the input over the rule set in force. `scenarios` gives the day's ScenarioSet, called
+    /// only when the decision values an order (an error it raises is raised as it is).
+    #[pyo3(signature = (input, rules, *, scenarios))]
     fn decide(
         &self,
         py: Python<'_>,
         input: PyRef<'_, DecisionInput>,
-        scenarios: Option<PyRef<'_, PyScenarioSet>>,
         rules: PyRef<'_, super::protocol::RuleSet>,
+        scenarios: Bound<'_, PyAny>,
     ) -> PyResult<CoreDecision> {
-        let d = flow::decide(
-            &self.inner,
-            &input.inner,
-            scenarios.as_ref().map(|s| &s.inner),
-            &rules.inner,
-        )
-        .py_err(py)?;
+        let source = LazyScenarios {
+            call: scenarios,
+            built: std::cell::OnceCell::new(),
+            failed: std::cell::RefCell::new(None),
+        };
+        let decided = flow::decide(&self.inner, &input.inner, &source, &rules.inner);
+        if let Some(err) = source.failed.borrow_mut().take() {
+            return Err(err);
+        }
+        let d = decided.py_err(py)?;
         let compliance = d
             .compliance
             .into_iter()
@@ -657,6 +661,40 @@ impl Confidences {
                 roll,
             },
         }
+    }
+}
+
+/// The day's scenarios from the engine, asked for once and only when an order is valued.
+struct LazyScenarios<'py> {
+    call: Bound<'py, PyAny>,
+    built: std::cell::OnceCell<Py<PyScenarioSet>>,
+    failed: std::cell::RefCell<Option<PyErr>>,
+}
+
+impl flow::ScenarioSource for LazyScenarios<'_> {
+    fn scenarios(&self) -> CoreResult<&crate::protocol::decide::scenarios::Scenarios> {
+        if self.built.get().is_none() {
+            let made = self
+                .call
+                .call0()
+                .and_then(|s| s.extract::<Py<PyScenarioSet>>().map_err(PyErr::from));
+            match made {
+                Ok(s) => {
+                    let _ = self.built.set(s);
+                }
+                Err(e) => {
+                    *self.failed.borrow_mut() = Some(e);
+                    return Err(CoreError::invalid(
+                        "scenarios",
+                        "the market gave no scenarios",
+                    ));
+                }
+            }
+        }
+        self.built
+            .get()
+            .map(|s| &s.get().inner)
+            .ok_or_else(|| CoreError::invalid("scenarios", "the market gave no scenarios"))
     }
 }
 

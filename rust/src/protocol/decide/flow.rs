@@ -633,7 +633,7 @@ struct Deciding<'a> {
     i: &'a DecisionInput,
     spec: &'a AccountRules,
     rule: &'a EntryRule,
-    scenarios: Option<&'a Scenarios>,
+    scenarios: &'a dyn ScenarioSource,
     rules: &'a RuleSet,
     notes: Vec<String>,
     warnings: Vec<String>,
@@ -647,13 +647,45 @@ struct Deciding<'a> {
     records: u32,
 }
 
-/// The decision for the input's account and symbol (PROTOCOL section 10), over the day's scenarios and the rule set
-/// in force. `scenarios` may be None when they could not be built from the market: a decision that values an order
-/// then fails, naming `scenarios`.
+/// Where the day's scenarios come from: built only when a decision values an order (most decisions hold or make no
+/// trade, and never need them).
+pub trait ScenarioSource {
+    /// The scenarios, or an error naming `scenarios` when the market cannot give them.
+    fn scenarios(&self) -> CoreResult<&Scenarios>;
+}
+
+impl ScenarioSource for Option<&Scenarios> {
+    fn scenarios(&self) -> CoreResult<&Scenarios> {
+        self.ok_or_else(|| {
+            CoreError::invalid("scenarios", "no scenarios could be built from the market")
+        })
+    }
+}
+
+fn check_columns(input: &DecisionInput, scenarios: &Scenarios) -> CoreResult<()> {
+    if input.column >= scenarios.cols() {
+        return Err(CoreError::invalid(
+            "column",
+            format!("index {} of {} symbols", input.column, scenarios.cols()),
+        ));
+    }
+    for (i, h) in input.book.iter().enumerate() {
+        if h.in_book && h.column >= scenarios.cols() {
+            return Err(CoreError::invalid(
+                format!("book[{i}].column"),
+                format!("index {} of {} symbols", h.column, scenarios.cols()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The decision for the input's account and symbol (PROTOCOL section 10), over the day's scenarios (asked for when
+/// an order is valued) and the rule set in force.
 pub fn decide(
     d: &Decider,
     input: &DecisionInput,
-    scenarios: Option<&Scenarios>,
+    scenarios: &dyn ScenarioSource,
     rules: &RuleSet,
 ) -> CoreResult<Decision> {
     input.validate()?;
@@ -662,22 +694,6 @@ pub fn decide(
         .iter()
         .position(|l| *l == input.label)
         .unwrap_or_default();
-    if let Some(scenarios) = scenarios {
-        if input.column >= scenarios.cols() {
-            return Err(CoreError::invalid(
-                "column",
-                format!("index {} of {} symbols", input.column, scenarios.cols()),
-            ));
-        }
-        for (i, h) in input.book.iter().enumerate() {
-            if h.in_book && h.column >= scenarios.cols() {
-                return Err(CoreError::invalid(
-                    format!("book[{i}].column"),
-                    format!("index {} of {} symbols", h.column, scenarios.cols()),
-                ));
-            }
-        }
-    }
     let mut run = Deciding {
         d,
         i: input,
@@ -717,9 +733,9 @@ fn ceil_count(x: f64) -> i64 {
 
 impl Deciding<'_> {
     fn scen(&self) -> CoreResult<&Scenarios> {
-        self.scenarios.ok_or_else(|| {
-            CoreError::invalid("scenarios", "no scenarios could be built from the market")
-        })
+        let s = self.scenarios.scenarios()?;
+        check_columns(self.i, s)?;
+        Ok(s)
     }
 
     // --- the flow ------------------------------------------------------------------------------------------

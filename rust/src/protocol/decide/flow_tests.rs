@@ -183,7 +183,7 @@ fn short_put(strike: f64, expiry: i64, premium: f64) -> Holding {
 
 #[test]
 fn an_entry_day_opens_a_put_sized_and_valued_in_the_core() -> CoreResult<()> {
-    let d = decide(&decider()?, &input(vec![]), Some(&scenarios()?), &rules()?)?;
+    let d = decide(&decider()?, &input(vec![]), &Some(&scenarios()?), &rules()?)?;
     assert_eq!(d.action, "OPEN_PUT", "{:?}", d.notes);
     let order = d.order.as_ref().map(|o| (o.kind, o.side, o.contracts > 0));
     assert_eq!(order, Some(("put", "sell_to_open", true)));
@@ -207,7 +207,7 @@ fn a_label_without_entries_and_a_frozen_account_make_no_trade() -> CoreResult<()
     let (dec, scen, set) = (decider()?, scenarios()?, rules()?);
     let mut red = input(vec![]);
     red.label = "red".into();
-    let d = decide(&dec, &red, Some(&scen), &set)?;
+    let d = decide(&dec, &red, &Some(&scen), &set)?;
     assert_eq!(d.action, "NO_TRADE");
     assert_eq!(
         d.notes.last().map(String::as_str),
@@ -215,7 +215,7 @@ fn a_label_without_entries_and_a_frozen_account_make_no_trade() -> CoreResult<()
     );
     let mut frozen = input(vec![]);
     frozen.frozen_until = Some(THURSDAY + 3);
-    let d = decide(&dec, &frozen, Some(&scen), &set)?;
+    let d = decide(&dec, &frozen, &Some(&scen), &set)?;
     assert_eq!(
         d.notes.last().map(String::as_str),
         Some("new entries frozen until 2024-03-10 (protocol level 2)")
@@ -231,7 +231,7 @@ fn a_decayed_put_is_closed_and_an_expired_one_is_classified() -> CoreResult<()> 
     let d = decide(
         &dec,
         &input(vec![short_put(80.0, THURSDAY + 8, 3.0)]),
-        Some(&scen),
+        &Some(&scen),
         &set,
     )?;
     assert_eq!(d.action, "CLOSE", "{:?}", d.notes);
@@ -241,7 +241,7 @@ fn a_decayed_put_is_closed_and_an_expired_one_is_classified() -> CoreResult<()> 
     let d = decide(
         &dec,
         &input(vec![short_put(80.0, THURSDAY, 1.0)]),
-        Some(&scen),
+        &Some(&scen),
         &set,
     )?;
     assert!(d.week_type.is_some(), "{:?}", d.notes);
@@ -254,7 +254,7 @@ fn a_deep_loss_closes_at_a_stop_loss_and_goes_reducing() -> CoreResult<()> {
     let d = decide(
         &decider()?,
         &input(vec![short_put(140.0, THURSDAY + 8, 1.0)]),
-        Some(&scenarios()?),
+        &Some(&scenarios()?),
         &rules()?,
     )?;
     assert_eq!(d.action, "CLOSE", "{:?}", d.notes);
@@ -271,30 +271,30 @@ fn bad_input_is_named_not_a_panic() -> CoreResult<()> {
     let (dec, scen, set) = (decider()?, scenarios()?, rules()?);
     let mut nan = input(vec![]);
     nan.spot = f64::NAN;
-    let err = decide(&dec, &nan, Some(&scen), &set)
+    let err = decide(&dec, &nan, &Some(&scen), &set)
         .err()
         .map(|e| e.field().to_string());
     assert_eq!(err.as_deref(), Some("spot"));
     let mut short = input(vec![]);
     short.days.pop();
-    let err = decide(&dec, &short, Some(&scen), &set)
+    let err = decide(&dec, &short, &Some(&scen), &set)
         .err()
         .map(|e| e.field().to_string());
     assert_eq!(err.as_deref(), Some("days"));
     let mut col = input(vec![]);
     col.column = 3;
-    let err = decide(&dec, &col, Some(&scen), &set)
+    let err = decide(&dec, &col, &Some(&scen), &set)
         .err()
         .map(|e| e.field().to_string());
     assert_eq!(err.as_deref(), Some("column"));
     // An entry needs the scenarios; without them the error names them.
-    let err = decide(&dec, &input(vec![]), None, &set)
+    let err = decide(&dec, &input(vec![]), &None, &set)
         .err()
         .map(|e| e.field().to_string());
     assert_eq!(err.as_deref(), Some("scenarios"));
     let mut kind = input(vec![]);
     kind.account_kind = "xyz".into();
-    let err = decide(&dec, &kind, Some(&scen), &set)
+    let err = decide(&dec, &kind, &Some(&scen), &set)
         .err()
         .map(|e| e.field().to_string());
     assert_eq!(err.as_deref(), Some("account.kind"));
