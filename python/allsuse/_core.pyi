@@ -1,7 +1,7 @@
 # Hand-written stubs for the compiled core, checked against the real module by mypy.stubtest.
 # Users import the typed facades (allsuse.pricing, allsuse.risk, ...), never this module.
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import final
 
 import numpy as np
@@ -518,3 +518,266 @@ class TTLCache:
 def bar_columns(
     data: bytes, field: str, max_bars: int, tag: int = 0, bars_tag: int = 0
 ) -> tuple[npt.NDArray[np.int64], _F64, _F64, _F64, _F64, _F64, bool]: ...
+
+# --- the decision flow (rust/src/python/flow.rs) ---------------------------------------------------------------
+@final
+class EntryRule:
+    def __new__(
+        cls, *, entry_days: Sequence[int], band_low: float | None, band_high: float | None, m_label: float
+    ) -> EntryRule: ...
+
+@final
+class AccountRules:
+    def __new__(
+        cls,
+        *,
+        kind: str,
+        name: str,
+        buffer: float,
+        max_drawdown: float,
+        target_share: float,
+        max_symbol_weight: float,
+        allowed_symbols: Sequence[str],
+        green: EntryRule,
+        red: EntryRule,
+        chop: EntryRule,
+    ) -> AccountRules: ...
+
+@final
+class Band:
+    def __new__(cls, *, low: float, high: float) -> Band: ...
+    @property
+    def low(self) -> float: ...
+    @property
+    def high(self) -> float: ...
+
+@final
+class TakeProfit:
+    def __new__(cls, *, gen: float, rev: float, com: float) -> TakeProfit: ...
+    @property
+    def gen(self) -> float: ...
+    @property
+    def rev(self) -> float: ...
+    @property
+    def com(self) -> float: ...
+
+@final
+class Confidences:
+    def __new__(cls, *, hold_normal: float, hold_enhanced: float, close: float, roll: float) -> Confidences: ...
+
+@final
+class HeldPosition:
+    def __new__(
+        cls,
+        *,
+        id: str,
+        account_id: str,
+        symbol: str,
+        kind: str,
+        quantity: float,
+        strike: float,
+        expiry: int | None,
+        roll_expiry: int | None,
+        premium: float,
+        cost_basis: float,
+        band_low: float | None,
+        band_high: float | None,
+        sector: str,
+        last_close: float,
+        iv: float,
+        column: int,
+        in_book: bool,
+    ) -> HeldPosition: ...
+
+@final
+class CutDone:
+    def __new__(cls, *, key: str, level: int) -> CutDone: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def level(self) -> int: ...
+
+@final
+class ChainQuote:
+    def __new__(
+        cls, *, strike: float, bid: float, ask: float, iv: float, open_interest: float, volume: float
+    ) -> ChainQuote: ...
+    @property
+    def strike(self) -> float: ...
+    @property
+    def bid(self) -> float: ...
+    @property
+    def ask(self) -> float: ...
+    @property
+    def iv(self) -> float: ...
+    @property
+    def open_interest(self) -> float: ...
+    @property
+    def volume(self) -> float: ...
+
+@final
+class TrustGate:
+    def __new__(
+        cls,
+        *,
+        entry: float,
+        exit: float,
+        roll: float,
+        risk_reduction: float,
+        emergency: float,
+        auto_threshold: float,
+        confidence_threshold: float,
+    ) -> TrustGate: ...
+
+@final
+class DecisionInput:
+    def __new__(
+        cls,
+        *,
+        account_id: str,
+        account_kind: str,
+        account_state: str,
+        balance: float,
+        reinvest_cash: float,
+        peak: float,
+        equity: float,
+        portfolio_equity: float,
+        symbol: str,
+        sector: str,
+        label: str,
+        label_confidence: float,
+        notes: Sequence[str],
+        today: int,
+        weekday: int,
+        entry_expiry: int,
+        frozen_until: int | None,
+        spot: float,
+        iv: float,
+        rate: float,
+        days: npt.NDArray[np.int64],
+        high: npt.NDArray[np.float64],
+        low: npt.NDArray[np.float64],
+        close: npt.NDArray[np.float64],
+        protection_level: int,
+        drawdown: float,
+        vix: float | None,
+        vix_multiplier: float,
+        vix_state: str,
+        system_state: str,
+        orders_last_minute: int,
+        earnings_in_week: bool | None,
+        group_symbols: Sequence[str] | None,
+        book: Sequence[HeldPosition],
+        column: int,
+        trust: TrustGate,
+        cuts_done: Sequence[CutDone],
+        roll_available: bool | None,
+        chain_puts: Sequence[ChainQuote] = ...,
+        chain_calls: Sequence[ChainQuote] = ...,
+    ) -> DecisionInput: ...
+
+@final
+class CoreOrder:
+    @property
+    def kind(self) -> str: ...
+    @property
+    def side(self) -> str: ...
+    @property
+    def strike(self) -> float: ...
+    @property
+    def expiry(self) -> int | None: ...
+    @property
+    def contracts(self) -> int: ...
+    @property
+    def limit_price(self) -> float: ...
+    @property
+    def delta(self) -> float: ...
+    @property
+    def premium(self) -> float: ...
+    @property
+    def band_low(self) -> float | None: ...
+    @property
+    def band_high(self) -> float | None: ...
+
+@final
+class CoreDecision:
+    @property
+    def action(self) -> str: ...
+    @property
+    def order(self) -> CoreOrder | None: ...
+    @property
+    def orders(self) -> list[CoreOrder]: ...
+    @property
+    def es_before(self) -> float: ...
+    @property
+    def es_after(self) -> float: ...
+    @property
+    def compliance(self) -> list[RuleVerdict]: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def requires_approval(self) -> bool: ...
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def trust_kind(self) -> str: ...
+    @property
+    def notes(self) -> list[str]: ...
+    @property
+    def warnings(self) -> list[str]: ...
+    @property
+    def week_type(self) -> str | None: ...
+    @property
+    def protocol_level(self) -> int: ...
+    @property
+    def position_id(self) -> str | None: ...
+    @property
+    def account_state(self) -> str: ...
+    @property
+    def counts_order(self) -> bool: ...
+    @property
+    def freeze_until(self) -> int | None: ...
+    @property
+    def cut(self) -> CutDone | None: ...
+    @property
+    def reducing(self) -> bool: ...
+    @property
+    def rules_checked(self) -> bool: ...
+    @property
+    def records(self) -> int: ...
+
+@final
+class Decider:
+    def __new__(
+        cls,
+        *,
+        tables: ProtocolTables,
+        strikes: StrikePicker,
+        gen: AccountRules,
+        rev: AccountRules,
+        com: AccountRules,
+        atr_period: int,
+        atr_fallback_pct: float,
+        protection_multipliers: Sequence[float],
+        drawdown_budget_k: float,
+        es_budget_share: float,
+        es_level: float,
+        entry_max_dte: int,
+        max_contracts_per_order: int,
+        call_band: Band,
+        call_recovery_band: Band,
+        call_roll_down_band: Band,
+        covered_call_cap_share: float,
+        roll_max_debit_share: float,
+        level_atr_period: int,
+        level_atr_fallback_share: float,
+        rev_roll_excursion: float,
+        take_profit: TakeProfit,
+        confidence: Confidences,
+        protection_cuts: Sequence[float],
+        light_vol_above: float,
+        light_cut: float,
+        emergency_close_count: int,
+        cash_settled: Sequence[str],
+    ) -> Decider: ...
+    def decide(self, input: DecisionInput, rules: RuleSet, *, scenarios: Callable[[], ScenarioSet]) -> CoreDecision: ...

@@ -117,6 +117,11 @@ class RuleBook:
             self._rules = fresh
             self._source = target
 
+    @property
+    def compiled(self) -> _core.RuleSet:
+        """The compiled rule set in force (the core's decision flow runs it directly)."""
+        return self._rules
+
     def check(self, context: _core.RuleContext) -> Compliance:
         """Evaluates the rules that apply to a typed context (the engine's path: no JSON, no dict)."""
         checked = self._rules.check(context)

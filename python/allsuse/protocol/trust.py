@@ -36,6 +36,16 @@ class TrustBook:
             raise InvalidInputError.of("kind", f"must be one of {', '.join(DECISION_KINDS)}, got {kind!r}")
         return kind
 
+    @property
+    def auto_threshold(self) -> float:
+        """The trust a kind needs to run without approval."""
+        return self._auto
+
+    @property
+    def confidence_threshold(self) -> float:
+        """The confidence a decision needs to run without approval."""
+        return self._conf
+
     def score(self, kind: str) -> float:
         """The current trust for a decision kind."""
         return self.scores[self._check(kind)]

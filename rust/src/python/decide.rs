@@ -679,7 +679,7 @@ fn fit_to_es_budget<'py>(
 /// Section 9's synthetic strike grid, validated once per configuration, picking an order's strike and its mid.
 #[pyclass(frozen, name = "StrikePicker", module = "allsuse._core")]
 pub struct PyStrikePicker {
-    inner: crate::protocol::decide::strike::StrikePicker,
+    pub(crate) inner: crate::protocol::decide::strike::StrikePicker,
 }
 
 /// A picked strike: the strike, its absolute delta in whole numbers (40 = 0.40) and its mid per share.
@@ -742,7 +742,7 @@ impl PyStrikePicker {
 /// and reused by every revaluation of the day.
 #[pyclass(frozen, name = "ScenarioSet", module = "allsuse._core")]
 pub struct PyScenarioSet {
-    inner: crate::protocol::decide::scenarios::Scenarios,
+    pub(crate) inner: crate::protocol::decide::scenarios::Scenarios,
 }
 
 #[pymethods]

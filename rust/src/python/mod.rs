@@ -4,6 +4,7 @@
 mod cache;
 mod decide;
 pub mod errors;
+mod flow;
 mod indicators;
 mod market;
 mod pricing;
@@ -33,6 +34,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     cache::register(m)?;
     protocol::register(m)?;
     decide::register(m)?;
+    flow::register(m)?;
     market::register(m)?;
     // _core is private (users import the facades): no star-import surface for stubtest to track.
     if m.hasattr("__all__")? {

@@ -297,8 +297,8 @@ type RuleTuple = (String, &'static str, bool, String);
 /// A compiled compliance rule set. Built from the JSON form of config/rules.yaml; immutable, so a reload
 /// builds a new one and swaps it only when it compiled.
 #[pyclass(frozen, module = "allsuse._core")]
-struct RuleSet {
-    inner: rules::RuleSet,
+pub(crate) struct RuleSet {
+    pub(crate) inner: rules::RuleSet,
 }
 
 #[pymethods]

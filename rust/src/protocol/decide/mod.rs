@@ -9,12 +9,16 @@ use crate::protocol::level::{self, AtrRegime, AtrRegimeTable, LevelReading, Leve
 use crate::protocol::week_type::{self, Classification, Position, WeekTypeBounds};
 
 pub mod equity;
+pub mod flow;
 pub mod group;
 pub mod label;
+pub mod pyfmt;
 pub mod scenarios;
 pub mod sizing;
 pub mod strike;
 
+#[cfg(test)]
+mod flow_tests;
 #[cfg(test)]
 mod tests;
 

@@ -22,6 +22,44 @@ pub struct Held {
     pub t: f64,
 }
 
+/// The P&L vectors of the last few books valued over one set of scenarios: every account of a portfolio values
+/// the same held book on the same day, so the revaluation is done once (keyed by the exact positions, bit for bit).
+#[derive(Debug, Default)]
+struct PnlMemo(std::sync::Mutex<Vec<MemoEntry>>);
+
+/// A book's key (kind, column and the bits of quantity, strike and t per position) and its P&L per scenario.
+type MemoEntry = (Vec<[u64; 5]>, Vec<f64>);
+
+/// How many books the memo keeps.
+const MEMO_BOOKS: usize = 16;
+
+impl Clone for PnlMemo {
+    fn clone(&self) -> Self {
+        PnlMemo::default()
+    }
+}
+
+impl PartialEq for PnlMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+fn memo_key(positions: &[Held]) -> Vec<[u64; 5]> {
+    positions
+        .iter()
+        .map(|p| {
+            [
+                p.kind as u64,
+                p.underlying as u64,
+                p.quantity.to_bits(),
+                p.strike.to_bits(),
+                p.t.to_bits(),
+            ]
+        })
+        .collect()
+}
+
 /// Scenario returns (rows x symbols, row-major), their IV shifts, and today's spot and IV per symbol.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenarios {
@@ -33,6 +71,7 @@ pub struct Scenarios {
     iv: Vec<f64>,
     rate: f64,
     horizon: f64,
+    memo: PnlMemo,
 }
 
 impl Scenarios {
@@ -84,6 +123,7 @@ impl Scenarios {
             iv,
             rate,
             horizon,
+            memo: PnlMemo::default(),
         })
     }
 
@@ -92,11 +132,34 @@ impl Scenarios {
         self.rows
     }
 
-    /// P&L of `positions` in each scenario by full revaluation over the horizon; zeros for an empty book.
+    /// Symbols (columns).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// P&L of `positions` in each scenario by full revaluation over the horizon; zeros for an empty book. A book
+    /// valued before over these scenarios is not valued again.
     pub fn book_pnl(&self, positions: &[Held]) -> CoreResult<Vec<f64>> {
         if positions.is_empty() {
             return Ok(vec![0.0; self.rows]);
         }
+        let key = memo_key(positions);
+        if let Ok(memo) = self.memo.0.lock() {
+            if let Some((_, pnl)) = memo.iter().find(|(k, _)| *k == key) {
+                return Ok(pnl.clone());
+            }
+        }
+        let pnl = self.revalue(positions)?;
+        if let Ok(mut memo) = self.memo.0.lock() {
+            if memo.len() >= MEMO_BOOKS {
+                memo.remove(0);
+            }
+            memo.push((key, pnl.clone()));
+        }
+        Ok(pnl)
+    }
+
+    fn revalue(&self, positions: &[Held]) -> CoreResult<Vec<f64>> {
         let mut book = Book::new();
         for (i, p) in positions.iter().enumerate() {
             let vol = *self.iv.get(p.underlying).ok_or_else(|| {

@@ -1,0 +1,716 @@
+//! Python bindings of the decision flow: `Decider` (compiled once per engine configuration), the typed
+//! `DecisionInput` the engine assembles, and the typed `CoreDecision` the core returns. Every field is named; no
+//! JSON, dict or unnamed tuple crosses.
+
+use numpy::PyReadonlyArray1;
+use pyo3::prelude::*;
+
+use super::decide::{ProtocolTables, PyScenarioSet, PyStrikePicker, RuleVerdict};
+use super::errors::IntoPyResult;
+use crate::error::{CoreError, CoreResult};
+use crate::protocol::decide::flow;
+use crate::risk::PositionKind;
+
+fn band_of(field: &str, low: Option<f64>, high: Option<f64>) -> CoreResult<Option<(f64, f64)>> {
+    match (low, high) {
+        (Some(l), Some(h)) => Ok(Some((l, h))),
+        (None, None) => Ok(None),
+        _ => Err(CoreError::invalid(
+            field,
+            "give band_low and band_high, or neither",
+        )),
+    }
+}
+
+fn to_vec(values: &PyReadonlyArray1<'_, f64>) -> Vec<f64> {
+    match values.as_slice() {
+        Ok(s) => s.to_vec(),
+        Err(_) => values.as_array().to_vec(),
+    }
+}
+
+/// Entry days, delta band and size multiplier for (account type, label).
+#[pyclass(frozen, module = "allsuse._core")]
+#[derive(Clone)]
+pub struct EntryRule {
+    inner: flow::EntryRule,
+}
+
+#[pymethods]
+impl EntryRule {
+    #[new]
+    #[pyo3(signature = (*, entry_days, band_low, band_high, m_label))]
+    fn new(
+        py: Python<'_>,
+        entry_days: Vec<u8>,
+        band_low: Option<f64>,
+        band_high: Option<f64>,
+        m_label: f64,
+    ) -> PyResult<Self> {
+        Ok(EntryRule {
+            inner: flow::EntryRule {
+                entry_days,
+                band: band_of("band", band_low, band_high).py_err(py)?,
+                m_label,
+            },
+        })
+    }
+}
+
+/// One account type's constants and its entry rules for green, red and chop.
+#[pyclass(frozen, module = "allsuse._core")]
+#[derive(Clone)]
+pub struct AccountRules {
+    inner: flow::AccountRules,
+}
+
+#[pymethods]
+impl AccountRules {
+    #[new]
+    #[pyo3(signature = (
+        *, kind, name, buffer, max_drawdown, target_share, max_symbol_weight, allowed_symbols, green, red, chop
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        kind: String,
+        name: String,
+        buffer: f64,
+        max_drawdown: f64,
+        target_share: f64,
+        max_symbol_weight: f64,
+        allowed_symbols: Vec<String>,
+        green: PyRef<'_, EntryRule>,
+        red: PyRef<'_, EntryRule>,
+        chop: PyRef<'_, EntryRule>,
+    ) -> Self {
+        AccountRules {
+            inner: flow::AccountRules {
+                kind,
+                name,
+                buffer,
+                max_drawdown,
+                target_share,
+                max_symbol_weight,
+                allowed_symbols,
+                entry: [green.inner.clone(), red.inner.clone(), chop.inner.clone()],
+            },
+        }
+    }
+}
+
+/// The compiled decision settings of one engine configuration: built once (and on reload), read by every decision.
+#[pyclass(frozen, module = "allsuse._core")]
+pub struct Decider {
+    inner: flow::Decider,
+}
+
+/// A position as the decision reads it (expiries as proleptic ordinals).
+#[pyclass(frozen, module = "allsuse._core")]
+#[derive(Clone)]
+pub struct HeldPosition {
+    inner: flow::Holding,
+}
+
+#[pymethods]
+impl HeldPosition {
+    #[new]
+    #[pyo3(signature = (
+        *, id, account_id, symbol, kind, quantity, strike, expiry, roll_expiry, premium, cost_basis, band_low,
+        band_high, sector, last_close, iv, column, in_book
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        id: String,
+        account_id: String,
+        symbol: String,
+        kind: &str,
+        quantity: f64,
+        strike: f64,
+        expiry: Option<i64>,
+        roll_expiry: Option<i64>,
+        premium: f64,
+        cost_basis: f64,
+        band_low: Option<f64>,
+        band_high: Option<f64>,
+        sector: String,
+        last_close: f64,
+        iv: f64,
+        column: usize,
+        in_book: bool,
+    ) -> PyResult<Self> {
+        let kind = PositionKind::parse(kind)
+            .map_err(|e| CoreError::invalid("kind", e.reason().to_string()))
+            .py_err(py)?;
+        Ok(HeldPosition {
+            inner: flow::Holding {
+                id,
+                account_id,
+                symbol,
+                kind,
+                quantity,
+                strike,
+                expiry,
+                roll_expiry,
+                premium,
+                cost_basis,
+                band: band_of("band", band_low, band_high).py_err(py)?,
+                sector,
+                last_close,
+                iv,
+                column,
+                in_book,
+            },
+        })
+    }
+}
+
+/// One strike of a given option chain.
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+#[derive(Clone)]
+pub struct ChainQuote {
+    strike: f64,
+    bid: f64,
+    ask: f64,
+    iv: f64,
+    open_interest: f64,
+    volume: f64,
+}
+
+#[pymethods]
+impl ChainQuote {
+    #[new]
+    #[pyo3(signature = (*, strike, bid, ask, iv, open_interest, volume))]
+    fn new(strike: f64, bid: f64, ask: f64, iv: f64, open_interest: f64, volume: f64) -> Self {
+        ChainQuote {
+            strike,
+            bid,
+            ask,
+            iv,
+            open_interest,
+            volume,
+        }
+    }
+}
+
+fn quotes_of(quotes: &[PyRef<'_, ChainQuote>]) -> Vec<flow::ChainQuote> {
+    quotes
+        .iter()
+        .map(|q| flow::ChainQuote {
+            strike: q.strike,
+            bid: q.bid,
+            ask: q.ask,
+            iv: q.iv,
+            open_interest: q.open_interest,
+            volume: q.volume,
+        })
+        .collect()
+}
+
+/// A protection or budget cut already done on the account: its key and the level it was done at.
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+#[derive(Clone)]
+pub struct CutDone {
+    key: String,
+    level: i64,
+}
+
+#[pymethods]
+impl CutDone {
+    #[new]
+    #[pyo3(signature = (*, key, level))]
+    fn new(key: String, level: i64) -> Self {
+        CutDone { key, level }
+    }
+}
+
+/// Trust scores per decision kind and the thresholds that gate automation.
+#[pyclass(frozen, module = "allsuse._core")]
+#[derive(Clone)]
+pub struct TrustGate {
+    inner: flow::TrustGate,
+}
+
+#[pymethods]
+impl TrustGate {
+    #[new]
+    #[pyo3(signature = (*, entry, exit, roll, risk_reduction, emergency, auto_threshold, confidence_threshold))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        entry: f64,
+        exit: f64,
+        roll: f64,
+        risk_reduction: f64,
+        emergency: f64,
+        auto_threshold: f64,
+        confidence_threshold: f64,
+    ) -> Self {
+        TrustGate {
+            inner: flow::TrustGate {
+                scores: [entry, exit, roll, risk_reduction, emergency],
+                auto_threshold,
+                confidence_threshold,
+            },
+        }
+    }
+}
+
+/// What one decision needs: the account, its book, the symbol's market columns and the day's readings.
+#[pyclass(frozen, module = "allsuse._core")]
+pub struct DecisionInput {
+    inner: flow::DecisionInput,
+}
+
+#[pymethods]
+impl DecisionInput {
+    #[new]
+    #[pyo3(signature = (
+        *, account_id, account_kind, account_state, balance, reinvest_cash, peak, equity, portfolio_equity, symbol,
+        sector, label, label_confidence, notes, today, weekday, entry_expiry, frozen_until, spot, iv, rate, days,
+        high, low, close, protection_level, drawdown, vix, vix_multiplier, vix_state, system_state,
+        orders_last_minute, earnings_in_week, group_symbols, book, column, trust, cuts_done, roll_available,
+        chain_puts=Vec::new(), chain_calls=Vec::new()
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        account_id: String,
+        account_kind: String,
+        account_state: String,
+        balance: f64,
+        reinvest_cash: f64,
+        peak: f64,
+        equity: f64,
+        portfolio_equity: f64,
+        symbol: String,
+        sector: String,
+        label: String,
+        label_confidence: f64,
+        notes: Vec<String>,
+        today: i64,
+        weekday: u8,
+        entry_expiry: i64,
+        frozen_until: Option<i64>,
+        spot: f64,
+        iv: f64,
+        rate: f64,
+        days: PyReadonlyArray1<'_, i64>,
+        high: PyReadonlyArray1<'_, f64>,
+        low: PyReadonlyArray1<'_, f64>,
+        close: PyReadonlyArray1<'_, f64>,
+        protection_level: u8,
+        drawdown: f64,
+        vix: Option<f64>,
+        vix_multiplier: f64,
+        vix_state: String,
+        system_state: String,
+        orders_last_minute: u32,
+        earnings_in_week: Option<bool>,
+        group_symbols: Option<Vec<String>>,
+        book: Vec<PyRef<'_, HeldPosition>>,
+        column: usize,
+        trust: PyRef<'_, TrustGate>,
+        cuts_done: Vec<PyRef<'_, CutDone>>,
+        roll_available: Option<bool>,
+        chain_puts: Vec<PyRef<'_, ChainQuote>>,
+        chain_calls: Vec<PyRef<'_, ChainQuote>>,
+    ) -> PyResult<Self> {
+        let inner = flow::DecisionInput {
+            account_id,
+            account_kind,
+            account_state,
+            balance,
+            reinvest_cash,
+            peak,
+            equity,
+            portfolio_equity,
+            symbol,
+            sector,
+            label,
+            label_confidence,
+            notes,
+            today,
+            weekday,
+            entry_expiry,
+            frozen_until,
+            spot,
+            iv,
+            rate,
+            days: match days.as_slice() {
+                Ok(s) => s.to_vec(),
+                Err(_) => days.as_array().to_vec(),
+            },
+            high: to_vec(&high),
+            low: to_vec(&low),
+            close: to_vec(&close),
+            protection_level,
+            drawdown,
+            vix,
+            vix_multiplier,
+            vix_state,
+            system_state,
+            orders_last_minute,
+            earnings_in_week,
+            group_symbols,
+            book: book.iter().map(|h| h.inner.clone()).collect(),
+            column,
+            trust: trust.inner,
+            cuts_done: cuts_done
+                .iter()
+                .map(|c| flow::CutDone {
+                    key: c.key.clone(),
+                    level: c.level,
+                })
+                .collect(),
+            roll_available,
+            chain_puts: quotes_of(&chain_puts),
+            chain_calls: quotes_of(&chain_calls),
+        };
+        inner.validate().py_err(py)?;
+        Ok(DecisionInput { inner })
+    }
+}
+
+/// An order the core proposes; `expiry` is a proleptic Gregorian ordinal (None for stock).
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+pub struct CoreOrder {
+    kind: &'static str,
+    side: &'static str,
+    strike: f64,
+    expiry: Option<i64>,
+    contracts: u32,
+    limit_price: f64,
+    delta: f64,
+    premium: f64,
+    band_low: Option<f64>,
+    band_high: Option<f64>,
+}
+
+impl CoreOrder {
+    fn of(o: flow::Order) -> Self {
+        CoreOrder {
+            kind: o.kind,
+            side: o.side,
+            strike: o.strike,
+            expiry: o.expiry,
+            contracts: o.contracts,
+            limit_price: o.limit_price,
+            delta: o.delta,
+            premium: o.premium,
+            band_low: o.band.map(|b| b.0),
+            band_high: o.band.map(|b| b.1),
+        }
+    }
+}
+
+/// The core's decision: action, order and its child orders, ES before and after, every rule's verdict, the
+/// outcome and trust gating, and the explanation's parts.
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+pub struct CoreDecision {
+    action: &'static str,
+    order: Option<Py<CoreOrder>>,
+    orders: Vec<Py<CoreOrder>>,
+    es_before: f64,
+    es_after: f64,
+    compliance: Vec<Py<RuleVerdict>>,
+    outcome: &'static str,
+    requires_approval: bool,
+    confidence: f64,
+    trust_kind: &'static str,
+    notes: Vec<String>,
+    warnings: Vec<String>,
+    week_type: Option<&'static str>,
+    protocol_level: u8,
+    position_id: Option<String>,
+    account_state: String,
+    counts_order: bool,
+    freeze_until: Option<i64>,
+    cut: Option<Py<CutDone>>,
+    reducing: bool,
+    rules_checked: bool,
+    records: u32,
+}
+
+#[pymethods]
+impl Decider {
+    #[new]
+    #[pyo3(signature = (
+        *, tables, strikes, gen, rev, com, atr_period, atr_fallback_pct, protection_multipliers,
+        drawdown_budget_k, es_budget_share, es_level, entry_max_dte, max_contracts_per_order, call_band,
+        call_recovery_band, call_roll_down_band, covered_call_cap_share, roll_max_debit_share, level_atr_period,
+        level_atr_fallback_share, rev_roll_excursion, take_profit, confidence, protection_cuts, light_vol_above,
+        light_cut, emergency_close_count, cash_settled
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        tables: PyRef<'_, ProtocolTables>,
+        strikes: PyRef<'_, PyStrikePicker>,
+        gen: PyRef<'_, AccountRules>,
+        rev: PyRef<'_, AccountRules>,
+        com: PyRef<'_, AccountRules>,
+        atr_period: usize,
+        atr_fallback_pct: f64,
+        protection_multipliers: Vec<f64>,
+        drawdown_budget_k: f64,
+        es_budget_share: f64,
+        es_level: f64,
+        entry_max_dte: i64,
+        max_contracts_per_order: u32,
+        call_band: PyRef<'_, Band>,
+        call_recovery_band: PyRef<'_, Band>,
+        call_roll_down_band: PyRef<'_, Band>,
+        covered_call_cap_share: f64,
+        roll_max_debit_share: f64,
+        level_atr_period: usize,
+        level_atr_fallback_share: f64,
+        rev_roll_excursion: f64,
+        take_profit: PyRef<'_, TakeProfit>,
+        confidence: PyRef<'_, Confidences>,
+        protection_cuts: Vec<f64>,
+        light_vol_above: f64,
+        light_cut: f64,
+        emergency_close_count: usize,
+        cash_settled: Vec<String>,
+    ) -> PyResult<Self> {
+        let multipliers: [f64; 5] = protection_multipliers
+            .try_into()
+            .map_err(|v: Vec<f64>| {
+                CoreError::invalid(
+                    "protection_multipliers",
+                    format!("must have 5 values, got {}", v.len()),
+                )
+            })
+            .py_err(py)?;
+        let cuts: [f64; 5] = protection_cuts
+            .try_into()
+            .map_err(|v: Vec<f64>| {
+                CoreError::invalid(
+                    "protection_cuts",
+                    format!("must have 5 values, got {}", v.len()),
+                )
+            })
+            .py_err(py)?;
+        let inner = flow::Decider {
+            accounts: [gen.inner.clone(), rev.inner.clone(), com.inner.clone()],
+            tables: tables.inner.clone(),
+            strikes: strikes.inner.clone(),
+            atr_period,
+            atr_fallback_pct,
+            protection_multipliers: multipliers,
+            drawdown_budget_k,
+            es_budget_share,
+            es_level,
+            entry_max_dte,
+            max_contracts_per_order,
+            call_band: (call_band.low, call_band.high),
+            call_recovery_band: (call_recovery_band.low, call_recovery_band.high),
+            call_roll_down_band: (call_roll_down_band.low, call_roll_down_band.high),
+            covered_call_cap_share,
+            roll_max_debit_share,
+            level_atr_period,
+            level_atr_fallback_share,
+            rev_roll_excursion,
+            take_profit: [take_profit.gen, take_profit.rev, take_profit.com],
+            confidence: confidence.inner,
+            protection_cuts: cuts,
+            light_vol_above,
+            light_cut,
+            emergency_close_count,
+            cash_settled,
+        };
+        inner.validate().py_err(py)?;
+        Ok(Decider { inner })
+    }
+
+    /// The decision for the input over the rule set in force. `scenarios` gives the day's ScenarioSet, called
+    /// only when the decision values an order (an error it raises is raised as it is).
+    #[pyo3(signature = (input, rules, *, scenarios))]
+    fn decide(
+        &self,
+        py: Python<'_>,
+        input: PyRef<'_, DecisionInput>,
+        rules: PyRef<'_, super::protocol::RuleSet>,
+        scenarios: Bound<'_, PyAny>,
+    ) -> PyResult<CoreDecision> {
+        let source = LazyScenarios {
+            call: scenarios,
+            built: std::cell::OnceCell::new(),
+            failed: std::cell::RefCell::new(None),
+        };
+        let decided = flow::decide(&self.inner, &input.inner, &source, &rules.inner);
+        if let Some(err) = source.failed.borrow_mut().take() {
+            return Err(err);
+        }
+        let d = decided.py_err(py)?;
+        let compliance = d
+            .compliance
+            .into_iter()
+            .map(|r| {
+                Py::new(
+                    py,
+                    RuleVerdict {
+                        code: r.code,
+                        severity: r.severity.name(),
+                        passed: r.passed,
+                        message: r.message,
+                    },
+                )
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let order = d.order.map(|o| Py::new(py, CoreOrder::of(o))).transpose()?;
+        let orders = d
+            .orders
+            .into_iter()
+            .map(|o| Py::new(py, CoreOrder::of(o)))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(CoreDecision {
+            action: d.action,
+            order,
+            orders,
+            es_before: d.es_before,
+            es_after: d.es_after,
+            compliance,
+            outcome: d.outcome,
+            requires_approval: d.requires_approval,
+            confidence: d.confidence,
+            trust_kind: d.trust_kind,
+            notes: d.notes,
+            warnings: d.warnings,
+            week_type: d.week_type,
+            protocol_level: d.protocol_level,
+            position_id: d.position_id,
+            account_state: d.account_state,
+            counts_order: d.counts_order,
+            freeze_until: d.freeze_until,
+            cut: d
+                .cut
+                .map(|c| {
+                    Py::new(
+                        py,
+                        CutDone {
+                            key: c.key,
+                            level: c.level,
+                        },
+                    )
+                })
+                .transpose()?,
+            reducing: d.reducing,
+            rules_checked: d.rules_checked,
+            records: d.records,
+        })
+    }
+}
+
+/// A delta band in whole numbers (40 = 0.40).
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+pub struct Band {
+    low: f64,
+    high: f64,
+}
+
+#[pymethods]
+impl Band {
+    #[new]
+    #[pyo3(signature = (*, low, high))]
+    fn new(py: Python<'_>, low: f64, high: f64) -> PyResult<Self> {
+        if !(low.is_finite() && high.is_finite() && low <= high) {
+            return Err(CoreError::invalid(
+                "band",
+                format!("must be finite with low <= high, got {low}-{high}"),
+            ))
+            .py_err(py);
+        }
+        Ok(Band { low, high })
+    }
+}
+
+/// The take-profit share of the credit per account type.
+#[pyclass(frozen, get_all, module = "allsuse._core")]
+pub struct TakeProfit {
+    gen: f64,
+    rev: f64,
+    com: f64,
+}
+
+#[pymethods]
+impl TakeProfit {
+    #[new]
+    #[pyo3(signature = (*, gen, rev, com))]
+    fn new(gen: f64, rev: f64, com: f64) -> Self {
+        TakeProfit { gen, rev, com }
+    }
+}
+
+/// The confidence of decisions that are not entries (config `decision_confidence`).
+#[pyclass(frozen, module = "allsuse._core")]
+pub struct Confidences {
+    inner: flow::Confidences,
+}
+
+#[pymethods]
+impl Confidences {
+    #[new]
+    #[pyo3(signature = (*, hold_normal, hold_enhanced, close, roll))]
+    fn new(hold_normal: f64, hold_enhanced: f64, close: f64, roll: f64) -> Self {
+        Confidences {
+            inner: flow::Confidences {
+                hold_normal,
+                hold_enhanced,
+                close,
+                roll,
+            },
+        }
+    }
+}
+
+/// The day's scenarios from the engine, asked for once and only when an order is valued.
+struct LazyScenarios<'py> {
+    call: Bound<'py, PyAny>,
+    built: std::cell::OnceCell<Py<PyScenarioSet>>,
+    failed: std::cell::RefCell<Option<PyErr>>,
+}
+
+impl flow::ScenarioSource for LazyScenarios<'_> {
+    fn scenarios(&self) -> CoreResult<&crate::protocol::decide::scenarios::Scenarios> {
+        if self.built.get().is_none() {
+            let made = self
+                .call
+                .call0()
+                .and_then(|s| s.extract::<Py<PyScenarioSet>>().map_err(PyErr::from));
+            match made {
+                Ok(s) => {
+                    let _ = self.built.set(s);
+                }
+                Err(e) => {
+                    *self.failed.borrow_mut() = Some(e);
+                    return Err(CoreError::invalid(
+                        "scenarios",
+                        "the market gave no scenarios",
+                    ));
+                }
+            }
+        }
+        self.built
+            .get()
+            .map(|s| &s.get().inner)
+            .ok_or_else(|| CoreError::invalid("scenarios", "the market gave no scenarios"))
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Band>()?;
+    m.add_class::<TakeProfit>()?;
+    m.add_class::<Confidences>()?;
+    m.add_class::<CutDone>()?;
+    m.add_class::<ChainQuote>()?;
+    m.add_class::<EntryRule>()?;
+    m.add_class::<AccountRules>()?;
+    m.add_class::<Decider>()?;
+    m.add_class::<HeldPosition>()?;
+    m.add_class::<TrustGate>()?;
+    m.add_class::<DecisionInput>()?;
+    m.add_class::<CoreOrder>()?;
+    m.add_class::<CoreDecision>()?;
+    Ok(())
+}
