@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from allsuse.backtest.data import parse_date
 from allsuse.errors import InvalidInputError
 
 # The options market's minimum price increments: a penny under $3, a nickel from $3.
@@ -58,12 +59,7 @@ class RateCurve:
                 raise InvalidInputError(f"{path.name}: line 1: needs columns date and rate", "rate", "missing")
             reader.fieldnames = header
             for line, row in enumerate(reader, start=2):
-                try:
-                    day = dt.date.fromisoformat((row.get("date") or "").strip())
-                except ValueError:
-                    raise InvalidInputError(
-                        f"{path.name}: line {line}: date {row.get('date')!r} is not an ISO date", "rate", "bad date"
-                    ) from None
+                day = parse_date(row.get("date") or "", path, line)
                 raw = (row.get("rate") or "").strip()
                 try:
                     rate = float(raw)

@@ -64,7 +64,9 @@ class SymbolData:
     close_only: bool
 
 
-def _parse_date(text: str, path: Path, line: int, column: str = "date") -> dt.date:
+def parse_date(text: str, path: Path, line: int, column: str = "date") -> dt.date:
+    """An ISO date cell of a CSV file; an error names the file, the line and the column (every backtest input file
+    reads its dates through here)."""
     try:
         return dt.date.fromisoformat(text.strip())
     except ValueError:
@@ -105,7 +107,7 @@ def _ohlcv(path: Path, header: list[str], body: list[list[str]]) -> Bars:
         if not any(cell.strip() for cell in row):
             continue
         cells = [row[j] if j < len(row) else "" for j in at]
-        day = _parse_date(cells[0], path, line)
+        day = parse_date(cells[0], path, line)
         for k, col in enumerate(REQUIRED_COLUMNS[1:]):
             raw = cells[k + 1].strip()
             try:
@@ -165,7 +167,7 @@ def _wide(path: Path, header: list[str], body: list[list[str]], only: str | None
     for line, row in enumerate(body, start=2):
         if not any(cell.strip() for cell in row):
             continue
-        day = _parse_date(row[date_at] if date_at < len(row) else "", path, line)
+        day = parse_date(row[date_at] if date_at < len(row) else "", path, line)
         if days and day <= days[-1]:
             raise InvalidInputError(
                 f"{path.name}: line {line}: date {day} is not after {days[-1]} (dates must be sorted)",

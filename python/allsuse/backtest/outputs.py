@@ -73,9 +73,10 @@ def write_result(run: BacktestRun, path: Path) -> None:
     path.write_text(json.dumps(run.result, indent=2, sort_keys=True) + "\n")
 
 
-def write_outputs(run: BacktestRun, out_dir: Path, extra: Callable[[Path], None] | None = None) -> list[Path]:
-    """Writes result.json, equity.csv and trades.csv (and whatever `extra` writes into the folder it is given)
-    into `out_dir`, creating it; returns the paths written. A failure leaves `out_dir` as it was."""
+def write_folder(out_dir: Path, fill: Callable[[Path], None]) -> list[Path]:
+    """Runs `fill(folder)` on a temporary folder beside `out_dir`, then moves what it wrote into `out_dir` (a new
+    folder is renamed; an existing one receives each file by an atomic replace); returns the paths written. A
+    failure leaves `out_dir` as it was. Backtest and sweep outputs both go through here."""
     check_output_dir(out_dir)
     parent = out_dir.resolve().parent
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
@@ -84,11 +85,7 @@ def write_outputs(run: BacktestRun, out_dir: Path, extra: Callable[[Path], None]
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)
-        write_result(run, tmp / "result.json")
-        write_equity(run, tmp / "equity.csv")
-        write_trades(run, tmp / "trades.csv")
-        if extra is not None:
-            extra(tmp)
+        fill(tmp)
         written = sorted(p.name for p in tmp.iterdir())
         if not out_dir.exists():
             os.replace(tmp, out_dir)
@@ -100,3 +97,17 @@ def write_outputs(run: BacktestRun, out_dir: Path, extra: Callable[[Path], None]
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return [out_dir / name for name in written]
+
+
+def write_outputs(run: BacktestRun, out_dir: Path, extra: Callable[[Path], None] | None = None) -> list[Path]:
+    """Writes result.json, equity.csv and trades.csv (and whatever `extra` writes into the folder it is given)
+    into `out_dir`, creating it; returns the paths written. A failure leaves `out_dir` as it was."""
+
+    def fill(folder: Path) -> None:
+        write_result(run, folder / "result.json")
+        write_equity(run, folder / "equity.csv")
+        write_trades(run, folder / "trades.csv")
+        if extra is not None:
+            extra(folder)
+
+    return write_folder(out_dir, fill)

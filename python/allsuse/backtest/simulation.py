@@ -29,7 +29,7 @@ import numpy as np
 from allsuse import indicators, risk
 from allsuse.backtest import benchmarks, summary
 from allsuse.backtest.costs import CostModel, RateCurve
-from allsuse.backtest.data import MarketSet, Source, SymbolData, load_market
+from allsuse.backtest.data import MarketSet, Source, SymbolData, load_market, parse_date
 from allsuse.backtest.run import BacktestRun, SeriesRun, Trade
 from allsuse.errors import InvalidInputError
 from allsuse.orchestration.nyse import FIRST_YEAR, LAST_YEAR
@@ -74,13 +74,7 @@ def load_vix(path: Path) -> dict[dt.date, float]:
         out: dict[dt.date, float] = {}
         previous: dt.date | None = None
         for line, row in enumerate(reader, start=2):
-            text = row["date"] or ""
-            try:
-                day = dt.date.fromisoformat(text.strip())
-            except ValueError:
-                raise InvalidInputError(
-                    f"{path.name}: line {line}: date {text!r} is not an ISO date (YYYY-MM-DD)", "date", "bad date"
-                ) from None
+            day = parse_date(row["date"] or "", path, line)
             if previous is not None and day <= previous:
                 raise InvalidInputError(f"{path.name}: line {line}: dates must be sorted", "date", "unsorted")
             try:

@@ -14,15 +14,13 @@ import html
 import io
 import json
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from allsuse.backtest.outputs import write_folder
+from allsuse.backtest.summary import percent
 from allsuse.backtest.sweep import METRICS, Row, SweepResult
-from allsuse.errors import InvalidInputError
 
 CSV_NAME = "sweep.csv"
 HTML_NAME = "sweep.html"
@@ -195,11 +193,11 @@ def summary_lines(result: SweepResult) -> list[str]:
 
 
 def _pct(v: float) -> str:
-    return "n/a" if not math.isfinite(v) else f"{v:+.2%}"
+    return percent(v, signed=True)
 
 
 def _share(v: float) -> str:
-    return "n/a" if not math.isfinite(v) else f"{v:.2%}"
+    return percent(v)
 
 
 def _num(v: float) -> str:
@@ -246,22 +244,11 @@ def html_page(result: SweepResult) -> str:
 
 
 def write_outputs(result: SweepResult, folder: Path) -> list[Path]:
-    """Writes sweep.csv and sweep.html into `folder` all at once: into a temporary folder beside it first, then
-    moved into place (a new folder is renamed; an existing one receives each file by an atomic replace)."""
-    parent = folder.parent
-    if not parent.is_dir():
-        raise InvalidInputError.of("--output-dir", f"folder {parent} does not exist")
-    temp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=parent))
-    try:
+    """Writes sweep.csv and sweep.html into `folder` all at once (outputs.write_folder: nothing partial is left)."""
+
+    def fill(temp: Path) -> None:
         with (temp / CSV_NAME).open("w", newline="") as handle:
             csv.writer(handle).writerows(csv_rows(result))
         (temp / HTML_NAME).write_text(html_page(result))
-        if not folder.exists():
-            temp.rename(folder)
-            folder.chmod(0o755)  # mkdtemp made it private
-        else:
-            for name in (CSV_NAME, HTML_NAME):
-                os.replace(temp / name, folder / name)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
-    return [folder / CSV_NAME, folder / HTML_NAME]
+
+    return write_folder(folder, fill)
