@@ -14,7 +14,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 RUST_SOURCES := $(shell find rust/src -name '*.rs') rust/Cargo.toml Cargo.toml pyproject.toml
 PY_DIRS      := $(wildcard python tests bench scripts load examples)
 
-.PHONY: help run test bench load soak demo setup build lint check-rust check-python proto proto-check clean pg chromium
+.PHONY: help run test bench load soak demo setup build lint check-rust check-python proto proto-check clean pg chromium tmux
 
 help:
 	@echo "make run    - set up (venv, pinned deps, release build) and serve on 127.0.0.1:50051"
@@ -49,7 +49,14 @@ chromium:
 	export DEBIAN_FRONTEND=noninteractive; \
 	$$sudo apt-get install -y -q chromium || { $$sudo apt-get update -q && $$sudo apt-get install -y -q chromium; }
 
-setup: pg chromium $(STAMPS)/build
+# Debian's tmux (the `allsuse chat` test drives the terminal session with send-keys and capture-pane).
+tmux:
+	@command -v tmux >/dev/null && exit 0; \
+	sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo -n"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$sudo apt-get install -y -q tmux || { $$sudo apt-get update -q && $$sudo apt-get install -y -q tmux; }
+
+setup: pg chromium tmux $(STAMPS)/build
 
 build: setup
 

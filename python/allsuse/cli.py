@@ -9,6 +9,7 @@ allsuse simulate --data [SYM=]CSV ... [--symbols gen=A,B ...] --start D --end D 
 allsuse sweep --grid GRID.yaml --data [SYM=]CSV ... [--symbols ...] --output-dir DIR [--address A] [--walk-forward D]
 allsuse audit verify [--full] [--store URL]
 allsuse data load FILE... [--symbol S] [--replace] [--store URL | --address HOST:PORT --token T]
+allsuse chat [--address HOST:PORT] [--token T] [--portfolio ID] [--conversation ID]   # talk to the agent
 """
 
 from __future__ import annotations
@@ -412,6 +413,23 @@ def _decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chat(args: argparse.Namespace) -> int:
+    """An interactive conversation with the server's agent (see allsuse.chat)."""
+    from allsuse.chat import ChatSession, connect, line_history, run
+    from allsuse.client import channel, metadata
+
+    history = None if args.no_history else Path(args.history).expanduser()
+    with channel(_address(args), Path(args.tls_ca) if args.tls_ca else None) as ch, line_history(history):
+        session = ChatSession(
+            connect(ch),
+            portfolio_id=args.portfolio or "",
+            conversation_id=args.conversation or "",
+            metadata=metadata(args.token),
+            timeout=args.timeout,
+        )
+        return run(session)
+
+
 def _report(args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf.timestamp_pb2 import Timestamp
@@ -660,6 +678,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     load.add_argument("--tls-ca", default=None, help="PEM CA to trust: use TLS")
     load.add_argument("--timeout", type=_positive_seconds, default=120.0, help="seconds per call (default 120)")
     load.set_defaults(func=_data_load)
+    chat = sub.add_parser("chat", help="talk to the server's agent in this terminal (Converse, one line a turn)")
+    _client_args(chat)
+    chat.add_argument("--portfolio", default=None, help="portfolio id the conversation is about")
+    chat.add_argument("--conversation", default=None, help="resume this conversation id")
+    chat.add_argument("--history", default="~/.allsuse_chat_history", help="readline history file")
+    chat.add_argument("--no-history", action="store_true", help="keep no history file")
+    chat.set_defaults(func=_chat, timeout=30.0)
     rep = sub.add_parser("report", help="a weekly, daily or quarterly report of a portfolio")
     _client_args(rep)
     rep.add_argument("--portfolio", required=True)
