@@ -9,6 +9,7 @@ allsuse simulate --data [SYM=]CSV ... [--symbols gen=A,B ...] --start D --end D 
 allsuse sweep --grid GRID.yaml --data [SYM=]CSV ... [--symbols ...] --output-dir DIR [--address A] [--walk-forward D]
 allsuse audit verify [--full] [--store URL]
 allsuse data load FILE... [--symbol S] [--replace] [--store URL | --address HOST:PORT --token T]
+allsuse data check FILE... [--json]                                # data quality; exit 1 when a check fails
 allsuse chat [--address HOST:PORT] [--token T] [--portfolio ID] [--conversation ID]   # talk to the agent
 """
 
@@ -451,17 +452,56 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quality_limits(args: argparse.Namespace) -> Any:
+    """The data-quality thresholds of --config (market.quality_*)."""
+    from allsuse.data_quality import Limits
+
+    market = config.load(args.config).market
+    return Limits(market.quality_max_jump, market.quality_stale_sessions, market.quality_max_fill_sessions)
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    """Prints the data-quality report of each file; exit 1 when a check fails."""
+    from allsuse.data_quality import check_file
+    from allsuse.market_files import read_market_file
+
+    limits = _quality_limits(args)
+    reports = [check_file(read_market_file(Path(f), args.symbol), limits) for f in args.files]
+    if args.json:
+        print(json.dumps({"ok": all(r.ok for r in reports), "files": [r.as_dict() for r in reports]}, indent=2))
+    else:
+        for report in reports:
+            for line in report.lines():
+                print(line)
+    return 0 if all(r.ok for r in reports) else 1
+
+
 def _data_load(args: argparse.Namespace) -> int:
-    """Loads market files into the store directly (default) or through a running server (--address)."""
+    """Loads market files into the store directly (default) or through a running server (--address), after the
+    data-quality checks (printed) and forward-filling of short gaps (flagged imputed; a longer gap refuses the
+    load before anything is written)."""
+    from allsuse.data_quality import check_file, fill_gaps
     from allsuse.market_files import MarketFile, read_market_file
 
-    files: list[MarketFile] = [
-        read_market_file(Path(f), args.symbol if len(args.files) == 1 else None) for f in args.files
-    ]
     if args.symbol and len(args.files) != 1:
         raise InvalidInputError.of("symbol", "applies to one file only")
+    limits = _quality_limits(args)
+    files: list[MarketFile] = []
+    imputed: dict[tuple[str, str], tuple[int, ...]] = {}
+    for name in args.files:
+        read = read_market_file(Path(name), args.symbol)
+        for line in check_file(read, limits).lines():
+            print(f"quality: {line}")
+        kept = []
+        for one in read.series:
+            filled, days = fill_gaps(one, limits)
+            kept.append(filled)
+            imputed[(read.path.name, one.symbol)] = days
+            if days:
+                print(f"quality: {read.path.name}: {one.symbol} {len(days)} session(s) filled forward (imputed)")
+        files.append(MarketFile(read.path, tuple(kept), read.vix))
     if args.address:
-        return _data_load_rpc(args, files)
+        return _data_load_rpc(args, files, imputed)
     from allsuse.server.convert import bars_from_columns
     from allsuse.server.marketdata import MAX_PUBLISH_BARS
     from allsuse.store import Store
@@ -477,9 +517,10 @@ def _data_load(args: argparse.Namespace) -> int:
                 rows: list[stored.BarRow] = list(
                     zip(series.days.tolist(), *(c.tolist() for c in series.columns), strict=True)
                 )
+                flagged = imputed.get((f.path.name, series.symbol), ())
                 counts = store.write(
-                    lambda tx, s=series.symbol, r=rows: stored.put_bars(  # type: ignore[misc]
-                        tx, s, r, replace=args.replace, actor="cli"
+                    lambda tx, s=series.symbol, r=rows, i=flagged: stored.put_bars(  # type: ignore[misc]
+                        tx, s, r, replace=args.replace, actor="cli", imputed=i
                     )
                 )
                 print(f"{f.path.name}: {series.symbol} {len(rows)} bars ({_counts(counts)})")
@@ -509,7 +550,9 @@ def _counts(c: Any) -> str:
     return f"{c.inserted} new, {c.replaced} replaced, {c.unchanged} unchanged"
 
 
-def _data_load_rpc(args: argparse.Namespace, files: Sequence[Any]) -> int:
+def _data_load_rpc(
+    args: argparse.Namespace, files: Sequence[Any], imputed: dict[tuple[str, str], tuple[int, ...]]
+) -> int:
     import grpc
 
     from allsuse.client import channel, metadata
@@ -522,9 +565,15 @@ def _data_load_rpc(args: argparse.Namespace, files: Sequence[Any]) -> int:
             for f in files:
                 for series in f.series:
                     n = len(series.days)
+                    filled = imputed.get((f.path.name, series.symbol), ())
                     requests = [
                         market_pb2.PublishBarsRequest(
-                            symbol=series.symbol, columns=series.message(i, i + chunk), replace=args.replace
+                            symbol=series.symbol,
+                            columns=series.message(i, i + chunk),
+                            replace=args.replace,
+                            imputed_days=[
+                                d for d in filled if series.days[i] <= d <= series.days[min(i + chunk, n) - 1]
+                            ],
                         )
                         for i in range(0, n, chunk)
                     ]
@@ -678,6 +727,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     load.add_argument("--tls-ca", default=None, help="PEM CA to trust: use TLS")
     load.add_argument("--timeout", type=_positive_seconds, default=120.0, help="seconds per call (default 120)")
     load.set_defaults(func=_data_load)
+    check = data_sub.add_parser(
+        "check", help="data-quality report of market files (missing sessions, bad prices, jumps, stale values...)"
+    )
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument("--symbol", default=None, help="symbol of a per-symbol file (default: from the file name)")
+    check.add_argument("--config", default="development", help="environment whose market.quality_* thresholds apply")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(func=_data_check)
     chat = sub.add_parser("chat", help="talk to the server's agent in this terminal (Converse, one line a turn)")
     _client_args(chat)
     chat.add_argument("--portfolio", default=None, help="portfolio id the conversation is about")

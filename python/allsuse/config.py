@@ -174,6 +174,11 @@ class MarketConfig:
     snapshot_cache_size: int = 256
     history_bars: int = 520
     history_refresh_seconds: float = 1.0
+    # Data quality on load (allsuse.data_quality): a close-to-close move above quality_max_jump is a jump; this many
+    # equal closes in a row are stale; a gap of at most quality_max_fill_sessions sessions is forward-filled.
+    quality_max_jump: float = 0.25
+    quality_stale_sessions: int = 5
+    quality_max_fill_sessions: int = 3
 
 
 @dataclass(frozen=True)
@@ -273,6 +278,9 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "snapshot_cache_size": _Key(int, _range(0, 1_000_000)),
         "history_bars": _Key(int, _range(1, 20_000)),
         "history_refresh_seconds": _Key(float, _range(0.0, 3_600.0)),
+        "quality_max_jump": _Key(float, _range(0.01, 10.0)),
+        "quality_stale_sessions": _Key(int, _range(2, 10_000)),
+        "quality_max_fill_sessions": _Key(int, _range(0, 20)),
     },
 }
 

@@ -36,6 +36,8 @@ class Series:
     symbol: str
     days: npt.NDArray[np.int64]
     columns: tuple[npt.NDArray[np.float64], ...]
+    close_only: bool = False
+    """From a wide close-only file: open = high = low = close and no volume."""
 
     def message(self, start: int = 0, stop: int | None = None) -> decision_pb2.BarColumns:
         """The BarColumns message of bars [start, stop)."""
@@ -119,7 +121,7 @@ def read_market_file(path: Path, symbol: str | None = None) -> MarketFile:
             continue
         close = np.array(closes, dtype=np.float64)
         cols = (close, close.copy(), close.copy(), close.copy(), np.zeros_like(close))
-        series.append(Series(ticker.upper(), all_days[keep], cols))
+        series.append(Series(ticker.upper(), all_days[keep], cols, close_only=True))
     return MarketFile(path, series=tuple(series))
 
 

@@ -467,10 +467,13 @@ class MarketDataServicer(market_pb2_grpc.MarketDataServiceServicer):
                 strict=True,
             )
         )
+        imputed = list(request.imputed_days)
+        if set(imputed) - set(days):
+            raise InvalidInputError.of("imputed_days", "every imputed day must be one of columns.days")
         actor = _actor()
         try:
             counts = self.deps.store.write(
-                lambda tx: stored.put_bars(tx, symbol, rows, replace=request.replace, actor=actor)
+                lambda tx: stored.put_bars(tx, symbol, rows, replace=request.replace, actor=actor, imputed=imputed)
             )
         except stored.MarketConflictError as exc:
             raise FailedPreconditionError(f"columns.days[{exc.index}]: {exc}") from None

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from allsuse.errors import InvalidInputError
 from allsuse.store._db import Connection
 from allsuse.store.errors import StoreConflictError
 from allsuse.store.records import now_iso
@@ -60,10 +61,23 @@ def _next_revision(tx: Transaction, table: str) -> int:
     return int(row[0][0] or 0) + 1
 
 
-def put_bars(tx: Transaction, symbol: str, rows: Sequence[BarRow], *, replace: bool, actor: str) -> PublishCounts:
-    """Stores bars of `symbol` (rows sorted by day, checked by the caller); all or nothing."""
+def put_bars(
+    tx: Transaction,
+    symbol: str,
+    rows: Sequence[BarRow],
+    *,
+    replace: bool,
+    actor: str,
+    imputed: Sequence[int] = (),
+) -> PublishCounts:
+    """Stores bars of `symbol` (rows sorted by day, checked by the caller); all or nothing. `imputed` names the
+    days among `rows` that were filled forward rather than given by a source: they are flagged in market_imputed,
+    and a given bar written over a flagged day clears its flag."""
     if not rows:
         return PublishCounts()
+    filled = set(imputed)
+    if filled - {r[0] for r in rows}:
+        raise InvalidInputError.of("imputed_days", "every imputed day must be the day of one of the bars")
     stored: dict[int, tuple[float, ...]] = {
         int(r[0]): tuple(float(x) for x in r[1:])
         for r in tx.query(
@@ -87,6 +101,7 @@ def put_bars(tx: Transaction, symbol: str, rows: Sequence[BarRow], *, replace: b
             changed.append(row)
     if not new and not changed:
         return PublishCounts(unchanged=len(rows))
+    _flag_imputed(tx, symbol, [r[0] for r in new], [r[0] for r in changed], filled)
     revision = _next_revision(tx, "market_bars")
     now = now_iso()
     for start in range(0, len(new), CHUNK):
@@ -118,10 +133,34 @@ def put_bars(tx: Transaction, symbol: str, rows: Sequence[BarRow], *, replace: b
             "replaced": len(changed),
             "revision": revision,
             "rows_sha256": digest,
+            "imputed": len(filled & {r[0] for r in written}),
         },
         actor=actor,
     )
     return PublishCounts(len(new), len(changed), len(rows) - len(new) - len(changed))
+
+
+def _flag_imputed(tx: Transaction, symbol: str, new: Sequence[int], changed: Sequence[int], filled: set[int]) -> None:
+    """Keeps market_imputed true to the bars just written: filled days flagged, given days unflagged."""
+    for day in changed:
+        if day not in filled:
+            tx.execute("DELETE FROM market_imputed WHERE symbol = ? AND day = ?", (symbol, day))
+    flag = [d for d in (*new, *changed) if d in filled]
+    if changed:
+        stored = {int(r[0]) for r in tx.query("SELECT day FROM market_imputed WHERE symbol = ?", (symbol,))}
+        flag = [d for d in flag if d not in stored]
+    for start in range(0, len(flag), CHUNK):
+        chunk = flag[start : start + CHUNK]
+        marks = ", ".join(["(?, ?)"] * len(chunk))
+        params: list[Any] = []
+        for d in chunk:
+            params.extend((symbol, d))
+        tx.execute(f"INSERT INTO market_imputed (symbol, day) VALUES {marks}", tuple(params))
+
+
+def imputed_days(conn: Connection, symbol: str) -> list[int]:
+    """The stored days of `symbol` whose bar was filled forward (see put_bars), oldest first."""
+    return [int(r[0]) for r in conn.query("SELECT day FROM market_imputed WHERE symbol = ? ORDER BY day", (symbol,))]
 
 
 def put_quotes(
@@ -221,6 +260,7 @@ __all__ = [
     "PublishCounts",
     "changed_symbols",
     "day_text",
+    "imputed_days",
     "put_bars",
     "put_quotes",
     "read_bars",

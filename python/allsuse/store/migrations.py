@@ -166,6 +166,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX market_quotes_revision ON market_quotes (revision)",
         ),
     ),
+    Migration(
+        7,
+        "market history: bars filled forward over short gaps are flagged imputed",
+        common=(
+            # A (symbol, day) here is a stored bar that no source gave: the previous close carried over a gap of at
+            # most market.quality_max_fill_sessions sessions (allsuse/data_quality.py, docs/store.md).
+            "CREATE TABLE market_imputed (symbol TEXT NOT NULL, day INTEGER NOT NULL, PRIMARY KEY (symbol, day))",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

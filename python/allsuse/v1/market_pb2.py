@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from allsuse.v1 import decision_pb2 as allsuse_dot_v1_dot_decision__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61llsuse/v1/market.proto\x12\nallsuse.v1\x1a\x19\x61llsuse/v1/decision.proto\"^\n\x12PublishBarsRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\'\n\x07\x63olumns\x18\x02 \x01(\x0b\x32\x16.allsuse.v1.BarColumns\x12\x0f\n\x07replace\x18\x03 \x01(\x08\"L\n\x13PublishBarsResponse\x12\x10\n\x08inserted\x18\x01 \x01(\x05\x12\x10\n\x08replaced\x18\x02 \x01(\x05\x12\x11\n\tunchanged\x18\x03 \x01(\x05\"z\n\x0cSymbolQuotes\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\n\n\x02iv\x18\x02 \x01(\x01\x12\x0e\n\x06sector\x18\x03 \x01(\t\x12&\n\x05\x63hain\x18\x04 \x03(\x0b\x32\x17.allsuse.v1.OptionQuote\x12\x16\n\x0e\x65\x61rnings_dates\x18\x05 \x03(\t\"z\n\x14PublishQuotesRequest\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12)\n\x07symbols\x18\x02 \x03(\x0b\x32\x18.allsuse.v1.SymbolQuotes\x12\x10\n\x03vix\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07replace\x18\x04 \x01(\x08\x42\x06\n\x04_vix\"N\n\x15PublishQuotesResponse\x12\x10\n\x08inserted\x18\x01 \x01(\x05\x12\x10\n\x08replaced\x18\x02 \x01(\x05\x12\x11\n\tunchanged\x18\x03 \x01(\x05\"K\n\x0eGetBarsRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\t\x12\x0b\n\x03\x65nd\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"J\n\x0fGetBarsResponse\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\'\n\x07\x63olumns\x18\x02 \x01(\x0b\x32\x16.allsuse.v1.BarColumns2\xd5\x02\n\x11MarketDataService\x12N\n\x0bPublishBars\x12\x1e.allsuse.v1.PublishBarsRequest\x1a\x1f.allsuse.v1.PublishBarsResponse\x12V\n\x11PublishBarsStream\x12\x1e.allsuse.v1.PublishBarsRequest\x1a\x1f.allsuse.v1.PublishBarsResponse(\x01\x12T\n\rPublishQuotes\x12 .allsuse.v1.PublishQuotesRequest\x1a!.allsuse.v1.PublishQuotesResponse\x12\x42\n\x07GetBars\x12\x1a.allsuse.v1.GetBarsRequest\x1a\x1b.allsuse.v1.GetBarsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61llsuse/v1/market.proto\x12\nallsuse.v1\x1a\x19\x61llsuse/v1/decision.proto\"t\n\x12PublishBarsRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\'\n\x07\x63olumns\x18\x02 \x01(\x0b\x32\x16.allsuse.v1.BarColumns\x12\x0f\n\x07replace\x18\x03 \x01(\x08\x12\x14\n\x0cimputed_days\x18\x04 \x03(\x03\"L\n\x13PublishBarsResponse\x12\x10\n\x08inserted\x18\x01 \x01(\x05\x12\x10\n\x08replaced\x18\x02 \x01(\x05\x12\x11\n\tunchanged\x18\x03 \x01(\x05\"z\n\x0cSymbolQuotes\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\n\n\x02iv\x18\x02 \x01(\x01\x12\x0e\n\x06sector\x18\x03 \x01(\t\x12&\n\x05\x63hain\x18\x04 \x03(\x0b\x32\x17.allsuse.v1.OptionQuote\x12\x16\n\x0e\x65\x61rnings_dates\x18\x05 \x03(\t\"z\n\x14PublishQuotesRequest\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12)\n\x07symbols\x18\x02 \x03(\x0b\x32\x18.allsuse.v1.SymbolQuotes\x12\x10\n\x03vix\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07replace\x18\x04 \x01(\x08\x42\x06\n\x04_vix\"N\n\x15PublishQuotesResponse\x12\x10\n\x08inserted\x18\x01 \x01(\x05\x12\x10\n\x08replaced\x18\x02 \x01(\x05\x12\x11\n\tunchanged\x18\x03 \x01(\x05\"K\n\x0eGetBarsRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\t\x12\x0b\n\x03\x65nd\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"J\n\x0fGetBarsResponse\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\'\n\x07\x63olumns\x18\x02 \x01(\x0b\x32\x16.allsuse.v1.BarColumns2\xd5\x02\n\x11MarketDataService\x12N\n\x0bPublishBars\x12\x1e.allsuse.v1.PublishBarsRequest\x1a\x1f.allsuse.v1.PublishBarsResponse\x12V\n\x11PublishBarsStream\x12\x1e.allsuse.v1.PublishBarsRequest\x1a\x1f.allsuse.v1.PublishBarsResponse(\x01\x12T\n\rPublishQuotes\x12 .allsuse.v1.PublishQuotesRequest\x1a!.allsuse.v1.PublishQuotesResponse\x12\x42\n\x07GetBars\x12\x1a.allsuse.v1.GetBarsRequest\x1a\x1b.allsuse.v1.GetBarsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,19 +33,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'allsuse.v1.market_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PUBLISHBARSREQUEST']._serialized_start=66
-  _globals['_PUBLISHBARSREQUEST']._serialized_end=160
-  _globals['_PUBLISHBARSRESPONSE']._serialized_start=162
-  _globals['_PUBLISHBARSRESPONSE']._serialized_end=238
-  _globals['_SYMBOLQUOTES']._serialized_start=240
-  _globals['_SYMBOLQUOTES']._serialized_end=362
-  _globals['_PUBLISHQUOTESREQUEST']._serialized_start=364
-  _globals['_PUBLISHQUOTESREQUEST']._serialized_end=486
-  _globals['_PUBLISHQUOTESRESPONSE']._serialized_start=488
-  _globals['_PUBLISHQUOTESRESPONSE']._serialized_end=566
-  _globals['_GETBARSREQUEST']._serialized_start=568
-  _globals['_GETBARSREQUEST']._serialized_end=643
-  _globals['_GETBARSRESPONSE']._serialized_start=645
-  _globals['_GETBARSRESPONSE']._serialized_end=719
-  _globals['_MARKETDATASERVICE']._serialized_start=722
-  _globals['_MARKETDATASERVICE']._serialized_end=1063
+  _globals['_PUBLISHBARSREQUEST']._serialized_end=182
+  _globals['_PUBLISHBARSRESPONSE']._serialized_start=184
+  _globals['_PUBLISHBARSRESPONSE']._serialized_end=260
+  _globals['_SYMBOLQUOTES']._serialized_start=262
+  _globals['_SYMBOLQUOTES']._serialized_end=384
+  _globals['_PUBLISHQUOTESREQUEST']._serialized_start=386
+  _globals['_PUBLISHQUOTESREQUEST']._serialized_end=508
+  _globals['_PUBLISHQUOTESRESPONSE']._serialized_start=510
+  _globals['_PUBLISHQUOTESRESPONSE']._serialized_end=588
+  _globals['_GETBARSREQUEST']._serialized_start=590
+  _globals['_GETBARSREQUEST']._serialized_end=665
+  _globals['_GETBARSRESPONSE']._serialized_start=667
+  _globals['_GETBARSRESPONSE']._serialized_end=741
+  _globals['_MARKETDATASERVICE']._serialized_start=744
+  _globals['_MARKETDATASERVICE']._serialized_end=1085
 # @@protoc_insertion_point(module_scope)

@@ -26,6 +26,7 @@ class PublishBarsRequest(_message.Message):
     SYMBOL_FIELD_NUMBER: _builtins.int
     COLUMNS_FIELD_NUMBER: _builtins.int
     REPLACE_FIELD_NUMBER: _builtins.int
+    IMPUTED_DAYS_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
     replace: _builtins.bool
     """Overwrite stored bars whose values differ (a correction) instead of refusing them."""
@@ -33,16 +34,24 @@ class PublishBarsRequest(_message.Message):
     def columns(self) -> _decision_pb2.BarColumns:
         """Oldest first, strictly increasing days, the same rules as a snapshot's columns; at most 20,000 bars."""
 
+    @_builtins.property
+    def imputed_days(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Days (since 1970-01-01, each one of `columns.days`) whose bar was filled forward over a short gap rather than
+        given by a source (`allsuse data load` fills gaps of at most market.quality_max_fill_sessions sessions). They
+        are flagged imputed in the store; a given bar stored later over such a day clears the flag.
+        """
+
     def __init__(
         self,
         *,
         symbol: _builtins.str = ...,
         columns: _decision_pb2.BarColumns | None = ...,
         replace: _builtins.bool = ...,
+        imputed_days: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "replace", b"replace", "symbol", b"symbol"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "imputed_days", b"imputed_days", "replace", b"replace", "symbol", b"symbol"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
