@@ -219,6 +219,37 @@ def test_assess_risk_with_a_proposed_order(api: Clients) -> None:
     assert r.scenarios > 200 and as_float(r.es_before) == 0.0 and r.within_budget
 
 
+def test_assess_risk_stresses_the_held_book(api: Clients) -> None:
+    from allsuse.protocol.positions import Position
+    from allsuse.protocol.stress import StressScenario, shock
+    from allsuse.server.convert import market_in
+
+    pid = create(api, total=100_000).portfolio_id
+    md = api.md("trader")
+    fill = portfolio_pb2.RecordFillRequest(
+        portfolio_id=pid, account_id=f"{pid}/gen-1", symbol="NVDA", kind="put", side="sell_to_open", strike=180.0,
+        expiry="2024-03-15", quantity=2, price=money(2.0), at=ts(THURSDAY),
+    )  # fmt: skip
+    api.portfolio.RecordFill(fill, metadata=md, timeout=TIMEOUT)
+    snapshot = green_market(THURSDAY)
+    req = decision_pb2.AssessRiskRequest(portfolio_id=pid, market=snapshot, as_of=ts(THURSDAY))
+    r = api.decision.AssessRisk(req, metadata=api.md("viewer"), timeout=TIMEOUT)
+    names = [s.scenario for s in r.stress]
+    assert names == ["2008", "2020", "flash_crash", "volatility_spike", "rate_shock", "worst_5_day_window"]
+    by = {s.scenario: s for s in r.stress}
+    # The same book revalued in-process: two short 180 puts of NVDA, -40% and IV x3.
+    put = Position("x", f"{pid}/gen-1", "NVDA", "put", -2.0, THURSDAY, 180.0, dt.date(2024, 3, 15), 2.0)
+    (direct,) = shock([put], market_in(snapshot), THURSDAY, [StressScenario("2008", -0.4, 3.0)],
+                      equity=1.0, account_equity={})  # fmt: skip
+    assert as_float(by["2008"].pnl) == pytest.approx(direct.pnl, abs=0.006) and direct.pnl < -10_000
+    (gen,) = by["2008"].accounts
+    assert gen.account_id == f"{pid}/gen-1" and as_float(gen.pnl) == as_float(by["2008"].pnl)
+    assert by["2008"].share_of_equity == pytest.approx(direct.pnl / 100_400.0, rel=0.02)
+    replay = by["worst_5_day_window"]
+    assert replay.historical and replay.window_start < replay.window_end <= THURSDAY.isoformat()
+    assert not by["2008"].historical and by["2008"].window_start == ""
+
+
 def test_fills_withdrawals_weekly_cycle_projection_and_reset(api: Clients) -> None:
     pid = create(api, total=100_000).portfolio_id
     md = api.md("trader")

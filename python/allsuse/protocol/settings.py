@@ -516,6 +516,10 @@ PROTOCOL_KEYS: tuple[Key, ...] = (
     _share("forking.new_gen_share"),
     _count("merging.threshold"),
     _share("near_fork_share"),
+    # stress tests (allsuse.protocol.stress)
+    Key("stress.historical_window_days", low=1.0, high=60.0),
+    Key("stress.scenarios.*.move", gt=-1.0, high=10.0),
+    Key("stress.scenarios.*.vix_multiplier", gt=0.0, high=20.0),
     # section 2: market label
     Key("market_label.min_bars", low=2.0),
     Key("market_label.iv_low", low=0.0),

@@ -24,6 +24,7 @@ from allsuse.errors import InvalidInputError
 from allsuse.protocol.accounts import Portfolio
 from allsuse.protocol.engine import Decision, Order
 from allsuse.protocol.market import Bars, MarketData, OptionQuote
+from allsuse.protocol.stress import StressResult
 from allsuse.v1 import common_pb2, decision_pb2
 
 CENT = Decimal("0.01")
@@ -87,6 +88,25 @@ def money_out(value: float | Decimal) -> common_pb2.Money:
         raise OverflowError(f"{d} does not fit a Money message")
     sign = -1 if cents < 0 else 1
     return common_pb2.Money(currency_code="USD", units=sign * units, cents=sign * rest)
+
+
+def stress_out(result: StressResult) -> decision_pb2.StressResult:
+    """A StressResult message (allsuse.protocol.stress)."""
+    window = result.window
+    return decision_pb2.StressResult(
+        scenario=result.scenario,
+        pnl=money_out(result.pnl),
+        share_of_equity=result.share_of_equity,
+        accounts=[
+            decision_pb2.AccountStress(
+                account_id=a, pnl=money_out(v), share_of_equity=result.account_shares.get(a, 0.0)
+            )
+            for a, v in result.accounts.items()
+        ],
+        historical=result.historical,
+        window_start=window[0].isoformat() if window else "",
+        window_end=window[1].isoformat() if window else "",
+    )
 
 
 def money_fits(value: float | Decimal) -> bool:

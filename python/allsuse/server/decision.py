@@ -19,6 +19,7 @@ from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
 from allsuse.protocol.engine import Effects, Engine
 from allsuse.protocol.positions import Position
+from allsuse.protocol.stress import stress_portfolio
 from allsuse.protocol.trust import TrustBook
 from allsuse.protocol.week_type import describe_week
 from allsuse.rules import RuleBook
@@ -41,6 +42,7 @@ from allsuse.server.convert import (
     number_in,
     price_in,
     quote_in,
+    stress_out,
     symbol_in,
     text_in,
     timestamp_in,
@@ -317,6 +319,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             es_share_of_equity=share,
             within_budget=share <= budget,
             scenarios=int(base.shape[0]),
+            stress=[stress_out(r) for r in stress_portfolio(engine, stored.portfolio, market, as_of)],
         )
 
     @rpc

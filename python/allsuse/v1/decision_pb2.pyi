@@ -611,6 +611,7 @@ class RiskAssessment(_message.Message):
     ES_SHARE_OF_EQUITY_FIELD_NUMBER: _builtins.int
     WITHIN_BUDGET_FIELD_NUMBER: _builtins.int
     SCENARIOS_FIELD_NUMBER: _builtins.int
+    STRESS_FIELD_NUMBER: _builtins.int
     es_share_of_equity: _builtins.float
     """Post-trade ES over portfolio equity; the budget is 0.04."""
     within_budget: _builtins.bool
@@ -623,6 +624,13 @@ class RiskAssessment(_message.Message):
     def var_before(self) -> _common_pb2.Money: ...
     @_builtins.property
     def var_after(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def stress(self) -> _containers.RepeatedCompositeFieldContainer[Global___StressResult]:
+        """The held book (before any proposed order) under each named stress scenario of protocol.yaml `stress.scenarios`
+        (2008: every underlying -40% and IVs x3; 2020: -35%, x4; flash_crash: -10%, x2; volatility_spike: x2.5;
+        rate_shock: -15%), then the worst historical window ("worst_5_day_window"); empty for an empty book.
+        """
+
     def __init__(
         self,
         *,
@@ -633,14 +641,90 @@ class RiskAssessment(_message.Message):
         es_share_of_equity: _builtins.float = ...,
         within_budget: _builtins.bool = ...,
         scenarios: _builtins.int = ...,
+        stress: _abc.Iterable[Global___StressResult] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["es_after", b"es_after", "es_before", b"es_before", "var_after", b"var_after", "var_before", b"var_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["es_after", b"es_after", "es_before", b"es_before", "es_share_of_equity", b"es_share_of_equity", "scenarios", b"scenarios", "var_after", b"var_after", "var_before", b"var_before", "within_budget", b"within_budget"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["es_after", b"es_after", "es_before", b"es_before", "es_share_of_equity", b"es_share_of_equity", "scenarios", b"scenarios", "stress", b"stress", "var_after", b"var_after", "var_before", b"var_before", "within_budget", b"within_budget"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RiskAssessment: _TypeAlias = RiskAssessment  # noqa: Y015
+
+@_typing.final
+class StressResult(_message.Message):
+    """One stress scenario's P&L by full revaluation (options repriced at the shocked spot and IV, stock at the
+    shocked spot; no time passes for a named scenario).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCENARIO_FIELD_NUMBER: _builtins.int
+    PNL_FIELD_NUMBER: _builtins.int
+    SHARE_OF_EQUITY_FIELD_NUMBER: _builtins.int
+    ACCOUNTS_FIELD_NUMBER: _builtins.int
+    HISTORICAL_FIELD_NUMBER: _builtins.int
+    WINDOW_START_FIELD_NUMBER: _builtins.int
+    WINDOW_END_FIELD_NUMBER: _builtins.int
+    scenario: _builtins.str
+    share_of_equity: _builtins.float
+    """pnl over the portfolio's equity at market."""
+    historical: _builtins.bool
+    """True for the historical replay; its window's first and last sessions (YYYY-MM-DD), else empty."""
+    window_start: _builtins.str
+    window_end: _builtins.str
+    @_builtins.property
+    def pnl(self) -> _common_pb2.Money:
+        """P&L of the book (negative is a loss)."""
+
+    @_builtins.property
+    def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountStress]:
+        """Per account holding positions: its P&L and that over its own equity at market."""
+
+    def __init__(
+        self,
+        *,
+        scenario: _builtins.str = ...,
+        pnl: _common_pb2.Money | None = ...,
+        share_of_equity: _builtins.float = ...,
+        accounts: _abc.Iterable[Global___AccountStress] | None = ...,
+        historical: _builtins.bool = ...,
+        window_start: _builtins.str = ...,
+        window_end: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pnl", b"pnl"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "historical", b"historical", "pnl", b"pnl", "scenario", b"scenario", "share_of_equity", b"share_of_equity", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StressResult: _TypeAlias = StressResult  # noqa: Y015
+
+@_typing.final
+class AccountStress(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    PNL_FIELD_NUMBER: _builtins.int
+    SHARE_OF_EQUITY_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    share_of_equity: _builtins.float
+    @_builtins.property
+    def pnl(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        pnl: _common_pb2.Money | None = ...,
+        share_of_equity: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pnl", b"pnl"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "pnl", b"pnl", "share_of_equity", b"share_of_equity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccountStress: _TypeAlias = AccountStress  # noqa: Y015
 
 @_typing.final
 class SizePositionRequest(_message.Message):
