@@ -6,6 +6,7 @@ the real files of ../shared/data."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,16 @@ from allsuse.market_files import read_market_file
 from allsuse.server.convert import columns_out, market_in
 from allsuse.store import Store
 from allsuse.store import market as stored
-from allsuse.v1 import decision_pb2, decision_pb2_grpc, market_pb2, market_pb2_grpc, portfolio_pb2, portfolio_pb2_grpc
+from allsuse.v1 import (
+    decision_pb2,
+    decision_pb2_grpc,
+    market_pb2,
+    market_pb2_grpc,
+    monitor_pb2,
+    monitor_pb2_grpc,
+    portfolio_pb2,
+    portfolio_pb2_grpc,
+)
 from tests.rpc_support import ROOT, TIMEOUT, bearer, green_market, money, serve
 
 THURSDAY = dt.date(2024, 3, 7)
@@ -209,6 +219,28 @@ def test_history_survives_a_restart_and_serves_decide_and_assess_risk(store_url:
                 timeout=TIMEOUT,
             )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "AMD" in (err.value.details() or "")
+        # The daily report stresses the held book on the server's history: the same figures as AssessRisk's.
+        monitor = monitor_pb2_grpc.MonitorServiceStub(channel)
+        report_request = monitor_pb2.GetReportRequest(portfolio_id=pid, kind="daily", as_of=ts(THURSDAY, 17, 0))
+        empty = json.loads(monitor.GetReport(report_request, metadata=bearer(tokens["viewer"]), timeout=TIMEOUT).json)
+        assert empty["stress"] is None
+        fill = portfolio_pb2.RecordFillRequest(
+            portfolio_id=pid, account_id=f"{pid}/gen-1", symbol="NVDA", kind="put", side="sell_to_open",
+            strike=180.0, expiry="2024-03-15", quantity=3, price=money(2.0), at=ts(THURSDAY),
+        )  # fmt: skip
+        portfolios.RecordFill(fill, metadata=bearer(tokens["trader"]), timeout=TIMEOUT)
+        report = monitor.GetReport(report_request, metadata=bearer(tokens["viewer"]), timeout=TIMEOUT)
+        rows = {r["scenario"]: r for r in json.loads(report.json)["stress"]}
+        risk = decisions.AssessRisk(
+            decision_pb2.AssessRiskRequest(portfolio_id=pid, as_of=ts(THURSDAY)),
+            metadata=bearer(tokens["viewer"]),
+            timeout=TIMEOUT,
+        )
+        assert [s.scenario for s in risk.stress] == list(rows)
+        for s in risk.stress:
+            assert rows[s.scenario]["pnl"] == pytest.approx(s.pnl.units + s.pnl.cents / 100, abs=0.011)
+        assert rows["2008"]["pnl"] < 0 and "stress (P&L of the held book):" in report.text
+        assert rows["worst_5_day_window"]["window"] is not None
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

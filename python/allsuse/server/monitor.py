@@ -15,8 +15,13 @@ from allsuse import __version__, build_profile
 from allsuse.errors import InvalidInputError
 from allsuse.orchestration.bus import Event
 from allsuse.protocol import settings
+from allsuse.protocol.accounts import Portfolio
+from allsuse.protocol.engine import Engine
+from allsuse.protocol.market import MarketData
+from allsuse.protocol.stress import stress_portfolio
 from allsuse.server.app import ServiceBinding, ServiceDeps
 from allsuse.server.convert import timestamp_in, timestamp_out
+from allsuse.server.marketdata import markets_for
 from allsuse.server.portfolios import PortfolioRepository
 from allsuse.server.request import draining
 from allsuse.server.rpc import rpc, run_blocking
@@ -155,6 +160,8 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             "near_fork": near_fork,
             "open_alerts": len(alerts),
         }
+        stress, stress_lines = self._stress(p, as_of)
+        body["stress"] = stress
         lines = [
             f"{request.kind.title()} report for {p.id}, {since:%Y-%m-%d} to {as_of:%Y-%m-%d}",
             f"equity {p.equity}",
@@ -163,6 +170,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             "week types: " + (", ".join(f"{k} {v}" for k, v in week_types.items()) or "none"),
             "money: " + (", ".join(f"{k} {v:,.2f}" for k, v in flows.items()) or "no movements"),
             f"accounts near a fork: {', '.join(near_fork) or 'none'}; open alerts {len(alerts)}",
+            *stress_lines,
         ]
         return monitor_pb2.Report(
             kind=request.kind,
@@ -171,6 +179,35 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             text="\n".join(lines),
             json=json.dumps(body, sort_keys=True),
         )
+
+    def _stress(self, portfolio: Portfolio, as_of: dt.datetime) -> tuple[list[dict[str, Any]] | None, list[str]]:
+        """The stress results of the held book on the server's market history as of the report (JSON rows and text
+        lines); None with a line saying why when there is no book or the history lacks a symbol held."""
+        symbols = sorted({p.symbol for p in portfolio.positions.values()})
+        if not symbols:
+            return None, ["stress: no open positions"]
+        market = markets_for(self.deps).complete(MarketData(bars={}, iv={}), symbols, as_of)
+        missing = [s for s in symbols if s not in market.bars or s not in market.iv]
+        if missing:
+            return None, [f"stress: no market history for {', '.join(missing)} as of {as_of:%Y-%m-%d}"]
+        results = stress_portfolio(Engine(), portfolio, market, as_of.date())
+        rows = [
+            {
+                "scenario": r.scenario,
+                "pnl": round(r.pnl, 2),
+                "share_of_equity": r.share_of_equity,
+                "accounts": {a: round(v, 2) for a, v in r.accounts.items()},
+                "window": [d.isoformat() for d in r.window] if r.window else None,
+            }
+            for r in results
+        ]
+        lines = ["stress (P&L of the held book):"]
+        lines += [
+            f"  {r.scenario}: {r.pnl:,.2f} ({r.share_of_equity:.2%} of equity)"
+            + (f" {r.window[0]:%Y-%m-%d}..{r.window[1]:%Y-%m-%d}" if r.window else "")
+            for r in results
+        ]
+        return rows, lines
 
     @rpc
     async def GetReport(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
