@@ -4,7 +4,8 @@
 
 It creates a portfolio, asks for a decision on real S&P 500 bars (../shared/data), approves it, records its
 outcome, records fills, withdraws, runs the weekly cycle, projects, checks the building blocks, reads metrics
-and a report, talks to the agent and (with an admin token) resets an account. Every call has a timeout.
+and a report, publishes bars and measures crowding, talks to the agent and (with an admin token) resets an
+account. Every call has a timeout.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from allsuse.v1 import (
     common_pb2,
     decision_pb2,
     decision_pb2_grpc,
+    market_pb2,
+    market_pb2_grpc,
     monitor_pb2,
     monitor_pb2_grpc,
     portfolio_pb2,
@@ -54,6 +57,7 @@ def main() -> None:
         decisions = decision_pb2_grpc.DecisionServiceStub(ch)
         monitor = monitor_pb2_grpc.MonitorServiceStub(ch)
         agent = agent_pb2_grpc.AgentServiceStub(ch)
+        market_data = market_pb2_grpc.MarketDataServiceStub(ch)
 
         p = portfolios.CreatePortfolio(
             portfolio_pb2.CreatePortfolioRequest(portfolio_id=pid, total=money(20_000_000), at=stamp(day, 9, 30)),
@@ -111,6 +115,7 @@ def main() -> None:
             timeout=TIMEOUT,
         )
         print("AssessRisk: ES after", risk.es_after.units, "within budget", risk.within_budget)
+        print("   stress:", [(st.scenario, st.pnl.units) for st in risk.stress] or "no book yet")
         size = decisions.SizePosition(
             decision_pb2.SizePositionRequest(
                 equity=money(38_000), free_cash=money(38_000), strike=30, size_share=0.125
@@ -199,6 +204,26 @@ def main() -> None:
             timeout=TIMEOUT,
         )
         print("GetReport:", report.text.splitlines()[0])
+        # Crowding is measured on the server's own market history: publish the S&P 500 bars first (an admin call).
+        admin = metadata(args.admin_token) if args.admin_token else md
+        bars = market.symbols[0].bars
+        epoch = dt.date(1970, 1, 1)
+        columns = decision_pb2.BarColumns(
+            days=[(dt.date.fromisoformat(b.date) - epoch).days for b in bars],
+            open=[b.open for b in bars],
+            high=[b.high for b in bars],
+            low=[b.low for b in bars],
+            close=[b.close for b in bars],
+            volume=[b.volume for b in bars],
+        )
+        published = market_data.PublishBars(
+            market_pb2.PublishBarsRequest(symbol="SPX", columns=columns), metadata=admin, timeout=TIMEOUT
+        )
+        print("PublishBars:", published.inserted, "new bars")
+        crowd = monitor.GetCrowding(
+            monitor_pb2.GetCrowdingRequest(portfolio_id=pid, as_of=stamp(day, 17, 0)), metadata=md, timeout=TIMEOUT
+        )
+        print("GetCrowding:", crowd.level, "HHI", round(crowd.hhi, 2), "cluster", list(crowd.crowded_cluster))
         stream = monitor.StreamAlerts(monitor_pb2.StreamAlertsRequest(portfolio_id=pid), metadata=md, timeout=1.0)
         try:
             for alert in stream:

@@ -23,7 +23,8 @@ def test_client_tour_runs_every_rpc(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     for rpc in ("CreatePortfolio", "Decide", "RecordOutcome", "AssessRisk", "SizePosition", "SelectStrike",
                 "ClassifyWeek", "CheckCompliance", "RecordFill", "Withdraw", "RunWeeklyCycle", "Project",
-                "GetPortfolio", "GetMetrics", "GetReport", "StreamAlerts", "Converse", "ResetAccount"):  # fmt: skip
+                "GetPortfolio", "GetMetrics", "GetReport", "PublishBars", "GetCrowding", "StreamAlerts", "Converse",
+                "ResetAccount"):  # fmt: skip
         assert f"{rpc}" in run.stdout, rpc
 
 

@@ -182,6 +182,21 @@ class MarketConfig:
 
 
 @dataclass(frozen=True)
+class MonitoringConfig:
+    """Thresholds of the monitoring modules (docs/monitoring.md). Factor crowding: a level is MEDIUM or HIGH when
+    any of its measures reaches that threshold (HHI of position weights, the largest correlation cluster's share of
+    the weights, the absorption ratio); symbols whose returns correlate above 1 - cluster_distance join a cluster."""
+
+    crowding_hhi_medium: float = 0.25
+    crowding_hhi_high: float = 0.40
+    crowding_cluster_medium: float = 0.50
+    crowding_cluster_high: float = 0.70
+    crowding_absorption_medium: float = 0.70
+    crowding_absorption_high: float = 0.85
+    crowding_cluster_distance: float = 0.5
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -193,11 +208,12 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     market: MarketConfig = field(default_factory=MarketConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
     def describe(self) -> dict[str, dict[str, Any]]:
         """Every section as plain values for a start-up log line; secrets masked."""
         out: dict[str, dict[str, Any]] = {}
-        for name in ("server", "tls", "auth", "store", "metrics", "logging", "market"):
+        for name in ("server", "tls", "auth", "store", "metrics", "logging", "market", "monitoring"):
             section = getattr(self, name)
             out[name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(section).items()}
         out["store"]["url"] = self.store.describe()
@@ -281,6 +297,15 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "quality_max_jump": _Key(float, _range(0.01, 10.0)),
         "quality_stale_sessions": _Key(int, _range(2, 10_000)),
         "quality_max_fill_sessions": _Key(int, _range(0, 20)),
+    },
+    "monitoring": {
+        "crowding_hhi_medium": _Key(float, _range(0.0, 1.0)),
+        "crowding_hhi_high": _Key(float, _range(0.0, 1.0)),
+        "crowding_cluster_medium": _Key(float, _range(0.0, 1.0)),
+        "crowding_cluster_high": _Key(float, _range(0.0, 1.0)),
+        "crowding_absorption_medium": _Key(float, _range(0.0, 1.0)),
+        "crowding_absorption_high": _Key(float, _range(0.0, 1.0)),
+        "crowding_cluster_distance": _Key(float, _range(0.0, 2.0)),
     },
 }
 
@@ -474,7 +499,20 @@ def _validated(name: str, typed: dict[str, dict[str, Any]], origins: dict[str, d
         metrics=metrics,
         logging=LoggingConfig(**typed["logging"]),
         market=MarketConfig(**typed["market"]),
+        monitoring=_monitoring(typed["monitoring"]),
     )
+
+
+def _monitoring(raw: dict[str, Any]) -> MonitoringConfig:
+    """The monitoring section, each MEDIUM threshold at most its HIGH one."""
+    config = MonitoringConfig(**raw)
+    for measure in ("hhi", "cluster", "absorption"):
+        medium, high = raw[f"crowding_{measure}_medium"], raw[f"crowding_{measure}_high"]
+        if medium > high:
+            raise InvalidInputError.of(
+                f"monitoring.crowding_{measure}_medium", f"must be <= monitoring.crowding_{measure}_high ({high})"
+            )
+    return config
 
 
 __all__ = [
@@ -489,6 +527,7 @@ __all__ = [
     "LoggingConfig",
     "MarketConfig",
     "MetricsConfig",
+    "MonitoringConfig",
     "ServerConfig",
     "StoreConfig",
     "TlsConfig",

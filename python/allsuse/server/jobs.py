@@ -2,6 +2,8 @@
 
 - every minute during market hours: a session heartbeat (`allsuse_market_open`, and a "market.tick" event);
 - every 5 minutes: refresh the gauges that are not updated per request (response-cache hit rate, group commit);
+- every 5 minutes during market hours: factor crowding of every portfolio (allsuse.server.crowding), a warning
+  alert when one enters HIGH naming the crowded cluster, an info alert when it leaves HIGH;
 - daily at 16:15 on trading days: the end-of-day report of every portfolio, raised as an info alert;
 - daily at 02:00: `audit verify --full` (a critical alert when anything is wrong, and then no backup) and, on
   SQLite, a backup.
@@ -64,6 +66,18 @@ def install(service: Service) -> None:
             deps.bus.publish("alerts", {**alert, "alert_id": stored.id, "at": stored.created_at})
         log.info("end-of-day reports for %d portfolios", len(portfolios))
 
+    async def crowding(slot: dt.datetime) -> None:
+        from allsuse.server.crowding import crowding_watch
+        from allsuse.server.rpc import run_blocking
+
+        alerts = await run_blocking(crowding_watch(deps).sweep, slot.replace(tzinfo=None))
+        for alert in alerts:
+            stored = await run_blocking(
+                deps.store.raise_alert, alert["code"].lower(), alert["severity"], alert,
+                portfolio_id=alert["portfolio_id"],
+            )  # fmt: skip
+            deps.bus.publish("alerts", {**alert, "alert_id": stored.id, "at": stored.created_at})
+
     async def nightly(slot: dt.datetime) -> None:
         from allsuse.server.rpc import run_blocking
 
@@ -88,5 +102,6 @@ def install(service: Service) -> None:
     scheduler = deps.scheduler
     scheduler.add("market-tick", MarketHours(), market_tick)
     scheduler.add("refresh-gauges", Every(dt.timedelta(minutes=5)), refresh_gauges)
+    scheduler.add("crowding", MarketHours(dt.timedelta(minutes=5)), crowding)
     scheduler.add("end-of-day", DailyAt(dt.time(16, 15), trading_days_only=True), end_of_day)
     scheduler.add("nightly", DailyAt(dt.time(2, 0)), nightly)

@@ -20,14 +20,16 @@ from allsuse.protocol.engine import Engine
 from allsuse.protocol.market import MarketData
 from allsuse.protocol.stress import stress_portfolio
 from allsuse.server.app import ServiceBinding, ServiceDeps
-from allsuse.server.convert import timestamp_in, timestamp_out
+from allsuse.server.convert import text_in, timestamp_in, timestamp_out
+from allsuse.server.crowding import MissingHistoryError, crowding_watch
+from allsuse.server.errors import FailedPreconditionError
 from allsuse.server.marketdata import markets_for
 from allsuse.server.portfolios import PortfolioRepository
 from allsuse.server.request import draining
 from allsuse.server.rpc import rpc, run_blocking
 from allsuse.v1 import common_pb2, monitor_pb2, monitor_pb2_grpc
 
-ROLES = {"GetMetrics": "viewer", "StreamAlerts": "viewer", "GetReport": "viewer"}
+ROLES = {"GetMetrics": "viewer", "StreamAlerts": "viewer", "GetReport": "viewer", "GetCrowding": "viewer"}
 SEVERITIES = ("info", "warning", "critical")
 REPORT_WINDOWS = {"daily": 1, "weekly": 7, "quarterly": 92}
 
@@ -208,6 +210,33 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             for r in results
         ]
         return rows, lines
+
+    def _crowding(self, request: monitor_pb2.GetCrowdingRequest) -> monitor_pb2.Crowding:
+        text_in(request.portfolio_id, "portfolio_id", max_length=64, required=True)
+        at = timestamp_in(request.as_of, "as_of") if request.HasField("as_of") else dt.datetime.now()
+        try:
+            crowding = crowding_watch(self.deps).measure(request.portfolio_id, at)
+        except MissingHistoryError as exc:
+            raise FailedPreconditionError(f"portfolio_id: {exc}") from None
+        if crowding is None:
+            return monitor_pb2.Crowding(portfolio_id=request.portfolio_id, level="NONE")
+        return monitor_pb2.Crowding(
+            portfolio_id=request.portfolio_id,
+            level=crowding.level,
+            hhi=crowding.hhi,
+            gini=crowding.gini,
+            absorption_ratio=crowding.absorption_ratio,
+            clusters=[
+                monitor_pb2.CrowdingCluster(symbols=list(c), weight=w)
+                for c, w in zip(crowding.clusters, crowding.cluster_weights, strict=True)
+            ],
+            reasons=list(crowding.reasons),
+            crowded_cluster=list(crowding.crowded_cluster),
+        )
+
+    @rpc
+    async def GetCrowding(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await run_blocking(self._crowding, request)
 
     @rpc
     async def GetReport(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

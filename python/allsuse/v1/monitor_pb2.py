@@ -26,7 +26,7 @@ from allsuse.v1 import common_pb2 as allsuse_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61llsuse/v1/monitor.proto\x12\nallsuse.v1\x1a\x17\x61llsuse/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x13\n\x11GetMetricsRequest\"-\n\x0e\x43omponentState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\"\xfb\x02\n\x0fMetricsSnapshot\x12$\n\x05\x62uild\x18\x01 \x01(\x0b\x32\x15.allsuse.v1.BuildInfo\x12;\n\x08\x63ounters\x18\x02 \x03(\x0b\x32).allsuse.v1.MetricsSnapshot.CountersEntry\x12.\n\ncomponents\x18\x03 \x03(\x0b\x32\x1a.allsuse.v1.ComponentState\x12\x16\n\x0e\x63\x61\x63he_hit_rate\x18\x04 \x01(\x01\x12Q\n\x14\x64\x65\x63isions_by_outcome\x18\x05 \x03(\x0b\x32\x33.allsuse.v1.MetricsSnapshot.DecisionsByOutcomeEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x39\n\x17\x44\x65\x63isionsByOutcomeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"?\n\x13StreamAlertsRequest\x12\x12\n\nseverities\x18\x01 \x03(\t\x12\x14\n\x0cportfolio_id\x18\x02 \x01(\t\"\x9c\x01\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08severity\x18\x03 \x01(\t\x12\x14\n\x0cportfolio_id\x18\x04 \x01(\t\x12\x12\n\naccount_id\x18\x05 \x01(\t\x12\x0c\n\x04\x63ode\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\"a\n\x10GetReportRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x06Report\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x14\n\x0cportfolio_id\x18\x02 \x01(\t\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x0c\n\x04json\x18\x05 \x01(\t2\xdf\x01\n\x0eMonitorService\x12H\n\nGetMetrics\x12\x1d.allsuse.v1.GetMetricsRequest\x1a\x1b.allsuse.v1.MetricsSnapshot\x12\x44\n\x0cStreamAlerts\x12\x1f.allsuse.v1.StreamAlertsRequest\x1a\x11.allsuse.v1.Alert0\x01\x12=\n\tGetReport\x12\x1c.allsuse.v1.GetReportRequest\x1a\x12.allsuse.v1.Reportb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61llsuse/v1/monitor.proto\x12\nallsuse.v1\x1a\x17\x61llsuse/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"U\n\x12GetCrowdingRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x0f\x43rowdingCluster\x12\x0f\n\x07symbols\x18\x01 \x03(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\"\xbd\x01\n\x08\x43rowding\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\x12\x0b\n\x03hhi\x18\x03 \x01(\x01\x12\x0c\n\x04gini\x18\x04 \x01(\x01\x12\x18\n\x10\x61\x62sorption_ratio\x18\x05 \x01(\x01\x12-\n\x08\x63lusters\x18\x06 \x03(\x0b\x32\x1b.allsuse.v1.CrowdingCluster\x12\x0f\n\x07reasons\x18\x07 \x03(\t\x12\x17\n\x0f\x63rowded_cluster\x18\x08 \x03(\t\"\x13\n\x11GetMetricsRequest\"-\n\x0e\x43omponentState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\"\xfb\x02\n\x0fMetricsSnapshot\x12$\n\x05\x62uild\x18\x01 \x01(\x0b\x32\x15.allsuse.v1.BuildInfo\x12;\n\x08\x63ounters\x18\x02 \x03(\x0b\x32).allsuse.v1.MetricsSnapshot.CountersEntry\x12.\n\ncomponents\x18\x03 \x03(\x0b\x32\x1a.allsuse.v1.ComponentState\x12\x16\n\x0e\x63\x61\x63he_hit_rate\x18\x04 \x01(\x01\x12Q\n\x14\x64\x65\x63isions_by_outcome\x18\x05 \x03(\x0b\x32\x33.allsuse.v1.MetricsSnapshot.DecisionsByOutcomeEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x39\n\x17\x44\x65\x63isionsByOutcomeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"?\n\x13StreamAlertsRequest\x12\x12\n\nseverities\x18\x01 \x03(\t\x12\x14\n\x0cportfolio_id\x18\x02 \x01(\t\"\x9c\x01\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08severity\x18\x03 \x01(\t\x12\x14\n\x0cportfolio_id\x18\x04 \x01(\t\x12\x12\n\naccount_id\x18\x05 \x01(\t\x12\x0c\n\x04\x63ode\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\"a\n\x10GetReportRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x06Report\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x14\n\x0cportfolio_id\x18\x02 \x01(\t\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x0c\n\x04json\x18\x05 \x01(\t2\xa4\x02\n\x0eMonitorService\x12H\n\nGetMetrics\x12\x1d.allsuse.v1.GetMetricsRequest\x1a\x1b.allsuse.v1.MetricsSnapshot\x12\x44\n\x0cStreamAlerts\x12\x1f.allsuse.v1.StreamAlertsRequest\x1a\x11.allsuse.v1.Alert0\x01\x12=\n\tGetReport\x12\x1c.allsuse.v1.GetReportRequest\x1a\x12.allsuse.v1.Report\x12\x43\n\x0bGetCrowding\x12\x1e.allsuse.v1.GetCrowdingRequest\x1a\x14.allsuse.v1.Crowdingb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,24 +37,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_METRICSSNAPSHOT_COUNTERSENTRY']._serialized_options = b'8\001'
   _globals['_METRICSSNAPSHOT_DECISIONSBYOUTCOMEENTRY']._loaded_options = None
   _globals['_METRICSSNAPSHOT_DECISIONSBYOUTCOMEENTRY']._serialized_options = b'8\001'
-  _globals['_GETMETRICSREQUEST']._serialized_start=98
-  _globals['_GETMETRICSREQUEST']._serialized_end=117
-  _globals['_COMPONENTSTATE']._serialized_start=119
-  _globals['_COMPONENTSTATE']._serialized_end=164
-  _globals['_METRICSSNAPSHOT']._serialized_start=167
-  _globals['_METRICSSNAPSHOT']._serialized_end=546
-  _globals['_METRICSSNAPSHOT_COUNTERSENTRY']._serialized_start=440
-  _globals['_METRICSSNAPSHOT_COUNTERSENTRY']._serialized_end=487
-  _globals['_METRICSSNAPSHOT_DECISIONSBYOUTCOMEENTRY']._serialized_start=489
-  _globals['_METRICSSNAPSHOT_DECISIONSBYOUTCOMEENTRY']._serialized_end=546
-  _globals['_STREAMALERTSREQUEST']._serialized_start=548
-  _globals['_STREAMALERTSREQUEST']._serialized_end=611
-  _globals['_ALERT']._serialized_start=614
-  _globals['_ALERT']._serialized_end=770
-  _globals['_GETREPORTREQUEST']._serialized_start=772
-  _globals['_GETREPORTREQUEST']._serialized_end=869
-  _globals['_REPORT']._serialized_start=871
-  _globals['_REPORT']._serialized_end=986
-  _globals['_MONITORSERVICE']._serialized_start=989
-  _globals['_MONITORSERVICE']._serialized_end=1212
+  _globals['_GETCROWDINGREQUEST']._serialized_start=98
+  _globals['_GETCROWDINGREQUEST']._serialized_end=183
+  _globals['_CROWDINGCLUSTER']._serialized_start=185
+  _globals['_CROWDINGCLUSTER']._serialized_end=235
+  _globals['_CROWDING']._serialized_start=238
+  _globals['_CROWDING']._serialized_end=427
+  _globals['_GETMETRICSREQUEST']._serialized_start=429
+  _globals['_GETMETRICSREQUEST']._serialized_end=448
+  _globals['_COMPONENTSTATE']._serialized_start=450
+  _globals['_COMPONENTSTATE']._serialized_end=495
+  _globals['_METRICSSNAPSHOT']._serialized_start=498
+  _globals['_METRICSSNAPSHOT']._serialized_end=877
+  _globals['_METRICSSNAPSHOT_COUNTERSENTRY']._serialized_start=771
+  _globals['_METRICSSNAPSHOT_COUNTERSENTRY']._serialized_end=818
+  _globals['_METRICSSNAPSHOT_DECISIONSBYOUTCOMEENTRY']._serialized_start=820
+  _globals['_METRICSSNAPSHOT_DECISIONSBYOUTCOMEENTRY']._serialized_end=877
+  _globals['_STREAMALERTSREQUEST']._serialized_start=879
+  _globals['_STREAMALERTSREQUEST']._serialized_end=942
+  _globals['_ALERT']._serialized_start=945
+  _globals['_ALERT']._serialized_end=1101
+  _globals['_GETREPORTREQUEST']._serialized_start=1103
+  _globals['_GETREPORTREQUEST']._serialized_end=1200
+  _globals['_REPORT']._serialized_start=1202
+  _globals['_REPORT']._serialized_end=1317
+  _globals['_MONITORSERVICE']._serialized_start=1320
+  _globals['_MONITORSERVICE']._serialized_end=1612
 # @@protoc_insertion_point(module_scope)

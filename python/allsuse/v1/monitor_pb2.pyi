@@ -21,6 +21,114 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class GetCrowdingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """The market history up to this time is used; unset means now."""
+
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "portfolio_id", b"portfolio_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCrowdingRequest: _TypeAlias = GetCrowdingRequest  # noqa: Y015
+
+@_typing.final
+class CrowdingCluster(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    weight: _builtins.float
+    """Their share of the book's absolute exposure (shares at market plus put collateral)."""
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Held symbols whose returns cluster together (average linkage on 1 - correlation, cut at
+        monitoring.crowding_cluster_distance), sorted.
+        """
+
+    def __init__(
+        self,
+        *,
+        symbols: _abc.Iterable[_builtins.str] | None = ...,
+        weight: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["symbols", b"symbols", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CrowdingCluster: _TypeAlias = CrowdingCluster  # noqa: Y015
+
+@_typing.final
+class Crowding(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    HHI_FIELD_NUMBER: _builtins.int
+    GINI_FIELD_NUMBER: _builtins.int
+    ABSORPTION_RATIO_FIELD_NUMBER: _builtins.int
+    CLUSTERS_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    CROWDED_CLUSTER_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    level: _builtins.str
+    """LOW, MEDIUM or HIGH: the highest level HHI, the largest cluster's weight and the absorption ratio reach against
+    monitoring.crowding_* thresholds; NONE for a book without exposure.
+    """
+    hhi: _builtins.float
+    """Herfindahl-Hirschman index of the position weights (1/n for n equal weights)."""
+    gini: _builtins.float
+    """Gini coefficient of the weights (0 equal)."""
+    absorption_ratio: _builtins.float
+    """Share of the returns' variance explained by the first fifth of the eigenvectors."""
+    @_builtins.property
+    def clusters(self) -> _containers.RepeatedCompositeFieldContainer[Global___CrowdingCluster]:
+        """Largest first."""
+
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The measures that set the level, e.g. "HHI 0.51"."""
+
+    @_builtins.property
+    def crowded_cluster(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The cluster holding most of the weight (named in a HIGH alert)."""
+
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        level: _builtins.str = ...,
+        hhi: _builtins.float = ...,
+        gini: _builtins.float = ...,
+        absorption_ratio: _builtins.float = ...,
+        clusters: _abc.Iterable[Global___CrowdingCluster] | None = ...,
+        reasons: _abc.Iterable[_builtins.str] | None = ...,
+        crowded_cluster: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["absorption_ratio", b"absorption_ratio", "clusters", b"clusters", "crowded_cluster", b"crowded_cluster", "gini", b"gini", "hhi", b"hhi", "level", b"level", "portfolio_id", b"portfolio_id", "reasons", b"reasons"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Crowding: _TypeAlias = Crowding  # noqa: Y015
+
+@_typing.final
 class GetMetricsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

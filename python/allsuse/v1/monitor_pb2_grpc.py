@@ -49,6 +49,11 @@ class MonitorServiceStub:
                 request_serializer=allsuse_dot_v1_dot_monitor__pb2.GetReportRequest.SerializeToString,
                 response_deserializer=allsuse_dot_v1_dot_monitor__pb2.Report.FromString,
                 _registered_method=True)
+        self.GetCrowding = channel.unary_unary(
+                '/allsuse.v1.MonitorService/GetCrowding',
+                request_serializer=allsuse_dot_v1_dot_monitor__pb2.GetCrowdingRequest.SerializeToString,
+                response_deserializer=allsuse_dot_v1_dot_monitor__pb2.Crowding.FromString,
+                _registered_method=True)
 
 
 class MonitorServiceServicer:
@@ -75,6 +80,13 @@ class MonitorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCrowding(self, request, context):
+        """Factor crowding of a portfolio's book on the server's market history (docs/monitoring.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MonitorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +104,11 @@ def add_MonitorServiceServicer_to_server(servicer, server):
                     servicer.GetReport,
                     request_deserializer=allsuse_dot_v1_dot_monitor__pb2.GetReportRequest.FromString,
                     response_serializer=allsuse_dot_v1_dot_monitor__pb2.Report.SerializeToString,
+            ),
+            'GetCrowding': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCrowding,
+                    request_deserializer=allsuse_dot_v1_dot_monitor__pb2.GetCrowdingRequest.FromString,
+                    response_serializer=allsuse_dot_v1_dot_monitor__pb2.Crowding.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +192,33 @@ class MonitorService:
             '/allsuse.v1.MonitorService/GetReport',
             allsuse_dot_v1_dot_monitor__pb2.GetReportRequest.SerializeToString,
             allsuse_dot_v1_dot_monitor__pb2.Report.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCrowding(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/allsuse.v1.MonitorService/GetCrowding',
+            allsuse_dot_v1_dot_monitor__pb2.GetCrowdingRequest.SerializeToString,
+            allsuse_dot_v1_dot_monitor__pb2.Crowding.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,8 @@ class MonitorServiceStub:
     """Alerts as they are raised (server streaming); ends when the client cancels or the server drains."""
     GetReport: _grpc.UnaryUnaryMultiCallable[_monitor_pb2.GetReportRequest, _monitor_pb2.Report]
     """A weekly, daily or quarterly report (PROTOCOL section 11)."""
+    GetCrowding: _grpc.UnaryUnaryMultiCallable[_monitor_pb2.GetCrowdingRequest, _monitor_pb2.Crowding]
+    """Factor crowding of a portfolio's book on the server's market history (docs/monitoring.md)."""
 
 @_typing.type_check_only
 class MonitorServiceAsyncStub(MonitorServiceStub):
@@ -47,6 +49,8 @@ class MonitorServiceAsyncStub(MonitorServiceStub):
     """Alerts as they are raised (server streaming); ends when the client cancels or the server drains."""
     GetReport: _aio.UnaryUnaryMultiCallable[_monitor_pb2.GetReportRequest, _monitor_pb2.Report]  # type: ignore[assignment]
     """A weekly, daily or quarterly report (PROTOCOL section 11)."""
+    GetCrowding: _aio.UnaryUnaryMultiCallable[_monitor_pb2.GetCrowdingRequest, _monitor_pb2.Crowding]  # type: ignore[assignment]
+    """Factor crowding of a portfolio's book on the server's market history (docs/monitoring.md)."""
 
 class MonitorServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -72,5 +76,13 @@ class MonitorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_monitor_pb2.Report, _abc.Awaitable[_monitor_pb2.Report]]:
         """A weekly, daily or quarterly report (PROTOCOL section 11)."""
+
+    @_abc_1.abstractmethod
+    def GetCrowding(
+        self,
+        request: _monitor_pb2.GetCrowdingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitor_pb2.Crowding, _abc.Awaitable[_monitor_pb2.Crowding]]:
+        """Factor crowding of a portfolio's book on the server's market history (docs/monitoring.md)."""
 
 def add_MonitorServiceServicer_to_server(servicer: MonitorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

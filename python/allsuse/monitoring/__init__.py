@@ -1,0 +1,1 @@
+"""What watches the book between decisions (docs/monitoring.md): factor crowding, and more to come."""
