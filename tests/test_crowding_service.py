@@ -105,7 +105,7 @@ def test_get_crowding_and_the_sweep(tmp_path: Path) -> None:
         watch = CrowdingWatch(deps)
         (alert,) = watch.sweep(at)
         assert alert["code"] == "CROWDING_HIGH" and alert["cluster"] == ["AAA"] and alert["portfolio_id"] == pid
-        assert "crowded cluster AAA" in alert["message"] and alert["severity"] == "warning"
+        assert "crowded cluster AAA" in alert["message"] and alert["severity"] == "HIGH"
         assert watch.sweep(at) == []  # still HIGH: raised once
         gauge = deps.metrics.registry.get_sample_value("allsuse_crowding_portfolios", {"level": "HIGH"})
         assert gauge == 1.0

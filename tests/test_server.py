@@ -105,7 +105,13 @@ DECISION_ROLES = {
     "ApproveDecision": "admin",
     "RecordOutcome": "trader",
 }
-MONITOR_ROLES = {"GetMetrics": "viewer", "StreamAlerts": "viewer", "GetReport": "viewer"}
+MONITOR_ROLES = {
+    "GetMetrics": "viewer",
+    "StreamAlerts": "viewer",
+    "GetReport": "viewer",
+    "GetCrowding": "viewer",
+    "AcknowledgeAlert": "trader",
+}
 
 
 def bindings() -> list[ServiceBinding]:

@@ -64,7 +64,13 @@ def _bindings() -> list[ServiceBinding]:
         ServiceBinding(
             "allsuse.v1.MonitorService",
             lambda s: monitor_pb2_grpc.add_MonitorServiceServicer_to_server(monitor, s),
-            {"GetMetrics": "viewer", "StreamAlerts": "viewer", "GetReport": "viewer"},
+            {
+                "GetMetrics": "viewer",
+                "StreamAlerts": "viewer",
+                "GetReport": "viewer",
+                "GetCrowding": "viewer",
+                "AcknowledgeAlert": "trader",
+            },
         ),
     ]
 

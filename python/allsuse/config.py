@@ -194,6 +194,12 @@ class MonitoringConfig:
     crowding_absorption_medium: float = 0.70
     crowding_absorption_high: float = 0.85
     crowding_cluster_distance: float = 0.5
+    # Alerts (allsuse.server.alerting): routes from a YAML file ("" = one log route), repeats within the dedupe
+    # window counted on the first alert, more than burst_count alerts in burst_seconds summed into one.
+    alert_routes_file: str = ""
+    alert_dedupe_seconds: float = 300.0
+    alert_burst_count: int = 20
+    alert_burst_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -306,6 +312,10 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "crowding_absorption_medium": _Key(float, _range(0.0, 1.0)),
         "crowding_absorption_high": _Key(float, _range(0.0, 1.0)),
         "crowding_cluster_distance": _Key(float, _range(0.0, 2.0)),
+        "alert_routes_file": _Key(str),
+        "alert_dedupe_seconds": _Key(float, _range(0.0, 86_400.0)),
+        "alert_burst_count": _Key(int, _range(1, 1_000_000)),
+        "alert_burst_seconds": _Key(float, _range(0.001, 86_400.0)),
     },
 }
 
@@ -505,6 +515,11 @@ def _validated(name: str, typed: dict[str, dict[str, Any]], origins: dict[str, d
 
 def _monitoring(raw: dict[str, Any]) -> MonitoringConfig:
     """The monitoring section, each MEDIUM threshold at most its HIGH one."""
+    if raw["alert_routes_file"]:
+        raw = {**raw, "alert_routes_file": _resolve_path(raw["alert_routes_file"])}
+        from allsuse.monitoring.alerts import load_routes
+
+        load_routes(raw["alert_routes_file"])  # a bad route file stops the start, naming the route and key
     config = MonitoringConfig(**raw)
     for measure in ("hhi", "cluster", "absorption"):
         medium, high = raw[f"crowding_{measure}_medium"], raw[f"crowding_{measure}_high"]

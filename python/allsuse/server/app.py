@@ -396,6 +396,10 @@ class Service:
         self.registry.add(self.store_component)
         self.registry.add(self.bus)
         self.registry.add(self.scheduler)
+        from allsuse.server.alerting import alert_system
+
+        self.alerts = alert_system(self.deps)
+        self.registry.add(self.alerts)
         if config.metrics.enabled:
             port = config.metrics.port + worker if config.metrics.port else 0
             self.metrics_endpoint = MetricsEndpoint(self.metrics, config.metrics.host, port)

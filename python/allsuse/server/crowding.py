@@ -1,8 +1,8 @@
 """Factor crowding in the service: measured on demand (MonitorService.GetCrowding) and every 5 minutes of market
 hours for every portfolio (the "crowding" job), on the server's stored market history.
 
-The sweep keeps each portfolio's last level: entering HIGH raises one warning alert naming the crowded cluster
-(CROWDING_HIGH), leaving it raises one info alert (CROWDING_CLEARED); a level that stays HIGH raises nothing more.
+The sweep keeps each portfolio's last level: entering HIGH raises one HIGH alert naming the crowded cluster
+(CROWDING_HIGH), leaving it raises one INFO alert (CROWDING_CLEARED); a level that stays HIGH raises nothing more.
 `allsuse_crowding_portfolios{level}` counts the portfolios at each level (four label values, whatever the number
 of portfolios).
 """
@@ -67,7 +67,7 @@ class CrowdingWatch:
                 cluster = ", ".join(crowding.crowded_cluster)
                 alerts.append(
                     {
-                        "severity": "warning",
+                        "severity": "HIGH",
                         "portfolio_id": record.id,
                         "code": "CROWDING_HIGH",
                         "message": f"crowding HIGH ({'; '.join(crowding.reasons)}): crowded cluster {cluster}",
@@ -77,7 +77,7 @@ class CrowdingWatch:
             elif before == "HIGH" and level != "HIGH":
                 alerts.append(
                     {
-                        "severity": "info",
+                        "severity": "INFO",
                         "portfolio_id": record.id,
                         "code": "CROWDING_CLEARED",
                         "message": f"crowding back to {level}",

@@ -23,6 +23,7 @@ from allsuse.protocol.stress import stress_portfolio
 from allsuse.protocol.trust import TrustBook
 from allsuse.protocol.week_type import describe_week
 from allsuse.rules import RuleBook
+from allsuse.server.alerting import alert_system
 from allsuse.server.app import ServiceBinding, ServiceDeps
 from allsuse.server.convert import (
     MAX_CHAIN,
@@ -252,7 +253,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         payload = await self._in_turn(request.portfolio_id, self._decide, request)
         alert = payload.pop("_alert", None)
         if alert is not None:
-            self.deps.bus.publish("alerts", alert)  # on the event loop: the bus is not thread-safe
+            await alert_system(self.deps).deliver(alert)  # stored with the decision; streamed and routed here
         return decision_out(payload)
 
     # --- AssessRisk ---------------------------------------------------------------------------------------

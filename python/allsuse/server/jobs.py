@@ -4,6 +4,7 @@
 - every 5 minutes: refresh the gauges that are not updated per request (response-cache hit rate, group commit);
 - every 5 minutes during market hours: factor crowding of every portfolio (allsuse.server.crowding), a warning
   alert when one enters HIGH naming the crowded cluster, an info alert when it leaves HIGH;
+- every minute: the summary of an alert burst whose window has closed (allsuse.server.alerting);
 - daily at 16:15 on trading days: the end-of-day report of every portfolio, raised as an info alert;
 - daily at 02:00: `audit verify --full` (a critical alert when anything is wrong, and then no backup) and, on
   SQLite, a backup.
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from allsuse.orchestration.nyse import NYSE
 from allsuse.orchestration.schedule import DailyAt, Every, MarketHours
+from allsuse.server.alerting import alert_system
 from allsuse.v1 import monitor_pb2
 
 if TYPE_CHECKING:
@@ -58,12 +60,8 @@ def install(service: Service) -> None:
             request = monitor_pb2.GetReportRequest(portfolio_id=record.id, kind="daily")
             request.as_of.FromDatetime(as_of)
             report = await run_blocking(monitor._report, request)
-            alert = {"severity": "info", "portfolio_id": record.id, "code": "EOD_REPORT", "message": report.text}
-            stored = await run_blocking(
-                deps.store.raise_alert, "eod_report", "info", {**alert, "json": json.loads(report.json)},
-                portfolio_id=record.id,
-            )  # fmt: skip
-            deps.bus.publish("alerts", {**alert, "alert_id": stored.id, "at": stored.created_at})
+            alert = {"severity": "INFO", "portfolio_id": record.id, "code": "EOD_REPORT", "message": report.text}
+            await alert_system(deps).raise_alert({**alert, "json": json.loads(report.json)})
         log.info("end-of-day reports for %d portfolios", len(portfolios))
 
     async def crowding(slot: dt.datetime) -> None:
@@ -72,11 +70,10 @@ def install(service: Service) -> None:
 
         alerts = await run_blocking(crowding_watch(deps).sweep, slot.replace(tzinfo=None))
         for alert in alerts:
-            stored = await run_blocking(
-                deps.store.raise_alert, alert["code"].lower(), alert["severity"], alert,
-                portfolio_id=alert["portfolio_id"],
-            )  # fmt: skip
-            deps.bus.publish("alerts", {**alert, "alert_id": stored.id, "at": stored.created_at})
+            await alert_system(deps).raise_alert(alert)
+
+    async def flush_alerts(slot: dt.datetime) -> None:
+        await alert_system(deps).flush()  # a burst's summary once its window has closed
 
     async def nightly(slot: dt.datetime) -> None:
         from allsuse.server.rpc import run_blocking
@@ -84,9 +81,9 @@ def install(service: Service) -> None:
         # The full check (`allsuse audit verify --full`): the database's integrity, the chain, every record.
         report = await run_blocking(deps.store.verify_full)
         if not report.ok:
-            alert = {"severity": "critical", "code": "AUDIT_BROKEN", "message": str(report)[:4000]}
-            stored = await run_blocking(deps.store.raise_alert, "audit_broken", "critical", alert)
-            deps.bus.publish("alerts", {**alert, "alert_id": stored.id, "at": stored.created_at})
+            await alert_system(deps).raise_alert(
+                {"severity": "CRITICAL", "code": "AUDIT_BROKEN", "message": str(report)[:4000]}
+            )
             log.error("audit verify --full failed: %s", report)
             return  # no backup of a damaged or tampered store: the last good ones are kept
         if deps.config.store.url.startswith("postgresql"):
@@ -103,5 +100,6 @@ def install(service: Service) -> None:
     scheduler.add("market-tick", MarketHours(), market_tick)
     scheduler.add("refresh-gauges", Every(dt.timedelta(minutes=5)), refresh_gauges)
     scheduler.add("crowding", MarketHours(dt.timedelta(minutes=5)), crowding)
+    scheduler.add("alert-flush", Every(dt.timedelta(minutes=1)), flush_alerts)
     scheduler.add("end-of-day", DailyAt(dt.time(16, 15), trading_days_only=True), end_of_day)
     scheduler.add("nightly", DailyAt(dt.time(2, 0)), nightly)

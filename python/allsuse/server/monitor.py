@@ -13,25 +13,40 @@ import grpc
 
 from allsuse import __version__, build_profile
 from allsuse.errors import InvalidInputError
+from allsuse.monitoring.alerts import at_least, severity
 from allsuse.orchestration.bus import Event
 from allsuse.protocol import settings
 from allsuse.protocol.accounts import Portfolio
 from allsuse.protocol.engine import Engine
 from allsuse.protocol.market import MarketData
 from allsuse.protocol.stress import stress_portfolio
+from allsuse.server.alerting import alert_system
 from allsuse.server.app import ServiceBinding, ServiceDeps
 from allsuse.server.convert import text_in, timestamp_in, timestamp_out
 from allsuse.server.crowding import MissingHistoryError, crowding_watch
 from allsuse.server.errors import FailedPreconditionError
 from allsuse.server.marketdata import markets_for
 from allsuse.server.portfolios import PortfolioRepository
-from allsuse.server.request import draining
+from allsuse.server.request import current_principal, draining
 from allsuse.server.rpc import rpc, run_blocking
 from allsuse.v1 import common_pb2, monitor_pb2, monitor_pb2_grpc
 
-ROLES = {"GetMetrics": "viewer", "StreamAlerts": "viewer", "GetReport": "viewer", "GetCrowding": "viewer"}
-SEVERITIES = ("info", "warning", "critical")
+ROLES = {
+    "GetMetrics": "viewer",
+    "StreamAlerts": "viewer",
+    "GetReport": "viewer",
+    "GetCrowding": "viewer",
+    "AcknowledgeAlert": "trader",
+}
+REPLAY_OVERLAP = dt.timedelta(seconds=5)
+"""A resumed stream also replays alerts stored this long before its cursor (one committed late is not missed)."""
 REPORT_WINDOWS = {"daily": 1, "weekly": 7, "quarterly": 92}
+
+
+def _iso_minus(stamp: str, delta: dt.timedelta) -> str:
+    """A stored ISO timestamp ("...Z") moved back by `delta`, in the same fixed-width form."""
+    moment = dt.datetime.fromisoformat(stamp.rstrip("Z")) - delta
+    return moment.isoformat(timespec="microseconds") + "Z"
 
 
 def _alert_out(a: dict[str, Any]) -> monitor_pb2.Alert:
@@ -40,11 +55,13 @@ def _alert_out(a: dict[str, Any]) -> monitor_pb2.Alert:
     return monitor_pb2.Alert(
         alert_id=str(a.get("alert_id", "")),
         at=timestamp_out(when),
-        severity=a.get("severity", "info"),
+        severity=severity(str(a.get("severity", "INFO"))),
         portfolio_id=a.get("portfolio_id", ""),
         account_id=a.get("account_id", ""),
         code=a.get("code", ""),
         message=a.get("message", ""),
+        status=str(a.get("status", "open")),
+        count=int(a.get("count", 1)),
     )
 
 
@@ -82,26 +99,37 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
 
     @rpc
     async def StreamAlerts(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        wanted = set(request.severities)
-        unknown = wanted - set(SEVERITIES)
-        if unknown:
-            raise InvalidInputError.of("severities", f"unknown {sorted(unknown)}; use {', '.join(SEVERITIES)}")
+        wanted = {severity(v, "severities") for v in request.severities}
+        floor = severity(request.min_severity, "min_severity") if request.min_severity else "INFO"
+        codes = set(request.codes)
         if request.portfolio_id:  # reading is open to every role; the portfolio must exist
             await run_blocking(PortfolioRepository(self.deps.store).load, request.portfolio_id)
+
+        def passes(alert: dict[str, Any]) -> bool:
+            level = severity(str(alert.get("severity", "INFO")))
+            if (wanted and level not in wanted) or not at_least(level, floor):
+                return False
+            if request.portfolio_id and alert.get("portfolio_id") != request.portfolio_id:
+                return False
+            return not (codes and alert.get("code") not in codes)
+
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
 
         async def deliver(event: Event) -> None:
             alert = event.payload if isinstance(event.payload, dict) else {}
-            if wanted and alert.get("severity") not in wanted:
-                return
-            if request.portfolio_id and alert.get("portfolio_id") != request.portfolio_id:
+            if not passes(alert):
                 return
             if queue.full():
                 queue.get_nowait()  # a slow client loses the oldest alert, never blocks the bus
             queue.put_nowait(alert)
 
+        # Subscribe first, then replay: an alert raised meanwhile is in the queue (perhaps also in the replay).
         subscription = self.deps.bus.subscribe("alerts", deliver, name="stream-alerts")
         try:
+            if request.after_alert_id:
+                for alert in await run_blocking(self._history_after, request.after_alert_id, request.portfolio_id):
+                    if passes(alert):
+                        yield _alert_out(alert)
             while not context.done() and not draining():  # a drain ends the stream promptly
                 try:
                     alert = await asyncio.wait_for(queue.get(), timeout=0.5)
@@ -110,6 +138,36 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
                 yield _alert_out(alert)
         finally:
             await subscription.close(timeout=1.0)
+
+    def _history_after(self, alert_id: str, portfolio_id: str) -> list[dict[str, Any]]:
+        """Stored alerts raised after `alert_id` (and those committed up to REPLAY_OVERLAP before it: at least
+        once), oldest first."""
+        store = self.deps.store
+        first = store.get_alert(alert_id)
+        if first is None:
+            raise InvalidInputError.of("after_alert_id", f"no alert {alert_id!r}")
+        cursor = (first.created_at, first.id)
+        since = _iso_minus(first.created_at, REPLAY_OVERLAP)
+        out = []
+        for r in store.list_alerts(portfolio_id=portfolio_id or None, limit=100_000):
+            if (r.created_at, r.id) > cursor or (r.created_at >= since and r.id != first.id):
+                status = r.columns.get("status", "open")
+                out.append({**r.payload, "alert_id": r.id, "at": r.created_at, "status": status})
+        return out
+
+    async def _acknowledge(self, request: Any) -> monitor_pb2.Alert:
+        text_in(request.alert_id, "alert_id", max_length=64, required=True)
+        text_in(request.note, "note", max_length=2000)
+        principal = current_principal()
+        actor = principal.key_id if principal is not None else "anonymous"
+        alert = await alert_system(self.deps).acknowledge(
+            request.alert_id, resolve=request.resolve, actor=actor, note=request.note
+        )
+        return _alert_out(alert)
+
+    @rpc
+    async def AcknowledgeAlert(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await self._acknowledge(request)
 
     def _report(self, request: monitor_pb2.GetReportRequest) -> monitor_pb2.Report:
         if request.kind not in REPORT_WINDOWS:

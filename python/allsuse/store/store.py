@@ -490,11 +490,14 @@ class Transaction:
         columns = {"portfolio_id": portfolio_id, "kind": kind, "severity": severity, "status": status}
         return self._insert_once(ALERT, record_id, columns, payload, actor, "id")
 
-    def update_alert(self, alert_id: str, *, status: str, actor: str = "system") -> Record:
-        """Moves an alert to a new status (e.g. "acknowledged", "resolved")."""
+    def update_alert(
+        self, alert_id: str, *, status: str, actor: str = "system", payload: Mapping[str, Any] | None = None
+    ) -> Record:
+        """Moves an alert to a new status (e.g. "acknowledged", "resolved"), and replaces its payload when given
+        (a repeat's count)."""
         check_id(alert_id, "alert_id")
         check_label(status, "status")
-        return self._update(ALERT, alert_id, {"status": status}, None, actor)
+        return self._update(ALERT, alert_id, {"status": status}, None if payload is None else dict(payload), actor)
 
     def put_conversation(self, conversation_id: str, payload: Mapping[str, Any], *, actor: str = "system") -> Record:
         """Creates or replaces the state of a conversation with the agent."""
@@ -744,9 +747,11 @@ class Store:
             )
         )
 
-    def update_alert(self, alert_id: str, *, status: str, actor: str = "system") -> Record:
-        """Moves an alert to a new status."""
-        return self.write(lambda tx: tx.update_alert(alert_id, status=status, actor=actor))
+    def update_alert(
+        self, alert_id: str, *, status: str, actor: str = "system", payload: Mapping[str, Any] | None = None
+    ) -> Record:
+        """Moves an alert to a new status (and replaces its payload when given)."""
+        return self.write(lambda tx: tx.update_alert(alert_id, status=status, actor=actor, payload=payload))
 
     def put_conversation(self, conversation_id: str, payload: Mapping[str, Any], *, actor: str = "system") -> Record:
         """Creates or replaces the state of a conversation."""

@@ -247,24 +247,68 @@ class StreamAlertsRequest(_message.Message):
 
     SEVERITIES_FIELD_NUMBER: _builtins.int
     PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    MIN_SEVERITY_FIELD_NUMBER: _builtins.int
+    CODES_FIELD_NUMBER: _builtins.int
+    AFTER_ALERT_ID_FIELD_NUMBER: _builtins.int
     portfolio_id: _builtins.str
+    min_severity: _builtins.str
+    """Only alerts of this severity or above (empty: all)."""
+    after_alert_id: _builtins.str
+    """Replay the stored alerts raised after this one (oldest first, then live). Delivery is at least once: an
+    alert committed within a few seconds of this one may be sent again, so deduplicate by alert_id.
+    """
     @_builtins.property
     def severities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Only alerts of these severities; empty means all."""
+        """Only alerts of these severities (INFO, LOW, MEDIUM, HIGH, CRITICAL; the older info, warning and critical are
+        read as INFO, MEDIUM and CRITICAL); empty means all.
+        """
+
+    @_builtins.property
+    def codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only alerts with these codes (e.g. CROWDING_HIGH); empty means all."""
 
     def __init__(
         self,
         *,
         severities: _abc.Iterable[_builtins.str] | None = ...,
         portfolio_id: _builtins.str = ...,
+        min_severity: _builtins.str = ...,
+        codes: _abc.Iterable[_builtins.str] | None = ...,
+        after_alert_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["portfolio_id", b"portfolio_id", "severities", b"severities"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_alert_id", b"after_alert_id", "codes", b"codes", "min_severity", b"min_severity", "portfolio_id", b"portfolio_id", "severities", b"severities"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamAlertsRequest: _TypeAlias = StreamAlertsRequest  # noqa: Y015
+
+@_typing.final
+class AcknowledgeAlertRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_ID_FIELD_NUMBER: _builtins.int
+    RESOLVE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    alert_id: _builtins.str
+    resolve: _builtins.bool
+    """Resolve instead of acknowledging."""
+    note: _builtins.str
+    def __init__(
+        self,
+        *,
+        alert_id: _builtins.str = ...,
+        resolve: _builtins.bool = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "note", b"note", "resolve", b"resolve"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeAlertRequest: _TypeAlias = AcknowledgeAlertRequest  # noqa: Y015
 
 @_typing.final
 class Alert(_message.Message):
@@ -277,13 +321,19 @@ class Alert(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
     alert_id: _builtins.str
     severity: _builtins.str
-    """"info", "warning" or "critical"."""
+    """INFO, LOW, MEDIUM, HIGH or CRITICAL."""
     portfolio_id: _builtins.str
     account_id: _builtins.str
     code: _builtins.str
     message: _builtins.str
+    status: _builtins.str
+    """open, acknowledged or resolved."""
+    count: _builtins.int
+    """How many times it was raised within the de-duplication window (1 for a single one)."""
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -296,10 +346,12 @@ class Alert(_message.Message):
         account_id: _builtins.str = ...,
         code: _builtins.str = ...,
         message: _builtins.str = ...,
+        status: _builtins.str = ...,
+        count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "alert_id", b"alert_id", "at", b"at", "code", b"code", "message", b"message", "portfolio_id", b"portfolio_id", "severity", b"severity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "alert_id", b"alert_id", "at", b"at", "code", b"code", "count", b"count", "message", b"message", "portfolio_id", b"portfolio_id", "severity", b"severity", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -44,6 +44,11 @@ class MonitorServiceStub:
                 request_serializer=allsuse_dot_v1_dot_monitor__pb2.StreamAlertsRequest.SerializeToString,
                 response_deserializer=allsuse_dot_v1_dot_monitor__pb2.Alert.FromString,
                 _registered_method=True)
+        self.AcknowledgeAlert = channel.unary_unary(
+                '/allsuse.v1.MonitorService/AcknowledgeAlert',
+                request_serializer=allsuse_dot_v1_dot_monitor__pb2.AcknowledgeAlertRequest.SerializeToString,
+                response_deserializer=allsuse_dot_v1_dot_monitor__pb2.Alert.FromString,
+                _registered_method=True)
         self.GetReport = channel.unary_unary(
                 '/allsuse.v1.MonitorService/GetReport',
                 request_serializer=allsuse_dot_v1_dot_monitor__pb2.GetReportRequest.SerializeToString,
@@ -67,7 +72,15 @@ class MonitorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamAlerts(self, request, context):
-        """Alerts as they are raised (server streaming); ends when the client cancels or the server drains.
+        """Alerts as they are raised (server streaming); ends when the client cancels or the server drains. With
+        after_alert_id it first replays the stored alerts raised after that one, so a reconnecting client misses nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeAlert(self, request, context):
+        """Acknowledges or resolves an alert (trader); the change is streamed to subscribers.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -98,6 +111,11 @@ def add_MonitorServiceServicer_to_server(servicer, server):
             'StreamAlerts': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamAlerts,
                     request_deserializer=allsuse_dot_v1_dot_monitor__pb2.StreamAlertsRequest.FromString,
+                    response_serializer=allsuse_dot_v1_dot_monitor__pb2.Alert.SerializeToString,
+            ),
+            'AcknowledgeAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeAlert,
+                    request_deserializer=allsuse_dot_v1_dot_monitor__pb2.AcknowledgeAlertRequest.FromString,
                     response_serializer=allsuse_dot_v1_dot_monitor__pb2.Alert.SerializeToString,
             ),
             'GetReport': grpc.unary_unary_rpc_method_handler(
@@ -164,6 +182,33 @@ class MonitorService:
             target,
             '/allsuse.v1.MonitorService/StreamAlerts',
             allsuse_dot_v1_dot_monitor__pb2.StreamAlertsRequest.SerializeToString,
+            allsuse_dot_v1_dot_monitor__pb2.Alert.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/allsuse.v1.MonitorService/AcknowledgeAlert',
+            allsuse_dot_v1_dot_monitor__pb2.AcknowledgeAlertRequest.SerializeToString,
             allsuse_dot_v1_dot_monitor__pb2.Alert.FromString,
             options,
             channel_credentials,

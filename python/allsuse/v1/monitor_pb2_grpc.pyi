@@ -34,7 +34,11 @@ class MonitorServiceStub:
     GetMetrics: _grpc.UnaryUnaryMultiCallable[_monitor_pb2.GetMetricsRequest, _monitor_pb2.MetricsSnapshot]
     """Counters and gauges of the running service."""
     StreamAlerts: _grpc.UnaryStreamMultiCallable[_monitor_pb2.StreamAlertsRequest, _monitor_pb2.Alert]
-    """Alerts as they are raised (server streaming); ends when the client cancels or the server drains."""
+    """Alerts as they are raised (server streaming); ends when the client cancels or the server drains. With
+    after_alert_id it first replays the stored alerts raised after that one, so a reconnecting client misses nothing.
+    """
+    AcknowledgeAlert: _grpc.UnaryUnaryMultiCallable[_monitor_pb2.AcknowledgeAlertRequest, _monitor_pb2.Alert]
+    """Acknowledges or resolves an alert (trader); the change is streamed to subscribers."""
     GetReport: _grpc.UnaryUnaryMultiCallable[_monitor_pb2.GetReportRequest, _monitor_pb2.Report]
     """A weekly, daily or quarterly report (PROTOCOL section 11)."""
     GetCrowding: _grpc.UnaryUnaryMultiCallable[_monitor_pb2.GetCrowdingRequest, _monitor_pb2.Crowding]
@@ -46,7 +50,11 @@ class MonitorServiceAsyncStub(MonitorServiceStub):
     GetMetrics: _aio.UnaryUnaryMultiCallable[_monitor_pb2.GetMetricsRequest, _monitor_pb2.MetricsSnapshot]  # type: ignore[assignment]
     """Counters and gauges of the running service."""
     StreamAlerts: _aio.UnaryStreamMultiCallable[_monitor_pb2.StreamAlertsRequest, _monitor_pb2.Alert]  # type: ignore[assignment]
-    """Alerts as they are raised (server streaming); ends when the client cancels or the server drains."""
+    """Alerts as they are raised (server streaming); ends when the client cancels or the server drains. With
+    after_alert_id it first replays the stored alerts raised after that one, so a reconnecting client misses nothing.
+    """
+    AcknowledgeAlert: _aio.UnaryUnaryMultiCallable[_monitor_pb2.AcknowledgeAlertRequest, _monitor_pb2.Alert]  # type: ignore[assignment]
+    """Acknowledges or resolves an alert (trader); the change is streamed to subscribers."""
     GetReport: _aio.UnaryUnaryMultiCallable[_monitor_pb2.GetReportRequest, _monitor_pb2.Report]  # type: ignore[assignment]
     """A weekly, daily or quarterly report (PROTOCOL section 11)."""
     GetCrowding: _aio.UnaryUnaryMultiCallable[_monitor_pb2.GetCrowdingRequest, _monitor_pb2.Crowding]  # type: ignore[assignment]
@@ -67,7 +75,17 @@ class MonitorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _monitor_pb2.StreamAlertsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_monitor_pb2.Alert], _abc.AsyncIterator[_monitor_pb2.Alert]]:
-        """Alerts as they are raised (server streaming); ends when the client cancels or the server drains."""
+        """Alerts as they are raised (server streaming); ends when the client cancels or the server drains. With
+        after_alert_id it first replays the stored alerts raised after that one, so a reconnecting client misses nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def AcknowledgeAlert(
+        self,
+        request: _monitor_pb2.AcknowledgeAlertRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitor_pb2.Alert, _abc.Awaitable[_monitor_pb2.Alert]]:
+        """Acknowledges or resolves an alert (trader); the change is streamed to subscribers."""
 
     @_abc_1.abstractmethod
     def GetReport(
