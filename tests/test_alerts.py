@@ -231,6 +231,7 @@ def test_repeats_are_counted_bursts_summarised_and_rate_limits_hold(tmp_path: Pa
         alerts.clock = clock
         seen: list[dict[str, Any]] = []
         await service.start()
+
         async def collect(event: Any) -> None:
             seen.append(event.payload)
 
