@@ -111,6 +111,7 @@ MONITOR_ROLES = {
     "GetReport": "viewer",
     "GetCrowding": "viewer",
     "AcknowledgeAlert": "trader",
+    "ListViolations": "viewer",
 }
 
 

@@ -70,6 +70,7 @@ def _bindings() -> list[ServiceBinding]:
                 "GetReport": "viewer",
                 "GetCrowding": "viewer",
                 "AcknowledgeAlert": "trader",
+                "ListViolations": "viewer",
             },
         ),
     ]

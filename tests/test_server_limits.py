@@ -163,6 +163,7 @@ def _server(**env: str) -> Any:
         "GetReport": "viewer",
         "GetCrowding": "viewer",
         "AcknowledgeAlert": "trader",
+        "ListViolations": "viewer",
     }
     decision_roles = {m.name: "viewer" for m in decision_pb2.DESCRIPTOR.services_by_name["DecisionService"].methods}
     return build_server(

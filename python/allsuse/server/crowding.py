@@ -18,16 +18,11 @@ from prometheus_client import Gauge
 
 from allsuse.monitoring.crowding import Crowding, portfolio_crowding
 from allsuse.protocol.engine import Engine
-from allsuse.protocol.market import MarketData
-from allsuse.server.marketdata import markets_for
+from allsuse.server.marketdata import MissingHistoryError, book_market
 from allsuse.server.portfolios import PortfolioRepository
 
 log = logging.getLogger("allsuse.crowding")
 LEVELS = ("NONE", "LOW", "MEDIUM", "HIGH")
-
-
-class MissingHistoryError(Exception):
-    """The server's history lacks a symbol the book holds."""
 
 
 @dataclass
@@ -42,11 +37,7 @@ class CrowdingWatch:
         """The crowding of a stored portfolio on the history up to `at` (None: no exposure); InvalidInputError for
         an unknown portfolio, MissingHistoryError naming the symbols the history lacks."""
         portfolio = PortfolioRepository(self.deps.store).load(portfolio_id).portfolio
-        symbols = sorted({p.symbol for p in portfolio.positions.values()})
-        market = markets_for(self.deps).complete(MarketData(bars={}, iv={}), symbols, at)
-        missing = [s for s in symbols if s not in market.bars]
-        if missing:
-            raise MissingHistoryError(f"no market history for {', '.join(missing)} as of {at:%Y-%m-%d}")
+        market = book_market(self.deps, portfolio, at)
         return portfolio_crowding(Engine(), portfolio, market, self.deps.config.monitoring)
 
     def sweep(self, at: dt.datetime) -> list[dict[str, Any]]:
@@ -113,4 +104,4 @@ def crowding_watch(deps: Any) -> CrowdingWatch:
     return watch
 
 
-__all__ = ["CrowdingWatch", "MissingHistoryError", "crowding_watch"]
+__all__ = ["CrowdingWatch", "crowding_watch"]

@@ -2,6 +2,8 @@
 
 - every minute during market hours: a session heartbeat (`allsuse_market_open`, and a "market.tick" event);
 - every 5 minutes: refresh the gauges that are not updated per request (response-cache hit rate, group commit);
+- every minute during market hours: continuous compliance of every portfolio's open book (allsuse.server.compliance),
+  an alert for each new violation and a resolved one when it clears;
 - every 5 minutes during market hours: factor crowding of every portfolio (allsuse.server.crowding), a warning
   alert when one enters HIGH naming the crowded cluster, an info alert when it leaves HIGH;
 - every minute: the summary of an alert burst whose window has closed (allsuse.server.alerting);
@@ -64,6 +66,11 @@ def install(service: Service) -> None:
             await alert_system(deps).raise_alert({**alert, "json": json.loads(report.json)})
         log.info("end-of-day reports for %d portfolios", len(portfolios))
 
+    async def compliance(slot: dt.datetime) -> None:
+        from allsuse.server.compliance import run_sweep
+
+        await run_sweep(deps, slot.replace(tzinfo=None))
+
     async def crowding(slot: dt.datetime) -> None:
         from allsuse.server.crowding import crowding_watch
         from allsuse.server.rpc import run_blocking
@@ -99,6 +106,7 @@ def install(service: Service) -> None:
     scheduler = deps.scheduler
     scheduler.add("market-tick", MarketHours(), market_tick)
     scheduler.add("refresh-gauges", Every(dt.timedelta(minutes=5)), refresh_gauges)
+    scheduler.add("compliance", MarketHours(), compliance)
     scheduler.add("crowding", MarketHours(dt.timedelta(minutes=5)), crowding)
     scheduler.add("alert-flush", Every(dt.timedelta(minutes=1)), flush_alerts)
     scheduler.add("end-of-day", DailyAt(dt.time(16, 15), trading_days_only=True), end_of_day)

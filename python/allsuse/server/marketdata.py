@@ -32,6 +32,7 @@ from allsuse import indicators
 from allsuse.config import MarketConfig
 from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
+from allsuse.protocol.accounts import Portfolio
 from allsuse.protocol.market import Bars, MarketData, OptionQuote
 from allsuse.server.app import ServiceBinding, ServiceDeps
 from allsuse.server.convert import (
@@ -364,6 +365,11 @@ class Markets:
         )
         return filled, source
 
+    def of_history(self, symbols: Iterable[str], as_of: dt.datetime) -> MarketData:
+        """The server's own market as of `as_of`: the stored history of `symbols` (those it holds) and the VIX;
+        what monitoring and reports read when no request carries a market."""
+        return self.complete(MarketData(bars={}, iv={}, vix=self.history.vix(as_of.date())), symbols, as_of)
+
     def complete(self, market: MarketData, symbols: Iterable[str], as_of: dt.datetime) -> MarketData:
         """`market` plus the history of the `symbols` it lacks (those the server holds)."""
         missing = [s for s in symbols if s not in market.bars]
@@ -400,6 +406,21 @@ def _fallback_iv(bars: Bars, vix: float | None) -> tuple[float, str]:
     ratio = doc.number("vix_proxy_ratio", low=0)
     hv = float(indicators.hist_vol(bars.close[-(window + 1) :], window)[-1]) if len(bars) > window else math.nan
     return (min(hv * ratio, MAX_IV) if math.isfinite(hv) and hv > 0 else 0.2), "proxy"
+
+
+class MissingHistoryError(Exception):
+    """The server's market history lacks a symbol a book holds."""
+
+
+def book_market(deps: ServiceDeps, portfolio: Portfolio, at: dt.datetime) -> MarketData:
+    """The server's own market for a portfolio's book as of `at` (monitoring and reports); MissingHistoryError
+    naming the held symbols the history lacks."""
+    symbols = sorted({p.symbol for p in portfolio.positions.values()})
+    market = markets_for(deps).of_history(symbols, at)
+    missing = [s for s in symbols if s not in market.bars]
+    if missing:
+        raise MissingHistoryError(f"no market history for {', '.join(missing)} as of {at:%Y-%m-%d}")
+    return market
 
 
 def markets_for(deps: ServiceDeps) -> Markets:

@@ -18,14 +18,14 @@ from allsuse.orchestration.bus import Event
 from allsuse.protocol import settings
 from allsuse.protocol.accounts import Portfolio
 from allsuse.protocol.engine import Engine
-from allsuse.protocol.market import MarketData
 from allsuse.protocol.stress import stress_portfolio
 from allsuse.server.alerting import alert_system
 from allsuse.server.app import ServiceBinding, ServiceDeps
+from allsuse.server.compliance import compliance_watch
 from allsuse.server.convert import text_in, timestamp_in, timestamp_out
-from allsuse.server.crowding import MissingHistoryError, crowding_watch
+from allsuse.server.crowding import crowding_watch
 from allsuse.server.errors import FailedPreconditionError
-from allsuse.server.marketdata import markets_for
+from allsuse.server.marketdata import MissingHistoryError, book_market
 from allsuse.server.portfolios import PortfolioRepository
 from allsuse.server.request import current_principal, draining
 from allsuse.server.rpc import rpc, run_blocking
@@ -37,6 +37,7 @@ ROLES = {
     "GetReport": "viewer",
     "GetCrowding": "viewer",
     "AcknowledgeAlert": "trader",
+    "ListViolations": "viewer",
 }
 REPLAY_OVERLAP = dt.timedelta(seconds=5)
 """A resumed stream also replays alerts stored this long before its cursor (one committed late is not missed)."""
@@ -243,13 +244,12 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
     def _stress(self, portfolio: Portfolio, as_of: dt.datetime) -> tuple[list[dict[str, Any]] | None, list[str]]:
         """The stress results of the held book on the server's market history as of the report (JSON rows and text
         lines); None with a line saying why when there is no book or the history lacks a symbol held."""
-        symbols = sorted({p.symbol for p in portfolio.positions.values()})
-        if not symbols:
+        if not portfolio.positions:
             return None, ["stress: no open positions"]
-        market = markets_for(self.deps).complete(MarketData(bars={}, iv={}), symbols, as_of)
-        missing = [s for s in symbols if s not in market.bars or s not in market.iv]
-        if missing:
-            return None, [f"stress: no market history for {', '.join(missing)} as of {as_of:%Y-%m-%d}"]
+        try:
+            market = book_market(self.deps, portfolio, as_of)
+        except MissingHistoryError as exc:
+            return None, [f"stress: {exc}"]
         results = stress_portfolio(Engine(), portfolio, market, as_of.date())
         rows = [
             {
@@ -291,6 +291,28 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             reasons=list(crowding.reasons),
             crowded_cluster=list(crowding.crowded_cluster),
         )
+
+    def _violations(self, request: monitor_pb2.ListViolationsRequest) -> monitor_pb2.ListViolationsResponse:
+        text_in(request.portfolio_id, "portfolio_id", max_length=64, required=True)
+        at = timestamp_in(request.as_of, "as_of") if request.HasField("as_of") else dt.datetime.now()
+        try:
+            found = compliance_watch(self.deps).violations(request.portfolio_id, at)
+        except MissingHistoryError as exc:
+            raise FailedPreconditionError(f"portfolio_id: {exc}") from None
+        return monitor_pb2.ListViolationsResponse(
+            portfolio_id=request.portfolio_id,
+            violations=[
+                monitor_pb2.Violation(
+                    key=v.key, check=v.code, severity=v.severity, account_id=v.account_id, message=v.message,
+                    value=v.value, limit=v.limit,
+                )
+                for v in found
+            ],
+        )  # fmt: skip
+
+    @rpc
+    async def ListViolations(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await run_blocking(self._violations, request)
 
     @rpc
     async def GetCrowding(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -21,6 +21,98 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class ListViolationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """The market history up to this time is used; unset means now."""
+
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "portfolio_id", b"portfolio_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListViolationsRequest: _TypeAlias = ListViolationsRequest  # noqa: Y015
+
+@_typing.final
+class Violation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    CHECK_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """Identifies the violation across checks: check, account (or portfolio) and subject, e.g.
+    "SYMBOL_CONCENTRATION:p1/gen-1:AAPL".
+    """
+    check: _builtins.str
+    """SYMBOL_CONCENTRATION, GROUP_CONCENTRATION, SECTOR_CONCENTRATION, DRAWDOWN, BREAKER, DELTA_DRIFT or BUFFER."""
+    severity: _builtins.str
+    """INFO, LOW, MEDIUM, HIGH or CRITICAL."""
+    account_id: _builtins.str
+    """Empty for portfolio-wide checks (sector, breaker)."""
+    message: _builtins.str
+    value: _builtins.float
+    """The measured value and the limit it broke (shares of equity, a drawdown, a delta in points, dollars)."""
+    limit: _builtins.float
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        check: _builtins.str = ...,
+        severity: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        message: _builtins.str = ...,
+        value: _builtins.float = ...,
+        limit: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "check", b"check", "key", b"key", "limit", b"limit", "message", b"message", "severity", b"severity", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Violation: _TypeAlias = Violation  # noqa: Y015
+
+@_typing.final
+class ListViolationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    VIOLATIONS_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    @_builtins.property
+    def violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Violation]: ...
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        violations: _abc.Iterable[Global___Violation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["portfolio_id", b"portfolio_id", "violations", b"violations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListViolationsResponse: _TypeAlias = ListViolationsResponse  # noqa: Y015
+
+@_typing.final
 class GetCrowdingRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

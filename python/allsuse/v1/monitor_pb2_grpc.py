@@ -59,6 +59,11 @@ class MonitorServiceStub:
                 request_serializer=allsuse_dot_v1_dot_monitor__pb2.GetCrowdingRequest.SerializeToString,
                 response_deserializer=allsuse_dot_v1_dot_monitor__pb2.Crowding.FromString,
                 _registered_method=True)
+        self.ListViolations = channel.unary_unary(
+                '/allsuse.v1.MonitorService/ListViolations',
+                request_serializer=allsuse_dot_v1_dot_monitor__pb2.ListViolationsRequest.SerializeToString,
+                response_deserializer=allsuse_dot_v1_dot_monitor__pb2.ListViolationsResponse.FromString,
+                _registered_method=True)
 
 
 class MonitorServiceServicer:
@@ -100,6 +105,13 @@ class MonitorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListViolations(self, request, context):
+        """The compliance violations of a portfolio's open book now, on the server's market history (docs/monitoring.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MonitorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +139,11 @@ def add_MonitorServiceServicer_to_server(servicer, server):
                     servicer.GetCrowding,
                     request_deserializer=allsuse_dot_v1_dot_monitor__pb2.GetCrowdingRequest.FromString,
                     response_serializer=allsuse_dot_v1_dot_monitor__pb2.Crowding.SerializeToString,
+            ),
+            'ListViolations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListViolations,
+                    request_deserializer=allsuse_dot_v1_dot_monitor__pb2.ListViolationsRequest.FromString,
+                    response_serializer=allsuse_dot_v1_dot_monitor__pb2.ListViolationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +281,33 @@ class MonitorService:
             '/allsuse.v1.MonitorService/GetCrowding',
             allsuse_dot_v1_dot_monitor__pb2.GetCrowdingRequest.SerializeToString,
             allsuse_dot_v1_dot_monitor__pb2.Crowding.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListViolations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/allsuse.v1.MonitorService/ListViolations',
+            allsuse_dot_v1_dot_monitor__pb2.ListViolationsRequest.SerializeToString,
+            allsuse_dot_v1_dot_monitor__pb2.ListViolationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,8 @@ class MonitorServiceStub:
     """A weekly, daily or quarterly report (PROTOCOL section 11)."""
     GetCrowding: _grpc.UnaryUnaryMultiCallable[_monitor_pb2.GetCrowdingRequest, _monitor_pb2.Crowding]
     """Factor crowding of a portfolio's book on the server's market history (docs/monitoring.md)."""
+    ListViolations: _grpc.UnaryUnaryMultiCallable[_monitor_pb2.ListViolationsRequest, _monitor_pb2.ListViolationsResponse]
+    """The compliance violations of a portfolio's open book now, on the server's market history (docs/monitoring.md)."""
 
 @_typing.type_check_only
 class MonitorServiceAsyncStub(MonitorServiceStub):
@@ -59,6 +61,8 @@ class MonitorServiceAsyncStub(MonitorServiceStub):
     """A weekly, daily or quarterly report (PROTOCOL section 11)."""
     GetCrowding: _aio.UnaryUnaryMultiCallable[_monitor_pb2.GetCrowdingRequest, _monitor_pb2.Crowding]  # type: ignore[assignment]
     """Factor crowding of a portfolio's book on the server's market history (docs/monitoring.md)."""
+    ListViolations: _aio.UnaryUnaryMultiCallable[_monitor_pb2.ListViolationsRequest, _monitor_pb2.ListViolationsResponse]  # type: ignore[assignment]
+    """The compliance violations of a portfolio's open book now, on the server's market history (docs/monitoring.md)."""
 
 class MonitorServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -102,5 +106,13 @@ class MonitorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_monitor_pb2.Crowding, _abc.Awaitable[_monitor_pb2.Crowding]]:
         """Factor crowding of a portfolio's book on the server's market history (docs/monitoring.md)."""
+
+    @_abc_1.abstractmethod
+    def ListViolations(
+        self,
+        request: _monitor_pb2.ListViolationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitor_pb2.ListViolationsResponse, _abc.Awaitable[_monitor_pb2.ListViolationsResponse]]:
+        """The compliance violations of a portfolio's open book now, on the server's market history (docs/monitoring.md)."""
 
 def add_MonitorServiceServicer_to_server(servicer: MonitorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
