@@ -200,6 +200,10 @@ class MonitoringConfig:
     alert_dedupe_seconds: float = 300.0
     alert_burst_count: int = 20
     alert_burst_seconds: float = 60.0
+    # Real-time metrics (allsuse.server.performance): daily equity marks kept this long; Prometheus gauges for the
+    # first metrics_gauge_portfolios portfolios (by id), so the label set stays bounded.
+    metrics_retention_days: int = 3650
+    metrics_gauge_portfolios: int = 50
 
 
 @dataclass(frozen=True)
@@ -316,6 +320,8 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "alert_dedupe_seconds": _Key(float, _range(0.0, 86_400.0)),
         "alert_burst_count": _Key(int, _range(1, 1_000_000)),
         "alert_burst_seconds": _Key(float, _range(0.001, 86_400.0)),
+        "metrics_retention_days": _Key(int, _range(1, 100_000)),
+        "metrics_gauge_portfolios": _Key(int, _range(0, 10_000)),
     },
 }
 

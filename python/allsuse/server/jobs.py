@@ -4,12 +4,15 @@
 - every 5 minutes: refresh the gauges that are not updated per request (response-cache hit rate, group commit);
 - every minute during market hours: continuous compliance of every portfolio's open book (allsuse.server.compliance),
   an alert for each new violation and a resolved one when it clears;
+- every minute during market hours: each account's and portfolio's equity marked and stored, the 17 metrics and ES
+  (allsuse.server.performance);
 - every 5 minutes during market hours: factor crowding of every portfolio (allsuse.server.crowding), a warning
   alert when one enters HIGH naming the crowded cluster, an info alert when it leaves HIGH;
 - every minute: the summary of an alert burst whose window has closed (allsuse.server.alerting);
 - daily at 16:15 on trading days: the end-of-day report of every portfolio, raised as an info alert;
-- daily at 02:00: `audit verify --full` (a critical alert when anything is wrong, and then no backup) and, on
-  SQLite, a backup.
+- daily at 02:00: `audit verify --full` (a critical alert when anything is wrong, and then nothing else); on an intact
+  store, equity marks past the retention pruned, ANALYZE/VACUUM (PostgreSQL: VACUUM (ANALYZE)) and, on SQLite, a
+  backup.
 """
 
 from __future__ import annotations
@@ -26,10 +29,28 @@ from allsuse.server.alerting import alert_system
 from allsuse.v1 import monitor_pb2
 
 if TYPE_CHECKING:
-    from allsuse.server.app import Service
+    from allsuse.server.app import Service, ServiceDeps
 
 log = logging.getLogger("allsuse.jobs")
 BACKUPS_KEPT = 7
+
+
+def maintain(deps: ServiceDeps, today: dt.date) -> tuple[int, str]:
+    """The nightly upkeep of an intact store: equity marks older than monitoring.metrics_retention_days pruned,
+    then the planner's statistics refreshed and free space reclaimed (Store.optimize). Returns (rows pruned, what
+    ran); a busy database is logged and left for the next night."""
+    from allsuse.store import equity
+    from allsuse.store.errors import StoreError
+
+    cut = (today - dt.timedelta(days=deps.config.monitoring.metrics_retention_days) - dt.date(1970, 1, 1)).days
+    pruned = deps.store.write(lambda tx: equity.prune(tx, cut))
+    try:
+        ran = deps.store.optimize()
+    except StoreError as exc:
+        log.warning("store optimize skipped: %s", exc)
+        ran = "skipped"
+    log.info("nightly upkeep: %d equity marks pruned; %s", pruned, ran)
+    return pruned, ran
 
 
 def install(service: Service) -> None:
@@ -71,6 +92,12 @@ def install(service: Service) -> None:
 
         await run_sweep(deps, slot.replace(tzinfo=None))
 
+    async def metrics(slot: dt.datetime) -> None:
+        from allsuse.server.performance import performance_watch
+        from allsuse.server.rpc import run_blocking
+
+        await run_blocking(performance_watch(deps).sweep, slot.replace(tzinfo=None))
+
     async def crowding(slot: dt.datetime) -> None:
         from allsuse.server.crowding import crowding_watch
         from allsuse.server.rpc import run_blocking
@@ -93,6 +120,7 @@ def install(service: Service) -> None:
             )
             log.error("audit verify --full failed: %s", report)
             return  # no backup of a damaged or tampered store: the last good ones are kept
+        await run_blocking(maintain, deps, slot.date())
         if deps.config.store.url.startswith("postgresql"):
             return  # PostgreSQL is backed up with pg_dump by the operator (docs/store.md)
         folder = Path(deps.config.store.url).resolve().parent / "backups"
@@ -107,6 +135,7 @@ def install(service: Service) -> None:
     scheduler.add("market-tick", MarketHours(), market_tick)
     scheduler.add("refresh-gauges", Every(dt.timedelta(minutes=5)), refresh_gauges)
     scheduler.add("compliance", MarketHours(), compliance)
+    scheduler.add("metrics", MarketHours(), metrics)
     scheduler.add("crowding", MarketHours(dt.timedelta(minutes=5)), crowding)
     scheduler.add("alert-flush", Every(dt.timedelta(minutes=1)), flush_alerts)
     scheduler.add("end-of-day", DailyAt(dt.time(16, 15), trading_days_only=True), end_of_day)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import math
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,6 +27,7 @@ from allsuse.server.convert import text_in, timestamp_in, timestamp_out
 from allsuse.server.crowding import crowding_watch
 from allsuse.server.errors import FailedPreconditionError
 from allsuse.server.marketdata import MissingHistoryError, book_market
+from allsuse.server.performance import performance_watch
 from allsuse.server.portfolios import PortfolioRepository
 from allsuse.server.request import current_principal, draining
 from allsuse.server.rpc import rpc, run_blocking
@@ -90,12 +92,21 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             for name, state in self.deps.registry.states().items()
         ]
         hit_rate = self.deps.metrics.cache_hit_rate._value.get()  # prometheus_client keeps the gauge's value here
+        text_in(request.portfolio_id, "portfolio_id", max_length=64)
+        accounts = [
+            monitor_pb2.AccountMetrics(
+                portfolio_id=m.portfolio_id, account_id=m.account_id, at=timestamp_out(m.at), equity=m.equity, es=m.es,
+                days=m.days, metrics={k: v for k, v in m.metrics.items() if math.isfinite(v)},
+            )
+            for m in performance_watch(self.deps).snapshot(request.portfolio_id)
+        ]  # fmt: skip
         return monitor_pb2.MetricsSnapshot(
             build=common_pb2.BuildInfo(version=__version__, core_profile=build_profile()),
             counters=counters,
             components=components,
             cache_hit_rate=float(hit_rate),
             decisions_by_outcome=by_outcome,
+            accounts=accounts,
         )
 
     @rpc

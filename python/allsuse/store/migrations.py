@@ -175,6 +175,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE TABLE market_imputed (symbol TEXT NOT NULL, day INTEGER NOT NULL, PRIMARY KEY (symbol, day))",
         ),
     ),
+    Migration(
+        8,
+        "equity history: each account's and portfolio's equity at market per day",
+        common=(
+            # account_id '' is the portfolio; the row of a day is rewritten each minute the metrics job marks it
+            # (allsuse/store/equity.py); rows older than monitoring.metrics_retention_days are pruned nightly.
+            "CREATE TABLE equity_marks (portfolio_id TEXT NOT NULL, account_id TEXT NOT NULL, day INTEGER NOT NULL, "
+            "equity DOUBLE PRECISION NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (portfolio_id, account_id, day))",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -974,6 +974,26 @@ class Store:
             conn.close()
         return target
 
+    def optimize(self) -> str:
+        """Refreshes the planner's statistics and reclaims free space: ANALYZE then VACUUM on SQLite, VACUUM (ANALYZE)
+        on PostgreSQL, each on its own autocommit connection (neither may run inside a transaction). Returns what
+        ran. A busy database (a long writer) is a StoreError; the nightly job logs it and tries again next night."""
+        conn = self._dialect.connect("writer")
+        try:
+            if self.location.backend == "sqlite":
+                conn.execute("ANALYZE")
+                conn.execute("VACUUM")
+                return "ANALYZE; VACUUM"
+            conn.execute("VACUUM (ANALYZE)")
+            return "VACUUM (ANALYZE)"
+        except Exception as exc:
+            translated = self._dialect.translate(exc, "optimizing the store")
+            if translated is exc:
+                raise
+            raise translated from exc
+        finally:
+            conn.close()
+
     # --- asyncio -------------------------------------------------------------------------------------------------
 
     @property

@@ -26,13 +26,15 @@ from allsuse.v1 import common_pb2 as allsuse_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61llsuse/v1/monitor.proto\x12\nallsuse.v1\x1a\x17\x61llsuse/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"X\n\x15ListViolationsRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"|\n\tViolation\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05\x63heck\x18\x02 \x01(\t\x12\x10\n\x08severity\x18\x03 \x01(\t\x12\x12\n\naccount_id\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\r\n\x05value\x18\x06 \x01(\x01\x12\r\n\x05limit\x18\x07 \x01(\x01\"Y\n\x16ListViolationsResponse\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12)\n\nviolations\x18\x02 \x03(\x0b\x32\x15.allsuse.v1.Violation\"U\n\x12GetCrowdingRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x0f\x43rowdingCluster\x12\x0f\n\x07symbols\x18\x01 \x03(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\"\xbd\x01\n\x08\x43rowding\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\x12\x0b\n\x03hhi\x18\x03 \x01(\x01\x12\x0c\n\x04gini\x18\x04 \x01(\x01\x12\x18\n\x10\x61\x62sorption_ratio\x18\x05 \x01(\x01\x12-\n\x08\x63lusters\x18\x06 \x03(\x0b\x32\x1b.allsuse.v1.CrowdingCluster\x12\x0f\n\x07reasons\x18\x07 \x03(\t\x12\x17\n\x0f\x63rowded_cluster\x18\x08 \x03(\t\"\x13\n\x11GetMetricsRequest\"-\n\x0e\x43omponentState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\"\xfb\x02\n\x0fMetricsSnapshot\x12$\n\x05\x62uild\x18\x01 \x01(\x0b\x32\x15.allsuse.v1.BuildInfo\x12;\n\x08\x63ounters\x18\x02 \x03(\x0b\x32).allsuse.v1.MetricsSnapshot.CountersEntry\x12.\n\ncomponents\x18\x03 \x03(\x0b\x32\x1a.allsuse.v1.ComponentState\x12\x16\n\x0e\x63\x61\x63he_hit_rate\x18\x04 \x01(\x01\x12Q\n\x14\x64\x65\x63isions_by_outcome\x18\x05 \x03(\x0b\x32\x33.allsuse.v1.MetricsSnapshot.DecisionsByOutcomeEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x39\n\x17\x44\x65\x63isionsByOutcomeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"|\n\x13StreamAlertsRequest\x12\x12\n\nseverities\x18\x01 \x03(\t\x12\x14\n\x0cportfolio_id\x18\x02 \x01(\t\x12\x14\n\x0cmin_severity\x18\x03 \x01(\t\x12\r\n\x05\x63odes\x18\x04 \x03(\t\x12\x16\n\x0e\x61\x66ter_alert_id\x18\x05 \x01(\t\"J\n\x17\x41\x63knowledgeAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x0f\n\x07resolve\x18\x02 \x01(\x08\x12\x0c\n\x04note\x18\x03 \x01(\t\"\xbb\x01\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08severity\x18\x03 \x01(\t\x12\x14\n\x0cportfolio_id\x18\x04 \x01(\t\x12\x12\n\naccount_id\x18\x05 \x01(\t\x12\x0c\n\x04\x63ode\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\r\n\x05\x63ount\x18\t \x01(\x05\"a\n\x10GetReportRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x06Report\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x14\n\x0cportfolio_id\x18\x02 \x01(\t\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x0c\n\x04json\x18\x05 \x01(\t2\xc9\x03\n\x0eMonitorService\x12H\n\nGetMetrics\x12\x1d.allsuse.v1.GetMetricsRequest\x1a\x1b.allsuse.v1.MetricsSnapshot\x12\x44\n\x0cStreamAlerts\x12\x1f.allsuse.v1.StreamAlertsRequest\x1a\x11.allsuse.v1.Alert0\x01\x12J\n\x10\x41\x63knowledgeAlert\x12#.allsuse.v1.AcknowledgeAlertRequest\x1a\x11.allsuse.v1.Alert\x12=\n\tGetReport\x12\x1c.allsuse.v1.GetReportRequest\x1a\x12.allsuse.v1.Report\x12\x43\n\x0bGetCrowding\x12\x1e.allsuse.v1.GetCrowdingRequest\x1a\x14.allsuse.v1.Crowding\x12W\n\x0eListViolations\x12!.allsuse.v1.ListViolationsRequest\x1a\".allsuse.v1.ListViolationsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61llsuse/v1/monitor.proto\x12\nallsuse.v1\x1a\x17\x61llsuse/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"X\n\x15ListViolationsRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"|\n\tViolation\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05\x63heck\x18\x02 \x01(\t\x12\x10\n\x08severity\x18\x03 \x01(\t\x12\x12\n\naccount_id\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\r\n\x05value\x18\x06 \x01(\x01\x12\r\n\x05limit\x18\x07 \x01(\x01\"Y\n\x16ListViolationsResponse\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12)\n\nviolations\x18\x02 \x03(\x0b\x32\x15.allsuse.v1.Violation\"U\n\x12GetCrowdingRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x0f\x43rowdingCluster\x12\x0f\n\x07symbols\x18\x01 \x03(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\"\xbd\x01\n\x08\x43rowding\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\x12\x0b\n\x03hhi\x18\x03 \x01(\x01\x12\x0c\n\x04gini\x18\x04 \x01(\x01\x12\x18\n\x10\x61\x62sorption_ratio\x18\x05 \x01(\x01\x12-\n\x08\x63lusters\x18\x06 \x03(\x0b\x32\x1b.allsuse.v1.CrowdingCluster\x12\x0f\n\x07reasons\x18\x07 \x03(\t\x12\x17\n\x0f\x63rowded_cluster\x18\x08 \x03(\t\")\n\x11GetMetricsRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\"\xf6\x01\n\x0e\x41\x63\x63ountMetrics\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x65quity\x18\x04 \x01(\x01\x12\n\n\x02\x65s\x18\x05 \x01(\x01\x12\x0c\n\x04\x64\x61ys\x18\x06 \x01(\x05\x12\x38\n\x07metrics\x18\x07 \x03(\x0b\x32\'.allsuse.v1.AccountMetrics.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"-\n\x0e\x43omponentState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\"\xa9\x03\n\x0fMetricsSnapshot\x12$\n\x05\x62uild\x18\x01 \x01(\x0b\x32\x15.allsuse.v1.BuildInfo\x12;\n\x08\x63ounters\x18\x02 \x03(\x0b\x32).allsuse.v1.MetricsSnapshot.CountersEntry\x12.\n\ncomponents\x18\x03 \x03(\x0b\x32\x1a.allsuse.v1.ComponentState\x12\x16\n\x0e\x63\x61\x63he_hit_rate\x18\x04 \x01(\x01\x12Q\n\x14\x64\x65\x63isions_by_outcome\x18\x05 \x03(\x0b\x32\x33.allsuse.v1.MetricsSnapshot.DecisionsByOutcomeEntry\x12,\n\x08\x61\x63\x63ounts\x18\x06 \x03(\x0b\x32\x1a.allsuse.v1.AccountMetrics\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x39\n\x17\x44\x65\x63isionsByOutcomeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"|\n\x13StreamAlertsRequest\x12\x12\n\nseverities\x18\x01 \x03(\t\x12\x14\n\x0cportfolio_id\x18\x02 \x01(\t\x12\x14\n\x0cmin_severity\x18\x03 \x01(\t\x12\r\n\x05\x63odes\x18\x04 \x03(\t\x12\x16\n\x0e\x61\x66ter_alert_id\x18\x05 \x01(\t\"J\n\x17\x41\x63knowledgeAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x0f\n\x07resolve\x18\x02 \x01(\x08\x12\x0c\n\x04note\x18\x03 \x01(\t\"\xbb\x01\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08severity\x18\x03 \x01(\t\x12\x14\n\x0cportfolio_id\x18\x04 \x01(\t\x12\x12\n\naccount_id\x18\x05 \x01(\t\x12\x0c\n\x04\x63ode\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\r\n\x05\x63ount\x18\t \x01(\x05\"a\n\x10GetReportRequest\x12\x14\n\x0cportfolio_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x06Report\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x14\n\x0cportfolio_id\x18\x02 \x01(\t\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x0c\n\x04json\x18\x05 \x01(\t2\xc9\x03\n\x0eMonitorService\x12H\n\nGetMetrics\x12\x1d.allsuse.v1.GetMetricsRequest\x1a\x1b.allsuse.v1.MetricsSnapshot\x12\x44\n\x0cStreamAlerts\x12\x1f.allsuse.v1.StreamAlertsRequest\x1a\x11.allsuse.v1.Alert0\x01\x12J\n\x10\x41\x63knowledgeAlert\x12#.allsuse.v1.AcknowledgeAlertRequest\x1a\x11.allsuse.v1.Alert\x12=\n\tGetReport\x12\x1c.allsuse.v1.GetReportRequest\x1a\x12.allsuse.v1.Report\x12\x43\n\x0bGetCrowding\x12\x1e.allsuse.v1.GetCrowdingRequest\x1a\x14.allsuse.v1.Crowding\x12W\n\x0eListViolations\x12!.allsuse.v1.ListViolationsRequest\x1a\".allsuse.v1.ListViolationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'allsuse.v1.monitor_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ACCOUNTMETRICS_METRICSENTRY']._loaded_options = None
+  _globals['_ACCOUNTMETRICS_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_METRICSSNAPSHOT_COUNTERSENTRY']._loaded_options = None
   _globals['_METRICSSNAPSHOT_COUNTERSENTRY']._serialized_options = b'8\001'
   _globals['_METRICSSNAPSHOT_DECISIONSBYOUTCOMEENTRY']._loaded_options = None
@@ -50,25 +52,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CROWDING']._serialized_start=545
   _globals['_CROWDING']._serialized_end=734
   _globals['_GETMETRICSREQUEST']._serialized_start=736
-  _globals['_GETMETRICSREQUEST']._serialized_end=755
-  _globals['_COMPONENTSTATE']._serialized_start=757
-  _globals['_COMPONENTSTATE']._serialized_end=802
-  _globals['_METRICSSNAPSHOT']._serialized_start=805
-  _globals['_METRICSSNAPSHOT']._serialized_end=1184
-  _globals['_METRICSSNAPSHOT_COUNTERSENTRY']._serialized_start=1078
-  _globals['_METRICSSNAPSHOT_COUNTERSENTRY']._serialized_end=1125
-  _globals['_METRICSSNAPSHOT_DECISIONSBYOUTCOMEENTRY']._serialized_start=1127
-  _globals['_METRICSSNAPSHOT_DECISIONSBYOUTCOMEENTRY']._serialized_end=1184
-  _globals['_STREAMALERTSREQUEST']._serialized_start=1186
-  _globals['_STREAMALERTSREQUEST']._serialized_end=1310
-  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_start=1312
-  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_end=1386
-  _globals['_ALERT']._serialized_start=1389
-  _globals['_ALERT']._serialized_end=1576
-  _globals['_GETREPORTREQUEST']._serialized_start=1578
-  _globals['_GETREPORTREQUEST']._serialized_end=1675
-  _globals['_REPORT']._serialized_start=1677
-  _globals['_REPORT']._serialized_end=1792
-  _globals['_MONITORSERVICE']._serialized_start=1795
-  _globals['_MONITORSERVICE']._serialized_end=2252
+  _globals['_GETMETRICSREQUEST']._serialized_end=777
+  _globals['_ACCOUNTMETRICS']._serialized_start=780
+  _globals['_ACCOUNTMETRICS']._serialized_end=1026
+  _globals['_ACCOUNTMETRICS_METRICSENTRY']._serialized_start=980
+  _globals['_ACCOUNTMETRICS_METRICSENTRY']._serialized_end=1026
+  _globals['_COMPONENTSTATE']._serialized_start=1028
+  _globals['_COMPONENTSTATE']._serialized_end=1073
+  _globals['_METRICSSNAPSHOT']._serialized_start=1076
+  _globals['_METRICSSNAPSHOT']._serialized_end=1501
+  _globals['_METRICSSNAPSHOT_COUNTERSENTRY']._serialized_start=1395
+  _globals['_METRICSSNAPSHOT_COUNTERSENTRY']._serialized_end=1442
+  _globals['_METRICSSNAPSHOT_DECISIONSBYOUTCOMEENTRY']._serialized_start=1444
+  _globals['_METRICSSNAPSHOT_DECISIONSBYOUTCOMEENTRY']._serialized_end=1501
+  _globals['_STREAMALERTSREQUEST']._serialized_start=1503
+  _globals['_STREAMALERTSREQUEST']._serialized_end=1627
+  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_start=1629
+  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_end=1703
+  _globals['_ALERT']._serialized_start=1706
+  _globals['_ALERT']._serialized_end=1893
+  _globals['_GETREPORTREQUEST']._serialized_start=1895
+  _globals['_GETREPORTREQUEST']._serialized_end=1992
+  _globals['_REPORT']._serialized_start=1994
+  _globals['_REPORT']._serialized_end=2109
+  _globals['_MONITORSERVICE']._serialized_start=2112
+  _globals['_MONITORSERVICE']._serialized_end=2569
 # @@protoc_insertion_point(module_scope)

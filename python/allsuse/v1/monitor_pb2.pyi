@@ -224,16 +224,88 @@ Global___Crowding: _TypeAlias = Crowding  # noqa: Y015
 class GetMetricsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    """Only this portfolio's account metrics; empty means every portfolio measured."""
     def __init__(
         self,
+        *,
+        portfolio_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["portfolio_id", b"portfolio_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetMetricsRequest: _TypeAlias = GetMetricsRequest  # noqa: Y015
+
+@_typing.final
+class AccountMetrics(_message.Message):
+    """The latest real-time numbers of one account, or of a portfolio as a whole (account_id empty), measured every
+    minute of market hours from the stored daily equity series (docs/monitoring.md, "Real-time metrics").
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetricsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    EQUITY_FIELD_NUMBER: _builtins.int
+    ES_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    account_id: _builtins.str
+    equity: _builtins.float
+    """Equity at market and the book's 1-day ES(97.5%) by full revaluation."""
+    es: _builtins.float
+    days: _builtins.int
+    """Daily marks in the stored series."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def metrics(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """The 17 metrics of the daily returns (total_return ... profit_factor); empty with fewer than two returns."""
+
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        equity: _builtins.float = ...,
+        es: _builtins.float = ...,
+        days: _builtins.int = ...,
+        metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "at", b"at", "days", b"days", "equity", b"equity", "es", b"es", "metrics", b"metrics", "portfolio_id", b"portfolio_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccountMetrics: _TypeAlias = AccountMetrics  # noqa: Y015
 
 @_typing.final
 class ComponentState(_message.Message):
@@ -307,6 +379,7 @@ class MetricsSnapshot(_message.Message):
     COMPONENTS_FIELD_NUMBER: _builtins.int
     CACHE_HIT_RATE_FIELD_NUMBER: _builtins.int
     DECISIONS_BY_OUTCOME_FIELD_NUMBER: _builtins.int
+    ACCOUNTS_FIELD_NUMBER: _builtins.int
     cache_hit_rate: _builtins.float
     @_builtins.property
     def build(self) -> _common_pb2.BuildInfo: ...
@@ -316,6 +389,8 @@ class MetricsSnapshot(_message.Message):
     def components(self) -> _containers.RepeatedCompositeFieldContainer[Global___ComponentState]: ...
     @_builtins.property
     def decisions_by_outcome(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
+    @_builtins.property
+    def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountMetrics]: ...
     def __init__(
         self,
         *,
@@ -324,10 +399,11 @@ class MetricsSnapshot(_message.Message):
         components: _abc.Iterable[Global___ComponentState] | None = ...,
         cache_hit_rate: _builtins.float = ...,
         decisions_by_outcome: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        accounts: _abc.Iterable[Global___AccountMetrics] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["build", b"build"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["build", b"build", "cache_hit_rate", b"cache_hit_rate", "components", b"components", "counters", b"counters", "decisions_by_outcome", b"decisions_by_outcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "build", b"build", "cache_hit_rate", b"cache_hit_rate", "components", b"components", "counters", b"counters", "decisions_by_outcome", b"decisions_by_outcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
