@@ -345,7 +345,8 @@ class Scheduler:
         while not self._idle():
             if self._loop_task is None or self._loop_task.done():
                 raise OrchestrationError(f"scheduler {self.name!r} is not running")
-            await asyncio.sleep(0)
+            # A run on a worker thread needs the GIL: wait a little rather than spin while one is going.
+            await asyncio.sleep(0.001 if any(job.running for job in self._jobs.values()) else 0)
 
     def _idle(self) -> bool:
         if not self._parked or self._changed.is_set():

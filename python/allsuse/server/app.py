@@ -36,6 +36,7 @@ from allsuse.cache import TTLCache
 from allsuse.config import Config
 from allsuse.errors import InvalidInputError
 from allsuse.orchestration import EventBus, Every, Lifecycle, Registry, Scheduler, State, Transition
+from allsuse.orchestration.clock import Clock
 from allsuse.orchestration.errors import OrchestrationError
 from allsuse.protocol import settings
 from allsuse.server import jobs
@@ -375,6 +376,7 @@ class Service:
         bindings: Sequence[ServiceBinding] = (),
         service_modules: Sequence[str] | None = None,
         worker: int = 0,
+        clock: Clock | None = None,
     ) -> None:
         # Every key of config/protocol.yaml the code reads, read now: a bad value stops start-up with a
         # ConfigError naming the file and the key (`allsuse serve` prints it and exits 2).
@@ -387,7 +389,8 @@ class Service:
         self.metrics = ServerMetrics()
         self.store_component = StoreComponent(config.store.url)
         self.bus = EventBus()
-        self.scheduler = Scheduler(depends_on=["events"])
+        # `clock`: the scheduler's time (a ManualClock drives a simulated day in tests); the system clock otherwise.
+        self.scheduler = Scheduler(clock, depends_on=["events"])
         self.deps = ServiceDeps(config, self.registry, self.bus, self.scheduler, self.metrics, self.store_component)
         modules = config.server.service_modules if service_modules is None else service_modules
         all_bindings = [*bindings, *load_bindings(modules, self.deps)]

@@ -23,8 +23,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from allsuse.orchestration.lifecycle import State
 from allsuse.orchestration.nyse import NYSE
-from allsuse.orchestration.schedule import DailyAt, Every, MarketHours
+from allsuse.orchestration.schedule import DailyAt, Every, MarketHours, Scheduler
 from allsuse.server.alerting import alert_system
 from allsuse.v1 import monitor_pb2
 
@@ -51,6 +52,35 @@ def maintain(deps: ServiceDeps, today: dt.date) -> tuple[int, str]:
         ran = "skipped"
     log.info("nightly upkeep: %d equity marks pruned; %s", pruned, ran)
     return pruned, ran
+
+
+MONITORING_JOBS = ("compliance", "metrics", "crowding", "alert-flush")
+
+
+class MonitoringJobs:
+    """The monitoring modules' jobs as one registry component ("monitoring"): DEGRADED while one of them failed
+    its last run (the scheduler logs the error), RUNNING again after a run succeeds. Not critical: monitoring
+    that fails leaves decisions served."""
+
+    name = "monitoring"
+    depends_on: tuple[str, ...] = ("store", "scheduler", "alerts")
+    critical = False
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+
+    async def start(self) -> None:
+        """The jobs are the scheduler's; nothing to open."""
+
+    async def stop(self) -> None:
+        """Nothing to release."""
+
+    async def health(self) -> State:
+        failing = [j.name for j in self.scheduler.jobs if j.name in MONITORING_JOBS and j.last_error is not None]
+        if failing:
+            log.warning("monitoring jobs failing: %s", ", ".join(failing))
+            return State.DEGRADED
+        return State.RUNNING
 
 
 def install(service: Service) -> None:
@@ -140,3 +170,4 @@ def install(service: Service) -> None:
     scheduler.add("alert-flush", Every(dt.timedelta(minutes=1)), flush_alerts)
     scheduler.add("end-of-day", DailyAt(dt.time(16, 15), trading_days_only=True), end_of_day)
     scheduler.add("nightly", DailyAt(dt.time(2, 0)), nightly)
+    service.registry.add(MonitoringJobs(scheduler))
