@@ -29,6 +29,7 @@ MODULES = (
     "bench.bench_market",
     "bench.bench_backtest",
     "bench.bench_sweep",
+    "bench.bench_monitoring",
 )
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"

@@ -104,7 +104,7 @@ def test_a_simulated_trading_day(tmp_path: Path) -> None:
                     clock.set(moment)
                     await asyncio.wait_for(service.scheduler.wait_idle(), timeout=TIMEOUT)
                 jobs = {j.name: j for j in service.scheduler.jobs}
-                assert jobs["compliance"].runs == 390 and jobs["metrics"].runs == 390
+                assert jobs["monitoring-minute"].runs == 390
                 assert jobs["crowding"].runs == 78 and jobs["end-of-day"].runs == 1
                 assert all(j.failures == 0 for j in jobs.values()), {n: j.last_error for n, j in jobs.items()}
 

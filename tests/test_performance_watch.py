@@ -88,7 +88,8 @@ def test_marks_metrics_es_and_get_metrics(tmp_path: Path) -> None:
                 await portfolios.RecordFill(fill, timeout=TIMEOUT)
                 watch = performance_watch(service.deps)
                 for day in days[-10:]:  # ten sessions, marked at 15:59
-                    assert watch.sweep(dt.datetime.combine(day, dt.time(15, 59))) == 2
+                    measured = watch.sweep(dt.datetime.combine(day, dt.time(15, 59)))
+                    assert {m.portfolio_id for m in measured} == {"m1", "m2"} and len(measured) == 8
                 store = service.deps.store
                 series = store.read(lambda c: marks.read_marks(c, "m1", "m1/com-1"))
                 assert [d for d, _ in series] == [(d - EPOCH).days for d in days[-10:]]

@@ -65,8 +65,16 @@ def _put_delta(p: Position, market: MarketData, today: dt.date) -> float:
     return abs(float(greeks[1]))  # (price, delta, gamma, vega, theta, rho)
 
 
-def check(engine: Engine, portfolio: Portfolio, market: MarketData, today: dt.date) -> list[Violation]:
-    """Every violation of the portfolio's accounts not merged away, on `market` as of `today`."""
+def check(
+    engine: Engine,
+    portfolio: Portfolio,
+    market: MarketData,
+    today: dt.date,
+    *,
+    groups: dict[tuple[object, ...], list[tuple[str, ...]]] | None = None,
+) -> list[Violation]:
+    """Every violation of the portfolio's accounts not merged away, on `market` as of `today`. `groups` caches the
+    tail-dependent groups of a set of held symbols on this market (a sweep shares it across portfolios)."""
     doc = engine.config.doc
     risk = doc.section("risk")
     symbol_cap = risk.number("symbol_cap_share", low=0, high=1)
@@ -103,7 +111,7 @@ def check(engine: Engine, portfolio: Portfolio, market: MarketData, today: dt.da
                         f"SYMBOL_CONCENTRATION:{account.id}:{symbol}", "SYMBOL_CONCENTRATION", "HIGH", pid, account.id,
                         f"{symbol} is {value / eq:.1%} of {account.id}'s equity, above {cap:.0%}", value / eq, cap,
                     ))  # fmt: skip
-            out.extend(_groups(engine, by_symbol, market, eq, cap, pid, account.id))
+            out.extend(_groups(engine, by_symbol, market, eq, cap, pid, account.id, {} if groups is None else groups))
             cash_after = float(account.balance) - collateral
             buffer = spec.buffer * eq
             if cash_after < buffer - 1e-6:
@@ -162,18 +170,39 @@ def _drift(p: Position, market: MarketData, today: dt.date, pid: str) -> list[Vi
     ]  # fmt: skip
 
 
+def tail_groups(engine: Engine, held: list[str], market: MarketData) -> list[tuple[str, ...]]:
+    """The tail-dependent groups (two or more symbols) that the held symbols fall into (section 6)."""
+    out: list[tuple[str, ...]] = []
+    placed: set[str] = set()
+    for symbol in held:
+        if symbol in placed:
+            continue
+        group = tuple(engine.tail_group(symbol, [s for s in held if s not in placed], market))
+        placed.update(group)
+        if len(group) > 1:
+            out.append(group)
+    return out
+
+
 def _groups(
-    engine: Engine, by_symbol: dict[str, float], market: MarketData, equity: float, cap: float, pid: str, account: str
+    engine: Engine,
+    by_symbol: dict[str, float],
+    market: MarketData,
+    equity: float,
+    cap: float,
+    pid: str,
+    account: str,
+    cache: dict[tuple[object, ...], list[tuple[str, ...]]],
 ) -> list[Violation]:
     held = sorted(s for s, v in by_symbol.items() if v > 0)
     if len(held) < 2:
         return []
-    out, seen = [], set()
-    for symbol in held:
-        group = tuple(engine.tail_group(symbol, held, market))
-        if len(group) < 2 or group in seen:
-            continue
-        seen.add(group)
+    key = tuple((s, len(market.bars_for(s)), market.bars_for(s).last_close) for s in held)
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = tail_groups(engine, held, market)
+    out = []
+    for group in found:
         value = sum(by_symbol.get(s, 0.0) for s in group)
         if value / equity > cap + 1e-12:
             out.append(Violation(
@@ -184,4 +213,4 @@ def _groups(
     return out
 
 
-__all__ = ["Violation", "check"]
+__all__ = ["Violation", "check", "tail_groups"]

@@ -18,7 +18,8 @@ from prometheus_client import Gauge
 
 from allsuse.monitoring.crowding import Crowding, portfolio_crowding
 from allsuse.protocol.engine import Engine
-from allsuse.server.marketdata import MissingHistoryError, book_market
+from allsuse.server.books import Book, load_books
+from allsuse.server.marketdata import book_market
 from allsuse.server.portfolios import PortfolioRepository
 
 log = logging.getLogger("allsuse.crowding")
@@ -32,24 +33,24 @@ class CrowdingWatch:
     deps: Any
     levels: dict[str, str] = field(default_factory=dict)
     _gauge: Gauge | None = None
+    # One engine for every sweep: building one reads and compiles the rulebook (about 0.1 s).
+    engine: Engine = field(default_factory=Engine)
 
     def measure(self, portfolio_id: str, at: dt.datetime) -> Crowding | None:
         """The crowding of a stored portfolio on the history up to `at` (None: no exposure); InvalidInputError for
         an unknown portfolio, MissingHistoryError naming the symbols the history lacks."""
         portfolio = PortfolioRepository(self.deps.store).load(portfolio_id).portfolio
         market = book_market(self.deps, portfolio, at)
-        return portfolio_crowding(Engine(), portfolio, market, self.deps.config.monitoring)
+        return portfolio_crowding(self.engine, portfolio, market, self.deps.config.monitoring)
 
-    def sweep(self, at: dt.datetime) -> list[dict[str, Any]]:
-        """Measures every portfolio; returns the alerts of level changes into and out of HIGH (not yet raised)."""
+    def sweep(self, at: dt.datetime, books: list[Book] | None = None) -> list[dict[str, Any]]:
+        """Measures every book (default: every stored portfolio the history covers); returns the alerts of level
+        changes into and out of HIGH (not yet raised)."""
         alerts: list[dict[str, Any]] = []
         counts = dict.fromkeys(LEVELS, 0)
-        for record in self.deps.store.list_portfolios(limit=100_000):
-            try:
-                crowding = self.measure(record.id, at)
-            except MissingHistoryError as exc:
-                log.info("crowding of %s not measured: %s", record.id, exc)
-                continue
+        for book in load_books(self.deps, at) if books is None else books:
+            record = book.portfolio
+            crowding = portfolio_crowding(self.engine, record, book.market, self.deps.config.monitoring)
             level = crowding.level if crowding is not None else "NONE"
             counts[level] += 1
             before = self.levels.get(record.id)

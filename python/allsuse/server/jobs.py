@@ -2,10 +2,10 @@
 
 - every minute during market hours: a session heartbeat (`allsuse_market_open`, and a "market.tick" event);
 - every 5 minutes: refresh the gauges that are not updated per request (response-cache hit rate, group commit);
-- every minute during market hours: continuous compliance of every portfolio's open book (allsuse.server.compliance),
-  an alert for each new violation and a resolved one when it clears;
-- every minute during market hours: each account's and portfolio's equity marked and stored, the 17 metrics and ES
-  (allsuse.server.performance);
+- every minute during market hours, on every portfolio loaded once with one market from the stored history:
+  continuous compliance of the open book (allsuse.server.compliance), an alert for each new violation and a
+  resolved one when it clears; then each account's and portfolio's equity marked and stored, the 17 metrics and
+  ES (allsuse.server.performance);
 - every 5 minutes during market hours: factor crowding of every portfolio (allsuse.server.crowding), a warning
   alert when one enters HIGH naming the crowded cluster, an info alert when it leaves HIGH;
 - every minute: the summary of an alert burst whose window has closed (allsuse.server.alerting);
@@ -50,11 +50,14 @@ def maintain(deps: ServiceDeps, today: dt.date) -> tuple[int, str]:
     except StoreError as exc:
         log.warning("store optimize skipped: %s", exc)
         ran = "skipped"
+    from allsuse.server.performance import performance_watch
+
+    performance_watch(deps).forget_series()
     log.info("nightly upkeep: %d equity marks pruned; %s", pruned, ran)
     return pruned, ran
 
 
-MONITORING_JOBS = ("compliance", "metrics", "crowding", "alert-flush")
+MONITORING_JOBS = ("monitoring-minute", "crowding", "alert-flush")
 
 
 class MonitoringJobs:
@@ -117,16 +120,16 @@ def install(service: Service) -> None:
             await alert_system(deps).raise_alert({**alert, "json": json.loads(report.json)})
         log.info("end-of-day reports for %d portfolios", len(portfolios))
 
-    async def compliance(slot: dt.datetime) -> None:
+    async def monitoring_minute(slot: dt.datetime) -> None:
+        from allsuse.server.books import load_books
         from allsuse.server.compliance import run_sweep
-
-        await run_sweep(deps, slot.replace(tzinfo=None))
-
-    async def metrics(slot: dt.datetime) -> None:
         from allsuse.server.performance import performance_watch
         from allsuse.server.rpc import run_blocking
 
-        await run_blocking(performance_watch(deps).sweep, slot.replace(tzinfo=None))
+        at = slot.replace(tzinfo=None)
+        books = await run_blocking(load_books, deps, at)  # each portfolio loaded once for both
+        await run_sweep(deps, at, books)
+        await run_blocking(performance_watch(deps).sweep, at, books)
 
     async def crowding(slot: dt.datetime) -> None:
         from allsuse.server.crowding import crowding_watch
@@ -164,8 +167,7 @@ def install(service: Service) -> None:
     scheduler = deps.scheduler
     scheduler.add("market-tick", MarketHours(), market_tick)
     scheduler.add("refresh-gauges", Every(dt.timedelta(minutes=5)), refresh_gauges)
-    scheduler.add("compliance", MarketHours(), compliance)
-    scheduler.add("metrics", MarketHours(), metrics)
+    scheduler.add("monitoring-minute", MarketHours(), monitoring_minute)
     scheduler.add("crowding", MarketHours(dt.timedelta(minutes=5)), crowding)
     scheduler.add("alert-flush", Every(dt.timedelta(minutes=1)), flush_alerts)
     scheduler.add("end-of-day", DailyAt(dt.time(16, 15), trading_days_only=True), end_of_day)

@@ -21,7 +21,9 @@ from prometheus_client import Gauge
 
 from allsuse import risk
 from allsuse.protocol.engine import Engine
-from allsuse.server.marketdata import MissingHistoryError, book_market
+from allsuse.protocol.positions import Position
+from allsuse.server.books import Book, load_books
+from allsuse.server.marketdata import book_market
 from allsuse.server.portfolios import PortfolioRepository
 from allsuse.store import equity as marks
 
@@ -48,46 +50,67 @@ class PerformanceWatch:
 
     deps: Any
     latest: dict[tuple[str, str], SeriesMetrics] = field(default_factory=dict)
+    _marks: dict[tuple[str, str], list[tuple[int, float]]] = field(default_factory=dict)
     _gauge: Gauge | None = None
+    # One engine for every sweep: building one reads and compiles the rulebook (about 0.1 s).
+    engine: Engine = field(default_factory=Engine)
 
     def measure(self, portfolio_id: str, at: dt.datetime) -> list[SeriesMetrics]:
-        """Marks one portfolio at `at`, stores today's marks, and returns its accounts' and its own numbers."""
+        """Marks one stored portfolio at `at`, stores today's marks, and returns its accounts' and its own numbers;
+        MissingHistoryError naming the symbols the history lacks."""
+        portfolio = PortfolioRepository(self.deps.store).load(portfolio_id).portfolio
+        return self.sweep(at, [Book(portfolio, book_market(self.deps, portfolio, at))])
+
+    def sweep(self, at: dt.datetime, books: list[Book] | None = None) -> list[SeriesMetrics]:
+        """Marks every book (default: every stored portfolio the history covers), stores today's marks in one
+        write, measures each series, refreshes the gauges; returns the numbers measured."""
         store = self.deps.store
-        portfolio = PortfolioRepository(store).load(portfolio_id).portfolio
-        market = book_market(self.deps, portfolio, at)
         today = at.date()
-        engine = Engine()
-        merged = {gid for gid, g in portfolio.groups.items() if g.merged}
-        accounts = [a for a in portfolio.accounts.values() if a.group_id not in merged]
-        values, total = engine.equities(portfolio, accounts, market, today)
         day = (today - EPOCH).days
-        rows: list[marks.Mark] = [(portfolio_id, a.id, day, v) for a, v in zip(accounts, values, strict=True)]
-        rows.append((portfolio_id, marks.PORTFOLIO, day, total))
-        store.write(lambda tx: marks.put_marks(tx, rows))
+        engine = self.engine
+        rows: list[marks.Mark] = []
+        pending: list[tuple[Book, str, float, list[Position]]] = []
+        for book in load_books(self.deps, at) if books is None else books:
+            portfolio = book.portfolio
+            merged = {gid for gid, g in portfolio.groups.items() if g.merged}
+            accounts = [a for a in portfolio.accounts.values() if a.group_id not in merged]
+            values, total = engine.equities(portfolio, accounts, book.market, today)
+            live = {a.id for a in accounts}
+            positions = [p for p in portfolio.positions.values() if p.account_id in live]
+            for account, equity in [*zip(accounts, values, strict=True), (None, total)]:
+                account_id = account.id if account is not None else marks.PORTFOLIO
+                held = [p for p in positions if account is None or p.account_id == account_id]
+                rows.append((portfolio.id, account_id, day, equity))
+                pending.append((book, account_id, equity, held))
+        if rows:
+            store.write(lambda tx: marks.put_marks(tx, rows))
         out = []
-        for account_id, equity in [(a.id, v) for a, v in zip(accounts, values, strict=True)] + [("", total)]:
-            held = [p for p in portfolio.positions.values() if not account_id or p.account_id == account_id]
-            if not account_id:
-                held = [p for p in held if portfolio.accounts[p.account_id].group_id not in merged]
-            es = engine.portfolio_es(held, market, today) if held else 0.0
-            series = store.read(lambda c, a=account_id: marks.read_marks(c, portfolio_id, a))
-            out.append(SeriesMetrics(portfolio_id, account_id, at, equity, es, len(series), _metrics(series)))
-        for m in out:
-            self.latest[(portfolio_id, m.account_id)] = m
+        for book, account_id, equity, held in pending:
+            series = self._series(book.portfolio.id, account_id, day, equity)
+            es = engine.portfolio_es(held, book.market, today) if held else 0.0
+            m = SeriesMetrics(book.portfolio.id, account_id, at, equity, es, len(series), _metrics(series))
+            self.latest[(m.portfolio_id, account_id)] = m
+            out.append(m)
+        self._refresh_gauges()
         return out
 
-    def sweep(self, at: dt.datetime) -> int:
-        """Measures every portfolio (a portfolio whose symbols the history lacks is skipped and logged); returns
-        how many were measured, and refreshes the gauges."""
-        done = 0
-        for record in self.deps.store.list_portfolios(limit=100_000):
-            try:
-                self.measure(record.id, at)
-                done += 1
-            except MissingHistoryError as exc:
-                log.info("metrics of %s not measured: %s", record.id, exc)
-        self._refresh_gauges()
-        return done
+    def _series(self, portfolio_id: str, account_id: str, day: int, equity: float) -> list[tuple[int, float]]:
+        """The stored daily series with today's mark, read from the store once and then kept in memory."""
+        key = (portfolio_id, account_id)
+        series = self._marks.get(key)
+        if series is None:
+            series = self._marks[key] = self.deps.store.read(lambda c: marks.read_marks(c, portfolio_id, account_id))
+        elif series and series[-1][0] == day:
+            series[-1] = (day, equity)
+        elif not series or series[-1][0] < day:
+            series.append((day, equity))
+        else:  # a mark of an earlier day than the last kept: the store has the truth
+            series = self._marks[key] = self.deps.store.read(lambda c: marks.read_marks(c, portfolio_id, account_id))
+        return series
+
+    def forget_series(self) -> None:
+        """Drops the series kept in memory (after the store pruned old marks): the next sweep reads them again."""
+        self._marks.clear()
 
     def snapshot(self, portfolio_id: str = "") -> list[SeriesMetrics]:
         """The latest numbers, of one portfolio or of all, sorted by portfolio and account."""
