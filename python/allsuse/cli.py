@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -258,7 +259,7 @@ def _simulate(args: argparse.Namespace) -> int:
     costs = _costs(args)
     sources = tuple(Source.parse(d) for d in args.data)
     if args.symbol:
-        sources = (Source(sources[0].path, args.symbol.upper()),)
+        sources = (dataclasses.replace(sources[0], symbol=args.symbol.upper()),)
     spec = BacktestSpec(
         sources=sources,
         start=args.start,

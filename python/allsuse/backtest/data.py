@@ -8,6 +8,10 @@ per symbol (upper-cased), an empty cell meaning no bar that day; `SYMBOL=PATH` o
 column. A close-only series has open = high = low = close and volume 0, so the ATR the protocol reads is the
 close-to-close true range and the label's volume term is skipped (its ratio is undefined without volume).
 
+`store:URL` (or `SYMBOL=store:URL`) reads the market history kept in a store instead of a file (a SQLite path or a
+PostgreSQL DSN; what `allsuse data load` wrote): every stored symbol, or the one named. A stored series whose
+volume is 0 throughout with open = high = low = close is close-only.
+
 Alignment: the simulation's sessions are the NYSE sessions of the data's span (allsuse's calendar starts in 1998;
 before it the sessions are the union of the data's dates). A row on a day the exchange was closed is dropped and
 reported; a session a symbol lacks between its first and last row is reported, never filled: that day the symbol
@@ -34,23 +38,35 @@ REQUIRED_COLUMNS = ("date", "open", "high", "low", "close", "volume")
 _NYSE = NyseCalendar()
 
 
+STORE_PREFIX = "store:"
+
+
 @dataclass(frozen=True)
 class Source:
-    """One `--data` argument: a file and, with `SYMBOL=PATH`, the symbol it is read as."""
+    """One `--data` argument: a file and, with `SYMBOL=PATH`, the symbol it is read as; or, with `store`, a store's
+    market history (`store:URL`)."""
 
     path: Path
     symbol: str | None = None
+    store: str | None = None
 
     @staticmethod
     def parse(text: str) -> Source:
-        """`PATH` or `SYMBOL=PATH` (a symbol is letters, digits, '.', '-' or '^')."""
+        """`PATH`, `SYMBOL=PATH`, `store:URL` or `SYMBOL=store:URL` (a symbol is letters, digits, '.', '-' or '^')."""
         head, sep, tail = text.partition("=")
-        if sep and head and all(c.isalnum() or c in ".-^" for c in head) and tail:
-            return Source(Path(tail), head.upper())
-        return Source(Path(text))
+        symbol = None
+        if sep and head and all(c.isalnum() or c in ".-^" for c in head) and tail and not head.startswith("store:"):
+            symbol, text = head.upper(), tail
+        if text.startswith(STORE_PREFIX):
+            url = text[len(STORE_PREFIX) :]
+            if not url:
+                raise InvalidInputError.of("data", "store: needs a store URL (a SQLite path or a PostgreSQL DSN)")
+            return Source(Path(url), symbol, store=url)
+        return Source(Path(text), symbol)
 
     def __str__(self) -> str:
-        return f"{self.symbol}={self.path}" if self.symbol else str(self.path)
+        where = f"{STORE_PREFIX}{self.store}" if self.store is not None else str(self.path)
+        return f"{self.symbol}={where}" if self.symbol else where
 
 
 @dataclass(frozen=True)
@@ -244,8 +260,44 @@ def symbol_of(path: Path) -> str:
     return path.stem.split("_")[0].upper()
 
 
+def read_store(source: Source) -> list[SymbolData]:
+    """The series a store holds (`store:URL`): every stored symbol, or the one named."""
+    from allsuse.store import Store
+    from allsuse.store import market as stored
+    from allsuse.store.errors import StoreError
+
+    assert source.store is not None
+    epoch = dt.date(1970, 1, 1).toordinal()
+    try:
+        with Store(source.store) as store:
+            symbols = (
+                [source.symbol]
+                if source.symbol
+                else store.read(
+                    lambda c: sorted(s for s in stored.changed_symbols(c, "market_bars", 0) if s != stored.MARKET_WIDE)
+                )
+            )
+            out = []
+            for symbol in symbols:
+                rows = store.read(lambda c, s=symbol: stored.read_bars(c, s))  # type: ignore[misc]
+                if not rows:
+                    raise InvalidInputError(f"{source}: no stored bars for {symbol}", "data", "missing")
+                cols = np.array(rows, dtype=np.float64)
+                days = cols[:, 0].astype(np.int64) + epoch
+                o, h, lo, c, v = (np.ascontiguousarray(cols[:, k]) for k in range(1, 6))
+                close_only = bool(np.all(v == 0) and np.all(o == c) and np.all(h == c) and np.all(lo == c))
+                out.append(SymbolData(symbol, Bars.from_days(days, o, h, lo, c, v), Path(str(source)), close_only))
+    except StoreError as exc:
+        raise InvalidInputError(f"--data {source}: {exc}", "data", "store") from None
+    if not out:
+        raise InvalidInputError(f"{source}: the store holds no market history", "data", "missing")
+    return out
+
+
 def read_source(source: Source) -> list[SymbolData]:
     """The series one `--data` argument holds."""
+    if source.store is not None:
+        return read_store(source)
     rows = _open(source.path)
     if not rows:
         raise InvalidInputError(f"{source.path.name}: empty file", "data", "empty")
@@ -267,7 +319,7 @@ def load_sources(sources: Sequence[Source]) -> dict[str, SymbolData]:
     if not sources:
         raise InvalidInputError.of("data", "no data files given")
     for s in sources:
-        if not s.path.is_file():
+        if s.store is None and not s.path.is_file():
             raise InvalidInputError(f"--data {s.path}: no such file", "data", "missing")
     out: dict[str, SymbolData] = {}
     for s in sources:

@@ -17,6 +17,7 @@ the higher CAGR, then by the earlier point; the chosen point and the defaults th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import importlib.util
 import logging
@@ -148,8 +149,9 @@ def require_ray() -> None:
 def check_files(data: Sequence[str], *, vix: Path | None) -> None:
     """Fails at once naming the first data or VIX file that is not there (before anything is loaded)."""
     for text in data:
-        path = Source.parse(text).path
-        if not path.is_file():
+        source = Source.parse(text)
+        path = source.path
+        if source.store is None and not path.is_file():
             raise InvalidInputError(f"--data {path}: no such file", "data", "missing")
     if vix is not None and not vix.is_file():
         raise InvalidInputError(f"--vix {vix}: no such file", "vix", "missing")
@@ -170,7 +172,7 @@ def load_inputs(
     if symbol is not None:
         if len(sources) != 1:
             raise InvalidInputError.of("--symbol", "applies to one --data file only (use SYMBOL=PATH)")
-        sources = (Source(sources[0].path, symbol.upper()),)
+        sources = (dataclasses.replace(sources[0], symbol=symbol.upper()),)
     vix_map = load_vix(vix) if vix is not None else None
     market = load_market(sources)
     return MarketInputs(market, symbols, costs if costs is not None else CostModel()), vix_map
