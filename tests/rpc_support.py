@@ -17,6 +17,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from allsuse import config
 from allsuse.client import money as money  # re-exported for the tests
 from allsuse.v1 import common_pb2, decision_pb2
 
@@ -66,6 +67,18 @@ def serve(
                 proc.wait(timeout=10)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def service_config(tmp_path: Path, **env: str) -> config.Config:
+    """The development configuration of an in-process Service on a free port with a SQLite file in `tmp_path`, no
+    metrics endpoint and no drain delay; `env` adds ALLSUSE_* overrides."""
+    base = {
+        "ALLSUSE_SERVER_PORT": "0",
+        "ALLSUSE_METRICS_ENABLED": "false",
+        "ALLSUSE_SERVER_DRAIN_DELAY_SECONDS": "0",
+        "ALLSUSE_STORE_URL": str(tmp_path / "allsuse.db"),
+    }
+    return config.load("development", environ={**base, **env})
 
 
 def wait_serving(address: str, proc: subprocess.Popen[bytes], limit: float = 20.0) -> None:

@@ -23,7 +23,7 @@ from allsuse.orchestration.lifecycle import State
 from allsuse.server.app import Service
 from allsuse.store import Store
 from allsuse.v1 import monitor_pb2, monitor_pb2_grpc
-from tests.rpc_support import TIMEOUT, bearer, serve
+from tests.rpc_support import TIMEOUT, bearer, serve, service_config
 
 
 class Clock:
@@ -146,16 +146,14 @@ def receiver() -> Iterator[Receiver]:
 def _service(tmp_path: Path, routes: str, burst: int = 100) -> Service:
     path = tmp_path / "routes.yaml"
     path.write_text(routes)
-    env = {
-        "ALLSUSE_SERVER_PORT": "0",
-        "ALLSUSE_METRICS_ENABLED": "false",
-        "ALLSUSE_SERVER_DRAIN_DELAY_SECONDS": "0",
-        "ALLSUSE_STORE_URL": str(tmp_path / "allsuse.db"),
-        "ALLSUSE_MONITORING_ALERT_ROUTES_FILE": str(path),
-        "ALLSUSE_MONITORING_ALERT_BURST_COUNT": str(burst),
-        "ALLSUSE_MONITORING_ALERT_BURST_SECONDS": "60",
-    }
-    return Service(config.load("development", environ=env))
+    return Service(
+        service_config(
+            tmp_path,
+            ALLSUSE_MONITORING_ALERT_ROUTES_FILE=str(path),
+            ALLSUSE_MONITORING_ALERT_BURST_COUNT=str(burst),
+            ALLSUSE_MONITORING_ALERT_BURST_SECONDS="60",
+        )
+    )
 
 
 def test_webhook_retries_a_failing_receiver_then_delivers(tmp_path: Path, receiver: Receiver) -> None:

@@ -13,7 +13,6 @@ import grpc
 import numpy as np
 import pytest
 
-from allsuse import config
 from allsuse.monitoring.compliance import check
 from allsuse.protocol import Bars, Engine, MarketData, Portfolio, Position
 from allsuse.server.app import Service
@@ -27,7 +26,7 @@ from allsuse.v1 import (
     portfolio_pb2,
     portfolio_pb2_grpc,
 )
-from tests.rpc_support import TIMEOUT, money
+from tests.rpc_support import TIMEOUT, money, service_config
 
 TODAY = dt.date(2024, 3, 7)
 EXPIRY = dt.date(2024, 3, 15)
@@ -118,23 +117,13 @@ def test_a_modest_book_is_clean_and_each_check_fires_on_its_case() -> None:
         assert (b.key, b.severity) == ("BREAKER:c", severity)
 
 
-def _service(tmp_path: Path) -> Service:
-    env = {
-        "ALLSUSE_SERVER_PORT": "0",
-        "ALLSUSE_METRICS_ENABLED": "false",
-        "ALLSUSE_SERVER_DRAIN_DELAY_SECONDS": "0",
-        "ALLSUSE_STORE_URL": str(tmp_path / "allsuse.db"),
-    }
-    return Service(config.load("development", environ=env))
-
-
 def test_list_violations_and_the_minute_sweep(tmp_path: Path) -> None:
     m = market()
     epoch = dt.date(1970, 1, 1)
     at = dt.datetime.combine(TODAY, dt.time(15, 0))
 
     async def scenario() -> None:
-        service = _service(tmp_path)
+        service = Service(service_config(tmp_path))
         await service.start()
         try:
             async with grpc.aio.insecure_channel(service.server.address) as channel:

@@ -9,27 +9,16 @@ from zoneinfo import ZoneInfo
 
 import grpc
 
-from allsuse import config
 from allsuse.server.app import Service
 from allsuse.v1 import decision_pb2, decision_pb2_grpc, portfolio_pb2, portfolio_pb2_grpc
-from tests.rpc_support import TIMEOUT, money
+from tests.rpc_support import TIMEOUT, money, service_config
 
 ET = ZoneInfo("America/New_York")
 
 
-def _config(tmp_path: Path) -> config.Config:
-    env = {
-        "ALLSUSE_SERVER_PORT": "0",
-        "ALLSUSE_METRICS_ENABLED": "false",
-        "ALLSUSE_SERVER_DRAIN_DELAY_SECONDS": "0",
-        "ALLSUSE_STORE_URL": str(tmp_path / "allsuse.db"),
-    }
-    return config.load("development", environ=env)
-
-
 def test_jobs_have_their_windows_and_do_their_work(tmp_path: Path) -> None:
     async def scenario() -> None:
-        service = Service(_config(tmp_path))
+        service = Service(service_config(tmp_path))
         names = {job.name for job in service.scheduler.jobs}
         assert {"market-tick", "refresh-gauges", "end-of-day", "nightly", "health-check"} <= names
         await service.start()

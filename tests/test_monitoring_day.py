@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 import grpc
 import pytest
 
-from allsuse import config
 from allsuse.market_files import read_market_file
 from allsuse.monitoring.compliance import check
 from allsuse.monitoring.crowding import portfolio_crowding
@@ -33,22 +32,12 @@ from allsuse.v1 import (
     portfolio_pb2,
     portfolio_pb2_grpc,
 )
-from tests.rpc_support import ROOT, TIMEOUT, money
+from tests.rpc_support import ROOT, TIMEOUT, money, service_config
 
 ET = ZoneInfo("America/New_York")
 DATA = ROOT.parent / "shared" / "data"
 DAY = dt.date(2018, 2, 5)
 EPOCH = dt.date(1970, 1, 1)
-
-
-def _config(tmp_path: Path) -> config.Config:
-    env = {
-        "ALLSUSE_SERVER_PORT": "0",
-        "ALLSUSE_METRICS_ENABLED": "false",
-        "ALLSUSE_SERVER_DRAIN_DELAY_SECONDS": "0",
-        "ALLSUSE_STORE_URL": str(tmp_path / "allsuse.db"),
-    }
-    return config.load("development", environ=env)
 
 
 @pytest.mark.skipif(not (DATA / "sp500_daily_2009_2018.csv").exists(), reason="../shared/data is not beside the repo")
@@ -60,7 +49,7 @@ def test_a_simulated_trading_day(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         clock = ManualClock(dt.datetime(2018, 2, 5, 8, 0, tzinfo=ET))
-        service = Service(_config(tmp_path), clock=clock)
+        service = Service(service_config(tmp_path), clock=clock)
         store = service.deps.store_component
         await service.start()
         try:

@@ -30,7 +30,7 @@ from allsuse.v1 import (
     portfolio_pb2,
     portfolio_pb2_grpc,
 )
-from tests.rpc_support import TIMEOUT, money
+from tests.rpc_support import TIMEOUT, money, service_config
 
 EPOCH = dt.date(1970, 1, 1)
 END = dt.date(2024, 3, 8)
@@ -46,24 +46,13 @@ def sessions(n: int) -> list[dt.date]:
     return out[::-1]
 
 
-def _service(tmp_path: Path, **env: str) -> Service:
-    base = {
-        "ALLSUSE_SERVER_PORT": "0",
-        "ALLSUSE_METRICS_ENABLED": "false",
-        "ALLSUSE_SERVER_DRAIN_DELAY_SECONDS": "0",
-        "ALLSUSE_STORE_URL": str(tmp_path / "allsuse.db"),
-        **env,
-    }
-    return Service(config.load("development", environ=base))
-
-
 def test_marks_metrics_es_and_get_metrics(tmp_path: Path) -> None:
     days = sessions(300)
     rng = np.random.default_rng(8)
     close = 60.0 * np.cumprod(1.0 + rng.normal(0.0005, 0.012, 300))
 
     async def scenario() -> None:
-        service = _service(tmp_path, ALLSUSE_MONITORING_METRICS_GAUGE_PORTFOLIOS="1")
+        service = Service(service_config(tmp_path, ALLSUSE_MONITORING_METRICS_GAUGE_PORTFOLIOS="1"))
         await service.start()
         try:
             async with grpc.aio.insecure_channel(service.server.address) as channel:

@@ -34,6 +34,7 @@ from allsuse.server import (
     rpc,
     run_blocking,
 )
+from allsuse.server import monitor as monitor_module
 from allsuse.server.app import AllsuseServer
 from allsuse.server.errors import NotFoundError
 from allsuse.server.metrics import MetricsEndpoint
@@ -105,14 +106,7 @@ DECISION_ROLES = {
     "ApproveDecision": "admin",
     "RecordOutcome": "trader",
 }
-MONITOR_ROLES = {
-    "GetMetrics": "viewer",
-    "StreamAlerts": "viewer",
-    "GetReport": "viewer",
-    "GetCrowding": "viewer",
-    "AcknowledgeAlert": "trader",
-    "ListViolations": "viewer",
-}
+MONITOR_ROLES = dict(monitor_module.ROLES)
 
 
 def bindings() -> list[ServiceBinding]:

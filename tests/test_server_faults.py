@@ -26,6 +26,7 @@ from allsuse import _core, config
 from allsuse.cache import TTLCache
 from allsuse.server import ServiceBinding, build_server, rpc
 from allsuse.server import decision as decision_module
+from allsuse.server import monitor as monitor_module
 from allsuse.server.metrics import ServerMetrics
 from allsuse.v1 import common_pb2, decision_pb2, decision_pb2_grpc, monitor_pb2, monitor_pb2_grpc
 from tests.rpc_support import ROOT, free_port
@@ -64,14 +65,7 @@ def _bindings() -> list[ServiceBinding]:
         ServiceBinding(
             "allsuse.v1.MonitorService",
             lambda s: monitor_pb2_grpc.add_MonitorServiceServicer_to_server(monitor, s),
-            {
-                "GetMetrics": "viewer",
-                "StreamAlerts": "viewer",
-                "GetReport": "viewer",
-                "GetCrowding": "viewer",
-                "AcknowledgeAlert": "trader",
-                "ListViolations": "viewer",
-            },
+            monitor_module.ROLES,
         ),
     ]
 

@@ -157,14 +157,7 @@ def _server(**env: str) -> Any:
     base = {"ALLSUSE_SERVER_PORT": "0", "ALLSUSE_METRICS_ENABLED": "false", "ALLSUSE_SERVER_DRAIN_DELAY_SECONDS": "0"}
     cfg = config.load("development", environ={**base, **env})
     streams, slow = Streams(), Slow()
-    monitor_roles = {
-        "GetMetrics": "viewer",
-        "StreamAlerts": "viewer",
-        "GetReport": "viewer",
-        "GetCrowding": "viewer",
-        "AcknowledgeAlert": "trader",
-        "ListViolations": "viewer",
-    }
+    monitor_roles = {m.name: "viewer" for m in monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"].methods}
     decision_roles = {m.name: "viewer" for m in decision_pb2.DESCRIPTOR.services_by_name["DecisionService"].methods}
     return build_server(
         cfg,

@@ -52,6 +52,12 @@ def _iso_minus(stamp: str, delta: dt.timedelta) -> str:
     return moment.isoformat(timespec="microseconds") + "Z"
 
 
+def _portfolio_at(request: Any) -> dt.datetime:
+    """A monitoring request's time (its `as_of`, else now), once its portfolio_id is checked."""
+    text_in(request.portfolio_id, "portfolio_id", max_length=64, required=True)
+    return timestamp_in(request.as_of, "as_of") if request.HasField("as_of") else dt.datetime.now()
+
+
 def _alert_out(a: dict[str, Any]) -> monitor_pb2.Alert:
     at = a.get("at")
     when = dt.datetime.fromisoformat(at).replace(tzinfo=None) if at else dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -281,8 +287,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         return rows, lines
 
     def _crowding(self, request: monitor_pb2.GetCrowdingRequest) -> monitor_pb2.Crowding:
-        text_in(request.portfolio_id, "portfolio_id", max_length=64, required=True)
-        at = timestamp_in(request.as_of, "as_of") if request.HasField("as_of") else dt.datetime.now()
+        at = _portfolio_at(request)
         try:
             crowding = crowding_watch(self.deps).measure(request.portfolio_id, at)
         except MissingHistoryError as exc:
@@ -304,8 +309,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         )
 
     def _violations(self, request: monitor_pb2.ListViolationsRequest) -> monitor_pb2.ListViolationsResponse:
-        text_in(request.portfolio_id, "portfolio_id", max_length=64, required=True)
-        at = timestamp_in(request.as_of, "as_of") if request.HasField("as_of") else dt.datetime.now()
+        at = _portfolio_at(request)
         try:
             found = compliance_watch(self.deps).violations(request.portfolio_id, at)
         except MissingHistoryError as exc:
