@@ -384,13 +384,15 @@ def recommendation(d: dict[str, Any]) -> Answer:
     failed = [c for c in d["compliance"] if not c[2]]
     head = (
         f"{d['symbol']} for {d['account_id']} ({d['label']}, confidence {d['label_confidence']:.2f}): "
-        f"{_order_text(d)}; ES {usd(d['es_before'])} -> {usd(d['es_after'])}; outcome {d['outcome']}"
+        f"{_order_text(d)}; ES {usd(d['es_before'])} -> {usd(d['es_after'])}; compliance outcome {d['outcome']}"
     )
     if failed:
         head += " (" + ", ".join(c[0] for c in failed) + " failed)"
+    if not d.get("order"):
+        head += f"; {no_order_reason(d)}"
     status = d["approval_status"]
     tail = {
-        "PENDING": " It needs your approval: approve it? (yes/no)",
+        "PENDING": " It needs your approval (trust gates automation, PROTOCOL section 10): approve it? (yes/no)",
         "AUTOMATIC": " It runs without approval (trust and confidence allow it).",
         "REJECTED": " It is rejected: nothing to approve.",
     }.get(status, "")
@@ -403,6 +405,12 @@ def recommendation(d: dict[str, Any]) -> Answer:
         (d["decision_id"],),
         note=f"{d['action']} {d['symbol']} {d['account_id']} {d['outcome']}",
     )
+
+
+def no_order_reason(d: dict[str, Any]) -> str:
+    """Why a decision holds no order (no rule ran): the engine's reason without the label line cited already."""
+    parts = [p for p in str(d["explanation"]).split("; ") if not p.startswith("label=")]
+    return "; ".join(parts) or str(d["explanation"])
 
 
 def reasoning(d: dict[str, Any]) -> str:
@@ -422,7 +430,7 @@ def explanation(d: dict[str, Any], detail: str) -> Answer:
     elif passed:
         why = f"every rule passed ({', '.join(passed)})"
     else:
-        why = d["explanation"].split(". ")[0]
+        why = no_order_reason(d)
     brief = (
         f"{d['action']} on {d['symbol']} for {d['account_id']} ({d['outcome']}): label {d['label']} "
         f"(confidence {d['label_confidence']:.2f}), protocol level {d['protocol_level']}, ES {usd(d['es_before'])} "

@@ -40,6 +40,11 @@ WRITES = ("create_portfolio", "approve", "decline", "withdraw")
 """Actions carried out only after a yes."""
 MAX_SYMBOLS_PER_TURN = 4
 DEFAULT_YEARS = 10
+CORRECTABLE = {
+    "create_portfolio": ("money",),
+    "withdraw": ("money", "account_kind", "account_id"),
+}
+"""The values a correction may change in a pending confirmation ("no, 300k"); anything else lets it lapse."""
 PREFERENCES = ("detail", "risk")
 """Slots that set a preference rather than a value to act on."""
 REPEATABLE = (
@@ -60,14 +65,14 @@ REPEATABLE = (
 SLOT_KEYS = {"total": "money", "amount": "money", "move": "percent"}
 """The key a filled slot is kept under (the name slots_of gives the entity)."""
 QUESTIONS = {
-    ("setup_accounts", "total"): "How much are you starting with? (for example $250,000)",
+    ("setup_accounts", "total"): "How much are you starting with (for example $250,000)?",
     ("risk_profile", "risk"): "How would you describe your risk tolerance: conservative, moderate or aggressive?",
     ("withdraw", "account"): "From which account: Gen-Acc or Rev-Acc?",
     ("withdraw", "amount"): "How much would you like to withdraw?",
     ("market_view", "symbol"): "Which symbol?",
     ("classify_week", "position"): "Which position went into expiry: cash, a short put, shares or a covered call?",
-    ("classify_week", "move"): "How much did the stock move this week, in percent? (for example -3.2%)",
-    ("projection", "total"): "How much should I project? (for example $250,000)",
+    ("classify_week", "move"): "How much did the stock move this week (for example down 3.2%)?",
+    ("projection", "total"): "How much should I project (for example $250,000)?",
 }
 
 
@@ -270,11 +275,15 @@ class Agent:
                 return "deny", Answer(
                     "All right, let us leave that.", suggestions=self._starters(conv), note="cancelled"
                 )
+            if u.intent == "affirm":  # "yes" to a question that wants a value: ask for the value
+                question = QUESTIONS[(pending.action, pending.missing or "")]
+                return pending.action, Answer(question, data={"awaiting": pending.missing}, note="asked again")
             return None  # answer the new question; the slot question stays open
         if u.intent == "affirm" and not u.correction:
             conv.pending = None
             return "affirm", self._execute(conv, pending)
-        changed = {k: v for k, v in slots.items() if pending.slots.get(k) != v}
+        relevant = CORRECTABLE.get(pending.action, ())
+        changed = {k: v for k, v in slots.items() if k in relevant and pending.slots.get(k) != v}
         if changed and (u.correction or u.intent in ("inform", "deny", pending.action)):
             conv.pending = None
             action = "setup_accounts" if pending.action == "create_portfolio" else pending.action
@@ -335,7 +344,7 @@ class Agent:
         conv.pending = Pending(action, {k: v for k, v in slots.items() if k != slot}, slot)
         question = QUESTIONS[(action, slot)]
         if action == "market_view":
-            question += f" I follow {', '.join(self.calls.symbols())}."
+            question = f"Which symbol: {', '.join(self.calls.symbols())}?"
         return Answer(
             (extra + " " if extra else "") + question,
             data={"awaiting": slot, "action": action},
@@ -355,12 +364,14 @@ class Agent:
         if handler is None:
             return "unknown", self._clarify(conv, "", slots)
         answer: Answer = handler(conv, slots, text)
-        if intent not in ("affirm", "deny", "unknown", "help", "greeting"):
-            last = {"intent": intent, "slots": slots}
+        if intent == "explain_decision" and conv.last.get("intent"):
+            # An explanation keeps the topic: "why?" then "and for Rev-Acc?" still means the recommendation.
+            if answer.decision_ids:
+                conv.last = {**conv.last, "decision_ids": list(answer.decision_ids)}
+        elif intent not in ("affirm", "deny", "unknown", "help", "greeting"):
+            last: dict[str, Any] = {"intent": intent, "slots": slots}
             if answer.decision_ids:
                 last["decision_ids"] = list(answer.decision_ids)
-            elif intent == "explain_decision":
-                last["decision_ids"] = conv.last.get("decision_ids", [])
             conv.last = last
         return intent, answer
 
@@ -719,7 +730,8 @@ class Agent:
         if conv.pending is not None and conv.pending.missing is not None:
             question = QUESTIONS.get((conv.pending.action, conv.pending.missing), "Could you say that again?")
         elif conv.portfolio_id is None:
-            question = "Would you like me to set up your accounts? If so, how much are you starting with?"
+            question = "Shall we set up your accounts, starting with how much you want to invest?"
+            conv.pending = Pending("setup_accounts", {}, "total")
         elif conv.last.get("decision_ids"):
             question = "Do you want the reasoning behind the last recommendation, or a new one for this week?"
         else:
