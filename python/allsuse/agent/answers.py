@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -25,9 +25,11 @@ import numpy as np
 
 from allsuse import risk
 from allsuse.agent.calls import Calls
+from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
-from allsuse.protocol.accounts import allocate, last_trading_day
+from allsuse.protocol.accounts import Portfolio, allocate, last_trading_day
 from allsuse.protocol.drawdown import ProtectionState, allowed_exposure, new_exposure_multiplier, step_protection
+from allsuse.protocol.engine import Engine
 from allsuse.protocol.market_label import market_label
 from allsuse.protocol.week_type import describe_week
 from allsuse.server.portfolios import StoredPortfolio
@@ -341,8 +343,13 @@ def _order_text(d: dict[str, Any]) -> str:
     o = d.get("order")
     if not o:
         return str(d["action"])
-    what = "puts" if o["kind"] == "put" else "calls" if o["kind"] == "call" else "shares"
     side = o["side"].replace("_", " ")
+    if o["kind"] == "stock":
+        units = o["contracts"]  # a stock order counts shares
+        return (
+            f"{d['action']}: {side} {units:g} {d['symbol']} shares, limit {usd(o['limit_price'])} ({usd(o['premium'])})"
+        )
+    what = "puts" if o["kind"] == "put" else "calls"
     return (
         f"{d['action']}: {side} {o['contracts']} {d['symbol']} {o['strike']:g} {what} expiring {o['expiry']} at "
         f"delta {o['delta']:.1f}, limit {usd(o['limit_price'])}, premium {usd(o['premium'])}"
@@ -463,11 +470,17 @@ def approval(d: dict[str, Any]) -> Answer:
 
 
 def equity_series(
-    ledger: Sequence[dict[str, Any]], today: dt.date, equity_now: float
+    ledger: Sequence[dict[str, Any]],
+    today: dt.date,
+    equity_now: float,
+    marks: Callable[[dt.date], float] | None = None,
 ) -> tuple[list[dt.date], np.ndarray, np.ndarray]:
-    """The portfolio's daily equity over business days from its first transaction to `today`: the ledger's
-    cumulative cash at each day's end, the last day at market (`equity_now`), and each day's external flows
-    (deposits and withdrawals), which are not returns."""
+    """The portfolio's daily equity over business days from its first transaction to `today`, and each day's
+    external flows (deposits and withdrawals, which are not returns).
+
+    A day's equity is the ledger's cumulative cash at its end plus `marks(day)`: the value at that day's prices
+    of the positions open now that were opened by then (short options count as liabilities). The last day is
+    `equity_now` (everything at market). A position closed since is counted through its cash flows only."""
     if not ledger:
         return [], np.zeros(0), np.zeros(0)
     cash: dict[dt.date, float] = {}
@@ -487,7 +500,7 @@ def equity_series(
     flow = np.zeros(len(days))
     for i, d in enumerate(days):
         running += cash.get(d, 0.0)
-        values[i] = running
+        values[i] = running + (marks(d) if marks is not None and i < len(days) - 1 else 0.0)
         flow[i] = flows.get(d, 0.0)
     values[-1] = equity_now
     return days, values, flow
@@ -503,9 +516,7 @@ def daily_returns(values: np.ndarray, flows: np.ndarray) -> np.ndarray:
     return out
 
 
-def protection_of(
-    stored: StoredPortfolio, engine_state: dict[str, Any], account_id: str, drawdown: float, day: dt.date
-) -> str:
+def protection_of(engine_state: dict[str, Any], account_id: str, drawdown: float, day: dt.date) -> str:
     """The account's drawdown protection level after observing `drawdown` today (step_protection from its state)."""
     rt = (engine_state.get("accounts") or {}).get(account_id)
     state = None
@@ -535,6 +546,28 @@ def protection_effect(level: str) -> str:
     return f"new exposure x{mult:g}; {cut}"
 
 
+def _marks(calls: Calls, engine: Engine, stored: StoredPortfolio) -> Callable[[dt.date], float]:
+    """Day -> the value at that day's stored prices of the positions open now that were opened by then."""
+    p = stored.portfolio
+    accounts = list(p.accounts.values())
+    cash = sum(float(a.balance) for a in accounts)
+
+    def value(day: dt.date) -> float:
+        held = {k: x for k, x in p.positions.items() if x.opened <= day}
+        if not held:
+            return 0.0
+        then = Portfolio(p.id, p.accounts, p.groups, [], held)
+        try:
+            market = calls.market(
+                tuple(sorted({x.symbol for x in held.values()})), dt.datetime.combine(day, dt.time(16))
+            )
+        except InvalidInputError:
+            return 0.0  # no stored prices that day: the positions count through their cash flows
+        return float(sum(engine.equities(then, accounts, market, day, portfolio_too=False)[0]) - cash)
+
+    return value
+
+
 def performance(calls: Calls, portfolio_id: str, period: tuple[dt.date, dt.date] | None, detail: str) -> Answer:
     """Equity at market per account with drawdown, protection level and what it changes, and the 17 metrics of the
     daily returns from the stored ledger (over `period` when given)."""
@@ -552,16 +585,18 @@ def performance(calls: Calls, portfolio_id: str, period: tuple[dt.date, dt.date]
     except Exception:  # no stored prices for a held symbol: cash only, and the answer says so
         priced = False
         equities, total = [float(a.balance) for a in accounts], float(p.equity)
-    state = stored.engine_state
+    engine_state = stored.engine_state
     rows: dict[str, Any] = {}
     lines = []
     worst = ("", 0.0, "none")
     for a, eq in zip(accounts, equities, strict=True):
         peak = max(float(a.peak), eq)
         dd = (peak - eq) / peak if peak > 0 else 0.0
-        level = protection_of(stored, state, a.id, dd, today)
+        level = protection_of(engine_state, a.id, dd, today)
         cap = settings.default().account(a.kind).max_drawdown
         allowed = allowed_exposure(peak, eq, cap) if peak > 0 else 1.0
+        # At or past its cap an account is REDUCING (a fact of equity, PROTOCOL section 6), whatever was stored.
+        state = "REDUCING" if dd >= cap and a.state == "ACTIVE" else a.state
         rows[a.id] = {
             "kind": a.kind,
             "cash": str(a.balance),
@@ -571,7 +606,7 @@ def performance(calls: Calls, portfolio_id: str, period: tuple[dt.date, dt.date]
             "protection": level,
             "exposure_multiplier": new_exposure_multiplier(level),
             "allowed_exposure": allowed,
-            "state": a.state,
+            "state": state,
             "cap": cap,
         }
         if dd >= worst[1]:
@@ -579,10 +614,11 @@ def performance(calls: Calls, portfolio_id: str, period: tuple[dt.date, dt.date]
         lines.append(
             f"- {a.id} ({name_of(a.kind)}): equity {usd(round(eq, 2))}, peak {usd(round(peak, 2))}, drawdown "
             f"{pct(dd)} (cap {pct(cap, 0)}), protection {level}: {protection_effect(level)}; drawdown budget allows "
-            f"{pct(allowed, 0)} of the deployment target; state {a.state}"
+            f"{pct(allowed, 0)} of the deployment target; state {state}"
+            + (" (at its cap: only orders that reduce exposure pass)" if state == "REDUCING" else "")
         )
     ledger = calls.transactions(portfolio_id)
-    days, values, flows = equity_series(ledger, today, total)
+    days, values, flows = equity_series(ledger, today, total, _marks(calls, engine, stored) if priced else None)
     returns = daily_returns(values, flows)
     if period is not None and days:
         keep = np.array([period[0] <= d <= period[1] for d in days[1:]], dtype=bool)
