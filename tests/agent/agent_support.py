@@ -64,7 +64,8 @@ def seed_market(store: Store, symbols: dict[str, tuple[float, float, float]], en
             stored_market.put_bars(tx, symbol, bar_rows(end, start, growth), replace=True, actor="test")
         quotes = {s: {"iv": iv, "sector": "tech"} for s, (_, _, iv) in symbols.items()}
         quotes[stored_market.MARKET_WIDE] = {"vix": 18.0}
-        stored_market.put_quotes(tx, day, quotes, replace=True, actor="test")
+        for back in range(15):  # the same quotes for the last three weeks, so any recent day has them
+            stored_market.put_quotes(tx, day - back, quotes, replace=True, actor="test")
 
     store.write(unit)
 

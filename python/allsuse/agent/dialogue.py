@@ -20,6 +20,7 @@ amount, missing prices, a key without the role) become a polite reply naming the
 from __future__ import annotations
 
 import datetime as dt
+import re
 import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -88,8 +89,13 @@ class Reply:
     decision_ids: tuple[str, ...] = ()
 
 
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+"""A terminal escape sequence (colours, cursor moves) pasted into a message."""
+
+
 def _clean(text: str) -> str:
-    """The message without control characters (other than spaces), trimmed."""
+    """The message without terminal escape sequences and control characters (other than spaces), trimmed."""
+    text = ANSI.sub("", text)
     return "".join(
         " " if ch in "\t\r\n" else ch for ch in text if ch in "\t\r\n" or unicodedata.category(ch)[0] != "C"
     ).strip()
@@ -416,6 +422,8 @@ class Agent:
         return answers.explain_forking()
 
     def _on_explain_week_types(self, conv: Conversation, slots: dict[str, Any], text: str) -> Answer:
+        if "position" in slots:  # "week type of a short put down 3.2%": classify it
+            return self._on_classify_week(conv, slots, text)
         return answers.explain_week_types()
 
     def _on_setup_accounts(self, conv: Conversation, slots: dict[str, Any], text: str) -> Answer:
@@ -510,12 +518,12 @@ class Agent:
         raise InvalidInputError.of("account_kind", f"portfolio {p.id} has no {answers.name_of(str(kind))}")
 
     def _on_recommend_trades(self, conv: Conversation, slots: dict[str, Any], text: str) -> Answer:
-        needed = self._portfolio_needed(conv)
-        if needed is not None:
-            return needed
         refused = self._unknown_tickers(slots)
         if refused is not None:
             return refused
+        needed = self._portfolio_needed(conv)
+        if needed is not None:
+            return needed
         assert conv.portfolio_id is not None
         account_id = self._account(conv, slots)
         kind = self.calls.portfolio(conv.portfolio_id).portfolio.accounts[account_id].kind
