@@ -29,6 +29,7 @@ MODULES = (
     "bench.bench_market",
     "bench.bench_backtest",
     "bench.bench_sweep",
+    "bench.bench_agent",
 )
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"

@@ -13,11 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from allsuse.errors import InvalidInputError
-from allsuse.store import Store
+from allsuse.store import Record, Store
 
 MAX_TURNS = 20
 """Turns kept word for word; older ones are folded into the summary."""
@@ -201,8 +202,15 @@ class ConversationStore:
         return conversation
 
     def save(self, conversation: Conversation, *, actor: str = "system") -> None:
-        """Writes the conversation's memory (one row, replaced)."""
-        self.store.put_conversation(conversation.conversation_id, conversation.to_json(), actor=actor)
+        """Writes the conversation's memory (one row, replaced) and returns once it is durable."""
+        self.submit(conversation, actor=actor).result()
+
+    def submit(self, conversation: Conversation, *, actor: str = "system") -> Future[Record]:
+        """Queues the write of the conversation's memory in the store's next group commit; the future completes
+        once it is durable (a server awaits it on the event loop, so no worker thread waits for the fsync)."""
+        payload = conversation.to_json()
+        conversation_id = conversation.conversation_id
+        return self.store.submit(lambda tx: tx.put_conversation(conversation_id, payload, actor=actor))
 
 
 __all__ = [

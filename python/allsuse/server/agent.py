@@ -13,9 +13,11 @@ write gets a polite refusal naming the role needed.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from decimal import Decimal
 from typing import Any
 
@@ -37,6 +39,7 @@ from allsuse.server.portfolio import PortfolioServicer
 from allsuse.server.portfolios import PortfolioRepository, PortfolioRuntime, StoredPortfolio, retry_stale
 from allsuse.server.request import current_principal
 from allsuse.server.rpc import rpc, run_blocking
+from allsuse.store import Record
 from allsuse.v1 import agent_pb2, agent_pb2_grpc, decision_pb2, portfolio_pb2
 
 ROLES = {"Converse": "viewer"}
@@ -203,12 +206,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             conversation.portfolio_id, conversation.account_id = request.portfolio_id, None
         return conversation
 
-    def turn(self, conversation: Conversation, message: str) -> tuple[Reply, list[dict[str, Any]]]:
-        """One turn on this thread: the reply and the alerts its decisions raised; the memory is saved."""
+    def turn(self, conversation: Conversation, message: str) -> tuple[Reply, list[dict[str, Any]], Future[Record]]:
+        """One turn on this thread: the reply, the alerts its decisions raised, and the memory's write (queued in
+        the store's group commit; the caller awaits it before answering)."""
         calls = ServiceCalls(self.deps, self.decisions, self.portfolios, self.clock)
         reply = Agent(calls).turn(conversation, message)
-        self.conversations.save(conversation, actor=actor())
-        return reply, calls.alerts
+        return reply, calls.alerts, self.conversations.submit(conversation, actor=actor())
 
     def response(self, conversation: Conversation, reply: Reply) -> agent_pb2.ConverseResponse:
         """The ConverseResponse of a turn."""
@@ -233,9 +236,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             conversation = await run_blocking(self.open, request, conversation_id)
             pid = conversation.portfolio_id
             if pid is None:
-                reply, alerts = await run_blocking(self.turn, conversation, request.message)
+                reply, alerts, saved = await run_blocking(self.turn, conversation, request.message)
             else:  # the conversation's turn first, then the portfolio's: always in this order
-                reply, alerts = await queue.run(pid, lambda: run_blocking(self.turn, conversation, request.message))
+                reply, alerts, saved = await queue.run(
+                    pid, lambda: run_blocking(self.turn, conversation, request.message)
+                )
+            # The memory is durable before the reply leaves (and before the conversation's next turn loads it); the
+            # fsync is awaited here, on the event loop, not on a worker thread.
+            await asyncio.wrap_future(saved)
             return conversation, reply, alerts
 
         conversation, reply, alerts = await queue.run(f"conversation:{conversation_id}", in_turn)
