@@ -99,3 +99,16 @@ def test_a_conversation_belongs_to_the_key_that_started_it(tmp_path: Path) -> No
         assert again.intent == "explain_accounts" and again.conversation_id == mine.conversation_id
         record = server.store.get_conversation(mine.conversation_id)
         assert record is not None and len(record.payload["turns"]) == 2  # bob's and admin's tries left no trace
+
+
+def test_a_viewer_key_is_told_politely_that_it_cannot_write(tmp_path: Path) -> None:
+    db = tmp_path / "allsuse.db"
+    with Store(db) as store:
+        viewer = store.create_api_key("viewer").token
+    with running(db, auth=True) as server:
+        chat = Chat(server, viewer)
+        shown = chat.say("set up my accounts with 100k")
+        assert shown.awaiting_confirmation  # showing the allocation only reads
+        refused = chat.say("yes")
+        assert refused.intent == "affirm" and "needs a trader key" in refused.reply and "viewer" in refused.reply
+        assert server.store.list_portfolios(limit=10) == [] and not refused.awaiting_confirmation

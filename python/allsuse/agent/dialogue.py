@@ -585,6 +585,12 @@ class Agent:
         refused = self._unknown_tickers(slots)
         if refused is not None:
             return refused
+        named = slots.get("decision_id")
+        if named:  # "explain <decision id>"
+            found = self.calls.decision(str(named))
+            if found is None:
+                return Answer(f"I know no decision {named}.", data={"decision_id": named}, note="unknown decision")
+            return answers.explanation(found, conv.detail)
         decisions = self._decisions_in_focus(conv)
         symbol = slots.get("symbol")
         if symbol:

@@ -35,8 +35,10 @@ class ConverseRequest(_message.Message):
     know yet starts a new conversation under that id (at most 64 characters, no '/').
     """
     portfolio_id: _builtins.str
-    """Optional: the portfolio to talk about; it becomes the conversation's portfolio in focus (remembered for
-    later turns). The caller must own it (or be an admin), as for GetPortfolio-style reads.
+    """Optional: the portfolio to talk about (at most 64 characters); it becomes the conversation's portfolio in focus,
+    remembered for later turns. NOT_FOUND when there is no such portfolio. Reading it is open to every key, as
+    GetPortfolio is; a write through the agent (a decision, an approval, a withdrawal) needs the role the RPC needs
+    and a key that owns the portfolio (or an admin key), and is otherwise refused politely in the reply.
     """
     message: _builtins.str
     """What the user said. Only the first 2000 characters are read; a longer message is answered politely."""
