@@ -97,6 +97,7 @@ def test_references_why_and_for_rev_acc_and_do_it(server: Running) -> None:
     assert decision["account_id"] == f"{pid}/gen-1" and decision["symbol"] == "NVDA"
     why = chat.say("why?")
     assert why.intent == "explain_decision" and list(why.decision_ids) == list(rec.decision_ids)
+    assert why.awaiting_confirmation and rec.awaiting_confirmation  # "why?" leaves the approval question standing
     stored = server.store.get_decision(rec.decision_ids[0])
     assert stored is not None
     assert stored.payload["outcome"] in why.reply and stored.payload["label"] in why.reply

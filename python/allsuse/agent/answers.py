@@ -632,7 +632,9 @@ def performance(calls: Calls, portfolio_id: str, period: tuple[dt.date, dt.date]
         + (f" and {usd(round(withdrawn, 2))} withdrawn" if withdrawn else "")
         + f" ({'+' if gain >= 0 else '-'}{usd(round(abs(gain), 2))})."
     )
-    if worst[0]:
+    if worst[0] and worst[1] <= 0:
+        brief += " No account is in drawdown."
+    elif worst[0]:
         brief += f" Deepest drawdown {worst[0]} {pct(worst[1])}, protection {worst[2]} ({protection_effect(worst[2])})."
     if metrics:
         brief += (

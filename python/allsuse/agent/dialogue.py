@@ -41,6 +41,8 @@ WRITES = ("create_portfolio", "approve", "decline", "withdraw")
 """Actions carried out only after a yes."""
 MAX_SYMBOLS_PER_TURN = 4
 DEFAULT_YEARS = 10
+KEEP_CONFIRMATION = ("explain_decision", "help")
+"""Questions that leave a pending confirmation standing (anything else lets it lapse)."""
 CORRECTABLE = {
     "create_portfolio": ("money",),
     "withdraw": ("money", "account_kind", "account_id"),
@@ -294,6 +296,13 @@ class Agent:
             conv.pending = None
             action = "setup_accounts" if pending.action == "create_portfolio" else pending.action
             return self._answer(conv, action, {**pending.slots, **changed}, text, u)
+        if u.intent in KEEP_CONFIRMATION and not slots.get("symbol"):
+            # "why?" before saying yes: explained, and the question still stands.
+            intent, answer = self._answer(conv, u.intent, slots, text, u)
+            conv.pending = pending
+            answer.brief += " Still waiting for your yes or no."
+            answer.full = (answer.full + "\nStill waiting for your yes or no.") if answer.full else ""
+            return intent, answer
         conv.pending = None
         if u.intent == "deny":
             what = {
