@@ -13,7 +13,8 @@ Rows:
 - recommendation turn ("what should I trade on NVDA for Gen-Acc?"): p99 of the turn minus the Decide it calls
   (timed inside the same turn), against that Decide's p99 as the baseline.
 
-`python bench/bench_agent.py` prints p50, p99 and max of each.
+`python bench/bench_agent.py` prints p50, p99 and max of each, and the intent-only turn's CPU time on its thread
+("intent_cpu": what the turn costs without waiting for a core on a busy machine).
 """
 
 from __future__ import annotations
@@ -115,16 +116,18 @@ def measure() -> dict[str, list[float]]:
         symbols = agent_service.configured_symbols()
 
         durable: list[float] = []
+        cpu: list[float] = []
 
         def turn(conversation_id: str, message: str, calls_type: type = agent_service.ServiceCalls) -> float:
             """One turn as the servicer's worker thread runs it; the wait for the durable save is kept apart."""
-            start = time.perf_counter()
+            start, thread = time.perf_counter(), time.thread_time()
             request = agent_pb2.ConverseRequest(conversation_id=conversation_id, portfolio_id=pid, message=message)
             conversation = servicer.open(request, conversation_id)
             calls = calls_type(servicer.deps, servicer.decisions, servicer.portfolios, servicer.clock)
             Agent(calls).turn(conversation, message)
             saved = servicer.conversations.submit(conversation)
             took = time.perf_counter() - start
+            cpu.append(time.thread_time() - thread)
             saved.result()
             durable.append(time.perf_counter() - start - took)
             return took
@@ -132,8 +135,9 @@ def measure() -> dict[str, list[float]]:
         for i in range(30):  # warm-up: caches, the conversation at its turn cap
             turn("bench-intent", INTENT_ONLY[i % len(INTENT_ONLY)])
         durable.clear()
+        cpu.clear()
         intent = [turn("bench-intent", INTENT_ONLY[i % len(INTENT_ONLY)]) for i in range(TURNS)]
-        saves = list(durable)
+        saves, intent_cpu = list(durable), list(cpu)
         understanding: list[float] = []
         for i in range(TURNS):
             start = time.perf_counter()
@@ -150,7 +154,14 @@ def measure() -> dict[str, list[float]]:
             turn("bench-recommend", "no", _TimedCalls)  # lets the approval question lapse
         decides = list(_TimedCalls.decide_seconds)
         beyond = [t - d for t, d in zip(totals, decides, strict=True)]
-        return {"intent": intent, "understand": understanding, "beyond": beyond, "decide": decides, "save": saves}
+        return {
+            "intent": intent,
+            "intent_cpu": intent_cpu,
+            "understand": understanding,
+            "beyond": beyond,
+            "decide": decides,
+            "save": saves,
+        }
     finally:
         asyncio.run(service.store_component.stop())
 
@@ -180,7 +191,7 @@ def main() -> None:
     m = measure()
     for name, samples in m.items():
         print(
-            f"{name:10s} n={len(samples):4d} p50 {_p(samples, 50) * 1e3:7.3f} ms  p99 {_p(samples, 99) * 1e3:7.3f} ms"
+            f"{name:11s} n={len(samples):4d} p50 {_p(samples, 50) * 1e3:7.3f} ms  p99 {_p(samples, 99) * 1e3:7.3f} ms"
             f"  max {max(samples) * 1e3:7.3f} ms  mean {statistics.fmean(samples) * 1e3:7.3f} ms"
         )
 
