@@ -175,3 +175,17 @@ def test_the_amount_can_be_asked_for_and_unknown_gets_one_precise_question(serve
     fresh = Chat(server)
     unclear = fresh.say("purple monkey dishwasher")
     assert unclear.intent == "unknown" and unclear.reply.count("?") == 1 and unclear.reply.endswith("?")
+
+
+def test_a_follow_up_refers_back_only_with_a_value_the_previous_answer_takes(server: Running) -> None:
+    chat, pid = _onboarded(server)
+    before = _portfolios(server)
+    view = chat.say("NVDA")  # a symbol after the setup: its market view, not another portfolio
+    assert view.intent == "market_view" and not view.awaiting_confirmation and data(view)["symbol"] == "NVDA"
+    again = chat.say("and AMD?")
+    assert again.intent == "market_view" and data(again)["symbol"] == "AMD"
+    projected = chat.say("project 250k over 5 years")
+    corrected = chat.say("no, 300k")
+    assert corrected.intent == "projection" and data(corrected)["total"] == "300000.00"
+    assert data(corrected)["years"] == data(projected)["years"] == 5
+    assert _portfolios(server) == before

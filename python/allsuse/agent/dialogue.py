@@ -41,6 +41,18 @@ WRITES = ("create_portfolio", "approve", "decline", "withdraw")
 """Actions carried out only after a yes."""
 MAX_SYMBOLS_PER_TURN = 4
 DEFAULT_YEARS = 10
+REFERS = {
+    "setup_accounts": ("money",),
+    "recommend_trades": ("symbol", "account_kind", "account_id"),
+    "market_view": ("symbol",),
+    "classify_week": ("percent", "position"),
+    "check_performance": ("period",),
+    "projection": ("money", "years", "count"),
+    "withdraw": ("money", "account_kind", "account_id"),
+    "explain_decision": ("symbol", "decision_id"),
+}
+"""The values a bare follow-up may carry to re-run the previous intent ("and for Rev-Acc?", "no, 300k"); a value
+the previous intent does not take is read on its own ("NVDA" after a setup: its market view)."""
 KEEP_CONFIRMATION = ("explain_decision", "help")
 """Questions that leave a pending confirmation standing (anything else lets it lapse)."""
 CORRECTABLE = {
@@ -208,7 +220,7 @@ class Agent:
         intent = u.intent
         values = {k: v for k, v in slots.items() if k not in PREFERENCES}
         previous = str(conv.last.get("intent") or "")
-        if intent in ("inform", "deny") and (values or u.correction) and previous:
+        if intent in ("inform", "deny") and previous and any(k in REFERS.get(previous, ()) for k in values):
             # A reference to the previous answer: "and for Rev-Acc?", "no, 300k", "NVDA".
             intent = previous
             slots = self._merged(conv.last.get("slots") or {}, slots)
@@ -327,7 +339,7 @@ class Agent:
             conv.advance("created")
             conv.pending = Pending("risk_profile", {}, "risk")
             answer = answers.created(self.calls.portfolio(portfolio_id))
-            conv.last = {"intent": "setup_accounts", "slots": {"money": str(total)}, "portfolio_id": portfolio_id}
+            conv.last = {}  # "no, 300k" now would not mean another portfolio
             return answer
         if action in ("approve", "decline"):
             ids = [str(i) for i in slots.get("decision_ids") or []]

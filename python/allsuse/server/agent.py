@@ -53,12 +53,11 @@ def utc_now() -> dt.datetime:
 
 
 def configured_symbols() -> tuple[str, ...]:
-    """The symbols of every account type and the cash-settled indices, in configuration order."""
+    """The symbols the accounts trade (every account type's), in configuration order."""
     cfg = settings.default()
     seen: dict[str, None] = {}
     for kind in settings.ACCOUNT_TYPES:
         seen.update(dict.fromkeys(cfg.account(kind).symbols))
-    seen.update(dict.fromkeys(cfg.doc.strings("cash_settled")))
     return tuple(seen)
 
 
