@@ -178,7 +178,7 @@ def test_the_amount_can_be_asked_for_and_unknown_gets_one_precise_question(serve
 
 
 def test_a_follow_up_refers_back_only_with_a_value_the_previous_answer_takes(server: Running) -> None:
-    chat, pid = _onboarded(server)
+    chat, _ = _onboarded(server)
     before = _portfolios(server)
     view = chat.say("NVDA")  # a symbol after the setup: its market view, not another portfolio
     assert view.intent == "market_view" and not view.awaiting_confirmation and data(view)["symbol"] == "NVDA"
