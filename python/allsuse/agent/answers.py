@@ -38,6 +38,8 @@ KINDS = ("gen", "rev", "com")
 EXTERNAL = ("deposit", "withdrawal")
 """Ledger kinds that move money into or out of the portfolio (not returns)."""
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+DEFAULT_HISTORY_DAYS = 365
+"""Calendar days a performance review covers when no period is named."""
 PROTECTION = ("none", "light", "moderate", "aggressive", "emergency")
 
 
@@ -474,13 +476,15 @@ def equity_series(
     today: dt.date,
     equity_now: float,
     marks: Callable[[dt.date], float] | None = None,
+    since: dt.date | None = None,
 ) -> tuple[list[dt.date], np.ndarray, np.ndarray]:
     """The portfolio's daily equity over business days from its first transaction to `today`, and each day's
     external flows (deposits and withdrawals, which are not returns).
 
     A day's equity is the ledger's cumulative cash at its end plus `marks(day)`: the value at that day's prices
     of the positions open now that were opened by then (short options count as liabilities). The last day is
-    `equity_now` (everything at market). A position closed since is counted through its cash flows only."""
+    `equity_now` (everything at market). A position closed since is counted through its cash flows only. With
+    `since`, the series starts that day (earlier cash summed into it)."""
     if not ledger:
         return [], np.zeros(0), np.zeros(0)
     cash: dict[dt.date, float] = {}
@@ -493,9 +497,11 @@ def equity_series(
             flows[day] = flows.get(day, 0.0) + amount
     first = min(cash)
     end = max(today, max(cash))
+    if since is not None and since > first:  # the days before are summed into the first day's cash
+        first = min(since, end)
     days = [first + dt.timedelta(n) for n in range((end - first).days + 1)]
     days = [d for d in days if d.weekday() < 5 or d in cash or d == end]
-    running = 0.0
+    running = sum(amount for day, amount in cash.items() if day < first)
     values = np.empty(len(days))
     flow = np.zeros(len(days))
     for i, d in enumerate(days):
@@ -618,7 +624,10 @@ def performance(calls: Calls, portfolio_id: str, period: tuple[dt.date, dt.date]
             + (" (at its cap: only orders that reduce exposure pass)" if state == "REDUCING" else "")
         )
     ledger = calls.transactions(portfolio_id)
-    days, values, flows = equity_series(ledger, today, total, _marks(calls, engine, stored) if priced else None)
+    # A year of daily points by default (a period asked for sets the start): each day's marks cost a market lookup.
+    since = period[0] if period is not None else today - dt.timedelta(days=DEFAULT_HISTORY_DAYS)
+    marks = _marks(calls, engine, stored) if priced else None
+    days, values, flows = equity_series(ledger, today, total, marks, since - dt.timedelta(days=1))
     returns = daily_returns(values, flows)
     if period is not None and days:
         keep = np.array([period[0] <= d <= period[1] for d in days[1:]], dtype=bool)

@@ -343,8 +343,21 @@ class Agent:
             return answer
         if action in ("approve", "decline"):
             ids = [str(i) for i in slots.get("decision_ids") or []]
-            done = [self.calls.approve(i, action == "approve") for i in ids]
+            done: list[dict[str, Any]] = []
+            refused: list[str] = []
+            for decision_id in ids:  # each on its own: one approved meanwhile does not stop the others
+                try:
+                    done.append(self.calls.approve(decision_id, action == "approve"))
+                except AllsuseError as exc:
+                    if len(ids) == 1:
+                        raise
+                    refused.append(f"{decision_id}: {exc}")
+            if not done:
+                raise InvalidInputError.of("decision_ids", "; ".join(refused))
             answer = answers.approval(done[0]) if len(done) == 1 else self._approvals(done)
+            if refused:
+                answer.brief += " Not changed: " + "; ".join(refused) + "."
+                answer.data["not_changed"] = refused
             conv.last = {"intent": "explain_decision", "slots": {}, "decision_ids": ids}
             return answer
         if action == "withdraw":
