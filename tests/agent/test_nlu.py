@@ -125,7 +125,7 @@ def test_labelled_set_is_large_varied_and_covers_every_intent(name: str) -> None
 def test_halves_are_disjoint() -> None:
     dev = {item["text"].strip().lower() for item in load("phrasings_dev.jsonl")}
     held = {item["text"].strip().lower() for item in load("phrasings_heldout.jsonl")}
-    assert not dev & held
+    assert not (dev & held) - {""}  # the blank message is in both halves (blank and whitespace)
     assert len(dev) + len(held) >= 320
 
 
