@@ -369,7 +369,7 @@ ALIASES = {
 @functools.lru_cache(maxsize=8192)
 def _correct(token: str) -> str:
     """The known word `token` is a typo of (Damerau distance 1 for 5-7 letters, 2 from 8 letters, only a swap of
-    two letters for 4), or `token` itself."""
+    two letters for 4; the first or second letter kept), or `token` itself."""
     if token in ALIASES:
         return ALIASES[token]
     if token in VOCABULARY or not token.isalpha() or len(token) < 4 or len(token) > 20:
@@ -378,6 +378,9 @@ def _correct(token: str) -> str:
     best: tuple[int, str] | None = None
     for length in range(len(token) - limit, len(token) + limit + 1):
         for word in _BY_LENGTH.get(length, ()):
+            # a typo keeps the first letter or the second (a swap of the first two letters keeps neither: "rfork")
+            if word[0] != token[0] and word[1] != token[1] and word[:2] != token[1::-1]:
+                continue
             if len(token) == 4 and (len(word) != 4 or sorted(word) != sorted(token)):
                 continue
             d = edit_distance(token, word, limit)
@@ -431,6 +434,11 @@ def _entity_features(e: Entities) -> set[str]:
 _COMPILED: tuple[tuple[str, float, tuple[frozenset[str], ...]], ...] = tuple(
     (intent, weight, tuple(frozenset(g.split("|")) for g in spec.split())) for intent, weight, spec in _FEATURES
 )
+# Each feature indexed by the words of its first group: only features one of the message's words starts are checked.
+_BY_FIRST_WORD: dict[str, tuple[int, ...]] = {}
+for _i, _feature in enumerate(_COMPILED):
+    for _word in _feature[2][0]:
+        _BY_FIRST_WORD[_word] = (*_BY_FIRST_WORD.get(_word, ()), _i)
 # Value-bearing entities: a message made of these and little else answers a question (`inform`).
 _SLOT_FEATURES = frozenset(
     {
@@ -467,8 +475,12 @@ def scores(text: str, *, symbols: Collection[str], today: dt.date) -> tuple[dict
     words = [_correct(w) for w in _WORD.findall(_normalise(text))[:MAX_TOKENS]]
     present = set(words) | _entity_features(entities)
     total: dict[str, float] = {}
-    for intent, weight, groups in _COMPILED:
-        if all(not g.isdisjoint(present) for g in groups):
+    candidates: set[int] = set()
+    for word in present:
+        candidates.update(_BY_FIRST_WORD.get(word, ()))
+    for index in sorted(candidates):
+        intent, weight, groups = _COMPILED[index]
+        if all(not g.isdisjoint(present) for g in groups[1:]):
             total[intent] = total.get(intent, 0.0) + weight
     return total, entities, words
 
