@@ -697,7 +697,7 @@ DETAIL_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
             r"\b(?:in\s+(?:full\s+)?detail|detailed|details|full\s+(?:reasoning|explanation|details?|version|"
             r"breakdown|story)|every\s+rule|all\s+(?:the\s+)?(?:rules|details|reasoning)|step[\s-]+by[\s-]+step|"
             r"long\s+version|verbose|elaborate|in[\s-]+depth|thorough(?:ly)?|walk\s+me\s+through|"
-            r"everything|fully)\b",
+            r"everything|fully|more\s+details?|more\s+depth|longer(?:\s+version)?|expand(?:\s+on\s+(?:that|it))?)\b",
             re.I,
         ),
         "full",

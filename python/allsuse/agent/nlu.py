@@ -68,6 +68,7 @@ greeting 1.0 good morning|afternoon|evening|day
 greeting 2.0 nice|pleased meet
 greeting 2.4 how are you
 greeting 1.4 new here|user|investor|customer
+greeting 2.2 thanks|thank|bye|goodbye|cheers|later|ciao
 help 3.2 help|helping|helpful|assist|assistance
 help 3.6 what can|could you do|offer|help
 help 2.5 commands|menu|capabilities|features|functions
@@ -84,6 +85,7 @@ explain_protocol 1.6 protocol|alluse|strategy|methodology|method|approach|framew
     |tell|describe|overview|mean|means|meaning|understand|work|works|basics|about|define
 explain_protocol 1.4 wheel|income options|idea
 explain_protocol 1.0 system
+explain_protocol 2.4 reducing|halted|breaker|breakers|vix|trust|compliance $EXPLAIN|state|states
 explain_protocol 1.5 rules trading|protocol|system|game
 explain_protocol 1.2 big picture|overall|whole|general|concept
 explain_protocol 2.2 overall|general|generally|concept|principle|principles|philosophy
@@ -95,6 +97,7 @@ explain_accounts 2.5 difference|differ|differences|different|compare|versus|vs b
 explain_accounts 1.5 split|allocation|allocated|divided|buffer|target|targets|percent|percentage
 explain_accounts 1.2 @account
 explain_accounts 1.0 accounts|account
+explain_accounts 2.4 target|targets|buffer|buffers|cap|caps|allocation|allocations
 explain_accounts 2.5 40 30 account|accounts|split|allocation|why|how
 explain_accounts 1.4 purpose|role|job|point @account|account|accounts
 explain_forking 2.4 fork|forks|forking|forked
@@ -150,10 +153,12 @@ explain_decision 3.0 how come
 explain_decision 2.6 explain|reason|reasons|reasoning|rationale|justify|justification|logic|basis decision
     |trade|that|this|it|recommendation|strike|choice|pick|call|number|numbers|contracts|delta|size|sizing
 explain_decision 3.6 @decision
+explain_decision 2.6 es|shortfall|var before|after|budget|impact|change|changed
 explain_decision 2.6 reasoning|rationale|justification
 explain_decision -1.5 why accounts|protocol|strategy|forks|forking|merge|merging|reinvest|reinvestment|weektype
 explain_decision 1.6 why|explain @ticker|@unknown|@delta|@count
-explain_decision 2.0 rule|rules cited|applied|used|fired|triggered|failed|passed
+explain_decision 2.0 rule|rules|compliance cited|applied|used|fired|triggered|failed|passed|checked|check
+    |broke|broken
 approve 4.2 approve|approved|approving|approval|greenlight|authorize|authorise|authorized|ratify
 approve 3.0 execute|place|submit|send|accept|take execute|trade|order|decision|it|recommendation|that|this
 approve 2.0 sign off
@@ -161,6 +166,7 @@ approve -5.0 not|never|dont approve|execute|place|submit|accept|take|approved
 approve 1.2 trade|order|decision @ticker
 decline 4.2 decline|declined|declining|reject|rejected|rejecting|veto|refuse|refused
 decline 5.0 not|never|dont approve|execute|place|take|trade|accept|submit
+decline -3.0 why|was|were|been|got rejected|declined|refused
 decline 2.6 skip|pass|ignore trade|it|this|one|that|order|decision|recommendation|@ticker
 decline 1.4 trade|order|decision|recommendation
 affirm 2.2 yes|yeah|yep|yup|sure|ok|okay|confirm|confirmed|correct|absolutely|definitely|affirmative|y|ya
@@ -181,6 +187,8 @@ check_performance 2.8 performance|perform|performing|performed|pnl|profit|profit
     |drawdowns|metrics|stats|statistics|winrate|cagr|returns|return|gains|losses|earnings
 check_performance 2.2 how am|are|is|did|have|has i|we|doing|portfolio|account|accounts|@account|done|did
 check_performance 1.4 @period
+check_performance 2.4 @account|portfolio|account|accounts|we|i @percent
+check_performance 2.0 down|lost|drop|dropped|fell|losing|underwater @percent|drawdown|protected|protection
 check_performance 1.6 report|review|summary|results|history|track|record
 check_performance 2.8 how much made|make|earn|earned|lost|lose|gained|up|down
 check_performance 2.4 protection level|levels|status|mode
