@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 import math
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-# Text past this many characters is not read (a 64 KB paste is understood from its beginning).
-MAX_CHARS = 4000
+# Text past this many characters is not read: a chat message is understood from its first 1,000 characters (a 64 KB
+# paste costs what 1,000 characters cost).
+MAX_CHARS = 1000
 
 ACCOUNT_KINDS = ("gen", "rev", "com")
 RISK_LEVELS = ("conservative", "moderate", "aggressive")
@@ -122,6 +124,10 @@ NUMBER_WORDS = {
     "quarter": 0.25,
 }
 _NUMWORD = r"(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|fifty)"
+_NUMBER_WORD = re.compile(
+    r"\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|"
+    r"thirty|fifty|hundred|half|quarter|a|an|million|thousand|grand|billion|decade)\b"
+)
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+"
 
 MULTIPLIERS = {
@@ -351,6 +357,12 @@ _MONTH = (
 )
 _UNIT = r"(?P<unit>days?|d|weeks?|wks?|months?|mos?|quarters?|years?|yrs?)"
 _COUNTWORD = r"(?P<n>\d{1,4}|" + _NUMWORD + r"|a|an)"
+
+
+_PERIOD_HINT = re.compile(
+    rf"since|last|past|prev|prior|this|current|to[\s-]+date|ytd|qtd|mtd|wtd|ttm|ltm|ago|yesterday|today|q[1-4]|"
+    rf"from|between|(?:19|20)\d\d|{_MONTH}"
+)
 
 
 def _month_end(year: int, month: int) -> dt.date:
@@ -685,7 +697,7 @@ DETAIL_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
             r"\b(?:in\s+(?:full\s+)?detail|detailed|details|full\s+(?:reasoning|explanation|details?|version|"
             r"breakdown|story)|every\s+rule|all\s+(?:the\s+)?(?:rules|details|reasoning)|step[\s-]+by[\s-]+step|"
             r"long\s+version|verbose|elaborate|in[\s-]+depth|thorough(?:ly)?|walk\s+me\s+through|"
-            r"everything|fully)\b",
+            r"everything|fully|more\s+details?|more\s+depth|longer(?:\s+version)?|expand(?:\s+on\s+(?:that|it))?)\b",
             re.I,
         ),
         "full",
@@ -726,11 +738,19 @@ def _extract_week_label(t: _Text) -> str | None:
     return None
 
 
-def _fuzzy_word(text: str, words: dict[str, str]) -> str | None:
+def _fuzzy_risk(text: str) -> str | None:
+    """A misspelt risk word ("agressive", "conservitive")."""
     for token in re.findall(r"[a-z]{6,14}", text.lower()):
-        for word, value in words.items():
-            if token[0] == word[0] and edit_distance(token, word, 2) <= 2:
-                return value
+        if (found := _risk_word(token)) is not None:
+            return found
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _risk_word(token: str) -> str | None:
+    for word, value in RISK_WORDS.items():
+        if token[0] == word[0] and edit_distance(token, word, 2) <= 2:
+            return value
     return None
 
 
@@ -823,6 +843,11 @@ def edit_distance(a: str, b: str, limit: int) -> int:
 # --- the whole extraction -----------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=16)
+def _with_english(vocabulary: frozenset[str]) -> frozenset[str]:
+    return ENGLISH | vocabulary
+
+
 def extract(
     text: str,
     *,
@@ -835,7 +860,7 @@ def extract(
     raw = text[:MAX_CHARS] if isinstance(text, str) else ""
     t = _Text(raw)
     symbol_set = frozenset(s.upper() for s in symbols if isinstance(s, str))
-    vocab = ENGLISH | frozenset(vocabulary)
+    vocab = _with_english(frozenset(vocabulary))
     decision = DECISION_ID.search(t.work)
     decision_id = None
     if decision:
@@ -843,17 +868,20 @@ def extract(
         t.take(decision.start(), decision.end())
     week_label = _extract_week_label(t)
     account_kind, account_id = _extract_account(t)
-    period = _extract_period(t, today)
-    delta = _extract_delta(t)
-    percent = _extract_percent(t)
-    money = _extract_money(t)
-    years = _extract_years(t)
-    count = _extract_count(t)
-    if money is None:
+    low = raw.lower()
+    # Each extractor runs only when the message has what it needs (a digit, "delta", "%"...): most have none.
+    digits = any(c.isdigit() for c in raw)
+    numbers = digits or bool(_NUMBER_WORD.search(low))
+    period = _extract_period(t, today) if _PERIOD_HINT.search(low) else None
+    delta = _extract_delta(t) if ("delta" in low or "\u0394" in raw) else None
+    percent = _extract_percent(t) if ("%" in raw or "percent" in low or "pct" in low or "per cent" in low) else None
+    money = _extract_money(t) if numbers else None
+    years = _extract_years(t) if (("y" in low or "decade" in low) and numbers) else None
+    count = _extract_count(t) if numbers else None
+    if money is None and digits:
         money = _bare_money(t)
     tickers, unknown = _extract_tickers(t, symbol_set, vocab)
-    low = raw.lower()
-    risk = _first(RISK_PATTERNS, low) or _fuzzy_word(low, RISK_WORDS)
+    risk = _first(RISK_PATTERNS, low) or _fuzzy_risk(low)
     detail = _first(DETAIL_PATTERNS, low)
     position = _first(POSITION_PATTERNS, raw)
     return Entities(

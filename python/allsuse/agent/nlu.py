@@ -68,10 +68,13 @@ greeting 1.0 good morning|afternoon|evening|day
 greeting 2.0 nice|pleased meet
 greeting 2.4 how are you
 greeting 1.4 new here|user|investor|customer
+greeting 2.2 thanks|thank|bye|goodbye|cheers|later|ciao
 help 3.2 help|helping|helpful|assist|assistance
 help 3.6 what can|could you do|offer|help
 help 2.5 commands|menu|capabilities|features|functions
 help 1.6 options|examples|abilities
+help 1.2 what|my|which options
+help 1.5 examples|example|sample|kinds questions|question|things|ask
 help 2.4 lost|confused|stuck|clueless
 help 2.2 what|how can|should|do ask|say|type|use
 help 2.0 how use|using you|this|bot|agent|assistant|app|tool|chat
@@ -82,8 +85,11 @@ explain_protocol 1.6 protocol|alluse|strategy|methodology|method|approach|framew
     |tell|describe|overview|mean|means|meaning|understand|work|works|basics|about|define
 explain_protocol 1.4 wheel|income options|idea
 explain_protocol 1.0 system
+explain_protocol 2.4 reducing|halted|breaker|breakers|vix|trust|compliance $EXPLAIN|state|states
 explain_protocol 1.5 rules trading|protocol|system|game
 explain_protocol 1.2 big picture|overall|whole|general|concept
+explain_protocol 2.2 overall|general|generally|concept|principle|principles|philosophy
+explain_protocol 2.0 you|protocol|system|engine|alluse decide|choose|pick|select|work|works how
 explain_accounts 1.8 account|accounts|@account explain|what|how|tell|describe|overview|mean|means|meaning
     |understand|work|works|basics|about|define|rules
 explain_accounts 2.8 three|3|different|each|types|kinds account|accounts
@@ -91,8 +97,11 @@ explain_accounts 2.5 difference|differ|differences|different|compare|versus|vs b
 explain_accounts 1.5 split|allocation|allocated|divided|buffer|target|targets|percent|percentage
 explain_accounts 1.2 @account
 explain_accounts 1.0 accounts|account
-explain_accounts 1.4 purpose|for|role|job @account|account|accounts
-explain_forking 3.2 fork|forks|forking|forked
+explain_accounts 2.4 target|targets|buffer|buffers|cap|caps|allocation|allocations
+explain_accounts 2.5 40 30 account|accounts|split|allocation|why|how
+explain_accounts 1.4 purpose|role|job|point @account|account|accounts
+explain_forking 2.4 fork|forks|forking|forked
+explain_forking 1.5 surplus what|happen|happens|when|mean|means
 explain_forking 1.5 fork|forks|forking|forked|merge|merging|merges explain|what|how|tell|describe|overview
     |mean|means|meaning|understand|work|works|basics|about|define|rules|happen|happens|trigger|triggers
     |threshold|does|why
@@ -101,8 +110,10 @@ explain_forking 1.2 surplus|split|splits|splitting|spawn|spawns|child|seeds
 fork_status 2.2 fork|forks|forking|forked|merge|merging|merged status|close|closer|near|far|yet|next|soon
     |until|ready|progress|my|am|did|any|left|need|away|have|has|there|many|much|current|currently|when|will
     |we|our|group|groups
-fork_status 1.6 fork|forks|forking|forked|merge|merging my|am|we|our|@account_id|did|have|has|will|yet|any
+fork_status 1.6 fork|forks|forking|forked|merge|merging my|am|i|we|our|@account_id|did|have|has|will|yet|any
     |many
+fork_status 1.0 fork|forks|forking|forked
+fork_status 1.5 forks|forked
 fork_status 1.5 surplus my|current|now|have|left|much|how
 fork_status 2.0 status|close|near|far|away|yet|progress|soon fork|forks|forking|forked|merge|merging
 explain_week_types 3.0 weektype|weektypes
@@ -115,6 +126,7 @@ classify_week 1.6 weektype|week|weeks this|current|now|my|@ticker|we|which|today
 classify_week 2.6 what|which kind|type|sort|weektype week|is|this|was|having|we
 classify_week 3.2 @position @percent
 classify_week 2.0 @position
+classify_week 1.5 week having|had|going|been|doing
 classify_week 1.5 @percent moved|move|dropped|down|up|fell|rose
 market_view 2.5 label|labels|labeled|labelled
 market_view 1.6 label|labels @ticker|market|symbol|this|week|today
@@ -127,9 +139,9 @@ market_view 1.5 how look|looks|looking|doing @ticker
 market_view 1.4 market|markets
 recommend_trades 3.4 recommend|recommends|recommendation|recommendations|recommended|suggest|suggestion
     |suggestions|ideas|picks
-recommend_trades 2.2 trade|trades|trading what|should|any|this|make|place|open|do|today|next|week
-recommend_trades 2.6 sell|write|open|enter|selling|writing put|puts|call|calls|options|@ticker|position
-    |positions
+recommend_trades 2.6 trade|trades|trading what|should|any|this|make|place|open|do|today|next|week
+recommend_trades 2.6 sell|write|open|enter|selling|writing|pick|choose|find|get
+    ~put|puts|call|calls|options|@ticker|position|positions
 recommend_trades 2.0 should i|we buy|sell|trade|do|enter|open
 recommend_trades 2.2 decide|decision|decisions this|week|today|run|make|new|for|@ticker
 recommend_trades 1.6 strike|strikes|contracts|premium which|what|should|many|pick|choose|take
@@ -141,14 +153,20 @@ explain_decision 3.0 how come
 explain_decision 2.6 explain|reason|reasons|reasoning|rationale|justify|justification|logic|basis decision
     |trade|that|this|it|recommendation|strike|choice|pick|call|number|numbers|contracts|delta|size|sizing
 explain_decision 3.6 @decision
+explain_decision 2.6 es|shortfall|var before|after|budget|impact|change|changed
+explain_decision 2.6 reasoning|rationale|justification
+explain_decision -1.5 why accounts|protocol|strategy|forks|forking|merge|merging|reinvest|reinvestment|weektype
 explain_decision 1.6 why|explain @ticker|@unknown|@delta|@count
-explain_decision 2.0 rule|rules cited|applied|used|fired|triggered|failed|passed
+explain_decision 2.0 rule|rules|compliance cited|applied|used|fired|triggered|failed|passed|checked|check
+    |broke|broken
 approve 4.2 approve|approved|approving|approval|greenlight|authorize|authorise|authorized|ratify
 approve 3.0 execute|place|submit|send|accept|take execute|trade|order|decision|it|recommendation|that|this
 approve 2.0 sign off
+approve -5.0 not|never|dont approve|execute|place|submit|accept|take|approved
 approve 1.2 trade|order|decision @ticker
 decline 4.2 decline|declined|declining|reject|rejected|rejecting|veto|refuse|refused
-decline 3.0 not approve|execute|place|take|trade|accept
+decline 5.0 not|never|dont approve|execute|place|take|trade|accept|submit
+decline -3.0 why|was|were|been|got rejected|declined|refused
 decline 2.6 skip|pass|ignore trade|it|this|one|that|order|decision|recommendation|@ticker
 decline 1.4 trade|order|decision|recommendation
 affirm 2.2 yes|yeah|yep|yup|sure|ok|okay|confirm|confirmed|correct|absolutely|definitely|affirmative|y|ya
@@ -169,6 +187,8 @@ check_performance 2.8 performance|perform|performing|performed|pnl|profit|profit
     |drawdowns|metrics|stats|statistics|winrate|cagr|returns|return|gains|losses|earnings
 check_performance 2.2 how am|are|is|did|have|has i|we|doing|portfolio|account|accounts|@account|done|did
 check_performance 1.4 @period
+check_performance 2.4 @account|portfolio|account|accounts|we|i @percent
+check_performance 2.0 down|lost|drop|dropped|fell|losing|underwater @percent|drawdown|protected|protection
 check_performance 1.6 report|review|summary|results|history|track|record
 check_performance 2.8 how much made|make|earn|earned|lost|lose|gained|up|down
 check_performance 2.4 protection level|levels|status|mode
@@ -186,14 +206,17 @@ projection 1.4 next|ahead|future|coming year|years|decade
 reinvestment 4.4 reinvest|reinvestment|reinvestments|reinvested|reinvesting|reinvests
 reinvestment 2.8 leaps|leap
 reinvestment 1.8 quarterly|quarter gains|profits|money|happen|happens|does|what
-reinvestment 2.0 plow|plough|roll|put back|recycle|recycled|recycling gains|profits|earnings
-withdraw 4.4 withdraw|withdrawal|withdrawals|withdrawing|withdrew|withdrawn
+reinvestment 3.0 plow|plowed|plough|ploughed|put|roll|rolled|recycle|recycled|go|goes|went back|into|in|again
+    ~gains|profits|earnings|premium|income|returns
+withdraw 5.0 withdraw|withdrawal|withdrawals|withdrawing|withdrew|withdrawn
 withdraw 3.4 take|pull|get|pay|move|transfer out
 withdraw 3.4 cashout
 withdraw 1.6 take|get|pull money|funds|profits|cash|income
 withdraw 2.4 payout|payouts|cashout|disburse|disbursement|distribution|distributions
 withdraw 1.2 @money take|get|need|want|send|transfer|move
 withdraw 1.6 access|spend|use money|funds|cash
+withdraw 2.0 need|want|take @money from
+withdraw 1.5 rent|bills|expenses|spend|spending|living|emergency
 setup_accounts 3.0 setup|onboard|onboarding
 setup_accounts 1.6 setup account|accounts|portfolio|@account
 setup_accounts 3.0 open|create|start|begin|fund|register|make|build|new account|accounts|portfolio
@@ -204,14 +227,16 @@ setup_accounts 3.0 allocate|allocation|allocating|divide|distribute @money
 setup_accounts 2.2 new portfolio|account|accounts
 setup_accounts 1.6 sign up|register|join
 setup_accounts 1.6 invest|investing|deposit
+setup_accounts 1.0 want|like|would|ready start|begin|open|invest|create
 risk_profile 3.2 risk tolerance|appetite|profile|level|comfort|assess|assessment|taker|averse|preference
     |preferences|capacity|questionnaire|quiz
-risk_profile 2.6 @risk i|am|me|my|investor|prefer|be|want|set|like|rather|style|person|type|guy|go|make|keep
+risk_profile 2.6 @risk am|me|my|investor|prefer|be|want|set|like|rather|style|person|type|guy|go|make|keep
     |lean
 risk_profile 2.6 how much risk
 risk_profile 2.0 questionnaire|quiz|tolerance|appetite
 risk_profile 1.5 stomach|sleep|nervous|scared|afraid|worried|comfortable|handle|lose
 risk_profile 1.4 @risk
+risk_profile 1.5 risk|risks
 """
 
 
@@ -267,7 +292,7 @@ _CONTRACTIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\b(?:generation|generating|revenue|compounding|compound)\s+acc(?:t|ount)?s?\b", " account "),
     )
 )
-_WORD = re.compile(r"[a-z]+|\d+")
+_WORD = re.compile(r"\d[\d,.]*[a-z]*|[a-z]+")
 _INJECTION = re.compile(
     r"\b(?:ignore|disregard|forget|bypass|override)\s+(?:all\s+|any\s+|your\s+|the\s+|previous\s+|prior\s+|above\s+)*"
     r"(?:rules|instructions|guidelines|prompt|restrictions|policies|programming|constraints)\b"
@@ -314,16 +339,56 @@ for _w in sorted(_KEYWORDS | ENGLISH):
     _BY_LENGTH[len(_w)] = (*_BY_LENGTH[len(_w)], _w)
 
 
+# Chat spellings and misspellings too short for the edit distance.
+ALIASES = {
+    "halp": "help",
+    "hlp": "help",
+    "helo": "hello",
+    "hallo": "hello",
+    "pls": "please",
+    "plz": "please",
+    "thx": "thanks",
+    "ty": "thanks",
+    "u": "you",
+    "ur": "your",
+    "r": "are",
+    "wat": "what",
+    "wut": "what",
+    "whats": "what",
+    "hows": "how",
+    "lets": "let",
+    "im": "i",
+    "dont": "not",
+    "cant": "not",
+    "wont": "not",
+    "didnt": "not",
+    "doesnt": "not",
+    "shouldnt": "not",
+    "yea": "yes",
+    "ya": "yes",
+    "yeh": "yes",
+    "ok": "okay",
+    "kk": "okay",
+    "aprove": "approve",
+    "frok": "fork",
+}
+
+
 @functools.lru_cache(maxsize=8192)
 def _correct(token: str) -> str:
     """The known word `token` is a typo of (Damerau distance 1 for 5-7 letters, 2 from 8 letters, only a swap of
-    two letters for 4), or `token` itself."""
+    two letters for 4; the first or second letter kept), or `token` itself."""
+    if token in ALIASES:
+        return ALIASES[token]
     if token in VOCABULARY or not token.isalpha() or len(token) < 4 or len(token) > 20:
         return token
     limit = 1 if len(token) < 8 else 2
     best: tuple[int, str] | None = None
     for length in range(len(token) - limit, len(token) + limit + 1):
         for word in _BY_LENGTH.get(length, ()):
+            # a typo keeps the first letter or the second (a swap of the first two letters keeps neither: "rfork")
+            if word[0] != token[0] and word[1] != token[1] and word[:2] != token[1::-1]:
+                continue
             if len(token) == 4 and (len(word) != 4 or sorted(word) != sorted(token)):
                 continue
             d = edit_distance(token, word, limit)
@@ -377,6 +442,11 @@ def _entity_features(e: Entities) -> set[str]:
 _COMPILED: tuple[tuple[str, float, tuple[frozenset[str], ...]], ...] = tuple(
     (intent, weight, tuple(frozenset(g.split("|")) for g in spec.split())) for intent, weight, spec in _FEATURES
 )
+# Each feature indexed by the words of its first group: only features one of the message's words starts are checked.
+_BY_FIRST_WORD: dict[str, tuple[int, ...]] = {}
+for _i, _feature in enumerate(_COMPILED):
+    for _word in _feature[2][0]:
+        _BY_FIRST_WORD[_word] = (*_BY_FIRST_WORD.get(_word, ()), _i)
 # Value-bearing entities: a message made of these and little else answers a question (`inform`).
 _SLOT_FEATURES = frozenset(
     {
@@ -402,6 +472,9 @@ _FILLER = words(
     "so um uh hmm ok okay well then how on in at"
 )
 MAX_TOKENS = 200
+# A message that asks something is not a bare slot answer, unless it follows up ("what about NVDA?", "and Rev-Acc?").
+_ASK = words("what how why when which who where is are does do can could should will would explain tell describe show")
+_FOLLOW_UP = re.compile(r"^\W*(?:and|or|also|plus|same|what\s+about|how\s+about|then)\b", re.IGNORECASE)
 
 
 def scores(text: str, *, symbols: Collection[str], today: dt.date) -> tuple[dict[str, float], Entities, list[str]]:
@@ -410,8 +483,12 @@ def scores(text: str, *, symbols: Collection[str], today: dt.date) -> tuple[dict
     words = [_correct(w) for w in _WORD.findall(_normalise(text))[:MAX_TOKENS]]
     present = set(words) | _entity_features(entities)
     total: dict[str, float] = {}
-    for intent, weight, groups in _COMPILED:
-        if all(not g.isdisjoint(present) for g in groups):
+    candidates: set[int] = set()
+    for word in present:
+        candidates.update(_BY_FIRST_WORD.get(word, ()))
+    for index in sorted(candidates):
+        intent, weight, groups = _COMPILED[index]
+        if all(not g.isdisjoint(present) for g in groups[1:]):
             total[intent] = total.get(intent, 0.0) + weight
     return total, entities, words
 
@@ -432,10 +509,11 @@ def understand(text: str, *, symbols: Collection[str], today: dt.date) -> Unders
     top, top_score = ranked[0] if ranked else ("unknown", 0.0)
     second = ranked[1][1] if len(ranked) > 1 else 0.0
     slots = _entity_features(entities) & _SLOT_FEATURES
-    content = [w for w in words if w not in _FILLER and not w.isdigit()]
+    content = [w for w in words if w not in _FILLER and not w[0].isdigit()]
     # A bare slot answer ("250k", "AAPL", "conservative", "no, 300k", "and for Rev-Acc?").
-    bare = correction or top_score < 3.0 or len(content) <= 1 or top in ("deny", "affirm")
-    if slots and bare and (top_score < 4.0 or top in ("deny", "affirm") or len(content) <= 1):
+    asks = ("?" in text or (bool(words) and words[0] in _ASK)) and not _FOLLOW_UP.match(text)
+    bare = correction or top in ("deny", "affirm") or top_score < 2.5 or (len(content) <= 1 and top_score < 3.0)
+    if slots and bare and not (asks and top_score >= 2.0 and not correction):
         return Understanding(
             "inform", _confidence(3.0, top_score if top not in ("deny", "affirm") else 0.0), entities, correction
         )
