@@ -172,6 +172,14 @@ def test_money_forms(text: str, money: float) -> None:
     assert e(text).money == money
 
 
+def test_money_is_the_first_amount_named_and_years_are_not_money() -> None:
+    assert e("withdraw $5,000 of my 250k").money == 5_000.0
+    assert e("move 1.2 million, not $300,000").money == 1_200_000.0
+    assert e("withdraw 2000 from Rev-Acc").money == 2_000.0
+    assert e("I have 2025 dollars").money == 2_025.0
+    assert e("how did 2024 go").money is None
+
+
 @pytest.mark.parametrize(
     "text",
     ["3 contracts", "30 delta", "30-40 delta", "last 30 days", "since 2025", "in 2024", "5%", "10 years", "Q3"],
@@ -198,6 +206,9 @@ def test_tickers_are_configured_symbols_in_order_and_capitalised_words_are_not()
     assert got.unknown_tickers == ("ZZZZ",)
     assert e("what about $IBM").unknown_tickers == ("IBM",)
     assert e("WHAT SHOULD I TRADE THIS WEEK").unknown_tickers == ()
+    assert e("IS IT SAFE TO SELL PUTS ON TSLA NOW").unknown_tickers == ()
+    assert e("IS IT SAFE TO SELL PUTS ON TSLA NOW").tickers == ("TSLA",)
+    assert e("WHY NOT $ZZZZ").unknown_tickers == ("ZZZZ",)
     # only what the configuration lists counts as a ticker
     assert extract("TSLA or SPY", symbols={"SPY"}, today=TODAY).tickers == ("SPY",)
 

@@ -211,7 +211,8 @@ class _Text:
 
 
 def _extract_money(t: _Text) -> float | None:
-    found: float | None = None
+    """The first amount the message names (by position), in any written form but a bare number."""
+    found: list[tuple[int, float]] = []
     for m in MONEY_SCALED.finditer(t.work):
         mult_word = m.group("mult")
         # "m" alone after a bare number is money only with a currency sign or when written "2M"/"2m" tight.
@@ -226,17 +227,15 @@ def _extract_money(t: _Text) -> float | None:
             continue
         amount = value * MULTIPLIERS.get(mult_word, MULTIPLIERS.get(mult_word.lower(), 1.0))
         t.take(m.start(), m.end())
-        if found is None:
-            found = round(amount, 2)
+        found.append((m.start(), round(amount, 2)))
     for pattern in (MONEY_CURRENCY, MONEY_SUFFIX):
         for m in pattern.finditer(t.work):
             value = _number(m.group("num"))
             if value is None:
                 continue
             t.take(m.start(), m.end())
-            if found is None:
-                found = round(value, 2)
-    return found
+            found.append((m.start(), round(value, 2)))
+    return min(found)[1] if found else None
 
 
 def _extract_percent(t: _Text) -> float | None:
@@ -265,12 +264,14 @@ def _bare_money(t: _Text) -> float | None:
         if COUNT_NOUNS.match(after) or _YEARS_AFTER.match(after):
             continue
         grouped = "," in raw
-        year_like = raw.isdigit() and len(raw) == 4 and 1900 <= value <= 2100 and not grouped
+        money_word = bool(MONEY_CONTEXT.search(before.lower()))
+        # "how did 2024 go" names a year; "withdraw 2000" and "I have 2000" name dollars
+        year_like = raw.isdigit() and len(raw) == 4 and 1900 <= value <= 2100 and not money_word
         if grouped or (value >= 1000 and not year_like):
             t.take(m.start(), m.end())
             return round(value, 2)
         if (
-            MONEY_CONTEXT.search(before.lower())
+            money_word
             and value >= 1
             and not year_like
             and re.search(
@@ -783,6 +784,9 @@ def _extract_tickers(
         sym = m.group("sym").upper()
         (found if sym in symbols else unknown).append((m.start(), sym))
         t.take(m.start(), m.end())
+    letters = [c for c in t.raw if c.isalpha()]
+    # In a shouted message ("WHAT SHOULD I TRADE") capitals say nothing: only configured symbols and cashtags count.
+    shouted = len(letters) >= 12 and sum(c.isupper() for c in letters) >= 0.8 * len(letters)
     for m in TOKEN.finditer(t.work):
         word = m.group("sym")
         sym = word.upper()
@@ -794,7 +798,13 @@ def _extract_tickers(
             ):
                 found.append((m.start(), sym))
             continue
-        if word.isupper() and len(word) >= 2 and sym not in NOT_TICKERS and word.lower() not in vocabulary:
+        if (
+            word.isupper()
+            and len(word) >= 2
+            and not shouted
+            and sym not in NOT_TICKERS
+            and word.lower() not in vocabulary
+        ):
             unknown.append((m.start(), sym))
     seen: set[str] = set()
     tickers = []

@@ -333,10 +333,24 @@ VOCABULARY: frozenset[str] = (
     """
     )
 )
-_BY_LENGTH: dict[int, tuple[str, ...]] = {}
+
+
+def _deletes(word: str, depth: int) -> set[str]:
+    """`word` and every string made from it by deleting up to `depth` letters."""
+    out = {word}
+    frontier = {word}
+    for _ in range(depth):
+        frontier = {w[:i] + w[i + 1 :] for w in frontier for i in range(len(w))}
+        out |= frontier
+    return out
+
+
+# Symmetric-delete index of the known words: a word and a typo within distance d share a string made by deleting at
+# most d letters from each, so a typo's candidates are looked up instead of compared with every word.
+_BY_DELETE: dict[str, tuple[str, ...]] = {}
 for _w in sorted(_KEYWORDS | ENGLISH):
-    _BY_LENGTH.setdefault(len(_w), ())
-    _BY_LENGTH[len(_w)] = (*_BY_LENGTH[len(_w)], _w)
+    for _d in _deletes(_w, 2 if len(_w) >= 6 else 1):
+        _BY_DELETE[_d] = (*_BY_DELETE.get(_d, ()), _w)
 
 
 # Chat spellings and misspellings too short for the edit distance.
@@ -384,16 +398,18 @@ def _correct(token: str) -> str:
         return token
     limit = 1 if len(token) < 8 else 2
     best: tuple[int, str] | None = None
-    for length in range(len(token) - limit, len(token) + limit + 1):
-        for word in _BY_LENGTH.get(length, ()):
-            # a typo keeps the first letter or the second (a swap of the first two letters keeps neither: "rfork")
-            if word[0] != token[0] and word[1] != token[1] and word[:2] != token[1::-1]:
-                continue
-            if len(token) == 4 and (len(word) != 4 or sorted(word) != sorted(token)):
-                continue
-            d = edit_distance(token, word, limit)
-            if d <= limit and (best is None or (d, word) < best):
-                best = (d, word)
+    candidates = {w for d in _deletes(token, limit) for w in _BY_DELETE.get(d, ())}
+    for word in sorted(candidates):
+        if abs(len(word) - len(token)) > limit:
+            continue
+        # a typo keeps the first letter or the second (a swap of the first two letters keeps neither: "rfork")
+        if word[0] != token[0] and word[1] != token[1] and word[:2] != token[1::-1]:
+            continue
+        if len(token) == 4 and (len(word) != 4 or sorted(word) != sorted(token)):
+            continue
+        d = edit_distance(token, word, limit)
+        if d <= limit and (best is None or (d, word) < best):
+            best = (d, word)
     return best[1] if best else token
 
 
