@@ -184,6 +184,12 @@ def test_a_follow_up_refers_back_only_with_a_value_the_previous_answer_takes(ser
     assert view.intent == "market_view" and not view.awaiting_confirmation and data(view)["symbol"] == "NVDA"
     again = chat.say("and AMD?")
     assert again.intent == "market_view" and data(again)["symbol"] == "AMD"
+    decided = chat.say("what should I trade on NVDA for Gen-Acc?")
+    assert len(decided.decision_ids) == 1
+    count = len(server.store.list_decisions(limit=10_000))
+    looked = chat.say("how does TSLA look?")  # after a recommendation: a view, not another decision
+    assert looked.intent == "market_view" and data(looked)["symbol"] == "TSLA"
+    assert len(server.store.list_decisions(limit=10_000)) == count
     projected = chat.say("project 250k over 5 years")
     corrected = chat.say("no, 300k")
     assert corrected.intent == "projection" and data(corrected)["total"] == "300000.00"

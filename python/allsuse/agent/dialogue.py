@@ -43,7 +43,8 @@ MAX_SYMBOLS_PER_TURN = 4
 DEFAULT_YEARS = 10
 REFERS = {
     "setup_accounts": ("money",),
-    "recommend_trades": ("symbol", "account_kind", "account_id"),
+    # A new decision only for another account ("and for Rev-Acc?"); a bare symbol is read on its own (its view).
+    "recommend_trades": ("account_kind", "account_id"),
     "market_view": ("symbol",),
     "classify_week": ("percent", "position"),
     "check_performance": ("period",),
