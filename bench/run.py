@@ -30,6 +30,7 @@ MODULES = (
     "bench.bench_backtest",
     "bench.bench_sweep",
     "bench.bench_monitoring",
+    "bench.bench_agent",
 )
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"

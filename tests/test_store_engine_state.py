@@ -20,7 +20,7 @@ from allsuse.protocol.accounts import Portfolio
 from allsuse.protocol.engine import Engine
 from allsuse.protocol.trust import TrustBook
 from allsuse.rules import RuleBook
-from allsuse.server.agent import AgentServicer
+from allsuse.server.agent import AgentServicer, ServiceCalls
 from allsuse.server.errors import LimitExceededError
 from allsuse.server.portfolios import (
     Loaded,
@@ -161,6 +161,7 @@ def test_the_last_decision_decodes_one_row_whatever_the_store_holds(
     with Store(tmp_path / "a.db") as store:
         _portfolio(store)
         agent = AgentServicer(SimpleNamespace(store=store))  # type: ignore[arg-type]
+        calls = ServiceCalls(agent.deps, agent.decisions, agent.portfolios, agent.clock)
         decoded = _Decoded(monkeypatch)
         costs: list[tuple[int, int, int]] = []
         for total in (10, 2000):
@@ -174,11 +175,11 @@ def test_the_last_decision_decodes_one_row_whatever_the_store_holds(
             assert latest is not None and latest.id == f"d{total - 1:06d}"
             assert rev is not None and rev.payload["account_id"] == "p1/rev-1" and rev.id == f"d{total - 1:06d}"
             decoded.count = 0
-            reply, intent, ids = agent._reply("why the last decision?", "p1")
-            assert intent == "explain" and ids == [f"d{total - 1}"] and f"number {total - 1}" in reply
+            found = calls.latest_decision("p1")  # what the agent's "why?" reads
+            assert found is not None and found["decision_id"] == f"d{total - 1}"
             costs.append((total, by_portfolio + by_account, decoded.count))
-        # 10 or 2000 decisions stored: the same rows decoded (one decision each; the agent also reads the portfolio).
-        assert costs[0][1:] == costs[1][1:] == (2, 2), costs
+        # 10 or 2000 decisions stored: the same rows decoded (one decision each).
+        assert costs[0][1:] == costs[1][1:] == (2, 1), costs
         assert store.latest_decision("p1", account_id="p1/com-1") is None
 
 

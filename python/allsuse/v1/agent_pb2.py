@@ -22,19 +22,20 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61llsuse/v1/agent.proto\x12\nallsuse.v1\"Q\n\x0f\x43onverseRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x14\n\x0cportfolio_id\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"`\n\x10\x43onverseResponse\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\r\n\x05reply\x18\x02 \x01(\t\x12\x0e\n\x06intent\x18\x03 \x01(\t\x12\x14\n\x0c\x64\x65\x63ision_ids\x18\x04 \x03(\t2U\n\x0c\x41gentService\x12\x45\n\x08\x43onverse\x12\x1b.allsuse.v1.ConverseRequest\x1a\x1c.allsuse.v1.ConverseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61llsuse/v1/agent.proto\x12\nallsuse.v1\x1a\x1cgoogle/protobuf/struct.proto\"Q\n\x0f\x43onverseRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x14\n\x0cportfolio_id\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xbb\x01\n\x10\x43onverseResponse\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\r\n\x05reply\x18\x02 \x01(\t\x12\x0e\n\x06intent\x18\x03 \x01(\t\x12\x14\n\x0c\x64\x65\x63ision_ids\x18\x04 \x03(\t\x12%\n\x04\x64\x61ta\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0bsuggestions\x18\x06 \x03(\t\x12\x1d\n\x15\x61waiting_confirmation\x18\x07 \x01(\x08\x32U\n\x0c\x41gentService\x12\x45\n\x08\x43onverse\x12\x1b.allsuse.v1.ConverseRequest\x1a\x1c.allsuse.v1.ConverseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'allsuse.v1.agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONVERSEREQUEST']._serialized_start=38
-  _globals['_CONVERSEREQUEST']._serialized_end=119
-  _globals['_CONVERSERESPONSE']._serialized_start=121
-  _globals['_CONVERSERESPONSE']._serialized_end=217
-  _globals['_AGENTSERVICE']._serialized_start=219
-  _globals['_AGENTSERVICE']._serialized_end=304
+  _globals['_CONVERSEREQUEST']._serialized_start=68
+  _globals['_CONVERSEREQUEST']._serialized_end=149
+  _globals['_CONVERSERESPONSE']._serialized_start=152
+  _globals['_CONVERSERESPONSE']._serialized_end=339
+  _globals['_AGENTSERVICE']._serialized_start=341
+  _globals['_AGENTSERVICE']._serialized_end=426
 # @@protoc_insertion_point(module_scope)

@@ -45,8 +45,13 @@ class AgentServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Converse(self, request, context):
-        """One turn of a conversation: a user message in, the agent's reply out. The conversation's state is kept
-        by the server under conversation_id.
+        """One turn of a conversation: a user message in, the agent's reply out. The conversation's memory (recent
+        turns, a summary of older ones, the portfolio and account in focus, preferences, onboarding stage and any
+        question or confirmation pending) is kept by the server under conversation_id, so a restarted server carries
+        on where it stopped. A conversation belongs to the API key that started it: another key gets
+        PERMISSION_DENIED. Nothing is written (a portfolio created, a decision approved or declined, a withdrawal)
+        before the user confirms it in a later turn ("yes", "do it"). Any text, even empty, 64 KB, another language,
+        emoji or an attempt to make the agent ignore its rules, gets a polite reply, never an error status.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
