@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ import grpc
 import pytest
 
 from allsuse.chat import CONFIRM_PROMPT, PROMPT, ChatSession, render, run
-from allsuse.v1 import agent_pb2
-from tests.rpc_support import ROOT, serve
+from allsuse.protocol.accounts import allocate
+from allsuse.store import Store
+from allsuse.v1 import agent_pb2, portfolio_pb2, portfolio_pb2_grpc
+from tests.rpc_support import ROOT, TIMEOUT, serve
 
 TMUX = shutil.which("tmux")
 WAIT = 30.0
@@ -68,9 +71,14 @@ class Tmux:
         subprocess.run([TMUX, "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
 
 
+_STORES: dict[str, Path] = {}
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    with serve(f"sqlite:///{tmp_path / 'store.db'}", auth=False) as (address, _proc):
+    db = tmp_path / "store.db"
+    with serve(str(db), auth=False) as (address, _proc):
+        _STORES[address] = db
         yield address
 
 
@@ -125,6 +133,50 @@ def test_chat_in_tmux_talks_to_the_agent_keeps_history_and_resumes(server: str, 
         assert conversation.group(1) in window.wait_for(r"\b[0-9a-f]{32}\b", after=start)
     finally:
         window.close()
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is installed by `make setup`")
+def test_onboarding_through_allsuse_chat_in_tmux(server: str, tmp_path: Path) -> None:
+    """A new user sets up the three accounts in the terminal: the agent asks the amount, shows the allocation
+    (allocate's numbers), asks for a yes at its yes/no prompt, and only then creates the portfolio."""
+    split = allocate(Decimal("250000"))
+    window = chat_window(server, tmp_path)
+    try:
+        window.wait_for(re.escape(PROMPT.strip()))
+        window.type("hi, I want to set up my accounts")
+        window.wait_for(r"agent> .*\?")
+        start = len(window.screen())
+        window.type("250 grand")
+        shown = window.wait_for(re.escape(CONFIRM_PROMPT.strip()), after=start)
+        for a in split.values():
+            assert f"{a.deployable:,.2f}" in shown.replace("$", ""), shown
+        assert not _portfolios(server)  # nothing written before the yes
+        start = len(window.screen())
+        window.type("yes")
+        created = re.search(
+            r"agent> Created portfolio (\S+):", window.wait_for(r"agent> Created portfolio", after=start)
+        )
+        assert created is not None
+        start = len(window.screen())
+        window.type("conservative")  # the onboarding goes on: the risk profile
+        window.wait_for(r"agent> \S", after=start)
+    finally:
+        window.close()
+    (pid,) = _portfolios(server)
+    assert created.group(1) == pid
+    with grpc.insecure_channel(server) as channel:
+        got = portfolio_pb2_grpc.PortfolioServiceStub(channel).GetPortfolio(
+            portfolio_pb2.GetPortfolioRequest(portfolio_id=pid), timeout=TIMEOUT
+        )
+    assert got.equity.units == 250_000
+    assert {a.type: Decimal(a.deployable.units) + Decimal(a.deployable.cents) / 100 for a in got.accounts} == {
+        k: a.deployable for k, a in split.items()
+    }
+
+
+def _portfolios(address: str) -> list[str]:
+    """The ids of the portfolios the server holds (read through the store the test server writes)."""
+    return [r.id for r in Store(_STORES[address]).list_portfolios()]
 
 
 class _Reply:

@@ -32,6 +32,7 @@ from allsuse.protocol.engine import Engine
 from allsuse.protocol.market import MarketData
 from allsuse.server import decision as decision_service
 from allsuse.server import portfolio as portfolio_service
+from allsuse.server.alerting import alert_system
 from allsuse.server.app import ServiceBinding, ServiceDeps
 from allsuse.server.convert import money_out, text_in, timestamp_out
 from allsuse.server.decision import DecisionServicer, actor
@@ -246,8 +247,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             return conversation, reply, alerts
 
         conversation, reply, alerts = await queue.run(f"conversation:{conversation_id}", in_turn)
-        for alert in alerts:
-            self.deps.bus.publish("alerts", alert)  # on the event loop: the bus is not thread-safe
+        for alert in alerts:  # stored with their decisions; streamed and routed by the alert system
+            await alert_system(self.deps).deliver(alert)
         return self.response(conversation, reply)
 
 
