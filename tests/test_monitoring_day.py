@@ -18,6 +18,7 @@ from allsuse.monitoring.compliance import check
 from allsuse.monitoring.crowding import portfolio_crowding
 from allsuse.orchestration.clock import ManualClock
 from allsuse.protocol import Engine
+from allsuse.protocol.stress import stress_portfolio
 from allsuse.server.app import Service
 from allsuse.server.marketdata import book_market
 from allsuse.server.portfolios import PortfolioRepository
@@ -117,6 +118,14 @@ def test_a_simulated_trading_day(tmp_path: Path) -> None:
                 assert codes.count("COMPLIANCE_SYMBOL_CONCENTRATION") == 2  # gen and rev
                 eod = next(a for a in alerts if a["code"] == "EOD_REPORT")
                 assert "stress (P&L of the held book):" in eod["message"]
+
+                # Stress in Prometheus (every 5 minutes; the last run at 15:55, on Friday's close).
+                friday = book_market(service.deps, portfolio, dt.datetime(2018, 2, 2, 16, 0))
+                sample = service.metrics.registry.get_sample_value
+                for r in stress_portfolio(Engine(), portfolio, friday, DAY):
+                    got = sample("allsuse_stress_pnl_share", {"portfolio": "day", "scenario": r.scenario})
+                    assert got == pytest.approx(r.share_of_equity, rel=1e-9), r.scenario
+                assert sample("allsuse_market_bars_published_total", {"kind": "given"}) == 1.0  # the close's bar
 
                 crowd = portfolio_crowding(Engine(), portfolio, market, service.config.monitoring)
                 assert crowd is not None and crowd.level == "HIGH" and crowd.crowded_cluster == ("SP500",)

@@ -6,8 +6,9 @@
   continuous compliance of the open book (allsuse.server.compliance), an alert for each new violation and a
   resolved one when it clears; then each account's and portfolio's equity marked and stored, the 17 metrics and
   ES (allsuse.server.performance);
-- every 5 minutes during market hours: factor crowding of every portfolio (allsuse.server.crowding), a warning
-  alert when one enters HIGH naming the crowded cluster, an info alert when it leaves HIGH;
+- every 5 minutes during market hours, on books loaded once: factor crowding of every portfolio
+  (allsuse.server.crowding), a HIGH alert when one enters HIGH naming the crowded cluster, an INFO alert when it
+  leaves HIGH; then the stress scenarios into Prometheus (allsuse.server.stress_watch);
 - every minute: the summary of an alert burst whose window has closed (allsuse.server.alerting);
 - daily at 16:15 on trading days: the end-of-day report of every portfolio, raised as an info alert;
 - daily at 02:00: `audit verify --full` (a critical alert when anything is wrong, and then nothing else); on an intact
@@ -132,12 +133,17 @@ def install(service: Service) -> None:
         await run_blocking(performance_watch(deps).sweep, at, books)
 
     async def crowding(slot: dt.datetime) -> None:
+        from allsuse.server.books import load_books
         from allsuse.server.crowding import crowding_watch
         from allsuse.server.rpc import run_blocking
+        from allsuse.server.stress_watch import stress_watch
 
-        alerts = await run_blocking(crowding_watch(deps).sweep, slot.replace(tzinfo=None))
+        at = slot.replace(tzinfo=None)
+        books = await run_blocking(load_books, deps, at)
+        alerts = await run_blocking(crowding_watch(deps).sweep, at, books)
         for alert in alerts:
             await alert_system(deps).raise_alert(alert)
+        await run_blocking(stress_watch(deps).sweep, at, books)
 
     async def flush_alerts(slot: dt.datetime) -> None:
         await alert_system(deps).flush()  # a burst's summary once its window has closed

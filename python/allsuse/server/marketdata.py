@@ -470,6 +470,7 @@ class MarketDataServicer(market_pb2_grpc.MarketDataServiceServicer):
     def __init__(self, deps: ServiceDeps) -> None:
         self.deps = deps
         self.markets = markets_for(deps)
+        self._bars_counter: Counter | None = None
 
     def _publish_bars(self, request: market_pb2.PublishBarsRequest) -> stored.PublishCounts:
         symbol = symbol_in(request.symbol, "symbol")
@@ -500,7 +501,23 @@ class MarketDataServicer(market_pb2_grpc.MarketDataServiceServicer):
             raise FailedPreconditionError(f"columns.days[{exc.index}]: {exc}") from None
         if counts.inserted or counts.replaced:
             self.markets.history.invalidate()
+        self._published(len(rows) - len(imputed), len(imputed))
         return counts
+
+    def _published(self, given: int, imputed: int) -> None:
+        """Counts published bars as given by a source or filled forward (`imputed_days`)."""
+        metrics = getattr(self.deps, "metrics", None)
+        if metrics is None:
+            return
+        if self._bars_counter is None:
+            self._bars_counter = Counter(
+                "allsuse_market_bars_published",
+                "Bars published through MarketDataService, given by a source or imputed (filled forward).",
+                ["kind"],
+                registry=metrics.registry,
+            )
+        self._bars_counter.labels(kind="given").inc(given)
+        self._bars_counter.labels(kind="imputed").inc(imputed)
 
     @staticmethod
     def _bars_reply(counts: stored.PublishCounts) -> market_pb2.PublishBarsResponse:
