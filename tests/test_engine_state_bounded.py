@@ -50,5 +50,6 @@ def test_remembered_cuts_are_only_those_still_readable_after_a_year_of_2008(monk
                 assert key in held, f"{account_id}: cut of a position no longer held: {key}"
         # At most one protection and one budget key per held position, and two per symbol of shares.
         assert len(rt["cut_at"]) <= 2 * len(held) + 2 * len(symbols) + 2 * len(sim.accounts["com"]), account_id
-    # 2008's drawdowns made the Com-Acc cut its shares on many days: the run did remember cuts, on many days.
-    assert len({key.rsplit(":", 1)[1] for key in cuts if key.startswith("budget:")}) >= 40
+    # 2008's drawdowns made the Com-Acc cut its shares again and again: the run did remember cuts, on many days.
+    budget = [key for key in cuts if key.startswith("budget:")]
+    assert len(budget) >= 40 and len({key.rsplit(":", 1)[1] for key in budget}) >= 10

@@ -201,6 +201,8 @@ class Engine:
         self._scenario_cache: dict[tuple[Any, ...], np.ndarray] = {}
         self._scenario_sets: dict[tuple[Any, ...], _core.ScenarioSet] = {}
         self.system_state = "ACTIVE"
+        # The day the remembered cuts were last pruned (see _prune_cuts).
+        self._pruned_on: dt.date | None = None
         # Everything the core's decision flow reads from the configuration, compiled once per engine.
         self.decider = self._compile_decider()
 
@@ -570,6 +572,8 @@ class Engine:
             return self._seen[idempotency_key]
         account = portfolio.account(account_id)
         today = as_of.date()
+        if today != self._pruned_on:
+            self._prune_cuts(portfolio, today)
         bars = market.bars_for(symbol).upto(today)
         view = MarketData(
             bars={s: b.upto(today) for s, b in market.bars.items()},
@@ -588,6 +592,29 @@ class Engine:
         if idempotency_key is not None:
             self._seen[idempotency_key] = decision
         return decision
+
+    def _prune_cuts(self, portfolio: Portfolio, today: dt.date) -> None:
+        """Forgets the cuts no decision can read again, once a day, so the state stays bounded (issue 10): a budget
+        cut's key ("budget:<position id>:<day>", "budget:shares:<symbol>:<day>") is read only on its own day, and a
+        protection cut's key (the position id) only while that position is held (position ids are never reused:
+        the backtest and the service both number them from a counter). "shares:<symbol>" keys (at most one per
+        symbol) are kept."""
+        self._pruned_on = today
+        day = today.isoformat()
+        held = portfolio.positions
+        for rt in self._runtime.values():
+            cuts = rt.cut_at
+            dead = [
+                k
+                for k in cuts
+                if (
+                    k.rsplit(":", 1)[-1] < day
+                    if k.startswith("budget:")
+                    else k not in held and not k.startswith("shares:")
+                )
+            ]
+            for k in dead:
+                del cuts[k]
 
     def commit(self, decision: Decision, portfolio: Portfolio) -> None:
         """Applies what a decision changes once it is executed (a fill) or approved: its order enters the rate
