@@ -652,6 +652,13 @@ struct Deciding<'a> {
 pub trait ScenarioSource {
     /// The scenarios, or an error naming `scenarios` when the market cannot give them.
     fn scenarios(&self) -> CoreResult<&Scenarios>;
+
+    /// The tail-dependent group of the input's symbol, measured on demand when the input carries none (only a
+    /// decision that builds a rule context reads it). `Ok(None)`: this source does not measure it; an error names
+    /// `group_symbols`.
+    fn group_symbols(&self) -> CoreResult<Option<&[String]>> {
+        Ok(None)
+    }
 }
 
 impl ScenarioSource for Option<&Scenarios> {
@@ -2025,9 +2032,12 @@ impl Deciding<'_> {
         band: Option<(f64, f64)>,
     ) -> CoreResult<OrderContext> {
         self.rules_checked = true;
-        let group = self.i.group_symbols.as_ref().ok_or_else(|| {
-            CoreError::invalid("group_symbols", "the tail group could not be measured")
-        })?;
+        let group: &[String] = match &self.i.group_symbols {
+            Some(g) => g,
+            None => self.scenarios.group_symbols()?.ok_or_else(|| {
+                CoreError::invalid("group_symbols", "the tail group could not be measured")
+            })?,
+        };
         let i = self.i;
         let stock = order.kind == "stock";
         let band = match band {
@@ -2142,7 +2152,7 @@ impl Deciding<'_> {
             earnings_in_week: i.earnings_in_week,
             withdrawal_amount: None,
             option_kind: Some(order.kind.into()),
-            group_symbols: group.clone(),
+            group_symbols: group.to_vec(),
             group_exposure_after: Some(group_exposure + added),
             max_symbol_weight: Some(cap),
         })
