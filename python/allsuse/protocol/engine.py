@@ -413,7 +413,7 @@ class Engine:
         reading = self._proxy_readings.get(key)
         if reading is not None:
             return reading
-        hv = float(indicators.hist_vol(last, window)[-1])
+        hv = float(_core.hist_vol(np.ascontiguousarray(last, dtype=np.float64), window, 252.0)[-1])
         if not math.isfinite(hv):
             reading = (None, "none", f"no VIX and no finite realised volatility of {source}")
         else:
@@ -441,7 +441,7 @@ class Engine:
         return step.level, drawdown
 
     def _atr(self, bars: Bars, period: int) -> float | None:
-        if len(bars.dates) <= period:
+        if len(bars.days) <= period:
             return None
         value = float(indicators.atr(bars.high, bars.low, bars.close, period)[-1])
         return value if math.isfinite(value) and value > 0 else None
@@ -450,7 +450,7 @@ class Engine:
     def _scenarios(self, symbols: list[str], market: MarketData) -> np.ndarray:
         """The last N daily joint simple returns of `symbols` (aligned on their common last dates); kept per set of
         symbols and last bars, since every decision of the day revalues over the same history."""
-        key = tuple((s, len(market.bars_for(s).dates), market.bars_for(s).last_close) for s in symbols)
+        key = tuple((s, len(market.bars_for(s).days), market.bars_for(s).last_close) for s in symbols)
         cached = self._scenario_cache.get(key)
         if cached is None:
             cached = self._build_scenarios(symbols, market)
@@ -539,7 +539,7 @@ class Engine:
             b = market.bars_for(s)
             close = b.last_close
             spot.append(close)
-            marks.append((s, len(b.dates), close))
+            marks.append((s, len(b.days), close))
         key = (*marks, *iv, market.rate)
         cached = self._scenario_sets.get(key)
         if cached is None:
@@ -676,8 +676,9 @@ class Engine:
     def _label(self, symbol: str, bars: Bars, iv: float) -> MarketLabel:
         """The market label of the last bar; the same bars and IV give the same label, so it is kept for the day
         (every account of a portfolio asks for it)."""
-        last = bars.dates[-1] if bars.dates else None
-        key = (symbol, last, len(bars.dates), iv, float(bars.close[-1]) if bars.dates else 0.0)
+        days = bars.days
+        n = len(days)
+        key = (symbol, int(days[-1]) if n else None, n, iv, float(bars.close[-1]) if n else 0.0)
         cached = self._labels.get(key)
         if cached is None:
             cached = market_label(bars.close, iv, bars.volume, self.config)
@@ -975,7 +976,7 @@ class _Deciding:
         conservative band. The core reads it with the position."""
         bars = self.bars.upto(opt.opened)
         label = self.label
-        if len(bars.dates) >= int(self.e._sec("market_label").number("min_bars", low=1)):
+        if len(bars.days) >= int(self.e._sec("market_label").number("min_bars", low=1)):
             label = self.e._label(self.symbol, bars, self.iv)
         band = self.e.config.entry_rule(self.a.kind, label.label).band
         if band is None:

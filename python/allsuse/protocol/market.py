@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -196,9 +197,11 @@ class MarketData:
 _NYSE = NyseCalendar()
 
 
+@functools.lru_cache(maxsize=8192)
 def last_trading_day_of_week(day: dt.date) -> dt.date:
     """The last NYSE trading day of `day`'s week: its Friday, or the day before when that Friday is a holiday
-    (Good Friday); outside the calendar's years, the Friday."""
+    (Good Friday); outside the calendar's years, the Friday. A fact of the fixed calendar, kept per day (every
+    decision of a day asks for it)."""
     friday = day + dt.timedelta(days=4 - day.weekday())
     if not FIRST_YEAR <= friday.year <= LAST_YEAR:
         return friday
