@@ -238,20 +238,7 @@ class Simulation:
 
     def _window_bars(self, symbol: str, n: int, day: dt.date) -> Bars:
         """The engine's view of `symbol` on a day: its last `_lookback` bars up to the day (n of them so far)."""
-        full = self._data[symbol].bars
-        lo = max(0, n - self._lookback)
-        if lo == 0:
-            return full if n == len(full) else full.upto(day)
-        # Columns only: the dates are derived from the days if anything reads them (nothing on the decision path).
-        return Bars(
-            None,
-            full.open[lo:n],
-            full.high[lo:n],
-            full.low[lo:n],
-            full.close[lo:n],
-            full.volume[lo:n],
-            full.days[lo:n],
-        )
+        return self._data[symbol].bars.window(max(0, n - self._lookback), n)
 
     def _market(self, i: int, held: set[str]) -> tuple[MarketData, set[str], str]:
         """The day's market, the symbols tradable that day (a bar today and the warm-up behind it) and the day's

@@ -482,9 +482,8 @@ class Engine:
         n = int(self._sec("risk").number("scenario_days", low=1))
         columns = []
         for s in symbols:
-            close = market.bars_for(s).close
-            r = close[1:] / close[:-1] - 1.0
-            columns.append(r[-n:])
+            close = market.bars_for(s).close[-(n + 1) :]  # the returns are elementwise: only the last n needed
+            columns.append(close[1:] / close[:-1] - 1.0)
         length = min(len(c) for c in columns)
         if length < 1:
             raise InvalidInputError.of("bars", "need at least two closes per symbol for scenarios")

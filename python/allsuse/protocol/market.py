@@ -68,6 +68,20 @@ class Bars:
         if n and not np.all(np.isfinite(close)):
             raise InvalidInputError.of("bars.close", "must be finite")
 
+    def window(self, lo: int, hi: int) -> Bars:
+        """Bars lo..hi-1 (indexes into these bars, 0 <= lo <= hi <= len), sharing their memory: a slice of bars
+        already checked needs no checking again (the backtest's daily window of each symbol). Its dates are derived
+        from its days when first read."""
+        if lo == 0 and hi == len(self.days):
+            return self
+        out = object.__new__(Bars)
+        setattr_ = object.__setattr__
+        setattr_(out, "_dates", None)
+        setattr_(out, "days", self.days[lo:hi])
+        for name in _BAR_COLUMNS:
+            setattr_(out, name, getattr(self, name)[lo:hi])
+        return out
+
     @classmethod
     def from_days(
         cls,
