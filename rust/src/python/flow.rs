@@ -542,7 +542,8 @@ impl Decider {
             group_built: std::cell::OnceCell::new(),
             failed: std::cell::RefCell::new(None),
         };
-        let decided = flow::decide(&self.inner, &input.inner, &source, &rules.inner);
+        // The input was validated when it was built (a frozen class: it cannot have changed since).
+        let decided = flow::decide_validated(&self.inner, &input.inner, &source, &rules.inner);
         if let Some(err) = source.failed.borrow_mut().take() {
             return Err(err);
         }

@@ -514,21 +514,30 @@ impl DecisionInput {
                     ("open_interest", q.open_interest),
                     ("volume", q.volume),
                 ] {
-                    check::finite(&format!("{name}[{k}].{field}"), x)?;
+                    // The field's name is formatted only for the error.
+                    if !x.is_finite() {
+                        check::finite(&format!("{name}[{k}].{field}"), x)?;
+                    }
                 }
             }
         }
         for (i, h) in self.book.iter().enumerate() {
-            let f = |n: &str| format!("book[{i}].{n}");
-            check::finite(&f("quantity"), h.quantity)?;
-            check::finite(&f("strike"), h.strike)?;
-            check::finite(&f("premium"), h.premium)?;
-            check::finite(&f("cost_basis"), h.cost_basis)?;
-            check::finite(&f("last_close"), h.last_close)?;
-            check::finite(&f("iv"), h.iv)?;
+            // The field's name is formatted only for the error.
+            let finite = |n: &str, x: f64| -> CoreResult<()> {
+                if !x.is_finite() {
+                    check::finite(&format!("book[{i}].{n}"), x)?;
+                }
+                Ok(())
+            };
+            finite("quantity", h.quantity)?;
+            finite("strike", h.strike)?;
+            finite("premium", h.premium)?;
+            finite("cost_basis", h.cost_basis)?;
+            finite("last_close", h.last_close)?;
+            finite("iv", h.iv)?;
             if let Some((lo, hi)) = h.band {
-                check::finite(&f("band"), lo)?;
-                check::finite(&f("band"), hi)?;
+                finite("band", lo)?;
+                finite("band", hi)?;
             }
         }
         Ok(())
@@ -696,6 +705,17 @@ pub fn decide(
     rules: &RuleSet,
 ) -> CoreResult<Decision> {
     input.validate()?;
+    decide_validated(d, input, scenarios, rules)
+}
+
+/// `decide` for an input already validated (the Python binding's `DecisionInput` is validated when it is built and
+/// cannot change afterwards), so it is not checked twice.
+pub(crate) fn decide_validated(
+    d: &Decider,
+    input: &DecisionInput,
+    scenarios: &dyn ScenarioSource,
+    rules: &RuleSet,
+) -> CoreResult<Decision> {
     let spec = d.account(&input.account_kind)?;
     let li = LABELS
         .iter()
