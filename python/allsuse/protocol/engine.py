@@ -200,6 +200,7 @@ class Engine:
         self._label_text: dict[int, tuple[MarketLabel, str]] = {}
         self._scenario_cache: dict[tuple[Any, ...], np.ndarray] = {}
         self._scenario_sets: dict[tuple[Any, ...], _core.ScenarioSet] = {}
+        self._groups: dict[tuple[Any, ...], tuple[tuple[Bars, ...], tuple[str, ...]]] = {}
         self.system_state = "ACTIVE"
         # The day the remembered cuts were last pruned (see _prune_cuts).
         self._pruned_on: dt.date | None = None
@@ -499,10 +500,22 @@ class Engine:
         q = r.number("tail_q", low=0.0001, high=0.5)
         limit = r.number("tail_dependence_limit", low=0, high=1)
         names = [symbol, *candidates]
+        # Kept per symbols and the very Bars objects measured (immutable; the cache holds them, so their ids are
+        # not reused while kept): a decision made again the same day over the same market (after a fill) measures
+        # the same group.
+        bars = tuple(market.bars_for(s) for s in names)
+        key = (q, limit, *names, *map(id, bars))
+        cached = self._groups.get(key)
+        if cached is not None and all(a is b for a, b in zip(cached[0], bars, strict=True)):
+            return list(cached[1])
         returns = self.historical_returns(names, market)
         # The connected pairs are followed in the core (pairwise lower-tail coefficients, both directions).
         members = _core.tail_group(np.ascontiguousarray(returns), q=q, limit=limit)
-        return sorted(names[i] for i in members)
+        group = sorted(names[i] for i in members)
+        if len(self._groups) > 256:
+            self._groups.clear()
+        self._groups[key] = (bars, tuple(group))
+        return group
 
     def book_pnl(self, positions: list[Position], market: MarketData, today: dt.date, symbols: list[str]) -> np.ndarray:
         """P&L of `positions` in each historical scenario of `symbols` (the last N joint daily returns), by full
