@@ -130,7 +130,11 @@ class Bars:
 
     def upto(self, day: dt.date) -> Bars:
         """The bars up to and including `day`."""
-        n = int(self.days.searchsorted(day.toordinal(), side="right"))
+        ordinal = day.toordinal()
+        days = self.days
+        if not len(days) or days[-1] <= ordinal:  # nothing after the day (the usual case): these bars
+            return self
+        n = int(days.searchsorted(ordinal, side="right"))
         if n == len(self.days):
             return self
         dates = self._dates
