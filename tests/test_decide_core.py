@@ -215,6 +215,51 @@ def test_the_core_names_a_column_outside_the_scenarios_and_raises_the_markets_ow
     assert red.action == "NO_TRADE"
 
 
+def test_the_tail_group_is_measured_only_when_a_rule_context_is_built() -> None:
+    """`group=` is called once, only by a decision that builds a rule context, and gives what `group_symbols` would
+    have; its error is raised as it is; without it (and without group_symbols) the core names group_symbols."""
+    engine = Engine()
+    scenarios = _core.ScenarioSet(
+        np.full((50, 1), 0.001), spot=[103.0], iv=[0.3], iv_move_sensitivity=5.0, horizon=1 / 365, rate=0.0
+    )
+    entry = {"entry_expiry": THURSDAY.toordinal() + 6}
+    calls: list[int] = []
+
+    def group() -> list[str]:
+        calls.append(1)
+        return ["AAA"]
+
+    given = engine.decider.decide(_input(**entry), engine.rules.compiled, scenarios=lambda: scenarios)
+    lazy = engine.decider.decide(
+        _input(group_symbols=None, **entry), engine.rules.compiled, scenarios=lambda: scenarios, group=group
+    )
+    assert given.rules_checked and lazy.rules_checked and calls == [1]
+    assert (lazy.action, lazy.order, lazy.notes) == (given.action, given.order, given.notes)
+    assert [(r.code, r.passed, r.message) for r in lazy.compliance] == [
+        (r.code, r.passed, r.message) for r in given.compliance
+    ]
+    red = engine.decider.decide(
+        _input(label="red", group_symbols=None), engine.rules.compiled, scenarios=lambda: scenarios, group=group
+    )
+    assert red.action == "NO_TRADE" and calls == [1]
+
+    def unmeasurable() -> list[str]:
+        raise InvalidInputError.of("bars", "need at least two closes per symbol for scenarios")
+
+    with pytest.raises(InvalidInputError) as err:
+        engine.decider.decide(
+            _input(group_symbols=None, **entry), engine.rules.compiled, scenarios=lambda: scenarios, group=unmeasurable
+        )
+    assert err.value.field == "bars"
+    with pytest.raises(InvalidInputError) as err:
+        engine.decider.decide(_input(group_symbols=None, **entry), engine.rules.compiled, scenarios=lambda: scenarios)
+    assert err.value.field == "group_symbols"
+    with pytest.raises(TypeError):
+        engine.decider.decide(
+            _input(group_symbols=None, **entry), engine.rules.compiled, scenarios=lambda: scenarios, group=lambda: 7
+        )
+
+
 def test_a_bad_setting_is_refused_when_the_decider_is_compiled() -> None:
     engine = Engine()
     with pytest.raises(InvalidInputError) as err:

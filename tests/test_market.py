@@ -318,3 +318,23 @@ def test_a_request_without_bars_is_filled_from_history(tmp_path: Path) -> None:
         with pytest.raises(InvalidInputError, match=r"^market\.symbols\[0\]\.bars: .*no history of AMD"):
             markets.resolve(unknown, at(THURSDAY))
         assert "AMD" not in markets.resolve(decision_pb2.MarketSnapshot(), at(THURSDAY), ("AMD",)).bars
+
+
+def test_a_window_of_bars_is_the_slice_of_every_column_sharing_memory() -> None:
+    bars = green(THURSDAY)
+    n = len(bars)
+    window = bars.window(5, n - 2)
+    expected = Bars(
+        bars.dates[5 : n - 2],
+        bars.open[5 : n - 2],
+        bars.high[5 : n - 2],
+        bars.low[5 : n - 2],
+        bars.close[5 : n - 2],
+        bars.volume[5 : n - 2],
+    )
+    assert window == expected and window.dates == expected.dates and len(window) == n - 7
+    assert np.shares_memory(window.close, bars.close)
+    assert bars.window(0, n) is bars
+    assert len(bars.window(3, 3)) == 0
+    with pytest.raises(AttributeError):
+        window.close = bars.close  # type: ignore[misc]

@@ -780,4 +780,11 @@ class Decider:
         emergency_close_count: int,
         cash_settled: Sequence[str],
     ) -> Decider: ...
-    def decide(self, input: DecisionInput, rules: RuleSet, *, scenarios: Callable[[], ScenarioSet]) -> CoreDecision: ...
+    def decide(
+        self,
+        input: DecisionInput,
+        rules: RuleSet,
+        *,
+        scenarios: Callable[[], ScenarioSet],
+        group: Callable[[], list[str]] | None = None,
+    ) -> CoreDecision: ...

@@ -296,10 +296,106 @@ pub fn trend_strength(closes: &[f64], window: usize) -> CoreResult<Vec<f64>> {
     Ok(out)
 }
 
+/// The last value of `sma(values, window)`, bit for bit, without the series: the same re-centred block (the last
+/// one starting at a multiple of `window`) and the same running steps after it. Errors: as `sma`.
+pub fn sma_last(values: &[f64], window: usize) -> CoreResult<f64> {
+    finite_series("values", values)?;
+    window_fits("window", window, 1, "values", values.len(), 0)?;
+    let w = window as f64;
+    let last_start = values.len() - window;
+    let block_start = last_start - last_start % window;
+    let block = &values[block_start..block_start + window];
+    let reference = block[0];
+    let mut sum: f64 = block.iter().map(|x| x - reference).sum();
+    for start in block_start + 1..=last_start {
+        let end = start + window - 1;
+        sum += (values[end] - reference) - (values[start - 1] - reference);
+    }
+    Ok(reference + sum / w)
+}
+
+/// The last value of `rsi(closes, period)`, bit for bit, without the series (the same Wilder steps). Errors: as
+/// `rsi`.
+pub fn rsi_last(closes: &[f64], period: usize) -> CoreResult<f64> {
+    finite_series("closes", closes)?;
+    window_fits("period", period, 1, "closes", closes.len(), 1)?;
+    let p = period as f64;
+    let mut steps = closes.windows(2).map(|pair| {
+        let d = pair[1] - pair[0];
+        (d.max(0.0), (-d).max(0.0))
+    });
+    let (mut gain, mut loss) = (0.0, 0.0);
+    for (g, l) in steps.by_ref().take(period) {
+        gain += g;
+        loss += l;
+    }
+    gain /= p;
+    loss /= p;
+    for (g, l) in steps {
+        gain = (gain * (p - 1.0) + g) / p;
+        loss = (loss * (p - 1.0) + l) / p;
+    }
+    Ok(rsi_value(gain, loss))
+}
+
+/// The last value of `trend_strength(closes, window)`, bit for bit, without the series: the same re-centred block
+/// and the same running sums after it. Errors: as `trend_strength`.
+pub fn trend_strength_last(closes: &[f64], window: usize) -> CoreResult<f64> {
+    finite_series("closes", closes)?;
+    window_fits("window", window, 2, "closes", closes.len(), 0)?;
+    let w = window as f64;
+    let t_mid = (w - 1.0) / 2.0;
+    let stt = w * (w * w - 1.0) / 12.0;
+    let last_start = closes.len() - window;
+    let block_start = last_start - last_start % window;
+    let block = &closes[block_start..block_start + window];
+    let reference = block.iter().sum::<f64>() / w;
+    let (mut sy, mut syy, mut sky) = (0.0, 0.0, 0.0);
+    for (k, x) in block.iter().enumerate() {
+        let y = x - reference;
+        sy += y;
+        syy += y * y;
+        sky += k as f64 * y;
+    }
+    for start in block_start + 1..=last_start {
+        let end = start + window - 1;
+        let (new, old) = (closes[end] - reference, closes[start - 1] - reference);
+        sky = sky - (sy - old) + (w - 1.0) * new;
+        sy += new - old;
+        syy += new * new - old * old;
+    }
+    let sty = sky - t_mid * sy;
+    let syy_centred = syy - sy * sy / w;
+    Ok(if syy_centred > 0.0 {
+        (sty * sty / (stt * syy_centred)).clamp(0.0, 1.0)
+    } else {
+        0.0
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// The `_last` forms give the series' last value bit for bit (the label reads only that), and the same
+        /// errors.
+        #[test]
+        fn last_values_are_the_series_last_bit_for_bit(
+            xs in proptest::collection::vec(0.5f64..500.0, 1..400),
+            window in 1usize..60,
+        ) {
+            let same = |a: CoreResult<f64>, b: CoreResult<Vec<f64>>| match (a, b) {
+                (Ok(x), Ok(v)) => x.to_bits() == v.last().copied().unwrap_or(f64::NAN).to_bits(),
+                (Err(e), Err(f)) => e.to_string() == f.to_string(),
+                _ => false,
+            };
+            prop_assert!(same(sma_last(&xs, window), sma(&xs, window)));
+            prop_assert!(same(rsi_last(&xs, window), rsi(&xs, window)));
+            prop_assert!(same(trend_strength_last(&xs, window), trend_strength(&xs, window)));
+        }
+    }
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a.is_nan() && b.is_nan()) || (a - b).abs() <= tol * (1.0 + b.abs())

@@ -216,6 +216,11 @@ class Simulation:
             s: (c > 0) & (d.bars.days[np.maximum(c - 1, 0)] == ordinals)
             for (s, d), c in zip(self._data.items(), self._count.values(), strict=True)
         }
+        # The same as Python lists (the day loop reads single elements, cheaper from a list than from an array).
+        self._count_at = {s: c.tolist() for s, c in self._count.items()}
+        self._has_at = {s: h.tolist() for s, h in self._has.items()}
+        self._close_at = {s: d.bars.close.tolist() for s, d in self._data.items()}
+        self._hv_at = {s: hv.tolist() for s, hv in self._hv.items()}
         self._pos_ids = 0
         # Filled as the run goes: each symbol's close and IV per simulated day, and the day's last closes.
         self._closes: dict[str, list[float]] = {}
@@ -228,25 +233,12 @@ class Simulation:
         the proxy (section 6)."""
         if symbol in self.vix_symbols and day in self.vix:
             return self.vix[day] / 100.0, "vix"
-        hv = float(self._hv[symbol][k])
+        hv = self._hv_at[symbol][k]
         return (hv * self._proxy_ratio if math.isfinite(hv) and hv > 0 else 0.2), "proxy"
 
     def _window_bars(self, symbol: str, n: int, day: dt.date) -> Bars:
         """The engine's view of `symbol` on a day: its last `_lookback` bars up to the day (n of them so far)."""
-        full = self._data[symbol].bars
-        lo = max(0, n - self._lookback)
-        if lo == 0:
-            return full if n == len(full) else full.upto(day)
-        dates = full.dates
-        return Bars(
-            dates[lo:n],
-            full.open[lo:n],
-            full.high[lo:n],
-            full.low[lo:n],
-            full.close[lo:n],
-            full.volume[lo:n],
-            full.days[lo:n],
-        )
+        return self._data[symbol].bars.window(max(0, n - self._lookback), n)
 
     def _market(self, i: int, held: set[str]) -> tuple[MarketData, set[str], str]:
         """The day's market, the symbols tradable that day (a bar today and the warm-up behind it) and the day's
@@ -258,14 +250,14 @@ class Simulation:
         listed: dict[str, int] = {}
         tradable: set[str] = set()
         for s in self.symbols:
-            n = int(self._count[s][i])
+            n = self._count_at[s][i]
             if n == 0:
                 continue
             listed[s] = n
-            has = bool(self._has[s][i])
+            has = self._has_at[s][i]
             if has and n > WARMUP:
                 tradable.add(s)
-            self._closes[s].append(float(self._data[s].bars.close[n - 1]) if has else math.nan)
+            self._closes[s].append(self._close_at[s][n - 1] if has else math.nan)
         needed = set(held) | (self.cash_settled & listed.keys())
         for kind, symbols in self.accounts.items():
             entry = weekday in self._entry_days[kind]
@@ -276,7 +268,7 @@ class Simulation:
         used = "proxy"
         for s, n in listed.items():
             vol, origin = self._iv(s, n - 1, day)
-            self._vols[s].append(vol if self._has[s][i] else math.nan)
+            self._vols[s].append(vol if self._has_at[s][i] else math.nan)
             if origin == "vix":
                 used = "vix"
             if s in needed:
@@ -287,7 +279,7 @@ class Simulation:
                 self._closes[s].append(math.nan)
                 self._vols[s].append(math.nan)
         market = MarketData(bars=bars, iv=iv, vix=self.vix.get(day), rate=self.costs.rate.on(day), iv_source=source)
-        self._spot = {s: float(self._data[s].bars.close[n - 1]) for s, n in listed.items()}
+        self._spot = {s: self._close_at[s][n - 1] for s, n in listed.items()}
         return market, tradable, used
 
     # --- the run -------------------------------------------------------------------------------------
@@ -327,7 +319,7 @@ class Simulation:
             market, tradable, source = self._market(i, {p.symbol for p in portfolio.positions.values()})
             ledger.vol_sources.append((day, source))
             for s in self.symbols:
-                if s in self._spot and not self._has[s][i]:
+                if s in self._spot and not self._has_at[s][i]:
                     ledger.skipped[s] = ledger.skipped.get(s, 0) + 1
             if i > first:
                 self._accrue(portfolio, self.sessions[i - 1], day, ledger)
@@ -398,11 +390,14 @@ class Simulation:
                 counts[decision.week_type] = counts.get(decision.week_type, 0) + 1
             # A position closed for profit (or at a stop) frees its capital, and shares just bought (or a Com-Acc's
             # reinvestment put) leave their covered call to write: the account is decided again the same day.
-            executed = decision.outcome != "REJECTED"
-            flat = not any(p.account_id == account_id and p.symbol == symbol for p in portfolio.positions.values())
-            again = (decision.action == "CLOSE" and flat) or decision.action == "BUY_SHARES"
-            again = again or (decision.action == "OPEN_PUT" and kind == "com")
-            if not (executed and again):
+            if decision.outcome == "REJECTED":
+                break
+            action = decision.action
+            if action == "BUY_SHARES" or (action == "OPEN_PUT" and kind == "com"):
+                continue
+            if action != "CLOSE" or any(
+                p.account_id == account_id and p.symbol == symbol for p in portfolio.positions.values()
+            ):
                 break
 
     def _accrue(self, portfolio: Portfolio, previous: dt.date, day: dt.date, ledger: _Ledger) -> None:

@@ -200,7 +200,20 @@ class Engine:
         self._label_text: dict[int, tuple[MarketLabel, str]] = {}
         self._scenario_cache: dict[tuple[Any, ...], np.ndarray] = {}
         self._scenario_sets: dict[tuple[Any, ...], _core.ScenarioSet] = {}
+        self._groups: dict[tuple[Any, ...], tuple[tuple[Bars, ...], tuple[str, ...]]] = {}
         self.system_state = "ACTIVE"
+        # The day the remembered cuts were last pruned (see _prune_cuts).
+        self._pruned_on: dt.date | None = None
+        # The VIX proxy's settings, and its reading per index and closes (every decision of a day reads the same).
+        self._cash_settled = tuple(self.config.doc.strings("cash_settled"))
+        self._proxy_window = int(self.config.doc.number("vix_proxy_window", low=2))
+        self._proxy_ratio = self.config.doc.number("vix_proxy_ratio", low=0)
+        self._proxy_readings: dict[tuple[str, bytes], tuple[float | None, str, str]] = {}
+        # The last market view (decide's bars up to the day): the market it was made from, the day and the view.
+        self._view: tuple[MarketData, dt.date, MarketData] | None = None
+        # The core's HeldPosition per position and its every field: a position unchanged since the last decision
+        # is passed again as the same object instead of a new one.
+        self._held: dict[tuple[Any, ...], _core.HeldPosition] = {}
         # Everything the core's decision flow reads from the configuration, compiled once per engine.
         self.decider = self._compile_decider()
 
@@ -389,19 +402,29 @@ class Engine:
         `symbol` itself); (None, "none", why) when neither can be had."""
         if market.vix is not None:
             return float(market.vix), "vix", f"VIX={float(market.vix):.2f}"
-        doc = self.config.doc
-        window = int(doc.number("vix_proxy_window", low=2))
-        ratio = doc.number("vix_proxy_ratio", low=0)
-        indices = [s for s in doc.strings("cash_settled") if s in market.bars]
-        source = indices[0] if indices else symbol
+        window, ratio = self._proxy_window, self._proxy_ratio
+        source = next((s for s in self._cash_settled if s in market.bars), symbol)
         close = market.bars_for(source).close
         if close.size <= window:
             return None, "none", f"no VIX and too few bars of {source} for the proxy"
-        hv = float(indicators.hist_vol(close[-(window + 1) :], window)[-1])  # the last window only
+        last = close[-(window + 1) :]  # the last window only
+        # The reading depends on those closes alone: kept per source and closes (exact bytes), as every decision
+        # of a day reads the same.
+        key = (source, np.ascontiguousarray(last, dtype=np.float64).tobytes())
+        reading = self._proxy_readings.get(key)
+        if reading is not None:
+            return reading
+        hv = float(_core.hist_vol(np.ascontiguousarray(last, dtype=np.float64), window, 252.0)[-1])
         if not math.isfinite(hv):
-            return None, "none", f"no VIX and no finite realised volatility of {source}"
-        value = hv * 100.0 * ratio
-        return value, "proxy", f"VIX proxy={value:.2f} ({window}-day realised vol of {source} {hv:.1%} x {ratio:g})"
+            reading = (None, "none", f"no VIX and no finite realised volatility of {source}")
+        else:
+            value = hv * 100.0 * ratio
+            note = f"VIX proxy={value:.2f} ({window}-day realised vol of {source} {hv:.1%} x {ratio:g})"
+            reading = (value, "proxy", note)
+        if len(self._proxy_readings) > 256:
+            self._proxy_readings.clear()
+        self._proxy_readings[key] = reading
+        return reading
 
     def _vix(self, value: float | None) -> tuple[float, bool, str]:
         if value is None:
@@ -419,7 +442,7 @@ class Engine:
         return step.level, drawdown
 
     def _atr(self, bars: Bars, period: int) -> float | None:
-        if len(bars.dates) <= period:
+        if len(bars.days) <= period:
             return None
         value = float(indicators.atr(bars.high, bars.low, bars.close, period)[-1])
         return value if math.isfinite(value) and value > 0 else None
@@ -428,7 +451,7 @@ class Engine:
     def _scenarios(self, symbols: list[str], market: MarketData) -> np.ndarray:
         """The last N daily joint simple returns of `symbols` (aligned on their common last dates); kept per set of
         symbols and last bars, since every decision of the day revalues over the same history."""
-        key = tuple((s, len(market.bars_for(s).dates), market.bars_for(s).last_close) for s in symbols)
+        key = tuple((s, len(market.bars_for(s).days), market.bars_for(s).last_close) for s in symbols)
         cached = self._scenario_cache.get(key)
         if cached is None:
             cached = self._build_scenarios(symbols, market)
@@ -460,9 +483,8 @@ class Engine:
         n = int(self._sec("risk").number("scenario_days", low=1))
         columns = []
         for s in symbols:
-            close = market.bars_for(s).close
-            r = close[1:] / close[:-1] - 1.0
-            columns.append(r[-n:])
+            close = market.bars_for(s).close[-(n + 1) :]  # the returns are elementwise: only the last n needed
+            columns.append(close[1:] / close[:-1] - 1.0)
         length = min(len(c) for c in columns)
         if length < 1:
             raise InvalidInputError.of("bars", "need at least two closes per symbol for scenarios")
@@ -478,10 +500,22 @@ class Engine:
         q = r.number("tail_q", low=0.0001, high=0.5)
         limit = r.number("tail_dependence_limit", low=0, high=1)
         names = [symbol, *candidates]
+        # Kept per symbols and the very Bars objects measured (immutable; the cache holds them, so their ids are
+        # not reused while kept): a decision made again the same day over the same market (after a fill) measures
+        # the same group.
+        bars = tuple(market.bars_for(s) for s in names)
+        key = (q, limit, *names, *map(id, bars))
+        cached = self._groups.get(key)
+        if cached is not None and all(a is b for a, b in zip(cached[0], bars, strict=True)):
+            return list(cached[1])
         returns = self.historical_returns(names, market)
         # The connected pairs are followed in the core (pairwise lower-tail coefficients, both directions).
         members = _core.tail_group(np.ascontiguousarray(returns), q=q, limit=limit)
-        return sorted(names[i] for i in members)
+        group = sorted(names[i] for i in members)
+        if len(self._groups) > 256:
+            self._groups.clear()
+        self._groups[key] = (bars, tuple(group))
+        return group
 
     def book_pnl(self, positions: list[Position], market: MarketData, today: dt.date, symbols: list[str]) -> np.ndarray:
         """P&L of `positions` in each historical scenario of `symbols` (the last N joint daily returns), by full
@@ -517,7 +551,7 @@ class Engine:
             b = market.bars_for(s)
             close = b.last_close
             spot.append(close)
-            marks.append((s, len(b.dates), close))
+            marks.append((s, len(b.days), close))
         key = (*marks, *iv, market.rate)
         cached = self._scenario_sets.get(key)
         if cached is None:
@@ -570,7 +604,25 @@ class Engine:
             return self._seen[idempotency_key]
         account = portfolio.account(account_id)
         today = as_of.date()
+        if today != self._pruned_on:
+            self._prune_cuts(portfolio, today)
         bars = market.bars_for(symbol).upto(today)
+        view = self._view_of(market, today)
+        label = self._label(symbol, bars, view.iv_for(symbol))
+        decision = _Deciding(self, portfolio, account, symbol, as_of, view, bars, label, idempotency_key).run(
+            roll_available
+        )
+        if idempotency_key is not None:
+            self._seen[idempotency_key] = decision
+        return decision
+
+    def _view_of(self, market: MarketData, today: dt.date) -> MarketData:
+        """The market as of `today` (every symbol's bars up to the day). The last view is kept with the market it
+        came from: the decisions of a day over one market (the backtest's ~10 a day) share it. A market is not
+        changed once built (the backtest builds one per day, the service one per request)."""
+        last = self._view
+        if last is not None and last[0] is market and last[1] == today:
+            return last[2]
         view = MarketData(
             bars={s: b.upto(today) for s, b in market.bars.items()},
             iv=market.iv,
@@ -581,13 +633,31 @@ class Engine:
             earnings=market.earnings,
             iv_source=market.iv_source,
         )
-        label = self._label(symbol, bars, view.iv_for(symbol))
-        decision = _Deciding(self, portfolio, account, symbol, as_of, view, bars, label, idempotency_key).run(
-            roll_available
-        )
-        if idempotency_key is not None:
-            self._seen[idempotency_key] = decision
-        return decision
+        self._view = (market, today, view)
+        return view
+
+    def _prune_cuts(self, portfolio: Portfolio, today: dt.date) -> None:
+        """Forgets the cuts no decision can read again, once a day, so the state stays bounded (issue 10): a budget
+        cut's key ("budget:<position id>:<day>", "budget:shares:<symbol>:<day>") is read only on its own day, and a
+        protection cut's key (the position id) only while that position is held (position ids are never reused:
+        the backtest and the service both number them from a counter). "shares:<symbol>" keys (at most one per
+        symbol) are kept."""
+        self._pruned_on = today
+        day = today.isoformat()
+        held = portfolio.positions
+        for rt in self._runtime.values():
+            cuts = rt.cut_at
+            dead = [
+                k
+                for k in cuts
+                if (
+                    k.rsplit(":", 1)[-1] < day
+                    if k.startswith("budget:")
+                    else k not in held and not k.startswith("shares:")
+                )
+            ]
+            for k in dead:
+                del cuts[k]
 
     def commit(self, decision: Decision, portfolio: Portfolio) -> None:
         """Applies what a decision changes once it is executed (a fill) or approved: its order enters the rate
@@ -618,8 +688,9 @@ class Engine:
     def _label(self, symbol: str, bars: Bars, iv: float) -> MarketLabel:
         """The market label of the last bar; the same bars and IV give the same label, so it is kept for the day
         (every account of a portfolio asks for it)."""
-        last = bars.dates[-1] if bars.dates else None
-        key = (symbol, last, len(bars.dates), iv, float(bars.close[-1]) if bars.dates else 0.0)
+        days = bars.days
+        n = len(days)
+        key = (symbol, int(days[-1]) if n else None, n, iv, float(bars.close[-1]) if n else 0.0)
         cached = self._labels.get(key)
         if cached is None:
             cached = market_label(bars.close, iv, bars.volume, self.config)
@@ -747,15 +818,10 @@ class _Deciding:
         held = self._all_positions()
         symbols = sorted({p.symbol for p in held} | {self.symbol})
         own = e.positions_of(self.p, a.id)
-        # The tail group is measured here (a single-symbol account needs no measuring); when the market cannot give
-        # it, the core is told so and a decision that needs it fails with the very error measuring it raised. The
-        # scenarios are built only when the core values an order (kept per market, like the returns they use).
-        missing: list[InvalidInputError] = []
-        group: list[str] | None = None
-        try:
-            group = e.tail_group(self.symbol, [p.symbol for p in own], m)
-        except InvalidInputError as exc:
-            missing.append(exc)
+        # The tail group is measured only when the core builds a rule context (most decisions hold or make no trade);
+        # when the market cannot give it, the decision that needs it fails with the very error measuring it raised.
+        # The scenarios are built only when the core values an order (kept per market, like the returns they use).
+        own_symbols = [p.symbol for p in own]
         column = {s: i for i, s in enumerate(symbols)}
         counted = {id(p) for p in held}
         book: list[_core.HeldPosition] = []
@@ -775,27 +841,32 @@ class _Deciding:
                 roll_expiry = next_weekly_expiry(p.expiry).toordinal()
                 if band is None and p.kind == "put":
                     band = self._position_band(p)
-            book.append(
-                _core.HeldPosition(
-                    id=p.id,
-                    account_id=p.account_id,
-                    symbol=p.symbol,
-                    kind=p.kind,
-                    quantity=p.quantity,
-                    strike=p.strike,
-                    expiry=p.expiry.toordinal() if p.expiry is not None else None,
-                    roll_expiry=roll_expiry,
-                    premium=p.premium,
-                    cost_basis=p.cost_basis,
-                    band_low=band[0] if band else None,
-                    band_high=band[1] if band else None,
-                    sector=m.sectors.get(p.symbol, "unknown"),
-                    last_close=quote[0],
-                    iv=quote[1],
-                    column=column.get(p.symbol, 0),
-                    in_book=in_book,
-                )
+            fields = (
+                p.id,
+                p.account_id,
+                p.symbol,
+                p.kind,
+                p.quantity,
+                p.strike,
+                p.expiry.toordinal() if p.expiry is not None else None,
+                roll_expiry,
+                p.premium,
+                p.cost_basis,
+                band[0] if band else None,
+                band[1] if band else None,
+                m.sectors.get(p.symbol, "unknown"),
+                quote[0],
+                quote[1],
+                column.get(p.symbol, 0),
+                in_book,
             )
+            held_position = e._held.get(fields)
+            if held_position is None:
+                held_position = _held_position(*fields)
+                if len(e._held) > 4096:
+                    e._held.clear()
+                e._held[fields] = held_position
+            book.append(held_position)
         rt = e._runtime_of(a.id)
         stale = 0
         for t in rt.orders:  # what a rule context prunes from the rate window, counted without pruning
@@ -851,7 +922,7 @@ class _Deciding:
             system_state=e.system_state,
             orders_last_minute=len(rt.orders) - stale,
             earnings_in_week=earnings,
-            group_symbols=group,
+            group_symbols=None,
             book=book,
             column=column[self.symbol],
             trust=gate,
@@ -860,12 +931,12 @@ class _Deciding:
             chain_puts=[_quote(q) for q in chain.get("put", ())],
             chain_calls=[_quote(q) for q in chain.get("call", ())],
         )
-        try:
-            core = e.decider.decide(inp, e.rules.compiled, scenarios=lambda: e._scenario_set(symbols, m))
-        except InvalidInputError as exc:
-            if missing and exc.field == "group_symbols":
-                raise missing[0] from None
-            raise
+        core = e.decider.decide(
+            inp,
+            e.rules.compiled,
+            scenarios=lambda: e._scenario_set(symbols, m),
+            group=lambda: e.tail_group(self.symbol, own_symbols, m),
+        )
         if core.rules_checked:
             for _ in range(stale):
                 rt.orders.popleft()
@@ -917,7 +988,7 @@ class _Deciding:
         conservative band. The core reads it with the position."""
         bars = self.bars.upto(opt.opened)
         label = self.label
-        if len(bars.dates) >= int(self.e._sec("market_label").number("min_bars", low=1)):
+        if len(bars.days) >= int(self.e._sec("market_label").number("min_bars", low=1)):
             label = self.e._label(self.symbol, bars, self.iv)
         band = self.e.config.entry_rule(self.a.kind, label.label).band
         if band is None:
@@ -933,6 +1004,47 @@ class _Deciding:
         return [
             p for p in self.p.positions.values() if not self.p.groups[self.p.accounts[p.account_id].group_id].merged
         ]
+
+
+def _held_position(
+    id: str,
+    account_id: str,
+    symbol: str,
+    kind: str,
+    quantity: float,
+    strike: float,
+    expiry: int | None,
+    roll_expiry: int | None,
+    premium: float,
+    cost_basis: float,
+    band_low: float | None,
+    band_high: float | None,
+    sector: str,
+    last_close: float,
+    iv: float,
+    column: int,
+    in_book: bool,
+) -> _core.HeldPosition:
+    """The core's (immutable) view of one held position."""
+    return _core.HeldPosition(
+        id=id,
+        account_id=account_id,
+        symbol=symbol,
+        kind=kind,
+        quantity=quantity,
+        strike=strike,
+        expiry=expiry,
+        roll_expiry=roll_expiry,
+        premium=premium,
+        cost_basis=cost_basis,
+        band_low=band_low,
+        band_high=band_high,
+        sector=sector,
+        last_close=last_close,
+        iv=iv,
+        column=column,
+        in_book=in_book,
+    )
 
 
 def _order_of(o: _core.CoreOrder) -> Order:

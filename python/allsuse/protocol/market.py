@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,20 @@ class Bars:
         if n and not np.all(np.isfinite(close)):
             raise InvalidInputError.of("bars.close", "must be finite")
 
+    def window(self, lo: int, hi: int) -> Bars:
+        """Bars lo..hi-1 (indexes into these bars, 0 <= lo <= hi <= len), sharing their memory: a slice of bars
+        already checked needs no checking again (the backtest's daily window of each symbol). Its dates are derived
+        from its days when first read."""
+        if lo == 0 and hi == len(self.days):
+            return self
+        out = object.__new__(Bars)
+        setattr_ = object.__setattr__
+        setattr_(out, "_dates", None)
+        setattr_(out, "days", self.days[lo:hi])
+        for name in _BAR_COLUMNS:
+            setattr_(out, name, getattr(self, name)[lo:hi])
+        return out
+
     @classmethod
     def from_days(
         cls,
@@ -115,7 +130,11 @@ class Bars:
 
     def upto(self, day: dt.date) -> Bars:
         """The bars up to and including `day`."""
-        n = int(self.days.searchsorted(day.toordinal(), side="right"))
+        ordinal = day.toordinal()
+        days = self.days
+        if not len(days) or days[-1] <= ordinal:  # nothing after the day (the usual case): these bars
+            return self
+        n = int(days.searchsorted(ordinal, side="right"))
         if n == len(self.days):
             return self
         dates = self._dates
@@ -196,9 +215,11 @@ class MarketData:
 _NYSE = NyseCalendar()
 
 
+@functools.lru_cache(maxsize=8192)
 def last_trading_day_of_week(day: dt.date) -> dt.date:
     """The last NYSE trading day of `day`'s week: its Friday, or the day before when that Friday is a holiday
-    (Good Friday); outside the calendar's years, the Friday."""
+    (Good Friday); outside the calendar's years, the Friday. A fact of the fixed calendar, kept per day (every
+    decision of a day asks for it)."""
     friday = day + dt.timedelta(days=4 - day.weekday())
     if not FIRST_YEAR <= friday.year <= LAST_YEAR:
         return friday

@@ -43,13 +43,18 @@ class MarketLabel:
         )
 
 
+def _is_vector(x: Any) -> bool:
+    """A non-empty 1-D C-contiguous float64 array: what as_vector would return unchanged (bars' columns)."""
+    return type(x) is np.ndarray and x.dtype == np.float64 and x.ndim == 1 and x.size > 0 and x.flags.c_contiguous
+
+
 def market_label(
     close: Any, iv: float, volume: Any | None = None, config: settings.ProtocolConfig | None = None
 ) -> MarketLabel:
     """Labels the last bar of `close` (at least `min_bars` daily closes, oldest first) with implied vol `iv`
     (the symbol's ATM IV; VIX/100 for an index). `volume`, when given, has the same length as `close`."""
     protocol = config or settings.default()
-    closes = as_vector("close", close)
+    closes = close if _is_vector(close) else as_vector("close", close)
     min_bars = int(protocol.doc.section("market_label").number("min_bars", low=2))
     if closes.size < min_bars:
         raise InvalidInputError.of("close", f"needs at least {min_bars} daily bars, got {closes.size}")
@@ -57,7 +62,7 @@ def market_label(
         raise InvalidInputError.of("iv", f"must be a finite number > 0, got {iv!r}")
     vols = None
     if volume is not None:
-        vols = as_vector("volume", volume)
+        vols = volume if _is_vector(volume) else as_vector("volume", volume)
         if vols.size != closes.size:
             raise InvalidInputError.of("volume", f"has {vols.size} bars, close has {closes.size}")
     # Finite prices > 0 are checked by the core, which names `close`.

@@ -524,21 +524,26 @@ impl Decider {
     }
 
     /// The decision for the input over the rule set in force. `scenarios` gives the day's ScenarioSet, called
-    /// only when the decision values an order (an error it raises is raised as it is).
-    #[pyo3(signature = (input, rules, *, scenarios))]
+    /// only when the decision values an order; `group` (optional) gives the tail group when the input's
+    /// `group_symbols` is None, called only when a rule context is built. An error either raises is raised as it is.
+    #[pyo3(signature = (input, rules, *, scenarios, group=None))]
     fn decide(
         &self,
         py: Python<'_>,
         input: PyRef<'_, DecisionInput>,
         rules: PyRef<'_, super::protocol::RuleSet>,
         scenarios: Bound<'_, PyAny>,
+        group: Option<Bound<'_, PyAny>>,
     ) -> PyResult<CoreDecision> {
         let source = LazyScenarios {
             call: scenarios,
             built: std::cell::OnceCell::new(),
+            group,
+            group_built: std::cell::OnceCell::new(),
             failed: std::cell::RefCell::new(None),
         };
-        let decided = flow::decide(&self.inner, &input.inner, &source, &rules.inner);
+        // The input was validated when it was built (a frozen class: it cannot have changed since).
+        let decided = flow::decide_validated(&self.inner, &input.inner, &source, &rules.inner);
         if let Some(err) = source.failed.borrow_mut().take() {
             return Err(err);
         }
@@ -664,10 +669,13 @@ impl Confidences {
     }
 }
 
-/// The day's scenarios from the engine, asked for once and only when an order is valued.
+/// The day's scenarios from the engine, asked for once and only when an order is valued; likewise the tail group,
+/// asked for once and only when a rule context is built.
 struct LazyScenarios<'py> {
     call: Bound<'py, PyAny>,
     built: std::cell::OnceCell<Py<PyScenarioSet>>,
+    group: Option<Bound<'py, PyAny>>,
+    group_built: std::cell::OnceCell<Vec<String>>,
     failed: std::cell::RefCell<Option<PyErr>>,
 }
 
@@ -695,6 +703,27 @@ impl flow::ScenarioSource for LazyScenarios<'_> {
             .get()
             .map(|s| &s.get().inner)
             .ok_or_else(|| CoreError::invalid("scenarios", "the market gave no scenarios"))
+    }
+
+    fn group_symbols(&self) -> CoreResult<Option<&[String]>> {
+        let Some(call) = &self.group else {
+            return Ok(None);
+        };
+        if self.group_built.get().is_none() {
+            match call.call0().and_then(|g| g.extract::<Vec<String>>()) {
+                Ok(g) => {
+                    let _ = self.group_built.set(g);
+                }
+                Err(e) => {
+                    *self.failed.borrow_mut() = Some(e);
+                    return Err(CoreError::invalid(
+                        "group_symbols",
+                        "the tail group could not be measured",
+                    ));
+                }
+            }
+        }
+        Ok(self.group_built.get().map(Vec::as_slice))
     }
 }
 

@@ -514,21 +514,30 @@ impl DecisionInput {
                     ("open_interest", q.open_interest),
                     ("volume", q.volume),
                 ] {
-                    check::finite(&format!("{name}[{k}].{field}"), x)?;
+                    // The field's name is formatted only for the error.
+                    if !x.is_finite() {
+                        check::finite(&format!("{name}[{k}].{field}"), x)?;
+                    }
                 }
             }
         }
         for (i, h) in self.book.iter().enumerate() {
-            let f = |n: &str| format!("book[{i}].{n}");
-            check::finite(&f("quantity"), h.quantity)?;
-            check::finite(&f("strike"), h.strike)?;
-            check::finite(&f("premium"), h.premium)?;
-            check::finite(&f("cost_basis"), h.cost_basis)?;
-            check::finite(&f("last_close"), h.last_close)?;
-            check::finite(&f("iv"), h.iv)?;
+            // The field's name is formatted only for the error.
+            let finite = |n: &str, x: f64| -> CoreResult<()> {
+                if !x.is_finite() {
+                    check::finite(&format!("book[{i}].{n}"), x)?;
+                }
+                Ok(())
+            };
+            finite("quantity", h.quantity)?;
+            finite("strike", h.strike)?;
+            finite("premium", h.premium)?;
+            finite("cost_basis", h.cost_basis)?;
+            finite("last_close", h.last_close)?;
+            finite("iv", h.iv)?;
             if let Some((lo, hi)) = h.band {
-                check::finite(&f("band"), lo)?;
-                check::finite(&f("band"), hi)?;
+                finite("band", lo)?;
+                finite("band", hi)?;
             }
         }
         Ok(())
@@ -652,6 +661,13 @@ struct Deciding<'a> {
 pub trait ScenarioSource {
     /// The scenarios, or an error naming `scenarios` when the market cannot give them.
     fn scenarios(&self) -> CoreResult<&Scenarios>;
+
+    /// The tail-dependent group of the input's symbol, measured on demand when the input carries none (only a
+    /// decision that builds a rule context reads it). `Ok(None)`: this source does not measure it; an error names
+    /// `group_symbols`.
+    fn group_symbols(&self) -> CoreResult<Option<&[String]>> {
+        Ok(None)
+    }
 }
 
 impl ScenarioSource for Option<&Scenarios> {
@@ -689,6 +705,17 @@ pub fn decide(
     rules: &RuleSet,
 ) -> CoreResult<Decision> {
     input.validate()?;
+    decide_validated(d, input, scenarios, rules)
+}
+
+/// `decide` for an input already validated (the Python binding's `DecisionInput` is validated when it is built and
+/// cannot change afterwards), so it is not checked twice.
+pub(crate) fn decide_validated(
+    d: &Decider,
+    input: &DecisionInput,
+    scenarios: &dyn ScenarioSource,
+    rules: &RuleSet,
+) -> CoreResult<Decision> {
     let spec = d.account(&input.account_kind)?;
     let li = LABELS
         .iter()
@@ -2025,9 +2052,12 @@ impl Deciding<'_> {
         band: Option<(f64, f64)>,
     ) -> CoreResult<OrderContext> {
         self.rules_checked = true;
-        let group = self.i.group_symbols.as_ref().ok_or_else(|| {
-            CoreError::invalid("group_symbols", "the tail group could not be measured")
-        })?;
+        let group: &[String] = match &self.i.group_symbols {
+            Some(g) => g,
+            None => self.scenarios.group_symbols()?.ok_or_else(|| {
+                CoreError::invalid("group_symbols", "the tail group could not be measured")
+            })?,
+        };
         let i = self.i;
         let stock = order.kind == "stock";
         let band = match band {
@@ -2142,7 +2172,7 @@ impl Deciding<'_> {
             earnings_in_week: i.earnings_in_week,
             withdrawal_amount: None,
             option_kind: Some(order.kind.into()),
-            group_symbols: group.clone(),
+            group_symbols: group.to_vec(),
             group_exposure_after: Some(group_exposure + added),
             max_symbol_weight: Some(cap),
         })

@@ -198,9 +198,9 @@ pub fn market_label(
 
     // Trend: moving-average stack and the R^2 of a linear fit.
     let price = last("close", close)?;
-    let ma10 = last("close", &indicators::sma(close, 10)?)?;
-    let ma20 = last("close", &indicators::sma(close, 20)?)?;
-    let ma50 = last("close", &indicators::sma(close, 50)?)?;
+    let ma10 = indicators::sma_last(close, 10)?;
+    let ma20 = indicators::sma_last(close, 20)?;
+    let ma50 = indicators::sma_last(close, 50)?;
     let trend = if ma10 > ma20 && ma20 > ma50 && price > ma10 {
         "bullish"
     } else if ma10 < ma20 && ma20 < ma50 && price < ma10 {
@@ -208,7 +208,7 @@ pub fn market_label(
     } else {
         "neutral"
     };
-    let r2 = last("close", &indicators::trend_strength(close, t.trend_window)?)?;
+    let r2 = indicators::trend_strength_last(close, t.trend_window)?;
     let grade = if r2 < t.trend_weak {
         "weak"
     } else if r2 > t.trend_strong {
@@ -225,7 +225,7 @@ pub fn market_label(
     }
 
     // Momentum: RSI (Wilder) and rate of change.
-    let rsi = last("close", &indicators::rsi(close, t.rsi_period)?)?;
+    let rsi = indicators::rsi_last(close, t.rsi_period)?;
     let base = close
         .len()
         .checked_sub(1 + t.roc_period)
