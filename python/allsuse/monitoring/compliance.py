@@ -24,6 +24,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from allsuse import _core
 from allsuse.errors import InvalidInputError
 from allsuse.protocol.market import MarketData
@@ -59,12 +61,6 @@ def _exposure(p: Position, market: MarketData) -> float:
     return 0.0
 
 
-def _put_delta(p: Position, market: MarketData, today: dt.date) -> float:
-    spot = market.bars_for(p.symbol).last_close
-    greeks = _core.bs_greeks("put", spot, p.strike, p.years_to_expiry(today), market.iv_for(p.symbol), market.rate, 0.0)
-    return abs(float(greeks[1]))  # (price, delta, gamma, vega, theta, rho)
-
-
 def check(
     engine: Engine,
     portfolio: Portfolio,
@@ -72,23 +68,29 @@ def check(
     today: dt.date,
     *,
     groups: dict[tuple[object, ...], list[tuple[str, ...]]] | None = None,
+    marked: tuple[list[Account], list[float], float] | None = None,
 ) -> list[Violation]:
     """Every violation of the portfolio's accounts not merged away, on `market` as of `today`. `groups` caches the
-    tail-dependent groups of a set of held symbols on this market (a sweep shares it across portfolios)."""
+    tail-dependent groups of a set of held symbols on this market (a sweep shares it across portfolios); `marked`
+    gives those accounts with their equities and the portfolio's, when already marked."""
     doc = engine.config.doc
     risk = doc.section("risk")
     symbol_cap = risk.number("symbol_cap_share", low=0, high=1)
     sector_cap = risk.number("sector_cap_share", low=0, high=1)
     thresholds = doc.section("drawdown_protection").numbers("thresholds")
-    merged = {gid for gid, g in portfolio.groups.items() if g.merged}
-    accounts: list[Account] = [a for a in portfolio.accounts.values() if a.group_id not in merged]
+    if marked is None:
+        merged = {gid for gid, g in portfolio.groups.items() if g.merged}
+        live: list[Account] = [a for a in portfolio.accounts.values() if a.group_id not in merged]
+        marked = (live, *engine.equities(portfolio, live, market, today)) if live else ([], [], 0.0)
+    accounts, values, total = marked
     if not accounts:
         return []
-    values, total = engine.equities(portfolio, accounts, market, today)
     equity = {a.id: v for a, v in zip(accounts, values, strict=True)}
     pid = portfolio.id
     out: list[Violation] = []
     by_sector: dict[str, float] = {}
+    live_ids = {a.id for a in accounts}
+    out.extend(_drift([p for p in portfolio.positions.values() if p.account_id in live_ids], market, today, pid))
     for account in accounts:
         own = [p for p in portfolio.positions.values() if p.account_id == account.id]
         spec = engine.config.account(account.kind)
@@ -103,7 +105,6 @@ def check(
             by_sector[sector] = by_sector.get(sector, 0.0) + value
             if p.kind == "put" and p.quantity < 0:
                 collateral += value
-                out.extend(_drift(p, market, today, pid))
         if eq > 0:
             for symbol, value in sorted(by_symbol.items()):
                 if value / eq > cap + 1e-12:
@@ -151,23 +152,40 @@ def check(
     return out
 
 
-def _drift(p: Position, market: MarketData, today: dt.date, pid: str) -> list[Violation]:
-    if p.band is None or p.expiry is None or p.expiry < today:
+def _drift(positions: list[Position], market: MarketData, today: dt.date, pid: str) -> list[Violation]:
+    """DELTA_DRIFT of every open short put with a band, its |delta| at today's spot and IV in one core call."""
+    puts = []
+    for p in positions:
+        if p.kind != "put" or p.quantity >= 0 or p.band is None or p.expiry is None or p.expiry < today:
+            continue
+        try:
+            puts.append((p, market.bars_for(p.symbol).last_close, market.iv_for(p.symbol)))
+        except InvalidInputError:
+            continue  # no IV (or bars) for the symbol today: nothing to judge the band with
+    if not puts:
         return []
-    try:
-        delta = _put_delta(p, market, today) * 100.0
-    except InvalidInputError:
-        return []  # no IV for the symbol today: nothing to judge the band with
-    low, high = p.band
-    if not math.isfinite(delta) or low - 1e-9 <= delta <= high + 1e-9:
-        return []
-    return [
-        Violation(
+    n = len(puts)
+    greeks = _core.bs_greeks_batch(
+        "put",
+        np.array([s for _, s, _ in puts]),
+        np.array([p.strike for p, _, _ in puts]),
+        np.array([p.years_to_expiry(today) for p, _, _ in puts]),
+        np.array([v for _, _, v in puts]),
+        np.full(n, market.rate),
+        np.zeros(n),
+    )
+    out = []
+    for (p, _, _), delta in zip(puts, np.abs(greeks[1]) * 100.0, strict=True):  # (price, delta, gamma, ...)
+        assert p.band is not None
+        low, high = p.band
+        if not math.isfinite(delta) or low - 1e-9 <= delta <= high + 1e-9:
+            continue
+        out.append(Violation(
             f"DELTA_DRIFT:{p.account_id}:{p.id}", "DELTA_DRIFT", "MEDIUM", pid, p.account_id,
             f"{p.id} ({p.symbol} {p.strike:g} put) delta {delta:.0f} has left its band {low:.0f}-{high:.0f}",
-            delta, high if delta > high else low,
-        )
-    ]  # fmt: skip
+            float(delta), high if delta > high else low,
+        ))  # fmt: skip
+    return out
 
 
 def tail_groups(engine: Engine, held: list[str], market: MarketData) -> list[tuple[str, ...]]:

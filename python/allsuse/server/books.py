@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from allsuse.protocol.accounts import Portfolio
+from allsuse.protocol.accounts import Account, Portfolio
 from allsuse.protocol.market import MarketData
 from allsuse.server.marketdata import markets_for
-from allsuse.server.portfolios import PortfolioRepository
+from allsuse.server.portfolios import from_payload
+
+if TYPE_CHECKING:
+    from allsuse.protocol.engine import Engine
 
 log = logging.getLogger("allsuse.monitoring")
 
@@ -22,13 +25,28 @@ class Book:
 
     portfolio: Portfolio
     market: MarketData
+    _marked: dict[dt.date, tuple[list[Account], list[float], float]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def equities(self, engine: Engine, today: dt.date) -> tuple[list[Account], list[float], float]:
+        """The accounts not merged away, their equity at market and the portfolio's: marked once a day per book,
+        so compliance and the metrics of one sweep share the marks."""
+        found = self._marked.get(today)
+        if found is None:
+            merged = {gid for gid, g in self.portfolio.groups.items() if g.merged}
+            accounts = [a for a in self.portfolio.accounts.values() if a.group_id not in merged]
+            values, total = engine.equities(self.portfolio, accounts, self.market, today)
+            found = self._marked[today] = (accounts, values, total)
+        return found
 
 
 def load_books(deps: Any, at: dt.datetime) -> list[Book]:
     """Every stored portfolio with the server's market as of `at`; a portfolio holding a symbol the history lacks
     is left out and logged."""
-    repo = PortfolioRepository(deps.store)
-    portfolios = [repo.load(r.id).portfolio for r in deps.store.list_portfolios(limit=100_000)]
+    # The listed records carry each portfolio's payload: rebuilt from it, without a second read per portfolio (the
+    # engine state, which monitoring does not read, is not loaded).
+    portfolios = [from_payload(r.id, r.payload).portfolio for r in deps.store.list_portfolios(limit=100_000)]
     symbols = sorted({p.symbol for pf in portfolios for p in pf.positions.values()})
     market = markets_for(deps).of_history(symbols, at)
     books = []

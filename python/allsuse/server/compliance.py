@@ -60,7 +60,8 @@ class ComplianceWatch:
         groups: dict[tuple[object, ...], list[tuple[str, ...]]] = {}  # tail groups shared by books this sweep
         for book in load_books(self.deps, at) if books is None else books:
             record = book.portfolio
-            found = check(self.engine, book.portfolio, book.market, at.date(), groups=groups)
+            marked = book.equities(self.engine, at.date())
+            found = check(self.engine, book.portfolio, book.market, at.date(), groups=groups, marked=marked)
             before = self.current.get(record.id, {})
             now: dict[str, tuple[Violation, str]] = {}
             for v in found:

@@ -21,7 +21,6 @@ from prometheus_client import Gauge
 
 from allsuse import risk
 from allsuse.protocol.engine import Engine
-from allsuse.protocol.positions import Position
 from allsuse.server.books import Book, load_books
 from allsuse.server.marketdata import book_market
 from allsuse.server.portfolios import PortfolioRepository
@@ -69,27 +68,33 @@ class PerformanceWatch:
         day = (today - EPOCH).days
         engine = self.engine
         rows: list[marks.Mark] = []
-        pending: list[tuple[Book, str, float, list[Position]]] = []
+        pending: list[tuple[str, str, float, float]] = []
         for book in load_books(self.deps, at) if books is None else books:
-            portfolio = book.portfolio
-            merged = {gid for gid, g in portfolio.groups.items() if g.merged}
-            accounts = [a for a in portfolio.accounts.values() if a.group_id not in merged]
-            values, total = engine.equities(portfolio, accounts, book.market, today)
+            pid = book.portfolio.id
+            accounts, values, total = book.equities(engine, today)
             live = {a.id for a in accounts}
-            positions = [p for p in portfolio.positions.values() if p.account_id in live]
-            for account, equity in [*zip(accounts, values, strict=True), (None, total)]:
-                account_id = account.id if account is not None else marks.PORTFOLIO
-                held = [p for p in positions if account is None or p.account_id == account_id]
-                rows.append((portfolio.id, account_id, day, equity))
-                pending.append((book, account_id, equity, held))
+            positions = [p for p in book.portfolio.positions.values() if p.account_id in live]
+            symbols = sorted({p.symbol for p in positions})
+            # P&L is additive across positions: each account's scenario vector once, the portfolio's their sum.
+            pnl = {
+                a.id: engine.book_pnl(own, book.market, today, symbols)
+                for a in accounts
+                if (own := [p for p in positions if p.account_id == a.id])
+            }
+            for account, equity in zip(accounts, values, strict=True):
+                es = engine.es_of(pnl[account.id]) if account.id in pnl else 0.0
+                rows.append((pid, account.id, day, equity))
+                pending.append((pid, account.id, equity, es))
+            whole = engine.es_of(np.sum(list(pnl.values()), axis=0)) if pnl else 0.0
+            rows.append((pid, marks.PORTFOLIO, day, total))
+            pending.append((pid, marks.PORTFOLIO, total, whole))
         if rows:
             store.write(lambda tx: marks.put_marks(tx, rows))
         out = []
-        for book, account_id, equity, held in pending:
-            series = self._series(book.portfolio.id, account_id, day, equity)
-            es = engine.portfolio_es(held, book.market, today) if held else 0.0
-            m = SeriesMetrics(book.portfolio.id, account_id, at, equity, es, len(series), _metrics(series))
-            self.latest[(m.portfolio_id, account_id)] = m
+        for pid, account_id, equity, es in pending:
+            series = self._series(pid, account_id, day, equity)
+            m = SeriesMetrics(pid, account_id, at, equity, es, len(series), _metrics(series))
+            self.latest[(pid, account_id)] = m
             out.append(m)
         self._refresh_gauges()
         return out
