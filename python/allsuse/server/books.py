@@ -43,10 +43,19 @@ class Book:
 
 def load_books(deps: Any, at: dt.datetime) -> list[Book]:
     """Every stored portfolio with the server's market as of `at`; a portfolio holding a symbol the history lacks
-    is left out and logged."""
-    # The listed records carry each portfolio's payload: rebuilt from it, without a second read per portfolio (the
-    # engine state, which monitoring does not read, is not loaded).
-    portfolios = [from_payload(r.id, r.payload).portfolio for r in deps.store.list_portfolios(limit=100_000)]
+    is left out and logged. Portfolios are kept loaded between sweeps and read again only when their record was
+    written since (the engine state, which monitoring does not read, is never loaded)."""
+    kept: dict[str, tuple[str, Portfolio]] = vars(deps).setdefault("_books", {})
+    stamps = deps.store.portfolio_stamps()
+    for pid in set(kept) - set(stamps):
+        del kept[pid]
+    for pid, stamp in stamps.items():
+        if pid in kept and kept[pid][0] == stamp:
+            continue
+        record = deps.store.get_portfolio(pid)
+        if record is not None:
+            kept[pid] = (record.updated_at, from_payload(pid, record.payload).portfolio)
+    portfolios = [kept[pid][1] for pid in stamps if pid in kept]
     symbols = sorted({p.symbol for pf in portfolios for p in pf.positions.values()})
     market = markets_for(deps).of_history(symbols, at)
     books = []

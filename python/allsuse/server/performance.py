@@ -50,6 +50,7 @@ class PerformanceWatch:
     deps: Any
     latest: dict[tuple[str, str], SeriesMetrics] = field(default_factory=dict)
     _marks: dict[tuple[str, str], list[tuple[int, float]]] = field(default_factory=dict)
+    _children: dict[tuple[str, str, str], Any] = field(default_factory=dict)
     _gauge: Gauge | None = None
     # One engine for every sweep: building one reads and compiles the rulebook (about 0.1 s).
     engine: Engine = field(default_factory=Engine)
@@ -135,15 +136,24 @@ class PerformanceWatch:
                 registry=metrics.registry,
             )
         limit = self.deps.config.monitoring.metrics_gauge_portfolios
-        shown = sorted({pid for pid, _ in self.latest})[:limit]
-        self._gauge.clear()
-        for pid in shown:
-            for m in self.snapshot(pid):
-                account = m.account_id or "portfolio"
-                values = {"equity": m.equity, "es": m.es, **m.metrics}
-                for name, value in values.items():
-                    if math.isfinite(value):
-                        self._gauge.labels(portfolio=pid, account=account, metric=name).set(value)
+        shown = set(sorted({pid for pid, _ in self.latest})[:limit])
+        now: set[tuple[str, str, str]] = set()
+        for (pid, account_id), m in self.latest.items():
+            if pid not in shown:
+                continue
+            account = account_id or "portfolio"
+            for name, value in (("equity", m.equity), ("es", m.es), *m.metrics.items()):
+                if not math.isfinite(value):
+                    continue
+                key = (pid, account, name)
+                child = self._children.get(key)
+                if child is None:
+                    child = self._children[key] = self._gauge.labels(portfolio=pid, account=account, metric=name)
+                child.set(value)
+                now.add(key)
+        for key in set(self._children) - now:  # series of portfolios no longer shown (or values now undefined)
+            self._gauge.remove(*key)
+            del self._children[key]
 
 
 def _metrics(series: list[tuple[int, float]]) -> dict[str, float]:

@@ -797,6 +797,12 @@ class Store:
         """Portfolios in creation order."""
         return self._list(PORTFOLIO, {}, limit)
 
+    def portfolio_stamps(self) -> dict[str, str]:
+        """Each portfolio's id and the time its record was last written, without reading the records: a reader
+        that keeps portfolios loaded reloads only those whose stamp moved."""
+        rows = self.read(lambda conn: conn.query("SELECT id, updated_at FROM portfolios ORDER BY created_at, id"))
+        return {str(r[0]): str(r[1]) for r in rows}
+
     def get_account(self, account_id: str) -> Record | None:
         """One account, or None."""
         return self._get(ACCOUNT, account_id)
