@@ -104,11 +104,26 @@ pub fn sma(values: &[f64], window: usize) -> CoreResult<Vec<f64>> {
 ///
 /// Errors: `closes` empty or non-finite; `period` < 1 or > `closes.len() - 1`.
 pub fn rsi(closes: &[f64], period: usize) -> CoreResult<Vec<f64>> {
+    let mut out = vec![f64::NAN; closes.len()];
+    for (slot, (gain, loss)) in out[period.min(closes.len())..]
+        .iter_mut()
+        .zip(wilder_averages(closes, period)?)
+    {
+        *slot = rsi_value(gain, loss);
+    }
+    Ok(out)
+}
+
+/// Wilder's average gain and loss after each step from the `period`-th on (the first is the plain mean of the first
+/// `period` steps; step j moves from closes[j] to closes[j + 1]): what `rsi` and `rsi_last` read, in one order of
+/// operations so both give the same bits. Errors: as `rsi`.
+fn wilder_averages(
+    closes: &[f64],
+    period: usize,
+) -> CoreResult<impl Iterator<Item = (f64, f64)> + '_> {
     finite_series("closes", closes)?;
     window_fits("period", period, 1, "closes", closes.len(), 1)?;
     let p = period as f64;
-    let mut out = vec![f64::NAN; closes.len()];
-    // (gain, loss) of each step; step j moves from closes[j] to closes[j + 1].
     let mut steps = closes.windows(2).map(|pair| {
         let d = pair[1] - pair[0];
         (d.max(0.0), (-d).max(0.0))
@@ -118,15 +133,13 @@ pub fn rsi(closes: &[f64], period: usize) -> CoreResult<Vec<f64>> {
         gain += g;
         loss += l;
     }
-    gain /= p;
-    loss /= p;
-    out[period] = rsi_value(gain, loss);
-    for (slot, (g, l)) in out[period + 1..].iter_mut().zip(steps) {
-        gain = (gain * (p - 1.0) + g) / p;
-        loss = (loss * (p - 1.0) + l) / p;
-        *slot = rsi_value(gain, loss);
-    }
-    Ok(out)
+    let first = (gain / p, loss / p);
+    let rest = steps.scan(first, move |state, (g, l)| {
+        state.0 = (state.0 * (p - 1.0) + g) / p;
+        state.1 = (state.1 * (p - 1.0) + l) / p;
+        Some(*state)
+    });
+    Ok(std::iter::once(first).chain(rest))
 }
 
 #[inline]
@@ -317,24 +330,9 @@ pub fn sma_last(values: &[f64], window: usize) -> CoreResult<f64> {
 /// The last value of `rsi(closes, period)`, bit for bit, without the series (the same Wilder steps). Errors: as
 /// `rsi`.
 pub fn rsi_last(closes: &[f64], period: usize) -> CoreResult<f64> {
-    finite_series("closes", closes)?;
-    window_fits("period", period, 1, "closes", closes.len(), 1)?;
-    let p = period as f64;
-    let mut steps = closes.windows(2).map(|pair| {
-        let d = pair[1] - pair[0];
-        (d.max(0.0), (-d).max(0.0))
-    });
-    let (mut gain, mut loss) = (0.0, 0.0);
-    for (g, l) in steps.by_ref().take(period) {
-        gain += g;
-        loss += l;
-    }
-    gain /= p;
-    loss /= p;
-    for (g, l) in steps {
-        gain = (gain * (p - 1.0) + g) / p;
-        loss = (loss * (p - 1.0) + l) / p;
-    }
+    let (gain, loss) = wilder_averages(closes, period)?
+        .last()
+        .unwrap_or((f64::NAN, f64::NAN));
     Ok(rsi_value(gain, loss))
 }
 
