@@ -342,6 +342,7 @@ def test_monitor_metrics_alert_stream_and_report(api: Clients) -> None:
     reader.join(timeout=TIMEOUT)
     stream.cancel()
     assert received and received[0].code == "DECISION_REJECTED" and "R11_VIX_BREAKER" in received[0].message
+    assert received[0].severity == "MEDIUM"
     metrics = api.monitor.GetMetrics(monitor_pb2.GetMetricsRequest(), metadata=api.md("viewer"), timeout=TIMEOUT)
     assert metrics.build.core_profile == "release"
     assert metrics.decisions_by_outcome["REJECTED"] >= 1

@@ -208,7 +208,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             active = decision.account_state == "ACTIVE"
             failed = "; ".join(r.message for r in decision.compliance if not r.passed)
             alert = {
-                "severity": "warning" if active else "critical",
+                "severity": "MEDIUM" if active else "CRITICAL",  # as the alert system names them
                 "portfolio_id": request.portfolio_id,
                 "account_id": request.account_id,
                 "code": "DECISION_REJECTED" if active else f"ACCOUNT_{decision.account_state}",
@@ -232,7 +232,11 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             if alert is not None:
                 # In the same unit: a rejected decision and its alert are durable together, in one commit.
                 raised = tx.raise_alert(
-                    alert["code"].lower(), alert["severity"], alert, portfolio_id=request.portfolio_id, actor=who
+                    alert["code"].lower(),
+                    alert["severity"].lower(),
+                    alert,
+                    portfolio_id=request.portfolio_id,
+                    actor=who,
                 )
                 alert["alert_id"] = raised.id
                 alert["at"] = raised.created_at

@@ -18,7 +18,6 @@ from allsuse.monitoring.alerts import at_least, severity
 from allsuse.orchestration.bus import Event
 from allsuse.protocol import settings
 from allsuse.protocol.accounts import Portfolio
-from allsuse.protocol.engine import Engine
 from allsuse.protocol.stress import stress_portfolio
 from allsuse.server.alerting import alert_system
 from allsuse.server.app import ServiceBinding, ServiceDeps
@@ -31,6 +30,7 @@ from allsuse.server.performance import performance_watch
 from allsuse.server.portfolios import PortfolioRepository
 from allsuse.server.request import current_principal, draining
 from allsuse.server.rpc import rpc, run_blocking
+from allsuse.server.stress_watch import stress_watch
 from allsuse.v1 import common_pb2, monitor_pb2, monitor_pb2_grpc
 
 ROLES = {
@@ -267,7 +267,8 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             market = book_market(self.deps, portfolio, as_of)
         except MissingHistoryError as exc:
             return None, [f"stress: {exc}"]
-        results = stress_portfolio(Engine(), portfolio, market, as_of.date())
+        # The stress watch's engine: building one per report would read and compile the rulebook each time.
+        results = stress_portfolio(stress_watch(self.deps).engine, portfolio, market, as_of.date())
         rows = [
             {
                 "scenario": r.scenario,

@@ -22,8 +22,6 @@ from prometheus_client import Gauge
 from allsuse import risk
 from allsuse.protocol.engine import Engine
 from allsuse.server.books import Book, load_books
-from allsuse.server.marketdata import book_market
-from allsuse.server.portfolios import PortfolioRepository
 from allsuse.store import equity as marks
 
 log = logging.getLogger("allsuse.performance")
@@ -54,12 +52,6 @@ class PerformanceWatch:
     _gauge: Gauge | None = None
     # One engine for every sweep: building one reads and compiles the rulebook (about 0.1 s).
     engine: Engine = field(default_factory=Engine)
-
-    def measure(self, portfolio_id: str, at: dt.datetime) -> list[SeriesMetrics]:
-        """Marks one stored portfolio at `at`, stores today's marks, and returns its accounts' and its own numbers;
-        MissingHistoryError naming the symbols the history lacks."""
-        portfolio = PortfolioRepository(self.deps.store).load(portfolio_id).portfolio
-        return self.sweep(at, [Book(portfolio, book_market(self.deps, portfolio, at))])
 
     def sweep(self, at: dt.datetime, books: list[Book] | None = None) -> list[SeriesMetrics]:
         """Marks every book (default: every stored portfolio the history covers), stores today's marks in one
