@@ -325,6 +325,8 @@ class Simulation:
                 self._accrue(portfolio, self.sessions[i - 1], day, ledger)
             as_of = dt.datetime.combine(day, dt.time(15, 45))
             held = {(p.account_id, p.symbol) for p in portfolio.positions.values()}
+            # The day's decisions share one valuation of the accounts until a fill changes the portfolio.
+            self.engine.keep_equities(portfolio)
             for account in list(portfolio.accounts.values()):
                 if portfolio.groups[account.group_id].merged:
                     continue
@@ -337,6 +339,7 @@ class Simulation:
                         ledger.actions["NO_TRADE"] = ledger.actions.get("NO_TRADE", 0) + 1
                         continue
                     self._decide(portfolio, account.id, account.kind, symbol, as_of, market, day, ledger)
+            self.engine.keep_equities(None)
             for pos in portfolio.positions.values():
                 ledger.active_this_week.add(pos.account_id)
             self._record_deployment(portfolio, market, day, ledger)
@@ -501,6 +504,7 @@ class Simulation:
         order = d.order
         if d.outcome == "REJECTED" or d.action in ("HOLD", "NO_TRADE"):
             return
+        self.engine.forget_equities()  # the fills change the portfolio: the next decision values it again
         why = _reason(d)
         ledger.trades[d.account_id] = ledger.trades.get(d.account_id, 0) + 1
         if d.action in ("OPEN_PUT", "OPEN_CALL") and order is not None:

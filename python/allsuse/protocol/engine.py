@@ -214,6 +214,10 @@ class Engine:
         # The core's HeldPosition per position and its every field: a position unchanged since the last decision
         # is passed again as the same object instead of a new one.
         self._held: dict[tuple[Any, ...], _core.HeldPosition] = {}
+        # The portfolio whose valuation decisions may share (see keep_equities), and that valuation: the market view
+        # and day it was made on, each account's equity and the portfolio's.
+        self._equity_scope: Portfolio | None = None
+        self._equity_memo: tuple[MarketData, dt.date, dict[str, float], float] | None = None
         # Everything the core's decision flow reads from the configuration, compiled once per engine.
         self.decider = self._compile_decider()
 
@@ -395,6 +399,38 @@ class Engine:
             rate=market.rate,
         )
         return result.accounts, result.portfolio
+
+    def keep_equities(self, portfolio: Portfolio | None) -> None:
+        """Lets the decisions over `portfolio` share one valuation of every account (per market and day) until the
+        next call, for a caller that changes the portfolio only between calls (the backtest calls it again after
+        each fill, and with None when it is done). Each account's equity and the portfolio's are the very numbers
+        a decision would compute alone: the core adds each account's positions in book order either way."""
+        self._equity_scope = portfolio
+        self._equity_memo = None
+
+    def forget_equities(self) -> None:
+        """Drops the shared valuation (keep_equities): the portfolio is about to change."""
+        self._equity_memo = None
+
+    def _decision_equities(
+        self, portfolio: Portfolio, account: Account, market: MarketData, today: dt.date
+    ) -> tuple[float, float]:
+        """(the account's equity, the portfolio's) at market for one decision; shared when keep_equities allows."""
+        if self._equity_scope is portfolio:
+            memo = self._equity_memo
+            if memo is None or memo[0] is not market or memo[1] != today:
+                accounts = list(portfolio.accounts.values())
+                try:
+                    values, total = self.equities(portfolio, accounts, market, today)
+                except InvalidInputError:  # a symbol missing: the decision values its own account, naming it
+                    memo = None
+                else:
+                    memo = (market, today, {a.id: v for a, v in zip(accounts, values, strict=True)}, total)
+                self._equity_memo = memo
+            if memo is not None and account.id in memo[2]:
+                return memo[2][account.id], memo[3]
+        (equity,), total = self.equities(portfolio, [account], market, today)
+        return equity, total
 
     def vix_reading(self, market: MarketData, symbol: str) -> tuple[float | None, str, str]:
         """(VIX value, source, note): the given VIX, else the proxy of section 6, the index's realised volatility
@@ -790,7 +826,7 @@ class _Deciding:
         self.notes: list[str] = [engine._explained(label)]
         self.warnings: list[str] = []
         # The account's and the portfolio's equity at market, each position marked once.
-        (self.equity,), self.portfolio_equity = engine.equities(portfolio, [account], market, self.today)
+        self.equity, self.portfolio_equity = engine._decision_equities(portfolio, account, market, self.today)
         if self.equity > float(account.peak):
             # The equity high-water mark is a fact of prices (section 10): kept at once.
             account.peak = money(self.equity)

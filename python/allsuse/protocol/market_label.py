@@ -6,6 +6,7 @@ label.rs) with the thresholds compiled once per configuration (`ProtocolConfig.l
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,10 +56,11 @@ def market_label(
     (the symbol's ATM IV; VIX/100 for an index). `volume`, when given, has the same length as `close`."""
     protocol = config or settings.default()
     closes = close if _is_vector(close) else as_vector("close", close)
-    min_bars = int(protocol.doc.section("market_label").number("min_bars", low=2))
+    min_bars = protocol.label_min_bars
     if closes.size < min_bars:
         raise InvalidInputError.of("close", f"needs at least {min_bars} daily bars, got {closes.size}")
-    if not (isinstance(iv, int | float) and np.isfinite(iv) and iv > 0):
+    # math.isfinite, not numpy's: the same answer for a Python number, without a ufunc call per label.
+    if not (isinstance(iv, int | float) and math.isfinite(iv) and iv > 0):
         raise InvalidInputError.of("iv", f"must be a finite number > 0, got {iv!r}")
     vols = None
     if volume is not None:
