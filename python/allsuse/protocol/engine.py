@@ -211,9 +211,6 @@ class Engine:
         self._proxy_readings: dict[tuple[str, bytes], tuple[float | None, str, str]] = {}
         # The last market view (decide's bars up to the day): the market it was made from, the day and the view.
         self._view: tuple[MarketData, dt.date, MarketData] | None = None
-        # The core's HeldPosition per position and its every field: a position unchanged since the last decision
-        # is passed again as the same object instead of a new one.
-        self._held: dict[tuple[Any, ...], _core.HeldPosition] = {}
         # The portfolio whose valuation decisions may share (see keep_equities), and that valuation: the market view
         # and day it was made on, each account's equity and the portfolio's.
         self._equity_scope: Portfolio | None = None
@@ -860,49 +857,50 @@ class _Deciding:
         own_symbols = [p.symbol for p in own]
         column = {s: i for i, s in enumerate(symbols)}
         counted = {id(p) for p in held}
-        book: list[_core.HeldPosition] = []
+        # The book column by column (one core object for the whole book, not one per position).
+        rows: list[tuple[Any, ...]] = []
         quotes: dict[str, tuple[float, float]] = {}
+        sectors = m.sectors
+        account_id, symbol = a.id, self.symbol
         for p in self.p.positions.values():
             in_book = id(p) in counted
-            mine = p.account_id == a.id
+            mine = p.account_id == account_id
             if not in_book and not mine:
                 continue
-            quote = quotes.get(p.symbol)
+            psymbol = p.symbol
+            quote = quotes.get(psymbol)
             if quote is None:
-                iv = m.iv_for(p.symbol) if mine else 0.0
-                quote = quotes[p.symbol] = (m.bars_for(p.symbol).last_close, iv)
+                iv = m.iv_for(psymbol) if mine else 0.0
+                quote = quotes[psymbol] = (m.bars_for(psymbol).last_close, iv)
             band = p.band
             roll_expiry = None
-            if mine and p.symbol == self.symbol and p.is_option and p.expiry is not None:
-                roll_expiry = next_weekly_expiry(p.expiry).toordinal()
+            expiry = p.expiry
+            if mine and psymbol == symbol and expiry is not None and p.is_option:
+                roll_expiry = next_weekly_expiry(expiry).toordinal()
                 if band is None and p.kind == "put":
                     band = self._position_band(p)
-            fields = (
-                p.id,
-                p.account_id,
-                p.symbol,
-                p.kind,
-                p.quantity,
-                p.strike,
-                p.expiry.toordinal() if p.expiry is not None else None,
-                roll_expiry,
-                p.premium,
-                p.cost_basis,
-                band[0] if band else None,
-                band[1] if band else None,
-                m.sectors.get(p.symbol, "unknown"),
-                quote[0],
-                quote[1],
-                column.get(p.symbol, 0),
-                in_book,
+            rows.append(
+                (
+                    p.id,
+                    p.account_id,
+                    psymbol,
+                    p.kind,
+                    p.quantity,
+                    p.strike,
+                    expiry.toordinal() if expiry is not None else None,
+                    roll_expiry,
+                    p.premium,
+                    p.cost_basis,
+                    band[0] if band else None,
+                    band[1] if band else None,
+                    sectors.get(psymbol, "unknown"),
+                    quote[0],
+                    quote[1],
+                    column.get(psymbol, 0),
+                    in_book,
+                )
             )
-            held_position = e._held.get(fields)
-            if held_position is None:
-                held_position = _held_position(*fields)
-                if len(e._held) > 4096:
-                    e._held.clear()
-                e._held[fields] = held_position
-            book.append(held_position)
+        book = _held_book(rows)
         rt = e._runtime_of(a.id)
         stale = 0
         for t in rt.orders:  # what a rule context prunes from the rate window, counted without pruning
@@ -959,7 +957,8 @@ class _Deciding:
             orders_last_minute=len(rt.orders) - stale,
             earnings_in_week=earnings,
             group_symbols=None,
-            book=book,
+            book=[],
+            held=book,
             column=column[self.symbol],
             trust=gate,
             cuts_done=[_core.CutDone(key=k, level=v) for k, v in rt.cut_at.items()],
@@ -1042,45 +1041,31 @@ class _Deciding:
         ]
 
 
-def _held_position(
-    id: str,
-    account_id: str,
-    symbol: str,
-    kind: str,
-    quantity: float,
-    strike: float,
-    expiry: int | None,
-    roll_expiry: int | None,
-    premium: float,
-    cost_basis: float,
-    band_low: float | None,
-    band_high: float | None,
-    sector: str,
-    last_close: float,
-    iv: float,
-    column: int,
-    in_book: bool,
-) -> _core.HeldPosition:
-    """The core's (immutable) view of one held position."""
-    return _core.HeldPosition(
-        id=id,
-        account_id=account_id,
-        symbol=symbol,
-        kind=kind,
-        quantity=quantity,
-        strike=strike,
-        expiry=expiry,
-        roll_expiry=roll_expiry,
-        premium=premium,
-        cost_basis=cost_basis,
-        band_low=band_low,
-        band_high=band_high,
-        sector=sector,
-        last_close=last_close,
-        iv=iv,
-        column=column,
-        in_book=in_book,
-    )
+_BOOK_COLUMNS = (
+    "id",
+    "account_id",
+    "symbol",
+    "kind",
+    "quantity",
+    "strike",
+    "expiry",
+    "roll_expiry",
+    "premium",
+    "cost_basis",
+    "band_low",
+    "band_high",
+    "sector",
+    "last_close",
+    "iv",
+    "column",
+    "in_book",
+)
+
+
+def _held_book(rows: list[tuple[Any, ...]]) -> _core.HeldBook:
+    """The core's (immutable) view of the held positions, from one row per position in `_BOOK_COLUMNS` order."""
+    columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * len(_BOOK_COLUMNS)
+    return _core.HeldBook(**dict(zip(_BOOK_COLUMNS, columns, strict=True)))
 
 
 def _order_of(o: _core.CoreOrder) -> Order:
