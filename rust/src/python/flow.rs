@@ -250,7 +250,10 @@ impl HeldBook {
                 roll_expiry: roll_expiry[i],
                 premium: premium[i],
                 cost_basis: cost_basis[i],
-                band: band_of(&format!("band[{i}]"), band_low[i], band_high[i]).py_err(py)?,
+                // The field is named with the index only for the error.
+                band: band_of("band", band_low[i], band_high[i])
+                    .map_err(|e| CoreError::invalid(format!("band[{i}]"), e.reason().to_string()))
+                    .py_err(py)?,
                 sector,
                 last_close: last_close[i],
                 iv: iv[i],
