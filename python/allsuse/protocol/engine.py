@@ -202,6 +202,9 @@ class Engine:
         self._scenario_cache: dict[tuple[Any, ...], np.ndarray] = {}
         self._scenario_sets: dict[tuple[Any, ...], _core.ScenarioSet] = {}
         self._groups: dict[tuple[Any, ...], tuple[tuple[Bars, ...], tuple[str, ...]]] = {}
+        # Each symbol's last scenario_days returns, per Bars object (see historical_returns).
+        self._scenario_days = int(self._sec("risk").number("scenario_days", low=1))
+        self._returns: dict[int, tuple[Bars, int, np.ndarray]] = {}
         self.system_state = "ACTIVE"
         # The day the remembered cuts were last pruned (see _prune_cuts).
         self._pruned_on: dt.date | None = None
@@ -514,11 +517,20 @@ class Engine:
 
     def historical_returns(self, symbols: list[str], market: MarketData) -> np.ndarray:
         """The last `scenario_days` daily joint simple returns of `symbols`, aligned on their common last dates."""
-        n = int(self._sec("risk").number("scenario_days", low=1))
+        n = self._scenario_days
         columns = []
+        kept = self._returns
         for s in symbols:
-            close = market.bars_for(s).close[-(n + 1) :]  # the returns are elementwise: only the last n needed
-            columns.append(close[1:] / close[:-1] - 1.0)
+            bars = market.bars_for(s)
+            # Kept per Bars object (immutable; the entry holds it, so its id is not reused while kept): the day's
+            # decisions read the same symbols' returns for their scenarios and tail groups.
+            entry = kept.get(id(bars))
+            if entry is None or entry[0] is not bars or entry[1] != n:
+                close = bars.close[-(n + 1) :]  # the returns are elementwise: only the last n needed
+                if len(kept) > 256:
+                    kept.clear()
+                entry = kept[id(bars)] = (bars, n, close[1:] / close[:-1] - 1.0)
+            columns.append(entry[2])
         length = min(len(c) for c in columns)
         if length < 1:
             raise InvalidInputError.of("bars", "need at least two closes per symbol for scenarios")
@@ -1067,31 +1079,46 @@ def _made(cls: type[_T], **values: Any) -> _T:
 
 _FIELDS: dict[type, frozenset[str]] = {}
 
-_BOOK_COLUMNS = (
-    "id",
-    "account_id",
-    "symbol",
-    "kind",
-    "quantity",
-    "strike",
-    "expiry",
-    "roll_expiry",
-    "premium",
-    "cost_basis",
-    "band_low",
-    "band_high",
-    "sector",
-    "last_close",
-    "iv",
-    "column",
-    "in_book",
-)
-
-
 def _held_book(rows: list[tuple[Any, ...]]) -> _core.HeldBook:
-    """The core's (immutable) view of the held positions, from one row per position in `_BOOK_COLUMNS` order."""
-    columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * len(_BOOK_COLUMNS)
-    return _core.HeldBook(**dict(zip(_BOOK_COLUMNS, columns, strict=True)))
+    """The core's (immutable) view of the held positions, from one row per position (HeldBook's column order)."""
+    (
+        id,
+        account_id,
+        symbol,
+        kind,
+        quantity,
+        strike,
+        expiry,
+        roll_expiry,
+        premium,
+        cost_basis,
+        band_low,
+        band_high,
+        sector,
+        last_close,
+        iv,
+        column,
+        in_book,
+    ) = zip(*rows, strict=True) if rows else ((),) * 17
+    return _core.HeldBook(
+        id=id,
+        account_id=account_id,
+        symbol=symbol,
+        kind=kind,
+        quantity=quantity,
+        strike=strike,
+        expiry=expiry,
+        roll_expiry=roll_expiry,
+        premium=premium,
+        cost_basis=cost_basis,
+        band_low=band_low,
+        band_high=band_high,
+        sector=sector,
+        last_close=last_close,
+        iv=iv,
+        column=column,
+        in_book=in_book,
+    )
 
 
 def _order_of(o: _core.CoreOrder) -> Order:
