@@ -232,7 +232,10 @@ pub fn atr_last(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Core
         || period > n
         || low.len() != n
         || close.len() != n
-        || high.iter().zip(low).any(|(h, l)| !(h.is_finite() && l.is_finite()) || h < l)
+        || high
+            .iter()
+            .zip(low)
+            .any(|(h, l)| !(h.is_finite() && l.is_finite()) || h < l)
         || !close.iter().all(|c| c.is_finite());
     if plain {
         return Ok(*atr(high, low, close, period)?.last().unwrap_or(&f64::NAN));

@@ -1079,6 +1079,7 @@ def _made(cls: type[_T], **values: Any) -> _T:
 
 _FIELDS: dict[type, frozenset[str]] = {}
 
+
 def _held_book(rows: list[tuple[Any, ...]]) -> _core.HeldBook:
     """The core's (immutable) view of the held positions, from one row per position (HeldBook's column order)."""
     (
