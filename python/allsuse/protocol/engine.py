@@ -447,11 +447,12 @@ class Engine:
         last = close[-(window + 1) :]  # the last window only
         # The reading depends on those closes alone: kept per source and closes (exact bytes), as every decision
         # of a day reads the same.
-        key = (source, np.ascontiguousarray(last, dtype=np.float64).tobytes())
+        last = np.ascontiguousarray(last, dtype=np.float64)
+        key = (source, last.tobytes())
         reading = self._proxy_readings.get(key)
         if reading is not None:
             return reading
-        hv = float(_core.hist_vol(np.ascontiguousarray(last, dtype=np.float64), window, 252.0)[-1])
+        hv = float(_core.hist_vol(last, window, 252.0)[-1])
         if not math.isfinite(hv):
             reading = (None, "none", f"no VIX and no finite realised volatility of {source}")
         else:
