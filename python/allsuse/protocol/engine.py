@@ -862,22 +862,35 @@ class _Deciding:
 
     def _decide_in_core(self, roll_available: bool | None) -> Decision:
         e, m, today, a = self.e, self.m, self.today, self.a
-        held = self._all_positions()
-        symbols = sorted({p.symbol for p in held} | {self.symbol})
-        own = e.positions_of(self.p, a.id)
+        account_id, symbol = a.id, self.symbol
+        # One pass over the positions: which count in the portfolio's book (their account's group not merged
+        # away), the book's symbols and the account's own.
+        positions = self.p.positions
+        accounts, groups = self.p.accounts, self.p.groups
+        live: dict[str, bool] = {}
+        counts: list[bool] = []
+        book_symbols = {symbol}
+        own_symbols: list[str] = []
+        for p in positions.values():
+            owner = p.account_id
+            in_book = live.get(owner)
+            if in_book is None:
+                in_book = live[owner] = not groups[accounts[owner].group_id].merged
+            counts.append(in_book)
+            if in_book:
+                book_symbols.add(p.symbol)
+            if owner == account_id:
+                own_symbols.append(p.symbol)
+        symbols = sorted(book_symbols)
         # The tail group is measured only when the core builds a rule context (most decisions hold or make no trade);
         # when the market cannot give it, the decision that needs it fails with the very error measuring it raised.
         # The scenarios are built only when the core values an order (kept per market, like the returns they use).
-        own_symbols = [p.symbol for p in own]
         column = {s: i for i, s in enumerate(symbols)}
-        counted = {id(p) for p in held}
         # The book column by column (one core object for the whole book, not one per position).
         rows: list[tuple[Any, ...]] = []
         quotes: dict[str, tuple[float, float]] = {}
         sectors = m.sectors
-        account_id, symbol = a.id, self.symbol
-        for p in self.p.positions.values():
-            in_book = id(p) in counted
+        for p, in_book in zip(positions.values(), counts, strict=True):
             mine = p.account_id == account_id
             if not in_book and not mine:
                 continue
@@ -1053,11 +1066,6 @@ class _Deciding:
             ]
             band = min(bands) if bands else None
         return band
-
-    def _all_positions(self) -> list[Position]:
-        return [
-            p for p in self.p.positions.values() if not self.p.groups[self.p.accounts[p.account_id].group_id].merged
-        ]
 
 
 _T = TypeVar("_T")
