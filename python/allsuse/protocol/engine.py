@@ -5,17 +5,17 @@ after by full revaluation, runs every compliance rule, gates approval by trust a
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from allsuse import _core, indicators, risk
+from allsuse._frozen import made as _made
 from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
 from allsuse.protocol.accounts import Account, Portfolio, money
@@ -1066,27 +1066,6 @@ class _Deciding:
             ]
             band = min(bands) if bands else None
         return band
-
-
-_T = TypeVar("_T")
-_new = object.__new__
-
-
-def _made(cls: type[_T], **values: Any) -> _T:
-    """The frozen dataclass `cls` with its fields set to `values` (every field given): what `cls(**values)` builds,
-    as these classes have no __post_init__, without the frozen __init__'s object.__setattr__ per field (a
-    `Decision`'s 26 cost ~7 us, a noticeable share of a backtest decision). A field left out fails at once."""
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = frozenset(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-    if values.keys() != names:
-        raise TypeError(f"{cls.__name__} needs exactly its fields, got {sorted(values)}")
-    made = _new(cls)
-    made.__dict__.update(values)
-    return made
-
-
-_FIELDS: dict[type, frozenset[str]] = {}
 
 
 def _held_book(rows: list[tuple[Any, ...]]) -> _core.HeldBook:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from allsuse._arrays import as_vector
+from allsuse._frozen import made
 from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
 
@@ -46,7 +47,11 @@ class MarketLabel:
 
 def _is_vector(x: Any) -> bool:
     """A non-empty 1-D C-contiguous float64 array: what as_vector would return unchanged (bars' columns)."""
-    return type(x) is np.ndarray and x.dtype == np.float64 and x.ndim == 1 and x.size > 0 and x.flags.c_contiguous
+    # `is` the native float64 dtype (what bars hold); an equal dtype that is another object takes as_vector's path.
+    return type(x) is np.ndarray and x.dtype is _F64 and x.ndim == 1 and x.size > 0 and x.flags.c_contiguous
+
+
+_F64 = np.dtype(np.float64)
 
 
 def market_label(
@@ -69,17 +74,18 @@ def market_label(
             raise InvalidInputError.of("volume", f"has {vols.size} bars, close has {closes.size}")
     # Finite prices > 0 are checked by the core, which names `close`.
     r = protocol.label_rules.label(closes, float(iv), vols)
-    return MarketLabel(
-        r.label,
-        round(r.confidence, 10),
-        {"green": r.green, "red": r.red, "chop": r.chop},
-        float(iv),
-        r.vol_regime,
-        r.trend,
-        r.trend_strength,
-        r.trend_grade,
-        r.rsi,
-        r.roc_pct,
-        r.momentum,
-        r.volume_ratio,
+    return made(
+        MarketLabel,
+        label=r.label,
+        confidence=round(r.confidence, 10),
+        scores={"green": r.green, "red": r.red, "chop": r.chop},
+        iv=float(iv),
+        vol_regime=r.vol_regime,
+        trend=r.trend,
+        trend_strength=r.trend_strength,
+        trend_grade=r.trend_grade,
+        rsi=r.rsi,
+        roc_pct=r.roc_pct,
+        momentum=r.momentum,
+        volume_ratio=r.volume_ratio,
     )
