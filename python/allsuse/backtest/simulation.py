@@ -17,6 +17,7 @@ Entry point: `run_backtest(BacktestSpec) -> BacktestRun`. Deterministic: the sam
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -305,7 +306,21 @@ class Simulation:
         return first, last
 
     def simulate(self, start: dt.date, end: dt.date) -> tuple[Portfolio, _Ledger, list[dt.date], list[float]]:
-        """Simulates [start, end]: the final portfolio, the ledger, the simulated days and the daily equity."""
+        """Simulates [start, end]: the final portfolio, the ledger, the simulated days and the daily equity.
+
+        The run makes many short-lived objects; what existed before it (the loaded data, the engine) is set aside
+        from the garbage collector's scans for the run's length (gc.freeze), so its full collections scan only what
+        the run made (a few per cent of a long run). Nothing else changes; a caller that froze objects itself keeps
+        its own freeze untouched."""
+        if gc.get_freeze_count():
+            return self._simulate(start, end)
+        gc.freeze()
+        try:
+            return self._simulate(start, end)
+        finally:
+            gc.unfreeze()
+
+    def _simulate(self, start: dt.date, end: dt.date) -> tuple[Portfolio, _Ledger, list[dt.date], list[float]]:
         first, last = self._window(start, end)
         t0 = dt.datetime.combine(self.sessions[first], dt.time(9, 30))
         portfolio = Portfolio.create("backtest", self.capital, t0)
