@@ -8,14 +8,34 @@ import math
 from collections.abc import Callable, Sequence
 from html import escape
 
-WIDTH, HEIGHT = 640, 220
-LEFT, RIGHT, TOP, BOTTOM = 70, 12, 14, 28
+WIDTH, HEIGHT = 600, 240
+LEFT, RIGHT, TOP, BOTTOM = 78, 12, 34, 28
 MARKED_POINTS = 500
 """Series longer than this are drawn as the line only (the titles would outweigh the page)."""
 
 
 def _fmt(value: float) -> str:
     return f"{value:,.2f}"
+
+
+def axis_label(value: float) -> str:
+    """A compact axis number: 1.25M, 402.3k, 12.5, 0.0139 (the points' titles carry the full figures)."""
+    size = abs(value)
+    if size >= 1e6:
+        return f"{value / 1e6:,.3f}M"
+    if size >= 1e4:
+        return f"{value / 1e3:,.1f}k"
+    if size >= 10 or value == 0:
+        return f"{value:,.1f}"
+    return f"{value:.4g}"
+
+
+def _head(title: str) -> str:
+    return (
+        f'<svg class="chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'width="{WIDTH}" height="{HEIGHT}" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
+        f'<text class="caption" x="{LEFT}" y="20" font-weight="bold">{escape(title)}</text>'
+    )
 
 
 def _range(values: Sequence[float]) -> tuple[float, float]:
@@ -32,13 +52,11 @@ def line_chart(
     *,
     colour: str = "#1f6fb2",
     fmt: Callable[[float], str] = _fmt,
+    axis: Callable[[float], str] = axis_label,
 ) -> str:
     """An SVG line chart of (label, value) points in order; a note instead of axes when there are none."""
     finite = [(label, v) for label, v in points if math.isfinite(v)]
-    head = (
-        f'<svg class="chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'width="{WIDTH}" height="{HEIGHT}" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
-    )
+    head = _head(title)
     if not finite:
         return head + f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">no data yet</text></svg>'
     low, high = _range([v for _, v in finite])
@@ -53,7 +71,7 @@ def line_chart(
     parts = [head, f'<rect x="{LEFT}" y="{TOP}" width="{inner_w}" height="{inner_h}" fill="#fafafa" stroke="#ddd"/>']
     for value in (high, (high + low) / 2, low):
         _, y = xy(0, value)
-        parts.append(f'<text class="axis" x="{LEFT - 4}" y="{y + 4}" text-anchor="end">{escape(fmt(value))}</text>')
+        parts.append(f'<text class="axis" x="{LEFT - 4}" y="{y + 4}" text-anchor="end">{escape(axis(value))}</text>')
     parts.append(f'<text class="axis" x="{LEFT}" y="{HEIGHT - 8}">{escape(finite[0][0])}</text>')
     parts.append(
         f'<text class="axis" x="{WIDTH - RIGHT}" y="{HEIGHT - 8}" text-anchor="end">{escape(finite[-1][0])}</text>'
@@ -70,10 +88,7 @@ def line_chart(
 
 def bar_chart(title: str, counts: Sequence[tuple[str, float]], *, colour: str = "#4c8c4a") -> str:
     """An SVG bar chart of (name, count) pairs, one bar each, in order."""
-    head = (
-        f'<svg class="chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'width="{WIDTH}" height="{HEIGHT}" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
-    )
+    head = _head(title)
     if not counts:
         return head + f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">none in this period</text></svg>'
     top = max(max(v for _, v in counts), 1e-12)
@@ -97,4 +112,4 @@ def bar_chart(title: str, counts: Sequence[tuple[str, float]], *, colour: str = 
     return "".join(parts)
 
 
-__all__ = ["bar_chart", "line_chart"]
+__all__ = ["axis_label", "bar_chart", "line_chart"]

@@ -138,9 +138,17 @@ def _alerts(body: dict[str, Any]) -> str:
 def _charts(body: dict[str, Any]) -> str:
     series = body["series"]
     equity = line_chart("Equity curve", [(d, v) for d, v in series["equity"]])
-    drawdown = line_chart("Drawdown", [(d, v) for d, v in series["drawdown"]], colour="#b00020", fmt=share)
-    weeks = bar_chart("Week types", list(body["week_types"].items()))
-    es = line_chart("ES history (97.5%)", [(d, v) for d, v in series["es"]], colour="#8a5a00")
+    drawdown = line_chart(
+        "Drawdown from the equity peak",
+        [(d, v) for d, v in series["drawdown"]],
+        colour="#b00020",
+        fmt=share,
+        axis=share,
+    )
+    weeks = bar_chart("Week-type distribution (this period)", list(body["week_types"].items()))
+    es = line_chart(
+        "ES history (97.5%, 1 day, at each end of day)", [(d, v) for d, v in series["es"]], colour="#8a5a00"
+    )
     return f'<div class="charts">{equity}{drawdown}{weeks}{es}</div>'
 
 
