@@ -102,7 +102,7 @@ def maintain(deps: ServiceDeps, today: dt.date) -> tuple[int, str]:
     return pruned, ran
 
 
-MONITORING_JOBS = ("monitoring-minute", "crowding", "alert-flush")
+MONITORING_JOBS = ("monitoring-minute", "crowding", "alert-flush", "end-of-day", "weekly-report", "quarterly-report")
 
 
 class MonitoringJobs:
