@@ -39,7 +39,16 @@ from allsuse.server.marketdata import book_market
 from allsuse.server.portfolios import PortfolioRepository
 from allsuse.store import equity as marks
 from allsuse.store import market as stored
-from allsuse.v1 import monitor_pb2, monitor_pb2_grpc, portfolio_pb2, portfolio_pb2_grpc
+from allsuse.v1 import (
+    decision_pb2,
+    decision_pb2_grpc,
+    market_pb2,
+    market_pb2_grpc,
+    monitor_pb2,
+    monitor_pb2_grpc,
+    portfolio_pb2,
+    portfolio_pb2_grpc,
+)
 from tests.rpc_support import ROOT, TIMEOUT, serve, service_config
 from tests.rpc_support import money as money_in
 from tests.test_backtest_report import CHROMIUM_TIMEOUT, _chromium, _chromium_args, _text
@@ -290,6 +299,23 @@ def test_report_jobs_run_in_their_windows_and_write_the_layout(tmp_path: Path) -
                 again = json.loads((await monitor.GetReport(request, timeout=TIMEOUT)).json)
             for key in ("accounts", "equity_at_market", "es", "metrics", "stress", "pnl"):
                 assert again[key] == body[key], key
+            # Monday's bar arrives; on Tuesday a decision is asked for on the stored history.
+            sp = read_market_file(DATA / "sp500_daily_2009_2018.csv").series[0]
+            i = int((sp.days < (DAY - EPOCH).days).sum())
+            o, h, lo, c, v = (float(col[i]) for col in sp.columns)
+            cols = decision_pb2.BarColumns(days=[int(sp.days[i])], open=[o], high=[h], low=[lo], close=[c], volume=[v])
+            async with grpc.aio.insecure_channel(address) as channel:
+                await market_pb2_grpc.MarketDataServiceStub(channel).PublishBars(
+                    market_pb2.PublishBarsRequest(symbol="SP500", columns=cols), timeout=TIMEOUT
+                )
+                await at(2018, 2, 6, 10, 0)
+                asked = decision_pb2.DecideRequest(
+                    portfolio_id="day",
+                    account_id="day/com-1",
+                    symbol="SP500",
+                    as_of=_ts(dt.datetime(2018, 2, 6, 10, 0)),
+                )
+                decided = await decision_pb2_grpc.DecisionServiceStub(channel).Decide(asked, timeout=TIMEOUT)
             # The next day's report: Monday's ES, recorded by the EOD alert, is in the ES history.
             await at(2018, 2, 6, 16, 15, 30)
             tuesday = json.loads(report_paths(root, dt.date(2018, 2, 6), "day", "daily")[1].read_text())
@@ -302,6 +328,20 @@ def test_report_jobs_run_in_their_windows_and_write_the_layout(tmp_path: Path) -
             weekly = json.loads(report_paths(root, dt.date(2018, 2, 10), "day", "weekly")[1].read_text())
             assert weekly["weekly"]["returns"]["day/gen-1"]["expected"] == pytest.approx(0.015)
             assert set(weekly["weekly"]) >= {"positions", "moves", "returns", "deviations"}
+            stored_d = service.deps.store.get_decision(decided.decision_id)
+            assert stored_d is not None
+            d = stored_d.payload
+            assert weekly["decisions"] == 1 and weekly["actions"] == {d["action"]: 1}
+            assert weekly["weekly"]["positions"] == [
+                {"account_id": "day/com-1", "symbol": "SP500", "week_type": d["week_type"], "action": d["action"],
+                 "outcome": d["outcome"]}
+            ]  # fmt: skip
+            assert weekly["week_types"] == ({d["week_type"]: 1} if d["week_type"] else {})
+            assert [x["decision_id"] for x in weekly["weekly"]["deviations"]] == (
+                [d["decision_id"]] if d["outcome"] == "REJECTED" else []
+            )
+            # The week's move: Monday's close against Friday's (the last close before the week began).
+            assert weekly["weekly"]["moves"]["SP500"] == pytest.approx(c / float(sp.columns[3][i - 1]) - 1.0)
             # Quarterly: 16:30 on the quarter's last session (Thursday 2018-03-29; Good Friday is a holiday).
             assert service.scheduler.next_run("quarterly-report") == dt.datetime(2018, 3, 29, 16, 30, tzinfo=ET)
             await at(2018, 3, 29, 16, 30, 30)
