@@ -23,8 +23,9 @@ from allsuse.reports.gather import Gathered, day_of
 from allsuse.server.performance import series_metrics
 from allsuse.store import equity as marks
 
-CAPITAL_KINDS = ("deposit", "withdrawal")
-"""Transactions that move capital in or out (not P&L)."""
+CAPITAL_KINDS = ("deposit", "withdrawal", "fork", "merge")
+"""Transactions that move capital, not P&L: into or out of the portfolio, or between its accounts (a fork or merge
+nets to zero across the portfolio)."""
 REINVESTMENT_KINDS = ("reinvestment", "leaps")
 
 
@@ -37,7 +38,7 @@ def _cents(value: float | None) -> float | None:
 
 
 def _capital(transactions: Iterable[dict[str, Any]], after: dt.datetime | None, until: dt.datetime) -> float:
-    """Net capital put in (deposits less withdrawals) in (after, until]."""
+    """Net capital moved in (deposits less withdrawals; forks and merges between accounts) in (after, until]."""
     total = 0.0
     for t in transactions:
         at = dt.datetime.fromisoformat(t["at"])
