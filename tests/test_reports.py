@@ -284,7 +284,7 @@ def test_report_jobs_run_in_their_windows_and_write_the_layout(tmp_path: Path) -
             html, js = report_paths(root, DAY, "day", "daily")
             assert sorted(p.name for p in (root / "2018-02-05").iterdir()) == ["day-daily.html", "day-daily.json"]
             body = json.loads(js.read_text())
-            assert body["kind"] == "daily" and body["to"] == "2018-02-05T16:15:00"
+            assert body["kind"] == "daily" and body["to"] == "2018-02-05T21:15:00"  # 16:15 EST in UTC
             assert "<svg" in html.read_text() and "Daily report for day" in html.read_text()
             eod = [
                 a.payload
@@ -295,7 +295,8 @@ def test_report_jobs_run_in_their_windows_and_write_the_layout(tmp_path: Path) -
             # The same report on demand.
             async with grpc.aio.insecure_channel(address) as channel:
                 monitor = monitor_pb2_grpc.MonitorServiceStub(channel)
-                request = monitor_pb2.GetReportRequest(portfolio_id="day", kind="daily", as_of=_ts(CLOSE))
+                as_of = _ts(dt.datetime(2018, 2, 5, 21, 15))
+                request = monitor_pb2.GetReportRequest(portfolio_id="day", kind="daily", as_of=as_of)
                 again = json.loads((await monitor.GetReport(request, timeout=TIMEOUT)).json)
             for key in ("accounts", "equity_at_market", "es", "metrics", "stress", "pnl"):
                 assert again[key] == body[key], key

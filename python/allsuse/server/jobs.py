@@ -42,17 +42,18 @@ SATURDAY = 5
 
 
 async def write_reports(deps: ServiceDeps, kind: str, slot: dt.datetime) -> int:
-    """Builds and writes the `kind` report of every stored portfolio as of the slot (its US/Eastern wall-clock
-    time, as the monitoring jobs read the market) under reports.dir; a daily one is also raised as an EOD_REPORT
-    info alert carrying the day's ES. A portfolio whose report fails is logged, the others are still written, and
-    the run then fails naming it (the scheduler counts the failure). Returns how many were written."""
+    """Builds and writes the `kind` report of every stored portfolio as of the slot (in UTC, as GetReport reads its
+    Timestamp and the store keeps times: the alerts of the period are those raised before the slot) under
+    reports.dir; a daily one is also raised as an EOD_REPORT info alert carrying the day's ES. A portfolio whose
+    report fails is logged, the others are still written, and the run then fails naming it (the scheduler counts
+    the failure). Returns how many were written."""
     from allsuse.reports import build_report, write_report
     from allsuse.reports.gather import EOD_CODE
     from allsuse.server.rpc import run_blocking
 
     root = Path(deps.config.reports.dir)
     portfolios = await run_blocking(deps.store.list_portfolios, limit=100_000)
-    as_of = slot.replace(tzinfo=None)
+    as_of = slot.astimezone(dt.UTC).replace(tzinfo=None)
     written = 0
     failed: list[str] = []
     for record in portfolios:
