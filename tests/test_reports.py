@@ -456,9 +456,9 @@ def test_eod_report_in_headless_chromium(tmp_path: Path) -> None:
         rgb = np.asarray(image.convert("RGB"))
     assert rgb.shape[:2] == (2000, 1280)
     colours = np.unique(rgb.reshape(-1, 3), axis=0)
-    assert len(colours) > 50, f"a near-blank screenshot: {len(colours)} colours"
+    assert len(colours) > 200, f"a near-blank screenshot: {len(colours)} colours"
     background = np.all(rgb == rgb[0, 0], axis=-1).mean()
-    assert background < 0.95, f"{background:.0%} of the screenshot is one colour"
+    assert background < 0.9, f"{background:.0%} of the screenshot is one colour"
     text = _text(done.stdout.decode())
     assert "Daily report for day" in text
     assert f"{equity} equity at market" in text, equity
