@@ -34,6 +34,7 @@ from allsuse.reports.charts import bar_chart, line_chart
 from allsuse.reports.execution import execution_quality
 from allsuse.reports.files import file_stem, parse_name, report_paths
 from allsuse.reports.html import money, number
+from allsuse.server.alerting import alert_system
 from allsuse.server.app import Service
 from allsuse.server.marketdata import book_market
 from allsuse.server.portfolios import PortfolioRepository
@@ -372,13 +373,20 @@ def test_get_report_errors(tmp_path: Path) -> None:
                     with pytest.raises(grpc.aio.AioRpcError) as err:
                         await monitor.GetReport(request, timeout=TIMEOUT)
                     assert err.value.code() == code and named in (err.value.details() or "")
-                # No as_of: now. An empty book: no stress, the reason said.
+                # No as_of: now. An empty book: no stress, the reason said. The period's alerts, escaped.
+                hostile = "<script>alert('x')</script> & <b>bold</b>"
+                await alert_system(service.deps).raise_alert(
+                    {"severity": "HIGH", "portfolio_id": "p", "code": "TEST_ALERT", "message": hostile}
+                )
                 fine = await monitor.GetReport(
                     monitor_pb2.GetReportRequest(portfolio_id="p", kind="quarterly"), timeout=TIMEOUT
                 )
                 body = json.loads(fine.json)
                 assert body["stress"] is None and body["stress_note"] == "no open positions"
                 assert "quarterly" in body and fine.html.count("<svg") == 4
+                assert [a["message"] for a in body["alerts"]] == [hostile] and body["open_alerts"] == 1
+                assert "<script" not in fine.html and "<b>bold" not in fine.html
+                assert hostile in _text(fine.html)  # shown as text
         finally:
             await service.stop()
 
