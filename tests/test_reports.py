@@ -29,6 +29,7 @@ from allsuse.market_files import read_market_file
 from allsuse.monitoring.compliance import check
 from allsuse.orchestration.clock import ManualClock
 from allsuse.protocol import Engine
+from allsuse.protocol.breakers import vix_breaker
 from allsuse.protocol.stress import stress_portfolio
 from allsuse.reports.charts import bar_chart, line_chart
 from allsuse.reports.execution import execution_quality
@@ -221,6 +222,10 @@ def test_report_body_matches_direct_calls(tmp_path: Path) -> None:
                 assert row["balance"] == str(a.balance) and row["state"] == a.state and row["level"] == "none"
                 assert row["drawdown"] == pytest.approx(a.drawdown)
             assert body["equity"] == str(portfolio.equity)
+            vix = vix_breaker(market.vix if market.vix is not None else float("nan"))
+            assert body["system"] == {"vix": vix.vix, "state": vix.state.value, "hedged": vix.hedged,
+                                      "multiplier": vix.multiplier}  # fmt: skip
+            assert f"{vix.state.value} (VIX {vix.vix:.2f})" in _text(report.html)
             assert [p["position_id"] for p in body["positions"]] == list(portfolio.positions)
             # Equity at market and ES: a direct mark and ES on the same market.
             accounts = [a for a in portfolio.accounts.values()]

@@ -17,6 +17,7 @@ from typing import Any
 
 from allsuse.monitoring.compliance import Violation
 from allsuse.protocol import settings
+from allsuse.protocol.breakers import vix_breaker
 from allsuse.protocol.drawdown import ProtectionLevel
 from allsuse.reports.execution import execution_quality
 from allsuse.reports.gather import Gathered, day_of
@@ -161,6 +162,19 @@ def _violation(v: Violation) -> dict[str, Any]:
     }
 
 
+def _system(g: Gathered) -> dict[str, Any] | None:
+    """The system-wide trading state from the VIX breakers on the market's VIX (None without a VIX)."""
+    if g.market is None or g.market.vix is None:
+        return None
+    reading = vix_breaker(g.market.vix)
+    return {
+        "vix": reading.vix,
+        "state": reading.state.value,
+        "hedged": reading.hedged,
+        "multiplier": reading.multiplier,
+    }
+
+
 def report_body(g: Gathered) -> dict[str, Any]:
     """The JSON body of a report (see the module docstring and docs/monitoring.md for every key)."""
     p = g.stored.portfolio
@@ -238,6 +252,7 @@ def report_body(g: Gathered) -> dict[str, Any]:
             "since_start": _cents(equity - capital) if equity is not None else None,
         },
         "accounts": accounts,
+        "system": _system(g),
         "positions": [
             {
                 "position_id": pos.id,

@@ -211,6 +211,7 @@ def _quarterly(body: dict[str, Any]) -> str:
 def render(body: dict[str, Any]) -> str:
     """The whole page of a report body."""
     pnl = body["pnl"]
+    system = body["system"]
     title = f"{body['kind'].title()} report for {body['portfolio_id']}"
     kpis = "".join(
         (
@@ -219,6 +220,11 @@ def render(body: dict[str, Any]) -> str:
             _kpi("P&L this period", money(pnl["period"]), "pnl_period"),
             _kpi("P&L since start", money(pnl["since_start"]), "pnl_since_start"),
             _kpi("ES (97.5%, 1 day)", money(body["es"]), "es"),
+            _kpi(
+                "system trading state (VIX breakers)",
+                f"{system['state']} (VIX {system['vix']:.2f})" if system else "n/a (no VIX)",
+                "system_state",
+            ),
             _kpi("decisions", str(body["decisions"]), "decisions"),
             _kpi("open alerts", str(body["open_alerts"]), "open_alerts"),
         )
