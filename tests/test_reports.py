@@ -250,6 +250,8 @@ def test_report_body_matches_direct_calls(tmp_path: Path) -> None:
             assert body["equity_at_market"] == pytest.approx(whole.equity, abs=0.006)
             # P&L: today's mark against Friday's; since the start against the capital put in.
             assert body["pnl"]["day"] == pytest.approx(eq[-1] - eq[-2], abs=0.006)
+            assert body["pnl"]["period"] == pytest.approx(eq[-1] - eq[-2], abs=0.006)  # from Friday's close
+            assert body["pnl"]["period_return"] == pytest.approx(eq[-1] / eq[-2] - 1.0, rel=1e-6)
             assert body["capital"] == pytest.approx(1_000_000.0)
             assert body["pnl"]["since_start"] == pytest.approx(total - 1_000_000.0, abs=0.006)
             # Stress and compliance: the functions the watches run.
@@ -327,6 +329,10 @@ def test_report_jobs_run_in_their_windows_and_write_the_layout(tmp_path: Path) -
             await at(2018, 2, 6, 16, 15, 30)
             tuesday = json.loads(report_paths(root, dt.date(2018, 2, 6), "day", "daily")[1].read_text())
             assert tuesday["series"]["es"][0] == [DAY.isoformat(), body["es"]] and len(tuesday["series"]["es"]) == 2
+            # No sweep ran on Monday (the clock jumped): the period runs from the last mark before it, Friday's.
+            before, today = tuesday["series"]["equity"][-2:]
+            assert before[0] == "2018-02-02" and today[0] == "2018-02-06"
+            assert tuesday["pnl"]["period"] == pytest.approx(today[1] - before[1], abs=0.02)
             # Weekly: Saturday 09:00, not before.
             await at(2018, 2, 10, 8, 59)
             assert jobs["weekly-report"].runs == 0

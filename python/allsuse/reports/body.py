@@ -48,10 +48,15 @@ def _capital(transactions: Iterable[dict[str, Any]], after: dt.datetime | None, 
     return total
 
 
-def _at_or_before(series: list[tuple[int, float]], day: dt.date) -> tuple[int, float] | None:
+MARK_TIME = dt.time(16, 0)
+"""A day's mark stands for that day's close."""
+
+
+def _marked_by(series: list[tuple[int, float]], moment: dt.datetime) -> tuple[int, float] | None:
+    """The last mark whose close is at or before `moment`."""
     found = None
     for d, e in series:
-        if day_of(d) <= day:
+        if dt.datetime.combine(day_of(d), MARK_TIME) <= moment:
             found = (d, e)
     return found
 
@@ -60,7 +65,7 @@ def _change(g: Gathered, account_id: str, since: dt.datetime) -> tuple[float | N
     """(P&L, return) of one series from its last mark before the period to its last mark: the equity change less
     the capital moved in between (return over the starting equity); None without a mark on each side."""
     series = g.series.get(account_id, [])
-    start = _at_or_before(series, since.date() - dt.timedelta(days=1)) if series else None
+    start = _marked_by(series, since) if series else None
     if start is None or not series or series[-1][0] <= start[0]:
         return None, None
     flows = [t for t in g.transactions if account_id in ("", t.get("account_id"))]
