@@ -207,6 +207,14 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True)
+class ReportsConfig:
+    """Where reports are written: `<dir>/<YYYY-MM-DD>/<portfolio_id>-<kind>.html|json` (relative to the project
+    directory, like store.url)."""
+
+    dir: str = str(PROJECT_DIR / "var" / "reports")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -219,11 +227,12 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     market: MarketConfig = field(default_factory=MarketConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    reports: ReportsConfig = field(default_factory=ReportsConfig)
 
     def describe(self) -> dict[str, dict[str, Any]]:
         """Every section as plain values for a start-up log line; secrets masked."""
         out: dict[str, dict[str, Any]] = {}
-        for name in ("server", "tls", "auth", "store", "metrics", "logging", "market", "monitoring"):
+        for name in ("server", "tls", "auth", "store", "metrics", "logging", "market", "monitoring", "reports"):
             section = getattr(self, name)
             out[name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(section).items()}
         out["store"]["url"] = self.store.describe()
@@ -323,6 +332,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "metrics_retention_days": _Key(int, _range(1, 100_000)),
         "metrics_gauge_portfolios": _Key(int, _range(0, 10_000)),
     },
+    "reports": {"dir": _Key(str, _non_empty)},
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -516,7 +526,18 @@ def _validated(name: str, typed: dict[str, dict[str, Any]], origins: dict[str, d
         logging=LoggingConfig(**typed["logging"]),
         market=MarketConfig(**typed["market"]),
         monitoring=_monitoring(typed["monitoring"]),
+        reports=_reports(typed["reports"], origins.get("reports", {})),
     )
+
+
+def _reports(raw: dict[str, Any], origins: dict[str, str]) -> ReportsConfig:
+    """The reports section: the folder resolved like store.url; an existing file there is refused."""
+    folder = _resolve_path(raw["dir"].strip())
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise InvalidInputError.of(
+            "reports.dir", f"{folder} exists and is not a folder (from {origins.get('dir', '?')})"
+        )
+    return ReportsConfig(dir=folder)
 
 
 def _monitoring(raw: dict[str, Any]) -> MonitoringConfig:
@@ -549,6 +570,7 @@ __all__ = [
     "MarketConfig",
     "MetricsConfig",
     "MonitoringConfig",
+    "ReportsConfig",
     "ServerConfig",
     "StoreConfig",
     "TlsConfig",
