@@ -207,6 +207,17 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The operator web page (allsuse.web): off by default; on loopback unless TLS is configured (it then serves
+    HTTPS with the tls section's files); a login session lasts session_seconds."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    session_seconds: float = 28_800.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -219,6 +230,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     market: MarketConfig = field(default_factory=MarketConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     def describe(self) -> dict[str, dict[str, Any]]:
         """Every section as plain values for a start-up log line; secrets masked."""
@@ -226,6 +238,7 @@ class Config:
         for name in ("server", "tls", "auth", "store", "metrics", "logging", "market", "monitoring"):
             section = getattr(self, name)
             out[name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(section).items()}
+        out["web"] = dict(vars(self.web))
         out["store"]["url"] = self.store.describe()
         return out
 
@@ -322,6 +335,12 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "alert_burst_seconds": _Key(float, _range(0.001, 86_400.0)),
         "metrics_retention_days": _Key(int, _range(1, 100_000)),
         "metrics_gauge_portfolios": _Key(int, _range(0, 10_000)),
+    },
+    "web": {
+        "enabled": _Key(bool),
+        "host": _Key(str, _non_empty),
+        "port": _Key(int, _range(0, 65535)),
+        "session_seconds": _Key(float, _range(60.0, 2_592_000.0)),
     },
 }
 
@@ -516,7 +535,22 @@ def _validated(name: str, typed: dict[str, dict[str, Any]], origins: dict[str, d
         logging=LoggingConfig(**typed["logging"]),
         market=MarketConfig(**typed["market"]),
         monitoring=_monitoring(typed["monitoring"]),
+        web=_web(typed["web"], tls, server),
     )
+
+
+def _web(raw: dict[str, Any], tls: TlsConfig, server: ServerConfig) -> WebConfig:
+    """The web section: plaintext HTTP on loopback only (like gRPC), and not on the gRPC server's port."""
+    web = WebConfig(**raw)
+    if not tls.enabled and not is_loopback(web.host):
+        raise InvalidInputError.of(
+            "web.host",
+            f"{web.host} is not a loopback address and TLS is off; the operator page serves plaintext on loopback "
+            "only (set tls.cert_file and tls.key_file to serve HTTPS)",
+        )
+    if web.port and web.port == server.port:
+        raise InvalidInputError.of("web.port", f"must differ from server.port ({server.port})")
+    return web
 
 
 def _monitoring(raw: dict[str, Any]) -> MonitoringConfig:
@@ -552,6 +586,7 @@ __all__ = [
     "ServerConfig",
     "StoreConfig",
     "TlsConfig",
+    "WebConfig",
     "has_password",
     "is_loopback",
     "load",
