@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -403,6 +404,13 @@ class Service:
 
         self.alerts = alert_system(self.deps)
         self.registry.add(self.alerts)
+        self.web: Any = None
+        if config.web.enabled and worker == 0:
+            # The operator page (allsuse.web) on its own port, on this event loop; one process serves it.
+            from allsuse.web import WebComponent
+
+            self.web = WebComponent(self.deps)
+            self.registry.add(self.web)
         if config.metrics.enabled:
             port = config.metrics.port + worker if config.metrics.port else 0
             self.metrics_endpoint = MetricsEndpoint(self.metrics, config.metrics.host, port)
