@@ -51,6 +51,7 @@ DECISION_SERVICE = "allsuse.v1.DecisionService"
 STATIC = {"operator.js": "text/javascript", "operator.css": "text/css"}
 ALERT_QUEUE = 1000
 MAX_FORM_BYTES = 64 * 1024
+_NONCE = re.compile(r"[A-Za-z0-9_-]{32}")
 _ID = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
 _PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
@@ -261,7 +262,7 @@ class WebComponent:
             response.headers.setdefault("Content-Security-Policy", _PAGE_CSP)
             response.headers["X-Content-Type-Options"] = "nosniff"
             response.headers["X-Frame-Options"] = "DENY"
-            response.headers["Referrer-Policy"] = "no-referrer"
+            response.headers["Referrer-Policy"] = "same-origin"
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
@@ -317,7 +318,11 @@ class WebComponent:
         """GET /login: the form (with a one-time CSRF nonce also set as a cookie)."""
         if self.verifier is None:
             raise web.HTTPSeeOther("/")
-        nonce = secrets.token_urlsafe(24)
+        # The browser's nonce is kept while it lasts: a second load of the form (a reload, another tab) renders the
+        # same one instead of replacing the cookie under a form already shown.
+        nonce = request.cookies.get(LOGIN_COOKIE, "")
+        if not _NONCE.fullmatch(nonce):
+            nonce = secrets.token_urlsafe(24)
         response = web.Response(
             text=pages.login_page(nonce, _safe_next(request.query.get("next", "/"))), content_type="text/html"
         )
