@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,8 +19,11 @@ import grpc
 import pytest
 
 from allsuse.server.app import Service
+from allsuse.server.request import Principal
 from allsuse.v1 import decision_pb2, decision_pb2_grpc
+from allsuse.web.sessions import Sessions
 from tests.rpc_support import TIMEOUT, service_config
+from tests.test_server import self_signed
 from tests.web_support import (
     bearer,
     decide,
@@ -408,3 +412,54 @@ def test_the_page_is_a_component_only_when_enabled(tmp_path: Path) -> None:
             assert (await service.registry.check_health()).value == "RUNNING"
 
     asyncio.run(scenario())
+
+
+def test_with_tls_the_page_serves_https_with_secure_cookies(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    service = web_service(tmp_path, ALLSUSE_TLS_CERT_FILE=str(cert), ALLSUSE_TLS_KEY_FILE=str(key))
+
+    async def scenario() -> None:
+        async with running(service):
+            base = web_url(service)
+            assert base.startswith("https://127.0.0.1:")
+            trusted = ssl.create_default_context(cafile=str(cert))
+            viewer = service.store_component.store.create_api_key("viewer")
+            async with aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=TIMEOUT),
+                cookie_jar=aiohttp.CookieJar(unsafe=True),
+                connector=aiohttp.TCPConnector(ssl=trusted),
+            ) as http:
+                async with http.get(f"{base}/login", headers=HTML) as reply:
+                    assert reply.status == 200 and "Secure" in reply.headers["Set-Cookie"]
+                    form_csrf = _csrf(await reply.text())
+                async with http.post(
+                    f"{base}/login", data={"token": viewer.token, "csrf": form_csrf}, allow_redirects=False
+                ) as reply:
+                    assert reply.status == 303
+                    cookie = reply.headers["Set-Cookie"]
+                assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+            async with client() as plain:
+                with pytest.raises(aiohttp.ClientError):
+                    await plain.get(base.replace("https", "http", 1) + "/login")
+
+    asyncio.run(scenario())
+
+
+def test_sessions_expire_and_are_bounded() -> None:
+    now = [0.0]
+    sessions = Sessions(60.0, 30.0, clock=lambda: now[0], max_sessions=2)
+    viewer = Principal("k1", "viewer")
+    first, session = sessions.open(viewer)
+    assert sessions.get(first) is session and session.csrf_matches(session.csrf)
+    assert not session.csrf_matches(None) and not session.csrf_matches(session.csrf + "x")
+    assert not sessions.due_for_check(session)
+    now[0] = 31.0
+    assert sessions.due_for_check(session) and not sessions.due_for_check(session)
+    second, _ = sessions.open(Principal("k2", "trader"))
+    now[0] = 50.0
+    third, _ = sessions.open(viewer)
+    assert sessions.get(first) is None and len(sessions) == 2  # the oldest went first
+    now[0] = 92.0
+    assert sessions.get(second) is None and sessions.get(third) is not None
+    assert sessions.close_key("k1") == 1 and len(sessions) == 0
+    assert sessions.get("") is None and sessions.get("x" * 200) is None
