@@ -164,6 +164,19 @@ def test_roles_csrf_and_approvals_through_approve_decision(tmp_path: Path) -> No
                 reason = (await reply.json())["error"]
                 assert reason == "ApproveDecision needs the trader role; this key's role is viewer"
 
+            # Another trader may read the portfolio but not approve for it (ApproveDecision's owner check).
+            other = store.create_api_key("trader")
+            async with client() as other_http:
+                other_csrf = await login(other_http, base, other.token)
+                async with other_http.get(f"{base}/portfolios/pf-a", headers=HTML) as reply:
+                    page = await reply.text()
+                assert "data-approve=" not in page and "only the portfolio&#x27;s owner or an admin may approve" in page
+                async with other_http.post(
+                    f"{base}/decisions/{first.decision_id}/approve", data={"csrf": other_csrf}, headers=JSON
+                ) as reply:
+                    assert reply.status == 403
+                    assert (await reply.json())["error"] == "decision_id: this key may act only for its own portfolios"
+
             trader_csrf = await login(trader_http, base, trader.token)
             async with trader_http.get(f"{base}/portfolios/pf-a", headers=HTML) as reply:
                 assert f'data-approve="{first.decision_id}"' in await reply.text()

@@ -135,11 +135,11 @@ def index_body(
     )
 
 
-def _pending(decisions: Iterable[PendingDecision], csrf: str, may_approve: bool, required: str) -> str:
+def _pending(decisions: Iterable[PendingDecision], csrf: str, refusal: str) -> str:
     rows = []
     for d in decisions:
         did = escape(d.decision_id)
-        if may_approve:
+        if not refusal:
             actions = (
                 f'<form class="approval" method="post" action="/decisions/{did}/approve">{_csrf_field(csrf)}'
                 '<input type="text" name="note" placeholder="note" maxlength="2000">'
@@ -148,7 +148,7 @@ def _pending(decisions: Iterable[PendingDecision], csrf: str, may_approve: bool,
                 "Decline</button></form>"
             )
         else:
-            actions = f'<span class="muted">approving needs the {escape(required)} role</span>'
+            actions = f'<span class="muted refusal">{escape(refusal)}</span>'
         rows.append(
             f'<tr data-decision="{did}"><td>{escape(d.as_of)}</td><td>{escape(d.account_id)}</td>'
             f"<td>{escape(d.action)}</td><td>{escape(d.order)}</td>"
@@ -171,14 +171,14 @@ def portfolio_body(
     alerts: Iterable[Mapping[str, Any]],
     *,
     csrf: str,
-    may_approve: bool,
-    approve_role: str,
+    refusal: str,
 ) -> str:
-    """`/portfolios/ID`: equity, accounts, decisions awaiting approval, live alerts, reports, health."""
+    """`/portfolios/ID`: equity, accounts, decisions awaiting approval (with the buttons unless `refusal` says why
+    this caller may not approve), live alerts, reports, health."""
     return (
         f'<p>Equity <strong data-field="equity">{escape(view.equity)}</strong>, {view.positions} open positions</p>'
         f"<h2>Accounts</h2>{_accounts_table(view)}"
-        f"<h2>Decisions awaiting approval</h2>{_pending(pending, csrf, may_approve, approve_role)}"
+        f"<h2>Decisions awaiting approval</h2>{_pending(pending, csrf, refusal)}"
         f"<h2>Live alerts</h2>{_alerts(alerts)}"
         f"<h2>Latest reports</h2>{_reports_list(reports)}"
         f"<h2>Component health</h2>{_health(states)}"

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import grpc
 from aiohttp import WSMsgType, web
 
 from allsuse.errors import InvalidInputError
@@ -31,7 +32,7 @@ from allsuse.orchestration.lifecycle import State
 from allsuse.server import decision as decision_service
 from allsuse.server.auth import KeyVerifier, token_from_metadata
 from allsuse.server.convert import text_in
-from allsuse.server.errors import NotFoundError, RateLimitedError
+from allsuse.server.errors import FAULTS, RateLimitedError, status_for
 from allsuse.server.monitor import _alert_out
 from allsuse.server.portfolios import PortfolioRepository
 from allsuse.server.ratelimit import FailedAuthLimiter
@@ -39,7 +40,7 @@ from allsuse.server.request import ANONYMOUS, Principal
 from allsuse.server.rpc import run_blocking
 from allsuse.v1 import decision_pb2
 from allsuse.web import pages, views
-from allsuse.web.calls import CallAbortedError, call_rpc
+from allsuse.web.calls import HTTP_STATUS, CallAbortedError, call_rpc
 from allsuse.web.reports import latest_reports, report_path, reports_dir
 from allsuse.web.sessions import Session, Sessions
 
@@ -249,15 +250,17 @@ class WebComponent:
             response = self._error(request, exc.status, exc.message, exc.field)
         except CallAbortedError as exc:
             response = self._error(request, exc.http_status, exc.details, exc.field)
-        except InvalidInputError as exc:
-            response = self._error(request, 400, str(exc), exc.field or "")
-        except NotFoundError as exc:
-            response = self._error(request, 404, str(exc))
         except web.HTTPException as exc:
             if exc.status >= 400:
                 response = self._error(request, exc.status, exc.reason)
             else:
                 raise
+        except FAULTS as exc:  # the gRPC API's one table: bad input 400 naming the field, unknown 404, ...
+            code, details = status_for(exc)
+            if code is grpc.StatusCode.INTERNAL:
+                log.error("internal error in %s %s", request.method, request.path, exc_info=exc)
+            field = getattr(exc, "field", None) if isinstance(exc, InvalidInputError) else None
+            response = self._error(request, HTTP_STATUS.get(code, 500), details, field or "")
         if not response.prepared:
             response.headers.setdefault("Content-Security-Policy", _PAGE_CSP)
             response.headers["X-Content-Type-Options"] = "nosniff"
@@ -398,16 +401,13 @@ class WebComponent:
         reports = await asyncio.to_thread(latest_reports, self.reports_dir, portfolio_id)
         principal: Principal = request[PRINCIPAL]
         required = decision_service.ROLES["ApproveDecision"]
-        body = pages.portfolio_body(
-            view,
-            pending,
-            reports,
-            self._states(),
-            alerts,
-            csrf=request[CSRF],
-            may_approve=principal.allows(required),
-            approve_role=required,
-        )
+        if not principal.allows(required):
+            refusal = f"approving needs the {required} role"
+        elif not principal.may_act_for(view.owner):
+            refusal = "only the portfolio's owner or an admin may approve"
+        else:
+            refusal = ""
+        body = pages.portfolio_body(view, pending, reports, self._states(), alerts, csrf=request[CSRF], refusal=refusal)
         html = pages.layout(
             f"Portfolio {portfolio_id}", body, principal=principal, csrf=request[CSRF], portfolio_id=portfolio_id
         )

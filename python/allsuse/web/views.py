@@ -45,6 +45,7 @@ class PortfolioView:
     equity: str
     accounts: tuple[AccountRow, ...]
     positions: int
+    owner: str | None  # the API key id that created it (None: created with auth off)
 
 
 def _level(engine_state: dict[str, Any], account_id: str) -> str:
@@ -72,7 +73,7 @@ def portfolio_view(store: Store, portfolio_id: str) -> PortfolioView:
         )
         for a in message.accounts
     )
-    return PortfolioView(message.portfolio_id, money_text(message.equity), rows, len(message.positions))
+    return PortfolioView(message.portfolio_id, money_text(message.equity), rows, len(message.positions), stored.owner)
 
 
 def all_portfolios(store: Store, limit: int = 1000) -> list[PortfolioView]:
