@@ -476,3 +476,26 @@ def test_sessions_expire_and_are_bounded() -> None:
     assert sessions.get(second) is None and sessions.get(third) is not None
     assert sessions.close_key("k1") == 1 and len(sessions) == 0
     assert sessions.get("") is None and sessions.get("x" * 200) is None
+
+
+def test_alert_sockets_count_against_the_stream_limits(tmp_path: Path) -> None:
+    service = web_service(tmp_path, ALLSUSE_SERVER_MAX_STREAMS_PER_KEY="2")
+
+    async def scenario() -> None:
+        async with running(service), client() as http:
+            viewer = service.store_component.store.create_api_key("viewer")
+            base = web_url(service)
+            await login(http, base, viewer.token)
+            url = base.replace("http", "ws", 1) + "/ws/alerts"
+            first, second = await http.ws_connect(url), await http.ws_connect(url)
+            with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                await http.ws_connect(url)
+            assert err.value.status == 429
+            await first.close()
+            deadline = time.monotonic() + TIMEOUT
+            while service.web._streams[viewer.key_id] > 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            third = await http.ws_connect(url)  # a closed socket gives its place back
+            await asyncio.gather(second.close(), third.close())
+
+    asyncio.run(scenario())

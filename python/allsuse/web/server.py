@@ -18,6 +18,7 @@ import re
 import secrets
 import ssl
 import weakref
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -134,6 +135,9 @@ class WebComponent:
         self.reports_dir = reports_dir(config)
         self._runner: web.AppRunner | None = None
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        # Alert WebSockets open per caller: counted against server.max_streams / max_streams_per_key, as the gRPC
+        # streams (StreamAlerts) are, so one caller cannot hold them all.
+        self._streams: Counter[str] = Counter()
         self.port = config.web.port
         self.host = config.web.host
 
@@ -453,7 +457,8 @@ class WebComponent:
     # --- live alerts ---------------------------------------------------------------------------------------------
     async def alerts(self, request: web.Request) -> web.StreamResponse:
         """GET /ws/alerts[?portfolio_id=ID]: a WebSocket of the alerts published on the bus topic "alerts" (as
-        StreamAlerts receives them), one JSON object a message, from the moment it opens."""
+        StreamAlerts receives them), one JSON object a message, from the moment it opens. At most
+        server.max_streams_per_key open per caller (server.max_streams in all); one more is 429."""
         origin = request.headers.get("Origin")
         if origin is not None and urlsplit(origin).netloc != request.host:
             raise WebError(403, "origin: a WebSocket from another site is refused")
@@ -461,6 +466,22 @@ class WebComponent:
         if portfolio_id:
             _id_in(portfolio_id, "portfolio_id")
             await run_blocking(PortfolioRepository(self.deps.store).load, portfolio_id)  # 404 if none
+        principal: Principal = request[PRINCIPAL]
+        caller = principal.key_id if principal.authenticated else f"peer:{request.remote}"
+        server = self.config.server
+        if sum(self._streams.values()) >= server.max_streams:
+            raise WebError(429, f"too many alert streams open ({server.max_streams}); retry later")
+        if self._streams[caller] >= server.max_streams_per_key:
+            raise WebError(429, f"this caller holds {server.max_streams_per_key} alert streams already (the limit)")
+        self._streams[caller] += 1
+        try:
+            return await self._stream_alerts(request, portfolio_id)
+        finally:
+            self._streams[caller] -= 1
+            if not self._streams[caller]:
+                del self._streams[caller]
+
+    async def _stream_alerts(self, request: web.Request, portfolio_id: str) -> web.StreamResponse:
         socket = web.WebSocketResponse(heartbeat=30.0)
         await socket.prepare(request)
         self._sockets.add(socket)
