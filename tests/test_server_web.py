@@ -379,7 +379,14 @@ def test_revoking_a_key_ends_its_sessions(tmp_path: Path) -> None:
             await login(http, base, viewer.token)
             async with http.get(f"{base}/", headers=JSON) as reply:
                 assert reply.status == 200
+            socket = await http.ws_connect(base.replace("http", "ws", 1) + "/ws/alerts")
+            await asyncio.sleep(0.1)
             store.revoke_api_key(viewer.key_id)
+            # The open WebSocket gets no more alerts: the next one finds the key revoked and closes it.
+            await service.alerts.raise_alert({"severity": "LOW", "code": "AFTER_REVOKE", "message": "not shown"})
+            closing = await asyncio.wait_for(socket.receive(), timeout=TIMEOUT)
+            assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1008, closing
+            await socket.close()
             async with http.get(f"{base}/", headers=JSON) as reply:
                 assert reply.status == 401
             assert len(service.web.sessions) == 0

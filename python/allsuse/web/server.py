@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import grpc
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from allsuse.errors import InvalidInputError
 from allsuse.orchestration.bus import Event
@@ -244,6 +244,16 @@ class WebComponent:
             self.sessions.close_key(key_id)
             return None
         return session
+
+    async def _still_signed_in(self, request: web.Request) -> bool:
+        """Whether the caller of an open WebSocket may still read: its bearer key still valid (cached check), or
+        its session still open (the key looked up again every auth.cache_seconds)."""
+        if request.headers.get("Authorization") is not None:
+            try:
+                return await self._bearer(request) is not None
+            except WebError:
+                return False
+        return self.verifier is None or await self._session(request) is not None
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -498,6 +508,9 @@ class WebComponent:
         async def send() -> None:
             while True:
                 alert = await queue.get()
+                if not await self._still_signed_in(request):  # signed out, expired or revoked since it opened
+                    await socket.close(code=WSCloseCode.POLICY_VIOLATION, message=b"signed out")
+                    return
                 await socket.send_str(json.dumps(_alert_json(alert)))
 
         try:

@@ -50,6 +50,8 @@
     return item;
   }
 
+  let retry = 2000;
+
   function liveAlerts() {
     const list = document.getElementById("alerts");
     if (!list) { return; }
@@ -58,7 +60,10 @@
     const url = scheme + "//" + location.host + "/ws/alerts" +
       (portfolio ? "?portfolio_id=" + encodeURIComponent(portfolio) : "");
     const socket = new WebSocket(url);
-    socket.addEventListener("open", function () { document.body.dataset.alerts = "live"; });
+    socket.addEventListener("open", function () {
+      retry = 2000;
+      document.body.dataset.alerts = "live";
+    });
     socket.addEventListener("message", function (event) {
       const alert = JSON.parse(event.data);
       const empty = document.getElementById("no-alerts");
@@ -66,9 +71,14 @@
       const known = list.querySelector('[data-alert-id="' + CSS.escape(alert.alert_id) + '"]');
       if (known) { known.replaceWith(alertItem(alert)); } else { list.prepend(alertItem(alert)); }
     });
-    socket.addEventListener("close", function () {
+    socket.addEventListener("close", function (event) {
       document.body.dataset.alerts = "off";
-      setTimeout(liveAlerts, 2000);  // the server restarted or the session ended: reconnect once, later
+      if (event.code === 1008) {  // signed out, expired or revoked: back to the sign-in form
+        location.assign("/login?next=" + encodeURIComponent(location.pathname));
+        return;
+      }
+      setTimeout(liveAlerts, retry);  // the server restarted: reconnect, waiting longer each time (up to 30 s)
+      retry = Math.min(retry * 2, 30000);
     });
   }
 
