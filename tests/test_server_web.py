@@ -96,6 +96,8 @@ def test_sign_in_sessions_and_the_numbers_of_the_api(tmp_path: Path) -> None:
             # The login form: its own CSRF token, then the key checked like gRPC.
             async with http.get(f"{base}/login", headers=HTML) as reply:
                 form_csrf = _csrf(await reply.text())
+            async with http.get(f"{base}/login", headers=HTML) as reply:  # a reload keeps the browser's token
+                assert _csrf(await reply.text()) == form_csrf
             async with http.post(f"{base}/login", data={"token": trader.token, "csrf": "nope"}) as reply:
                 assert reply.status == 403 and (await reply.json())["field"] == "csrf"
             async with http.post(
