@@ -30,6 +30,7 @@ from tests.web_support import (
     get_portfolio,
     money_text,
     portfolio_with_pending,
+    web_of,
     web_service,
     web_url,
 )
@@ -391,7 +392,7 @@ def test_revoking_a_key_ends_its_sessions(tmp_path: Path) -> None:
             await socket.close()
             async with http.get(f"{base}/", headers=JSON) as reply:
                 assert reply.status == 401
-            assert len(service.web.sessions) == 0
+            assert len(web_of(service).sessions) == 0
 
     asyncio.run(scenario())
 
@@ -429,7 +430,7 @@ def test_the_page_is_a_component_only_when_enabled(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(service):
-            assert service.web.port > 0
+            assert web_of(service).port > 0
             assert service.registry.states()["web"].value == "RUNNING"
             assert (await service.registry.check_health()).value == "RUNNING"
 
@@ -502,7 +503,7 @@ def test_alert_sockets_count_against_the_stream_limits(tmp_path: Path) -> None:
             assert err.value.status == 429
             await first.close()
             deadline = time.monotonic() + TIMEOUT
-            while service.web._streams[viewer.key_id] > 1 and time.monotonic() < deadline:
+            while web_of(service)._streams[viewer.key_id] > 1 and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
             third = await http.ws_connect(url)  # a closed socket gives its place back
             await asyncio.gather(second.close(), third.close())

@@ -16,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from allsuse.server.app import Service
 from allsuse.v1 import common_pb2, decision_pb2, decision_pb2_grpc, portfolio_pb2, portfolio_pb2_grpc
+from allsuse.web import WebComponent
 from tests.rpc_support import TIMEOUT, green_market, money, service_config
 
 T = TypeVar("T")
@@ -34,13 +35,20 @@ def web_service(tmp_path: Path, *, auth: bool = True, **env: str) -> Service:
     service = Service(cfg)
     reports = tmp_path / "reports"
     reports.mkdir(exist_ok=True)
-    service.web.reports_dir = reports  # config reports.dir once the reports section is merged
+    web_of(service).reports_dir = reports  # config reports.dir once the reports section is merged
     return service
+
+
+def web_of(service: Service) -> WebComponent:
+    """The service's operator page component."""
+    component = service.registry.component("web")
+    assert isinstance(component, WebComponent)
+    return component
 
 
 def web_url(service: Service) -> str:
     """The page's base URL (after start)."""
-    return str(service.web.url)
+    return web_of(service).url
 
 
 def money_text(m: common_pb2.Money) -> str:

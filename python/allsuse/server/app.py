@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -404,17 +403,15 @@ class Service:
 
         self.alerts = alert_system(self.deps)
         self.registry.add(self.alerts)
-        self.web: Any = None
-        if config.web.enabled and worker == 0:
-            # The operator page (allsuse.web) on its own port, on this event loop; one process serves it.
-            from allsuse.web import WebComponent
-
-            self.web = WebComponent(self.deps)
-            self.registry.add(self.web)
         if config.metrics.enabled:
             port = config.metrics.port + worker if config.metrics.port else 0
             self.metrics_endpoint = MetricsEndpoint(self.metrics, config.metrics.host, port)
             self.registry.add(self.metrics_endpoint)
+        if config.web.enabled and worker == 0:
+            # The operator page (allsuse.web): component "web", on this event loop; one process serves it.
+            from allsuse.web import WebComponent
+
+            self.registry.add(WebComponent(self.deps))
         self.registry.add(self.grpc)
         self.scheduler.add("health-check", Every(HEALTH_CHECK_EVERY), self._check_health)
         if worker == 0:
