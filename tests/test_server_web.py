@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ import aiohttp
 import grpc
 import pytest
 
+from allsuse.orchestration.errors import ComponentStartError
 from allsuse.server.app import Service
 from allsuse.server.request import Principal
 from allsuse.v1 import decision_pb2, decision_pb2_grpc
@@ -509,3 +511,19 @@ def test_alert_sockets_count_against_the_stream_limits(tmp_path: Path) -> None:
             await asyncio.gather(second.close(), third.close())
 
     asyncio.run(scenario())
+
+
+def test_a_taken_port_stops_the_start_naming_web_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = web_service(tmp_path, ALLSUSE_WEB_PORT=str(port))
+
+        async def scenario() -> None:
+            with pytest.raises(ComponentStartError) as err:
+                await service.start()
+            assert err.value.component == "web" and f"web.port: could not bind 127.0.0.1:{port}" in str(err.value)
+            assert service.registry.service.state.value == "FAULTED"
+
+        asyncio.run(scenario())

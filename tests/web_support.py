@@ -27,10 +27,12 @@ def web_service(tmp_path: Path, *, auth: bool = True, **env: str) -> Service:
     """A Service with the operator page on a free port (not started); auth on unless told otherwise."""
     cfg = service_config(
         tmp_path,
-        ALLSUSE_WEB_ENABLED="true",
-        ALLSUSE_WEB_PORT="0",
-        ALLSUSE_AUTH_ENABLED="true" if auth else "false",
-        **env,
+        **{
+            "ALLSUSE_WEB_ENABLED": "true",
+            "ALLSUSE_WEB_PORT": "0",
+            "ALLSUSE_AUTH_ENABLED": "true" if auth else "false",
+            **env,
+        },
     )
     service = Service(cfg)
     reports = tmp_path / "reports"
