@@ -117,6 +117,9 @@ def test_sign_in_sessions_and_the_numbers_of_the_api(tmp_path: Path) -> None:
                 assert reply.status == 303 and reply.headers["Location"] == "/"  # never another host
                 cookie = reply.headers["Set-Cookie"]
             assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+            for hostile in ("/\t/evil.example/", "/\\evil.example", "https://evil.example/", "/ok path"):
+                async with http.get(f"{base}/login", params={"next": hostile}, headers=HTML) as reply:
+                    assert 'name="next" value="/"' in await reply.text(), hostile
             assert trader.secret not in cookie and trader.key_id not in cookie  # an opaque value, not the key
             async with http.get(f"{base}/", headers=HTML) as reply:
                 assert reply.status == 200

@@ -53,6 +53,7 @@ DECISION_SERVICE = "allsuse.v1.DecisionService"
 STATIC = {"operator.js": "text/javascript", "operator.css": "text/css"}
 ALERT_QUEUE = 1000
 MAX_FORM_BYTES = 64 * 1024
+_NEXT = re.compile(r"/[A-Za-z0-9/_.~%?=&:@+-]{0,511}")
 _NONCE = re.compile(r"[A-Za-z0-9_-]{32}")
 _ID = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
 _PAGE_CSP = (
@@ -113,8 +114,8 @@ def _see_other(location: str) -> web.Response:
 
 def _safe_next(path: str) -> str:
     """A same-site path to go to after login (never another host)."""
-    if not path.startswith("/") or path.startswith("//") or "\\" in path or len(path) > 512:
-        return "/"
+    if not _NEXT.fullmatch(path) or path.startswith("//"):
+        return "/"  # browsers drop tabs and newlines from URLs ("/\t/host" is "//host"): only plain characters
     return path
 
 
@@ -296,7 +297,7 @@ class WebComponent:
                 opened, session = self.sessions.open(ANONYMOUS)  # auth off: the anonymous admin, with a CSRF token
             if session is None:
                 if request.method == "GET" and not _wants_json(request) and path != "/ws/alerts":
-                    raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='/')}")
+                    raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='/?=&')}")
                 raise WebError(401, "sign in first: no session (POST /login) and no Authorization header")
             principal = session.principal
             if request.method == "POST":
