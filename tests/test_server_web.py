@@ -90,6 +90,11 @@ def test_sign_in_sessions_and_the_numbers_of_the_api(tmp_path: Path) -> None:
             # Nobody signed in: a page asks for a login, anything else is 401.
             async with http.get(f"{base}/portfolios/pf-web", headers=HTML, allow_redirects=False) as reply:
                 assert reply.status == 303 and reply.headers["Location"] == "/login?next=/portfolios/pf-web"
+            async with http.get(f"{base}/portfolios/pf-web?a=1&b=2", headers=HTML) as reply:  # to the form, query kept
+                assert (
+                    reply.url.path == "/login"
+                    and 'name="next" value="/portfolios/pf-web?a=1&amp;b=2"' in await reply.text()
+                )
             async with http.get(f"{base}/", headers=JSON) as reply:
                 assert reply.status == 401 and "sign in" in (await reply.json())["error"]
             async with http.post(f"{base}/decisions/abc/approve", data={"csrf": "x"}) as reply:

@@ -297,7 +297,7 @@ class WebComponent:
                 opened, session = self.sessions.open(ANONYMOUS)  # auth off: the anonymous admin, with a CSRF token
             if session is None:
                 if request.method == "GET" and not _wants_json(request) and path != "/ws/alerts":
-                    raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='/?=&')}")
+                    raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='/')}")
                 raise WebError(401, "sign in first: no session (POST /login) and no Authorization header")
             principal = session.principal
             if request.method == "POST":
