@@ -159,6 +159,31 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The operator web page (allsuse.web): off by default; on loopback unless TLS is configured (it then serves
+    HTTPS with the tls section's files); a login session lasts session_seconds."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    session_seconds: float = 28_800.0
+
+
+def _web(raw: dict[str, Any], tls: TlsConfig, server: ServerConfig) -> WebConfig:
+    """The web section: plaintext HTTP on loopback only (like gRPC), and not on the gRPC server's port."""
+    web = WebConfig(**raw)
+    if not tls.enabled and not is_loopback(web.host):
+        raise InvalidInputError.of(
+            "web.host",
+            f"{web.host} is not a loopback address and TLS is off; the operator page serves plaintext on loopback "
+            "only (set tls.cert_file and tls.key_file to serve HTTPS)",
+        )
+    if web.port and web.port == server.port:
+        raise InvalidInputError.of("web.port", f"must differ from server.port ({server.port})")
+    return web
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """Log level and format (one JSON object per line when json is true)."""
 
@@ -224,6 +249,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     market: MarketConfig = field(default_factory=MarketConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
@@ -236,6 +262,7 @@ class Config:
             section = getattr(self, name)
             out[name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(section).items()}
         out["store"]["url"] = self.store.describe()
+        out["web"] = dict(vars(self.web))
         return out
 
 
@@ -308,6 +335,12 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "portfolio_queue": _Key(int, _range(1, 1_000_000)),
     },
     "metrics": {"enabled": _Key(bool), "host": _Key(str, _non_empty), "port": _Key(int, _range(0, 65535))},
+    "web": {
+        "enabled": _Key(bool),
+        "host": _Key(str, _non_empty),
+        "port": _Key(int, _range(0, 65535)),
+        "session_seconds": _Key(float, _range(60.0, 2_592_000.0)),
+    },
     "logging": {"level": _Key(str, _choice(LOG_LEVELS)), "json": _Key(bool)},
     "market": {
         "snapshot_cache_size": _Key(int, _range(0, 1_000_000)),
@@ -523,6 +556,7 @@ def _validated(name: str, typed: dict[str, dict[str, Any]], origins: dict[str, d
         auth=auth,
         store=store,
         metrics=metrics,
+        web=_web(typed["web"], tls, server),
         logging=LoggingConfig(**typed["logging"]),
         market=MarketConfig(**typed["market"]),
         monitoring=_monitoring(typed["monitoring"]),
@@ -574,6 +608,7 @@ __all__ = [
     "ServerConfig",
     "StoreConfig",
     "TlsConfig",
+    "WebConfig",
     "has_password",
     "is_loopback",
     "load",

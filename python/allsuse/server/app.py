@@ -407,6 +407,11 @@ class Service:
             port = config.metrics.port + worker if config.metrics.port else 0
             self.metrics_endpoint = MetricsEndpoint(self.metrics, config.metrics.host, port)
             self.registry.add(self.metrics_endpoint)
+        if config.web.enabled and worker == 0:
+            # The operator page (allsuse.web): component "web", on this event loop; one process serves it.
+            from allsuse.web import WebComponent
+
+            self.registry.add(WebComponent(self.deps))
         self.registry.add(self.grpc)
         self.scheduler.add("health-check", Every(HEALTH_CHECK_EVERY), self._check_health)
         if worker == 0:

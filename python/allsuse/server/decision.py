@@ -600,9 +600,20 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         return await self._in_turn(portfolio_id, self._outcome, request)
 
 
+def decision_servicer(deps: ServiceDeps) -> DecisionServicer:
+    """The one DecisionServicer of a service: the gRPC binding and the operator page's approvals (allsuse.web) call
+    the same object, so an approval clicked on the page runs ApproveDecision itself."""
+    found = vars(deps).get("_decision_servicer")
+    if isinstance(found, DecisionServicer):
+        return found
+    servicer = DecisionServicer(deps)
+    vars(deps)["_decision_servicer"] = servicer
+    return servicer
+
+
 def bindings(deps: ServiceDeps) -> list[ServiceBinding]:
     """The DecisionService binding for `allsuse serve`."""
-    servicer = DecisionServicer(deps)
+    servicer = decision_servicer(deps)
     return [
         ServiceBinding(
             "allsuse.v1.DecisionService",
@@ -612,4 +623,4 @@ def bindings(deps: ServiceDeps) -> list[ServiceBinding]:
     ]
 
 
-__all__ = ["DecisionServicer", "bindings"]
+__all__ = ["DecisionServicer", "bindings", "decision_servicer"]
