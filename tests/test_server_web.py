@@ -6,6 +6,7 @@ WebSocket, the reports served read-only, and component health."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import re
 import socket
@@ -535,3 +536,22 @@ def test_a_taken_port_stops_the_start_naming_web_port(tmp_path: Path) -> None:
             assert service.registry.service.state.value == "FAULTED"
 
         asyncio.run(scenario())
+
+
+def test_reports_written_by_the_report_writer_are_found_under_their_portfolio(tmp_path: Path) -> None:
+    """A portfolio id the writer percent-encodes (allsuse.reports.files) is listed under the id itself, and its
+    link resolves to the file written."""
+    from urllib.parse import unquote
+
+    from allsuse.reports.files import report_paths
+    from allsuse.web.reports import latest_reports, report_path
+
+    root = tmp_path / "reports"
+    html, _ = report_paths(root, dt.date(2026, 11, 27), "desk/a b", "daily")
+    html.parent.mkdir(parents=True)
+    html.write_text("<html><body>encoded</body></html>")
+    (found,) = latest_reports(root, "desk/a b")
+    assert (found.portfolio_id, found.kind, found.ext) == ("desk/a b", "daily", "html")
+    date, name = found.url.removeprefix("/reports/").split("/", 1)
+    path, kind = report_path(root, date, unquote(name))  # the server's router decodes the path once
+    assert path == html.resolve() and kind == "text/html"

@@ -34,11 +34,8 @@ def web_service(tmp_path: Path, *, auth: bool = True, **env: str) -> Service:
             **env,
         },
     )
-    service = Service(cfg)
-    reports = tmp_path / "reports"
-    reports.mkdir(exist_ok=True)
-    web_of(service).reports_dir = reports  # config reports.dir once the reports section is merged
-    return service
+    (tmp_path / "reports").mkdir(exist_ok=True)  # service_config's reports.dir
+    return Service(cfg)
 
 
 def web_of(service: Service) -> WebComponent:

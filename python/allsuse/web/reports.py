@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from urllib.parse import quote
 
-from allsuse.config import PROJECT_DIR
+from allsuse.config import Config
 from allsuse.errors import InvalidInputError
+from allsuse.reports.files import parse_name
 
 KINDS = ("daily", "weekly", "quarterly")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -17,31 +18,26 @@ _FILE = re.compile(r"(?P<portfolio>[^/\\]{1,64})-(?P<kind>daily|weekly|quarterly
 CONTENT_TYPES = {"html": "text/html", "json": "application/json"}
 
 
-def reports_dir(config: Any) -> Path:
+def reports_dir(config: Config) -> Path:
     """The folder of the reports: config `reports.dir` (resolved against the project like store.url)."""
-    section = getattr(config, "reports", None)  # until i13-report's reports section is merged
-    folder = getattr(section, "dir", "") if section is not None else ""
-    return Path(folder) if folder else PROJECT_DIR / "var" / "reports"
+    return Path(config.reports.dir)
 
 
 @dataclass(frozen=True)
 class ReportFile:
-    """One report on disk: its date folder, portfolio, kind, extension, and the URL the page serves it at."""
+    """One report on disk: its date folder, portfolio, kind, extension, file name (the portfolio id
+    percent-encoded as allsuse.reports.files writes it), and the URL the page serves it at."""
 
     date: str
     portfolio_id: str
     kind: str
     ext: str
+    name: str
 
     @property
     def url(self) -> str:
-        """Where the page serves it (`/reports/<date>/<file>`)."""
-        return f"/reports/{self.date}/{self.name}"
-
-    @property
-    def name(self) -> str:
-        """The file name."""
-        return f"{self.portfolio_id}-{self.kind}.{self.ext}"
+        """Where the page serves it (`/reports/<date>/<file>`, the file name quoted once more for the path)."""
+        return f"/reports/{self.date}/{quote(self.name, safe='@._-')}"
 
 
 def latest_reports(root: Path, portfolio_id: str | None = None) -> list[ReportFile]:
@@ -54,14 +50,15 @@ def latest_reports(root: Path, portfolio_id: str | None = None) -> list[ReportFi
     for folder in sorted((p for p in root.iterdir() if p.is_dir() and _DATE.fullmatch(p.name)), reverse=True):
         for path in sorted(folder.iterdir()):
             match = _FILE.fullmatch(path.name)
-            if match is None or not path.is_file():
+            parsed = parse_name(path.name)
+            if match is None or parsed is None or not path.is_file():
                 continue
-            pid, kind = match["portfolio"], match["kind"]
+            pid, kind = parsed
             if portfolio_id is not None and pid != portfolio_id:
                 continue
             newest = seen.setdefault((pid, kind), folder.name)
             if newest == folder.name:
-                found.append(ReportFile(folder.name, pid, kind, match["ext"]))
+                found.append(ReportFile(folder.name, pid, kind, match["ext"], path.name))
     found.sort(key=lambda r: (r.portfolio_id, KINDS.index(r.kind), r.ext != "html"))
     return found
 
