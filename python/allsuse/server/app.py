@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -403,6 +404,13 @@ class Service:
 
         self.alerts = alert_system(self.deps)
         self.registry.add(self.alerts)
+        self.broker: Any = None
+        if config.execution.enabled:
+            # Approved decisions become orders worked on the broker (allsuse.server.execution, docs/execution.md).
+            from allsuse.server.execution import BrokerComponent
+
+            self.broker = BrokerComponent(self.deps)
+            self.registry.add(self.broker)
         if config.metrics.enabled:
             port = config.metrics.port + worker if config.metrics.port else 0
             self.metrics_endpoint = MetricsEndpoint(self.metrics, config.metrics.host, port)

@@ -1,0 +1,67 @@
+"""Migration 9's orders table on SQLite and PostgreSQL: an order is stored once per client order id (a resubmission
+returns the stored one), updated with its status column, listed by portfolio, status and time, audited and checked
+by the full integrity verification."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from allsuse.errors import InvalidInputError
+from allsuse.execution.broker import STATUSES
+from allsuse.store import LATEST_VERSION, Store
+from allsuse.store.store import ORDER_STATUSES
+
+
+def _order(cid: str, pid: str = "pf-1", status: str = "working", **extra: object) -> dict[str, object]:
+    return {
+        "client_order_id": cid,
+        "decision_id": "d1",
+        "portfolio_id": pid,
+        "account_id": f"{pid}/gen-1",
+        "symbol": "NVDA",
+        "side": "SELL",
+        "kind": "put",
+        "strike": 95.0,
+        "expiry": "2024-03-15",
+        "contracts": 5,
+        "filled_contracts": 0,
+        "status": status,
+        **extra,
+    }
+
+
+def test_orders_are_stored_once_updated_and_listed(store_url: str) -> None:
+    with Store(store_url) as store:
+        assert LATEST_VERSION >= 9 and 9 in store.schema_versions()
+        store.put_portfolio("pf-1", {})
+        store.put_portfolio("pf-2", {})
+        first = store.put_order("d1-0", _order("d1-0"))
+        assert not first.replayed and first.columns["status"] == "working"
+        again = store.put_order("d1-0", _order("d1-0", contracts=99))
+        assert again.replayed and again.payload["contracts"] == 5
+        mark = first.created_at
+        time.sleep(0.01)
+        store.put_order("d2-0", _order("d2-0", pid="pf-2"))
+        done = store.update_order("d1-0", _order("d1-0", status="filled", filled_contracts=5, shortfall_bps=12.5))
+        assert done.columns["status"] == "filled"
+        got = store.get_order("d1-0")
+        assert got is not None and got.payload["shortfall_bps"] == 12.5 and got.payload["status"] == "filled"
+        assert [r.id for r in store.list_orders()] == ["d1-0", "d2-0"]
+        assert [r.id for r in store.list_orders("pf-2")] == ["d2-0"]
+        assert [r.id for r in store.list_orders(status="working")] == ["d2-0"]
+        later = store.list_orders(since=store.get_order("d2-0").created_at)  # type: ignore[union-attr]
+        assert [r.id for r in later] == ["d2-0"]
+        assert [r.id for r in store.list_orders(since=mark, limit=1)] == ["d1-0"]
+        assert store.verify_full().ok
+        with pytest.raises(InvalidInputError) as err:
+            store.put_order("d3-0", _order("d3-0", status="lost"))
+        assert err.value.field == "status"
+        with pytest.raises(InvalidInputError) as err:
+            store.put_order("bad id!", _order("x"))
+        assert err.value.field == "client_order_id"
+
+
+def test_the_store_knows_the_execution_statuses() -> None:
+    assert tuple(ORDER_STATUSES) == tuple(STATUSES)
