@@ -21,10 +21,11 @@ from allsuse.execution import (
     PaperBroker,
     ParentOrder,
     Schedule,
+    collar_params,
     collar_share,
     urgency_of,
 )
-from allsuse.execution.model import daily_volatility, spread_share
+from allsuse.execution.model import daily_volatility, permanent_share, spread_share
 
 T = TypeVar("T")
 
@@ -60,7 +61,7 @@ def test_submit_fills_in_part_under_a_participation_cap_then_completes() -> None
 
 def test_fill_price_is_mid_minus_half_spread_minus_impact() -> None:
     async def go() -> None:
-        params = MarketParams(option_daily_volume=3900.0, profile_curvature=0.0, permanent_impact_share=0.0)
+        params = MarketParams(option_daily_volume=3900.0, profile_curvature=0.0, permanent_impact_coefficient=0.0)
         broker = PaperBroker(params, seed=3)
         await broker.submit(BrokerOrder("o1", PUT, "SELL", 4, limit_price=1.0))
         (fill,) = await broker.advance()
@@ -68,6 +69,21 @@ def test_fill_price_is_mid_minus_half_spread_minus_impact() -> None:
         impact = 0.5 * daily_volatility("put", 0.45, 100.0, 1.5, 0.3) * math.sqrt(4 / 3900.0)
         assert fill.impact_share == pytest.approx(impact, rel=1e-12)
         assert fill.price == pytest.approx(fill.mid * (1 - half - impact), rel=1e-12)
+
+    run(go)
+
+
+def test_a_fill_moves_the_mid_by_its_linear_permanent_impact() -> None:
+    async def go() -> None:
+        params = MarketParams(option_daily_volume=3900.0, profile_curvature=0.0)
+        quiet = PaperBroker(params, seed=3, noise=False)
+        await quiet.submit(BrokerOrder("o1", PUT, "BUY", 6, limit_price=1.6))
+        (fill,) = await quiet.advance()
+        assert fill.mid == 1.5  # no noise: the mid moved only by impact
+        sigma = daily_volatility("put", 0.45, 100.0, 1.5, 0.3)
+        moved = permanent_share(6, 3900.0, sigma, 0.314)
+        assert moved == pytest.approx(0.314 * sigma * 6 / 3900.0, rel=1e-12)
+        assert (await quiet.quote(PUT)).mid == pytest.approx(1.5 * (1 + moved), rel=1e-12)
 
     run(go)
 
@@ -161,6 +177,14 @@ def test_collar_comes_from_r13_and_limits_stay_inside_it() -> None:
     assert s.limit_price("SELL", 2.0, 0.02, "risk_reduction") == pytest.approx(1.97)
     assert s.limit_price("SELL", 2.0, 0.02, "emergency") == pytest.approx(2.0 * (1 - 0.05 * 0.999))
     assert s.slices(23) == [10, 10, 3]
+    assert s.slices(2350, "stock") == [1000, 1000, 350]  # a contract's worth of shares is 100
+    # R13 lets a buy-back sit at its min_tick (closing a worthless option) even past the collar of a tiny mid.
+    share, tick = collar_params()
+    assert (share, tick) == (0.05, 0.05)
+    b = Schedule(RATES, collar=share, buy_back_tick=tick)
+    assert b.limit_price("BUY", 0.02, 0.01, "normal", closing=True) == 0.05
+    assert b.within_collar(0.05, 0.02, closing=True) and not b.within_collar(0.05, 0.02)
+    assert b.limit_price("BUY", 0.02, 0.01, "normal") == pytest.approx(0.02 * (1 + 0.05 * 0.999))
     with pytest.raises(InvalidInputError) as err:
         Schedule({**RATES, "emergency": 0.2})
     assert err.value.field == "participation_risk_reduction"

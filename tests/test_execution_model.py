@@ -13,7 +13,10 @@ from allsuse.execution.model import (
     daily_volatility,
     impact_share,
     max_quantity_within,
+    permanent_share,
+    spread_price,
     spread_share,
+    tick,
     volume_profile,
 )
 
@@ -64,5 +67,18 @@ def test_params_are_validated_naming_the_field() -> None:
         MarketParams(impact_coefficient=-0.1)
     assert err.value.field == "impact_coefficient"
     with pytest.raises(InvalidInputError) as err:
+        MarketParams(permanent_impact_coefficient=float("nan"))
+    assert err.value.field == "permanent_impact_coefficient"
+    with pytest.raises(InvalidInputError) as err:
         MarketParams(option_daily_volume=0)
     assert err.value.field == "option_daily_volume"
+
+
+def test_the_spread_is_never_under_a_tick_and_permanent_impact_is_linear() -> None:
+    assert tick("put", 2.99) == 0.01 and tick("call", 3.0) == 0.05 and tick("stock", 500.0) == 0.01
+    assert spread_price("put", 2.0, 0.05) == pytest.approx(0.10)
+    assert spread_price("put", 0.10, 0.05) == 0.01  # 0.005 is under the penny tick
+    assert spread_price("call", 4.0, 0.01) == 0.05
+    # gamma 0.314, sigma 0.02, 100 of 10,000: 0.314 x 0.02 x 0.01 = 6.28e-5; cut in 4 pieces it adds up the same.
+    assert permanent_share(100, 10_000, 0.02, 0.314) == pytest.approx(6.28e-5, rel=1e-12)
+    assert 4 * permanent_share(25, 10_000, 0.02, 0.314) == pytest.approx(permanent_share(100, 10_000, 0.02, 0.314))

@@ -79,7 +79,9 @@ def test_an_approved_decision_is_worked_filled_booked_and_never_placed_twice(tmp
                         assert isinstance(p[key], float), (key, p)
                     assert p["arrival_mid"] > 0 and p["avg_price"] > 0 and p["commission"] > 0
                     assert p["completed_at"] >= p["submitted_at"]
-                got = await portfolios.GetPortfolio(portfolio_pb2.GetPortfolioRequest(portfolio_id="x"), timeout=TIMEOUT)
+                got = await portfolios.GetPortfolio(
+                    portfolio_pb2.GetPortfolioRequest(portfolio_id="x"), timeout=TIMEOUT
+                )
                 puts = [p for p in got.positions if p.symbol == "NVDA" and p.kind == "put"]
                 assert sum(-p.quantity for p in puts) == contracts
                 assert {p.strike for p in puts} == {d.order.strike}

@@ -216,7 +216,7 @@ class ExecutionConfig:
     seed: int = 0
     tick_seconds: float = 1.0
     impact_coefficient: float = 0.5
-    permanent_impact_share: float = 0.25
+    permanent_impact_coefficient: float = 0.314
     option_daily_volume: float = 2000.0
     stock_daily_volume: float = 2_000_000.0
     spread_base: float = 0.02
@@ -361,7 +361,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "seed": _Key(int, _range(0, 2**63 - 1)),
         "tick_seconds": _Key(float, _range(0.0, 60.0)),
         "impact_coefficient": _Key(float, _range(0.0, 10.0)),
-        "permanent_impact_share": _Key(float, _range(0.0, 1.0)),
+        "permanent_impact_coefficient": _Key(float, _range(0.0, 10.0)),
         "option_daily_volume": _Key(float, _range(1.0, 1e9)),
         "stock_daily_volume": _Key(float, _range(1.0, 1e12)),
         "spread_base": _Key(float, _range(0.0, 1.0)),

@@ -13,7 +13,7 @@ from allsuse.execution.broker import (
 from allsuse.execution.engine import ExecutionEngine, ParentOrder
 from allsuse.execution.model import MarketParams
 from allsuse.execution.paper import PaperBroker
-from allsuse.execution.schedule import URGENCIES, Schedule, collar_share, urgency_of
+from allsuse.execution.schedule import URGENCIES, Schedule, collar_params, collar_share, urgency_of
 
 __all__ = [
     "STATUSES",
@@ -29,6 +29,7 @@ __all__ = [
     "ParentOrder",
     "Quote",
     "Schedule",
+    "collar_params",
     "collar_share",
     "urgency_of",
 ]

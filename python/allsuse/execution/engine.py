@@ -45,6 +45,7 @@ class ParentOrder:
     contracts: int
     urgency: str = "normal"
     mode: str = "adaptive"
+    closing: bool = False  # a buy-back of a held option (R13 lets its limit sit at the buy-back tick)
     decision_id: str = ""
     portfolio_id: str = ""
     account_id: str = ""
@@ -199,11 +200,11 @@ class ExecutionEngine:
         quote = await self.broker.quote(parent.instrument)
         if parent.mode == "immediate":
             size, participation = remaining, None
-            limit = self.schedule.limit_price(parent.side, quote.mid, quote.spread, "emergency")
+            limit = self._limit(parent, quote.mid, quote.spread, "emergency")
         else:
-            size = self.schedule.slices(remaining)[0]
+            size = self.schedule.slices(remaining, parent.instrument.kind)[0]
             participation = self.schedule.rate(parent.urgency)
-            limit = self.schedule.limit_price(parent.side, quote.mid, quote.spread, parent.urgency)
+            limit = self._limit(parent, quote.mid, quote.spread, parent.urgency)
         parent.children += 1
         child_id = f"{parent.client_order_id}.{parent.children}"
         order = BrokerOrder(child_id, parent.instrument, parent.side, size, limit, participation)
@@ -216,6 +217,10 @@ class ExecutionEngine:
             await self._finish(parent, REJECTED)
         elif self.on_change is not None:
             await self.on_change(parent)
+
+    def _limit(self, parent: ParentOrder, mid: float, spread: float, urgency: str) -> float:
+        closing = parent.closing and parent.instrument.kind != "stock"
+        return self.schedule.limit_price(parent.side, mid, spread, urgency, closing=closing)
 
     async def on_fill(self, fill: Fill) -> None:
         """Books a fill into its parent (a fill id seen before changes nothing)."""
@@ -253,7 +258,7 @@ class ExecutionEngine:
             if parent.mode == "adaptive" and quote.minute - parent.child_priced_minute >= (
                 self.schedule.replace_timeout_minutes
             ):
-                limit = self.schedule.limit_price(parent.side, quote.mid, quote.spread, parent.urgency)
+                limit = self._limit(parent, quote.mid, quote.spread, parent.urgency)
                 await self.broker.replace(parent.child_id, limit_price=limit)
                 parent.replaces += 1
                 parent.child_priced_minute = quote.minute

@@ -9,7 +9,12 @@ Every function here is pure and small, so each can be checked against a hand-com
 - spread share of mid: options base + a x IV + b x |ln(K/S)| (wider with volatility and away from the money),
   stock `stock` + a_s x IV;
 - instrument daily volatility: IV / sqrt(252), times the option's elasticity |delta| x S / mid (1 for stock);
-- temporary impact share of mid of q units against daily volume V: k x sigma_d x sqrt(q / V) (the square-root law).
+- temporary impact share of mid of q units against daily volume V: k x sigma_d x sqrt(q / V) (the square-root law);
+- permanent impact share of mid: gamma x sigma_d x q / V, linear in size (so that cutting an order into pieces
+  neither adds nor removes permanent impact: Huberman and Stanzl 2004; gamma 0.314 as estimated by Almgren, Thum,
+  Hauptmann and Li 2005);
+- the spread in price is never under one tick: 0.01 for an option under $3, 0.05 from $3 (as the backtest's cost
+  model, allsuse.backtest.costs), 0.01 for a share.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ class MarketParams:
     """The paper market's parameters (config section `execution`, docs/execution.md)."""
 
     impact_coefficient: float = 0.5
-    permanent_impact_share: float = 0.25
+    permanent_impact_coefficient: float = 0.314
     option_daily_volume: float = 2000.0
     stock_daily_volume: float = 2_000_000.0
     spread_base: float = 0.02
@@ -42,7 +47,7 @@ class MarketParams:
     def __post_init__(self) -> None:
         for name in (
             "impact_coefficient",
-            "permanent_impact_share",
+            "permanent_impact_coefficient",
             "spread_base",
             "spread_iv",
             "spread_moneyness",
@@ -53,8 +58,6 @@ class MarketParams:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise InvalidInputError.of(name, f"must be a finite number >= 0, got {value!r}")
-        if self.permanent_impact_share > 1:
-            raise InvalidInputError.of("permanent_impact_share", f"must be <= 1, got {self.permanent_impact_share}")
         for name in ("option_daily_volume", "stock_daily_volume"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
@@ -86,6 +89,18 @@ def spread_share(kind: str, iv: float, spot: float, strike: float, params: Marke
     return params.spread_base + params.spread_iv * iv + params.spread_moneyness * abs(math.log(strike / spot))
 
 
+def tick(kind: str, price: float) -> float:
+    """The minimum price increment: an option's penny under $3 and nickel from $3, a share's penny."""
+    if kind == "stock":
+        return 0.01
+    return 0.01 if price < 3.0 else 0.05
+
+
+def spread_price(kind: str, mid: float, share: float) -> float:
+    """The full spread in price: `share` of mid, at least one tick."""
+    return max(share * mid, tick(kind, mid))
+
+
 def daily_volatility(kind: str, iv: float, spot: float, mid: float, delta: float) -> float:
     """The instrument's daily return volatility: IV / sqrt(252), times |delta| x S / mid for an option (its
     elasticity, bounded to [1, 100])."""
@@ -109,6 +124,14 @@ def impact_share(quantity: float, daily_volume: float, sigma_daily: float, coeff
     return coefficient * sigma_daily * math.sqrt(quantity / daily_volume)
 
 
+def permanent_share(quantity: float, daily_volume: float, sigma_daily: float, coefficient: float) -> float:
+    """Permanent impact of `quantity` units as a share of mid: gamma x sigma_d x q / V (linear in size)."""
+    if quantity < 0:
+        raise InvalidInputError.of("quantity", f"must be >= 0, got {quantity}")
+    _positive(daily_volume, "daily_volume")
+    return coefficient * sigma_daily * quantity / daily_volume
+
+
 def max_quantity_within(share: float, daily_volume: float, sigma_daily: float, coefficient: float) -> int:
     """The largest whole quantity whose impact share is at most `share` (the inverse of impact_share)."""
     if share <= 0:
@@ -130,6 +153,9 @@ __all__ = [
     "daily_volatility",
     "impact_share",
     "max_quantity_within",
+    "permanent_share",
+    "spread_price",
     "spread_share",
+    "tick",
     "volume_profile",
 ]

@@ -4,7 +4,9 @@ Time moves in whole minutes of a 390-minute session when the driver calls `advan
 random step (its daily volatility spread over the session's minutes, from a generator seeded by the broker's seed
 and the instrument, so a run is repeatable), the minute's market volume is the daily volume times the U-shaped
 profile, and every working order fills as much as its participation cap and its limit allow: the price of q units
-is mid x (1 +/- (half spread + k sigma_d sqrt(q / V))), and the permanent part of that impact moves the mid.
+is mid +/- (half spread + mid x k sigma_d sqrt(q / V)), and the fill moves the mid by its permanent impact
+(gamma sigma_d q / V of mid). With `noise=False` the mid moves only by impact: the run gives the expected cost of an
+execution without the luck of the path (the bench's "expected" figures).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from allsuse.execution.model import (
     daily_volatility,
     impact_share,
     max_quantity_within,
+    permanent_share,
+    spread_price,
     spread_share,
     volume_profile,
 )
@@ -55,9 +59,15 @@ class _Book:
         self.rng = np.random.default_rng([seed, zlib.crc32(instrument.key.encode())])
         self.last_volume = 0.0
 
-    def step(self, volume: float) -> None:
+    @property
+    def spread(self) -> float:
+        return spread_price(self.instrument.kind, self.mid, self.spread_share)
+
+    def step(self, volume: float, noise: bool) -> None:
         sigma = self.sigma_daily / math.sqrt(SESSION_MINUTES)
-        self.mid *= math.exp(sigma * float(self.rng.standard_normal()) - sigma * sigma / 2)
+        z = float(self.rng.standard_normal())  # drawn either way: the same seed gives the same later draws
+        if noise:
+            self.mid *= math.exp(sigma * z - sigma * sigma / 2)
         self.last_volume = volume
 
 
@@ -66,13 +76,16 @@ class PaperBroker:
 
     name = "paper"
 
-    def __init__(self, params: MarketParams | None = None, *, seed: int = 0, start_minute: int = 0) -> None:
+    def __init__(
+        self, params: MarketParams | None = None, *, seed: int = 0, start_minute: int = 0, noise: bool = True
+    ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise InvalidInputError.of("seed", f"must be a whole number >= 0, got {seed!r}")
         if not 0 <= start_minute < SESSION_MINUTES:
             raise InvalidInputError.of("start_minute", f"must be in 0..{SESSION_MINUTES - 1}, got {start_minute}")
         self.params = params or MarketParams()
         self.seed = seed
+        self.noise = noise
         self.minute = start_minute
         self.profile = volume_profile(self.params.profile_curvature)
         self._books: dict[str, _Book] = {}
@@ -140,7 +153,7 @@ class PaperBroker:
             state.status = FILLED
         return state
 
-    async def fills(self) -> AsyncIterator[Fill]:  # type: ignore[override]
+    async def fills(self) -> AsyncIterator[Fill]:
         """Every fill from the moment of the call on."""
         queue: asyncio.Queue[Fill] = asyncio.Queue()
         self._listeners.append(queue)
@@ -157,7 +170,7 @@ class PaperBroker:
     async def quote(self, instrument: Instrument) -> Quote:
         """Mid, full spread and the last minute's volume of the instrument."""
         book = self._book(instrument)
-        return Quote(book.mid, book.mid * book.spread_share, book.last_volume, self.minute)
+        return Quote(book.mid, book.spread, book.last_volume, self.minute)
 
     async def order(self, client_order_id: str) -> OrderState | None:
         """The order with this id, or None."""
@@ -173,7 +186,7 @@ class PaperBroker:
             self.minute += 1
             share = self.profile[self.minute % SESSION_MINUTES]
             for book in self._books.values():
-                book.step(book.daily_volume * share)
+                book.step(book.daily_volume * share, self.noise)
             for state in list(self._orders.values()):
                 if state.status == WORKING:
                     fill = self._work(state)
@@ -195,9 +208,11 @@ class PaperBroker:
         if cap < 1:
             return None
         sign = 1.0 if order.side == "BUY" else -1.0
-        half = book.spread_share / 2
+        half = book.spread / book.mid / 2
         room = sign * (order.limit_price / book.mid - 1.0) - half  # impact share the limit still allows
-        quantity = min(cap, max_quantity_within(room, book.daily_volume, book.sigma_daily, self.params.impact_coefficient))
+        quantity = min(
+            cap, max_quantity_within(room, book.daily_volume, book.sigma_daily, self.params.impact_coefficient)
+        )
         if quantity < 1:
             return None
         impact = impact_share(quantity, book.daily_volume, book.sigma_daily, self.params.impact_coefficient)
@@ -205,7 +220,10 @@ class PaperBroker:
         price = mid * (1.0 + sign * (half + impact))
         if order.max_participation is not None:
             self._allowance[order.client_order_id] -= quantity
-        book.mid = mid * (1.0 + sign * self.params.permanent_impact_share * impact)
+        permanent = permanent_share(
+            quantity, book.daily_volume, book.sigma_daily, self.params.permanent_impact_coefficient
+        )
+        book.mid = mid * (1.0 + sign * permanent)
         total = state.avg_price * state.filled + price * quantity
         state.filled += quantity
         state.avg_price = total / state.filled

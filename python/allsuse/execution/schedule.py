@@ -33,8 +33,9 @@ def urgency_of(decision: Mapping[str, Any]) -> str:
     return "normal"
 
 
-def collar_share(rules_file: Path | None = None) -> float:
-    """R13's max_deviation_share from the rule set (the limit of any order stays within it of mid)."""
+def collar_params(rules_file: Path | None = None) -> tuple[float, float]:
+    """R13's (max_deviation_share, min_tick) from the rule set: a limit stays within the share of mid, and a
+    buy-back limited at or under min_tick always passes (closing a worthless option)."""
     if rules_file is None:
         from allsuse.rules import DEFAULT_RULES
 
@@ -43,21 +44,29 @@ def collar_share(rules_file: Path | None = None) -> float:
     for rule in doc.get("rules", []):
         if rule.get("code") == COLLAR_RULE:
             share = float(rule["params"]["max_deviation_share"])
+            min_tick = float(rule["params"].get("min_tick", 0.0))
             if not 0 < share < 1:
                 raise InvalidInputError.of(f"{COLLAR_RULE}.max_deviation_share", f"must be in (0, 1), got {share}")
-            return share
+            return share, min_tick
     raise InvalidInputError.of("rules", f"{rules_file} has no {COLLAR_RULE}")
+
+
+def collar_share(rules_file: Path | None = None) -> float:
+    """R13's max_deviation_share (see collar_params)."""
+    return collar_params(rules_file)[0]
 
 
 @dataclass(frozen=True)
 class Schedule:
     """Participation rate per urgency (share of each minute's market volume), the largest child order, minutes a
-    child may rest before it is cancel-replaced at the current mid, and the collar share."""
+    child may rest before it is cancel-replaced at the current mid, the collar share, and R13's buy-back tick (a
+    buy-back limited at or under it always passes the collar)."""
 
     participation: Mapping[str, float]
     slice_contracts: int = 10
     replace_timeout_minutes: int = 5
     collar: float = 0.05
+    buy_back_tick: float = 0.0
 
     def __post_init__(self) -> None:
         for urgency in URGENCIES:
@@ -81,25 +90,37 @@ class Schedule:
             raise InvalidInputError.of("urgency", f"must be one of {', '.join(URGENCIES)}, got {urgency!r}")
         return self.participation[urgency]
 
-    def slices(self, quantity: int) -> list[int]:
-        """`quantity` cut into child orders of at most slice_contracts."""
+    def slices(self, quantity: int, kind: str = "put") -> list[int]:
+        """`quantity` cut into child orders of at most slice_contracts (for stock: that many contracts' worth of
+        shares, 100 a contract)."""
         if quantity < 1:
             raise InvalidInputError.of("quantity", f"must be >= 1, got {quantity}")
-        whole, rest = divmod(quantity, self.slice_contracts)
-        return [self.slice_contracts] * whole + ([rest] if rest else [])
+        size = self.slice_contracts * (100 if kind == "stock" else 1)
+        whole, rest = divmod(quantity, size)
+        return [size] * whole + ([rest] if rest else [])
 
-    def limit_price(self, side: str, mid: float, spread: float, urgency: str) -> float:
+    def limit_price(self, side: str, mid: float, spread: float, urgency: str, *, closing: bool = False) -> float:
         """A limit inside the collar of `mid`: a normal order reaches one full spread past mid (the far touch and
-        as much again for its impact), risk reduction one and a half, an emergency the collar's edge."""
+        as much again for its impact), risk reduction one and a half, an emergency the collar's edge. A buy-back
+        (`closing`) may instead be limited at R13's buy-back tick when that is higher (R13 passes it always)."""
         if side not in ("BUY", "SELL"):
             raise InvalidInputError.of("side", f"must be BUY or SELL, got {side!r}")
+        if urgency not in URGENCIES:
+            raise InvalidInputError.of("urgency", f"must be one of {', '.join(URGENCIES)}, got {urgency!r}")
         reach = {"normal": 1.0, "risk_reduction": 1.5, "emergency": math.inf}[urgency] * spread / mid
         offset = min(reach, self.collar * 0.999)  # strictly inside: rounding never leaves the collar
-        return mid * (1 + offset) if side == "BUY" else mid * (1 - offset)
+        if side == "SELL":
+            return mid * (1 - offset)
+        limit = mid * (1 + offset)
+        if closing and limit < self.buy_back_tick:
+            return self.buy_back_tick
+        return limit
 
-    def within_collar(self, limit: float, mid: float) -> bool:
-        """Whether `limit` is within the collar of `mid` (R13)."""
+    def within_collar(self, limit: float, mid: float, *, closing: bool = False) -> bool:
+        """Whether `limit` passes R13 against `mid`: within the collar, or a buy-back at or under the tick."""
+        if closing and limit <= self.buy_back_tick * (1 + 1e-9):
+            return True
         return abs(limit - mid) <= self.collar * mid * (1 + 1e-12)
 
 
-__all__ = ["COLLAR_RULE", "URGENCIES", "Schedule", "collar_share", "urgency_of"]
+__all__ = ["COLLAR_RULE", "URGENCIES", "Schedule", "collar_params", "collar_share", "urgency_of"]

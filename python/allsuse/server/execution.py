@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import math
 from decimal import Decimal
@@ -24,9 +25,10 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter, Gauge, Histogram
 
-from allsuse.execution import ExecutionEngine, Instrument, MarketParams, PaperBroker, ParentOrder, Schedule
+from allsuse.execution import ExecutionEngine, Instrument, PaperBroker, ParentOrder
 from allsuse.execution.broker import FILLED, PARTIALLY_FILLED, WORKING
-from allsuse.execution.schedule import collar_share, urgency_of
+from allsuse.execution.schedule import urgency_of
+from allsuse.execution.settings import market_params, schedule
 from allsuse.orchestration import State
 from allsuse.orchestration.bus import Event, Subscription
 from allsuse.server.app import ServiceDeps
@@ -91,28 +93,8 @@ class BrokerComponent:
         self.deps = deps
         cfg = deps.config.execution
         self.cfg = cfg
-        self.params = MarketParams(
-            impact_coefficient=cfg.impact_coefficient,
-            permanent_impact_share=cfg.permanent_impact_share,
-            option_daily_volume=cfg.option_daily_volume,
-            stock_daily_volume=cfg.stock_daily_volume,
-            spread_base=cfg.spread_base,
-            spread_iv=cfg.spread_iv,
-            spread_moneyness=cfg.spread_moneyness,
-            stock_spread=cfg.stock_spread,
-            stock_spread_iv=cfg.stock_spread_iv,
-            profile_curvature=cfg.profile_curvature,
-        )
-        self.schedule = Schedule(
-            {
-                "normal": cfg.participation_normal,
-                "risk_reduction": cfg.participation_risk_reduction,
-                "emergency": cfg.participation_emergency,
-            },
-            slice_contracts=cfg.slice_contracts,
-            replace_timeout_minutes=cfg.replace_timeout_minutes,
-            collar=collar_share(),
-        )
+        self.params = market_params(cfg)
+        self.schedule = schedule(cfg)
         self.metrics = ExecutionMetrics(deps)
         # RecordFill's code path (not a copy): fills are booked by PortfolioServicer._fill in the portfolio's turn.
         self.portfolio = PortfolioServicer(deps)
@@ -229,9 +211,13 @@ class BrokerComponent:
                 net = float(leg["premium"]) / (100.0 * contracts)
                 close_mid = max(0.01, mid - net)
                 old = Instrument(decision["symbol"], kind, strike, "", close_mid, under, iv, delta)
-                out.append(ParentOrder(f"{decision['decision_id']}-{n}c", old, "BUY", contracts, **common,
-                                       extra={"fill_side": "buy_to_close", "position_id": decision.get("position_id") or "",
-                                              "market_source": source}))  # fmt: skip
+                held = str(decision.get("position_id") or "")
+                closing = {"fill_side": "buy_to_close", "position_id": held, "market_source": source}
+                out.append(
+                    ParentOrder(
+                        f"{decision['decision_id']}-{n}c", old, "BUY", contracts, closing=True, **common, extra=closing
+                    )
+                )
                 side = "sell_to_open"
             instrument = Instrument(decision["symbol"], kind, strike, str(leg.get("expiry") or ""), mid, under, iv,
                                     delta if kind != "stock" else 1.0)  # fmt: skip
@@ -245,6 +231,7 @@ class BrokerComponent:
                     instrument,
                     broker_side,
                     contracts,
+                    closing=fill_side == "buy_to_close",
                     **common,
                     extra={"fill_side": fill_side, "position_id": position, "market_source": source},
                 )
@@ -262,12 +249,12 @@ class BrokerComponent:
         bars = store.read(lambda conn: stored_market.read_bars(conn, symbol, day - 60, day))
         quotes = store.read(lambda conn: stored_market.read_quotes(conn, symbol))
         spot = bars[-1][4] if bars else None
-        ivs = [q.get("iv") for d, q in quotes if d <= day and q.get("iv")]
+        ivs = [float(q["iv"]) for d, q in quotes if d <= day and q.get("iv")]
         if ivs:
             return spot, float(ivs[-1]), "history"
         closes = [b[4] for b in bars[-22:] if b[4] > 0]
         if len(closes) >= 11:
-            rets = [math.log(b / a) for a, b in zip(closes, closes[1:], strict=False)]
+            rets = [math.log(b / a) for a, b in itertools.pairwise(closes)]
             mean = sum(rets) / len(rets)
             vol = math.sqrt(sum((r - mean) ** 2 for r in rets) / (len(rets) - 1) * 252)
             if vol > 0:
@@ -300,7 +287,7 @@ class BrokerComponent:
             return None
         instrument = Instrument(**inst)
         filled = int(p.get("filled_contracts") or 0)
-        extra = {k: p[k] for k in ("fill_side", "position_id", "market_source", "booked") if k in p}
+        extra: dict[str, Any] = {k: p[k] for k in ("fill_side", "position_id", "market_source", "booked") if k in p}
         extra["resumed"] = True
         parent = ParentOrder(
             str(p["client_order_id"]),
@@ -308,6 +295,7 @@ class BrokerComponent:
             str(p["side"]),
             int(p["contracts"]),
             urgency=str(p.get("urgency") or "normal"),
+            closing=p.get("fill_side") == "buy_to_close",
             decision_id=str(p.get("decision_id") or ""),
             portfolio_id=str(p.get("portfolio_id") or ""),
             account_id=str(p.get("account_id") or ""),

@@ -806,7 +806,9 @@ class Store:
     ) -> list[Record]:
         """Orders matching the filters (created at or after `since`, an ISO time), in creation order."""
         if since is None:
-            return self._list(ORDER, {"portfolio_id": portfolio_id, "status": status, "decision_id": decision_id}, limit)
+            return self._list(
+                ORDER, {"portfolio_id": portfolio_id, "status": status, "decision_id": decision_id}, limit
+            )
         if not isinstance(since, str) or not since:
             raise InvalidInputError.of("since", f"must be an ISO time, got {since!r}")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
