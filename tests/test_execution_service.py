@@ -126,6 +126,69 @@ def test_an_approved_decision_is_worked_filled_booked_and_never_placed_twice(tmp
     asyncio.run(asyncio.wait_for(scenario(), timeout=240))
 
 
+async def _approved_decision(service: Service, pid: str) -> decision_pb2.Decision:
+    """A portfolio, a Decide (PENDING OPEN_PUT) and its approval, over gRPC."""
+    async with grpc.aio.insecure_channel(service.server.address) as channel:
+        await portfolio_pb2_grpc.PortfolioServiceStub(channel).CreatePortfolio(
+            portfolio_pb2.CreatePortfolioRequest(portfolio_id=pid, total=money(1_000_000)), timeout=TIMEOUT
+        )
+        decisions = decision_pb2_grpc.DecisionServiceStub(channel)
+        req = decision_pb2.DecideRequest(
+            portfolio_id=pid, account_id=f"{pid}/gen-1", symbol="NVDA", market=green_market(THURSDAY)
+        )
+        req.as_of.FromDatetime(dt.datetime.combine(THURSDAY, dt.time(15, 45)))
+        d = await decisions.Decide(req, timeout=TIMEOUT)
+        await decisions.ApproveDecision(
+            decision_pb2.ApproveDecisionRequest(decision_id=d.decision_id, approve=True), timeout=TIMEOUT
+        )
+        return d
+
+
+def test_a_working_order_resumes_after_a_restart_for_what_is_left(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        # One simulated minute a minute: the order is placed and stays working when the service stops.
+        slow = Service(service_config(tmp_path, **{**FAST, "ALLSUSE_EXECUTION_TICK_SECONDS": "60"}))
+        await slow.start()
+        try:
+            d = await _approved_decision(slow, "r")
+            await slow.bus.flush()
+            (order,) = slow.deps.store.list_orders("r")
+            assert order.payload["status"] == "working" and order.payload["filled_contracts"] == 0
+            arrival = order.payload["arrival_mid"]
+        finally:
+            await slow.stop()
+        fast = Service(service_config(tmp_path, **FAST))
+        await fast.start()
+        try:
+            store = fast.deps.store
+
+            async def booked() -> Any:
+                orders = store.list_orders("r")
+                return orders if orders and orders[0].payload.get("booked") else None
+
+            (done,) = await _until(booked)
+            p = done.payload
+            assert p["status"] == "filled" and p["filled_contracts"] == p["contracts"] == d.order.contracts
+            assert p["arrival_mid"] == arrival and p["resumed"] is True
+            async with grpc.aio.insecure_channel(fast.server.address) as channel:
+                got = await portfolio_pb2_grpc.PortfolioServiceStub(channel).GetPortfolio(
+                    portfolio_pb2.GetPortfolioRequest(portfolio_id="r"), timeout=TIMEOUT
+                )
+            assert sum(-p.quantity for p in got.positions if p.kind == "put") == d.order.contracts
+            # The broker's health: RUNNING while its driver runs, FAULTED (the service only degraded) once it died.
+            broker = fast.broker
+            assert isinstance(broker, BrokerComponent) and broker._driver is not None
+            broker._driver.cancel()
+            await asyncio.sleep(0)
+            await fast.registry.check_health()
+            assert fast.registry.states()["broker"] is State.FAULTED
+            assert fast.registry.service.state is State.DEGRADED
+        finally:
+            await fast.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=240))
+
+
 def test_without_execution_enabled_there_is_no_broker(tmp_path: Path) -> None:
     service = Service(service_config(tmp_path))
     assert "broker" not in service.registry and service.broker is None
