@@ -297,3 +297,19 @@ def test_adaptive_pays_less_impact_than_immediate_on_a_large_order() -> None:
     adaptive, immediate = run(go)
     assert adaptive.filled == immediate.filled == 50
     assert adaptive.payload()["impact_bps"] < immediate.payload()["impact_bps"] / 2
+
+
+def test_the_fills_stream_yields_each_fill_in_order() -> None:
+    async def go() -> list[Fill]:
+        broker = PaperBroker(MarketParams(option_daily_volume=3900.0, profile_curvature=0.0), seed=6)
+        stream = broker.fills()
+        first = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0)  # the stream is listening from here on
+        await broker.submit(BrokerOrder("s1", PUT, "SELL", 4, limit_price=0.5, max_participation=0.2))
+        fills = await broker.advance(2)
+        got = [await asyncio.wait_for(first, 5), await asyncio.wait_for(stream.__anext__(), 5)]
+        assert got == fills and [f.quantity for f in got] == [2, 2]
+        await stream.aclose()  # type: ignore[attr-defined]
+        return got
+
+    run(go)

@@ -185,58 +185,9 @@ class BrokerComponent:
         return placed
 
     def _parents(self, decision: dict[str, Any]) -> list[ParentOrder]:
-        """The decision's legs as parent orders: a roll is a buy-back of the held option and a sale of the new one;
-        a sliced order's children are one leg each (the engine slices again by its own size)."""
-        legs = decision.get("orders") or [decision["order"]]
+        """The decision's legs as parent orders, on the market of its symbol at its time (see parents_of)."""
         spot, iv, source = self._market(str(decision["symbol"]), str(decision.get("as_of", "")))
-        urgency = urgency_of(decision)
-        out: list[ParentOrder] = []
-        for n, leg in enumerate(legs):
-            contracts = int(leg["contracts"])
-            if contracts < 1:
-                continue
-            kind = str(leg["kind"])
-            mid = float(leg["limit_price"])
-            strike = float(leg.get("strike") or 0.0)
-            delta = min(1.0, abs(float(leg.get("delta") or 100.0)) / 100.0)
-            under = spot if spot is not None else (strike if kind != "stock" else mid)
-            common = {
-                "decision_id": decision["decision_id"],
-                "portfolio_id": decision["portfolio_id"],
-                "account_id": decision["account_id"],
-                "urgency": urgency,
-            }
-            side = str(leg["side"])
-            if side == "roll":
-                net = float(leg["premium"]) / (100.0 * contracts)
-                close_mid = max(0.01, mid - net)
-                old = Instrument(decision["symbol"], kind, strike, "", close_mid, under, iv, delta)
-                held = str(decision.get("position_id") or "")
-                closing = {"fill_side": "buy_to_close", "position_id": held, "market_source": source}
-                out.append(
-                    ParentOrder(
-                        f"{decision['decision_id']}-{n}c", old, "BUY", contracts, closing=True, **common, extra=closing
-                    )
-                )
-                side = "sell_to_open"
-            instrument = Instrument(decision["symbol"], kind, strike, str(leg.get("expiry") or ""), mid, under, iv,
-                                    delta if kind != "stock" else 1.0)  # fmt: skip
-            fill_side = {"sell_to_open": "sell_to_open", "buy_to_close": "buy_to_close", "sell_to_close": "sell",
-                         "buy_to_open": "buy"}.get(side, side)  # fmt: skip
-            broker_side = "SELL" if fill_side in ("sell_to_open", "sell") else "BUY"
-            position = decision.get("position_id") or "" if fill_side == "buy_to_close" else ""
-            out.append(
-                ParentOrder(
-                    f"{decision['decision_id']}-{n}",
-                    instrument,
-                    broker_side,
-                    contracts,
-                    closing=fill_side == "buy_to_close",
-                    **common,
-                    extra={"fill_side": fill_side, "position_id": position, "market_source": source},
-                )
-            )
-        return out
+        return parents_of(decision, spot, iv, source)
 
     def _market(self, symbol: str, as_of: str) -> tuple[float | None, float, str]:
         """(spot, IV, where they came from) of `symbol` at the decision's time from the stored market history: the
@@ -401,10 +352,65 @@ class BrokerComponent:
         return ""
 
 
+def parents_of(decision: dict[str, Any], spot: float | None, iv: float, source: str) -> list[ParentOrder]:
+    """A stored decision's legs as parent orders (docs/execution.md, "Decisions become orders"): a roll is a buy-back
+    of the held option and a sale of the new one; each slice of a sliced order is a leg (the engine slices again by
+    its own size). `spot` None: the strike (the price for stock) stands in for it."""
+    legs = decision.get("orders") or [decision["order"]]
+    urgency = urgency_of(decision)
+    out: list[ParentOrder] = []
+    for n, leg in enumerate(legs):
+        contracts = int(leg["contracts"])
+        if contracts < 1:
+            continue
+        kind = str(leg["kind"])
+        mid = float(leg["limit_price"])
+        strike = float(leg.get("strike") or 0.0)
+        delta = min(1.0, abs(float(leg.get("delta") or 100.0)) / 100.0)
+        under = spot if spot is not None else (strike if kind != "stock" else mid)
+        common = {
+            "decision_id": decision["decision_id"],
+            "portfolio_id": decision["portfolio_id"],
+            "account_id": decision["account_id"],
+            "urgency": urgency,
+        }
+        side = str(leg["side"])
+        if side == "roll":
+            net = float(leg["premium"]) / (100.0 * contracts)
+            close_mid = max(0.01, mid - net)
+            old = Instrument(decision["symbol"], kind, strike, "", close_mid, under, iv, delta)
+            held = str(decision.get("position_id") or "")
+            closing = {"fill_side": "buy_to_close", "position_id": held, "market_source": source}
+            out.append(
+                ParentOrder(
+                    f"{decision['decision_id']}-{n}c", old, "BUY", contracts, closing=True, **common, extra=closing
+                )
+            )
+            side = "sell_to_open"
+        instrument = Instrument(decision["symbol"], kind, strike, str(leg.get("expiry") or ""), mid, under, iv,
+                                delta if kind != "stock" else 1.0)  # fmt: skip
+        fill_side = {"sell_to_open": "sell_to_open", "buy_to_close": "buy_to_close", "sell_to_close": "sell",
+                     "buy_to_open": "buy"}.get(side, side)  # fmt: skip
+        broker_side = "SELL" if fill_side in ("sell_to_open", "sell") else "BUY"
+        position = str(decision.get("position_id") or "") if fill_side == "buy_to_close" else ""
+        out.append(
+            ParentOrder(
+                f"{decision['decision_id']}-{n}",
+                instrument,
+                broker_side,
+                contracts,
+                closing=fill_side == "buy_to_close",
+                **common,
+                extra={"fill_side": fill_side, "position_id": position, "market_source": source},
+            )
+        )
+    return out
+
+
 def _money(price: float) -> common_pb2.Money:
     """A price per share as Money (cents rounded half-even)."""
     cents = int((Decimal(str(price)) * 100).quantize(Decimal(1)))
     return common_pb2.Money(units=cents // 100, cents=cents % 100)
 
 
-__all__ = ["EXECUTABLE", "TOPIC", "BrokerComponent", "ExecutionMetrics"]
+__all__ = ["EXECUTABLE", "TOPIC", "BrokerComponent", "ExecutionMetrics", "parents_of"]
