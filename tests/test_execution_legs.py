@@ -54,6 +54,7 @@ def test_a_roll_buys_back_the_held_option_and_sells_the_new_one() -> None:
     assert (open_.client_order_id, open_.side, open_.closing, open_.extra["fill_side"]) == ("d9-0", "SELL", False,
                                                                                           "sell_to_open")  # fmt: skip
     assert open_.extra["position_id"] == "" and open_.instrument.spot == 95.0  # no history: the strike stands in
+    assert open_.extra["after"] == "d9-0c" and "after" not in close.extra  # the new put is booked after the buy-back
 
 
 def test_a_level_3_close_buys_back_and_sells_the_shares_as_risk_reduction() -> None:

@@ -238,7 +238,8 @@ class BrokerComponent:
             return None
         instrument = Instrument(**inst)
         filled = int(p.get("filled_contracts") or 0)
-        extra: dict[str, Any] = {k: p[k] for k in ("fill_side", "position_id", "market_source", "booked") if k in p}
+        kept = ("fill_side", "position_id", "market_source", "booked", "after")
+        extra: dict[str, Any] = {k: p[k] for k in kept if k in p}
         extra["resumed"] = True
         parent = ParentOrder(
             str(p["client_order_id"]),
@@ -307,7 +308,21 @@ class BrokerComponent:
         }
 
     async def _book(self, parent: ParentOrder) -> None:
-        """Books a finished order's fills as one RecordFill (PortfolioServicer._fill, in the portfolio's turn)."""
+        """Books a finished order's fills as one RecordFill (PortfolioServicer._fill, in the portfolio's turn). The
+        new option of a roll waits until the buy-back of the held one is booked (its cash secures the new put)."""
+        after = str(parent.extra.get("after") or "")
+        if after:
+            first = await asyncio.to_thread(self.deps.store.get_order, after)
+            if first is None or not first.payload.get("booked"):
+                return  # booked when the buy-back is (below), or on start
+        await self._book_now(parent)
+        if parent.extra.get("booked") and self.engine is not None:
+            for other in self.engine.orders.values():
+                waiting = other.extra.get("after") == parent.client_order_id and not other.extra.get("booked")
+                if waiting and other.done and other.filled > 0:
+                    await self._book_now(other)
+
+    async def _book_now(self, parent: ParentOrder) -> None:
         side = str(parent.extra.get("fill_side") or "")
         i = parent.instrument
         position_id = str(parent.extra.get("position_id") or "")
@@ -387,6 +402,9 @@ def parents_of(decision: dict[str, Any], spot: float | None, iv: float, source: 
                 )
             )
             side = "sell_to_open"
+            after = f"{decision['decision_id']}-{n}c"
+        else:
+            after = ""
         instrument = Instrument(decision["symbol"], kind, strike, str(leg.get("expiry") or ""), mid, under, iv,
                                 delta if kind != "stock" else 1.0)  # fmt: skip
         fill_side = {"sell_to_open": "sell_to_open", "buy_to_close": "buy_to_close", "sell_to_close": "sell",
@@ -401,7 +419,8 @@ def parents_of(decision: dict[str, Any], spot: float | None, iv: float, source: 
                 contracts,
                 closing=fill_side == "buy_to_close",
                 **common,
-                extra={"fill_side": fill_side, "position_id": position, "market_source": source},
+                extra={"fill_side": fill_side, "position_id": position, "market_source": source}
+                | ({"after": after} if after else {}),
             )
         )
     return out
