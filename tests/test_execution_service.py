@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import time
 import urllib.request
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,14 @@ import pytest
 
 from allsuse.errors import InvalidInputError
 from allsuse.orchestration import State
+from allsuse.protocol.accounts import Portfolio
+from allsuse.protocol.engine import Engine
+from allsuse.protocol.trust import TrustBook
+from allsuse.rules import RuleBook
 from allsuse.server.app import Service
 from allsuse.server.execution import BrokerComponent
+from allsuse.server.portfolios import PortfolioRepository, new_stored
+from allsuse.store import Store
 from allsuse.v1 import decision_pb2, decision_pb2_grpc, portfolio_pb2, portfolio_pb2_grpc
 from tests.rpc_support import TIMEOUT, green_market, money, service_config
 
@@ -204,3 +211,37 @@ def test_bad_execution_config_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError) as err:
         service_config(tmp_path, ALLSUSE_EXECUTION_BROKER="ibkr")
     assert err.value.field == "execution.broker"
+
+
+def test_a_decision_stored_automatic_is_placed_without_approval(tmp_path: Path) -> None:
+    # A portfolio whose entries are trusted (trust 1.0 >= 0.9): Decide stores the decision AUTOMATIC and publishes it.
+    store = Store(tmp_path / "allsuse.db")
+    stored = new_stored(Portfolio.create("a", Decimal(1_000_000), dt.datetime(2024, 2, 1, 9, 30)), None)
+    engine = Engine(rules=RuleBook.load(), trust=TrustBook())
+    engine.trust.scores["entry"] = 1.0
+    stored.engine_state = engine.export_state()
+    PortfolioRepository(store).save(stored, actor="test")
+    store.close()
+
+    async def scenario() -> None:
+        service = Service(service_config(tmp_path, **FAST))
+        await service.start()
+        try:
+            async with grpc.aio.insecure_channel(service.server.address) as channel:
+                req = decision_pb2.DecideRequest(
+                    portfolio_id="a", account_id="a/gen-1", symbol="NVDA", market=green_market(THURSDAY)
+                )
+                req.as_of.FromDatetime(dt.datetime.combine(THURSDAY, dt.time(15, 45)))
+                d = await decision_pb2_grpc.DecisionServiceStub(channel).Decide(req, timeout=TIMEOUT)
+            assert d.approval_status == "AUTOMATIC", (d.approval_status, d.confidence, d.explanation)
+
+            async def booked() -> Any:
+                orders = service.deps.store.list_orders("a")
+                return orders if orders and all(o.payload.get("booked") for o in orders) else None
+
+            orders = await _until(booked)
+            assert {o.payload["decision_id"] for o in orders} == {d.decision_id}
+        finally:
+            await service.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=240))
