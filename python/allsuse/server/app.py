@@ -6,10 +6,11 @@ for each of them and for "" (driven by an orchestration lifecycle), server refle
 configured. A servicer plugs in through a `ServiceBinding`; nothing here names a servicer.
 
 `Service(config)` is what `allsuse serve` runs: a Registry of components started in dependency order
-(store, events, metrics | scheduler | grpc) whose service lifecycle drives health; a scheduler job checks
-the components' health every 30 s. On SIGTERM/SIGINT health turns NOT_SERVING first (the lifecycle moves to
-STOPPING), new RPCs are still answered for `drain_delay_seconds`, then the listener closes and in-flight RPCs
-get `shutdown_grace_seconds` before the rest is cancelled and the other components stop.
+(store, events, metrics | scheduler | grpc; `broker` when `execution.enabled`, allsuse.server.execution) whose
+service lifecycle drives health; a scheduler job checks the components' health every 30 s. On SIGTERM/SIGINT
+health turns NOT_SERVING first (the lifecycle moves to STOPPING), new RPCs are still answered for
+`drain_delay_seconds`, then the listener closes and in-flight RPCs get `shutdown_grace_seconds` before the rest is
+cancelled and the other components stop.
 
 Service modules (config `server.service_modules`, default allsuse.server.decision / portfolio / monitor /
 agent) define `bindings(deps: ServiceDeps) -> Sequence[ServiceBinding]`; a module that does not exist or fails to
@@ -26,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -53,6 +54,9 @@ from allsuse.server.rpc import BlockingPool
 from allsuse.server.tls import server_credentials
 from allsuse.server.wrapping import WrappingRegistrar
 from allsuse.store import Store
+
+if TYPE_CHECKING:
+    from allsuse.server.execution import BrokerComponent
 
 log = logging.getLogger("allsuse.server")
 
@@ -404,7 +408,7 @@ class Service:
 
         self.alerts = alert_system(self.deps)
         self.registry.add(self.alerts)
-        self.broker: Any = None
+        self.broker: BrokerComponent | None = None
         if config.execution.enabled:
             # Approved decisions become orders worked on the broker (allsuse.server.execution, docs/execution.md).
             from allsuse.server.execution import BrokerComponent
