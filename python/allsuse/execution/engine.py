@@ -61,6 +61,7 @@ class ParentOrder:
     children: int = 0
     replaces: int = 0
     minutes: list[tuple[float, float]] = field(default_factory=list)  # (mid, volume) of each minute worked
+    recorded_minute: int = -1  # the last market minute in `minutes`
     child_id: str = ""
     child_priced_minute: int = 0
     started_minute: int = 0
@@ -228,6 +229,10 @@ class ExecutionEngine:
         if parent is None or fill.fill_id in parent.seen:
             return
         parent.seen.add(fill.fill_id)
+        if fill.minute != parent.recorded_minute:  # the minute it filled in belongs to its interval
+            quote = await self.broker.quote(parent.instrument)
+            parent.minutes.append((fill.mid, quote.volume))
+            parent.recorded_minute = fill.minute
         parent.filled += fill.quantity
         parent.notional += fill.price * fill.quantity
         parent.impact_paid += fill.impact_share * fill.quantity
@@ -244,7 +249,9 @@ class ExecutionEngine:
         for parent in self.working:
             quote = await self.broker.quote(parent.instrument)
             self.minute = quote.minute
-            parent.minutes.append((quote.mid, quote.volume))
+            if quote.minute != parent.recorded_minute:
+                parent.minutes.append((quote.mid, quote.volume))
+                parent.recorded_minute = quote.minute
             child = await self.broker.order(parent.child_id)
             if quote.minute - parent.started_minute >= self.horizon_minutes:
                 if child is not None and not child.done:
