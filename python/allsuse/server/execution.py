@@ -104,6 +104,7 @@ class BrokerComponent:
         self._driver: asyncio.Task[None] | None = None
         self._failure = ""
         self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()  # set when an order is placed: the idle driver moves the market again
 
     # --- lifecycle --------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -146,14 +147,19 @@ class BrokerComponent:
         sends, replaces and ends children."""
         assert self.broker is not None and self.engine is not None
         while True:
-            if self.engine.working:
-                async with self._lock:
-                    for fill in await self.broker.advance():
-                        self.metrics.fills.inc()
-                        self.metrics.filled_contracts.inc(fill.quantity)
-                        await self.engine.on_fill(fill)
-                    await self.engine.on_minute()
             self.metrics.working.set(len(self.engine.working))
+            if not self.engine.working:
+                # Idle: the paper market waits for an order (its minutes pass only while one is worked).
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                continue
+            async with self._lock:
+                for fill in await self.broker.advance():
+                    self.metrics.fills.inc()
+                    self.metrics.filled_contracts.inc(fill.quantity)
+                    await self.engine.on_fill(fill)
+                await self.engine.on_minute()
             await asyncio.sleep(self.cfg.tick_seconds)
 
     # --- decisions become orders ------------------------------------------------------------------------------
@@ -182,6 +188,7 @@ class BrokerComponent:
                 assert self.engine is not None
                 await self.engine.submit(parent)
                 placed.append(parent.client_order_id)
+                self._wake.set()
         return placed
 
     def _parents(self, decision: dict[str, Any]) -> list[ParentOrder]:
