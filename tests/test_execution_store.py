@@ -65,3 +65,19 @@ def test_orders_are_stored_once_updated_and_listed(store_url: str) -> None:
 
 def test_the_store_knows_the_execution_statuses() -> None:
     assert tuple(ORDER_STATUSES) == tuple(STATUSES)
+
+
+def test_the_latest_decisions_newest_first(store_url: str) -> None:
+    with Store(store_url) as store:
+        store.put_portfolio("pf-1", {})
+        for n in range(4):
+            store.record_decision(f"k{n}", {"n": n}, kind="entry", portfolio_id="pf-1", status="approved",
+                                  decision_id=f"d{n}")  # fmt: skip
+            time.sleep(0.002)
+        store.record_decision("k9", {"n": 9}, kind="entry", portfolio_id="pf-1", status="pending", decision_id="d9")
+        assert [r.id for r in store.list_decisions(status="approved", limit=2, latest=True)] == ["d3", "d2"]
+        assert [r.id for r in store.list_decisions(status="approved", limit=2)] == ["d0", "d1"]
+        assert [r.id for r in store.list_decisions(limit=1, latest=True)] == ["d9"]
+        with pytest.raises(InvalidInputError) as err:
+            store.list_decisions(limit=0, latest=True)
+        assert err.value.field == "limit"

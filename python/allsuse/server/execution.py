@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import itertools
 import logging
 import math
@@ -276,7 +277,10 @@ class BrokerComponent:
             return
         store = self.deps.store
         for status in ("automatic", "approved"):
-            for record in await asyncio.to_thread(store.list_decisions, status=status, limit=n):
+            latest = await asyncio.to_thread(
+                functools.partial(store.list_decisions, status=status, limit=n, latest=True)
+            )
+            for record in reversed(latest):  # oldest first, as they were decided
                 await self.place(record.id)
 
     # --- orders change ------------------------------------------------------------------------------------------

@@ -916,10 +916,18 @@ class Store:
         return self.read(lambda conn: _get_idempotent(conn, scope))
 
     def list_decisions(
-        self, *, portfolio_id: str | None = None, status: str | None = None, limit: int = 1000
+        self, *, portfolio_id: str | None = None, status: str | None = None, limit: int = 1000, latest: bool = False
     ) -> list[Record]:
-        """Decisions matching the filters, in creation order."""
-        return self._list(DECISION, {"portfolio_id": portfolio_id, "status": status}, limit)
+        """Decisions matching the filters, in creation order; with `latest` the newest `limit` of them, newest
+        first."""
+        if not latest:
+            return self._list(DECISION, {"portfolio_id": portfolio_id, "status": status}, limit)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise InvalidInputError.of("limit", f"must be an int in 1..{MAX_LIMIT}, got {limit!r}")
+        active = {k: v for k, v in {"portfolio_id": portfolio_id, "status": status}.items() if v is not None}
+        where = " AND ".join(f"{k} = ?" for k in active)
+        sql = f"{DECISION.select()}{' WHERE ' + where if where else ''} ORDER BY created_at DESC, id DESC LIMIT ?"
+        return self.read(lambda conn: [DECISION.record(r) for r in conn.query(sql, (*active.values(), limit))])
 
     def latest_decision(self, portfolio_id: str, *, account_id: str | None = None) -> Record | None:
         """The last decision stored for a portfolio (for one of its accounts with `account_id`), or None: one
