@@ -6,11 +6,10 @@ for each of them and for "" (driven by an orchestration lifecycle), server refle
 configured. A servicer plugs in through a `ServiceBinding`; nothing here names a servicer.
 
 `Service(config)` is what `allsuse serve` runs: a Registry of components started in dependency order
-(store, events, metrics | scheduler | grpc; `broker` when `execution.enabled`, allsuse.server.execution) whose
-service lifecycle drives health; a scheduler job checks the components' health every 30 s. On SIGTERM/SIGINT
-health turns NOT_SERVING first (the lifecycle moves to STOPPING), new RPCs are still answered for
-`drain_delay_seconds`, then the listener closes and in-flight RPCs get `shutdown_grace_seconds` before the rest is
-cancelled and the other components stop.
+(store, events, metrics | scheduler | grpc) whose service lifecycle drives health; a scheduler job checks
+the components' health every 30 s. On SIGTERM/SIGINT health turns NOT_SERVING first (the lifecycle moves to
+STOPPING), new RPCs are still answered for `drain_delay_seconds`, then the listener closes and in-flight RPCs
+get `shutdown_grace_seconds` before the rest is cancelled and the other components stop.
 
 Service modules (config `server.service_modules`, default allsuse.server.decision / portfolio / monitor /
 agent) define `bindings(deps: ServiceDeps) -> Sequence[ServiceBinding]`; a module that does not exist or fails to
