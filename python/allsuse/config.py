@@ -238,6 +238,14 @@ class ExecutionConfig:
 
 
 @dataclass(frozen=True)
+class ReportsConfig:
+    """Where reports are written: `<dir>/<YYYY-MM-DD>/<portfolio_id>-<kind>.html|json` (relative to the project
+    directory, like store.url)."""
+
+    dir: str = str(PROJECT_DIR / "var" / "reports")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -251,11 +259,23 @@ class Config:
     market: MarketConfig = field(default_factory=MarketConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    reports: ReportsConfig = field(default_factory=ReportsConfig)
 
     def describe(self) -> dict[str, dict[str, Any]]:
         """Every section as plain values for a start-up log line; secrets masked."""
         out: dict[str, dict[str, Any]] = {}
-        for name in ("server", "tls", "auth", "store", "metrics", "logging", "market", "monitoring", "execution"):
+        for name in (
+            "server",
+            "tls",
+            "auth",
+            "store",
+            "metrics",
+            "logging",
+            "market",
+            "monitoring",
+            "execution",
+            "reports",
+        ):
             section = getattr(self, name)
             out[name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(section).items()}
         out["store"]["url"] = self.store.describe()
@@ -381,6 +401,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "fallback_iv": _Key(float, _range(0.01, 5.0)),
         "reconcile_decisions": _Key(int, _range(0, 100_000)),
     },
+    "reports": {"dir": _Key(str, _non_empty)},
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -575,6 +596,7 @@ def _validated(name: str, typed: dict[str, dict[str, Any]], origins: dict[str, d
         market=MarketConfig(**typed["market"]),
         monitoring=_monitoring(typed["monitoring"]),
         execution=_execution(typed["execution"]),
+        reports=_reports(typed["reports"], origins.get("reports", {})),
     )
 
 
@@ -587,6 +609,16 @@ def _execution(raw: dict[str, Any]) -> ExecutionConfig:
             "(risk reduction works at least as fast as a normal order, an emergency fastest)",
         )
     return ExecutionConfig(**raw)
+
+
+def _reports(raw: dict[str, Any], origins: dict[str, str]) -> ReportsConfig:
+    """The reports section: the folder resolved like store.url; an existing file there is refused."""
+    folder = _resolve_path(raw["dir"].strip())
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise InvalidInputError.of(
+            "reports.dir", f"{folder} exists and is not a folder (from {origins.get('dir', '?')})"
+        )
+    return ReportsConfig(dir=folder)
 
 
 def _monitoring(raw: dict[str, Any]) -> MonitoringConfig:
@@ -620,6 +652,7 @@ __all__ = [
     "MarketConfig",
     "MetricsConfig",
     "MonitoringConfig",
+    "ReportsConfig",
     "ServerConfig",
     "StoreConfig",
     "TlsConfig",
