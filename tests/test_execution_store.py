@@ -81,3 +81,40 @@ def test_the_latest_decisions_newest_first(store_url: str) -> None:
         with pytest.raises(InvalidInputError) as err:
             store.list_decisions(limit=0, latest=True)
         assert err.value.field == "limit"
+
+
+def test_the_reports_read_the_orders_the_broker_stores(store_url: str) -> None:
+    # Issue 13's contract, item 2: reports gather orders with store.list_orders(portfolio_id, since, limit).
+    import datetime as dt
+
+    from allsuse.reports.execution import execution_quality, orders_for_report
+
+    with Store(store_url) as store:
+        store.put_portfolio("pf-1", {})
+        now = dt.datetime.now(dt.UTC)
+        for n, status in enumerate(("filled", "partially_filled")):
+            store.put_order(
+                f"d{n}-0",
+                _order(
+                    f"d{n}-0",
+                    status=status,
+                    filled_contracts=5 - 2 * n,
+                    avg_price=1.4,
+                    shortfall_bps=10.0 + n,
+                    vwap_slippage_bps=2.0,
+                    twap_slippage_bps=3.0,
+                    impact_bps=4.0,
+                    commission=3.25,
+                    urgency="normal",
+                    submitted_at=now.isoformat(),
+                ),
+            )
+        since, until = (
+            (now - dt.timedelta(minutes=5)).replace(tzinfo=None),
+            (now + dt.timedelta(minutes=5)).replace(tzinfo=None),
+        )
+        got = orders_for_report(store, "pf-1", since, until)
+        assert [o["client_order_id"] for o in got] == ["d0-0", "d1-0"]
+        quality = execution_quality(got)
+        assert quality["orders"] == 2 and quality["contracts_filled"] == 8 and quality["commission"] == 6.5
+        assert orders_for_report(store, "pf-1", until, until + dt.timedelta(minutes=1)) == []
