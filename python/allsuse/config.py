@@ -232,6 +232,37 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True)
+class ExecutionConfig:
+    """Orders worked on a broker (docs/execution.md): the paper market's model, the adaptive schedule by urgency,
+    commissions, and how fast the paper market's minutes pass (tick_seconds of real time per simulated minute)."""
+
+    enabled: bool = False
+    broker: str = "paper"
+    seed: int = 0
+    tick_seconds: float = 1.0
+    impact_coefficient: float = 0.5
+    permanent_impact_coefficient: float = 0.314
+    option_daily_volume: float = 2000.0
+    stock_daily_volume: float = 2_000_000.0
+    spread_base: float = 0.02
+    spread_iv: float = 0.03
+    spread_moneyness: float = 0.5
+    stock_spread: float = 0.0002
+    stock_spread_iv: float = 0.0005
+    profile_curvature: float = 2.0
+    participation_normal: float = 0.1
+    participation_risk_reduction: float = 0.25
+    participation_emergency: float = 0.5
+    slice_contracts: int = 10
+    replace_timeout_minutes: int = 5
+    horizon_minutes: int = 390
+    commission_per_contract: float = 0.65
+    commission_per_share: float = 0.0
+    fallback_iv: float = 0.3
+    reconcile_decisions: int = 500
+
+
+@dataclass(frozen=True)
 class ReportsConfig:
     """Where reports are written: `<dir>/<YYYY-MM-DD>/<portfolio_id>-<kind>.html|json` (relative to the project
     directory, like store.url)."""
@@ -253,12 +284,24 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     market: MarketConfig = field(default_factory=MarketConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
 
     def describe(self) -> dict[str, dict[str, Any]]:
         """Every section as plain values for a start-up log line; secrets masked."""
         out: dict[str, dict[str, Any]] = {}
-        for name in ("server", "tls", "auth", "store", "metrics", "logging", "market", "monitoring", "reports"):
+        for name in (
+            "server",
+            "tls",
+            "auth",
+            "store",
+            "metrics",
+            "logging",
+            "market",
+            "monitoring",
+            "execution",
+            "reports",
+        ):
             section = getattr(self, name)
             out[name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(section).items()}
         out["store"]["url"] = self.store.describe()
@@ -364,6 +407,32 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "alert_burst_seconds": _Key(float, _range(0.001, 86_400.0)),
         "metrics_retention_days": _Key(int, _range(1, 100_000)),
         "metrics_gauge_portfolios": _Key(int, _range(0, 10_000)),
+    },
+    "execution": {
+        "enabled": _Key(bool),
+        "broker": _Key(str, _choice(("paper",))),
+        "seed": _Key(int, _range(0, 2**63 - 1)),
+        "tick_seconds": _Key(float, _range(0.0, 60.0)),
+        "impact_coefficient": _Key(float, _range(0.0, 10.0)),
+        "permanent_impact_coefficient": _Key(float, _range(0.0, 10.0)),
+        "option_daily_volume": _Key(float, _range(1.0, 1e9)),
+        "stock_daily_volume": _Key(float, _range(1.0, 1e12)),
+        "spread_base": _Key(float, _range(0.0, 1.0)),
+        "spread_iv": _Key(float, _range(0.0, 1.0)),
+        "spread_moneyness": _Key(float, _range(0.0, 10.0)),
+        "stock_spread": _Key(float, _range(0.0, 0.1)),
+        "stock_spread_iv": _Key(float, _range(0.0, 0.1)),
+        "profile_curvature": _Key(float, _range(0.0, 100.0)),
+        "participation_normal": _Key(float, _range(0.001, 1.0)),
+        "participation_risk_reduction": _Key(float, _range(0.001, 1.0)),
+        "participation_emergency": _Key(float, _range(0.001, 1.0)),
+        "slice_contracts": _Key(int, _range(1, 100_000)),
+        "replace_timeout_minutes": _Key(int, _range(1, 390)),
+        "horizon_minutes": _Key(int, _range(1, 100_000)),
+        "commission_per_contract": _Key(float, _range(0.0, 100.0)),
+        "commission_per_share": _Key(float, _range(0.0, 10.0)),
+        "fallback_iv": _Key(float, _range(0.01, 5.0)),
+        "reconcile_decisions": _Key(int, _range(0, 100_000)),
     },
     "reports": {"dir": _Key(str, _non_empty)},
 }
@@ -560,8 +629,20 @@ def _validated(name: str, typed: dict[str, dict[str, Any]], origins: dict[str, d
         logging=LoggingConfig(**typed["logging"]),
         market=MarketConfig(**typed["market"]),
         monitoring=_monitoring(typed["monitoring"]),
+        execution=_execution(typed["execution"]),
         reports=_reports(typed["reports"], origins.get("reports", {})),
     )
+
+
+def _execution(raw: dict[str, Any]) -> ExecutionConfig:
+    """The execution section; participation rates ordered normal <= risk_reduction <= emergency."""
+    if not raw["participation_normal"] <= raw["participation_risk_reduction"] <= raw["participation_emergency"]:
+        raise InvalidInputError.of(
+            "execution.participation_risk_reduction",
+            "must lie between execution.participation_normal and execution.participation_emergency "
+            "(risk reduction works at least as fast as a normal order, an emergency fastest)",
+        )
+    return ExecutionConfig(**raw)
 
 
 def _reports(raw: dict[str, Any], origins: dict[str, str]) -> ReportsConfig:
@@ -600,6 +681,7 @@ __all__ = [
     "ROLES",
     "AuthConfig",
     "Config",
+    "ExecutionConfig",
     "LoggingConfig",
     "MarketConfig",
     "MetricsConfig",

@@ -69,8 +69,6 @@ def execution_quality(orders: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 def orders_for_report(store: Any, portfolio_id: str, since: dt.datetime, until: dt.datetime) -> list[dict[str, Any]]:
     """The payloads of a portfolio's orders submitted in [since, until] (naive UTC times), oldest first."""
-    if not hasattr(store, "list_orders"):
-        return []  # until i13-exec's orders table is merged
     out = []
     for record in store.list_orders(portfolio_id=portfolio_id, since=since.isoformat(), limit=100_000):
         payload = dict(record.payload)
