@@ -31,6 +31,7 @@ MODULES = (
     "bench.bench_sweep",
     "bench.bench_monitoring",
     "bench.bench_agent",
+    "bench.bench_execution",
 )
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"

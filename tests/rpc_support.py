@@ -77,6 +77,7 @@ def service_config(tmp_path: Path, **env: str) -> config.Config:
         "ALLSUSE_METRICS_ENABLED": "false",
         "ALLSUSE_SERVER_DRAIN_DELAY_SECONDS": "0",
         "ALLSUSE_STORE_URL": str(tmp_path / "allsuse.db"),
+        "ALLSUSE_REPORTS_DIR": str(tmp_path / "reports"),
     }
     return config.load("development", environ={**base, **env})
 

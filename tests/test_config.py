@@ -129,3 +129,37 @@ def test_redact_masks_dsn_passwords() -> None:
     )
     assert config.redact("nothing to hide") == "nothing to hide"
     assert config.has_password("postgres://u:p@h/db") and not config.has_password("postgres://u@h/db")
+
+
+def test_the_web_section_defaults_and_errors_name_the_key(tmp_path: Path) -> None:
+    """Issue 13 item 4: the operator page is off by default, on loopback port 8080; every key is checked."""
+    web = config.load("development", environ={}).web
+    assert (web.enabled, web.host, web.port, web.session_seconds) == (False, "127.0.0.1", 8080, 28_800.0)
+    on = config.load("development", environ={"ALLSUSE_WEB_ENABLED": "true", "ALLSUSE_WEB_PORT": "0"}).web
+    assert on.enabled and on.port == 0
+    for env, pattern in [
+        ({"ALLSUSE_WEB_ENABLED": "sometimes"}, r"^web\.enabled: must be of type bool"),
+        ({"ALLSUSE_WEB_PORT": "65536"}, r"^web\.port: must be <= 65535"),
+        ({"ALLSUSE_WEB_PORT": "-1"}, r"^web\.port: must be >= 0"),
+        ({"ALLSUSE_WEB_HOST": " "}, r"^web\.host: must not be empty"),
+        ({"ALLSUSE_WEB_SESSION_SECONDS": "5"}, r"^web\.session_seconds: must be >= 60"),
+        ({"ALLSUSE_WEB_HOST": "0.0.0.0"}, r"^web\.host: 0\.0\.0\.0 is not a loopback address and TLS is off"),
+        ({"ALLSUSE_WEB_PORT": "50051"}, r"^web\.port: must differ from server\.port"),
+    ]:
+        with pytest.raises(InvalidInputError, match=pattern):
+            config.load("development", environ=env)
+    # A remote host is fine once TLS is configured (the page then serves HTTPS with the same files).
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    remote = config.load(
+        "development",
+        environ={
+            "ALLSUSE_WEB_HOST": "0.0.0.0",
+            "ALLSUSE_TLS_CERT_FILE": str(cert),
+            "ALLSUSE_TLS_KEY_FILE": str(key),
+            "ALLSUSE_SERVER_HOST": "0.0.0.0",
+        },
+    )
+    assert remote.web.host == "0.0.0.0" and remote.tls.enabled
+    assert remote.describe()["web"] == {"enabled": False, "host": "0.0.0.0", "port": 8080, "session_seconds": 28800.0}

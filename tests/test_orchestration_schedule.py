@@ -541,3 +541,32 @@ def test_a_job_whose_window_runs_out_is_removed_and_the_others_go_on() -> None:
 
     run(scenario())
     assert slots == [et(2199, 12, 31, 15, 59), et(2199, 12, 31, 15, 59), et(2199, 12, 31, 16, 0)]
+
+
+def test_weekly_and_quarter_end_windows() -> None:
+    from allsuse.orchestration.schedule import QuarterEndAt, WeeklyAt
+
+    saturday = WeeklyAt(5, time(9, 0))
+    slot = saturday.next_slot(datetime(2024, 3, 7, 12, 0, tzinfo=EASTERN))
+    assert slot.astimezone(EASTERN) == datetime(2024, 3, 9, 9, 0, tzinfo=EASTERN)
+    assert saturday.next_slot(slot).astimezone(EASTERN) == datetime(2024, 3, 16, 9, 0, tzinfo=EASTERN)  # across DST
+    assert saturday.allows(slot, slot + timedelta(minutes=9)) and not saturday.allows(
+        slot, slot + timedelta(minutes=10)
+    )
+    assert not saturday.allows(slot - timedelta(days=1), slot - timedelta(days=1))  # a Friday is no slot
+    quarter = QuarterEndAt(time(16, 30))
+    ends = []
+    moment = datetime(2024, 1, 2, tzinfo=EASTERN)
+    for _ in range(5):
+        moment = quarter.next_slot(moment)
+        ends.append(moment.astimezone(EASTERN))
+    # Good Friday 2024-03-29 is a holiday; 2024-06-29/30 and 2025-03-29/30 are a weekend.
+    assert [e.date() for e in ends] == [date(2024, 3, 28), date(2024, 6, 28), date(2024, 9, 30), date(2024, 12, 31),
+                                         date(2025, 3, 31)]  # fmt: skip
+    assert all(e.time() == time(16, 30) and NYSE.is_trading_day(e.date()) for e in ends)
+    assert quarter.allows(ends[0], ends[0]) and not quarter.allows(ends[0] - timedelta(days=1), ends[0])
+    for bad, field in ((lambda: WeeklyAt(7, time(9)), "weekday"), (lambda: WeeklyAt(5, time(9), timedelta(0)), "grace"),
+                       (lambda: QuarterEndAt(time(9, tzinfo=UTC)), "at")):  # fmt: skip
+        with pytest.raises(InvalidInputError) as err:
+            bad()
+        assert err.value.field == field

@@ -1,7 +1,7 @@
 """The wheel works outside the checkout: `maturin build --release`, a fresh virtual environment in a temporary
 folder, `pip install` of the wheel (dependencies at the versions pinned in requirements.txt), then from a folder
 that is not the checkout: import, `allsuse serve` with the packaged default configuration and an embedded SQLite
-store in that folder, a smoke test (health SERVING, the metrics endpoint, RPCs), SIGTERM.
+store in that folder, a smoke test (health SERVING, the metrics endpoint, RPCs, the operator page), SIGTERM.
 
 Found on main before the fix: `prometheus_client` was imported but not a declared dependency, and the
 configuration files were found through `parents[2]` of the source file, so an installed wheel could not start.
@@ -97,8 +97,15 @@ def test_the_wheel_installs_outside_the_checkout_and_serves(tmp_path: Path) -> N
     assert Path(location).is_relative_to(venv) and not Path(location).is_relative_to(ROOT), location
     assert Path(config_dir).is_relative_to(venv) and (Path(config_dir) / "base.yaml").is_file(), config_dir
 
-    port, metrics_port = free_port(), free_port()
-    serve_env = {**env, "ALLSUSE_SERVER_PORT": str(port), "ALLSUSE_METRICS_PORT": str(metrics_port)}
+    port, metrics_port, web_port = free_port(), free_port(), free_port()
+    serve_env = {
+        **env,
+        "ALLSUSE_SERVER_PORT": str(port),
+        "ALLSUSE_METRICS_PORT": str(metrics_port),
+        # The operator page's templates and script are package data: the wheel must carry them.
+        "ALLSUSE_WEB_ENABLED": "true",
+        "ALLSUSE_WEB_PORT": str(web_port),
+    }
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -125,6 +132,11 @@ def test_the_wheel_installs_outside_the_checkout_and_serves(tmp_path: Path) -> N
             )
             got = portfolios.GetPortfolio(portfolio_pb2.GetPortfolioRequest(portfolio_id="smoke"), timeout=10)
             assert got == created and got.equity == common_pb2.Money(currency_code="USD", units=100_000)
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/static/operator.js", timeout=10) as reply:
+            assert b"WebSocket" in reply.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/portfolios/smoke", timeout=10) as reply:
+            page = reply.read().decode()
+        assert '<strong data-field="equity">100,000.00</strong>' in page and "smoke/gen-1" in page
         # The packaged default store.url (var/allsuse.db) is relative to the working folder outside a checkout.
         assert (run_dir / "var" / "allsuse.db").is_file()
         proc.send_signal(signal.SIGTERM)

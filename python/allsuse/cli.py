@@ -11,6 +11,7 @@ allsuse audit verify [--full] [--store URL]
 allsuse data load FILE... [--symbol S] [--replace] [--store URL | --address HOST:PORT --token T]
 allsuse data check FILE... [--json]                                # data quality; exit 1 when a check fails
 allsuse chat [--address HOST:PORT] [--token T] [--portfolio ID] [--conversation ID]   # talk to the agent
+allsuse report --portfolio ID [--kind daily|weekly|quarterly] [--html FILE] [--json [FILE]] [--as-of DATE]
 """
 
 from __future__ import annotations
@@ -432,13 +433,30 @@ def _chat(args: argparse.Namespace) -> int:
         return run(session)
 
 
+def _writable(flag: str, path: str | None) -> Path | None:
+    """An output file's path, or InvalidInputError naming the flag when its folder does not exist or it is a
+    folder (checked before the call, so nothing is asked of the server for a report that cannot be written)."""
+    if path is None:
+        return None
+    target = Path(path).expanduser()
+    if target.is_dir() or not target.parent.is_dir():
+        raise InvalidInputError.of(flag, f"cannot write {path}: not a file in an existing folder")
+    return target
+
+
 def _report(args: argparse.Namespace) -> int:
+    """Asks the server for a report (GetReport): the text on stdout, or the JSON with a bare --json; --html FILE
+    and --json FILE write the page and the JSON body."""
     import grpc
     from google.protobuf.timestamp_pb2 import Timestamp
 
     from allsuse.client import channel, metadata
     from allsuse.v1 import monitor_pb2, monitor_pb2_grpc
 
+    if not args.portfolio.strip():
+        raise InvalidInputError.of("--portfolio", "must not be empty")
+    html_file = _writable("--html", args.html)
+    json_file = _writable("--json", None if args.json in (None, "-") else args.json)
     when = Timestamp()
     when.FromDatetime(dt.datetime.combine(args.as_of or dt.date.today(), dt.time(17, 0)))
     request = monitor_pb2.GetReportRequest(portfolio_id=args.portfolio, kind=args.kind, as_of=when)
@@ -448,8 +466,24 @@ def _report(args: argparse.Namespace) -> int:
                 request, metadata=metadata(args.token), timeout=args.timeout
             )
         except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                flag = {"portfolio_id": "--portfolio", "kind": "--kind", "as_of": "--as-of"}
+                field = (exc.details() or "").split(":", 1)[0]
+                print(f"allsuse: {flag.get(field, field)}: {exc.details()}", file=sys.stderr)
+                return 2
             return _rpc_failed(exc)
-    print(report.json if args.json else report.text)
+    if html_file is not None:
+        html_file.write_text(report.html, encoding="utf-8")
+    if json_file is not None:
+        json_file.write_text(report.json, encoding="utf-8")
+    if args.json == "-":
+        print(report.json)
+    elif html_file is None and json_file is None:
+        print(report.text)
+    else:
+        print(
+            f"{report.kind} report for {report.portfolio_id}: " + ", ".join(str(f) for f in (html_file, json_file) if f)
+        )
     return 0
 
 
@@ -598,13 +632,14 @@ def _data_load_rpc(
     return 0
 
 
-def _client_args(p: argparse.ArgumentParser) -> None:
+def _client_args(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
     p.add_argument("--address", default=None, help="HOST:PORT (default: server.host:port of --config)")
     p.add_argument("--config", default="development", help="environment for the default address")
     p.add_argument("--token", default=None, help="API key <key_id>.<secret> (or set ALLSUSE_TOKEN)")
     p.add_argument("--tls-ca", default=None, help="PEM CA to trust: use TLS")
     p.add_argument("--timeout", type=_positive_seconds, default=10.0, help="seconds (default 10)")
-    p.add_argument("--json", action="store_true", help="print the reply as JSON")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print the reply as JSON")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -744,10 +779,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     chat.add_argument("--no-history", action="store_true", help="keep no history file")
     chat.set_defaults(func=_chat, timeout=30.0)
     rep = sub.add_parser("report", help="a weekly, daily or quarterly report of a portfolio")
-    _client_args(rep)
+    _client_args(rep, json_flag=False)
     rep.add_argument("--portfolio", required=True)
     rep.add_argument("--kind", choices=("daily", "weekly", "quarterly"), default="weekly")
-    rep.add_argument("--as-of", type=_date, default=None, help="YYYY-MM-DD (default today)")
+    rep.add_argument("--as-of", type=_date, default=None, help="YYYY-MM-DD (default today; the report is as of 17:00)")
+    rep.add_argument("--html", default=None, metavar="FILE", help="write the report's self-contained HTML page here")
+    rep.add_argument(
+        "--json", nargs="?", const="-", default=None, metavar="FILE", help="write the JSON body here (bare: print it)"
+    )
     rep.set_defaults(func=_report)
     args = parser.parse_args(argv)
     if getattr(args, "token", "absent") is None:

@@ -159,6 +159,31 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The operator web page (allsuse.web): off by default; on loopback unless TLS is configured (it then serves
+    HTTPS with the tls section's files); a login session lasts session_seconds."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    session_seconds: float = 28_800.0
+
+
+def _web(raw: dict[str, Any], tls: TlsConfig, server: ServerConfig) -> WebConfig:
+    """The web section: plaintext HTTP on loopback only (like gRPC), and not on the gRPC server's port."""
+    web = WebConfig(**raw)
+    if not tls.enabled and not is_loopback(web.host):
+        raise InvalidInputError.of(
+            "web.host",
+            f"{web.host} is not a loopback address and TLS is off; the operator page serves plaintext on loopback "
+            "only (set tls.cert_file and tls.key_file to serve HTTPS)",
+        )
+    if web.port and web.port == server.port:
+        raise InvalidInputError.of("web.port", f"must differ from server.port ({server.port})")
+    return web
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """Log level and format (one JSON object per line when json is true)."""
 
@@ -207,6 +232,45 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True)
+class ExecutionConfig:
+    """Orders worked on a broker (docs/execution.md): the paper market's model, the adaptive schedule by urgency,
+    commissions, and how fast the paper market's minutes pass (tick_seconds of real time per simulated minute)."""
+
+    enabled: bool = False
+    broker: str = "paper"
+    seed: int = 0
+    tick_seconds: float = 1.0
+    impact_coefficient: float = 0.5
+    permanent_impact_coefficient: float = 0.314
+    option_daily_volume: float = 2000.0
+    stock_daily_volume: float = 2_000_000.0
+    spread_base: float = 0.02
+    spread_iv: float = 0.03
+    spread_moneyness: float = 0.5
+    stock_spread: float = 0.0002
+    stock_spread_iv: float = 0.0005
+    profile_curvature: float = 2.0
+    participation_normal: float = 0.1
+    participation_risk_reduction: float = 0.25
+    participation_emergency: float = 0.5
+    slice_contracts: int = 10
+    replace_timeout_minutes: int = 5
+    horizon_minutes: int = 390
+    commission_per_contract: float = 0.65
+    commission_per_share: float = 0.0
+    fallback_iv: float = 0.3
+    reconcile_decisions: int = 500
+
+
+@dataclass(frozen=True)
+class ReportsConfig:
+    """Where reports are written: `<dir>/<YYYY-MM-DD>/<portfolio_id>-<kind>.html|json` (relative to the project
+    directory, like store.url)."""
+
+    dir: str = str(PROJECT_DIR / "var" / "reports")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -216,17 +280,32 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     market: MarketConfig = field(default_factory=MarketConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    reports: ReportsConfig = field(default_factory=ReportsConfig)
 
     def describe(self) -> dict[str, dict[str, Any]]:
         """Every section as plain values for a start-up log line; secrets masked."""
         out: dict[str, dict[str, Any]] = {}
-        for name in ("server", "tls", "auth", "store", "metrics", "logging", "market", "monitoring"):
+        for name in (
+            "server",
+            "tls",
+            "auth",
+            "store",
+            "metrics",
+            "logging",
+            "market",
+            "monitoring",
+            "execution",
+            "reports",
+        ):
             section = getattr(self, name)
             out[name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(section).items()}
         out["store"]["url"] = self.store.describe()
+        out["web"] = dict(vars(self.web))
         return out
 
 
@@ -299,6 +378,12 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "portfolio_queue": _Key(int, _range(1, 1_000_000)),
     },
     "metrics": {"enabled": _Key(bool), "host": _Key(str, _non_empty), "port": _Key(int, _range(0, 65535))},
+    "web": {
+        "enabled": _Key(bool),
+        "host": _Key(str, _non_empty),
+        "port": _Key(int, _range(0, 65535)),
+        "session_seconds": _Key(float, _range(60.0, 2_592_000.0)),
+    },
     "logging": {"level": _Key(str, _choice(LOG_LEVELS)), "json": _Key(bool)},
     "market": {
         "snapshot_cache_size": _Key(int, _range(0, 1_000_000)),
@@ -323,6 +408,33 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "metrics_retention_days": _Key(int, _range(1, 100_000)),
         "metrics_gauge_portfolios": _Key(int, _range(0, 10_000)),
     },
+    "execution": {
+        "enabled": _Key(bool),
+        "broker": _Key(str, _choice(("paper",))),
+        "seed": _Key(int, _range(0, 2**63 - 1)),
+        "tick_seconds": _Key(float, _range(0.0, 60.0)),
+        "impact_coefficient": _Key(float, _range(0.0, 10.0)),
+        "permanent_impact_coefficient": _Key(float, _range(0.0, 10.0)),
+        "option_daily_volume": _Key(float, _range(1.0, 1e9)),
+        "stock_daily_volume": _Key(float, _range(1.0, 1e12)),
+        "spread_base": _Key(float, _range(0.0, 1.0)),
+        "spread_iv": _Key(float, _range(0.0, 1.0)),
+        "spread_moneyness": _Key(float, _range(0.0, 10.0)),
+        "stock_spread": _Key(float, _range(0.0, 0.1)),
+        "stock_spread_iv": _Key(float, _range(0.0, 0.1)),
+        "profile_curvature": _Key(float, _range(0.0, 100.0)),
+        "participation_normal": _Key(float, _range(0.001, 1.0)),
+        "participation_risk_reduction": _Key(float, _range(0.001, 1.0)),
+        "participation_emergency": _Key(float, _range(0.001, 1.0)),
+        "slice_contracts": _Key(int, _range(1, 100_000)),
+        "replace_timeout_minutes": _Key(int, _range(1, 390)),
+        "horizon_minutes": _Key(int, _range(1, 100_000)),
+        "commission_per_contract": _Key(float, _range(0.0, 100.0)),
+        "commission_per_share": _Key(float, _range(0.0, 10.0)),
+        "fallback_iv": _Key(float, _range(0.01, 5.0)),
+        "reconcile_decisions": _Key(int, _range(0, 100_000)),
+    },
+    "reports": {"dir": _Key(str, _non_empty)},
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -513,10 +625,34 @@ def _validated(name: str, typed: dict[str, dict[str, Any]], origins: dict[str, d
         auth=auth,
         store=store,
         metrics=metrics,
+        web=_web(typed["web"], tls, server),
         logging=LoggingConfig(**typed["logging"]),
         market=MarketConfig(**typed["market"]),
         monitoring=_monitoring(typed["monitoring"]),
+        execution=_execution(typed["execution"]),
+        reports=_reports(typed["reports"], origins.get("reports", {})),
     )
+
+
+def _execution(raw: dict[str, Any]) -> ExecutionConfig:
+    """The execution section; participation rates ordered normal <= risk_reduction <= emergency."""
+    if not raw["participation_normal"] <= raw["participation_risk_reduction"] <= raw["participation_emergency"]:
+        raise InvalidInputError.of(
+            "execution.participation_risk_reduction",
+            "must lie between execution.participation_normal and execution.participation_emergency "
+            "(risk reduction works at least as fast as a normal order, an emergency fastest)",
+        )
+    return ExecutionConfig(**raw)
+
+
+def _reports(raw: dict[str, Any], origins: dict[str, str]) -> ReportsConfig:
+    """The reports section: the folder resolved like store.url; an existing file there is refused."""
+    folder = _resolve_path(raw["dir"].strip())
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise InvalidInputError.of(
+            "reports.dir", f"{folder} exists and is not a folder (from {origins.get('dir', '?')})"
+        )
+    return ReportsConfig(dir=folder)
 
 
 def _monitoring(raw: dict[str, Any]) -> MonitoringConfig:
@@ -545,13 +681,16 @@ __all__ = [
     "ROLES",
     "AuthConfig",
     "Config",
+    "ExecutionConfig",
     "LoggingConfig",
     "MarketConfig",
     "MetricsConfig",
     "MonitoringConfig",
+    "ReportsConfig",
     "ServerConfig",
     "StoreConfig",
     "TlsConfig",
+    "WebConfig",
     "has_password",
     "is_loopback",
     "load",

@@ -1,8 +1,9 @@
 """Runs jobs at the slots of their windows on the NYSE calendar, reading time from an injectable clock.
 
 A window says when a job may run: `MarketHours(step)` (every step from the open, during the session),
-`Every(step)` (every step, around the clock, aligned to the Unix epoch) and `DailyAt(at, trading_days_only)`
-(once a day at a US/Eastern wall-clock time). `next_slot(after)` is the first slot strictly after a moment;
+`Every(step)` (every step, around the clock, aligned to the Unix epoch), `DailyAt(at, trading_days_only)`
+(once a day at a US/Eastern wall-clock time), `WeeklyAt(weekday, at)` (once a week) and `QuarterEndAt(at)` (on the
+last NYSE trading day of each calendar quarter). `next_slot(after)` is the first slot strictly after a moment;
 `allows(slot, now)` says whether running that slot at `now` is still inside the window.
 
 The scheduler keeps each job's next slot. When a slot comes due it starts the job as an asyncio task, unless
@@ -157,6 +158,73 @@ class DailyAt:
         if self.trading_days_only and not self.calendar.is_trading_day(day):
             return False
         return slot <= now < slot + self.grace
+
+
+@dataclass(frozen=True)
+class WeeklyAt:
+    """Once a week on `weekday` (Monday 0 .. Sunday 6) at the US/Eastern wall-clock time `at`, up to `grace` late."""
+
+    weekday: int
+    at: time
+    grace: timedelta = timedelta(minutes=10)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.weekday, bool) or not isinstance(self.weekday, int) or not 0 <= self.weekday <= 6:
+            raise InvalidInputError.of("weekday", f"must be 0 (Monday) .. 6 (Sunday), got {self.weekday!r}")
+        DailyAt(self.at, grace=self.grace)  # the same checks of `at` and `grace`
+
+    def next_slot(self, after: datetime) -> datetime:
+        """The first `weekday` at `at` after `after`."""
+        after = _aware_utc("after", after)
+        day = after.astimezone(EASTERN).date()
+        for _ in range(8):
+            slot = _wall_clock(day, self.at)
+            if slot > after and day.weekday() == self.weekday:
+                return slot
+            day += _DAY
+        raise OrchestrationError(f"no weekday {self.weekday} within 8 days after {after.isoformat()}")  # unreachable
+
+    def allows(self, slot: datetime, now: datetime) -> bool:
+        """On the weekday and within `grace` of the slot."""
+        return slot.astimezone(EASTERN).weekday() == self.weekday and slot <= now < slot + self.grace
+
+
+@dataclass(frozen=True)
+class QuarterEndAt:
+    """Once a quarter, at the US/Eastern wall-clock time `at` on the last NYSE trading day of March, June,
+    September and December (after that day's session when `at` is past the close), up to `grace` late."""
+
+    at: time
+    grace: timedelta = timedelta(minutes=10)
+    calendar: NyseCalendar = field(default=NYSE, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        DailyAt(self.at, grace=self.grace)  # the same checks of `at` and `grace`
+
+    def last_session(self, day: date) -> date:
+        """The last trading day of `day`'s calendar quarter."""
+        month = 3 * ((day.month - 1) // 3) + 3
+        end = (date(day.year + (month == 12), month % 12 + 1, 1)) - _DAY
+        while not self.calendar.is_trading_day(end):
+            end -= _DAY
+        return end
+
+    def next_slot(self, after: datetime) -> datetime:
+        """The first quarter's last session at `at` after `after`."""
+        after = _aware_utc("after", after)
+        day = after.astimezone(EASTERN).date()
+        for _ in range(3):
+            end = self.last_session(day)
+            slot = _wall_clock(end, self.at)
+            if slot > after:
+                return slot
+            day = end + timedelta(days=7)  # into the next quarter
+        raise OrchestrationError(f"no quarter end after {after.isoformat()}")  # unreachable
+
+    def allows(self, slot: datetime, now: datetime) -> bool:
+        """On a quarter's last session and within `grace` of the slot."""
+        day = slot.astimezone(EASTERN).date()
+        return day == self.last_session(day) and slot <= now < slot + self.grace
 
 
 Action = Callable[[datetime], Awaitable[None]]
@@ -362,4 +430,4 @@ class Scheduler:
         return State.DEGRADED if any(job.last_error for job in self._jobs.values()) else State.RUNNING
 
 
-__all__ = ["Action", "DailyAt", "Every", "Job", "MarketHours", "Scheduler", "Window"]
+__all__ = ["Action", "DailyAt", "Every", "Job", "MarketHours", "QuarterEndAt", "Scheduler", "WeeklyAt", "Window"]

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -52,6 +53,9 @@ from allsuse.server.rpc import BlockingPool
 from allsuse.server.tls import server_credentials
 from allsuse.server.wrapping import WrappingRegistrar
 from allsuse.store import Store
+
+if TYPE_CHECKING:
+    from allsuse.server.execution import BrokerComponent
 
 log = logging.getLogger("allsuse.server")
 
@@ -403,10 +407,22 @@ class Service:
 
         self.alerts = alert_system(self.deps)
         self.registry.add(self.alerts)
+        self.broker: BrokerComponent | None = None
+        if config.execution.enabled:
+            # Approved decisions become orders worked on the broker (allsuse.server.execution, docs/execution.md).
+            from allsuse.server.execution import BrokerComponent
+
+            self.broker = BrokerComponent(self.deps)
+            self.registry.add(self.broker)
         if config.metrics.enabled:
             port = config.metrics.port + worker if config.metrics.port else 0
             self.metrics_endpoint = MetricsEndpoint(self.metrics, config.metrics.host, port)
             self.registry.add(self.metrics_endpoint)
+        if config.web.enabled and worker == 0:
+            # The operator page (allsuse.web): component "web", on this event loop; one process serves it.
+            from allsuse.web import WebComponent
+
+            self.registry.add(WebComponent(self.deps))
         self.registry.add(self.grpc)
         self.scheduler.add("health-check", Every(HEALTH_CHECK_EVERY), self._check_health)
         if worker == 0:

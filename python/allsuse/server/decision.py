@@ -6,6 +6,7 @@ Every handler translates the request (allsuse.server.convert), runs the core wor
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -16,6 +17,7 @@ import numpy as np
 
 from allsuse import _core, pricing, risk, sizing
 from allsuse.errors import InvalidInputError
+from allsuse.orchestration.errors import BusClosedError
 from allsuse.protocol import settings
 from allsuse.protocol.engine import Effects, Engine
 from allsuse.protocol.positions import Position
@@ -258,7 +260,15 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         alert = payload.pop("_alert", None)
         if alert is not None:
             await alert_system(self.deps).deliver(alert)  # stored with the decision; streamed and routed here
+        if payload.get("approval_status") == "AUTOMATIC":
+            self._publish(payload)
         return decision_out(payload)
+
+    def _publish(self, payload: dict[str, Any]) -> None:
+        """Tells the bus topic "decisions" that a decision may be executed now (the broker places its orders)."""
+        event = {k: payload.get(k) for k in ("decision_id", "portfolio_id", "account_id", "approval_status", "action")}
+        with contextlib.suppress(BusClosedError):  # the service is stopping: the broker reconciles on start
+            self.deps.bus.publish("decisions", event)
 
     # --- AssessRisk ---------------------------------------------------------------------------------------
     def _assess(self, request: decision_pb2.AssessRiskRequest) -> decision_pb2.RiskAssessment:
@@ -533,7 +543,11 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         self, request: decision_pb2.ApproveDecisionRequest, context: grpc.aio.ServicerContext
     ) -> Any:
         portfolio_id = await run_blocking(self._portfolio_of, request.decision_id)
-        return await self._in_turn(portfolio_id, self._approve, request)
+        decision = await self._in_turn(portfolio_id, self._approve, request)
+        if decision.approval_status == "APPROVED":
+            self._publish({"decision_id": decision.decision_id, "portfolio_id": decision.portfolio_id,
+                           "account_id": decision.account_id, "approval_status": "APPROVED"})  # fmt: skip
+        return decision
 
     def _outcome(self, request: decision_pb2.RecordOutcomeRequest) -> decision_pb2.RecordOutcomeResponse:
         payload = self._load_decision(request.decision_id)
@@ -600,9 +614,20 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         return await self._in_turn(portfolio_id, self._outcome, request)
 
 
+def decision_servicer(deps: ServiceDeps) -> DecisionServicer:
+    """The one DecisionServicer of a service: the gRPC binding and the operator page's approvals (allsuse.web) call
+    the same object, so an approval clicked on the page runs ApproveDecision itself."""
+    found = vars(deps).get("_decision_servicer")
+    if isinstance(found, DecisionServicer):
+        return found
+    servicer = DecisionServicer(deps)
+    vars(deps)["_decision_servicer"] = servicer
+    return servicer
+
+
 def bindings(deps: ServiceDeps) -> list[ServiceBinding]:
     """The DecisionService binding for `allsuse serve`."""
-    servicer = DecisionServicer(deps)
+    servicer = decision_servicer(deps)
     return [
         ServiceBinding(
             "allsuse.v1.DecisionService",
@@ -612,4 +637,4 @@ def bindings(deps: ServiceDeps) -> list[ServiceBinding]:
     ]
 
 
-__all__ = ["DecisionServicer", "bindings"]
+__all__ = ["DecisionServicer", "bindings", "decision_servicer"]

@@ -10,7 +10,12 @@
   (allsuse.server.crowding), a HIGH alert when one enters HIGH naming the crowded cluster, an INFO alert when it
   leaves HIGH; then the stress scenarios into Prometheus (allsuse.server.stress_watch);
 - every minute: the summary of an alert burst whose window has closed (allsuse.server.alerting);
-- daily at 16:15 on trading days: the end-of-day report of every portfolio, raised as an info alert;
+- daily at 16:15 on trading days: the end-of-day (daily) report of every portfolio written as HTML and JSON under
+  reports.dir (allsuse.reports) and raised as an info EOD_REPORT alert, which carries the day's ES (the store's
+  ES history: the report's ES chart reads it back);
+- Saturdays at 09:00: the weekly report of every portfolio (PROTOCOL section 11), written the same way;
+- at 16:30 on the last trading day of each calendar quarter (after the session and the daily report): the
+  quarterly report of every portfolio, written the same way;
 - daily at 02:00: `audit verify --full` (a critical alert when anything is wrong, and then nothing else); on an intact
   store, equity marks past the retention pruned, ANALYZE/VACUUM (PostgreSQL: VACUUM (ANALYZE)) and, on SQLite, a
   backup.
@@ -19,22 +24,62 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from allsuse.orchestration.lifecycle import State
 from allsuse.orchestration.nyse import NYSE
-from allsuse.orchestration.schedule import DailyAt, Every, MarketHours, Scheduler
+from allsuse.orchestration.schedule import DailyAt, Every, MarketHours, QuarterEndAt, Scheduler, WeeklyAt
 from allsuse.server.alerting import alert_system
-from allsuse.v1 import monitor_pb2
 
 if TYPE_CHECKING:
     from allsuse.server.app import Service, ServiceDeps
 
 log = logging.getLogger("allsuse.jobs")
 BACKUPS_KEPT = 7
+SATURDAY = 5
+
+
+async def write_reports(deps: ServiceDeps, kind: str, slot: dt.datetime) -> int:
+    """Builds and writes the `kind` report of every stored portfolio as of the slot (in UTC, as GetReport reads its
+    Timestamp and the store keeps times: the alerts of the period are those raised before the slot) under
+    reports.dir; a daily one is also raised as an EOD_REPORT info alert carrying the day's ES. A portfolio whose
+    report fails is logged, the others are still written, and the run then fails naming it (the scheduler counts
+    the failure). Returns how many were written."""
+    from allsuse.reports import build_report, write_report
+    from allsuse.reports.gather import EOD_CODE
+    from allsuse.server.rpc import run_blocking
+
+    root = Path(deps.config.reports.dir)
+    portfolios = await run_blocking(deps.store.list_portfolios, limit=100_000)
+    as_of = slot.astimezone(dt.UTC).replace(tzinfo=None)
+    written = 0
+    failed: list[str] = []
+    for record in portfolios:
+        try:
+            report = await run_blocking(build_report, deps, record.id, kind, as_of)
+            html_path, json_path = await run_blocking(write_report, root, report)
+        except Exception:
+            log.exception("%s report of %s failed", kind, record.id)
+            failed.append(record.id)
+            continue
+        written += 1
+        if kind == "daily":
+            alert = {
+                "severity": "INFO",
+                "portfolio_id": record.id,
+                "code": EOD_CODE,
+                "message": report.text,
+                "report_date": report.body["date"],
+                "es": report.body["es"],
+                "html": str(html_path),
+                "json": str(json_path),
+            }
+            await alert_system(deps).raise_alert(alert)
+    if failed:
+        raise RuntimeError(f"{kind} reports failed for {', '.join(failed)} (the others were written)")
+    return written
 
 
 def maintain(deps: ServiceDeps, today: dt.date) -> tuple[int, str]:
@@ -58,7 +103,7 @@ def maintain(deps: ServiceDeps, today: dt.date) -> tuple[int, str]:
     return pruned, ran
 
 
-MONITORING_JOBS = ("monitoring-minute", "crowding", "alert-flush")
+MONITORING_JOBS = ("monitoring-minute", "crowding", "alert-flush", "end-of-day", "weekly-report", "quarterly-report")
 
 
 class MonitoringJobs:
@@ -107,19 +152,16 @@ def install(service: Service) -> None:
         service.metrics.commit_batches.set(commits.batches)
 
     async def end_of_day(slot: dt.datetime) -> None:
-        from allsuse.server.monitor import MonitorServicer
-        from allsuse.server.rpc import run_blocking
+        written = await write_reports(deps, "daily", slot)
+        log.info("end-of-day reports for %d portfolios", written)
 
-        monitor = MonitorServicer(deps)
-        portfolios = await run_blocking(deps.store.list_portfolios, limit=100_000)
-        as_of = slot.replace(tzinfo=None)
-        for record in portfolios:
-            request = monitor_pb2.GetReportRequest(portfolio_id=record.id, kind="daily")
-            request.as_of.FromDatetime(as_of)
-            report = await run_blocking(monitor._report, request)
-            alert = {"severity": "INFO", "portfolio_id": record.id, "code": "EOD_REPORT", "message": report.text}
-            await alert_system(deps).raise_alert({**alert, "json": json.loads(report.json)})
-        log.info("end-of-day reports for %d portfolios", len(portfolios))
+    async def weekly_reports(slot: dt.datetime) -> None:
+        written = await write_reports(deps, "weekly", slot)
+        log.info("weekly reports for %d portfolios", written)
+
+    async def quarterly_reports(slot: dt.datetime) -> None:
+        written = await write_reports(deps, "quarterly", slot)
+        log.info("quarterly reports for %d portfolios", written)
 
     async def monitoring_minute(slot: dt.datetime) -> None:
         from allsuse.server.books import load_books
@@ -177,5 +219,7 @@ def install(service: Service) -> None:
     scheduler.add("crowding", MarketHours(dt.timedelta(minutes=5)), crowding)
     scheduler.add("alert-flush", Every(dt.timedelta(minutes=1)), flush_alerts)
     scheduler.add("end-of-day", DailyAt(dt.time(16, 15), trading_days_only=True), end_of_day)
+    scheduler.add("weekly-report", WeeklyAt(SATURDAY, dt.time(9, 0)), weekly_reports)
+    scheduler.add("quarterly-report", QuarterEndAt(dt.time(16, 30)), quarterly_reports)
     scheduler.add("nightly", DailyAt(dt.time(2, 0)), nightly)
     service.registry.add(MonitoringJobs(scheduler))

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import math
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,21 +14,19 @@ from allsuse import __version__, build_profile
 from allsuse.errors import InvalidInputError
 from allsuse.monitoring.alerts import at_least, severity
 from allsuse.orchestration.bus import Event
-from allsuse.protocol import settings
-from allsuse.protocol.accounts import Portfolio
-from allsuse.protocol.stress import stress_portfolio
+from allsuse.reports import build_report
+from allsuse.reports.gather import check_kind
 from allsuse.server.alerting import alert_system
 from allsuse.server.app import ServiceBinding, ServiceDeps
 from allsuse.server.compliance import compliance_watch
 from allsuse.server.convert import text_in, timestamp_in, timestamp_out
 from allsuse.server.crowding import crowding_watch
 from allsuse.server.errors import FailedPreconditionError
-from allsuse.server.marketdata import MissingHistoryError, book_market
+from allsuse.server.marketdata import MissingHistoryError
 from allsuse.server.performance import performance_watch
 from allsuse.server.portfolios import PortfolioRepository
 from allsuse.server.request import current_principal, draining
 from allsuse.server.rpc import rpc, run_blocking
-from allsuse.server.stress_watch import stress_watch
 from allsuse.v1 import common_pb2, monitor_pb2, monitor_pb2_grpc
 
 ROLES = {
@@ -43,7 +39,6 @@ ROLES = {
 }
 REPLAY_OVERLAP = dt.timedelta(seconds=5)
 """A resumed stream also replays alerts stored this long before its cursor (one committed late is not missed)."""
-REPORT_WINDOWS = {"daily": 1, "weekly": 7, "quarterly": 92}
 
 
 def _iso_minus(stamp: str, delta: dt.timedelta) -> str:
@@ -188,104 +183,18 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         return await self._acknowledge(request)
 
     def _report(self, request: monitor_pb2.GetReportRequest) -> monitor_pb2.Report:
-        if request.kind not in REPORT_WINDOWS:
-            raise InvalidInputError.of("kind", f"must be one of {', '.join(REPORT_WINDOWS)}, got {request.kind!r}")
-        store = self.deps.store
-        stored = PortfolioRepository(store).load(request.portfolio_id)
-        as_of = timestamp_in(request.as_of, "as_of")
-        since = as_of - dt.timedelta(days=REPORT_WINDOWS[request.kind])
-        decisions = [
-            r.payload
-            for r in store.list_decisions(portfolio_id=request.portfolio_id, limit=100_000)
-            if since <= dt.datetime.fromisoformat(r.payload["as_of"]) <= as_of
-        ]
-        txs = [
-            r.payload
-            for r in store.list_transactions(portfolio_id=request.portfolio_id, limit=100_000)
-            if since <= dt.datetime.fromisoformat(r.payload["at"]) <= as_of
-        ]
-        alerts = [r.payload for r in store.list_alerts(portfolio_id=request.portfolio_id, limit=100_000)]
-        p = stored.portfolio
-        accounts = {
-            a.id: {
-                "type": a.kind,
-                "balance": str(a.balance),
-                "state": a.state,
-                "surplus_over_base": str(a.balance - a.base),
-            }
-            for a in p.accounts.values()
-        }
-        week_types = Counter(d["week_type"] for d in decisions if d["week_type"])
-        actions = Counter(d["action"] for d in decisions)
-        flows: dict[str, float] = {}
-        for t in txs:
-            flows[t["kind"]] = flows.get(t["kind"], 0.0) + float(t["amount"])
-        doc = settings.default().doc
-        near = doc.section("forking").number("surplus_threshold") * doc.number("near_fork_share", low=0, high=1)
-        near_fork = [a.id for a in p.accounts.values() if a.kind == "gen" and a.balance - a.base >= near]
-        body = {
-            "kind": request.kind,
-            "portfolio_id": p.id,
-            "from": since.isoformat(),
-            "to": as_of.isoformat(),
-            "equity": str(p.equity),
-            "accounts": accounts,
-            "decisions": len(decisions),
-            "actions": dict(actions),
-            "week_types": dict(week_types),
-            "rejected": [d["decision_id"] for d in decisions if d["outcome"] == "REJECTED"],
-            "flows": {k: round(v, 2) for k, v in flows.items()},
-            "near_fork": near_fork,
-            "open_alerts": len(alerts),
-        }
-        stress, stress_lines = self._stress(p, as_of)
-        body["stress"] = stress
-        lines = [
-            f"{request.kind.title()} report for {p.id}, {since:%Y-%m-%d} to {as_of:%Y-%m-%d}",
-            f"equity {p.equity}",
-            *(f"  {i}: {a['type']} balance {a['balance']} state {a['state']}" for i, a in accounts.items()),
-            f"decisions {len(decisions)}: " + (", ".join(f"{k} {v}" for k, v in actions.items()) or "none"),
-            "week types: " + (", ".join(f"{k} {v}" for k, v in week_types.items()) or "none"),
-            "money: " + (", ".join(f"{k} {v:,.2f}" for k, v in flows.items()) or "no movements"),
-            f"accounts near a fork: {', '.join(near_fork) or 'none'}; open alerts {len(alerts)}",
-            *stress_lines,
-        ]
+        """A report built by allsuse.reports (the same one the scheduled jobs write), as text, JSON and HTML."""
+        check_kind(request.kind)
+        as_of = _portfolio_at(request)
+        report = build_report(self.deps, request.portfolio_id, request.kind, as_of)
         return monitor_pb2.Report(
             kind=request.kind,
-            portfolio_id=p.id,
+            portfolio_id=request.portfolio_id,
             as_of=timestamp_out(as_of),
-            text="\n".join(lines),
-            json=json.dumps(body, sort_keys=True),
+            text=report.text,
+            json=report.json,
+            html=report.html,
         )
-
-    def _stress(self, portfolio: Portfolio, as_of: dt.datetime) -> tuple[list[dict[str, Any]] | None, list[str]]:
-        """The stress results of the held book on the server's market history as of the report (JSON rows and text
-        lines); None with a line saying why when there is no book or the history lacks a symbol held."""
-        if not portfolio.positions:
-            return None, ["stress: no open positions"]
-        try:
-            market = book_market(self.deps, portfolio, as_of)
-        except MissingHistoryError as exc:
-            return None, [f"stress: {exc}"]
-        # The stress watch's engine: building one per report would read and compile the rulebook each time.
-        results = stress_portfolio(stress_watch(self.deps).engine, portfolio, market, as_of.date())
-        rows = [
-            {
-                "scenario": r.scenario,
-                "pnl": round(r.pnl, 2),
-                "share_of_equity": r.share_of_equity,
-                "accounts": {a: round(v, 2) for a, v in r.accounts.items()},
-                "window": [d.isoformat() for d in r.window] if r.window else None,
-            }
-            for r in results
-        ]
-        lines = ["stress (P&L of the held book):"]
-        lines += [
-            f"  {r.scenario}: {r.pnl:,.2f} ({r.share_of_equity:.2%} of equity)"
-            + (f" {r.window[0]:%Y-%m-%d}..{r.window[1]:%Y-%m-%d}" if r.window else "")
-            for r in results
-        ]
-        return rows, lines
 
     def _crowding(self, request: monitor_pb2.GetCrowdingRequest) -> monitor_pb2.Crowding:
         at = _portfolio_at(request)

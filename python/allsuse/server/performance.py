@@ -64,29 +64,15 @@ class PerformanceWatch:
         pending: list[tuple[str, str, float, float]] = []
         for book in load_books(self.deps, at) if books is None else books:
             pid = book.portfolio.id
-            accounts, values, total = book.equities(engine, today)
-            live = {a.id for a in accounts}
-            positions = [p for p in book.portfolio.positions.values() if p.account_id in live]
-            symbols = sorted({p.symbol for p in positions})
-            # P&L is additive across positions: each account's scenario vector once, the portfolio's their sum.
-            pnl = {
-                a.id: engine.book_pnl(own, book.market, today, symbols)
-                for a in accounts
-                if (own := [p for p in positions if p.account_id == a.id])
-            }
-            for account, equity in zip(accounts, values, strict=True):
-                es = engine.es_of(pnl[account.id]) if account.id in pnl else 0.0
-                rows.append((pid, account.id, day, equity))
-                pending.append((pid, account.id, equity, es))
-            whole = engine.es_of(np.sum(list(pnl.values()), axis=0)) if pnl else 0.0
-            rows.append((pid, marks.PORTFOLIO, day, total))
-            pending.append((pid, marks.PORTFOLIO, total, whole))
+            for account_id, equity, es in measure_book(engine, book, today):
+                rows.append((pid, account_id, day, equity))
+                pending.append((pid, account_id, equity, es))
         if rows:
             store.write(lambda tx: marks.put_marks(tx, rows))
         out = []
         for pid, account_id, equity, es in pending:
             series = self._series(pid, account_id, day, equity)
-            m = SeriesMetrics(pid, account_id, at, equity, es, len(series), _metrics(series))
+            m = SeriesMetrics(pid, account_id, at, equity, es, len(series), series_metrics(series))
             self.latest[(pid, account_id)] = m
             out.append(m)
         self._refresh_gauges()
@@ -148,7 +134,29 @@ class PerformanceWatch:
             del self._children[key]
 
 
-def _metrics(series: list[tuple[int, float]]) -> dict[str, float]:
+def measure_book(engine: Engine, book: Book, today: dt.date) -> list[tuple[str, float, float]]:
+    """(account_id, equity at market, ES) of each live account of a book and then of the portfolio (account_id
+    marks.PORTFOLIO): the numbers the metrics job stores and end-of-day reports show."""
+    accounts, values, total = book.equities(engine, today)
+    live = {a.id for a in accounts}
+    positions = [p for p in book.portfolio.positions.values() if p.account_id in live]
+    symbols = sorted({p.symbol for p in positions})
+    # P&L is additive across positions: each account's scenario vector once, the portfolio's their sum.
+    pnl = {
+        a.id: engine.book_pnl(own, book.market, today, symbols)
+        for a in accounts
+        if (own := [p for p in positions if p.account_id == a.id])
+    }
+    out = [
+        (account.id, equity, engine.es_of(pnl[account.id]) if account.id in pnl else 0.0)
+        for account, equity in zip(accounts, values, strict=True)
+    ]
+    whole = engine.es_of(np.sum(list(pnl.values()), axis=0)) if pnl else 0.0
+    out.append((marks.PORTFOLIO, total, whole))
+    return out
+
+
+def series_metrics(series: list[tuple[int, float]]) -> dict[str, float]:
     """The 17 metrics of a daily equity series' returns (none with fewer than two returns)."""
     equity = np.array([e for _, e in series], dtype=np.float64)
     if equity.size < 3 or np.any(equity[:-1] <= 0):
@@ -166,4 +174,4 @@ def performance_watch(deps: Any) -> PerformanceWatch:
     return watch
 
 
-__all__ = ["PerformanceWatch", "SeriesMetrics", "performance_watch"]
+__all__ = ["PerformanceWatch", "SeriesMetrics", "measure_book", "performance_watch", "series_metrics"]

@@ -46,6 +46,7 @@ ENTITY_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "alert": ("alerts", ("portfolio_id", "kind", "severity", "status")),
     "conversation": ("conversations", ()),
     "engine_state": ("engine_states", ("version",)),
+    "order": ("orders", ("decision_id", "portfolio_id", "status")),
 }
 TABLES = (
     *(table for table, _ in ENTITY_TABLES.values()),

@@ -185,6 +185,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "equity DOUBLE PRECISION NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (portfolio_id, account_id, day))",
         ),
     ),
+    Migration(
+        9,
+        "orders: each order worked on a broker, by client order id",
+        common=(
+            # id = the client order id (idempotent: inserted once); the payload carries the fills' summary and the
+            # execution measurements (allsuse/execution, docs/execution.md "Order records").
+            "CREATE TABLE orders (id TEXT PRIMARY KEY, decision_id TEXT, "
+            f"portfolio_id TEXT REFERENCES portfolios (id) {FK}, status TEXT NOT NULL, {STAMPS})",
+            "CREATE INDEX orders_portfolio ON orders (portfolio_id, created_at)",
+            "CREATE INDEX orders_status ON orders (status, created_at)",
+            "CREATE INDEX orders_decision ON orders (decision_id)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -79,12 +79,17 @@ ALERT = _Entity("alert", "alerts", ("portfolio_id", "kind", "severity", "status"
 CONVERSATION = _Entity("conversation", "conversations", ())
 # The engine's state of a portfolio (id = the portfolio's id) and the version of the whole aggregate.
 ENGINE_STATE = _Entity("engine_state", "engine_states", ("version",))
+# An order worked on a broker (id = its client order id).
+ORDER = _Entity("order", "orders", ("decision_id", "portfolio_id", "status"))
 ENTITIES = {
-    e.name: e for e in (PORTFOLIO, ACCOUNT, POSITION, TRANSACTION, DECISION, OUTCOME, ALERT, CONVERSATION, ENGINE_STATE)
+    e.name: e
+    for e in (PORTFOLIO, ACCOUNT, POSITION, TRANSACTION, DECISION, OUTCOME, ALERT, CONVERSATION, ENGINE_STATE, ORDER)
 }
 
 
 MAX_LIMIT = 100_000
+# An order's statuses (allsuse.execution.broker.STATUSES; a test checks they agree).
+ORDER_STATUSES = ("working", "filled", "partially_filled", "cancelled", "rejected")
 KEY_ID_PATTERN_HINT = "1-64 characters [A-Za-z0-9_-]"
 
 
@@ -126,6 +131,18 @@ _API_KEY_SELECT = "SELECT key_id, role, created_at, revoked_at FROM api_keys"
 
 def _api_key(row: tuple[Any, ...]) -> ApiKeyInfo:
     return ApiKeyInfo(row[0], row[1], row[2], row[3])
+
+
+def _order_columns(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The orders table's columns from an order payload (contract item 1's keys)."""
+    status = payload.get("status")
+    if status not in ORDER_STATUSES:
+        raise InvalidInputError.of("status", f"must be one of {', '.join(ORDER_STATUSES)}, got {status!r}")
+    portfolio_id = payload.get("portfolio_id") or None
+    check_optional_id(portfolio_id, "portfolio_id")
+    decision_id = payload.get("decision_id") or None
+    check_optional_id(decision_id, "decision_id")
+    return {"decision_id": decision_id, "portfolio_id": portfolio_id, "status": status}
 
 
 class Transaction:
@@ -499,6 +516,19 @@ class Transaction:
         check_label(status, "status")
         return self._update(ALERT, alert_id, {"status": status}, None if payload is None else dict(payload), actor)
 
+    def put_order(self, client_order_id: str, payload: Mapping[str, Any], *, actor: str = "system") -> Record:
+        """Stores a new order once per client order id; an id seen before writes nothing and returns the stored
+        order with replayed=True (resubmitting never doubles an order)."""
+        check_id(client_order_id, "client_order_id")
+        columns = _order_columns(payload)
+        return self._insert_once(ORDER, client_order_id, columns, payload, actor, "id")
+
+    def update_order(self, client_order_id: str, payload: Mapping[str, Any], *, actor: str = "system") -> Record:
+        """Replaces an order's payload (its status column follows the payload's status)."""
+        check_id(client_order_id, "client_order_id")
+        columns = _order_columns(payload)
+        return self._update(ORDER, client_order_id, {"status": columns["status"]}, dict(payload), actor)
+
     def put_conversation(self, conversation_id: str, payload: Mapping[str, Any], *, actor: str = "system") -> Record:
         """Creates or replaces the state of a conversation with the agent."""
         check_id(conversation_id, "conversation_id")
@@ -753,6 +783,42 @@ class Store:
         """Moves an alert to a new status (and replaces its payload when given)."""
         return self.write(lambda tx: tx.update_alert(alert_id, status=status, actor=actor, payload=payload))
 
+    def put_order(self, client_order_id: str, payload: Mapping[str, Any], *, actor: str = "system") -> Record:
+        """Stores a new order once per client order id (replayed=True when the id exists)."""
+        return self.write(lambda tx: tx.put_order(client_order_id, payload, actor=actor))
+
+    def update_order(self, client_order_id: str, payload: Mapping[str, Any], *, actor: str = "system") -> Record:
+        """Replaces an order's payload and status."""
+        return self.write(lambda tx: tx.update_order(client_order_id, payload, actor=actor))
+
+    def get_order(self, client_order_id: str) -> Record | None:
+        """One order by client order id, or None."""
+        return self._get(ORDER, client_order_id)
+
+    def list_orders(
+        self,
+        portfolio_id: str | None = None,
+        since: str | None = None,
+        limit: int = 1000,
+        *,
+        status: str | None = None,
+        decision_id: str | None = None,
+    ) -> list[Record]:
+        """Orders matching the filters (created at or after `since`, an ISO time), in creation order."""
+        if since is None:
+            return self._list(
+                ORDER, {"portfolio_id": portfolio_id, "status": status, "decision_id": decision_id}, limit
+            )
+        if not isinstance(since, str) or not since:
+            raise InvalidInputError.of("since", f"must be an ISO time, got {since!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise InvalidInputError.of("limit", f"must be an int in 1..{MAX_LIMIT}, got {limit!r}")
+        active = {k: v for k, v in {"portfolio_id": portfolio_id, "status": status, "decision_id": decision_id}.items()
+                  if v is not None}  # fmt: skip
+        where = "".join(f" AND {k} = ?" for k in active)
+        sql = f"{ORDER.select()} WHERE created_at >= ?{where} ORDER BY created_at, id LIMIT ?"
+        return self.read(lambda conn: [ORDER.record(r) for r in conn.query(sql, (since, *active.values(), limit))])
+
     def put_conversation(self, conversation_id: str, payload: Mapping[str, Any], *, actor: str = "system") -> Record:
         """Creates or replaces the state of a conversation."""
         return self.write(lambda tx: tx.put_conversation(conversation_id, payload, actor=actor))
@@ -850,10 +916,18 @@ class Store:
         return self.read(lambda conn: _get_idempotent(conn, scope))
 
     def list_decisions(
-        self, *, portfolio_id: str | None = None, status: str | None = None, limit: int = 1000
+        self, *, portfolio_id: str | None = None, status: str | None = None, limit: int = 1000, latest: bool = False
     ) -> list[Record]:
-        """Decisions matching the filters, in creation order."""
-        return self._list(DECISION, {"portfolio_id": portfolio_id, "status": status}, limit)
+        """Decisions matching the filters, in creation order; with `latest` the newest `limit` of them, newest
+        first."""
+        if not latest:
+            return self._list(DECISION, {"portfolio_id": portfolio_id, "status": status}, limit)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise InvalidInputError.of("limit", f"must be an int in 1..{MAX_LIMIT}, got {limit!r}")
+        active = {k: v for k, v in {"portfolio_id": portfolio_id, "status": status}.items() if v is not None}
+        where = " AND ".join(f"{k} = ?" for k in active)
+        sql = f"{DECISION.select()}{' WHERE ' + where if where else ''} ORDER BY created_at DESC, id DESC LIMIT ?"
+        return self.read(lambda conn: [DECISION.record(r) for r in conn.query(sql, (*active.values(), limit))])
 
     def latest_decision(self, portfolio_id: str, *, account_id: str | None = None) -> Record | None:
         """The last decision stored for a portfolio (for one of its accounts with `account_id`), or None: one

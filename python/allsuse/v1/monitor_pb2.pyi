@@ -561,12 +561,15 @@ class Report(_message.Message):
     AS_OF_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     JSON_FIELD_NUMBER: _builtins.int
+    HTML_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     portfolio_id: _builtins.str
     text: _builtins.str
     """The report as plain text for people."""
     json: _builtins.str
-    """The same content as JSON for programs."""
+    """The same content as JSON for programs (docs/monitoring.md, "Reports", lists the keys)."""
+    html: _builtins.str
+    """The same content as one self-contained HTML page (inline CSS and SVG charts, no script, nothing fetched)."""
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -577,10 +580,11 @@ class Report(_message.Message):
         as_of: _timestamp_pb2.Timestamp | None = ...,
         text: _builtins.str = ...,
         json: _builtins.str = ...,
+        html: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "json", b"json", "kind", b"kind", "portfolio_id", b"portfolio_id", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "html", b"html", "json", b"json", "kind", b"kind", "portfolio_id", b"portfolio_id", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
