@@ -310,3 +310,98 @@ def _account(kind: str) -> _core.AccountRules:
         red=rule,
         chop=rule,
     )
+
+
+_HELD = dict(
+    id=["x", "y"],
+    account_id=["p/gen-1", "p/rev-1"],
+    symbol=["AAA", "BBB"],
+    kind=["put", "stock"],
+    quantity=[-1.0, 100.0],
+    strike=[95.0, 0.0],
+    expiry=[THURSDAY.toordinal() + 1, None],
+    roll_expiry=[THURSDAY.toordinal() + 8, None],
+    premium=[1.0, 0.0],
+    cost_basis=[0.0, 48.0],
+    band_low=[30.0, None],
+    band_high=[40.0, None],
+    sector=["tech", "unknown"],
+    last_close=[103.0, 50.0],
+    iv=[0.3, 0.0],
+    column=[0, 1],
+    in_book=[True, True],
+)
+
+
+def _decided(inp: _core.DecisionInput) -> dict[str, Any]:
+    engine = Engine()
+    d = engine.decider.decide(inp, engine.rules.compiled, scenarios=None, group=None)
+    out = {name: getattr(d, name) for name in ("action", "outcome", "notes", "warnings", "week_type", "position_id")}
+    out["compliance"] = [(r.code, r.passed, r.message) for r in d.compliance]
+    return out
+
+
+def test_a_book_given_column_by_column_decides_as_one_given_position_by_position() -> None:
+    """The engine passes its book as one `HeldBook` (issue 10's speed work): the same decision as the
+    `HeldPosition`s, in the same order, and both together read `book` first."""
+    rows = [{k: v[i] for k, v in _HELD.items()} for i in range(2)]
+    positions = [_core.HeldPosition(**row) for row in rows]
+    columns = _core.HeldBook(**_HELD)
+    assert len(columns) == 2
+    entry = {"entry_expiry": THURSDAY.toordinal() + 1, "group_symbols": ["AAA", "BBB"]}
+    one_by_one = _decided(_input(book=positions, **entry))
+    assert _decided(_input(book=[], held=columns, **entry)) == one_by_one
+    first = _core.HeldBook(**{k: v[1:] for k, v in _HELD.items()})
+    assert _decided(_input(book=positions[:1], held=first, **entry)) == one_by_one
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"strike": [95.0]}, "strike"),
+        ({"kind": ["put", "bond"]}, "kind[1]"),
+        ({"band_high": [None, None]}, "band[0]"),
+    ],
+)
+def test_a_bad_book_column_is_named(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidInputError) as err:
+        _core.HeldBook(**{**_HELD, **changes})
+    assert err.value.field == field
+    nan = _core.HeldBook(**{**_HELD, "premium": [1.0, float("nan")]})
+    with pytest.raises(InvalidInputError) as err:
+        _input(held=nan)
+    assert err.value.field == "book[1].premium"
+
+
+def test_decisions_sharing_one_valuation_decide_as_each_valuing_alone(market: MarketData) -> None:
+    """Engine.keep_equities (the backtest's day): the decisions of one market and day share one valuation of the
+    accounts, the very equities each would compute alone, until forget_equities after the portfolio changes."""
+
+    def fresh() -> tuple[Portfolio, Engine]:
+        portfolio = Portfolio.create("p", 1_000_000, dt.datetime(2024, 1, 2, 9, 30))
+        spot = market.bars_for("AAA").last_close
+        expiry = THURSDAY + dt.timedelta(days=8)
+        portfolio.positions["x"] = Position(
+            "x", "p/rev-1", "AAA", "put", -3.0, THURSDAY, round(spot * 0.9), expiry, 2.0
+        )
+        portfolio.positions["y"] = Position("y", "p/com-1", "BBB", "stock", 300.0, THURSDAY, cost_basis=45.0)
+        return portfolio, Engine(symbols={"gen": ("AAA", "BBB"), "rev": ("AAA", "BBB"), "com": ("AAA", "BBB")})
+
+    when = dt.datetime.combine(THURSDAY, dt.time(15, 45))
+    asks = [("p/gen-1", "AAA"), ("p/rev-1", "AAA"), ("p/com-1", "BBB"), ("p/gen-1", "BBB")]
+    alone_portfolio, alone = fresh()
+    shared_portfolio, shared = fresh()
+    shared.keep_equities(shared_portfolio)
+    for account_id, symbol in asks:
+        one = alone.decide(alone_portfolio, account_id, symbol, when, market)
+        other = shared.decide(shared_portfolio, account_id, symbol, when, market)
+        assert one == other
+    assert shared._equity_memo is not None  # the valuation was shared, not made per decision
+    # The portfolio changes (a fill): forgotten, the next decision values it again, as a decision alone would.
+    for p in (alone_portfolio, shared_portfolio):
+        p.book_pnl("p/gen-1", -250_000, when, "loss")
+    shared.forget_equities()
+    one = alone.decide(alone_portfolio, "p/gen-1", "AAA", when, market)
+    assert shared.decide(shared_portfolio, "p/gen-1", "AAA", when, market) == one
+    shared.keep_equities(None)
+    assert shared._equity_memo is None

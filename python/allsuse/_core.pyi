@@ -590,6 +590,31 @@ class HeldPosition:
     ) -> HeldPosition: ...
 
 @final
+class HeldBook:
+    def __new__(
+        cls,
+        *,
+        id: Sequence[str],
+        account_id: Sequence[str],
+        symbol: Sequence[str],
+        kind: Sequence[str],
+        quantity: Sequence[float],
+        strike: Sequence[float],
+        expiry: Sequence[int | None],
+        roll_expiry: Sequence[int | None],
+        premium: Sequence[float],
+        cost_basis: Sequence[float],
+        band_low: Sequence[float | None],
+        band_high: Sequence[float | None],
+        sector: Sequence[str],
+        last_close: Sequence[float],
+        iv: Sequence[float],
+        column: Sequence[int],
+        in_book: Sequence[bool],
+    ) -> HeldBook: ...
+    def __len__(self) -> int: ...
+
+@final
 class CutDone:
     def __new__(cls, *, key: str, level: int) -> CutDone: ...
     @property
@@ -674,6 +699,7 @@ class DecisionInput:
         roll_available: bool | None,
         chain_puts: Sequence[ChainQuote] = ...,
         chain_calls: Sequence[ChainQuote] = ...,
+        held: HeldBook | None = ...,
     ) -> DecisionInput: ...
 
 @final

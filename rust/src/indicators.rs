@@ -222,6 +222,41 @@ pub fn atr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> CoreResul
     Ok(out)
 }
 
+/// The last value of `atr`, bit for bit (the same sums in the same order), without building the true-range and
+/// average series: one pass and no allocation. For bars whose columns are already known finite (a validated
+/// decision input reads two ATRs per decision); any other input, or a bar with high below low, goes through
+/// `atr` itself, so the errors are `atr`'s.
+pub fn atr_last(high: &[f64], low: &[f64], close: &[f64], period: usize) -> CoreResult<f64> {
+    let n = high.len();
+    let plain = period == 0
+        || period > n
+        || low.len() != n
+        || close.len() != n
+        || high
+            .iter()
+            .zip(low)
+            .any(|(h, l)| !(h.is_finite() && l.is_finite()) || h < l)
+        || !close.iter().all(|c| c.is_finite());
+    if plain {
+        return Ok(*atr(high, low, close, period)?.last().unwrap_or(&f64::NAN));
+    }
+    let tr = |i: usize| -> f64 {
+        let range = high[i] - low[i];
+        if i == 0 {
+            range
+        } else {
+            let prev = close[i - 1];
+            range.max((high[i] - prev).abs()).max((low[i] - prev).abs())
+        }
+    };
+    let p = period as f64;
+    let mut avg = (0..period).map(tr).sum::<f64>() / p;
+    for i in period..n {
+        avg = (avg * (p - 1.0) + tr(i)) / p;
+    }
+    Ok(avg)
+}
+
 /// Annualised historical volatility: the sample standard deviation (ddof = 1) of the last `window` log
 /// returns `ln(closes[i] / closes[i-1])`, times `sqrt(periods_per_year)`. `out[i]` uses the returns ending
 /// at bar `i`, so it is NaN for `i < window`.
@@ -392,6 +427,36 @@ mod tests {
             prop_assert!(same(sma_last(&xs, window), sma(&xs, window)));
             prop_assert!(same(rsi_last(&xs, window), rsi(&xs, window)));
             prop_assert!(same(trend_strength_last(&xs, window), trend_strength(&xs, window)));
+        }
+
+        /// `atr_last` is `atr`'s last value bit for bit, with `atr`'s errors (high below low, a short or
+        /// non-finite column, a bad period).
+        #[test]
+        fn atr_last_is_the_series_last_bit_for_bit(
+            bars in proptest::collection::vec((0.5f64..500.0, 0.0f64..20.0, 0.0f64..1.0), 1..400),
+            period in 0usize..60,
+            broken in proptest::option::of((0usize..400, 0u8..4)),
+        ) {
+            let mut high: Vec<f64> = bars.iter().map(|b| b.0 + b.1).collect();
+            let mut low: Vec<f64> = bars.iter().map(|b| b.0).collect();
+            let mut close: Vec<f64> = bars.iter().map(|b| b.0 + b.1 * b.2).collect();
+            if let Some((at, how)) = broken {
+                let at = at % bars.len();
+                match how {
+                    0 => low[at] = high[at] + 1.0,
+                    1 => close[at] = f64::NAN,
+                    2 => high[at] = f64::INFINITY,
+                    _ => { close.pop(); }
+                }
+            }
+            let a = atr_last(&high, &low, &close, period);
+            let b = atr(&high, &low, &close, period);
+            let same = match (a, b) {
+                (Ok(x), Ok(v)) => x.to_bits() == v.last().copied().unwrap_or(f64::NAN).to_bits(),
+                (Err(e), Err(f)) => e.to_string() == f.to_string(),
+                _ => false,
+            };
+            prop_assert!(same);
         }
     }
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from allsuse import _core, indicators, risk
+from allsuse._frozen import made as _made
 from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
 from allsuse.protocol.accounts import Account, Portfolio, money
@@ -201,6 +202,9 @@ class Engine:
         self._scenario_cache: dict[tuple[Any, ...], np.ndarray] = {}
         self._scenario_sets: dict[tuple[Any, ...], _core.ScenarioSet] = {}
         self._groups: dict[tuple[Any, ...], tuple[tuple[Bars, ...], tuple[str, ...]]] = {}
+        # Each symbol's last scenario_days returns, per Bars object (see historical_returns).
+        self._scenario_days = int(self._sec("risk").number("scenario_days", low=1))
+        self._returns: dict[int, tuple[Bars, int, np.ndarray]] = {}
         self.system_state = "ACTIVE"
         # The day the remembered cuts were last pruned (see _prune_cuts).
         self._pruned_on: dt.date | None = None
@@ -211,9 +215,10 @@ class Engine:
         self._proxy_readings: dict[tuple[str, bytes], tuple[float | None, str, str]] = {}
         # The last market view (decide's bars up to the day): the market it was made from, the day and the view.
         self._view: tuple[MarketData, dt.date, MarketData] | None = None
-        # The core's HeldPosition per position and its every field: a position unchanged since the last decision
-        # is passed again as the same object instead of a new one.
-        self._held: dict[tuple[Any, ...], _core.HeldPosition] = {}
+        # The portfolio whose valuation decisions may share (see keep_equities), and that valuation: the market view
+        # and day it was made on, each account's equity and the portfolio's.
+        self._equity_scope: Portfolio | None = None
+        self._equity_memo: tuple[MarketData, dt.date, dict[str, float], float] | None = None
         # Everything the core's decision flow reads from the configuration, compiled once per engine.
         self.decider = self._compile_decider()
 
@@ -396,6 +401,38 @@ class Engine:
         )
         return result.accounts, result.portfolio
 
+    def keep_equities(self, portfolio: Portfolio | None) -> None:
+        """Lets the decisions over `portfolio` share one valuation of every account (per market and day) until the
+        next call, for a caller that changes the portfolio only between calls (the backtest calls it again after
+        each fill, and with None when it is done). Each account's equity and the portfolio's are the very numbers
+        a decision would compute alone: the core adds each account's positions in book order either way."""
+        self._equity_scope = portfolio
+        self._equity_memo = None
+
+    def forget_equities(self) -> None:
+        """Drops the shared valuation (keep_equities): the portfolio is about to change."""
+        self._equity_memo = None
+
+    def _decision_equities(
+        self, portfolio: Portfolio, account: Account, market: MarketData, today: dt.date
+    ) -> tuple[float, float]:
+        """(the account's equity, the portfolio's) at market for one decision; shared when keep_equities allows."""
+        if self._equity_scope is portfolio:
+            memo = self._equity_memo
+            if memo is None or memo[0] is not market or memo[1] != today:
+                accounts = list(portfolio.accounts.values())
+                try:
+                    values, total = self.equities(portfolio, accounts, market, today)
+                except InvalidInputError:  # a symbol missing: the decision values its own account, naming it
+                    memo = None
+                else:
+                    memo = (market, today, {a.id: v for a, v in zip(accounts, values, strict=True)}, total)
+                self._equity_memo = memo
+            if memo is not None and account.id in memo[2]:
+                return memo[2][account.id], memo[3]
+        (equity,), total = self.equities(portfolio, [account], market, today)
+        return equity, total
+
     def vix_reading(self, market: MarketData, symbol: str) -> tuple[float | None, str, str]:
         """(VIX value, source, note): the given VIX, else the proxy of section 6, the index's realised volatility
         over `vix_proxy_window` days x 100 x `vix_proxy_ratio` (the first cash-settled index in the market, else
@@ -410,11 +447,12 @@ class Engine:
         last = close[-(window + 1) :]  # the last window only
         # The reading depends on those closes alone: kept per source and closes (exact bytes), as every decision
         # of a day reads the same.
-        key = (source, np.ascontiguousarray(last, dtype=np.float64).tobytes())
+        last = np.ascontiguousarray(last, dtype=np.float64)
+        key = (source, last.tobytes())
         reading = self._proxy_readings.get(key)
         if reading is not None:
             return reading
-        hv = float(_core.hist_vol(np.ascontiguousarray(last, dtype=np.float64), window, 252.0)[-1])
+        hv = float(_core.hist_vol(last, window, 252.0)[-1])
         if not math.isfinite(hv):
             reading = (None, "none", f"no VIX and no finite realised volatility of {source}")
         else:
@@ -480,11 +518,20 @@ class Engine:
 
     def historical_returns(self, symbols: list[str], market: MarketData) -> np.ndarray:
         """The last `scenario_days` daily joint simple returns of `symbols`, aligned on their common last dates."""
-        n = int(self._sec("risk").number("scenario_days", low=1))
+        n = self._scenario_days
         columns = []
+        kept = self._returns
         for s in symbols:
-            close = market.bars_for(s).close[-(n + 1) :]  # the returns are elementwise: only the last n needed
-            columns.append(close[1:] / close[:-1] - 1.0)
+            bars = market.bars_for(s)
+            # Kept per Bars object (immutable; the entry holds it, so its id is not reused while kept): the day's
+            # decisions read the same symbols' returns for their scenarios and tail groups.
+            entry = kept.get(id(bars))
+            if entry is None or entry[0] is not bars or entry[1] != n:
+                close = bars.close[-(n + 1) :]  # the returns are elementwise: only the last n needed
+                if len(kept) > 256:
+                    kept.clear()
+                entry = kept[id(bars)] = (bars, n, close[1:] / close[:-1] - 1.0)
+            columns.append(entry[2])
         length = min(len(c) for c in columns)
         if length < 1:
             raise InvalidInputError.of("bars", "need at least two closes per symbol for scenarios")
@@ -790,7 +837,7 @@ class _Deciding:
         self.notes: list[str] = [engine._explained(label)]
         self.warnings: list[str] = []
         # The account's and the portfolio's equity at market, each position marked once.
-        (self.equity,), self.portfolio_equity = engine.equities(portfolio, [account], market, self.today)
+        self.equity, self.portfolio_equity = engine._decision_equities(portfolio, account, market, self.today)
         if self.equity > float(account.peak):
             # The equity high-water mark is a fact of prices (section 10): kept at once.
             account.peak = money(self.equity)
@@ -815,58 +862,72 @@ class _Deciding:
 
     def _decide_in_core(self, roll_available: bool | None) -> Decision:
         e, m, today, a = self.e, self.m, self.today, self.a
-        held = self._all_positions()
-        symbols = sorted({p.symbol for p in held} | {self.symbol})
-        own = e.positions_of(self.p, a.id)
+        account_id, symbol = a.id, self.symbol
+        # One pass over the positions: which count in the portfolio's book (their account's group not merged
+        # away), the book's symbols and the account's own.
+        positions = self.p.positions
+        accounts, groups = self.p.accounts, self.p.groups
+        live: dict[str, bool] = {}
+        counts: list[bool] = []
+        book_symbols = {symbol}
+        own_symbols: list[str] = []
+        for p in positions.values():
+            owner = p.account_id
+            in_book = live.get(owner)
+            if in_book is None:
+                in_book = live[owner] = not groups[accounts[owner].group_id].merged
+            counts.append(in_book)
+            if in_book:
+                book_symbols.add(p.symbol)
+            if owner == account_id:
+                own_symbols.append(p.symbol)
+        symbols = sorted(book_symbols)
         # The tail group is measured only when the core builds a rule context (most decisions hold or make no trade);
         # when the market cannot give it, the decision that needs it fails with the very error measuring it raised.
         # The scenarios are built only when the core values an order (kept per market, like the returns they use).
-        own_symbols = [p.symbol for p in own]
         column = {s: i for i, s in enumerate(symbols)}
-        counted = {id(p) for p in held}
-        book: list[_core.HeldPosition] = []
+        # The book column by column (one core object for the whole book, not one per position).
+        rows: list[tuple[Any, ...]] = []
         quotes: dict[str, tuple[float, float]] = {}
-        for p in self.p.positions.values():
-            in_book = id(p) in counted
-            mine = p.account_id == a.id
+        sectors = m.sectors
+        for p, in_book in zip(positions.values(), counts, strict=True):
+            mine = p.account_id == account_id
             if not in_book and not mine:
                 continue
-            quote = quotes.get(p.symbol)
+            psymbol = p.symbol
+            quote = quotes.get(psymbol)
             if quote is None:
-                iv = m.iv_for(p.symbol) if mine else 0.0
-                quote = quotes[p.symbol] = (m.bars_for(p.symbol).last_close, iv)
+                iv = m.iv_for(psymbol) if mine else 0.0
+                quote = quotes[psymbol] = (m.bars_for(psymbol).last_close, iv)
             band = p.band
             roll_expiry = None
-            if mine and p.symbol == self.symbol and p.is_option and p.expiry is not None:
-                roll_expiry = next_weekly_expiry(p.expiry).toordinal()
+            expiry = p.expiry
+            if mine and psymbol == symbol and expiry is not None and p.is_option:
+                roll_expiry = next_weekly_expiry(expiry).toordinal()
                 if band is None and p.kind == "put":
                     band = self._position_band(p)
-            fields = (
-                p.id,
-                p.account_id,
-                p.symbol,
-                p.kind,
-                p.quantity,
-                p.strike,
-                p.expiry.toordinal() if p.expiry is not None else None,
-                roll_expiry,
-                p.premium,
-                p.cost_basis,
-                band[0] if band else None,
-                band[1] if band else None,
-                m.sectors.get(p.symbol, "unknown"),
-                quote[0],
-                quote[1],
-                column.get(p.symbol, 0),
-                in_book,
+            rows.append(
+                (
+                    p.id,
+                    p.account_id,
+                    psymbol,
+                    p.kind,
+                    p.quantity,
+                    p.strike,
+                    expiry.toordinal() if expiry is not None else None,
+                    roll_expiry,
+                    p.premium,
+                    p.cost_basis,
+                    band[0] if band else None,
+                    band[1] if band else None,
+                    sectors.get(psymbol, "unknown"),
+                    quote[0],
+                    quote[1],
+                    column.get(psymbol, 0),
+                    in_book,
+                )
             )
-            held_position = e._held.get(fields)
-            if held_position is None:
-                held_position = _held_position(*fields)
-                if len(e._held) > 4096:
-                    e._held.clear()
-                e._held[fields] = held_position
-            book.append(held_position)
+        book = _held_book(rows)
         rt = e._runtime_of(a.id)
         stale = 0
         for t in rt.orders:  # what a rule context prunes from the rate window, counted without pruning
@@ -923,7 +984,8 @@ class _Deciding:
             orders_last_minute=len(rt.orders) - stale,
             earnings_in_week=earnings,
             group_symbols=None,
-            book=book,
+            book=[],
+            held=book,
             column=column[self.symbol],
             trust=gate,
             cuts_done=[_core.CutDone(key=k, level=v) for k, v in rt.cut_at.items()],
@@ -944,16 +1006,18 @@ class _Deciding:
         for _ in range(core.records):  # a rejected roll's record took an id before its close
             decision_id = next(e._ids)
         cut = core.cut
-        effects = Effects(
-            a.id,
-            self.as_of,
+        effects = _made(
+            Effects,
+            account_id=a.id,
+            as_of=self.as_of,
             counts_order=core.counts_order,
             freeze_until=dt.date.fromordinal(core.freeze_until) if core.freeze_until is not None else None,
             cut_key=cut.key if cut is not None else None,
             cut_level=cut.level if cut is not None else 0,
             reducing=core.reducing,
         )
-        return Decision(
+        return _made(
+            Decision,
             id=decision_id,
             account_id=a.id,
             symbol=self.symbol,
@@ -966,7 +1030,10 @@ class _Deciding:
             order=_order_of(core.order) if core.order is not None else None,
             es_before=core.es_before,
             es_after=core.es_after,
-            compliance=tuple(RuleResult(r.code, r.severity, r.passed, r.message) for r in core.compliance),
+            compliance=tuple(
+                _made(RuleResult, code=r.code, severity=r.severity, passed=r.passed, message=r.message)
+                for r in core.compliance
+            ),
             outcome=core.outcome,
             requires_approval=core.requires_approval,
             confidence=core.confidence,
@@ -1000,33 +1067,29 @@ class _Deciding:
             band = min(bands) if bands else None
         return band
 
-    def _all_positions(self) -> list[Position]:
-        return [
-            p for p in self.p.positions.values() if not self.p.groups[self.p.accounts[p.account_id].group_id].merged
-        ]
 
-
-def _held_position(
-    id: str,
-    account_id: str,
-    symbol: str,
-    kind: str,
-    quantity: float,
-    strike: float,
-    expiry: int | None,
-    roll_expiry: int | None,
-    premium: float,
-    cost_basis: float,
-    band_low: float | None,
-    band_high: float | None,
-    sector: str,
-    last_close: float,
-    iv: float,
-    column: int,
-    in_book: bool,
-) -> _core.HeldPosition:
-    """The core's (immutable) view of one held position."""
-    return _core.HeldPosition(
+def _held_book(rows: list[tuple[Any, ...]]) -> _core.HeldBook:
+    """The core's (immutable) view of the held positions, from one row per position (HeldBook's column order)."""
+    (
+        id,
+        account_id,
+        symbol,
+        kind,
+        quantity,
+        strike,
+        expiry,
+        roll_expiry,
+        premium,
+        cost_basis,
+        band_low,
+        band_high,
+        sector,
+        last_close,
+        iv,
+        column,
+        in_book,
+    ) = zip(*rows, strict=True) if rows else ((),) * 17
+    return _core.HeldBook(
         id=id,
         account_id=account_id,
         symbol=symbol,

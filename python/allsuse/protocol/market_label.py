@@ -6,12 +6,14 @@ label.rs) with the thresholds compiled once per configuration (`ProtocolConfig.l
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from allsuse._arrays import as_vector
+from allsuse._frozen import made
 from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
 
@@ -45,7 +47,11 @@ class MarketLabel:
 
 def _is_vector(x: Any) -> bool:
     """A non-empty 1-D C-contiguous float64 array: what as_vector would return unchanged (bars' columns)."""
-    return type(x) is np.ndarray and x.dtype == np.float64 and x.ndim == 1 and x.size > 0 and x.flags.c_contiguous
+    # `is` the native float64 dtype (what bars hold); an equal dtype that is another object takes as_vector's path.
+    return type(x) is np.ndarray and x.dtype is _F64 and x.ndim == 1 and x.size > 0 and x.flags.c_contiguous
+
+
+_F64 = np.dtype(np.float64)
 
 
 def market_label(
@@ -55,10 +61,11 @@ def market_label(
     (the symbol's ATM IV; VIX/100 for an index). `volume`, when given, has the same length as `close`."""
     protocol = config or settings.default()
     closes = close if _is_vector(close) else as_vector("close", close)
-    min_bars = int(protocol.doc.section("market_label").number("min_bars", low=2))
+    min_bars = protocol.label_min_bars
     if closes.size < min_bars:
         raise InvalidInputError.of("close", f"needs at least {min_bars} daily bars, got {closes.size}")
-    if not (isinstance(iv, int | float) and np.isfinite(iv) and iv > 0):
+    # math.isfinite, not numpy's: the same answer for a Python number, without a ufunc call per label.
+    if not (isinstance(iv, int | float) and math.isfinite(iv) and iv > 0):
         raise InvalidInputError.of("iv", f"must be a finite number > 0, got {iv!r}")
     vols = None
     if volume is not None:
@@ -67,17 +74,18 @@ def market_label(
             raise InvalidInputError.of("volume", f"has {vols.size} bars, close has {closes.size}")
     # Finite prices > 0 are checked by the core, which names `close`.
     r = protocol.label_rules.label(closes, float(iv), vols)
-    return MarketLabel(
-        r.label,
-        round(r.confidence, 10),
-        {"green": r.green, "red": r.red, "chop": r.chop},
-        float(iv),
-        r.vol_regime,
-        r.trend,
-        r.trend_strength,
-        r.trend_grade,
-        r.rsi,
-        r.roc_pct,
-        r.momentum,
-        r.volume_ratio,
+    return made(
+        MarketLabel,
+        label=r.label,
+        confidence=round(r.confidence, 10),
+        scores={"green": r.green, "red": r.red, "chop": r.chop},
+        iv=float(iv),
+        vol_regime=r.vol_regime,
+        trend=r.trend,
+        trend_strength=r.trend_strength,
+        trend_grade=r.trend_grade,
+        rsi=r.rsi,
+        roc_pct=r.roc_pct,
+        momentum=r.momentum,
+        volume_ratio=r.volume_ratio,
     )

@@ -190,6 +190,11 @@ class ProtocolConfig:
         """The market label's thresholds (section 2), compiled by the core once per configuration."""
         return compile_label_rules(self.doc.section("market_label"))
 
+    @functools.cached_property
+    def label_min_bars(self) -> int:
+        """The bars a market label needs at least (`market_label.min_bars`), read once per configuration."""
+        return int(self.doc.section("market_label").number("min_bars", low=2))
+
 
 def compile_label_rules(cfg: Section) -> _core.LabelRules:
     """Compiles `market_label` into the core's label table; a bad value names its key path."""

@@ -165,6 +165,110 @@ impl HeldPosition {
     }
 }
 
+/// A whole book given column by column (one value per position in each column, the fields of `HeldPosition`):
+/// the positions of one decision without a Python object per position. A column of another length, a bad kind
+/// or half a band is named with the position's index.
+#[pyclass(frozen, module = "allsuse._core")]
+pub struct HeldBook {
+    inner: Vec<flow::Holding>,
+}
+
+#[pymethods]
+impl HeldBook {
+    #[new]
+    #[pyo3(signature = (
+        *, id, account_id, symbol, kind, quantity, strike, expiry, roll_expiry, premium, cost_basis, band_low,
+        band_high, sector, last_close, iv, column, in_book
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        id: Vec<String>,
+        account_id: Vec<String>,
+        symbol: Vec<String>,
+        kind: Vec<String>,
+        quantity: Vec<f64>,
+        strike: Vec<f64>,
+        expiry: Vec<Option<i64>>,
+        roll_expiry: Vec<Option<i64>>,
+        premium: Vec<f64>,
+        cost_basis: Vec<f64>,
+        band_low: Vec<Option<f64>>,
+        band_high: Vec<Option<f64>>,
+        sector: Vec<String>,
+        last_close: Vec<f64>,
+        iv: Vec<f64>,
+        column: Vec<usize>,
+        in_book: Vec<bool>,
+    ) -> PyResult<Self> {
+        let n = id.len();
+        for (name, len) in [
+            ("account_id", account_id.len()),
+            ("symbol", symbol.len()),
+            ("kind", kind.len()),
+            ("quantity", quantity.len()),
+            ("strike", strike.len()),
+            ("expiry", expiry.len()),
+            ("roll_expiry", roll_expiry.len()),
+            ("premium", premium.len()),
+            ("cost_basis", cost_basis.len()),
+            ("band_low", band_low.len()),
+            ("band_high", band_high.len()),
+            ("sector", sector.len()),
+            ("last_close", last_close.len()),
+            ("iv", iv.len()),
+            ("column", column.len()),
+            ("in_book", in_book.len()),
+        ] {
+            if len != n {
+                return Err(CoreError::invalid(
+                    name,
+                    format!("has {len} values for {n} positions"),
+                ))
+                .py_err(py);
+            }
+        }
+        let mut inner = Vec::with_capacity(n);
+        let columns = id
+            .into_iter()
+            .zip(account_id)
+            .zip(symbol)
+            .zip(sector)
+            .enumerate();
+        for (i, (((id, account_id), symbol), sector)) in columns {
+            let kind = PositionKind::parse(&kind[i])
+                .map_err(|e| CoreError::invalid(format!("kind[{i}]"), e.reason().to_string()))
+                .py_err(py)?;
+            inner.push(flow::Holding {
+                id,
+                account_id,
+                symbol,
+                kind,
+                quantity: quantity[i],
+                strike: strike[i],
+                expiry: expiry[i],
+                roll_expiry: roll_expiry[i],
+                premium: premium[i],
+                cost_basis: cost_basis[i],
+                // The field is named with the index only for the error.
+                band: band_of("band", band_low[i], band_high[i])
+                    .map_err(|e| CoreError::invalid(format!("band[{i}]"), e.reason().to_string()))
+                    .py_err(py)?,
+                sector,
+                last_close: last_close[i],
+                iv: iv[i],
+                column: column[i],
+                in_book: in_book[i],
+            });
+        }
+        Ok(HeldBook { inner })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+}
+
 /// One strike of a given option chain.
 #[pyclass(frozen, get_all, module = "allsuse._core")]
 #[derive(Clone)]
@@ -269,7 +373,7 @@ impl DecisionInput {
         sector, label, label_confidence, notes, today, weekday, entry_expiry, frozen_until, spot, iv, rate, days,
         high, low, close, protection_level, drawdown, vix, vix_multiplier, vix_state, system_state,
         orders_last_minute, earnings_in_week, group_symbols, book, column, trust, cuts_done, roll_available,
-        chain_puts=Vec::new(), chain_calls=Vec::new()
+        chain_puts=Vec::new(), chain_calls=Vec::new(), held=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -314,6 +418,7 @@ impl DecisionInput {
         roll_available: Option<bool>,
         chain_puts: Vec<PyRef<'_, ChainQuote>>,
         chain_calls: Vec<PyRef<'_, ChainQuote>>,
+        held: Option<PyRef<'_, HeldBook>>,
     ) -> PyResult<Self> {
         let inner = flow::DecisionInput {
             account_id,
@@ -352,7 +457,12 @@ impl DecisionInput {
             orders_last_minute,
             earnings_in_week,
             group_symbols,
-            book: book.iter().map(|h| h.inner.clone()).collect(),
+            // `book`'s positions, then `held`'s (a book given column by column).
+            book: book
+                .iter()
+                .map(|h| h.inner.clone())
+                .chain(held.iter().flat_map(|b| b.inner.iter().cloned()))
+                .collect(),
             column,
             trust: trust.inner,
             cuts_done: cuts_done
@@ -737,6 +847,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AccountRules>()?;
     m.add_class::<Decider>()?;
     m.add_class::<HeldPosition>()?;
+    m.add_class::<HeldBook>()?;
     m.add_class::<TrustGate>()?;
     m.add_class::<DecisionInput>()?;
     m.add_class::<CoreOrder>()?;

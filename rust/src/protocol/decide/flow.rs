@@ -972,9 +972,7 @@ impl Deciding<'_> {
         if i.close.len() <= period {
             return Ok(None);
         }
-        let v = *crate::indicators::atr(&i.high, &i.low, &i.close, period)?
-            .last()
-            .unwrap_or(&f64::NAN);
+        let v = crate::indicators::atr_last(&i.high, &i.low, &i.close, period)?;
         Ok((v.is_finite() && v > 0.0).then_some(v))
     }
 
