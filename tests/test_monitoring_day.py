@@ -23,22 +23,17 @@ from allsuse.server.app import Service
 from allsuse.server.marketdata import book_market
 from allsuse.server.portfolios import PortfolioRepository
 from allsuse.store import equity as marks
-from allsuse.store import market as stored
 from allsuse.v1 import (
     decision_pb2,
     market_pb2,
     market_pb2_grpc,
     monitor_pb2,
     monitor_pb2_grpc,
-    portfolio_pb2,
-    portfolio_pb2_grpc,
 )
-from tests.rpc_support import ROOT, TIMEOUT, money, service_config
+from tests.day_support import DATA, DAY, EPOCH, seed_day
+from tests.rpc_support import TIMEOUT, service_config
 
 ET = ZoneInfo("America/New_York")
-DATA = ROOT.parent / "shared" / "data"
-DAY = dt.date(2018, 2, 5)
-EPOCH = dt.date(1970, 1, 1)
 
 
 @pytest.mark.skipif(not (DATA / "sp500_daily_2009_2018.csv").exists(), reason="../shared/data is not beside the repo")
@@ -55,28 +50,9 @@ def test_a_simulated_trading_day(tmp_path: Path) -> None:
         await service.start()
         try:
             db = store.store
-            # The feed before the open: the history to Friday's close and the VIX to date.
-            rows = list(zip(sp.days[:before].tolist(), *(c[:before].tolist() for c in sp.columns), strict=True))
-            db.write(lambda tx: stored.put_bars(tx, "SP500", rows, replace=False, actor="feed"))
-            db.write(
-                lambda tx: [
-                    stored.put_quotes(tx, d, {stored.MARKET_WIDE: {"vix": v}}, replace=False, actor="feed")
-                    for d, v in vix.items()
-                    if d < day
-                ]
-            )
+            # The feed before the open (the history to Friday's close and the VIX to date) and the book.
+            await seed_day(service, dt.datetime(2018, 2, 1, 9, 30))
             async with grpc.aio.insecure_channel(service.server.address) as channel:
-                portfolios = portfolio_pb2_grpc.PortfolioServiceStub(channel)
-                created = portfolio_pb2.CreatePortfolioRequest(portfolio_id="day", total=money(1_000_000))
-                created.at.FromDatetime(dt.datetime(2018, 2, 1, 9, 30))
-                await portfolios.CreatePortfolio(created, timeout=TIMEOUT)
-                for account, strike in (("day/gen-1", 2650.0), ("day/rev-1", 2600.0)):
-                    fill = portfolio_pb2.RecordFillRequest(
-                        portfolio_id="day", account_id=account, symbol="SP500", kind="put", side="sell_to_open",
-                        strike=strike, expiry="2018-02-09", quantity=1, price=money(12.0),
-                    )  # fmt: skip
-                    fill.at.FromDatetime(dt.datetime(2018, 2, 2, 15, 0))
-                    await portfolios.RecordFill(fill, timeout=TIMEOUT)
                 # The session, minute by minute; the day's bar and VIX arrive at the close.
                 feed = market_pb2_grpc.MarketDataServiceStub(channel)
                 moment = dt.datetime(2018, 2, 5, 9, 29, tzinfo=ET)

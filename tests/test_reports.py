@@ -40,7 +40,6 @@ from allsuse.server.app import Service
 from allsuse.server.marketdata import book_market
 from allsuse.server.portfolios import PortfolioRepository
 from allsuse.store import equity as marks
-from allsuse.store import market as stored
 from allsuse.v1 import (
     decision_pb2,
     decision_pb2_grpc,
@@ -51,14 +50,12 @@ from allsuse.v1 import (
     portfolio_pb2,
     portfolio_pb2_grpc,
 )
+from tests.day_support import DATA, DAY, EPOCH, seed_day
 from tests.rpc_support import ROOT, TIMEOUT, serve, service_config
 from tests.rpc_support import money as money_in
 from tests.test_backtest_report import CHROMIUM_TIMEOUT, _chromium, _chromium_args, _text
 
 ET = ZoneInfo("America/New_York")
-DATA = ROOT.parent / "shared" / "data"
-DAY = dt.date(2018, 2, 5)  # a Monday; the history runs to the Friday before
-EPOCH = dt.date(1970, 1, 1)
 CLOSE = dt.datetime(2018, 2, 5, 16, 15)
 needs_data = pytest.mark.skipif(
     not (DATA / "sp500_daily_2009_2018.csv").exists(), reason="../shared/data is not beside the repo"
@@ -156,35 +153,11 @@ async def _day_service(tmp_path: Path, clock: ManualClock | None = None) -> Asyn
     """A running service holding the S&P 500 history to Friday 2018-02-02 and the VIX, a portfolio "day" with a
     short put in Gen-Acc and one in Rev-Acc, and daily equity marks of the five sessions before Monday 2018-02-05
     (earlier sweeps' record: the metrics need three)."""
-    sp = read_market_file(DATA / "sp500_daily_2009_2018.csv").series[0]
-    vix = dict(read_market_file(DATA / "vix_daily_2014_2018.csv").vix)
-    day = (DAY - EPOCH).days
-    before = int((sp.days < day).sum())
     service = Service(service_config(tmp_path), clock=clock)
     await service.start()
     try:
         db = service.deps.store
-        rows = list(zip(sp.days[:before].tolist(), *(c[:before].tolist() for c in sp.columns), strict=True))
-        db.write(lambda tx: stored.put_bars(tx, "SP500", rows, replace=False, actor="feed"))
-        db.write(
-            lambda tx: [
-                stored.put_quotes(tx, d, {stored.MARKET_WIDE: {"vix": v}}, replace=False, actor="feed")
-                for d, v in vix.items()
-                if d < day
-            ]
-        )
-        async with grpc.aio.insecure_channel(service.server.address) as channel:
-            portfolios = portfolio_pb2_grpc.PortfolioServiceStub(channel)
-            created = portfolio_pb2.CreatePortfolioRequest(portfolio_id="day", total=money_in(1_000_000))
-            created.at.FromDatetime(dt.datetime(2018, 1, 26, 9, 30))
-            await portfolios.CreatePortfolio(created, timeout=TIMEOUT)
-            for account, strike in (("day/gen-1", 2650.0), ("day/rev-1", 2600.0)):
-                fill = portfolio_pb2.RecordFillRequest(
-                    portfolio_id="day", account_id=account, symbol="SP500", kind="put", side="sell_to_open",
-                    strike=strike, expiry="2018-02-09", quantity=1, price=money_in(12.0),
-                )  # fmt: skip
-                fill.at.FromDatetime(dt.datetime(2018, 2, 2, 15, 0))
-                await portfolios.RecordFill(fill, timeout=TIMEOUT)
+        await seed_day(service, dt.datetime(2018, 1, 26, 9, 30))
         earlier = [(DAY - EPOCH).days - n for n in (7, 6, 5, 4, 3)]  # Mon 29 Jan .. Fri 2 Feb
         factors = [1.0, 1.004, 0.997, 1.006, 0.992]
         p = PortfolioRepository(db).load("day").portfolio
