@@ -58,15 +58,20 @@ def serve(
         wait_serving(address, proc)
         yield address, proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop(proc)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """Ends a child process: SIGTERM, then SIGKILL after `grace` seconds; waits for it either way."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 def service_config(tmp_path: Path, **env: str) -> config.Config:

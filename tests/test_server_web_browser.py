@@ -18,6 +18,7 @@ import numpy as np
 import websocket
 from PIL import Image
 
+from tests.rpc_support import stop
 from tests.web_support import (
     ServiceThread,
     decide,
@@ -207,11 +208,6 @@ def test_the_operator_page_in_chromium(tmp_path: Path) -> None:
             print(f"screenshots in {tmp_path}; alert shown {elapsed * 1000:.0f} ms after it was raised")
         finally:
             page.close()
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            stop(proc)
             if proc.stderr is not None:
                 proc.stderr.close()

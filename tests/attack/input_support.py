@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from allsuse.store import Store
-from tests.rpc_support import ROOT, bearer, free_port
+from tests.rpc_support import ROOT, bearer, free_port, stop
 
 TIMEOUT = 10.0
 
@@ -103,13 +102,7 @@ def serve_logged(
         _wait_serving(address, proc, log_path)
         yield Server(address, proc, log_path, tokens)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop(proc)
 
 
 def status_line(pid: int, key: str) -> int:
