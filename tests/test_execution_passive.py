@@ -104,8 +104,8 @@ def test_a_resting_limit_at_mid_fills_over_time_in_expectation_at_its_limit() ->
         half = 1.5 * spread_share("put", 0.45, 100.0, 95.0, params) / 2
         sigma = broker._books[PUT.key].sigma_daily
         moved = 1.5 * (1 - permanent_share(1, 3900.0, sigma, 0.314))
-        # Unfilled in expectation: 20 - 2 pi contracts bear alpha h (2 pi) between them, the mid moves away (down).
-        drift = 0.5 * half * 2 * pi / (20 - 2 * pi)
+        # The 19 contracts still to trade bear alpha h (2 pi) between them: the mid moves away from the sale (down).
+        drift = 0.5 * half * 2 * pi / 19
         assert (await broker.quote(PUT)).mid == pytest.approx(moved - drift, rel=1e-12)
         for _ in range(60):
             if state.done:
