@@ -152,7 +152,9 @@ def _marketable(side: str, limit: float, mid: float, spread: float) -> bool:
 
 def test_an_emergency_never_posts_passively_a_normal_order_does_first() -> None:
     async def go(urgency: str) -> tuple[ParentOrder, float]:
-        broker = PaperBroker(MarketParams(**FLAT), seed=21)
+        # Expected costs (the mid moves only by impact): a marketable limit stays marketable, so every fill of an
+        # order that never posts passively crosses the spread.
+        broker = PaperBroker(MarketParams(**FLAT), seed=21, noise=False)
         engine = ExecutionEngine(broker, Schedule(RATES, slice_contracts=10))
         spread = (await broker.quote(PUT)).spread
         return await _work(engine, broker, ParentOrder("e", PUT, "BUY", 30, urgency=urgency)), spread
@@ -172,7 +174,7 @@ def test_escalation_reaches_a_marketable_limit_before_the_horizon() -> None:
     async def go(horizon: int) -> tuple[ParentOrder, float]:
         # Nothing fills passively (intensity 0): only escalation can fill the order.
         params = MarketParams(option_daily_volume=39_000.0, profile_curvature=0.0, passive_fill_intensity=0.0)
-        broker = PaperBroker(params, seed=2)
+        broker = PaperBroker(params, seed=2, noise=False)
         sched = Schedule(RATES, replace_timeout_minutes=5)
         engine = ExecutionEngine(broker, sched, horizon_minutes=horizon)
         spread = (await broker.quote(PUT)).spread
