@@ -55,8 +55,12 @@ def test_fill_intensity_probability_and_adverse_drift_against_hand_computed_valu
     # Poisson: at least one fill in a minute, 1 - e^-lambda.
     assert fill_probability(1.0) == pytest.approx(0.6321205588285577, rel=1e-12)
     assert fill_probability(0.0) == 0.0
-    # Unfilled, the mid moves away by alpha h pi / (1 - pi): 0.5 x 0.02 x 0.5 / 0.5 = 0.01.
-    assert adverse_drift(0.5, 0.02, 0.5) == pytest.approx(0.01, rel=1e-12)
+    # A fill moves the mid by a = alpha h = 0.5 x 0.02 = 0.01 (log) against it; unfilled (pi = 0.5) it moves away
+    # by ln((1 - 0.5 e^-0.01) / 0.5) = ln(2 - e^-0.01) = 0.0099009892901..., so 0.5 e^-0.01 + 0.5 e^b = 1.
+    b = adverse_drift(0.5, 0.02, 0.5)
+    assert b == pytest.approx(math.log(2 - math.exp(-0.01)), rel=1e-12)
+    assert b == pytest.approx(0.0099009892901, rel=1e-9)
+    assert 0.5 * math.exp(-0.01) + 0.5 * math.exp(b) == pytest.approx(1.0, rel=1e-15)
     assert adverse_drift(0.5, 0.02, 0.0) == 0.0
     for bad in (-0.1, float("nan")):
         with pytest.raises(InvalidInputError) as err:
@@ -105,8 +109,8 @@ def test_a_resting_limit_at_mid_fills_over_time_in_expectation_at_its_limit() ->
         sigma = broker._books[PUT.key].sigma_daily
         moved = 1.5 * (1 - permanent_share(1, 3900.0, sigma, 0.314))
         # The 19 contracts still to trade bear alpha h (2 pi) between them: the mid moves away from the sale (down).
-        drift = 0.5 * half * 2 * pi / 19
-        assert (await broker.quote(PUT)).mid == pytest.approx(moved - drift, rel=1e-12)
+        drift = 0.5 * spread_share("put", 0.45, 100.0, 95.0, params) / 2 * 2 * pi / 19
+        assert (await broker.quote(PUT)).mid == pytest.approx(moved * math.exp(-drift), rel=1e-12)
         for _ in range(60):
             if state.done:
                 break

@@ -19,9 +19,9 @@ Every function here is pure and small, so each can be checked against a hand-com
   touch; 0 at mid) is filled at rate lambda(delta) = A exp(-k delta / h) a minute (the fill intensity of Avellaneda
   and Stoikov 2008, used for liquidation with limit orders by Gueant, Lehalle and Fernandez-Tapia 2012), so with
   probability 1 - exp(-lambda) in a minute (Poisson); adverse selection: a fill comes with a move of the mid of
-  alpha x h against the filled order and a minute without one with a move of alpha h pi / (1 - pi) away from the
-  resting order, so that the mid stays a martingale (Glosten and Milgrom 1985): in expectation every unit filled
-  passively costs alpha h of the spread it captured.
+  alpha x h (a share of mid, as a log move) against the filled order and a minute without one with the move away
+  from the resting order that keeps the mid a martingale (Glosten and Milgrom 1985): to first order every unit
+  filled passively costs alpha h of the spread it captured.
 """
 
 from __future__ import annotations
@@ -174,12 +174,14 @@ def fill_probability(intensity: float, minutes: float = 1.0) -> float:
     return -math.expm1(-intensity * minutes)
 
 
-def adverse_drift(share: float, half_spread: float, probability: float) -> float:
-    """How far the mid moves away from a resting order in a minute it was not filled: alpha h pi / (1 - pi), the
-    move that keeps the mid a martingale when a fill (probability pi) comes with a move of alpha h against it."""
+def adverse_drift(share: float, half_spread_share: float, probability: float) -> float:
+    """The log move of the mid away from a resting order in a minute it was not filled: when a fill (probability
+    pi) comes with a move of a = alpha x h (h as a share of mid) against it, exp(-a), the minute without one moves it
+    by b = ln((1 - pi exp(-a)) / (1 - pi)), so that pi exp(-a) + (1 - pi) exp(b) = 1: the mid stays a martingale."""
     if not 0 <= probability < 1:
         raise InvalidInputError.of("probability", f"must be in [0, 1), got {probability!r}")
-    return share * half_spread * probability / (1 - probability)
+    jump = share * half_spread_share
+    return math.log((1 - probability * math.exp(-jump)) / (1 - probability))
 
 
 def _positive(value: float, name: str) -> None:

@@ -248,6 +248,9 @@ class PaperBroker:
         p = self.params
         half = book.spread / 2
         distance = sign * (book.mid - order.limit_price)  # h at the near touch, 0 at mid
+        # Adverse selection is a share of the model's spread, not of the tick that may floor it (a one-tick spread
+        # of a cheap option is wide for want of a smaller price step, not for information): alpha h as a share.
+        informed = p.adverse_selection_share * book.spread_share / 2
         if p.passive_fill_intensity <= 0 or distance <= -half:
             return None  # no passive flow, or a limit at the far touch that its impact keeps from filling
         pi = min(fill_probability(fill_intensity(distance, half, p.passive_fill_intensity, p.passive_fill_decay)),
@@ -265,8 +268,8 @@ class PaperBroker:
             self._credit[cid] -= quantity
             fill = self._fill(state, book, sign, quantity, order.limit_price, 0.0, passive=True) if quantity else None
             if not state.done:  # the units still to trade bear alpha h of each unit expected to have filled
-                drift = sign * p.adverse_selection_share * half * expected / state.remaining
-                book.mid += drift
+                drift = sign * informed * expected / state.remaining
+                book.mid *= math.exp(drift)
                 self._drift[cid] += drift
             return fill
         chunk_units = min(state.remaining, int(self._allowance[cid] + 1e-9)) if capped else state.remaining
@@ -274,9 +277,9 @@ class PaperBroker:
             return None
         if float(self._draws[cid].random()) < pi:
             fill = self._fill(state, book, sign, chunk_units, order.limit_price, 0.0, passive=True)
-            book.mid -= sign * p.adverse_selection_share * half  # the flow that filled it moves the mid against it
+            book.mid *= math.exp(-sign * informed)  # the flow that filled it moves the mid against it
             return fill
-        book.mid += sign * adverse_drift(p.adverse_selection_share, half, pi)
+        book.mid *= math.exp(sign * adverse_drift(p.adverse_selection_share, book.spread_share / 2, pi))
         return None
 
     def _fill(
@@ -307,7 +310,7 @@ class PaperBroker:
         cid = state.order.client_order_id
         drift = self._drift.get(cid, 0.0)
         if drift:
-            self._books[state.order.instrument.key].mid -= drift
+            self._books[state.order.instrument.key].mid *= math.exp(-drift)
             self._drift[cid] = 0.0
 
     def _get(self, client_order_id: str) -> OrderState:
