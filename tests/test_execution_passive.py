@@ -105,7 +105,6 @@ def test_a_resting_limit_at_mid_fills_over_time_in_expectation_at_its_limit() ->
         # pi = 1 - e^-1 of a chunk of 2 (20% of 10): 1.264 expected, 1 whole contract filled at the limit.
         pi = 1 - math.exp(-1.0)
         assert fill.quantity == 1 and fill.price == 1.5 and fill.impact_share == 0.0 and fill.passive
-        half = 1.5 * spread_share("put", 0.45, 100.0, 95.0, params) / 2
         sigma = broker._books[PUT.key].sigma_daily
         moved = 1.5 * (1 - permanent_share(1, 3900.0, sigma, 0.314))
         # The 19 contracts still to trade bear alpha h (2 pi) between them: the mid moves away from the sale (down).

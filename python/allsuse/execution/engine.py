@@ -5,7 +5,8 @@ the urgency's participation rate of the market's volume and limited inside the R
 sent. A child of a normal or risk-reduction order first rests passively (at the near touch, then at mid; risk
 reduction at mid only; an emergency never), and escalates: a child still unfilled `replace_timeout_minutes` after
 it was priced is cancel-replaced at the next passive price and then at a limit across the spread around the mid of
-that minute, always before the parent's horizon. Immediate: one marketable order for the whole quantity at the collar's edge.
+that minute, always before the parent's horizon. Immediate: one marketable order for the whole quantity at the
+collar's edge.
 
 Each parent records implementation shortfall against the arrival mid, slippage against the interval's VWAP and
 TWAP of the market (the mids of the minutes it worked, by volume and plainly), the model impact paid and the

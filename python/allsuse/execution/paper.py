@@ -13,12 +13,12 @@ with a move away from the resting order that keeps the mid a martingale (allsuse
 
 With `noise=False` the mid moves only by impact and by the expected adverse selection: the run gives the expected
 cost of an execution without the luck of the path (the bench's "expected" figures). A resting order then fills its
-expected quantity pi x chunk each minute (accumulated, filled in whole units when the sum rounds to one, at its limit), and the mid moves away
-from it so that the units of the order still to trade bear alpha h for every unit expected to have filled
-passively, the expected cost of adverse selection (the minute an order's last unit fills has no units left to bear
-it: that minute's share is not charged); when the order ends this drift is taken back (the mid is a martingale: in
-expectation it is where it was). With `noise=True` fills and moves are drawn, from a generator seeded by the
-broker's seed and the client order id.
+expected quantity pi x chunk each minute (accumulated, filled in whole units when the sum rounds to one, at its
+limit), and the mid moves away from it so that the units of the order still to trade bear alpha h for every unit
+expected to have filled passively, the expected cost of adverse selection (the minute an order's last unit fills
+has no units left to bear it: that minute's share is not charged); when the order ends this drift is taken back
+(the mid is a martingale: in expectation it is where it was). With `noise=True` fills and moves are drawn, from a
+generator seeded by the broker's seed and the client order id.
 """
 
 from __future__ import annotations
@@ -139,7 +139,9 @@ class PaperBroker:
         self._allowance[order.client_order_id] = 0.0
         self._credit[order.client_order_id] = 0.0
         self._drift[order.client_order_id] = 0.0
-        self._draws[order.client_order_id] = np.random.default_rng([self.seed, zlib.crc32(order.client_order_id.encode())])
+        self._draws[order.client_order_id] = np.random.default_rng(
+            [self.seed, zlib.crc32(order.client_order_id.encode())]
+        )
         return state
 
     async def cancel(self, client_order_id: str) -> OrderState:

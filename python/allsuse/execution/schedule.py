@@ -90,7 +90,9 @@ class Schedule:
         for urgency in PASSIVE_STEPS:
             steps = self.passive_steps.get(urgency)
             if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= len(PASSIVE_LEVELS):
-                raise InvalidInputError.of(f"passive_steps_{urgency}", f"must be 0-{len(PASSIVE_LEVELS)}, got {steps!r}")
+                raise InvalidInputError.of(
+                    f"passive_steps_{urgency}", f"must be 0-{len(PASSIVE_LEVELS)}, got {steps!r}"
+                )
         if self.passive_steps["risk_reduction"] > self.passive_steps["normal"]:
             raise InvalidInputError.of(
                 "passive_steps_risk_reduction", "must be at most passive_steps_normal (risk reduction waits less)"
@@ -162,4 +164,13 @@ class Schedule:
         return abs(limit - mid) <= self.collar * mid * (1 + 1e-12)
 
 
-__all__ = ["COLLAR_RULE", "PASSIVE_LEVELS", "PASSIVE_STEPS", "URGENCIES", "Schedule", "collar_params", "collar_share", "urgency_of"]
+__all__ = [
+    "COLLAR_RULE",
+    "PASSIVE_LEVELS",
+    "PASSIVE_STEPS",
+    "URGENCIES",
+    "Schedule",
+    "collar_params",
+    "collar_share",
+    "urgency_of",
+]
