@@ -250,6 +250,11 @@ class ExecutionConfig:
     stock_spread: float = 0.0002
     stock_spread_iv: float = 0.0005
     profile_curvature: float = 2.0
+    passive_fill_intensity: float = 1.0
+    passive_fill_decay: float = 1.0
+    adverse_selection_share: float = 0.5
+    passive_steps_normal: int = 2
+    passive_steps_risk_reduction: int = 1
     participation_normal: float = 0.1
     participation_risk_reduction: float = 0.25
     participation_emergency: float = 0.5
@@ -423,6 +428,11 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "stock_spread": _Key(float, _range(0.0, 0.1)),
         "stock_spread_iv": _Key(float, _range(0.0, 0.1)),
         "profile_curvature": _Key(float, _range(0.0, 100.0)),
+        "passive_fill_intensity": _Key(float, _range(0.0, 1000.0)),
+        "passive_fill_decay": _Key(float, _range(0.0, 100.0)),
+        "adverse_selection_share": _Key(float, _range(0.0, 10.0)),
+        "passive_steps_normal": _Key(int, _range(0, 2)),
+        "passive_steps_risk_reduction": _Key(int, _range(0, 2)),
         "participation_normal": _Key(float, _range(0.001, 1.0)),
         "participation_risk_reduction": _Key(float, _range(0.001, 1.0)),
         "participation_emergency": _Key(float, _range(0.001, 1.0)),
@@ -635,12 +645,18 @@ def _validated(name: str, typed: dict[str, dict[str, Any]], origins: dict[str, d
 
 
 def _execution(raw: dict[str, Any]) -> ExecutionConfig:
-    """The execution section; participation rates ordered normal <= risk_reduction <= emergency."""
+    """The execution section; participation rates ordered normal <= risk_reduction <= emergency, passive steps
+    risk_reduction <= normal."""
     if not raw["participation_normal"] <= raw["participation_risk_reduction"] <= raw["participation_emergency"]:
         raise InvalidInputError.of(
             "execution.participation_risk_reduction",
             "must lie between execution.participation_normal and execution.participation_emergency "
             "(risk reduction works at least as fast as a normal order, an emergency fastest)",
+        )
+    if raw["passive_steps_risk_reduction"] > raw["passive_steps_normal"]:
+        raise InvalidInputError.of(
+            "execution.passive_steps_risk_reduction",
+            "must be at most execution.passive_steps_normal (risk reduction rests passively no longer than normal)",
         )
     return ExecutionConfig(**raw)
 

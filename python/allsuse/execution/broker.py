@@ -116,7 +116,8 @@ class OrderState:
 
 @dataclass(frozen=True)
 class Fill:
-    """One execution: `impact_share` is the model's temporary impact paid (paper broker; 0 when unknown)."""
+    """One execution: `impact_share` is the model's temporary impact paid (paper broker; 0 when unknown);
+    `passive`: the order was filled resting (at its limit, by the other side's flow), not by crossing the spread."""
 
     fill_id: str
     client_order_id: str
@@ -125,6 +126,7 @@ class Fill:
     mid: float
     minute: int
     impact_share: float = 0.0
+    passive: bool = False
 
 
 @dataclass(frozen=True)

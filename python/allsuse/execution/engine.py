@@ -2,8 +2,11 @@
 
 Adaptive: the parent is cut into child orders of at most `slice_contracts`, one working at a time, each capped at
 the urgency's participation rate of the market's volume and limited inside the R13 collar of the mid when it is
-sent; a child still unfilled `replace_timeout_minutes` after it was priced is cancel-replaced at a limit around
-the mid of that minute. Immediate: one marketable order for the whole quantity at the collar's edge.
+sent. A child of a normal or risk-reduction order first rests passively (at the near touch, then at mid; risk
+reduction at mid only; an emergency never), and escalates: a child still unfilled `replace_timeout_minutes` after
+it was priced is cancel-replaced at the next passive price and then at a limit across the spread around the mid of
+that minute, always before the parent's horizon. Immediate: one marketable order for the whole quantity at the
+collar's edge.
 
 Each parent records implementation shortfall against the arrival mid, slippage against the interval's VWAP and
 TWAP of the market (the mids of the minutes it worked, by volume and plainly), the model impact paid and the
@@ -67,6 +70,9 @@ class ParentOrder:
     started_minute: int = 0
     seen: set[str] = field(default_factory=set)
     limits: list[tuple[float, float]] = field(default_factory=list)  # (limit, mid when priced) of every child
+    passive_filled: int = 0  # units filled resting (passively), not by crossing
+    plan: list[str] = field(default_factory=list)  # the current child's passive prices (allsuse.execution.schedule)
+    stage: int = 0  # the current child's step in `plan`; past it the child crosses the spread
 
     @property
     def sign(self) -> float:
@@ -127,6 +133,7 @@ class ParentOrder:
             "children": self.children,
             "replaces": self.replaces,
             "minutes_worked": len(self.minutes),
+            "passive_contracts": self.passive_filled,
         }
 
 
@@ -205,7 +212,12 @@ class ExecutionEngine:
         else:
             size = self.schedule.slices(remaining, parent.instrument.kind)[0]
             participation = self.schedule.rate(parent.urgency)
-            limit = self._limit(parent, quote.mid, quote.spread, parent.urgency)
+            left = self.horizon_minutes - (quote.minute - parent.started_minute)
+            parent.plan = self.schedule.passive_plan(
+                parent.urgency, quote.mid, quote.spread, parent.instrument.kind, left
+            )
+            parent.stage = 0
+            limit = self._priced(parent, quote.mid, quote.spread)
         parent.children += 1
         child_id = f"{parent.client_order_id}.{parent.children}"
         order = BrokerOrder(child_id, parent.instrument, parent.side, size, limit, participation)
@@ -218,6 +230,12 @@ class ExecutionEngine:
             await self._finish(parent, REJECTED)
         elif self.on_change is not None:
             await self.on_change(parent)
+
+    def _priced(self, parent: ParentOrder, mid: float, spread: float) -> float:
+        """The adaptive child's limit at its stage: a passive price of its plan, then one crossing the spread."""
+        if parent.stage < len(parent.plan):
+            return self.schedule.passive_price(parent.side, mid, spread, parent.plan[parent.stage])
+        return self._limit(parent, mid, spread, parent.urgency)
 
     def _limit(self, parent: ParentOrder, mid: float, spread: float, urgency: str) -> float:
         closing = parent.closing and parent.instrument.kind != "stock"
@@ -236,6 +254,8 @@ class ExecutionEngine:
         parent.filled += fill.quantity
         parent.notional += fill.price * fill.quantity
         parent.impact_paid += fill.impact_share * fill.quantity
+        if fill.passive:
+            parent.passive_filled += fill.quantity
         per = self.commission_per_share if parent.instrument.kind == "stock" else self.commission_per_contract
         parent.commission += per * fill.quantity
         if parent.filled >= parent.contracts:
@@ -265,7 +285,8 @@ class ExecutionEngine:
             if parent.mode == "adaptive" and quote.minute - parent.child_priced_minute >= (
                 self.schedule.replace_timeout_minutes
             ):
-                limit = self._limit(parent, quote.mid, quote.spread, parent.urgency)
+                parent.stage += 1  # escalates: the next passive price, then across the spread
+                limit = self._priced(parent, quote.mid, quote.spread)
                 await self.broker.replace(parent.child_id, limit_price=limit)
                 parent.replaces += 1
                 parent.child_priced_minute = quote.minute

@@ -14,7 +14,14 @@ Every function here is pure and small, so each can be checked against a hand-com
   neither adds nor removes permanent impact: Huberman and Stanzl 2004; gamma 0.314 as estimated by Almgren, Thum,
   Hauptmann and Li 2005);
 - the spread in price is never under one tick: 0.01 for an option under $3, 0.05 from $3 (as the backtest's cost
-  model, allsuse.backtest.costs), 0.01 for a share.
+  model, allsuse.backtest.costs), 0.01 for a share;
+- passive fills: a resting limit order delta from mid on its own side (delta = h, the half spread, at the near
+  touch; 0 at mid) is filled at rate lambda(delta) = A exp(-k delta / h) a minute (the fill intensity of Avellaneda
+  and Stoikov 2008, used for liquidation with limit orders by Gueant, Lehalle and Fernandez-Tapia 2012), so with
+  probability 1 - exp(-lambda) in a minute (Poisson); adverse selection: a fill comes with a move of the mid of
+  alpha x h (a share of mid, as a log move) against the filled order and a minute without one with the move away
+  from the resting order that keeps the mid a martingale (Glosten and Milgrom 1985): to first order every unit
+  filled passively costs alpha h of the spread it captured.
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ class MarketParams:
     stock_spread: float = 0.0002
     stock_spread_iv: float = 0.0005
     profile_curvature: float = 2.0
+    passive_fill_intensity: float = 1.0
+    passive_fill_decay: float = 1.0
+    adverse_selection_share: float = 0.5
 
     def __post_init__(self) -> None:
         for name in (
@@ -54,6 +64,9 @@ class MarketParams:
             "stock_spread",
             "stock_spread_iv",
             "profile_curvature",
+            "passive_fill_intensity",
+            "passive_fill_decay",
+            "adverse_selection_share",
         ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
@@ -142,6 +155,35 @@ def max_quantity_within(share: float, daily_volume: float, sigma_daily: float, c
     return int(min(q, 2**31) + 1e-9)
 
 
+def fill_intensity(distance: float, half_spread: float, intensity: float, decay: float) -> float:
+    """Fills a minute of a resting limit `distance` from mid on its own side (price units; h = `half_spread` at the
+    near touch, 0 at mid, negative past mid): A exp(-k distance / h), A = `intensity`, k = `decay` a half spread."""
+    for value, name in ((intensity, "passive_fill_intensity"), (decay, "passive_fill_decay")):
+        if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise InvalidInputError.of(name, f"must be a finite number >= 0, got {value!r}")
+    _positive(half_spread, "half_spread")
+    if not math.isfinite(distance):
+        raise InvalidInputError.of("distance", f"must be finite, got {distance!r}")
+    return intensity * math.exp(-decay * distance / half_spread)
+
+
+def fill_probability(intensity: float, minutes: float = 1.0) -> float:
+    """The probability of at least one fill in `minutes` at Poisson rate `intensity`: 1 - exp(-lambda t)."""
+    if not math.isfinite(intensity) or intensity < 0:
+        raise InvalidInputError.of("intensity", f"must be a finite number >= 0, got {intensity!r}")
+    return -math.expm1(-intensity * minutes)
+
+
+def adverse_drift(share: float, half_spread_share: float, probability: float) -> float:
+    """The log move of the mid away from a resting order in a minute it was not filled: when a fill (probability
+    pi) comes with a move of a = alpha x h (h as a share of mid) against it, exp(-a), the minute without one moves it
+    by b = ln((1 - pi exp(-a)) / (1 - pi)), so that pi exp(-a) + (1 - pi) exp(b) = 1: the mid stays a martingale."""
+    if not 0 <= probability < 1:
+        raise InvalidInputError.of("probability", f"must be in [0, 1), got {probability!r}")
+    jump = share * half_spread_share
+    return math.log((1 - probability * math.exp(-jump)) / (1 - probability))
+
+
 def _positive(value: float, name: str) -> None:
     if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise InvalidInputError.of(name, f"must be a finite number > 0, got {value!r}")
@@ -150,7 +192,10 @@ def _positive(value: float, name: str) -> None:
 __all__ = [
     "SESSION_MINUTES",
     "MarketParams",
+    "adverse_drift",
     "daily_volatility",
+    "fill_intensity",
+    "fill_probability",
     "impact_share",
     "max_quantity_within",
     "permanent_share",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from allsuse.errors import InvalidInputError
 
 URGENCIES = ("normal", "risk_reduction", "emergency")
 COLLAR_RULE = "R13_PRICE_COLLAR"
+PASSIVE_LEVELS = ("touch", "mid")  # from the least to the most aggressive passive price
+PASSIVE_STEPS = {"normal": 2, "risk_reduction": 1}  # an emergency never posts passively
 
 
 def urgency_of(decision: Mapping[str, Any]) -> str:
@@ -59,14 +61,16 @@ def collar_share(rules_file: Path | None = None) -> float:
 @dataclass(frozen=True)
 class Schedule:
     """Participation rate per urgency (share of each minute's market volume), the largest child order, minutes a
-    child may rest before it is cancel-replaced at the current mid, the collar share, and R13's buy-back tick (a
-    buy-back limited at or under it always passes the collar)."""
+    child may rest before it is cancel-replaced at the current mid, the collar share, R13's buy-back tick (a
+    buy-back limited at or under it always passes the collar), and how many passive prices a child of each urgency
+    rests at before it crosses the spread (`passive_steps`: normal and risk_reduction, 0-2; an emergency none)."""
 
     participation: Mapping[str, float]
     slice_contracts: int = 10
     replace_timeout_minutes: int = 5
     collar: float = 0.05
     buy_back_tick: float = 0.0
+    passive_steps: Mapping[str, int] = field(default_factory=lambda: dict(PASSIVE_STEPS))
 
     def __post_init__(self) -> None:
         for urgency in URGENCIES:
@@ -83,6 +87,16 @@ class Schedule:
             raise InvalidInputError.of("replace_timeout_minutes", f"must be >= 1, got {self.replace_timeout_minutes}")
         if not 0 < self.collar < 1:
             raise InvalidInputError.of("collar", f"must be in (0, 1), got {self.collar}")
+        for urgency in PASSIVE_STEPS:
+            steps = self.passive_steps.get(urgency)
+            if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= len(PASSIVE_LEVELS):
+                raise InvalidInputError.of(
+                    f"passive_steps_{urgency}", f"must be 0-{len(PASSIVE_LEVELS)}, got {steps!r}"
+                )
+        if self.passive_steps["risk_reduction"] > self.passive_steps["normal"]:
+            raise InvalidInputError.of(
+                "passive_steps_risk_reduction", "must be at most passive_steps_normal (risk reduction waits less)"
+            )
 
     def rate(self, urgency: str) -> float:
         """The participation rate of `urgency`."""
@@ -116,6 +130,33 @@ class Schedule:
             return self.buy_back_tick
         return limit
 
+    def passive_plan(self, urgency: str, mid: float, spread: float, kind: str, minutes_left: float) -> list[str]:
+        """The passive prices a new child rests at, each for replace_timeout_minutes, before it crosses: the last
+        `passive_steps` of (near touch, mid); mid only where the spread is two ticks or more (no price lies inside a
+        one-tick spread); as many as end before `minutes_left` (the parent's horizon), so that the child is
+        marketable before it; none for an emergency."""
+        from allsuse.execution.model import tick
+
+        if urgency not in URGENCIES:
+            raise InvalidInputError.of("urgency", f"must be one of {', '.join(URGENCIES)}, got {urgency!r}")
+        steps = self.passive_steps.get(urgency, 0)
+        while steps and steps * self.replace_timeout_minutes >= minutes_left:
+            steps -= 1
+        plan = list(PASSIVE_LEVELS[len(PASSIVE_LEVELS) - steps :]) if steps else []
+        if spread < 2 * tick(kind, mid) * (1 - 1e-9):
+            plan = ["touch"] * len(plan)
+        return [level for n, level in enumerate(plan) if n == 0 or plan[n - 1] != level]
+
+    def passive_price(self, side: str, mid: float, spread: float, level: str) -> float:
+        """A resting limit: at the near touch (half a spread on the order's own side of mid) or at mid, never
+        farther from mid than 0.999 x the collar."""
+        if side not in ("BUY", "SELL"):
+            raise InvalidInputError.of("side", f"must be BUY or SELL, got {side!r}")
+        if level not in PASSIVE_LEVELS:
+            raise InvalidInputError.of("level", f"must be touch or mid, got {level!r}")
+        offset = min(spread / 2 / mid if level == "touch" else 0.0, self.collar * 0.999)
+        return mid * (1 - offset) if side == "BUY" else mid * (1 + offset)
+
     def within_collar(self, limit: float, mid: float, *, closing: bool = False) -> bool:
         """Whether `limit` passes R13 against `mid`: within the collar, or a buy-back at or under the tick."""
         if closing and limit <= self.buy_back_tick * (1 + 1e-9):
@@ -123,4 +164,13 @@ class Schedule:
         return abs(limit - mid) <= self.collar * mid * (1 + 1e-12)
 
 
-__all__ = ["COLLAR_RULE", "URGENCIES", "Schedule", "collar_params", "collar_share", "urgency_of"]
+__all__ = [
+    "COLLAR_RULE",
+    "PASSIVE_LEVELS",
+    "PASSIVE_STEPS",
+    "URGENCIES",
+    "Schedule",
+    "collar_params",
+    "collar_share",
+    "urgency_of",
+]

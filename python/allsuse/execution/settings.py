@@ -20,6 +20,9 @@ def market_params(cfg: ExecutionConfig) -> MarketParams:
         stock_spread=cfg.stock_spread,
         stock_spread_iv=cfg.stock_spread_iv,
         profile_curvature=cfg.profile_curvature,
+        passive_fill_intensity=cfg.passive_fill_intensity,
+        passive_fill_decay=cfg.passive_fill_decay,
+        adverse_selection_share=cfg.adverse_selection_share,
     )
 
 
@@ -37,6 +40,7 @@ def schedule(cfg: ExecutionConfig) -> Schedule:
         replace_timeout_minutes=cfg.replace_timeout_minutes,
         collar=share,
         buy_back_tick=min_tick,
+        passive_steps={"normal": cfg.passive_steps_normal, "risk_reduction": cfg.passive_steps_risk_reduction},
     )
 
 

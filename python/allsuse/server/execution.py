@@ -266,6 +266,7 @@ class BrokerComponent:
         parent.notional = float(p.get("avg_price") or 0.0) * filled
         parent.commission = float(p.get("commission") or 0.0)
         parent.impact_paid = float(p.get("impact_bps") or 0.0) / 1e4 * filled
+        parent.passive_filled = int(p.get("passive_contracts") or 0)
         parent.arrival_mid = float(p.get("arrival_mid") or instrument.mid)
         return parent
 
