@@ -12,8 +12,9 @@ cancel-replace after the timeout (config/base.yaml's execution defaults). Immedi
 whole quantity at the collar's edge. Both run on a paper market with the same seed per order (the same mid path),
 so the difference is the execution, not luck. The model is the service's default, not tuned for this bench.
 
-Two runs of each mode: "expected" on a market whose mid moves only by impact (the model's expected cost, the
-figures the goals are read on) and "realised" on the seeded random mid (one draw of the luck of the path). Averages
+Runs of each mode: "expected" on a market whose mid moves only by impact (the model's expected cost; it leaves out
+the cost of resting while the mid moves, so it overstates what resting saves) and "realised" on seeded random mids
+(draws of the luck of the path; their mean is the figure the shortfall goal is read on). Averages
 are over the orders both modes filled completely (an order whose half spread is wider than the R13 collar cannot be
 filled inside it in either mode), weighted by the order's arrival notional (premium x 100 x contracts, shares x
 price): the portfolio's cost in bps of what it traded. Per-order means are printed too; they are dominated by
