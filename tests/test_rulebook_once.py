@@ -69,3 +69,14 @@ def test_requests_never_reload_the_rulebook(tmp_path: Path, monkeypatch: pytest.
 
     asyncio.run(scenario())
     assert loads == []
+
+
+def test_the_agent_decides_through_the_services_one_decision_servicer(tmp_path: Path) -> None:
+    """The agent's Decides and approvals run on the DecisionServicer the gRPC binding and the operator page use (one
+    compiled rulebook), not a second one of its own."""
+    from allsuse.server.agent import AgentServicer
+    from allsuse.server.decision import decision_servicer
+    from tests.rpc_support import service_config
+
+    service = Service(service_config(tmp_path))
+    assert AgentServicer(service.deps).decisions is decision_servicer(service.deps)

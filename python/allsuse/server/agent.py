@@ -35,7 +35,7 @@ from allsuse.server import portfolio as portfolio_service
 from allsuse.server.alerting import alert_system
 from allsuse.server.app import ServiceBinding, ServiceDeps
 from allsuse.server.convert import money_out, text_in, timestamp_out
-from allsuse.server.decision import DecisionServicer, actor
+from allsuse.server.decision import DecisionServicer, actor, decision_servicer
 from allsuse.server.portfolio import PortfolioServicer
 from allsuse.server.portfolios import PortfolioRepository, PortfolioRuntime, StoredPortfolio, retry_stale
 from allsuse.server.request import current_principal
@@ -184,7 +184,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, deps: ServiceDeps, *, clock: Clock | None = None) -> None:
         self.deps = deps
         self.clock: Clock = clock or utc_now
-        self.decisions = DecisionServicer(deps)
+        self.decisions = decision_servicer(deps)  # the service's one: its rulebook compiled once
         self.portfolios = PortfolioServicer(deps)
 
     @property
