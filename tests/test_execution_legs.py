@@ -57,6 +57,14 @@ def test_a_roll_buys_back_the_held_option_and_sells_the_new_one() -> None:
     assert open_.extra["after"] == "d9-0c" and "after" not in close.extra  # the new put is booked after the buy-back
 
 
+def test_a_rolls_buy_back_names_the_held_option_not_the_new_one() -> None:
+    d = _decision("ROLL", "roll", [_leg("roll", contracts=2, premium=50.0)], position_id="p/pos-4")
+    close, open_ = parents_of(d, 100.0, 0.3, "history", held=(97.0, "2024-03-08"))
+    assert (close.instrument.strike, close.instrument.expiry) == (97.0, "2024-03-08")
+    assert (open_.instrument.strike, open_.instrument.expiry) == (95.0, "2024-03-15")
+    assert close.instrument.key != open_.instrument.key
+
+
 def test_a_level_3_close_buys_back_and_sells_the_shares_as_risk_reduction() -> None:
     legs = [_leg("buy_to_close", contracts=4), _leg("sell_to_close", kind="stock", contracts=300, strike=0.0,
                                                     expiry="", limit_price=97.0, delta=100.0)]  # fmt: skip

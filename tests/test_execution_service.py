@@ -247,3 +247,59 @@ def test_a_decision_stored_automatic_is_placed_without_approval(tmp_path: Path) 
             await service.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=240))
+
+
+def test_an_approved_roll_buys_back_the_held_put_then_sells_the_new_one(tmp_path: Path) -> None:
+    """A level-2 roll through the running service: the buy-back order names the held put (its strike and expiry),
+    the sale names the new one, both are filled and booked, and the portfolio ends holding only the new put."""
+    wednesday = dt.date(2024, 3, 6)
+
+    async def scenario() -> None:
+        service = Service(service_config(tmp_path, **FAST))
+        await service.start()
+        try:
+            store = service.deps.store
+            async with grpc.aio.insecure_channel(service.server.address) as channel:
+                portfolios = portfolio_pb2_grpc.PortfolioServiceStub(channel)
+                decisions = decision_pb2_grpc.DecisionServiceStub(channel)
+                await portfolios.CreatePortfolio(
+                    portfolio_pb2.CreatePortfolioRequest(portfolio_id="r", total=money(1_000_000)), timeout=TIMEOUT
+                )
+                market = green_market(wednesday)
+                spot = market.symbols[0].bars[-1].close
+                held_strike = round(spot * (1 + 2.5 * 0.008), 1)  # 2.5 ATR(5) above spot: a level-2 excursion
+                fill = portfolio_pb2.RecordFillRequest(
+                    portfolio_id="r", account_id="r/gen-1", symbol="NVDA", kind="put", side="sell_to_open",
+                    strike=held_strike, expiry="2024-03-08", quantity=2, price=money(1.5),
+                )  # fmt: skip
+                fill.at.FromDatetime(dt.datetime(2024, 3, 4, 10, 0))
+                await portfolios.RecordFill(fill, timeout=TIMEOUT)
+                req = decision_pb2.DecideRequest(portfolio_id="r", account_id="r/gen-1", symbol="NVDA", market=market)
+                req.as_of.FromDatetime(dt.datetime.combine(wednesday, dt.time(15, 45)))
+                d = await decisions.Decide(req, timeout=TIMEOUT)
+                assert d.action == decision_pb2.ACTION_ROLL and d.approval_status == "PENDING", d.explanation
+                await decisions.ApproveDecision(
+                    decision_pb2.ApproveDecisionRequest(decision_id=d.decision_id, approve=True), timeout=TIMEOUT
+                )
+
+                async def finished() -> Any:
+                    orders = {o.payload["client_order_id"]: o.payload for o in store.list_orders("r")}
+                    return orders if len(orders) == 2 and all(p.get("booked") for p in orders.values()) else None
+
+                orders = await _until(finished)
+                buy_back, sale = orders[f"{d.decision_id}-0c"], orders[f"{d.decision_id}-0"]
+                assert (buy_back["side"], buy_back["strike"], buy_back["expiry"]) == ("BUY", held_strike, "2024-03-08")
+                assert (sale["side"], sale["strike"], sale["expiry"]) == ("SELL", d.order.strike, d.order.expiry)
+                for p in (buy_back, sale):
+                    assert p["status"] == "filled" and p["filled_contracts"] == 2 and p["urgency"] == "normal", p
+                assert buy_back["completed_at"] <= sale["completed_at"]
+                got = await portfolios.GetPortfolio(
+                    portfolio_pb2.GetPortfolioRequest(portfolio_id="r"), timeout=TIMEOUT
+                )
+                assert [(p.kind, p.quantity, p.strike, p.expiry) for p in got.positions] == [
+                    ("put", -2.0, d.order.strike, d.order.expiry)
+                ]
+        finally:
+            await service.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=240))

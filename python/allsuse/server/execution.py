@@ -33,6 +33,8 @@ from allsuse.execution.settings import market_params, schedule
 from allsuse.orchestration import State
 from allsuse.orchestration.bus import Event, Subscription
 from allsuse.server.app import ServiceDeps
+from allsuse.server.errors import NotFoundError
+from allsuse.server.portfolios import PortfolioRepository
 from allsuse.store import market as stored_market
 from allsuse.store.records import Record
 from allsuse.v1 import common_pb2, portfolio_pb2
@@ -195,7 +197,22 @@ class BrokerComponent:
     def _parents(self, decision: dict[str, Any]) -> list[ParentOrder]:
         """The decision's legs as parent orders, on the market of its symbol at its time (see parents_of)."""
         spot, iv, source = self._market(str(decision["symbol"]), str(decision.get("as_of", "")))
-        return parents_of(decision, spot, iv, source)
+        return parents_of(decision, spot, iv, source, self._held(decision))
+
+    def _held(self, decision: dict[str, Any]) -> tuple[float, str] | None:
+        """(strike, expiry) of the position a decision acts on, from the stored portfolio; None when it names none
+        or it is no longer held."""
+        position_id = str(decision.get("position_id") or "")
+        if not position_id:
+            return None
+        try:
+            portfolio = PortfolioRepository(self.deps.store).load(str(decision["portfolio_id"])).portfolio
+        except NotFoundError:
+            return None
+        position = portfolio.positions.get(position_id)
+        if position is None:
+            return None
+        return float(position.strike), position.expiry.isoformat() if position.expiry else ""
 
     def _market(self, symbol: str, as_of: str) -> tuple[float | None, float, str]:
         """(spot, IV, where they came from) of `symbol` at the decision's time from the stored market history: the
@@ -379,10 +396,13 @@ class BrokerComponent:
         return ""
 
 
-def parents_of(decision: dict[str, Any], spot: float | None, iv: float, source: str) -> list[ParentOrder]:
+def parents_of(
+    decision: dict[str, Any], spot: float | None, iv: float, source: str, held: tuple[float, str] | None = None
+) -> list[ParentOrder]:
     """A stored decision's legs as parent orders (docs/execution.md, "Decisions become orders"): a roll is a buy-back
-    of the held option and a sale of the new one; each slice of a sliced order is a leg (the engine slices again by
-    its own size). `spot` None: the strike (the price for stock) stands in for it."""
+    of the held option (`held`: its strike and expiry; the new leg's strike without them) and a sale of the new one;
+    each slice of a sliced order is a leg (the engine slices again by its own size). `spot` None: the strike (the
+    price for stock) stands in for it."""
     legs = decision.get("orders") or [decision["order"]]
     urgency = urgency_of(decision)
     out: list[ParentOrder] = []
@@ -405,9 +425,10 @@ def parents_of(decision: dict[str, Any], spot: float | None, iv: float, source: 
         if side == "roll":
             net = float(leg["premium"]) / (100.0 * contracts)
             close_mid = max(0.01, mid - net)
-            old = Instrument(decision["symbol"], kind, strike, "", close_mid, under, iv, delta)
-            held = str(decision.get("position_id") or "")
-            closing = {"fill_side": "buy_to_close", "position_id": held, "market_source": source}
+            old_strike, old_expiry = held if held is not None else (strike, "")
+            old = Instrument(decision["symbol"], kind, old_strike, old_expiry, close_mid, under, iv, delta)
+            held_id = str(decision.get("position_id") or "")
+            closing = {"fill_side": "buy_to_close", "position_id": held_id, "market_source": source}
             out.append(
                 ParentOrder(
                     f"{decision['decision_id']}-{n}c", old, "BUY", contracts, closing=True, **common, extra=closing
