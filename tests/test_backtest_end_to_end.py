@@ -13,13 +13,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from allsuse import cli
 from allsuse.backtest.costs import CostModel
 from allsuse.backtest.data import Source
 from allsuse.backtest.simulation import BacktestSpec, run_backtest
-from tests.test_backtest_report import CHROMIUM_TIMEOUT, _chromium, _chromium_args, _text
+from tests.test_backtest_report import (
+    CHROMIUM_TIMEOUT,
+    _chromium,
+    _chromium_args,
+    _text,
+    assert_not_blank,
+    screenshot_rgb,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 STOCKS = DATA / "stocks20_close_1990_2014.csv"
@@ -67,10 +73,7 @@ def test_simulate_report_in_chromium_shows_what_the_cli_printed(
         check=False,
     )
     assert done.returncode == 0 and shot.exists(), done.stderr.decode(errors="replace")[-2000:]
-    with Image.open(shot) as image:
-        rgb = np.asarray(image.convert("RGB"))
-    colours = np.unique(rgb.reshape(-1, 3), axis=0)
-    assert len(colours) > 200, f"a near-blank screenshot: {len(colours)} colours"
+    assert_not_blank(screenshot_rgb(shot))
     text = _text(done.stdout.decode())
     for cell in (final_equity, cagr, max_drawdown):
         assert cell in text, cell

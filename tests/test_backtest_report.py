@@ -17,6 +17,7 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -291,6 +292,24 @@ def _chromium_args(profile: Path) -> list[str]:
     ]
 
 
+def assert_not_blank(
+    rgb: np.ndarray[Any, Any], *, min_colours: int = 200, max_background: float = 0.9
+) -> np.ndarray[Any, Any]:
+    """Fails on a near-blank screenshot (`rgb`, height x width x 3): fewer than `min_colours` colours, or more than
+    `max_background` of it the colour of its bottom-right corner. Returns `rgb`."""
+    colours = np.unique(rgb.reshape(-1, 3), axis=0)
+    assert len(colours) > min_colours, f"a near-blank screenshot: {len(colours)} colours"
+    background = np.all(rgb == rgb[-1, -1], axis=-1).mean()
+    assert background < max_background, f"{background:.0%} of the screenshot is one colour"
+    return rgb
+
+
+def screenshot_rgb(path: Path) -> np.ndarray[Any, Any]:
+    """A PNG screenshot as an RGB array."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
 def test_report_renders_in_headless_chromium(run: BacktestRun, tmp_path: Path) -> None:
     path, _ = _report(run, tmp_path)
     shot = tmp_path / "report.png"
@@ -309,13 +328,8 @@ def test_report_renders_in_headless_chromium(run: BacktestRun, tmp_path: Path) -
         check=False,
     )
     assert done.returncode == 0 and shot.exists(), done.stderr.decode(errors="replace")[-2000:]
-    with Image.open(shot) as image:
-        rgb = np.asarray(image.convert("RGB"))
+    rgb = assert_not_blank(screenshot_rgb(shot))
     assert rgb.shape[:2] == (2400, 1280)
-    colours = np.unique(rgb.reshape(-1, 3), axis=0)
-    assert len(colours) > 200, f"a near-blank screenshot: {len(colours)} colours"
-    background = np.all(rgb == rgb[-1, -1], axis=-1).mean()
-    assert background < 0.9, f"{background:.0%} of the screenshot is one colour"
     text = _text(done.stdout.decode())
     portfolio = series_figures(run)[0]
     printed = "\n".join(summary_lines(run))

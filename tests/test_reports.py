@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo
 import grpc
 import numpy as np
 import pytest
-from PIL import Image
 
 from allsuse import config, risk
 from allsuse.errors import InvalidInputError
@@ -53,7 +52,14 @@ from allsuse.v1 import (
 from tests.day_support import DATA, DAY, EPOCH, seed_day
 from tests.rpc_support import ROOT, TIMEOUT, serve, service_config
 from tests.rpc_support import money as money_in
-from tests.test_backtest_report import CHROMIUM_TIMEOUT, _chromium, _chromium_args, _text
+from tests.test_backtest_report import (
+    CHROMIUM_TIMEOUT,
+    _chromium,
+    _chromium_args,
+    _text,
+    assert_not_blank,
+    screenshot_rgb,
+)
 
 ET = ZoneInfo("America/New_York")
 CLOSE = dt.datetime(2018, 2, 5, 16, 15)
@@ -444,13 +450,8 @@ def test_eod_report_in_headless_chromium(tmp_path: Path) -> None:
         capture_output=True, timeout=CHROMIUM_TIMEOUT, check=False,
     )  # fmt: skip
     assert done.returncode == 0 and shot.exists(), done.stderr.decode(errors="replace")[-2000:]
-    with Image.open(shot) as image:
-        rgb = np.asarray(image.convert("RGB"))
+    rgb = assert_not_blank(screenshot_rgb(shot))
     assert rgb.shape[:2] == (2000, 1280)
-    colours = np.unique(rgb.reshape(-1, 3), axis=0)
-    assert len(colours) > 200, f"a near-blank screenshot: {len(colours)} colours"
-    background = np.all(rgb == rgb[0, 0], axis=-1).mean()
-    assert background < 0.9, f"{background:.0%} of the screenshot is one colour"
     text = _text(done.stdout.decode())
     assert "Daily report for day" in text
     assert f"{equity} equity at market" in text, equity
