@@ -349,6 +349,16 @@ class ScenarioSet:
     ) -> _F64: ...
 
 def tail_group(returns: npt.NDArray[np.float64], *, q: float, limit: float) -> list[int]: ...
+def tail_group_of_columns(columns: Sequence[npt.NDArray[np.float64]], *, q: float, limit: float) -> list[int]: ...
+def scenario_set_of_columns(
+    columns: Sequence[npt.NDArray[np.float64]],
+    *,
+    spot: Sequence[float],
+    iv: Sequence[float],
+    iv_move_sensitivity: float,
+    horizon: float,
+    rate: float,
+) -> ScenarioSet: ...
 
 @final
 class Equities:

@@ -148,6 +148,15 @@ class _Ledger:
         row[what] += amount
 
 
+def _read_only(bars: Bars) -> Bars:
+    """A copy of `bars` whose columns cannot be written."""
+    columns = [np.array(c) for c in (bars.days, bars.open, bars.high, bars.low, bars.close, bars.volume)]
+    for c in columns:
+        c.setflags(write=False)
+    days, open_, high, low, close, volume = columns
+    return Bars.from_days(days, open_, high, low, close, volume)
+
+
 def _reason(d: Decision) -> str:
     """A decision's reason code in trades.csv: its action, week type and protocol level when above 0."""
     parts = [d.action]
@@ -209,6 +218,10 @@ class Simulation:
         self._lookback = 2 * int(cfg.doc.section("risk").number("scenario_days", low=1)) + 252
         self._proxy_ratio = cfg.doc.number("vix_proxy_ratio", low=0)
         self._data: dict[str, SymbolData] = {s: market.symbols[s] for s in self.symbols}
+        # Each symbol's whole history as read-only copies, the series every daily window is a view of: nothing can
+        # change them during the run, so the engine computes each symbol's daily returns once per series and reads
+        # every window's from them (Engine._return_column), the very numbers the window's closes give.
+        self._bars = {s: _read_only(d.bars) for s, d in self._data.items()}
         self._hv = {s: indicators.hist_vol(d.bars.close, window) for s, d in self._data.items()}
         ordinals = np.fromiter((d.toordinal() for d in self.sessions), dtype=np.int64, count=len(self.sessions))
         # Bars of each symbol up to each session, and whether the symbol has that session's bar.
@@ -239,7 +252,7 @@ class Simulation:
 
     def _window_bars(self, symbol: str, n: int, day: dt.date) -> Bars:
         """The engine's view of `symbol` on a day: its last `_lookback` bars up to the day (n of them so far)."""
-        return self._data[symbol].bars.window(max(0, n - self._lookback), n)
+        return self._bars[symbol].window(max(0, n - self._lookback), n)
 
     def _market(self, i: int, held: set[str]) -> tuple[MarketData, set[str], str]:
         """The day's market, the symbols tradable that day (a bar today and the warm-up behind it) and the day's

@@ -201,10 +201,13 @@ class Engine:
         self._label_text: dict[int, tuple[MarketLabel, str]] = {}
         self._scenario_cache: dict[tuple[Any, ...], np.ndarray] = {}
         self._scenario_sets: dict[tuple[Any, ...], _core.ScenarioSet] = {}
-        self._groups: dict[tuple[Any, ...], tuple[tuple[Bars, ...], tuple[str, ...]]] = {}
-        # Each symbol's last scenario_days returns, per Bars object (see historical_returns).
+        self._groups: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        # Each symbol's last scenario_days returns, per Bars object, and the returns of the read-only close series
+        # bars are windows of (see _return_column).
         self._scenario_days = int(self._sec("risk").number("scenario_days", low=1))
-        self._returns: dict[int, tuple[Bars, int, np.ndarray]] = {}
+        self._returns: dict[int, tuple[Bars, int, np.ndarray, tuple[int, int, int]]] = {}
+        self._return_sources: dict[int, tuple[np.ndarray, int, np.ndarray, int]] = {}
+        self._column_ids = itertools.count(1)
         self.system_state = "ACTIVE"
         # The day the remembered cuts were last pruned (see _prune_cuts).
         self._pruned_on: dt.date | None = None
@@ -487,9 +490,11 @@ class Engine:
 
     # --- scenarios and ES -------------------------------------------------------------------------------
     def _scenarios(self, symbols: list[str], market: MarketData) -> np.ndarray:
-        """The last N daily joint simple returns of `symbols` (aligned on their common last dates); kept per set of
-        symbols and last bars, since every decision of the day revalues over the same history."""
-        key = tuple((s, len(market.bars_for(s).days), market.bars_for(s).last_close) for s in symbols)
+        """The scenario matrix of `symbols` (historical: their last N joint daily simple returns, aligned on their
+        common last dates); kept per set of symbols and the very return columns it is made of (see
+        _return_columns), since every decision of the day revalues over the same history."""
+        _, ids = self._return_columns(symbols, market)
+        key = (*symbols, *ids)
         cached = self._scenario_cache.get(key)
         if cached is None:
             cached = self._build_scenarios(symbols, market)
@@ -518,24 +523,76 @@ class Engine:
 
     def historical_returns(self, symbols: list[str], market: MarketData) -> np.ndarray:
         """The last `scenario_days` daily joint simple returns of `symbols`, aligned on their common last dates."""
+        columns, _ = self._return_columns(symbols, market)
+        return np.column_stack(columns).astype(np.float64)
+
+    def _return_columns(
+        self, symbols: list[str], market: MarketData
+    ) -> tuple[list[np.ndarray], tuple[tuple[int, int, int], ...]]:
+        """The columns of `historical_returns` (each symbol's last returns, cut to the shortest: aligned on their
+        common last dates), and what each column is: (source, first, end), the returns first..end-1 of one source
+        (see _return_column). Equal identities are equal columns, bit for bit, so the scenario sets and tail groups
+        built from columns are kept by them."""
         n = self._scenario_days
-        columns = []
         kept = self._returns
+        columns: list[np.ndarray] = []
+        ids: list[tuple[int, int, int]] = []
         for s in symbols:
             bars = market.bars_for(s)
             # Kept per Bars object (immutable; the entry holds it, so its id is not reused while kept): the day's
             # decisions read the same symbols' returns for their scenarios and tail groups.
             entry = kept.get(id(bars))
             if entry is None or entry[0] is not bars or entry[1] != n:
-                close = bars.close[-(n + 1) :]  # the returns are elementwise: only the last n needed
                 if len(kept) > 256:
                     kept.clear()
-                entry = kept[id(bars)] = (bars, n, close[1:] / close[:-1] - 1.0)
+                entry = kept[id(bars)] = (bars, n, *self._return_column(bars, n))
             columns.append(entry[2])
+            ids.append(entry[3])
         length = min(len(c) for c in columns)
         if length < 1:
             raise InvalidInputError.of("bars", "need at least two closes per symbol for scenarios")
-        return np.column_stack([c[-length:] for c in columns]).astype(np.float64)
+        if any(len(c) != length for c in columns):
+            columns = [c[-length:] for c in columns]
+            ids = [(source, end - length, end) for source, _, end in ids]
+        return columns, tuple(ids)
+
+    def _return_column(self, bars: Bars, n: int) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """The last `n` daily simple returns of `bars` (close[1:] / close[:-1] - 1 over its last n + 1 closes) and
+        their identity (source, first, end).
+
+        Bars that are a window of a read-only float64 close series (the backtest's daily view of each symbol's
+        history) read their returns from that series' returns, computed once: the returns are elementwise, so the
+        slice is the very numbers the window's own closes give, and the identity (the series' number, the slice's
+        bounds) names them across days and Bars objects. Other bars (a service request's, or over data that can
+        still be written) compute their own, with an identity of their own."""
+        close = bars.close
+        base = close.base if close.base is not None else close
+        if (
+            type(base) is np.ndarray
+            and not base.flags.writeable
+            and base.dtype == np.float64
+            and base.ndim == 1
+            and base.strides == (8,)
+            and close.dtype == np.float64
+            and close.strides == (8,)
+            and len(close) >= 1
+        ):
+            sources = self._return_sources
+            source = sources.get(id(base))
+            if source is None or source[0] is not base:
+                if len(sources) > 64:
+                    sources.clear()
+                returns = base[1:] / base[:-1] - 1.0
+                returns.setflags(write=False)
+                source = sources[id(base)] = (base, next(self._column_ids), returns, base.__array_interface__["data"][0])
+            offset, rest = divmod(close.__array_interface__["data"][0] - source[3], 8)
+            if rest == 0 and 0 <= offset and offset + len(close) <= len(base):
+                end = offset + len(close) - 1
+                first = max(offset, end - n)
+                return source[2][first:end], (source[1], first, end)
+        last = close[-(n + 1) :]  # the returns are elementwise: only the last n needed
+        column = last[1:] / last[:-1] - 1.0
+        return column, (next(self._column_ids), 0, len(column))
 
     def tail_group(self, symbol: str, others: list[str], market: MarketData) -> list[str]:
         """`symbol` and every symbol linked to it by a chain of pairs whose lower-tail coefficient (q = tail_q,
@@ -547,21 +604,20 @@ class Engine:
         q = r.number("tail_q", low=0.0001, high=0.5)
         limit = r.number("tail_dependence_limit", low=0, high=1)
         names = [symbol, *candidates]
-        # Kept per symbols and the very Bars objects measured (immutable; the cache holds them, so their ids are
-        # not reused while kept): a decision made again the same day over the same market (after a fill) measures
-        # the same group.
-        bars = tuple(market.bars_for(s) for s in names)
-        key = (q, limit, *names, *map(id, bars))
+        columns, ids = self._return_columns(names, market)
+        # Kept per symbols and the very return columns measured (their identities name them bit for bit): a
+        # decision made again over the same history (after a fill, or another account's) measures the same group.
+        key = (q, limit, *names, *ids)
         cached = self._groups.get(key)
-        if cached is not None and all(a is b for a, b in zip(cached[0], bars, strict=True)):
-            return list(cached[1])
-        returns = self.historical_returns(names, market)
-        # The connected pairs are followed in the core (pairwise lower-tail coefficients, both directions).
-        members = _core.tail_group(np.ascontiguousarray(returns), q=q, limit=limit)
+        if cached is not None:
+            return list(cached)
+        # The connected pairs are followed in the core (pairwise lower-tail coefficients, both directions), over
+        # the columns as they are: no matrix is built.
+        members = _core.tail_group_of_columns(columns, q=q, limit=limit)
         group = sorted(names[i] for i in members)
         if len(self._groups) > 256:
             self._groups.clear()
-        self._groups[key] = (bars, tuple(group))
+        self._groups[key] = tuple(group)
         return group
 
     def book_pnl(self, positions: list[Position], market: MarketData, today: dt.date, symbols: list[str]) -> np.ndarray:
@@ -590,27 +646,33 @@ class Engine:
 
     def _scenario_set(self, symbols: list[str], market: MarketData) -> _core.ScenarioSet:
         """The scenarios of `symbols` with their IV shifts (IV moves against the price, in proportion to the move,
-        never below 10% of today's IV), kept per market like the returns they come from."""
+        never below 10% of today's IV), kept per symbols, return columns (see _return_columns), spot, IV and rate.
+        Historical scenarios are laid out by the core from the return columns themselves."""
         iv = [market.iv_for(s) for s in symbols]
-        spot: list[float] = []
-        marks: list[tuple[str, int, float]] = []
-        for s in symbols:  # each symbol's bars looked up once
-            b = market.bars_for(s)
-            close = b.last_close
-            spot.append(close)
-            marks.append((s, len(b.days), close))
-        key = (*marks, *iv, market.rate)
+        spot = [market.bars_for(s).last_close for s in symbols]
+        columns, ids = self._return_columns(symbols, market)
+        key = (*symbols, *ids, *spot, *iv, market.rate)
         cached = self._scenario_sets.get(key)
         if cached is None:
             scen = self._sec("scenarios")
-            cached = _core.ScenarioSet(
-                np.ascontiguousarray(self._scenarios(symbols, market)),
-                spot=spot,
-                iv=iv,
-                iv_move_sensitivity=scen.number("iv_move_sensitivity"),
-                horizon=scen.number("horizon_days", low=0) / 365.0,
-                rate=market.rate,
-            )
+            if str(scen.raw("method")) == "historical":
+                cached = _core.scenario_set_of_columns(
+                    columns,
+                    spot=spot,
+                    iv=iv,
+                    iv_move_sensitivity=scen.number("iv_move_sensitivity"),
+                    horizon=scen.number("horizon_days", low=0) / 365.0,
+                    rate=market.rate,
+                )
+            else:
+                cached = _core.ScenarioSet(
+                    np.ascontiguousarray(self._scenarios(symbols, market)),
+                    spot=spot,
+                    iv=iv,
+                    iv_move_sensitivity=scen.number("iv_move_sensitivity"),
+                    horizon=scen.number("horizon_days", low=0) / 365.0,
+                    rate=market.rate,
+                )
             if len(self._scenario_sets) > 64:
                 self._scenario_sets.clear()
             self._scenario_sets[key] = cached

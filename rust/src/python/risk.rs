@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::error::{CoreError, CoreResult};
+use crate::python::decide::PyScenarioSet;
 use crate::python::errors::IntoPyResult;
 use crate::risk::{self, Book, PositionKind, ScenarioMatrix};
 
@@ -195,7 +196,90 @@ fn revalue<'py>(
     ))
 }
 
+/// The arrays of `columns` (a sequence of one-dimensional float64 arrays), or InvalidInputError naming `columns`
+/// or the element `columns[i]` that is not such an array.
+fn column_arrays<'py>(
+    py: Python<'py>,
+    columns: &Bound<'py, PyAny>,
+) -> PyResult<Vec<PyReadonlyArray1<'py, f64>>> {
+    let items: Vec<Bound<'py, PyAny>> = columns
+        .extract()
+        .map_err(|_| CoreError::invalid("columns", "must be a sequence of float64 arrays"))
+        .py_err(py)?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.extract::<PyReadonlyArray1<'py, f64>>()
+                .map_err(|_| {
+                    CoreError::invalid(
+                        format!("columns[{i}]"),
+                        "must be a one-dimensional float64 array",
+                    )
+                })
+                .py_err(py)
+        })
+        .collect()
+}
+
+/// The contiguous data of each column, or InvalidInputError naming `columns[i]`.
+fn column_slices<'a>(
+    py: Python<'_>,
+    arrays: &'a [PyReadonlyArray1<'_, f64>],
+) -> PyResult<Vec<&'a [f64]>> {
+    arrays
+        .iter()
+        .enumerate()
+        .map(|(i, a)| slice(py, &format!("columns[{i}]"), a))
+        .collect()
+}
+
+/// The tail-dependent group (PROTOCOL sections 6 and 7) from the symbols' return columns (column 0 the symbol,
+/// all of one length): the indexes `tail_group` gives for the matrix of those columns, without building it.
+#[pyfunction]
+#[pyo3(signature = (columns, *, q, limit))]
+fn tail_group_of_columns<'py>(
+    py: Python<'py>,
+    columns: &Bound<'py, PyAny>,
+    q: f64,
+    limit: f64,
+) -> PyResult<Vec<usize>> {
+    let arrays = column_arrays(py, columns)?;
+    let views = column_slices(py, &arrays)?;
+    py.detach(|| crate::protocol::decide::group::tail_group_of_columns(&views, q, limit))
+        .py_err(py)
+}
+
+/// `ScenarioSet` from the symbols' return columns (all of one length), laid out row by row in the core: the set
+/// `ScenarioSet(numpy.column_stack(columns), ...)` builds, without the matrix.
+#[pyfunction]
+#[pyo3(signature = (columns, *, spot, iv, iv_move_sensitivity, horizon, rate))]
+fn scenario_set_of_columns<'py>(
+    py: Python<'py>,
+    columns: &Bound<'py, PyAny>,
+    spot: Vec<f64>,
+    iv: Vec<f64>,
+    iv_move_sensitivity: f64,
+    horizon: f64,
+    rate: f64,
+) -> PyResult<PyScenarioSet> {
+    let arrays = column_arrays(py, columns)?;
+    let views = column_slices(py, &arrays)?;
+    let inner = crate::protocol::decide::scenarios::Scenarios::from_columns(
+        &views,
+        spot,
+        iv,
+        iv_move_sensitivity,
+        horizon,
+        rate,
+    )
+    .py_err(py)?;
+    Ok(PyScenarioSet { inner })
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(tail_group_of_columns, m)?)?;
+    m.add_function(wrap_pyfunction!(scenario_set_of_columns, m)?)?;
     m.add_function(wrap_pyfunction!(value_at_risk, m)?)?;
     m.add_function(wrap_pyfunction!(expected_shortfall, m)?)?;
     m.add_function(wrap_pyfunction!(tail_dependence, m)?)?;

@@ -127,6 +127,49 @@ impl Scenarios {
         })
     }
 
+    /// `new` from the symbols' return columns given one by one (all of one length, the scenarios), laid out row by
+    /// row here: the very scenarios `new` makes of the matrix whose columns they are.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_columns(
+        columns: &[&[f64]],
+        spot: Vec<f64>,
+        iv: Vec<f64>,
+        iv_move_sensitivity: f64,
+        horizon: f64,
+        rate: f64,
+    ) -> CoreResult<Self> {
+        let Some(first) = columns.first() else {
+            return Err(CoreError::invalid(
+                "columns",
+                "needs at least one symbol's column",
+            ));
+        };
+        let rows = first.len();
+        for (i, c) in columns.iter().enumerate() {
+            if c.len() != rows {
+                return Err(CoreError::invalid(
+                    format!("columns[{i}]"),
+                    format!("has {} values, column 0 has {rows}", c.len()),
+                ));
+            }
+        }
+        let cols = columns.len();
+        let mut returns = Vec::with_capacity(rows * cols);
+        for r in 0..rows {
+            returns.extend(columns.iter().map(|c| c[r]));
+        }
+        Scenarios::new(
+            returns,
+            rows,
+            cols,
+            spot,
+            iv,
+            iv_move_sensitivity,
+            horizon,
+            rate,
+        )
+    }
+
     /// Scenarios (rows).
     pub fn rows(&self) -> usize {
         self.rows

@@ -339,9 +339,170 @@ mod scenarios {
     }
 }
 
+mod scenarios_from_columns {
+    use crate::protocol::decide::scenarios::{Held, Scenarios};
+    use crate::risk::PositionKind;
+    use proptest::prelude::*;
+
+    fn book() -> Vec<Held> {
+        vec![
+            Held {
+                kind: PositionKind::Put,
+                underlying: 0,
+                quantity: -2.0,
+                strike: 95.0,
+                t: 0.02,
+            },
+            Held {
+                kind: PositionKind::Stock,
+                underlying: 1,
+                quantity: 100.0,
+                strike: 1.0,
+                t: 1.0,
+            },
+        ]
+    }
+
+    #[test]
+    fn columns_of_other_lengths_or_none_are_refused() {
+        let (a, b) = ([0.01, 0.02], [0.01]);
+        let e = Scenarios::from_columns(&[&a, &b], vec![1.0; 2], vec![0.2; 2], 5.0, 0.0, 0.0);
+        assert!(matches!(e, Err(err) if err.to_string().contains("columns[1]")));
+        let e = Scenarios::from_columns(&[], vec![], vec![], 5.0, 0.0, 0.0);
+        assert!(matches!(e, Err(err) if err.to_string().contains("columns")));
+        // What `new` checks is checked the same way (one spot for two symbols).
+        assert!(Scenarios::from_columns(&[&a, &a], vec![1.0], vec![0.2; 2], 5.0, 0.0, 0.0).is_err());
+    }
+
+    proptest! {
+        /// The scenarios made from columns are those `new` makes of the row-major matrix of the same columns.
+        #[test]
+        fn columns_give_the_scenarios_of_their_matrix(
+            values in prop::collection::vec(-0.5f64..0.5, 0..40),
+            cols in 1usize..4,
+            sensitivity in -10.0f64..10.0,
+        ) {
+            let rows = values.len() / cols;
+            let columns: Vec<&[f64]> = (0..cols).map(|c| &values[c * rows..(c + 1) * rows]).collect();
+            let matrix: Vec<f64> = (0..rows).flat_map(|r| columns.iter().map(move |c| c[r])).collect();
+            let spot = vec![100.0; cols];
+            let iv = vec![0.3; cols];
+            let a = Scenarios::from_columns(&columns, spot.clone(), iv.clone(), sensitivity, 0.01, 0.02);
+            let b = Scenarios::new(matrix, rows, cols, spot, iv, sensitivity, 0.01, 0.02);
+            prop_assert_eq!(&a, &b);
+            if let (Ok(a), Ok(b), true) = (&a, &b, cols >= 2) {
+                prop_assert_eq!(a.book_pnl(&book()), b.book_pnl(&book()));
+            }
+        }
+
+        #[test]
+        fn any_columns_never_panic(
+            values in prop::collection::vec(prop::num::f64::ANY, 0..30),
+            lengths in prop::collection::vec(0usize..10, 0..4),
+            sensitivity in prop::num::f64::ANY,
+        ) {
+            let mut columns: Vec<&[f64]> = Vec::new();
+            let mut at = 0;
+            for n in lengths {
+                let end = (at + n).min(values.len());
+                columns.push(&values[at..end]);
+                at = end;
+            }
+            let n = columns.len();
+            let _ = Scenarios::from_columns(&columns, vec![100.0; n], vec![0.2; n], sensitivity, 0.0, 0.0);
+        }
+    }
+}
+
 mod group {
     use crate::error::CoreResult;
-    use crate::protocol::decide::group::tail_group;
+    use crate::protocol::decide::group::{tail_group, tail_group_of_columns};
+    use crate::risk;
+    use proptest::prelude::*;
+
+    /// The group as measured before columns were read on their own: `risk::tail_dependence` for every pair the
+    /// search follows, both directions.
+    fn pairwise(columns: &[&[f64]], q: f64, limit: f64) -> CoreResult<Vec<usize>> {
+        if columns[0].len() < 20 {
+            return Ok(vec![0]);
+        }
+        let cols = columns.len();
+        let mut in_group = vec![false; cols];
+        in_group[0] = true;
+        let mut frontier = vec![0usize];
+        while let Some(a) = frontier.pop() {
+            for b in 1..cols {
+                if in_group[b] {
+                    continue;
+                }
+                let (x, y) = (columns[a], columns[b]);
+                let c = risk::tail_dependence(x, y, q)?.max(risk::tail_dependence(y, x, q)?);
+                if c > limit {
+                    in_group[b] = true;
+                    frontier.push(b);
+                }
+            }
+        }
+        Ok((0..cols).filter(|&c| in_group[c]).collect())
+    }
+
+    /// A value that is mostly an ordinary return, sometimes a tie, sometimes not finite.
+    fn value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            20 => -0.2f64..0.2,
+            3 => Just(0.0),
+            1 => Just(f64::NAN),
+            1 => Just(f64::NEG_INFINITY),
+        ]
+    }
+
+    proptest! {
+        /// Columns read one by one give the group, and the error, of every pair measured on its own.
+        #[test]
+        fn columns_give_the_pairwise_group_and_error(
+            seeds in prop::collection::vec(prop::collection::vec(value(), 0..60), 1..5),
+            shared in prop::collection::vec(-0.2f64..0.2, 60),
+            rows in 0usize..60,
+            q in prop_oneof![4 => 0.01f64..0.5, 1 => Just(0.0), 1 => Just(f64::NAN)],
+            limit in 0.0f64..1.0,
+            mix in 0.0f64..1.0,
+        ) {
+            // Each column partly the shared series, so some pairs are tail dependent and chains form.
+            let columns: Vec<Vec<f64>> = seeds
+                .iter()
+                .map(|s| (0..rows).map(|r| shared[r] * mix + s.get(r).copied().unwrap_or(0.01) * (1.0 - mix)).collect())
+                .collect();
+            let views: Vec<&[f64]> = columns.iter().map(Vec::as_slice).collect();
+            prop_assert_eq!(tail_group_of_columns(&views, q, limit), pairwise(&views, q, limit));
+            let matrix: Vec<f64> = (0..rows).flat_map(|r| views.iter().map(move |c| c[r])).collect();
+            prop_assert_eq!(tail_group(&matrix, rows, views.len(), q, limit), pairwise(&views, q, limit));
+        }
+
+        #[test]
+        fn any_columns_never_panic(
+            values in prop::collection::vec(prop::num::f64::ANY, 0..80),
+            lengths in prop::collection::vec(0usize..30, 0..5),
+            q in prop::num::f64::ANY,
+            limit in prop::num::f64::ANY,
+        ) {
+            let mut columns: Vec<&[f64]> = Vec::new();
+            let mut at = 0;
+            for n in lengths {
+                let end = (at + n).min(values.len());
+                columns.push(&values[at..end]);
+                at = end;
+            }
+            let _ = tail_group_of_columns(&columns, q, limit);
+        }
+    }
+
+    #[test]
+    fn columns_of_other_lengths_or_none_are_refused() {
+        let (a, b) = ([0.01; 30], [0.01; 29]);
+        let e = tail_group_of_columns(&[&a, &b], 0.05, 0.5);
+        assert!(matches!(e, Err(err) if err.to_string().contains("columns[1]")));
+        assert!(tail_group_of_columns(&[], 0.05, 0.5).is_err());
+    }
 
     #[test]
     fn symbols_crashing_together_are_one_group_and_a_chain_links_them() -> CoreResult<()> {
