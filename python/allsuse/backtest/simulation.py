@@ -240,6 +240,9 @@ class Simulation:
         self._closes: dict[str, list[float]] = {}
         self._vols: dict[str, list[float]] = {}
         self._spot: dict[str, float] = {}
+        # The last valuation of every account at the close (see _equities): what the portfolio looked like, the
+        # market and day, and each account's equity.
+        self._valued: tuple[tuple[int, int, int], MarketData, dt.date, dict[str, float]] | None = None
 
     # --- market of one day -------------------------------------------------------------------------------
     def _iv(self, symbol: str, k: int, day: dt.date) -> tuple[float, str]:
@@ -383,11 +386,11 @@ class Simulation:
                         {"date": day.isoformat(), "event": tx.kind, "account": tx.account_id, "amount": str(tx.amount)}
                     )
             total = 0.0
-            accounts = list(portfolio.accounts.values())
-            # Every account's equity at the close, each position marked once.
-            closing, _ = self.engine.equities(portfolio, accounts, market, day, portfolio_too=False)
-            for account, equity in zip(accounts, closing, strict=True):
-                eq = equity + float(account.leaps)
+            # Every account's equity at the close, each position marked once (the deployment's valuation when
+            # nothing changed since).
+            closing = self._equities(portfolio, market, day)
+            for account in portfolio.accounts.values():
+                eq = closing[account.id] + float(account.leaps)
                 if eq - float(account.leaps) > float(account.peak):
                     account.peak = money(eq - float(account.leaps))  # the equity high-water mark at the close
                 ledger.equity.setdefault(account.id, [math.nan] * len(daily_dates)).append(eq)
@@ -454,14 +457,30 @@ class Simulation:
         total_equity = 0.0
         n = len(ledger.portfolio_deployment)
         live = [a for a in portfolio.accounts.values() if not portfolio.groups[a.group_id].merged]
-        closing, _ = self.engine.equities(portfolio, live, market, day, portfolio_too=False)
-        for account, equity in zip(live, closing, strict=True):
-            eq = equity + float(account.leaps)
+        closing = self._equities(portfolio, market, day)
+        for account in live:
+            eq = closing[account.id] + float(account.leaps)
             used = committed.get(account.id, 0.0)
             ledger.deployment.setdefault(account.id, [math.nan] * n).append(used / eq if eq > 0 else 0.0)
             total_committed += used
             total_equity += eq
         ledger.portfolio_deployment.append(total_committed / total_equity if total_equity > 0 else 0.0)
+
+    def _equities(self, portfolio: Portfolio, market: MarketData, day: dt.date) -> dict[str, float]:
+        """Every account's equity at market (cash plus its positions; LEAPS not included), valued once and kept
+        until the portfolio changes: each account's equity is the number the engine gives it valued alone (the core
+        adds each account's positions in book order either way). Every change of cash or positions is a recorded
+        transaction (and positions and accounts are only added or removed with one), so the count of transactions,
+        positions and accounts, with the market and day, says when the kept valuation still holds."""
+        stamp = (len(portfolio.transactions), len(portfolio.positions), len(portfolio.accounts))
+        kept = self._valued
+        if kept is not None and kept[0] == stamp and kept[1] is market and kept[2] == day:
+            return kept[3]
+        accounts = list(portfolio.accounts.values())
+        values, _ = self.engine.equities(portfolio, accounts, market, day, portfolio_too=False)
+        valued = {a.id: v for a, v in zip(accounts, values, strict=True)}
+        self._valued = (stamp, market, day, valued)
+        return valued
 
     # --- execution -------------------------------------------------------------------------------------
     def _next_id(self) -> str:
@@ -847,7 +866,7 @@ class Simulation:
                 counts["W-IDL"] = counts.get("W-IDL", 0) + 1
             # The simulated operator: a REDUCING account whose drawdown is back under its cap is reset at the
             # week's end (in the service a person does this; PROTOCOL section 5).
-            equity = self.engine.account_equity(portfolio, account, market, day)
+            equity = self._equities(portfolio, market, day)[account.id]
             peak = max(float(account.peak), equity)
             drawdown = (peak - equity) / peak if peak > 0 else 0.0
             spec = self.engine.config.account(account.kind)
