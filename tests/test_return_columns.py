@@ -248,8 +248,6 @@ def test_the_backtests_daily_windows_view_read_only_series_and_give_their_own_re
     config = settings.default()
     accounts, _, _ = account_symbols(market, parse_symbols(("gen=AMD,BAC", "rev=AAPL,MSFT")), config)
     sim = Simulation(market, accounts=accounts, capital=1e6, config=config)
-    sim._closes = {s: [] for s in sim.symbols}
-    sim._vols = {s: [] for s in sim.symbols}
     start = sim.sessions.index(dt.date(2008, 9, 2))
     held = set(sim.symbols)
     for i in range(start, start + 30):

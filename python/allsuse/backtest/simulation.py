@@ -235,6 +235,23 @@ class Simulation:
         self._has_at = {s: h.tolist() for s, h in self._has.items()}
         self._close_at = {s: d.bars.close.tolist() for s, d in self._data.items()}
         self._hv_at = {s: hv.tolist() for s, hv in self._hv.items()}
+        # Each symbol's IV on each session (from its last bar up to it, see _iv) and whether it is the VIX's, and
+        # whether any symbol listed that session read the VIX: facts of the data, computed once for every session.
+        self._vol_at: dict[str, list[float]] = {}
+        self._vix_at: dict[str, list[bool]] = {}
+        used = np.zeros(len(self.sessions), dtype=bool)
+        covered = np.fromiter((d in self.vix for d in self.sessions), dtype=bool, count=len(self.sessions))
+        vix = np.fromiter((self.vix.get(d, 100.0) for d in self.sessions), dtype=np.float64, count=len(self.sessions))
+        for s, count in self._count.items():
+            hv = self._hv[s][np.maximum(count - 1, 0)]
+            with np.errstate(invalid="ignore", over="ignore"):
+                vol = np.where(np.isfinite(hv) & (hv > 0), hv * self._proxy_ratio, 0.2)
+            from_vix = covered & (count > 0) if s in self.vix_symbols else np.zeros(len(self.sessions), dtype=bool)
+            vol = np.where(from_vix, vix / 100.0, vol)
+            used |= from_vix
+            self._vol_at[s] = vol.tolist()
+            self._vix_at[s] = from_vix.tolist()
+        self._used_at = ["vix" if u else "proxy" for u in used.tolist()]
         self._pos_ids = 0
         # Filled as the run goes: each symbol's close and IV per simulated day, and the day's last closes.
         self._closes: dict[str, list[float]] = {}
@@ -247,7 +264,7 @@ class Simulation:
     # --- market of one day -------------------------------------------------------------------------------
     def _iv(self, symbol: str, k: int, day: dt.date) -> tuple[float, str]:
         """(IV, source) of `symbol` from its bar k: VIX/100 where the VIX stands for it and covers the day, else
-        the proxy (section 6)."""
+        the proxy (section 6). The definition the per-session table of __init__ (`_vol_at`, `_vix_at`) follows."""
         if symbol in self.vix_symbols and day in self.vix:
             return self.vix[day] / 100.0, "vix"
         hv = self._hv_at[symbol][k]
@@ -271,10 +288,8 @@ class Simulation:
             if n == 0:
                 continue
             listed[s] = n
-            has = self._has_at[s][i]
-            if has and n > WARMUP:
+            if n > WARMUP and self._has_at[s][i]:
                 tradable.add(s)
-            self._closes[s].append(self._close_at[s][n - 1] if has else math.nan)
         needed = set(held) | (self.cash_settled & listed.keys())
         for kind, symbols in self.accounts.items():
             entry = weekday in self._entry_days[kind]
@@ -282,22 +297,24 @@ class Simulation:
         bars: dict[str, Bars] = {}
         iv: dict[str, float] = {}
         source: dict[str, str] = {}
-        used = "proxy"
         for s, n in listed.items():
-            vol, origin = self._iv(s, n - 1, day)
-            self._vols[s].append(vol if self._has_at[s][i] else math.nan)
-            if origin == "vix":
-                used = "vix"
             if s in needed:
                 bars[s] = self._window_bars(s, n, day)
-                iv[s], source[s] = vol, origin
-        for s in self.symbols:
-            if s not in listed:
-                self._closes[s].append(math.nan)
-                self._vols[s].append(math.nan)
+                iv[s] = self._vol_at[s][i]
+                source[s] = "vix" if self._vix_at[s][i] else "proxy"
         market = MarketData(bars=bars, iv=iv, vix=self.vix.get(day), rate=self.costs.rate.on(day), iv_source=source)
         self._spot = {s: self._close_at[s][n - 1] for s, n in listed.items()}
-        return market, tradable, used
+        return market, tradable, self._used_at[i]
+
+    def _record_series(self, first: int, last: int) -> None:
+        """Each symbol's close and IV on the simulated sessions first..last (NaN where it has no bar that day),
+        what the benchmarks read."""
+        for s in self.symbols:
+            has = self._has[s][first : last + 1]
+            count = self._count[s][first : last + 1]
+            close = self._data[s].bars.close[np.maximum(count - 1, 0)]
+            self._closes[s] = np.where(has, close, math.nan).tolist()
+            self._vols[s] = np.where(has, np.asarray(self._vol_at[s][first : last + 1]), math.nan).tolist()
 
     # --- the run -------------------------------------------------------------------------------------
     def _window(self, start: dt.date, end: dt.date) -> tuple[int, int]:
@@ -397,6 +414,7 @@ class Simulation:
                 total += eq
             daily_equity.append(total)
             daily_dates.append(day)
+        self._record_series(first, last)
         return portfolio, ledger, daily_dates, daily_equity
 
     def _decide(
