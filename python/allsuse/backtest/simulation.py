@@ -252,6 +252,11 @@ class Simulation:
             self._vol_at[s] = vol.tolist()
             self._vix_at[s] = from_vix.tolist()
         self._used_at = ["vix" if u else "proxy" for u in used.tolist()]
+        # The symbols listed on each session (bars up to it) that have no bar that session: not traded that day.
+        self._skipped_at: list[list[str]] = [[] for _ in self.sessions]
+        for s in self.symbols:
+            for i in np.flatnonzero((self._count[s] > 0) & ~self._has[s]).tolist():
+                self._skipped_at[i].append(s)
         self._pos_ids = 0
         # Filled as the run goes: each symbol's close and IV per simulated day, and the day's last closes.
         self._closes: dict[str, list[float]] = {}
@@ -366,9 +371,8 @@ class Simulation:
             day = self.sessions[i]
             market, tradable, source = self._market(i, {p.symbol for p in portfolio.positions.values()})
             ledger.vol_sources.append((day, source))
-            for s in self.symbols:
-                if s in self._spot and not self._has_at[s][i]:
-                    ledger.skipped[s] = ledger.skipped.get(s, 0) + 1
+            for s in self._skipped_at[i]:
+                ledger.skipped[s] = ledger.skipped.get(s, 0) + 1
             if i > first:
                 self._accrue(portfolio, self.sessions[i - 1], day, ledger)
             as_of = dt.datetime.combine(day, dt.time(15, 45))

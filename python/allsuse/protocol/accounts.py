@@ -18,6 +18,7 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 import numpy as np
 
+from allsuse._frozen import made as _made
 from allsuse.errors import InvalidInputError
 from allsuse.orchestration.nyse import EASTERN, NYSE
 from allsuse.protocol import settings
@@ -238,7 +239,19 @@ class Portfolio:
         *,
         realised: Decimal = ZERO,
     ) -> Transaction:
-        tx = Transaction(next(self._ids), at, kind, account_id, amount, reason, counterparty, realised)
+        # Built without the frozen dataclass's __init__ (one object.__setattr__ per field): the ledger records one
+        # per change of cash, tens of thousands in a backtest. The same Transaction.
+        tx = _made(
+            Transaction,
+            id=next(self._ids),
+            at=at,
+            kind=kind,
+            account_id=account_id,
+            amount=amount,
+            reason=reason,
+            counterparty=counterparty,
+            realised=realised,
+        )
         self.transactions.append(tx)
         return tx
 
