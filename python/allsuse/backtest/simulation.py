@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from allsuse import indicators, risk
+from allsuse._frozen import made as _made
 from allsuse.backtest import benchmarks, summary
 from allsuse.backtest.costs import CostModel, RateCurve
 from allsuse.backtest.data import MarketSet, Source, SymbolData, load_market, parse_date
@@ -150,10 +151,11 @@ class _Ledger:
 
 def _read_only(bars: Bars) -> Bars:
     """A copy of `bars` whose columns cannot be written."""
-    columns = [np.array(c) for c in (bars.days, bars.open, bars.high, bars.low, bars.close, bars.volume)]
-    for c in columns:
+    days = np.array(bars.days)
+    columns = [np.array(c) for c in (bars.open, bars.high, bars.low, bars.close, bars.volume)]
+    for c in (days, *columns):
         c.setflags(write=False)
-    days, open_, high, low, close, volume = columns
+    open_, high, low, close, volume = columns
     return Bars.from_days(days, open_, high, low, close, volume)
 
 
@@ -241,13 +243,15 @@ class Simulation:
         self._vix_at: dict[str, list[bool]] = {}
         used = np.zeros(len(self.sessions), dtype=bool)
         covered = np.fromiter((d in self.vix for d in self.sessions), dtype=bool, count=len(self.sessions))
-        vix = np.fromiter((self.vix.get(d, 100.0) for d in self.sessions), dtype=np.float64, count=len(self.sessions))
+        points = np.fromiter(
+            (self.vix.get(d, 100.0) for d in self.sessions), dtype=np.float64, count=len(self.sessions)
+        )
         for s, count in self._count.items():
             hv = self._hv[s][np.maximum(count - 1, 0)]
             with np.errstate(invalid="ignore", over="ignore"):
                 vol = np.where(np.isfinite(hv) & (hv > 0), hv * self._proxy_ratio, 0.2)
             from_vix = covered & (count > 0) if s in self.vix_symbols else np.zeros(len(self.sessions), dtype=bool)
-            vol = np.where(from_vix, vix / 100.0, vol)
+            vol = np.where(from_vix, points / 100.0, vol)
             used |= from_vix
             self._vol_at[s] = vol.tolist()
             self._vix_at[s] = from_vix.tolist()
@@ -545,23 +549,26 @@ class Simulation:
         # A closing trade realises its P&L against the entry (premium or cost basis), less its own commission.
         realised = float(tx.realised) - commission if tx is not None else 0.0
         kind = instrument or pos.kind
+        option = kind != "stock"
+        # Built without the frozen dataclass's __init__ (one object.__setattr__ per field): the same Trade.
         ledger.fills.append(
-            Trade(
-                day,
-                pos.account_id,
-                pos.symbol,
-                action,
-                kind,
-                pos.strike if kind != "stock" else None,
-                pos.expiry if kind != "stock" else None,
-                contracts,
-                shares,
-                price,
-                mid,
-                commission,
-                spread_cost,
-                round(realised, 2),
-                reason,
+            _made(
+                Trade,
+                date=day,
+                account=pos.account_id,
+                symbol=pos.symbol,
+                action=action,
+                instrument=kind,
+                strike=pos.strike if option else None,
+                expiry=pos.expiry if option else None,
+                contracts=contracts,
+                shares=shares,
+                price=price,
+                mid=mid,
+                commission=commission,
+                spread_cost=spread_cost,
+                realised_pnl=round(realised, 2),
+                reason=reason,
             )
         )
 

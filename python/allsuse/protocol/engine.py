@@ -584,9 +584,11 @@ class Engine:
                     sources.clear()
                 returns = base[1:] / base[:-1] - 1.0
                 returns.setflags(write=False)
-                source = sources[id(base)] = (base, next(self._column_ids), returns, base.__array_interface__["data"][0])
+                address = base.__array_interface__["data"][0]
+                source = sources[id(base)] = (base, next(self._column_ids), returns, address)
+            # Where the window starts in the series (its data is inside the series' memory: it is a view of it).
             offset, rest = divmod(close.__array_interface__["data"][0] - source[3], 8)
-            if rest == 0 and 0 <= offset and offset + len(close) <= len(base):
+            if rest == 0 and offset >= 0 and offset + len(close) <= len(base):
                 end = offset + len(close) - 1
                 first = max(offset, end - n)
                 return source[2][first:end], (source[1], first, end)

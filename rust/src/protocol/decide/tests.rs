@@ -371,7 +371,9 @@ mod scenarios_from_columns {
         let e = Scenarios::from_columns(&[], vec![], vec![], 5.0, 0.0, 0.0);
         assert!(matches!(e, Err(err) if err.to_string().contains("columns")));
         // What `new` checks is checked the same way (one spot for two symbols).
-        assert!(Scenarios::from_columns(&[&a, &a], vec![1.0], vec![0.2; 2], 5.0, 0.0, 0.0).is_err());
+        assert!(
+            Scenarios::from_columns(&[&a, &a], vec![1.0], vec![0.2; 2], 5.0, 0.0, 0.0).is_err()
+        );
     }
 
     proptest! {
