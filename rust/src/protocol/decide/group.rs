@@ -65,13 +65,13 @@ pub fn tail_group_of_columns(columns: &[&[f64]], q: f64, limit: f64) -> CoreResu
     in_group[0] = true;
     let mut frontier = vec![0usize];
     while let Some(a) = frontier.pop() {
-        for b in 1..cols {
-            if in_group[b] {
+        for (b, member) in in_group.iter_mut().enumerate().skip(1) {
+            if *member {
                 continue;
             }
             let coefficient = tail.dependence(a, b)?.max(tail.dependence(b, a)?);
             if coefficient > limit {
-                in_group[b] = true;
+                *member = true;
                 frontier.push(b);
             }
         }
