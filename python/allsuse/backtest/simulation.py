@@ -914,9 +914,15 @@ class Simulation:
             ledger.events.append(
                 {"date": day.isoformat(), "event": "fork", "group": group.id, "accounts": list(group.account_ids)}
             )
+        # The marks a merge reads: those of the positions of groups still forked (every held symbol is in the
+        # day's market, so no other position's mark could be asked for).
+        forked = {
+            a for g in portfolio.groups.values() if g.parent_id is not None and not g.merged for a in g.account_ids
+        }
         marks = {
             p.id: round(p.mark(market.bars_for(p.symbol).last_close, market.iv_for(p.symbol), day, market.rate), 6)
             for p in portfolio.positions.values()
+            if p.account_id in forked
         }
         for group in portfolio.check_merges(at, marks):
             ledger.events.append({"date": day.isoformat(), "event": "merge", "group": group.id})
