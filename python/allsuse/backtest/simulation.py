@@ -262,7 +262,8 @@ class Simulation:
             for i in np.flatnonzero((self._count[s] > 0) & ~self._has[s]).tolist():
                 self._skipped_at[i].append(s)
         self._pos_ids = 0
-        # Filled as the run goes: each symbol's close and IV per simulated day, and the day's last closes.
+        # Each symbol's close and IV per simulated day (filled at the run's end, see _record_series), and the day's
+        # last closes (set each day).
         self._closes: dict[str, list[float]] = {}
         self._vols: dict[str, list[float]] = {}
         self._spot: dict[str, float] = {}
