@@ -219,6 +219,7 @@ class Engine:
         # label read from them with its line (what _explained gives for it).
         self._facts: WindowFacts | None = None
         self._said: tuple[MarketLabel, str] | None = None
+        self._index_of: tuple[MarketData, str | None] | None = None
         # The last market view (decide's bars up to the day): the market it was made from, the day and the view.
         self._view: tuple[MarketData, dt.date, MarketData] | None = None
         # The portfolio whose valuation decisions may share (see keep_equities), and that valuation: the market view
@@ -445,15 +446,20 @@ class Engine:
         `symbol` itself); (None, "none", why) when neither can be had."""
         if market.vix is not None:
             return float(market.vix), "vix", f"VIX={float(market.vix):.2f}"
-        window, ratio = self._proxy_window, self._proxy_ratio
-        source = next((s for s in self._cash_settled if s in market.bars), symbol)
-        bars = market.bars_for(source)
         facts = self._facts
         if facts is not None:
-            known = facts.proxy(source, bars)
+            # Known ahead for a backtest's windows; the index a market holds is looked for once per market (every
+            # decision of a backtest day shares one, and a market is not changed once built).
+            memo = self._index_of
+            if memo is None or memo[0] is not market:
+                memo = self._index_of = (market, next((s for s in self._cash_settled if s in market.bars), None))
+            source = memo[1] or symbol
+            known = facts.proxy(source, market.bars_for(source))
             if known is not None:
                 return known
-        close = bars.close
+        window, ratio = self._proxy_window, self._proxy_ratio
+        source = next((s for s in self._cash_settled if s in market.bars), symbol)
+        close = market.bars_for(source).close
         if close.size <= window:
             return None, "none", f"no VIX and too few bars of {source} for the proxy"
         last = close[-(window + 1) :]  # the last window only
@@ -749,7 +755,7 @@ class Engine:
         their lines) and VIX proxy readings are computed at once by the core (see WindowFacts), and `_label`,
         `_explained` and `vix_reading` read them from there: the same numbers and text, at the cost of a look-up.
         Anything else is computed on demand as before."""
-        self._said = None
+        self._said = self._index_of = None
         self._facts = (
             None
             if series is None

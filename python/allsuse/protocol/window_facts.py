@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from allsuse import _core
-from allsuse._frozen import made
 from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
 from allsuse.protocol.market import Bars
@@ -41,6 +40,8 @@ class SeriesWindows:
     ends: Sequence[int]
     ivs: Sequence[float]
 
+
+_new = object.__new__
 
 # One window's entry: [first day (ordinal), bars, last close, IV, LabelFact or None, (MarketLabel, line) once made,
 # proxy reading or None].
@@ -93,8 +94,14 @@ class WindowFacts:
         size = len(days)
         if not size:
             return None
-        entry = table.get(days[-1])
-        if entry is None or entry[_SIZE] != size or entry[_FIRST] != days[0] or entry[_CLOSE] != bars.close[-1]:
+        # Python numbers (`item`): a numpy scalar as a key compares slowly with the table's ints.
+        entry = table.get(days.item(-1))
+        if (
+            entry is None
+            or entry[_SIZE] != size
+            or entry[_FIRST] != days.item(0)
+            or entry[_CLOSE] != bars.close.item(-1)
+        ):
             return None
         return entry
 
@@ -109,21 +116,9 @@ class WindowFacts:
             f: _core.LabelFact | None = entry[_FACT]
             if f is None:
                 return None
-            label = made(
-                MarketLabel,
-                label=f.label,
-                confidence=f.confidence,
-                scores={"green": f.green, "red": f.red, "chop": f.chop},
-                iv=float(iv),
-                vol_regime=f.vol_regime,
-                trend=f.trend,
-                trend_strength=f.trend_strength,
-                trend_grade=f.trend_grade,
-                rsi=f.rsi,
-                roc_pct=f.roc_pct,
-                momentum=f.momentum,
-                volume_ratio=f.volume_ratio,
-            )
+            # The instance MarketLabel(**fields) would be (no __post_init__, no slots), its fields made by the core.
+            label = _new(MarketLabel)
+            label.__dict__.update(f.fields(iv))
             known = entry[_MADE] = (label, f.text)
         return known
 

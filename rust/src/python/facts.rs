@@ -2,7 +2,9 @@
 //! one call per symbol, computed without the GIL (windows in parallel).
 
 use numpy::PyReadonlyArray1;
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use crate::error::{CoreError, CoreResult};
 use crate::protocol::decide::facts::{self, Window};
@@ -28,6 +30,33 @@ pub struct LabelFact {
     momentum: &'static str,
     volume_ratio: f64,
     text: String,
+}
+
+#[pymethods]
+impl LabelFact {
+    /// The fields of the `MarketLabel` this fact is (`scores` a new dict), read with `iv`: what the engine's
+    /// label is made from in one call.
+    #[pyo3(signature = (iv,))]
+    fn fields<'py>(&self, py: Python<'py>, iv: f64) -> PyResult<Bound<'py, PyDict>> {
+        let scores = PyDict::new(py);
+        scores.set_item(intern!(py, "green"), self.green)?;
+        scores.set_item(intern!(py, "red"), self.red)?;
+        scores.set_item(intern!(py, "chop"), self.chop)?;
+        let d = PyDict::new(py);
+        d.set_item(intern!(py, "label"), self.label)?;
+        d.set_item(intern!(py, "confidence"), self.confidence)?;
+        d.set_item(intern!(py, "scores"), scores)?;
+        d.set_item(intern!(py, "iv"), iv)?;
+        d.set_item(intern!(py, "vol_regime"), self.vol_regime)?;
+        d.set_item(intern!(py, "trend"), self.trend)?;
+        d.set_item(intern!(py, "trend_strength"), self.trend_strength)?;
+        d.set_item(intern!(py, "trend_grade"), self.trend_grade)?;
+        d.set_item(intern!(py, "rsi"), self.rsi)?;
+        d.set_item(intern!(py, "roc_pct"), self.roc_pct)?;
+        d.set_item(intern!(py, "momentum"), self.momentum)?;
+        d.set_item(intern!(py, "volume_ratio"), self.volume_ratio)?;
+        Ok(d)
+    }
 }
 
 fn slice<'a, T: numpy::Element>(

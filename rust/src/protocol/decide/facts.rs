@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use super::label::{market_label, LabelReading, LabelTable};
+use super::label::{label_with_rsi, LabelReading, LabelTable};
 use super::pyfmt;
 use crate::error::{CoreError, CoreResult};
 use crate::indicators;
@@ -107,8 +107,93 @@ pub fn label_line(r: &LabelReading, iv: f64) -> String {
     )
 }
 
+/// Windows whose RSI is computed side by side (`wilder_rsi_lanes`).
+const LANES: usize = 8;
+
+/// A step's gain, `d.max(0.0)` for any d that is not NaN (finite closes make none), written as a comparison the
+/// compiler can do for several windows at once; a zero's sign cannot reach the averages (x + -0.0 is x).
+#[inline]
+fn up(d: f64) -> f64 {
+    if d > 0.0 {
+        d
+    } else {
+        0.0
+    }
+}
+
+/// A step's loss, `(-d).max(0.0)` likewise.
+#[inline]
+fn down(d: f64) -> f64 {
+    if d < 0.0 {
+        -d
+    } else {
+        0.0
+    }
+}
+
+/// `indicators::rsi_last` of the closes of each of LANES windows of one length `m` (> `period`), bit for bit: the
+/// same differences, the same first mean and the same Wilder steps in the same order, for the LANES windows at
+/// once. Each step of one window waits on its previous step (a division), so the windows' steps interleave and
+/// the processor overlaps them: several windows for about the time of one.
+pub fn wilder_rsi_lanes(
+    close: &[f64],
+    starts: [usize; LANES],
+    m: usize,
+    period: usize,
+) -> [f64; LANES] {
+    let p = period as f64;
+    let (mut gain, mut loss) = ([0.0f64; LANES], [0.0f64; LANES]);
+    for j in 0..period {
+        for k in 0..LANES {
+            let i = starts[k] + j;
+            let d = close[i + 1] - close[i];
+            gain[k] += up(d);
+            loss[k] += down(d);
+        }
+    }
+    for k in 0..LANES {
+        gain[k] /= p;
+        loss[k] /= p;
+    }
+    for j in period..m.saturating_sub(1) {
+        for k in 0..LANES {
+            let i = starts[k] + j;
+            let d = close[i + 1] - close[i];
+            gain[k] = (gain[k] * (p - 1.0) + up(d)) / p;
+            loss[k] = (loss[k] * (p - 1.0) + down(d)) / p;
+        }
+    }
+    let mut out = [0.0; LANES];
+    for k in 0..LANES {
+        // As the core's RSI: the ratio first (never above 100 after rounding); 50 without any move.
+        let total = gain[k] + loss[k];
+        out[k] = if total > 0.0 {
+            100.0 * (gain[k] / total)
+        } else {
+            50.0
+        };
+    }
+    out
+}
+
+/// The RSIs of a chunk of at most LANES windows when they can be had side by side (LANES windows of one length
+/// above the RSI period, every close of the series finite: `finite`); None otherwise (each label then reads its own, as on demand).
+fn chunk_rsi(close: &[f64], finite: bool, ws: &[Window], period: usize) -> Option<[f64; LANES]> {
+    let first = ws.first()?;
+    let m = first.end - first.start;
+    if !finite || ws.len() != LANES || m <= period || ws.iter().any(|w| w.end - w.start != m) {
+        return None;
+    }
+    let mut starts = [0usize; LANES];
+    for (s, w) in starts.iter_mut().zip(ws) {
+        *s = w.start;
+    }
+    Some(wilder_rsi_lanes(close, starts, m, period))
+}
+
 /// The label of one window's last bar as the engine's `market_label` makes it, or None where it would refuse the
-/// window (fewer than `min_bars` bars, an IV that is not a finite number > 0, a price the core refuses).
+/// window (fewer than `min_bars` bars, an IV that is not a finite number > 0, a price the core refuses). `rsi` is
+/// the window's RSI when already known.
 fn label_of(
     close: &[f64],
     volume: Option<&[f64]>,
@@ -116,12 +201,17 @@ fn label_of(
     iv: f64,
     min_bars: usize,
     t: &LabelTable,
+    rsi: Option<f64>,
 ) -> Option<LabelFact> {
     if w.end - w.start < min_bars || !(iv.is_finite() && iv > 0.0) {
         return None;
     }
     let vols = volume.map(|v| &v[w.start..w.end]);
-    let mut reading = market_label(&close[w.start..w.end], iv, vols, t).ok()?;
+    let mut reading = label_with_rsi(&close[w.start..w.end], iv, vols, t, |c| match rsi {
+        Some(value) => Ok(value),
+        None => indicators::rsi_last(c, t.rsi_period),
+    })
+    .ok()?;
     reading.confidence = pyfmt::round(reading.confidence, 10);
     let text = label_line(&reading, iv);
     Some(LabelFact { reading, iv, text })
@@ -161,10 +251,16 @@ pub fn label_facts(
         return Err(CoreError::invalid("min_bars", "must be >= 1, got 0"));
     }
     check_windows(windows, close.len())?;
+    let finite = close.iter().all(|x| x.is_finite());
     Ok(windows
-        .par_iter()
-        .zip(ivs.par_iter())
-        .map(|(w, iv)| label_of(close, volume, *w, *iv, min_bars, t))
+        .par_chunks(LANES)
+        .zip(ivs.par_chunks(LANES))
+        .flat_map_iter(|(ws, ivs)| {
+            let rsi = chunk_rsi(close, finite, ws, t.rsi_period);
+            ws.iter().zip(ivs).enumerate().map(move |(k, (w, iv))| {
+                label_of(close, volume, *w, *iv, min_bars, t, rsi.map(|r| r[k]))
+            })
+        })
         .collect())
 }
 
@@ -257,7 +353,7 @@ fn check_windows(windows: &[Window], len: usize) -> CoreResult<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::label::{LabelConfidence, LabelScores};
+    use super::super::label::{market_label, LabelConfidence, LabelScores};
     use super::*;
     use proptest::prelude::*;
 
@@ -423,6 +519,66 @@ mod tests {
     }
 
     proptest! {
+        /// Side by side, each window's RSI is `rsi_last` of its closes bit for bit.
+        #[test]
+        fn lanes_give_each_window_s_own_rsi(
+            close in prop::collection::vec(prop_oneof![0.01f64..1e4, 1.0f64..1.0001, Just(5.0)], 2..300),
+            period in 1usize..30,
+            offsets in prop::collection::vec(0usize..300, LANES),
+            m in 2usize..300,
+        ) {
+            let m = m.min(close.len());
+            prop_assume!(m > period);
+            let mut starts = [0usize; LANES];
+            for (s, o) in starts.iter_mut().zip(&offsets) {
+                *s = o % (close.len() - m + 1);
+            }
+            let got = wilder_rsi_lanes(&close, starts, m, period);
+            for (k, s) in starts.iter().enumerate() {
+                let want = indicators::rsi_last(&close[*s..*s + m], period);
+                prop_assert_eq!(Ok(got[k].to_bits()), want.map(f64::to_bits));
+            }
+        }
+
+        /// Every window's fact is `market_label` of its own bars (and nothing where it refuses them).
+        #[test]
+        fn facts_are_the_labels_of_their_windows(
+            close in prop::collection::vec(prop_oneof![1.0f64..200.0, Just(50.0), Just(-1.0)], 1..160),
+            volume in prop::collection::vec(prop_oneof![0.0f64..1e6, Just(0.0)], 160),
+            bounds in prop::collection::vec((0usize..160, 0usize..160), 1..12),
+            iv in prop_oneof![0.01f64..1.0, Just(f64::NAN), Just(0.0)],
+        ) {
+            let n = close.len();
+            let (starts, ends): (Vec<i64>, Vec<i64>) = bounds
+                .iter()
+                .map(|(a, b)| {
+                    let (lo, hi) = ((*a).min(*b) % (n + 1), (*a).max(*b) % (n + 1));
+                    let (lo, hi) = (lo.min(hi), lo.max(hi));
+                    (lo as i64, hi as i64)
+                })
+                .unzip();
+            let ws = windows(&starts, &ends, n).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let ivs = vec![iv; ws.len()];
+            let vols = &volume[..n];
+            let got = label_facts(&close, Some(vols), &ws, &ivs, 55, &table())
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            for (w, fact) in ws.iter().zip(&got) {
+                let want = if w.end - w.start < 55 || !(iv.is_finite() && iv > 0.0) {
+                    None
+                } else {
+                    market_label(&close[w.start..w.end], iv, Some(&vols[w.start..w.end]), &table()).ok()
+                };
+                match (fact, want) {
+                    (None, None) => {}
+                    (Some(f), Some(mut r)) => {
+                        r.confidence = pyfmt::round(r.confidence, 10);
+                        prop_assert_eq!(format!("{:?}", f.reading), format!("{r:?}"));
+                    }
+                    (f, r) => prop_assert!(false, "fact {:?} against {:?}", f, r),
+                }
+            }
+        }
+
         #[test]
         fn any_input_gives_facts_or_an_error_never_a_panic(
             close in prop::collection::vec(prop_oneof![any::<f64>(), 0.1f64..1e4], 0..120),
