@@ -759,9 +759,7 @@ class Engine:
         self._facts = (
             None
             if series is None
-            else WindowFacts(
-                series, config=self.config, proxy_window=self._proxy_window, proxy_ratio=self._proxy_ratio
-            )
+            else WindowFacts(series, config=self.config, proxy_window=self._proxy_window, proxy_ratio=self._proxy_ratio)
         )
 
     def _label(self, symbol: str, bars: Bars, iv: float) -> MarketLabel:
