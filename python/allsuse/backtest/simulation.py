@@ -42,6 +42,7 @@ from allsuse.protocol.engine import Decision, Engine, Order
 from allsuse.protocol.market import Bars, MarketData
 from allsuse.protocol.positions import MULTIPLIER, Position
 from allsuse.protocol.trust import TrustBook
+from allsuse.protocol.window_facts import SeriesWindows
 
 KINDS = ("gen", "rev", "com")
 # Bars of history before a symbol is first decided on (the label needs 50, the ATR regime 14, the proxy 20).
@@ -354,14 +355,38 @@ class Simulation:
         The run makes many short-lived objects; what existed before it (the loaded data, the engine) is set aside
         from the garbage collector's scans for the run's length (gc.freeze), so its full collections scan only what
         the run made (a few per cent of a long run). Nothing else changes; a caller that froze objects itself keeps
-        its own freeze untouched."""
-        if gc.get_freeze_count():
-            return self._simulate(start, end)
-        gc.freeze()
+        its own freeze untouched. The engine knows the labels and VIX proxy readings of the run's windows ahead
+        (`_windows`, Engine.use_windows) for the run's length."""
+        first, last = self._window(start, end)
+        self.engine.use_windows(self._windows(first, last))
         try:
-            return self._simulate(start, end)
+            if gc.get_freeze_count():
+                return self._simulate(start, end)
+            gc.freeze()
+            try:
+                return self._simulate(start, end)
+            finally:
+                gc.unfreeze()
         finally:
-            gc.unfreeze()
+            self.engine.use_windows(None)
+
+    def _windows(self, first: int, last: int) -> dict[str, SeriesWindows]:
+        """Each symbol's windows the days first..last show the engine (`_window_bars`), each with the IV `_iv` gives
+        on the day of its last bar (NaN when that day is before the run: its label is then computed on demand)."""
+        out: dict[str, SeriesWindows] = {}
+        for s, data in self._data.items():
+            count, has = self._count_at[s], self._has_at[s]
+            ivs: dict[int, float] = {}
+            for i in range(first, last + 1):
+                n = count[i]
+                if n and has[i]:
+                    ivs[n] = self._iv(s, n - 1, self.sessions[i])[0]
+                elif n:
+                    ivs.setdefault(n, math.nan)
+            ends = sorted(ivs)
+            starts = [max(0, n - self._lookback) for n in ends]
+            out[s] = SeriesWindows(data.bars, starts, ends, [ivs[n] for n in ends])
+        return out
 
     def _simulate(self, start: dt.date, end: dt.date) -> tuple[Portfolio, _Ledger, list[dt.date], list[float]]:
         first, last = self._window(start, end)

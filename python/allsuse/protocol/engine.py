@@ -9,6 +9,7 @@ import datetime as dt
 import itertools
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from allsuse.protocol.market import Bars, MarketData, OptionQuote, next_weekly_e
 from allsuse.protocol.market_label import MarketLabel, market_label
 from allsuse.protocol.positions import Position
 from allsuse.protocol.trust import TrustBook
+from allsuse.protocol.window_facts import SeriesWindows, WindowFacts
 from allsuse.rules import RuleBook, RuleResult
 
 ACTIONS = (
@@ -216,6 +218,11 @@ class Engine:
         self._proxy_window = int(self.config.doc.number("vix_proxy_window", low=2))
         self._proxy_ratio = self.config.doc.number("vix_proxy_ratio", low=0)
         self._proxy_readings: dict[tuple[str, bytes], tuple[float | None, str, str]] = {}
+        # A backtest run's labels and proxy readings of its windows, known ahead (see use_windows), and the last
+        # label read from them with its line (what _explained gives for it).
+        self._facts: WindowFacts | None = None
+        self._said: tuple[MarketLabel, str] | None = None
+        self._index_of: tuple[MarketData, str | None] | None = None
         # The last market view (decide's bars up to the day): the market it was made from, the day and the view.
         self._view: tuple[MarketData, dt.date, MarketData] | None = None
         # The portfolio whose valuation decisions may share (see keep_equities), and that valuation: the market view
@@ -442,6 +449,17 @@ class Engine:
         `symbol` itself); (None, "none", why) when neither can be had."""
         if market.vix is not None:
             return float(market.vix), "vix", f"VIX={float(market.vix):.2f}"
+        facts = self._facts
+        if facts is not None:
+            # Known ahead for a backtest's windows; the index a market holds is looked for once per market (every
+            # decision of a backtest day shares one, and a market is not changed once built).
+            memo = self._index_of
+            if memo is None or memo[0] is not market:
+                memo = self._index_of = (market, next((s for s in self._cash_settled if s in market.bars), None))
+            source = memo[1] or symbol
+            known = facts.proxy(source, market.bars_for(source))
+            if known is not None:
+                return known
         window, ratio = self._proxy_window, self._proxy_ratio
         source = next((s for s in self._cash_settled if s in market.bars), symbol)
         close = market.bars_for(source).close
@@ -796,9 +814,27 @@ class Engine:
         when not. Returns the new trust score."""
         return self.trust.record(decision.trust_kind, right, decision.confidence, on)
 
+    def use_windows(self, series: Mapping[str, SeriesWindows] | None) -> None:
+        """Learns (or, with None, forgets) the windows a backtest run will show the engine: their labels (with
+        their lines) and VIX proxy readings are computed at once by the core (see WindowFacts), and `_label`,
+        `_explained` and `vix_reading` read them from there: the same numbers and text, at the cost of a look-up.
+        Anything else is computed on demand as before."""
+        self._said = self._index_of = None
+        self._facts = (
+            None
+            if series is None
+            else WindowFacts(series, config=self.config, proxy_window=self._proxy_window, proxy_ratio=self._proxy_ratio)
+        )
+
     def _label(self, symbol: str, bars: Bars, iv: float) -> MarketLabel:
         """The market label of the last bar; the same bars and IV give the same label, so it is kept for the day
-        (every account of a portfolio asks for it)."""
+        (every account of a portfolio asks for it), or known ahead for a backtest's windows (use_windows)."""
+        facts = self._facts
+        if facts is not None:
+            known = facts.label(symbol, bars, iv)
+            if known is not None:
+                self._said = known
+                return known[0]
         days = bars.days
         n = len(days)
         key = (symbol, int(days[-1]) if n else None, n, iv, float(bars.close[-1]) if n else 0.0)
@@ -812,6 +848,9 @@ class Engine:
 
     def _explained(self, label: MarketLabel) -> str:
         """The label's explanation line, built once per label."""
+        said = self._said
+        if said is not None and said[0] is label:
+            return said[1]
         text = self._label_text.get(id(label))
         if text is None or text[0] is not label:
             text = (label, label.explain())

@@ -432,7 +432,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// config/protocol.yaml `market_label`, compiled once per configuration.
 #[pyclass(frozen, module = "allsuse._core")]
 pub struct LabelRules {
-    inner: crate::protocol::decide::label::LabelTable,
+    pub(crate) inner: crate::protocol::decide::label::LabelTable,
 }
 
 /// The market label of the last bar and every reading behind it (confidence unrounded).

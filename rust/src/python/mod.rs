@@ -4,6 +4,7 @@
 mod cache;
 mod decide;
 pub mod errors;
+mod facts;
 mod flow;
 mod indicators;
 mod market;
@@ -36,6 +37,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     decide::register(m)?;
     flow::register(m)?;
     market::register(m)?;
+    facts::register(m)?;
     // _core is private (users import the facades): no star-import surface for stubtest to track.
     if m.hasattr("__all__")? {
         m.delattr("__all__")?;

@@ -176,6 +176,21 @@ pub fn market_label(
     volume: Option<&[f64]>,
     t: &LabelTable,
 ) -> CoreResult<LabelReading> {
+    label_with_rsi(close, iv, volume, t, |c| {
+        indicators::rsi_last(c, t.rsi_period)
+    })
+}
+
+/// `market_label` with the RSI of `close` (Wilder, `rsi_period`) given by `rsi`, called where `market_label` reads
+/// it: a caller that has it already (the facts of many windows, `facts::wilder_rsi_lanes`) passes it, bit for bit
+/// the same number.
+pub fn label_with_rsi(
+    close: &[f64],
+    iv: f64,
+    volume: Option<&[f64]>,
+    t: &LabelTable,
+    rsi: impl FnOnce(&[f64]) -> CoreResult<f64>,
+) -> CoreResult<LabelReading> {
     check::finite("iv", iv)?;
     if close.iter().any(|x| !x.is_finite() || *x <= 0.0) {
         return Err(CoreError::invalid("close", "must hold finite prices > 0"));
@@ -225,7 +240,7 @@ pub fn market_label(
     }
 
     // Momentum: RSI (Wilder) and rate of change.
-    let rsi = indicators::rsi_last(close, t.rsi_period)?;
+    let rsi = rsi(close)?;
     let base = close
         .len()
         .checked_sub(1 + t.roc_period)

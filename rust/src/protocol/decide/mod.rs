@@ -9,6 +9,7 @@ use crate::protocol::level::{self, AtrRegime, AtrRegimeTable, LevelReading, Leve
 use crate::protocol::week_type::{self, Classification, Position, WeekTypeBounds};
 
 pub mod equity;
+pub mod facts;
 pub mod flow;
 pub mod group;
 pub mod label;
