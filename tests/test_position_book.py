@@ -275,3 +275,35 @@ def test_random_changes_never_leave_the_book_stale(seed: int) -> None:
         assert _fields(a) == _fields(b)
     assert one.positions.keys() == two.positions.keys()
     assert isinstance(one.account(GEN).balance, Decimal)
+
+
+def test_the_books_equities_are_the_engines() -> None:
+    engine = Engine()
+    p = _portfolio()
+    m = _market(THURSDAY)
+    accounts = list(p.accounts.values())
+    first = engine._book_equities(p, accounts, m, THURSDAY)
+    assert first == engine.equities(p, accounts, m, THURSDAY)
+    p.positions["g-put"].quantity = -4.0
+    _merge_rev(p)
+    p.deposit(GEN, 1000, at(THURSDAY))
+    second = engine._book_equities(p, accounts, m, THURSDAY)
+    assert second == engine.equities(p, accounts, m, THURSDAY) and second != first
+    # The day changes the options' time to expiry.
+    assert engine._book_equities(p, accounts, m, MONDAY) == engine.equities(p, accounts, m, MONDAY)
+    p.positions["stray"] = Position("stray", "p1/nobody", "NVDA", "stock", 1.0, MONDAY)
+    with pytest.raises(InvalidInputError) as stray:
+        engine._book_equities(p, accounts, m, THURSDAY)
+    assert stray.value.field == "positions"
+    del p.positions["stray"]
+    p.positions["tsla"] = Position("tsla", GEN, "TSLA", "stock", 1.0, MONDAY)
+    with pytest.raises(InvalidInputError) as missing:
+        engine._book_equities(p, accounts, m, THURSDAY)
+    with pytest.raises(InvalidInputError) as expected:
+        engine.equities(p, accounts, m, THURSDAY)
+    assert missing.value.field == expected.value.field == "symbol"
+    with pytest.raises(InvalidInputError) as short:
+        engine._book.equities(
+            p.positions, accounts=[GEN], cash=[], portfolio_cash=0.0, merged=[], market=m, today=1, rate=0.0
+        )
+    assert short.value.field == "cash"

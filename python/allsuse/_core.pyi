@@ -626,6 +626,18 @@ class PositionBook:
     @property
     def reads(self) -> int: ...
     def __len__(self) -> int: ...
+    def equities(
+        self,
+        positions: dict[str, Any],
+        *,
+        accounts: Sequence[str],
+        cash: Sequence[float],
+        portfolio_cash: float,
+        merged: Sequence[str],
+        market: Any,
+        today: int,
+        rate: float,
+    ) -> tuple[list[float], float]: ...
     def held(
         self,
         positions: dict[str, Any],

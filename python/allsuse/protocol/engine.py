@@ -434,7 +434,7 @@ class Engine:
             if memo is None or memo[0] is not market or memo[1] != today:
                 accounts = list(portfolio.accounts.values())
                 try:
-                    values, total = self.equities(portfolio, accounts, market, today)
+                    values, total = self._book_equities(portfolio, accounts, market, today)
                 except InvalidInputError:  # a symbol missing: the decision values its own account, naming it
                     memo = None
                 else:
@@ -444,6 +444,31 @@ class Engine:
                 return memo[2][account.id], memo[3]
         (equity,), total = self.equities(portfolio, [account], market, today)
         return equity, total
+
+    def _book_equities(
+        self, portfolio: Portfolio, accounts: list[Account], market: MarketData, today: dt.date
+    ) -> tuple[list[float], float]:
+        """`equities(portfolio, accounts, market, today)` for every account of the portfolio, from the engine's
+        PositionBook (positions read once, not at every valuation): the same marks added in the same order by the
+        same core function, so the same numbers."""
+        merged_groups = {gid for gid, group in portfolio.groups.items() if group.merged}
+        cash = 0.0
+        for account in portfolio.accounts.values():
+            if account.group_id not in merged_groups:
+                cash += float(account.balance + account.leaps)
+        try:
+            return self._book.equities(
+                portfolio.positions,
+                accounts=[a.id for a in accounts],
+                cash=[float(a.balance) for a in accounts],
+                portfolio_cash=cash,
+                merged=[a.id for a in portfolio.accounts.values() if a.group_id in merged_groups],
+                market=market,
+                today=today.toordinal(),
+                rate=market.rate,
+            )
+        except RuntimeError:  # the engine's book in use by another thread: valued as equities() values
+            return self.equities(portfolio, accounts, market, today)
 
     def vix_reading(self, market: MarketData, symbol: str) -> tuple[float | None, str, str]:
         """(VIX value, source, note): the given VIX, else the proxy of section 6, the index's realised volatility

@@ -305,6 +305,72 @@ impl PositionBook {
         self.entries.len()
     }
 
+    /// The equity at market of each of `accounts` (ids; `cash` their balances, in the same order) and of the
+    /// portfolio (`portfolio_cash` plus every position whose account is not in `merged`) from `positions`, each
+    /// position marked at its symbol's last close and IV in `market` (read as `Engine.equities` reads them: close,
+    /// then IV, in position order) with `today`'s days to expiry, added in book order by the same core function.
+    /// A position of an account not among `accounts` is refused naming `positions`.
+    #[pyo3(signature = (positions, *, accounts, cash, portfolio_cash, merged, market, today, rate))]
+    #[allow(clippy::too_many_arguments)]
+    fn equities(
+        &mut self,
+        py: Python<'_>,
+        positions: &Bound<'_, PyDict>,
+        accounts: Vec<String>,
+        cash: Vec<f64>,
+        portfolio_cash: f64,
+        merged: Vec<String>,
+        market: &Bound<'_, PyAny>,
+        today: i64,
+        rate: f64,
+    ) -> PyResult<(Vec<f64>, f64)> {
+        use crate::protocol::decide::equity;
+        if cash.len() != accounts.len() {
+            return Err(invalid(
+                "cash".to_string(),
+                format!("has {} values for {} accounts", cash.len(), accounts.len()),
+            ))
+            .py_err(py);
+        }
+        self.sync(positions)?;
+        self.use_market(market);
+        let mut book = Vec::with_capacity(self.entries.len());
+        for k in 0..self.entries.len() {
+            let (owner, psymbol) = {
+                let e = &self.entries[k];
+                (
+                    accounts.iter().position(|a| *a == e.account_id),
+                    e.symbol.clone(),
+                )
+            };
+            let Some(owner) = owner else {
+                let e = &self.entries[k];
+                return Err(invalid(
+                    "positions".to_string(),
+                    format!("position {} of account {} not among the accounts", e.id, e.account_id),
+                ))
+                .py_err(py);
+            };
+            let spot = self.close(market, &psymbol)?;
+            let iv = self.iv(market, &psymbol)?;
+            let e = &self.entries[k];
+            book.push(equity::Holding {
+                marked: equity::Marked {
+                    kind: e.kind,
+                    quantity: e.quantity,
+                    strike: e.strike,
+                    days_to_expiry: e.expiry.map(|x| x - today),
+                    spot,
+                    iv,
+                },
+                account: Some(owner),
+                counted: !merged.iter().any(|m| *m == e.account_id),
+            });
+        }
+        let e = equity::equities(cash, portfolio_cash, &book, rate).py_err(py)?;
+        Ok((e.accounts, e.portfolio))
+    }
+
     /// The held book of one decision of `account_id` on `symbol` over `positions` (a portfolio's positions dict):
     /// every position of the account and every position counted in the portfolio's book (its account not in
     /// `merged`, the accounts whose group was merged away), in the dict's order, each with its symbol's sector,
