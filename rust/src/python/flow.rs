@@ -28,13 +28,6 @@ fn band_of(field: &str, low: Option<f64>, high: Option<f64>) -> CoreResult<Optio
     }
 }
 
-fn to_vec(values: &PyReadonlyArray1<'_, f64>) -> Vec<f64> {
-    match values.as_slice() {
-        Ok(s) => s.to_vec(),
-        Err(_) => values.as_array().to_vec(),
-    }
-}
-
 /// Entry days, delta band and size multiplier for (account type, label).
 #[pyclass(frozen, module = "allsuse._core")]
 #[derive(Clone)]
@@ -397,6 +390,44 @@ impl TrustGate {
 #[pyclass(frozen, module = "allsuse._core")]
 pub struct DecisionInput {
     inner: flow::DecisionInput,
+    /// The bars' arrays as given (days, high, low, close), read in place by `Decider.decide` (checked when the input
+    /// is built and again when read, since an array can change in between); the inner input's columns stay empty.
+    bars: BarArrays,
+}
+
+struct BarArrays {
+    days: Py<numpy::PyArray1<i64>>,
+    high: Py<numpy::PyArray1<f64>>,
+    low: Py<numpy::PyArray1<f64>>,
+    close: Py<numpy::PyArray1<f64>>,
+}
+
+/// A shared borrow of an input's array; one being written to is refused naming `field`.
+fn readable<'py, T: numpy::Element>(
+    py: Python<'py>,
+    array: &Py<numpy::PyArray1<T>>,
+    field: &str,
+) -> PyResult<PyReadonlyArray1<'py, T>> {
+    use numpy::PyArrayMethods;
+    array
+        .bind(py)
+        .try_readonly()
+        .map_err(|_| CoreError::invalid(field, "is being written to"))
+        .py_err(py)
+}
+
+/// An array's values in place when contiguous, else a copy.
+fn slice_of<'a, T: numpy::Element + Copy>(
+    array: &'a PyReadonlyArray1<'_, T>,
+    copy: &'a mut Vec<T>,
+) -> &'a [T] {
+    match array.as_slice() {
+        Ok(s) => s,
+        Err(_) => {
+            *copy = array.as_array().to_vec();
+            copy
+        }
+    }
 }
 
 #[pymethods]
@@ -475,13 +506,10 @@ impl DecisionInput {
             spot,
             iv,
             rate,
-            days: match days.as_slice() {
-                Ok(s) => s.to_vec(),
-                Err(_) => days.as_array().to_vec(),
-            },
-            high: to_vec(&high),
-            low: to_vec(&low),
-            close: to_vec(&close),
+            days: Vec::new(),
+            high: Vec::new(),
+            low: Vec::new(),
+            close: Vec::new(),
             protection_level,
             drawdown,
             vix,
@@ -511,7 +539,24 @@ impl DecisionInput {
             chain_calls: quotes_of(&chain_calls),
         };
         inner.validate().py_err(py)?;
-        Ok(DecisionInput { inner })
+        let (mut c0, mut c1, mut c2, mut c3) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        flow::Bars {
+            days: slice_of(&days, &mut c0),
+            high: slice_of(&high, &mut c1),
+            low: slice_of(&low, &mut c2),
+            close: slice_of(&close, &mut c3),
+        }
+        .validate()
+        .py_err(py)?;
+        Ok(DecisionInput {
+            inner,
+            bars: BarArrays {
+                days: days.as_unbound().clone_ref(py),
+                high: high.as_unbound().clone_ref(py),
+                low: low.as_unbound().clone_ref(py),
+                close: close.as_unbound().clone_ref(py),
+            },
+        })
     }
 }
 
@@ -699,8 +744,24 @@ impl Decider {
             group_built: std::cell::OnceCell::new(),
             failed: std::cell::RefCell::new(None),
         };
-        // The input was validated when it was built (a frozen class: it cannot have changed since).
-        let decided = flow::decide_validated(&self.inner, &input.inner, &source, &rules.inner);
+        // The input was validated when it was built (a frozen class: it cannot have changed since); the bars' arrays
+        // are read in place and checked again, as their owner may have written to them since.
+        let arrays = &input.bars;
+        let (days, high, low, close) = (
+            readable(py, &arrays.days, "days")?,
+            readable(py, &arrays.high, "high")?,
+            readable(py, &arrays.low, "low")?,
+            readable(py, &arrays.close, "close")?,
+        );
+        let (mut c0, mut c1, mut c2, mut c3) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let bars = flow::Bars {
+            days: slice_of(&days, &mut c0),
+            high: slice_of(&high, &mut c1),
+            low: slice_of(&low, &mut c2),
+            close: slice_of(&close, &mut c3),
+        };
+        bars.validate().py_err(py)?;
+        let decided = flow::decide_over(&self.inner, &input.inner, bars, &source, &rules.inner);
         if let Some(err) = source.failed.borrow_mut().take() {
             return Err(err);
         }
