@@ -801,7 +801,10 @@ impl Decider {
                                     intern!(py, "passed"),
                                     PyBool::new(py, r.passed).to_owned().into_any(),
                                 ),
-                                (intern!(py, "message"), r.message.into_pyobject(py)?.into_any()),
+                                (
+                                    intern!(py, "message"),
+                                    r.message.into_pyobject(py)?.into_any(),
+                                ),
                             ],
                         )
                     })
@@ -981,12 +984,24 @@ fn made_order_of<'py>(cls: &Bound<'py, PyAny>, o: flow::Order) -> PyResult<Bound
         &[
             (intern!(py, "kind"), o.kind.into_pyobject(py)?.into_any()),
             (intern!(py, "side"), o.side.into_pyobject(py)?.into_any()),
-            (intern!(py, "strike"), o.strike.into_pyobject(py)?.into_any()),
+            (
+                intern!(py, "strike"),
+                o.strike.into_pyobject(py)?.into_any(),
+            ),
             (intern!(py, "expiry"), expiry),
-            (intern!(py, "contracts"), o.contracts.into_pyobject(py)?.into_any()),
-            (intern!(py, "limit_price"), o.limit_price.into_pyobject(py)?.into_any()),
+            (
+                intern!(py, "contracts"),
+                o.contracts.into_pyobject(py)?.into_any(),
+            ),
+            (
+                intern!(py, "limit_price"),
+                o.limit_price.into_pyobject(py)?.into_any(),
+            ),
             (intern!(py, "delta"), o.delta.into_pyobject(py)?.into_any()),
-            (intern!(py, "premium"), o.premium.into_pyobject(py)?.into_any()),
+            (
+                intern!(py, "premium"),
+                o.premium.into_pyobject(py)?.into_any(),
+            ),
             (intern!(py, "band"), band),
         ],
     )

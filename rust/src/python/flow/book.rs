@@ -83,7 +83,12 @@ fn band_half(band: &Bound<'_, PyAny>, i: usize, at: usize) -> PyResult<Option<f6
     let value = band.get_item(i)?;
     value
         .extract::<Option<f64>>()
-        .map_err(|_| invalid(format!("positions[{at}].band"), "must be two numbers or None"))
+        .map_err(|_| {
+            invalid(
+                format!("positions[{at}].band"),
+                "must be two numbers or None",
+            )
+        })
         .py_err(py)
 }
 
@@ -186,8 +191,7 @@ impl Entry {
         };
         // Identity comparisons only: no Python code runs while the dict is walked.
         d.len() == snapshot.len()
-            && d
-                .iter()
+            && d.iter()
                 .zip(snapshot)
                 .all(|((k, v), (sk, sv))| k.is(sk) && v.is(sv))
     }
@@ -347,7 +351,10 @@ impl PositionBook {
                 let e = &self.entries[k];
                 return Err(invalid(
                     "positions".to_string(),
-                    format!("position {} of account {} not among the accounts", e.id, e.account_id),
+                    format!(
+                        "position {} of account {} not among the accounts",
+                        e.id, e.account_id
+                    ),
                 ))
                 .py_err(py);
             };
@@ -364,7 +371,7 @@ impl PositionBook {
                     iv,
                 },
                 account: Some(owner),
-                counted: !merged.iter().any(|m| *m == e.account_id),
+                counted: !merged.contains(&e.account_id),
             });
         }
         let e = equity::equities(cash, portfolio_cash, &book, rate).py_err(py)?;
@@ -399,7 +406,7 @@ impl PositionBook {
         names.insert(symbol);
         let mut own = Vec::new();
         for e in &self.entries {
-            let counts = !merged.iter().any(|m| *m == e.account_id);
+            let counts = !merged.contains(&e.account_id);
             if counts {
                 names.insert(e.symbol.as_str());
             }
@@ -424,7 +431,11 @@ impl PositionBook {
             let quote = match quotes.get(&psymbol) {
                 Some(q) => *q,
                 None => {
-                    let iv = if mine { self.iv(market, &psymbol)? } else { 0.0 };
+                    let iv = if mine {
+                        self.iv(market, &psymbol)?
+                    } else {
+                        0.0
+                    };
                     let q = (self.close(market, &psymbol)?, iv);
                     quotes.insert(psymbol.clone(), q);
                     q
