@@ -307,3 +307,29 @@ def test_the_books_equities_are_the_engines() -> None:
             p.positions, accounts=[GEN], cash=[], portfolio_cash=0.0, merged=[], market=m, today=1, rate=0.0
         )
     assert short.value.field == "cash"
+
+
+def test_inside_keep_equities_the_book_is_checked_again_after_forget_equities() -> None:
+    """Inside a keep_equities scope the portfolio changes only after forget_equities (the backtest's contract, the
+    same as for the shared valuation): the book takes the positions as read until then, and reads them again
+    after; another portfolio decided inside the scope is read whole, and the scope's again after it."""
+    m = _market(THURSDAY)
+    engines, portfolios = (Engine(), Engine()), (_portfolio(), _portfolio())
+    outcomes = []
+    for engine, p in zip(engines, portfolios, strict=True):
+        engine.keep_equities(p)
+        engine.decide(p, GEN, "NVDA", at(THURSDAY), m)
+        reads = engine._book.reads
+        engine.decide(p, REV, "AMD", at(THURSDAY), m)
+        assert engine._book.reads == reads  # nothing changed, nothing checked again
+        other = _portfolio()
+        other.positions["g-put"].quantity = -1.0
+        engine.decide(other, GEN, "NVDA", at(THURSDAY), m)
+        assert engine._book.reads > reads
+        engine.forget_equities()
+        p.positions["g-put"].quantity = -1.0
+        if engine is engines[1]:
+            engine._book = _core.PositionBook()
+        outcomes.append(_fields(engine.decide(p, GEN, "NVDA", at(THURSDAY), m)))
+        engine.keep_equities(None)
+    assert outcomes[0] == outcomes[1]

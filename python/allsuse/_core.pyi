@@ -637,6 +637,7 @@ class PositionBook:
         market: Any,
         today: int,
         rate: float,
+        reread: bool = True,
     ) -> tuple[list[float], float]: ...
     def held(
         self,
@@ -648,6 +649,7 @@ class PositionBook:
         market: Any,
         roll_expiry: Callable[[Any], int],
         band: Callable[[Any], tuple[float, float] | None],
+        reread: bool = True,
     ) -> HeldBook: ...
 
 @final

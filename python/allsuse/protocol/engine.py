@@ -229,6 +229,10 @@ class Engine:
         # The positions as the core reads them, kept between decisions and re-read only where they changed (see
         # _core.PositionBook), and the last trust gate and cuts handed to the core with what they were made from.
         self._book = _core.PositionBook()
+        # True once the book read the positions of the keep_equities portfolio: inside that scope the portfolio
+        # changes only after forget_equities (or a new keep_equities), which set it False, so until then a decision
+        # takes the book as read instead of checking every position again.
+        self._book_read = False
         self._gate: tuple[tuple[float, ...], _core.TrustGate] | None = None
 
     def _compile_decider(self) -> _core.Decider:
@@ -420,10 +424,20 @@ class Engine:
         a decision would compute alone: the core adds each account's positions in book order either way."""
         self._equity_scope = portfolio
         self._equity_memo = None
+        self._book_read = False
 
     def forget_equities(self) -> None:
         """Drops the shared valuation (keep_equities): the portfolio is about to change."""
         self._equity_memo = None
+        self._book_read = False
+
+    def _book_reread(self, portfolio: Portfolio) -> bool:
+        """Whether the PositionBook must check `portfolio`'s positions again (always, outside keep_equities)."""
+        return not (self._book_read and self._equity_scope is portfolio)
+
+    def _book_was_read(self, portfolio: Portfolio) -> None:
+        """Notes a successful read of `portfolio`'s positions by the book (see _book_read)."""
+        self._book_read = self._equity_scope is portfolio
 
     def _decision_equities(
         self, portfolio: Portfolio, account: Account, market: MarketData, today: dt.date
@@ -457,7 +471,7 @@ class Engine:
             if account.group_id not in merged_groups:
                 cash += float(account.balance + account.leaps)
         try:
-            return self._book.equities(
+            valued = self._book.equities(
                 portfolio.positions,
                 accounts=[a.id for a in accounts],
                 cash=[float(a.balance) for a in accounts],
@@ -466,7 +480,10 @@ class Engine:
                 market=market,
                 today=today.toordinal(),
                 rate=market.rate,
+                reread=self._book_reread(portfolio),
             )
+            self._book_was_read(portfolio)
+            return valued
         except RuntimeError:  # the engine's book in use by another thread: valued as equities() values
             return self.equities(portfolio, accounts, market, today)
 
@@ -905,7 +922,11 @@ class _Deciding:
         # only where a position changed; the book's sorted symbols are the scenario columns.
         p = self.p
         groups = p.groups
-        merged = [owner for owner, acc in p.accounts.items() if groups[acc.group_id].merged]
+        merged = (
+            [owner for owner, acc in p.accounts.items() if groups[acc.group_id].merged]
+            if any(group.merged for group in groups.values())
+            else []
+        )
         try:
             book = e._book.held(
                 p.positions,
@@ -915,7 +936,9 @@ class _Deciding:
                 market=m,
                 roll_expiry=_roll_expiry,
                 band=self._position_band,
+                reread=e._book_reread(p),
             )
+            e._book_was_read(p)
         except RuntimeError:  # the engine's book in use by another thread: this decision reads a book of its own
             book = _core.PositionBook().held(
                 p.positions,

@@ -205,6 +205,8 @@ impl Entry {
 #[pyclass(module = "allsuse._core")]
 pub struct PositionBook {
     entries: Vec<Entry>,
+    /// The positions dict last read.
+    dict: Option<Py<PyDict>>,
     /// Reads of positions since the book was made (a position read again counts again).
     reads: u64,
     market: Option<Py<PyAny>>,
@@ -215,6 +217,17 @@ pub struct PositionBook {
 
 impl PositionBook {
     /// Brings the entries in line with `positions.values()` (same order), reading only what changed.
+    /// `sync`, skipped when the caller says the positions have not changed since the last one (`reread` false) and
+    /// the dict is the one last read, with as many positions.
+    fn sync_if(&mut self, positions: &Bound<'_, PyDict>, reread: bool) -> PyResult<()> {
+        let same = self.dict.as_ref().is_some_and(|d| positions.is(d))
+            && positions.len() == self.entries.len();
+        if reread || !same {
+            self.sync(positions)?;
+        }
+        Ok(())
+    }
+
     fn sync(&mut self, positions: &Bound<'_, PyDict>) -> PyResult<()> {
         // The values are copied first: nothing run while reading a position can change what is walked.
         let values: Bound<'_, PyList> = positions.values();
@@ -232,6 +245,7 @@ impl PositionBook {
             }
         }
         self.entries.truncate(n);
+        self.dict = Some(positions.clone().unbind());
         Ok(())
     }
 
@@ -291,6 +305,7 @@ impl PositionBook {
     fn new() -> Self {
         PositionBook {
             entries: Vec::new(),
+            dict: None,
             reads: 0,
             market: None,
             closes: HashMap::new(),
@@ -313,8 +328,12 @@ impl PositionBook {
     /// portfolio (`portfolio_cash` plus every position whose account is not in `merged`) from `positions`, each
     /// position marked at its symbol's last close and IV in `market` (read as `Engine.equities` reads them: close,
     /// then IV, in position order) with `today`'s days to expiry, added in book order by the same core function.
-    /// A position of an account not among `accounts` is refused naming `positions`.
-    #[pyo3(signature = (positions, *, accounts, cash, portfolio_cash, merged, market, today, rate))]
+    /// A position of an account not among `accounts` is refused naming `positions`. With `reread` false the positions
+    /// are taken as last read (the caller knows they did not change; a different dict, or one of another length, is
+    /// read all the same).
+    #[pyo3(signature = (
+        positions, *, accounts, cash, portfolio_cash, merged, market, today, rate, reread=true
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn equities(
         &mut self,
@@ -327,6 +346,7 @@ impl PositionBook {
         market: &Bound<'_, PyAny>,
         today: i64,
         rate: f64,
+        reread: bool,
     ) -> PyResult<(Vec<f64>, f64)> {
         use crate::protocol::decide::equity;
         if cash.len() != accounts.len() {
@@ -336,7 +356,7 @@ impl PositionBook {
             ))
             .py_err(py);
         }
-        self.sync(positions)?;
+        self.sync_if(positions, reread)?;
         self.use_market(market);
         let mut book = Vec::with_capacity(self.entries.len());
         for k in 0..self.entries.len() {
@@ -385,7 +405,8 @@ impl PositionBook {
     /// its scenario column among the book's sorted symbols, and, for the account's options on `symbol`, the
     /// weekly expiry after its own (`roll_expiry(expiry)`, an ordinal, asked once per position) and, for such a
     /// put held without a band, `band(position)`. A quote missing from the market raises as the market does.
-    #[pyo3(signature = (positions, *, account_id, symbol, merged, market, roll_expiry, band))]
+    /// `reread` as for `equities`.
+    #[pyo3(signature = (positions, *, account_id, symbol, merged, market, roll_expiry, band, reread=true))]
     #[allow(clippy::too_many_arguments)]
     fn held(
         &mut self,
@@ -397,8 +418,9 @@ impl PositionBook {
         market: &Bound<'_, PyAny>,
         roll_expiry: &Bound<'_, PyAny>,
         band: &Bound<'_, PyAny>,
+        reread: bool,
     ) -> PyResult<HeldBook> {
-        self.sync(positions)?;
+        self.sync_if(positions, reread)?;
         self.use_market(market);
         let n = self.entries.len();
         let mut in_book = Vec::with_capacity(n);
