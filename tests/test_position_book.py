@@ -19,7 +19,7 @@ from allsuse import _core
 from allsuse.errors import InvalidInputError
 from allsuse.protocol import Engine, Portfolio, Position
 from allsuse.protocol.accounts import AccountGroup
-from allsuse.protocol.engine import Decision, Order, _roll_expiry
+from allsuse.protocol.engine import Decision, Effects, Order, _roll_expiry
 from allsuse.protocol.market import MarketData
 from allsuse.rules import RuleResult
 from tests.market_support import IV_GREEN, MONDAY, THURSDAY, at, green, make_bars, trend
@@ -234,6 +234,12 @@ def test_orders_and_verdicts_made_by_the_core_are_the_classes_own() -> None:
         assert r == RuleResult(code=r.code, severity=r.severity, passed=r.passed, message=r.message)
         assert list(vars(r)) == [f.name for f in dataclasses.fields(RuleResult)]
     assert list(vars(o)) == [f.name for f in dataclasses.fields(Order)]
+    # The decision and its effects carry exactly their fields, as their classes would make them.
+    assert list(vars(d)) == [f.name for f in dataclasses.fields(Decision)]
+    assert d.effects is not None and list(vars(d.effects)) == [f.name for f in dataclasses.fields(Effects)]
+    assert d.effects == Effects(**vars(d.effects)) and d == Decision(**vars(d))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.action = "HOLD"  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         o.strike = 1.0  # type: ignore[misc]
 
