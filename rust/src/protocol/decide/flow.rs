@@ -576,10 +576,36 @@ impl Bars<'_> {
                 ));
             }
         }
-        check::all_finite("high", self.high)?;
-        check::all_finite("low", self.low)?;
-        check::all_finite("close", self.close)
+        for (name, xs) in [
+            ("high", self.high),
+            ("low", self.low),
+            ("close", self.close),
+        ] {
+            if !all_finite(xs) {
+                check::all_finite(name, xs)?;
+            }
+        }
+        Ok(())
     }
+}
+
+/// True when every value is finite: the exponent bits of each value OR-ed together with no early exit, a loop the
+/// compiler vectorises (the bars are checked twice a decision, ~750 of each; `check::all_finite` then names the
+/// first value that is not).
+fn all_finite(xs: &[f64]) -> bool {
+    const EXPONENT: u64 = 0x7ff0_0000_0000_0000;
+    let mut chunks = xs.chunks_exact(8);
+    let mut any = [false; 8];
+    for chunk in &mut chunks {
+        for (flag, x) in any.iter_mut().zip(chunk) {
+            *flag |= x.to_bits() & EXPONENT == EXPONENT;
+        }
+    }
+    let rest = chunks
+        .remainder()
+        .iter()
+        .any(|x| x.to_bits() & EXPONENT == EXPONENT);
+    !(rest || any.iter().any(|f| *f))
 }
 
 /// An order the decision proposes.

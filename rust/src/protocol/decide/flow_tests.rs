@@ -363,3 +363,30 @@ proptest::proptest! {
         }
     }
 }
+
+proptest::proptest! {
+    /// The bars' finiteness check agrees with `check::all_finite` on any column (lengths across the 8-wide chunks,
+    /// NaN, infinities, subnormals, huge values anywhere).
+    #[test]
+    fn the_bars_check_names_what_all_finite_names(
+        values in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::num::f64::ANY,
+                proptest::strategy::Just(f64::NAN),
+                proptest::strategy::Just(f64::INFINITY),
+                proptest::strategy::Just(f64::NEG_INFINITY),
+                proptest::strategy::Just(f64::MIN_POSITIVE / 4.0),
+                -1e300f64..1e300,
+            ],
+            0..40,
+        ),
+    ) {
+        let days = vec![0i64; values.len()];
+        let bars = Bars { days: &days, high: &values, low: &values, close: &values };
+        let ours = bars.validate().err().map(|e| (e.field().to_string(), e.reason().to_string()));
+        let theirs = crate::error::check::all_finite("high", &values)
+            .err()
+            .map(|e| (e.field().to_string(), e.reason().to_string()));
+        proptest::prop_assert_eq!(ours, theirs);
+    }
+}
