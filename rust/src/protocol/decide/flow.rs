@@ -589,23 +589,20 @@ impl Bars<'_> {
     }
 }
 
-/// True when every value is finite: the exponent bits of each value OR-ed together with no early exit, a loop the
-/// compiler vectorises (the bars are checked twice a decision, ~750 of each; `check::all_finite` then names the
-/// first value that is not).
+/// True when every value is finite: `x - x` is 0 for a finite x and NaN otherwise, added into eight independent
+/// lanes (no early exit, no reordering of any one lane's sums), a loop the compiler vectorises even on baseline
+/// x86-64 (the bars are checked twice a decision, ~750 of each; `check::all_finite` then names the first value that
+/// is not finite).
+#[allow(clippy::eq_op)] // `x - x` is the point: 0 exactly when x is finite
 fn all_finite(xs: &[f64]) -> bool {
-    const EXPONENT: u64 = 0x7ff0_0000_0000_0000;
     let mut chunks = xs.chunks_exact(8);
-    let mut any = [false; 8];
+    let mut lanes = [0.0f64; 8];
     for chunk in &mut chunks {
-        for (flag, x) in any.iter_mut().zip(chunk) {
-            *flag |= x.to_bits() & EXPONENT == EXPONENT;
+        for (lane, x) in lanes.iter_mut().zip(chunk) {
+            *lane += x - x;
         }
     }
-    let rest = chunks
-        .remainder()
-        .iter()
-        .any(|x| x.to_bits() & EXPONENT == EXPONENT);
-    !(rest || any.iter().any(|f| *f))
+    lanes.iter().all(|lane| *lane == 0.0) && chunks.remainder().iter().all(|x| x.is_finite())
 }
 
 /// An order the decision proposes.
