@@ -405,3 +405,34 @@ def test_decisions_sharing_one_valuation_decide_as_each_valuing_alone(market: Ma
     assert shared.decide(shared_portfolio, "p/gen-1", "AAA", when, market) == one
     shared.keep_equities(None)
     assert shared._equity_memo is None
+
+
+def _entered(inp: _core.DecisionInput) -> tuple[Any, ...]:
+    """An entry valued over flat scenarios (strike and size read the bars' ATR; R04 then rejects the symbol): the
+    notes cite the numbers."""
+    engine = Engine()
+    flat = _core.ScenarioSet(
+        np.zeros((20, 1)), spot=[103.0], iv=[0.3], iv_move_sensitivity=0.0, horizon=1 / 365, rate=0.0
+    )
+    d = engine.decider.decide(inp, engine.rules.compiled, scenarios=lambda: flat, group=None)
+    assert any(note.startswith("ES(97.5%)") for note in d.notes)
+    return (d.action, d.notes, [(r.code, r.message) for r in d.compliance])
+
+
+def test_the_bars_are_read_in_place_and_checked_when_read() -> None:
+    """The input reads the bars' arrays in place (issue 10, third round: no copy per decision): a strided array
+    decides as a contiguous one, and an array written to NaN after the input was built is refused by name when
+    the decision reads it, never read as a price."""
+    n = 30
+    base = np.linspace(100.0, 103.0, n)
+    spread = np.empty(2 * n)
+    spread[::2] = base
+    assert _entered(_input(close=spread[::2])) == _entered(_input(close=base.copy()))
+    close = base.copy()
+    inp = _input(close=close)
+    close[-1] = np.nan
+    with pytest.raises(InvalidInputError) as err:
+        _entered(inp)
+    assert err.value.field == "close"
+    close[-1] = base[-1]
+    assert _entered(inp) == _entered(_input(close=base.copy()))

@@ -2,7 +2,7 @@
 # Users import the typed facades (allsuse.pricing, allsuse.risk, ...), never this module.
 
 from collections.abc import Callable, Sequence
-from typing import final
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
@@ -675,6 +675,44 @@ class HeldBook:
         in_book: Sequence[bool],
     ) -> HeldBook: ...
     def __len__(self) -> int: ...
+    @property
+    def symbols(self) -> list[str]: ...
+    @property
+    def own_symbols(self) -> list[str]: ...
+    @property
+    def column(self) -> int: ...
+
+@final
+class PositionBook:
+    def __new__(cls) -> PositionBook: ...
+    @property
+    def reads(self) -> int: ...
+    def __len__(self) -> int: ...
+    def equities(
+        self,
+        positions: dict[str, Any],
+        *,
+        accounts: Sequence[str],
+        cash: Sequence[float],
+        portfolio_cash: float,
+        merged: Sequence[str],
+        market: Any,
+        today: int,
+        rate: float,
+        reread: bool = True,
+    ) -> tuple[list[float], float]: ...
+    def held(
+        self,
+        positions: dict[str, Any],
+        *,
+        account_id: str,
+        symbol: str,
+        merged: Sequence[str],
+        market: Any,
+        roll_expiry: Callable[[Any], int],
+        band: Callable[[Any], tuple[float, float] | None],
+        reread: bool = True,
+    ) -> HeldBook: ...
 
 @final
 class CutDone:
@@ -796,6 +834,12 @@ class CoreDecision:
     @property
     def orders(self) -> list[CoreOrder]: ...
     @property
+    def results(self) -> tuple[Any, ...] | None: ...
+    @property
+    def made_order(self) -> Any | None: ...
+    @property
+    def made_orders(self) -> tuple[Any, ...] | None: ...
+    @property
     def es_before(self) -> float: ...
     @property
     def es_after(self) -> float: ...
@@ -875,4 +919,6 @@ class Decider:
         *,
         scenarios: Callable[[], ScenarioSet],
         group: Callable[[], list[str]] | None = None,
+        rule_result: type[Any] | None = None,
+        order: type[Any] | None = None,
     ) -> CoreDecision: ...

@@ -6,6 +6,7 @@ after by full revaluation, runs every compliance rule, gates approval by trust a
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import math
 from collections import deque
@@ -16,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from allsuse import _core, indicators, risk
-from allsuse._frozen import made as _made
 from allsuse.errors import InvalidInputError
 from allsuse.protocol import settings
 from allsuse.protocol.accounts import Account, Portfolio, money
@@ -26,6 +26,8 @@ from allsuse.protocol.positions import Position
 from allsuse.protocol.trust import TrustBook
 from allsuse.protocol.window_facts import SeriesWindows, WindowFacts
 from allsuse.rules import RuleBook, RuleResult
+
+_new = object.__new__
 
 ACTIONS = (
     "OPEN_PUT",
@@ -169,6 +171,10 @@ class _AccountRuntime:
     orders: deque[dt.datetime] = field(default_factory=deque)
     # Protection level at which each position was last cut, so a level cuts a position once.
     cut_at: dict[str, int] = field(default_factory=dict)
+    # The core's copy of cut_at handed to the last decision, with the items it was made from.
+    cuts_done: tuple[tuple[tuple[str, int], ...], list[_core.CutDone]] = field(
+        default=((), []), compare=False, repr=False
+    )
 
 
 class Engine:
@@ -231,6 +237,14 @@ class Engine:
         self._equity_memo: tuple[MarketData, dt.date, dict[str, float], float] | None = None
         # Everything the core's decision flow reads from the configuration, compiled once per engine.
         self.decider = self._compile_decider()
+        # The positions as the core reads them, kept between decisions and re-read only where they changed (see
+        # _core.PositionBook), and the last trust gate and cuts handed to the core with what they were made from.
+        self._book = _core.PositionBook()
+        # True once the book read the positions of the keep_equities portfolio: inside that scope the portfolio
+        # changes only after forget_equities (or a new keep_equities), which set it False, so until then a decision
+        # takes the book as read instead of checking every position again.
+        self._book_read = False
+        self._gate: tuple[tuple[float, ...], _core.TrustGate] | None = None
 
     def _compile_decider(self) -> _core.Decider:
         """The core's `Decider`: account specs with their entry rules, the thresholds, strike grid, sizing and risk
@@ -326,7 +340,10 @@ class Engine:
         return self.config.doc.section(name)
 
     def _runtime_of(self, account_id: str) -> _AccountRuntime:
-        return self._runtime.setdefault(account_id, _AccountRuntime())
+        rt = self._runtime.get(account_id)
+        if rt is None:  # made only when missing (setdefault would build one at every call)
+            rt = self._runtime[account_id] = _AccountRuntime()
+        return rt
 
     # --- account measures -------------------------------------------------------------------------------
     @staticmethod
@@ -418,10 +435,20 @@ class Engine:
         a decision would compute alone: the core adds each account's positions in book order either way."""
         self._equity_scope = portfolio
         self._equity_memo = None
+        self._book_read = False
 
     def forget_equities(self) -> None:
         """Drops the shared valuation (keep_equities): the portfolio is about to change."""
         self._equity_memo = None
+        self._book_read = False
+
+    def _book_reread(self, portfolio: Portfolio) -> bool:
+        """Whether the PositionBook must check `portfolio`'s positions again (always, outside keep_equities)."""
+        return not (self._book_read and self._equity_scope is portfolio)
+
+    def _book_was_read(self, portfolio: Portfolio) -> None:
+        """Notes a successful read of `portfolio`'s positions by the book (see _book_read)."""
+        self._book_read = self._equity_scope is portfolio
 
     def _decision_equities(
         self, portfolio: Portfolio, account: Account, market: MarketData, today: dt.date
@@ -432,7 +459,7 @@ class Engine:
             if memo is None or memo[0] is not market or memo[1] != today:
                 accounts = list(portfolio.accounts.values())
                 try:
-                    values, total = self.equities(portfolio, accounts, market, today)
+                    values, total = self._book_equities(portfolio, accounts, market, today)
                 except InvalidInputError:  # a symbol missing: the decision values its own account, naming it
                     memo = None
                 else:
@@ -442,6 +469,34 @@ class Engine:
                 return memo[2][account.id], memo[3]
         (equity,), total = self.equities(portfolio, [account], market, today)
         return equity, total
+
+    def _book_equities(
+        self, portfolio: Portfolio, accounts: list[Account], market: MarketData, today: dt.date
+    ) -> tuple[list[float], float]:
+        """`equities(portfolio, accounts, market, today)` for every account of the portfolio, from the engine's
+        PositionBook (positions read once, not at every valuation): the same marks added in the same order by the
+        same core function, so the same numbers."""
+        merged_groups = {gid for gid, group in portfolio.groups.items() if group.merged}
+        cash = 0.0
+        for account in portfolio.accounts.values():
+            if account.group_id not in merged_groups:
+                cash += float(account.balance + account.leaps)
+        try:
+            valued = self._book.equities(
+                portfolio.positions,
+                accounts=[a.id for a in accounts],
+                cash=[float(a.balance) for a in accounts],
+                portfolio_cash=cash,
+                merged=[a.id for a in portfolio.accounts.values() if a.group_id in merged_groups],
+                market=market,
+                today=today.toordinal(),
+                rate=market.rate,
+                reread=self._book_reread(portfolio),
+            )
+            self._book_was_read(portfolio)
+            return valued
+        except RuntimeError:  # the engine's book in use by another thread: valued as equities() values
+            return self.equities(portfolio, accounts, market, today)
 
     def vix_reading(self, market: MarketData, symbol: str) -> tuple[float | None, str, str]:
         """(VIX value, source, note): the given VIX, else the proxy of section 6, the index's realised volatility
@@ -966,71 +1021,38 @@ class _Deciding:
     def _decide_in_core(self, roll_available: bool | None) -> Decision:
         e, m, today, a = self.e, self.m, self.today, self.a
         account_id, symbol = a.id, self.symbol
-        # One pass over the positions: which count in the portfolio's book (their account's group not merged
-        # away), the book's symbols and the account's own.
-        positions = self.p.positions
-        accounts, groups = self.p.accounts, self.p.groups
-        live: dict[str, bool] = {}
-        counts: list[bool] = []
-        book_symbols = {symbol}
-        own_symbols: list[str] = []
-        for p in positions.values():
-            owner = p.account_id
-            in_book = live.get(owner)
-            if in_book is None:
-                in_book = live[owner] = not groups[accounts[owner].group_id].merged
-            counts.append(in_book)
-            if in_book:
-                book_symbols.add(p.symbol)
-            if owner == account_id:
-                own_symbols.append(p.symbol)
-        symbols = sorted(book_symbols)
-        # The tail group is measured only when the core builds a rule context (most decisions hold or make no trade);
-        # when the market cannot give it, the decision that needs it fails with the very error measuring it raised.
-        # The scenarios are built only when the core values an order (kept per market, like the returns they use).
-        column = {s: i for i, s in enumerate(symbols)}
-        # The book column by column (one core object for the whole book, not one per position).
-        rows: list[tuple[Any, ...]] = []
-        quotes: dict[str, tuple[float, float]] = {}
-        sectors = m.sectors
-        for p, in_book in zip(positions.values(), counts, strict=True):
-            mine = p.account_id == account_id
-            if not in_book and not mine:
-                continue
-            psymbol = p.symbol
-            quote = quotes.get(psymbol)
-            if quote is None:
-                iv = m.iv_for(psymbol) if mine else 0.0
-                quote = quotes[psymbol] = (m.bars_for(psymbol).last_close, iv)
-            band = p.band
-            roll_expiry = None
-            expiry = p.expiry
-            if mine and psymbol == symbol and expiry is not None and p.is_option:
-                roll_expiry = next_weekly_expiry(expiry).toordinal()
-                if band is None and p.kind == "put":
-                    band = self._position_band(p)
-            rows.append(
-                (
-                    p.id,
-                    p.account_id,
-                    psymbol,
-                    p.kind,
-                    p.quantity,
-                    p.strike,
-                    expiry.toordinal() if expiry is not None else None,
-                    roll_expiry,
-                    p.premium,
-                    p.cost_basis,
-                    band[0] if band else None,
-                    band[1] if band else None,
-                    sectors.get(psymbol, "unknown"),
-                    quote[0],
-                    quote[1],
-                    column.get(psymbol, 0),
-                    in_book,
-                )
+        # The book the core reads: every position of the account and every position counted in the portfolio's book
+        # (its account's group not merged away), kept by the engine's PositionBook between decisions and re-read
+        # only where a position changed; the book's sorted symbols are the scenario columns.
+        p = self.p
+        groups = p.groups
+        merged = (
+            [owner for owner, acc in p.accounts.items() if groups[acc.group_id].merged]
+            if any(group.merged for group in groups.values())
+            else []
+        )
+        try:
+            book = e._book.held(
+                p.positions,
+                account_id=account_id,
+                symbol=symbol,
+                merged=merged,
+                market=m,
+                roll_expiry=_roll_expiry,
+                band=self._position_band,
+                reread=e._book_reread(p),
             )
-        book = _held_book(rows)
+            e._book_was_read(p)
+        except RuntimeError:  # the engine's book in use by another thread: this decision reads a book of its own
+            book = _core.PositionBook().held(
+                p.positions,
+                account_id=account_id,
+                symbol=symbol,
+                merged=merged,
+                market=m,
+                roll_expiry=_roll_expiry,
+                band=self._position_band,
+            )
         rt = e._runtime_of(a.id)
         stale = 0
         for t in rt.orders:  # what a rule context prunes from the rate window, counted without pruning
@@ -1041,16 +1063,14 @@ class _Deciding:
         if m.earnings is not None:
             week_end = weekly_expiry(today - dt.timedelta(days=1))
             earnings = any(today <= d <= week_end for d in m.earnings.get(self.symbol, []))
-        trust = e.trust
-        gate = _core.TrustGate(
-            entry=trust.score("entry"),
-            exit=trust.score("exit"),
-            roll=trust.score("roll"),
-            risk_reduction=trust.score("risk_reduction"),
-            emergency=trust.score("emergency"),
-            auto_threshold=trust.auto_threshold,
-            confidence_threshold=trust.confidence_threshold,
-        )
+        gate = _trust_gate(e)
+        cuts = rt.cut_at
+        made_cuts = rt.cuts_done
+        if made_cuts[0] != tuple(cuts.items()):  # the core's copy made again only when the cuts changed
+            made_cuts = rt.cuts_done = (
+                tuple(cuts.items()),
+                [_core.CutDone(key=k, level=v) for k, v in cuts.items()],
+            )
         frozen = rt.frozen_until
         chain = m.chains.get(self.symbol, {})
         inp = _core.DecisionInput(
@@ -1069,7 +1089,7 @@ class _Deciding:
             notes=self.notes,
             today=today.toordinal(),
             weekday=today.weekday(),
-            entry_expiry=weekly_expiry(today).toordinal(),
+            entry_expiry=_entry_expiry(today),
             frozen_until=frozen.toordinal() if frozen is not None else None,
             spot=self.spot,
             iv=self.iv,
@@ -1089,9 +1109,9 @@ class _Deciding:
             group_symbols=None,
             book=[],
             held=book,
-            column=column[self.symbol],
+            column=book.column,
             trust=gate,
-            cuts_done=[_core.CutDone(key=k, level=v) for k, v in rt.cut_at.items()],
+            cuts_done=made_cuts[1],
             roll_available=roll_available,
             chain_puts=[_quote(q) for q in chain.get("put", ())],
             chain_calls=[_quote(q) for q in chain.get("call", ())],
@@ -1099,8 +1119,10 @@ class _Deciding:
         core = e.decider.decide(
             inp,
             e.rules.compiled,
-            scenarios=lambda: e._scenario_set(symbols, m),
-            group=lambda: e.tail_group(self.symbol, own_symbols, m),
+            scenarios=lambda: e._scenario_set(book.symbols, m),
+            group=lambda: e.tail_group(self.symbol, book.own_symbols, m),
+            rule_result=RuleResult,
+            order=Order,
         )
         if core.rules_checked:
             for _ in range(stale):
@@ -1109,48 +1131,53 @@ class _Deciding:
         for _ in range(core.records):  # a rejected roll's record took an id before its close
             decision_id = next(e._ids)
         cut = core.cut
-        effects = _made(
-            Effects,
-            account_id=a.id,
-            as_of=self.as_of,
-            counts_order=core.counts_order,
-            freeze_until=dt.date.fromordinal(core.freeze_until) if core.freeze_until is not None else None,
-            cut_key=cut.key if cut is not None else None,
-            cut_level=cut.level if cut is not None else 0,
-            reducing=core.reducing,
+        # Made as `allsuse._frozen.made` makes them (the instance's fields written to its __dict__), without the keyword
+        # packing and the check of the names (a test holds the names to the dataclasses' fields): a decision's result
+        # is made ~25,000 times a backtest.
+        effects = _new(Effects)
+        effects.__dict__.update(
+            {
+                "account_id": a.id,
+                "as_of": self.as_of,
+                "counts_order": core.counts_order,
+                "freeze_until": dt.date.fromordinal(core.freeze_until) if core.freeze_until is not None else None,
+                "cut_key": cut.key if cut is not None else None,
+                "cut_level": cut.level if cut is not None else 0,
+                "reducing": core.reducing,
+            }
         )
-        return _made(
-            Decision,
-            id=decision_id,
-            account_id=a.id,
-            symbol=self.symbol,
-            as_of=self.as_of,
-            label=self.label.label,
-            label_confidence=self.label.confidence,
-            week_type=core.week_type,
-            protocol_level=core.protocol_level,
-            action=core.action,
-            order=_order_of(core.order) if core.order is not None else None,
-            es_before=core.es_before,
-            es_after=core.es_after,
-            compliance=tuple(
-                _made(RuleResult, code=r.code, severity=r.severity, passed=r.passed, message=r.message)
-                for r in core.compliance
-            ),
-            outcome=core.outcome,
-            requires_approval=core.requires_approval,
-            confidence=core.confidence,
-            trust_kind=core.trust_kind,
-            explanation="; ".join(core.notes),
-            account_state=core.account_state,
-            idempotency_key=self.key,
-            position_id=core.position_id,
-            orders=tuple(_order_of(o) for o in core.orders),
-            warnings=tuple(core.warnings),
-            vol_source=self.vol_source,
-            iv_source=self.iv_source,
-            effects=effects,
+        decision = _new(Decision)
+        decision.__dict__.update(
+            {
+                "id": decision_id,
+                "account_id": a.id,
+                "symbol": self.symbol,
+                "as_of": self.as_of,
+                "label": self.label.label,
+                "label_confidence": self.label.confidence,
+                "week_type": core.week_type,
+                "protocol_level": core.protocol_level,
+                "action": core.action,
+                "order": core.made_order,
+                "es_before": core.es_before,
+                "es_after": core.es_after,
+                "compliance": core.results,
+                "outcome": core.outcome,
+                "requires_approval": core.requires_approval,
+                "confidence": core.confidence,
+                "trust_kind": core.trust_kind,
+                "explanation": "; ".join(core.notes),
+                "account_state": core.account_state,
+                "idempotency_key": self.key,
+                "position_id": core.position_id,
+                "orders": core.made_orders,
+                "warnings": tuple(core.warnings),
+                "vol_source": self.vol_source,
+                "iv_source": self.iv_source,
+                "effects": effects,
+            }
         )
+        return decision
 
     def _position_band(self, opt: Position) -> tuple[float, float] | None:
         """The band a put recorded without one keeps for its rolls (section 3): the band of the label its symbol had
@@ -1171,53 +1198,43 @@ class _Deciding:
         return band
 
 
-def _held_book(rows: list[tuple[Any, ...]]) -> _core.HeldBook:
-    """The core's (immutable) view of the held positions, from one row per position (HeldBook's column order)."""
-    (
-        id,
-        account_id,
-        symbol,
-        kind,
-        quantity,
-        strike,
-        expiry,
-        roll_expiry,
-        premium,
-        cost_basis,
-        band_low,
-        band_high,
-        sector,
-        last_close,
-        iv,
-        column,
-        in_book,
-    ) = zip(*rows, strict=True) if rows else ((),) * 17
-    return _core.HeldBook(
-        id=id,
-        account_id=account_id,
-        symbol=symbol,
-        kind=kind,
-        quantity=quantity,
-        strike=strike,
-        expiry=expiry,
-        roll_expiry=roll_expiry,
-        premium=premium,
-        cost_basis=cost_basis,
-        band_low=band_low,
-        band_high=band_high,
-        sector=sector,
-        last_close=last_close,
-        iv=iv,
-        column=column,
-        in_book=in_book,
+def _roll_expiry(expiry: dt.date) -> int:
+    """The ordinal of the weekly expiry after `expiry`, where a roll goes (the PositionBook asks once a position)."""
+    return next_weekly_expiry(expiry).toordinal()
+
+
+@functools.lru_cache(maxsize=64)
+def _entry_expiry(today: dt.date) -> int:
+    """The ordinal of the weekly expiry a new entry takes on `today` (the same for every decision of a day)."""
+    return weekly_expiry(today).toordinal()
+
+
+def _trust_gate(engine: Engine) -> _core.TrustGate:
+    """The core's trust gate from the engine's trust scores and thresholds, made again only when they changed."""
+    trust = engine.trust
+    key = (
+        trust.score("entry"),
+        trust.score("exit"),
+        trust.score("roll"),
+        trust.score("risk_reduction"),
+        trust.score("emergency"),
+        trust.auto_threshold,
+        trust.confidence_threshold,
     )
-
-
-def _order_of(o: _core.CoreOrder) -> Order:
-    """The `Order` of a core order (expiry as a date, the band as a pair)."""
-    band = (o.band_low, o.band_high) if o.band_low is not None and o.band_high is not None else None
-    expiry = dt.date.fromordinal(o.expiry) if o.expiry is not None else None
-    return Order(o.kind, o.side, o.strike, expiry, o.contracts, o.limit_price, o.delta, o.premium, band)
+    last = engine._gate
+    if last is not None and last[0] == key:
+        return last[1]
+    gate = _core.TrustGate(
+        entry=key[0],
+        exit=key[1],
+        roll=key[2],
+        risk_reduction=key[3],
+        emergency=key[4],
+        auto_threshold=key[5],
+        confidence_threshold=key[6],
+    )
+    engine._gate = (key, gate)
+    return gate
 
 
 def _quote(q: OptionQuote) -> _core.ChainQuote:

@@ -3,13 +3,19 @@
 //! JSON, dict or unnamed tuple crosses.
 
 use numpy::PyReadonlyArray1;
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 
 use super::decide::{ProtocolTables, PyScenarioSet, PyStrikePicker, RuleVerdict};
 use super::errors::IntoPyResult;
 use crate::error::{CoreError, CoreResult};
 use crate::protocol::decide::flow;
 use crate::risk::PositionKind;
+
+mod book;
+pub use book::PositionBook;
 
 fn band_of(field: &str, low: Option<f64>, high: Option<f64>) -> CoreResult<Option<(f64, f64)>> {
     match (low, high) {
@@ -19,13 +25,6 @@ fn band_of(field: &str, low: Option<f64>, high: Option<f64>) -> CoreResult<Optio
             field,
             "give band_low and band_high, or neither",
         )),
-    }
-}
-
-fn to_vec(values: &PyReadonlyArray1<'_, f64>) -> Vec<f64> {
-    match values.as_slice() {
-        Ok(s) => s.to_vec(),
-        Err(_) => values.as_array().to_vec(),
     }
 }
 
@@ -171,6 +170,11 @@ impl HeldPosition {
 #[pyclass(frozen, module = "allsuse._core")]
 pub struct HeldBook {
     inner: Vec<flow::Holding>,
+    /// From `PositionBook.held`: the book's symbols sorted (the scenario columns), the account's positions'
+    /// symbols in book order, and the decision symbol's column. Empty and 0 for a book given column by column.
+    symbols: Vec<String>,
+    own_symbols: Vec<String>,
+    column: usize,
 }
 
 #[pymethods]
@@ -261,11 +265,34 @@ impl HeldBook {
                 in_book: in_book[i],
             });
         }
-        Ok(HeldBook { inner })
+        Ok(HeldBook {
+            inner,
+            symbols: Vec::new(),
+            own_symbols: Vec::new(),
+            column: 0,
+        })
     }
 
     fn __len__(&self) -> usize {
         self.inner.len()
+    }
+
+    /// The book's symbols, sorted: the scenario columns (from `PositionBook.held`; empty otherwise).
+    #[getter]
+    fn symbols(&self) -> Vec<String> {
+        self.symbols.clone()
+    }
+
+    /// The symbols of the deciding account's positions, in book order (from `PositionBook.held`).
+    #[getter]
+    fn own_symbols(&self) -> Vec<String> {
+        self.own_symbols.clone()
+    }
+
+    /// The decision symbol's scenario column (from `PositionBook.held`; 0 otherwise).
+    #[getter]
+    fn column(&self) -> usize {
+        self.column
     }
 }
 
@@ -363,6 +390,44 @@ impl TrustGate {
 #[pyclass(frozen, module = "allsuse._core")]
 pub struct DecisionInput {
     inner: flow::DecisionInput,
+    /// The bars' arrays as given (days, high, low, close), read in place by `Decider.decide` (checked when the input
+    /// is built and again when read, since an array can change in between); the inner input's columns stay empty.
+    bars: BarArrays,
+}
+
+struct BarArrays {
+    days: Py<numpy::PyArray1<i64>>,
+    high: Py<numpy::PyArray1<f64>>,
+    low: Py<numpy::PyArray1<f64>>,
+    close: Py<numpy::PyArray1<f64>>,
+}
+
+/// A shared borrow of an input's array; one being written to is refused naming `field`.
+fn readable<'py, T: numpy::Element>(
+    py: Python<'py>,
+    array: &Py<numpy::PyArray1<T>>,
+    field: &str,
+) -> PyResult<PyReadonlyArray1<'py, T>> {
+    use numpy::PyArrayMethods;
+    array
+        .bind(py)
+        .try_readonly()
+        .map_err(|_| CoreError::invalid(field, "is being written to"))
+        .py_err(py)
+}
+
+/// An array's values in place when contiguous, else a copy.
+fn slice_of<'a, T: numpy::Element + Copy>(
+    array: &'a PyReadonlyArray1<'_, T>,
+    copy: &'a mut Vec<T>,
+) -> &'a [T] {
+    match array.as_slice() {
+        Ok(s) => s,
+        Err(_) => {
+            *copy = array.as_array().to_vec();
+            copy
+        }
+    }
 }
 
 #[pymethods]
@@ -441,13 +506,10 @@ impl DecisionInput {
             spot,
             iv,
             rate,
-            days: match days.as_slice() {
-                Ok(s) => s.to_vec(),
-                Err(_) => days.as_array().to_vec(),
-            },
-            high: to_vec(&high),
-            low: to_vec(&low),
-            close: to_vec(&close),
+            days: Vec::new(),
+            high: Vec::new(),
+            low: Vec::new(),
+            close: Vec::new(),
             protection_level,
             drawdown,
             vix,
@@ -477,7 +539,24 @@ impl DecisionInput {
             chain_calls: quotes_of(&chain_calls),
         };
         inner.validate().py_err(py)?;
-        Ok(DecisionInput { inner })
+        let (mut c0, mut c1, mut c2, mut c3) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        flow::Bars {
+            days: slice_of(&days, &mut c0),
+            high: slice_of(&high, &mut c1),
+            low: slice_of(&low, &mut c2),
+            close: slice_of(&close, &mut c3),
+        }
+        .validate()
+        .py_err(py)?;
+        Ok(DecisionInput {
+            inner,
+            bars: BarArrays {
+                days: days.as_unbound().clone_ref(py),
+                high: high.as_unbound().clone_ref(py),
+                low: low.as_unbound().clone_ref(py),
+                close: close.as_unbound().clone_ref(py),
+            },
+        })
     }
 }
 
@@ -520,6 +599,10 @@ pub struct CoreDecision {
     action: &'static str,
     order: Option<Py<CoreOrder>>,
     orders: Vec<Py<CoreOrder>>,
+    /// The verdicts made as the caller's `rule_result` class, the orders as its `order` class (else None).
+    results: Option<Py<PyTuple>>,
+    made_order: Option<Py<PyAny>>,
+    made_orders: Option<Py<PyTuple>>,
     es_before: f64,
     es_after: f64,
     compliance: Vec<Py<RuleVerdict>>,
@@ -636,7 +719,14 @@ impl Decider {
     /// The decision for the input over the rule set in force. `scenarios` gives the day's ScenarioSet, called
     /// only when the decision values an order; `group` (optional) gives the tail group when the input's
     /// `group_symbols` is None, called only when a rule context is built. An error either raises is raised as it is.
-    #[pyo3(signature = (input, rules, *, scenarios, group=None))]
+    ///
+    /// With `rule_result` (a frozen dataclass of fields code, severity, passed, message) the verdicts come back
+    /// made as its instances in `results` (and `compliance` is empty); with `order` (a frozen dataclass of fields
+    /// kind, side, strike, expiry, contracts, limit_price, delta, premium, band) the orders come back made as its
+    /// instances in `made_order` and `made_orders` (expiry a `datetime.date`, band a pair or None) and `order` and
+    /// `orders` are empty: each instance is the one its class would build from those values.
+    #[pyo3(signature = (input, rules, *, scenarios, group=None, rule_result=None, order=None))]
+    #[allow(clippy::too_many_arguments)]
     fn decide(
         &self,
         py: Python<'_>,
@@ -644,6 +734,8 @@ impl Decider {
         rules: PyRef<'_, super::protocol::RuleSet>,
         scenarios: Bound<'_, PyAny>,
         group: Option<Bound<'_, PyAny>>,
+        rule_result: Option<Bound<'_, PyAny>>,
+        order: Option<Bound<'_, PyAny>>,
     ) -> PyResult<CoreDecision> {
         let source = LazyScenarios {
             call: scenarios,
@@ -652,37 +744,106 @@ impl Decider {
             group_built: std::cell::OnceCell::new(),
             failed: std::cell::RefCell::new(None),
         };
-        // The input was validated when it was built (a frozen class: it cannot have changed since).
-        let decided = flow::decide_validated(&self.inner, &input.inner, &source, &rules.inner);
+        // The input was validated when it was built (a frozen class: it cannot have changed since); the bars' arrays
+        // are read in place and checked again, as their owner may have written to them since.
+        let arrays = &input.bars;
+        let (days, high, low, close) = (
+            readable(py, &arrays.days, "days")?,
+            readable(py, &arrays.high, "high")?,
+            readable(py, &arrays.low, "low")?,
+            readable(py, &arrays.close, "close")?,
+        );
+        let (mut c0, mut c1, mut c2, mut c3) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let bars = flow::Bars {
+            days: slice_of(&days, &mut c0),
+            high: slice_of(&high, &mut c1),
+            low: slice_of(&low, &mut c2),
+            close: slice_of(&close, &mut c3),
+        };
+        bars.validate().py_err(py)?;
+        let decided = flow::decide_over(&self.inner, &input.inner, bars, &source, &rules.inner);
         if let Some(err) = source.failed.borrow_mut().take() {
             return Err(err);
         }
         let d = decided.py_err(py)?;
-        let compliance = d
-            .compliance
-            .into_iter()
-            .map(|r| {
-                Py::new(
-                    py,
-                    RuleVerdict {
-                        code: r.code,
-                        severity: r.severity.name(),
-                        passed: r.passed,
-                        message: r.message,
-                    },
+        let (compliance, results) = match &rule_result {
+            None => (
+                d.compliance
+                    .into_iter()
+                    .map(|r| {
+                        Py::new(
+                            py,
+                            RuleVerdict {
+                                code: r.code,
+                                severity: r.severity.name(),
+                                passed: r.passed,
+                                message: r.message,
+                            },
+                        )
+                    })
+                    .collect::<PyResult<Vec<_>>>()?,
+                None,
+            ),
+            Some(cls) => {
+                let made = d
+                    .compliance
+                    .into_iter()
+                    .map(|r| {
+                        made_instance(
+                            cls,
+                            &[
+                                (intern!(py, "code"), r.code.into_pyobject(py)?.into_any()),
+                                (
+                                    intern!(py, "severity"),
+                                    r.severity.name().into_pyobject(py)?.into_any(),
+                                ),
+                                (
+                                    intern!(py, "passed"),
+                                    PyBool::new(py, r.passed).to_owned().into_any(),
+                                ),
+                                (
+                                    intern!(py, "message"),
+                                    r.message.into_pyobject(py)?.into_any(),
+                                ),
+                            ],
+                        )
+                    })
+                    .collect::<PyResult<Vec<_>>>()?;
+                (Vec::new(), Some(PyTuple::new(py, made)?.unbind()))
+            }
+        };
+        let (order, orders, made_order, made_orders) = match &order {
+            None => (
+                d.order.map(|o| Py::new(py, CoreOrder::of(o))).transpose()?,
+                d.orders
+                    .into_iter()
+                    .map(|o| Py::new(py, CoreOrder::of(o)))
+                    .collect::<PyResult<Vec<_>>>()?,
+                None,
+                None,
+            ),
+            Some(cls) => {
+                let one = d.order.map(|o| made_order_of(cls, o)).transpose()?;
+                let all = d
+                    .orders
+                    .into_iter()
+                    .map(|o| made_order_of(cls, o))
+                    .collect::<PyResult<Vec<_>>>()?;
+                (
+                    None,
+                    Vec::new(),
+                    one.map(Bound::unbind),
+                    Some(PyTuple::new(py, all)?.unbind()),
                 )
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        let order = d.order.map(|o| Py::new(py, CoreOrder::of(o))).transpose()?;
-        let orders = d
-            .orders
-            .into_iter()
-            .map(|o| Py::new(py, CoreOrder::of(o)))
-            .collect::<PyResult<Vec<_>>>()?;
+            }
+        };
         Ok(CoreDecision {
             action: d.action,
             order,
             orders,
+            results,
+            made_order,
+            made_orders,
             es_before: d.es_before,
             es_after: d.es_after,
             compliance,
@@ -779,6 +940,73 @@ impl Confidences {
     }
 }
 
+/// An instance of the frozen dataclass `cls` with its fields set to `items` (in field order), as
+/// `allsuse._frozen.made` builds it: `object.__new__(cls)` and the fields written to its `__dict__`.
+fn made_instance<'py>(
+    cls: &Bound<'py, PyAny>,
+    items: &[(&Bound<'py, PyString>, Bound<'py, PyAny>)],
+) -> PyResult<Bound<'py, PyAny>> {
+    static NEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let py = cls.py();
+    let new = NEW.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(py
+            .import("builtins")?
+            .getattr("object")?
+            .getattr("__new__")?
+            .unbind())
+    })?;
+    let instance = new.bind(py).call1((cls,))?;
+    let fields = instance
+        .getattr(intern!(py, "__dict__"))?
+        .cast_into::<PyDict>()?;
+    for (name, value) in items {
+        fields.set_item(name, value)?;
+    }
+    Ok(instance)
+}
+
+/// A core order as an instance of the engine's `Order` class (expiry a date, band a pair or None).
+fn made_order_of<'py>(cls: &Bound<'py, PyAny>, o: flow::Order) -> PyResult<Bound<'py, PyAny>> {
+    static DATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let py = cls.py();
+    let expiry = match o.expiry {
+        Some(ordinal) => DATE
+            .import(py, "datetime", "date")?
+            .call_method1(intern!(py, "fromordinal"), (ordinal,))?,
+        None => py.None().into_bound(py),
+    };
+    let band = match o.band {
+        Some((low, high)) => PyTuple::new(py, [low, high])?.into_any(),
+        None => py.None().into_bound(py),
+    };
+    made_instance(
+        cls,
+        &[
+            (intern!(py, "kind"), o.kind.into_pyobject(py)?.into_any()),
+            (intern!(py, "side"), o.side.into_pyobject(py)?.into_any()),
+            (
+                intern!(py, "strike"),
+                o.strike.into_pyobject(py)?.into_any(),
+            ),
+            (intern!(py, "expiry"), expiry),
+            (
+                intern!(py, "contracts"),
+                o.contracts.into_pyobject(py)?.into_any(),
+            ),
+            (
+                intern!(py, "limit_price"),
+                o.limit_price.into_pyobject(py)?.into_any(),
+            ),
+            (intern!(py, "delta"), o.delta.into_pyobject(py)?.into_any()),
+            (
+                intern!(py, "premium"),
+                o.premium.into_pyobject(py)?.into_any(),
+            ),
+            (intern!(py, "band"), band),
+        ],
+    )
+}
+
 /// The day's scenarios from the engine, asked for once and only when an order is valued; likewise the tail group,
 /// asked for once and only when a rule context is built.
 struct LazyScenarios<'py> {
@@ -848,6 +1076,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decider>()?;
     m.add_class::<HeldPosition>()?;
     m.add_class::<HeldBook>()?;
+    m.add_class::<PositionBook>()?;
     m.add_class::<TrustGate>()?;
     m.add_class::<DecisionInput>()?;
     m.add_class::<CoreOrder>()?;

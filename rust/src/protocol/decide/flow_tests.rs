@@ -309,3 +309,84 @@ fn bad_input_is_named_not_a_panic() -> CoreResult<()> {
     );
     Ok(())
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Bars given apart from the input (the Python binding's arrays, read in place): whatever their lengths and
+    /// values, checked bars decide as the input holding them would, and unchecked ones are an error naming the
+    /// column, never a panic.
+    #[test]
+    fn bars_read_apart_decide_as_the_inputs_own_or_are_named(
+        n in 0usize..80,
+        cut in proptest::option::of((0usize..4, 0usize..80)),
+        broken in proptest::option::of((0usize..3, 0usize..80, 0u8..3)),
+    ) {
+        let (dec, scen, set) = (decider().map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?,
+            scenarios().map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?,
+            rules().map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?);
+        let mut own = input(vec![]);
+        let close: Vec<f64> = (0..n).map(|k| 100.0 + 0.1 * k as f64).collect();
+        own.days = (0..n).map(|k| THURSDAY - (n - k) as i64 + 1).collect();
+        own.high = close.iter().map(|c| c + 0.5).collect();
+        own.low = close.iter().map(|c| c - 0.5).collect();
+        own.close = close;
+        if let Some((column, at)) = cut {
+            match column {
+                0 => { own.days.truncate(at); }
+                1 => { own.high.truncate(at); }
+                2 => { own.low.truncate(at); }
+                _ => { own.close.truncate(at); }
+            }
+        }
+        if let Some((column, at, how)) = broken {
+            let value = [f64::NAN, f64::INFINITY, -1e300][how as usize];
+            let target = match column { 0 => &mut own.high, 1 => &mut own.low, _ => &mut own.close };
+            if let Some(x) = target.get_mut(at) { *x = value; }
+        }
+        let source = Some(&scen);
+        let apart = own.bars().validate().and_then(|()| {
+            let mut empty = own.clone();
+            empty.days = Vec::new();
+            empty.high = Vec::new();
+            empty.low = Vec::new();
+            empty.close = Vec::new();
+            decide_over(&dec, &empty, own.bars(), &source, &set)
+        });
+        let whole = decide(&dec, &own, &source, &set);
+        match (apart, whole) {
+            (Ok(a), Ok(w)) => proptest::prop_assert_eq!(a, w),
+            (Err(a), Err(w)) => {
+                proptest::prop_assert!(["days", "high", "low", "close"].contains(&a.field()) || a.field() == w.field());
+            }
+            (a, w) => proptest::prop_assert!(false, "apart {:?} whole {:?}", a.map(|d| d.action), w.map(|d| d.action)),
+        }
+    }
+}
+
+proptest::proptest! {
+    /// The bars' finiteness check agrees with `check::all_finite` on any column (lengths across the 8-wide chunks,
+    /// NaN, infinities, subnormals, huge values anywhere).
+    #[test]
+    fn the_bars_check_names_what_all_finite_names(
+        values in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::num::f64::ANY,
+                proptest::strategy::Just(f64::NAN),
+                proptest::strategy::Just(f64::INFINITY),
+                proptest::strategy::Just(f64::NEG_INFINITY),
+                proptest::strategy::Just(f64::MIN_POSITIVE / 4.0),
+                -1e300f64..1e300,
+            ],
+            0..40,
+        ),
+    ) {
+        let days = vec![0i64; values.len()];
+        let bars = Bars { days: &days, high: &values, low: &values, close: &values };
+        let ours = bars.validate().err().map(|e| (e.field().to_string(), e.reason().to_string()));
+        let theirs = crate::error::check::all_finite("high", &values)
+            .err()
+            .map(|e| (e.field().to_string(), e.reason().to_string()));
+        proptest::prop_assert_eq!(ours, theirs);
+    }
+}
