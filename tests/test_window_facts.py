@@ -192,6 +192,14 @@ def test_only_the_run_s_own_windows_are_read() -> None:
     other[-1] += 1.0
     moved = Bars.from_days(days, other, other, other, other, np.full(n, 1e6)).window(100, n)
     assert facts.label("X", moved, 0.25) is None and facts.proxy("X", moved) is None
+    # Bars equal at the last close, first day and length but with another earlier close, in other memory: not the
+    # run's window (their label could differ), so not read.
+    earlier = close.copy()
+    earlier[150] += 1.0
+    alike = Bars.from_days(days, earlier, earlier, earlier, earlier, np.full(n, 1e6)).window(100, n)
+    assert facts.label("X", alike, 0.25) is None and facts.proxy("X", alike) is None
+    same = Bars.from_days(days, close, close, close, close.copy(), np.full(n, 1e6)).window(100, n)
+    assert facts.label("X", same, 0.25) is None  # equal values in other memory are not the series either
     # Computed on demand, the same label.
     got = engine._label("X", bars.window(101, n), 0.25)
     assert _bits(got) == _bits(market_label(bars.window(101, n).close, 0.25, bars.window(101, n).volume))

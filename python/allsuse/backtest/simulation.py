@@ -374,7 +374,7 @@ class Simulation:
         """Each symbol's windows the days first..last show the engine (`_window_bars`), each with the IV `_iv` gives
         on the day of its last bar (NaN when that day is before the run: its label is then computed on demand)."""
         out: dict[str, SeriesWindows] = {}
-        for s, data in self._data.items():
+        for s in self._data:
             count, has = self._count_at[s], self._has_at[s]
             ivs: dict[int, float] = {}
             for i in range(first, last + 1):
@@ -385,7 +385,8 @@ class Simulation:
                     ivs.setdefault(n, math.nan)
             ends = sorted(ivs)
             starts = [max(0, n - self._lookback) for n in ends]
-            out[s] = SeriesWindows(data.bars, starts, ends, [ivs[n] for n in ends])
+            # The very series `_window_bars` views: the table reads only windows sharing its memory.
+            out[s] = SeriesWindows(self._bars[s], starts, ends, [ivs[n] for n in ends])
         return out
 
     def _simulate(self, start: dt.date, end: dt.date) -> tuple[Portfolio, _Ledger, list[dt.date], list[float]]:

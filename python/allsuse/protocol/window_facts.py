@@ -9,7 +9,8 @@ reads a decision's label and proxy from here instead of computing them; a window
 window, another IV, one the on-demand path refuses) is computed on demand as before.
 
 A window is found by its last day and checked against its first day, length and last close (and the IV for the
-label), so bars that are not the run's window of that symbol never read another window's facts.
+label), and its closes must be a view of the very close series the table was built from (the same memory, not equal
+values), so bars that are not the run's window of that symbol never read another window's facts.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ _FIRST, _SIZE, _CLOSE, _IV, _FACT, _MADE, _PROXY = range(7)
 class WindowFacts:
     """The label (with its line) and the VIX proxy reading of each window of each symbol a run shows the engine."""
 
-    __slots__ = ("_by_symbol",)
+    __slots__ = ("_by_symbol", "_owner")
 
     def __init__(
         self,
@@ -62,6 +63,8 @@ class WindowFacts:
         proxy_ratio: float,
     ) -> None:
         self._by_symbol: dict[str, dict[int, list[Any]]] = {}
+        # The array owning each symbol's closes: a window's closes are read only when they share its memory.
+        self._owner: dict[str, np.ndarray] = {}
         rules, min_bars = config.label_rules, config.label_min_bars
         for symbol, windows in series.items():
             bars = windows.bars
@@ -84,6 +87,7 @@ class WindowFacts:
                 if end > start:
                     table[days[end - 1]] = [days[start], end - start, closes[end - 1], iv, fact, None, proxy]
             self._by_symbol[symbol] = table
+            self._owner[symbol] = _owner(bars.close)
 
     def _entry(self, symbol: str, bars: Bars) -> list[Any] | None:
         """The entry of `bars` when they are a window of `symbol` held here."""
@@ -92,7 +96,7 @@ class WindowFacts:
             return None
         days = bars.days
         size = len(days)
-        if not size:
+        if not size or _owner(bars.close) is not self._owner[symbol]:
             return None
         # Python numbers (`item`): a numpy scalar as a key compares slowly with the table's ints.
         entry = table.get(days.item(-1))
@@ -127,6 +131,12 @@ class WindowFacts:
         not held."""
         entry = self._entry(symbol, bars)
         return None if entry is None else entry[_PROXY]
+
+
+def _owner(array: np.ndarray) -> np.ndarray:
+    """The array owning `array`'s memory (numpy keeps a view's `base` pointing at the owner, not at a view)."""
+    base = array.base
+    return array if base is None else base
 
 
 def _counts(field: str, values: Sequence[int]) -> np.ndarray:
