@@ -1031,28 +1031,21 @@ class _Deciding:
             if any(group.merged for group in groups.values())
             else []
         )
+        view = functools.partial(
+            _core.PositionBook.held,
+            positions=p.positions,
+            account_id=account_id,
+            symbol=symbol,
+            merged=merged,
+            market=m,
+            roll_expiry=_roll_expiry,
+            band=self._position_band,
+        )
         try:
-            book = e._book.held(
-                p.positions,
-                account_id=account_id,
-                symbol=symbol,
-                merged=merged,
-                market=m,
-                roll_expiry=_roll_expiry,
-                band=self._position_band,
-                reread=e._book_reread(p),
-            )
+            book = view(e._book, reread=e._book_reread(p))
             e._book_was_read(p)
         except RuntimeError:  # the engine's book in use by another thread: this decision reads a book of its own
-            book = _core.PositionBook().held(
-                p.positions,
-                account_id=account_id,
-                symbol=symbol,
-                merged=merged,
-                market=m,
-                roll_expiry=_roll_expiry,
-                band=self._position_band,
-            )
+            book = view(_core.PositionBook())
         rt = e._runtime_of(a.id)
         stale = 0
         for t in rt.orders:  # what a rule context prunes from the rate window, counted without pruning
