@@ -263,7 +263,7 @@ class BrokerComponent:
             return None
         instrument = Instrument(**inst)
         filled = int(p.get("filled_contracts") or 0)
-        kept = ("fill_side", "position_id", "market_source", "booked", "after")
+        kept = ("fill_side", "position_id", "market_source", "booked", "booked_at", "after")
         extra: dict[str, Any] = {k: p[k] for k in kept if k in p}
         extra["resumed"] = True
         parent = ParentOrder(
@@ -380,6 +380,8 @@ class BrokerComponent:
             log.warning("%s", self._failure)
         else:
             parent.extra["booked"] = True
+            # When the fills reached the portfolio: the order a roll's legs are booked in (its legs execute at once).
+            parent.extra["booked_at"] = dt.datetime.now(dt.UTC).isoformat()
             parent.extra.pop("booking_error", None)
         try:
             await asyncio.to_thread(self.deps.store.update_order, parent.client_order_id, self._payload(parent))
