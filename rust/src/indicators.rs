@@ -257,6 +257,57 @@ pub fn atr_last(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Core
     Ok(avg)
 }
 
+/// `atr_last` of two periods at once, bit for bit (each chain the same sums in the same order): one pass computes
+/// every bar's true range once and carries both Wilder averages, whose divisions overlap instead of waiting on
+/// each other, and checks the bars in the same pass instead of a pass of its own. `None` unless both periods
+/// are in 1..=len and the bars are plain (columns of one length, every value finite, no high below its low):
+/// then `atr_last` of each period gives its value or its error.
+pub fn atr_last_pair(
+    high: &[f64],
+    low: &[f64],
+    close: &[f64],
+    first: usize,
+    second: usize,
+) -> Option<(f64, f64)> {
+    let n = high.len();
+    if low.len() != n || close.len() != n || first == 0 || second == 0 || first > n || second > n {
+        return None;
+    }
+    let tr = |i: usize| -> f64 {
+        let range = high[i] - low[i];
+        if i == 0 {
+            range
+        } else {
+            let prev = close[i - 1];
+            range.max((high[i] - prev).abs()).max((low[i] - prev).abs())
+        }
+    };
+    // Every bar plain, without an early exit (the loop is not held up by a branch per bar).
+    let plain = |i: usize| -> bool {
+        let (h, l, c) = (high[i], low[i], close[i]);
+        (h >= l) & h.is_finite() & l.is_finite() & c.is_finite()
+    };
+    let (short, long) = (first.min(second), first.max(second));
+    let (ps, pl) = (short as f64, long as f64);
+    let mut ok = (0..short).fold(true, |ok, i| ok & plain(i));
+    let mut a = (0..short).map(tr).sum::<f64>() / ps;
+    for i in short..long {
+        ok &= plain(i);
+        a = (a * (ps - 1.0) + tr(i)) / ps;
+    }
+    let mut b = (0..long).map(tr).sum::<f64>() / pl;
+    for i in long..n {
+        ok &= plain(i);
+        let t = tr(i);
+        a = (a * (ps - 1.0) + t) / ps;
+        b = (b * (pl - 1.0) + t) / pl;
+    }
+    if !ok {
+        return None;
+    }
+    Some(if first <= second { (a, b) } else { (b, a) })
+}
+
 /// Annualised historical volatility: the sample standard deviation (ddof = 1) of the last `window` log
 /// returns `ln(closes[i] / closes[i-1])`, times `sqrt(periods_per_year)`. `out[i]` uses the returns ending
 /// at bar `i`, so it is NaN for `i < window`.
@@ -457,6 +508,50 @@ mod tests {
                 _ => false,
             };
             prop_assert!(same);
+        }
+    }
+
+    proptest! {
+        /// `atr_last_pair` is `atr_last` of each period bit for bit when it answers, and answers for every plain
+        /// input with both periods in 1..=len (so a decision takes its fallback only where `atr_last` errs or the
+        /// window is short).
+        #[test]
+        fn atr_last_pair_is_atr_last_of_each_period(
+            bars in proptest::collection::vec((0.5f64..500.0, 0.0f64..20.0, 0.0f64..1.0), 1..400),
+            first in 0usize..60,
+            second in 0usize..60,
+            broken in proptest::option::of((0usize..400, 0u8..6)),
+        ) {
+            let mut high: Vec<f64> = bars.iter().map(|b| b.0 + b.1).collect();
+            let mut low: Vec<f64> = bars.iter().map(|b| b.0).collect();
+            let mut close: Vec<f64> = bars.iter().map(|b| b.0 + b.1 * b.2).collect();
+            if let Some((at, how)) = broken {
+                let at = at % bars.len();
+                match how {
+                    0 => low[at] = high[at] + 1.0,
+                    1 => close[at] = f64::NAN,
+                    2 => high[at] = f64::INFINITY,
+                    3 => low[at] = f64::NEG_INFINITY,
+                    4 => high[at] = low[at],
+                    _ => { close.pop(); }
+                }
+            }
+            let plain = high.len() == low.len()
+                && close.len() == high.len()
+                && high.iter().zip(&low).zip(&close).all(|((h, l), c)| {
+                    h.is_finite() && l.is_finite() && c.is_finite() && h >= l
+                });
+            let fits = |p: usize| p >= 1 && p <= high.len();
+            match atr_last_pair(&high, &low, &close, first, second) {
+                Some((a, b)) => {
+                    prop_assert!(plain && fits(first) && fits(second));
+                    let one = atr_last(&high, &low, &close, first);
+                    let two = atr_last(&high, &low, &close, second);
+                    prop_assert!(matches!(one, Ok(x) if x.to_bits() == a.to_bits()));
+                    prop_assert!(matches!(two, Ok(x) if x.to_bits() == b.to_bits()));
+                }
+                None => prop_assert!(!(plain && fits(first) && fits(second))),
+            }
         }
     }
 

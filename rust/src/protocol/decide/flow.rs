@@ -506,26 +506,7 @@ impl DecisionInput {
                 }
             }
         }
-        for (i, h) in self.book.iter().enumerate() {
-            // The field's name is formatted only for the error.
-            let finite = |n: &str, x: f64| -> CoreResult<()> {
-                if !x.is_finite() {
-                    check::finite(&format!("book[{i}].{n}"), x)?;
-                }
-                Ok(())
-            };
-            finite("quantity", h.quantity)?;
-            finite("strike", h.strike)?;
-            finite("premium", h.premium)?;
-            finite("cost_basis", h.cost_basis)?;
-            finite("last_close", h.last_close)?;
-            finite("iv", h.iv)?;
-            if let Some((lo, hi)) = h.band {
-                finite("band", lo)?;
-                finite("band", hi)?;
-            }
-        }
-        Ok(())
+        validate_book(&self.book, 0)
     }
 
     /// The input's own bars.
@@ -538,16 +519,38 @@ impl DecisionInput {
         }
     }
 
-    fn own(&self) -> impl Iterator<Item = &Holding> {
-        self.book.iter().filter(|h| h.account_id == self.account_id)
-    }
-
     fn cut_level(&self, key: &str) -> Option<i64> {
         self.cuts_done
             .iter()
             .find(|c| c.key == key)
             .map(|c| c.level)
     }
+}
+
+/// Every number of every position finite; an error names the position by its index in the whole book, the first
+/// of `holdings` being `first` (a book given in two parts is checked part by part).
+pub(crate) fn validate_book(holdings: &[Holding], first: usize) -> CoreResult<()> {
+    for (k, h) in holdings.iter().enumerate() {
+        let i = first + k;
+        // The field's name is formatted only for the error.
+        let finite = |n: &str, x: f64| -> CoreResult<()> {
+            if !x.is_finite() {
+                check::finite(&format!("book[{i}].{n}"), x)?;
+            }
+            Ok(())
+        };
+        finite("quantity", h.quantity)?;
+        finite("strike", h.strike)?;
+        finite("premium", h.premium)?;
+        finite("cost_basis", h.cost_basis)?;
+        finite("last_close", h.last_close)?;
+        finite("iv", h.iv)?;
+        if let Some((lo, hi)) = h.band {
+            finite("band", lo)?;
+            finite("band", hi)?;
+        }
+    }
+    Ok(())
 }
 
 /// The decision symbol's bars up to today (days as ordinals), borrowed: the input's own, or arrays its caller
@@ -691,6 +694,9 @@ struct Deciding<'a> {
     d: &'a Decider,
     i: &'a DecisionInput,
     bars: Bars<'a>,
+    /// Every position of the account, and every other position of the portfolio's book (the input's own, or a
+    /// book its caller holds for the call).
+    book: &'a [Holding],
     spec: &'a AccountRules,
     rule: &'a EntryRule,
     scenarios: &'a dyn ScenarioSource,
@@ -705,6 +711,8 @@ struct Deciding<'a> {
     reducing: bool,
     rules_checked: bool,
     records: u32,
+    /// The level's and the regime's ATRs (`atr_last_pair`), made the first time either is read.
+    atrs: std::cell::Cell<Option<Option<(f64, f64)>>>,
 }
 
 /// Where the day's scenarios come from: built only when a decision values an order (most decisions hold or make no
@@ -729,14 +737,14 @@ impl ScenarioSource for Option<&Scenarios> {
     }
 }
 
-fn check_columns(input: &DecisionInput, scenarios: &Scenarios) -> CoreResult<()> {
+fn check_columns(input: &DecisionInput, book: &[Holding], scenarios: &Scenarios) -> CoreResult<()> {
     if input.column >= scenarios.cols() {
         return Err(CoreError::invalid(
             "column",
             format!("index {} of {} symbols", input.column, scenarios.cols()),
         ));
     }
-    for (i, h) in input.book.iter().enumerate() {
+    for (i, h) in book.iter().enumerate() {
         if h.in_book && h.column >= scenarios.cols() {
             return Err(CoreError::invalid(
                 format!("book[{i}].column"),
@@ -767,14 +775,16 @@ pub(crate) fn decide_validated(
     scenarios: &dyn ScenarioSource,
     rules: &RuleSet,
 ) -> CoreResult<Decision> {
-    decide_over(d, input, input.bars(), scenarios, rules)
+    decide_over(d, input, input.bars(), &input.book, scenarios, rules)
 }
 
-/// `decide_validated` over `bars` (validated by the caller) in place of the input's own (then left empty).
+/// `decide_validated` over `bars` and `book` (validated by the caller) in place of the input's own (then left
+/// empty): the Python binding reads the bars' arrays and a `HeldBook`'s positions where they are, without copies.
 pub(crate) fn decide_over(
     d: &Decider,
     input: &DecisionInput,
     bars: Bars<'_>,
+    book: &[Holding],
     scenarios: &dyn ScenarioSource,
     rules: &RuleSet,
 ) -> CoreResult<Decision> {
@@ -787,6 +797,7 @@ pub(crate) fn decide_over(
         d,
         i: input,
         bars,
+        book,
         spec,
         rule: &spec.entry[li],
         scenarios,
@@ -801,6 +812,7 @@ pub(crate) fn decide_over(
         reducing: false,
         rules_checked: false,
         records: 0,
+        atrs: std::cell::Cell::new(None),
     };
     let mut decision = run.run()?;
     decision.rules_checked = run.rules_checked;
@@ -821,17 +833,23 @@ fn ceil_count(x: f64) -> i64 {
     (x - 1e-9).ceil() as i64
 }
 
-impl Deciding<'_> {
+impl<'a> Deciding<'a> {
+    /// The deciding account's own positions, in book order.
+    fn own(&self) -> impl Iterator<Item = &'a Holding> + 'a {
+        let account: &'a str = &self.i.account_id;
+        self.book.iter().filter(move |h| h.account_id == account)
+    }
+
     fn scen(&self) -> CoreResult<&Scenarios> {
         let s = self.scenarios.scenarios()?;
-        check_columns(self.i, s)?;
+        check_columns(self.i, self.book, s)?;
         Ok(s)
     }
 
     // --- the flow ------------------------------------------------------------------------------------------
     fn run(&mut self) -> CoreResult<Decision> {
         let i = self.i;
-        let positions: Vec<&Holding> = i.own().filter(|h| h.symbol == i.symbol).collect();
+        let positions: Vec<&Holding> = self.own().filter(|h| h.symbol == i.symbol).collect();
         let options: Vec<&Holding> = positions
             .iter()
             .copied()
@@ -901,7 +919,7 @@ impl Deciding<'_> {
         } else if level == 4 {
             let i = self.i;
             let mut risk: Vec<(&str, f64)> = Vec::new();
-            for p in i.own().filter(|p| p.is_option() && p.quantity < 0.0) {
+            for p in self.own().filter(|p| p.is_option() && p.quantity < 0.0) {
                 let value =
                     p.quantity * MULTIPLIER * p.mark(p.last_close, p.iv, i.today, i.rate)?;
                 let r = p.iv * value.abs();
@@ -990,8 +1008,7 @@ impl Deciding<'_> {
     }
 
     fn committed(&self) -> f64 {
-        self.i
-            .own()
+        self.own()
             .map(|p| {
                 p.collateral()
                     + if p.kind == PositionKind::Stock {
@@ -1035,7 +1052,22 @@ impl Deciding<'_> {
         if b.close.len() <= period {
             return Ok(None);
         }
-        let v = crate::indicators::atr_last(b.high, b.low, b.close, period)?;
+        // The flow reads at most the level's and the regime's ATRs: both are made in one pass the first time
+        // either is asked for, and kept for the decision.
+        let (level, regime) = (self.d.level_atr_period, self.d.atr_period);
+        let pair = match self.atrs.get() {
+            Some(pair) => pair,
+            None => {
+                let pair = crate::indicators::atr_last_pair(b.high, b.low, b.close, level, regime);
+                self.atrs.set(Some(pair));
+                pair
+            }
+        };
+        let v = match pair {
+            Some((v, _)) if period == level => v,
+            Some((_, v)) if period == regime => v,
+            _ => crate::indicators::atr_last(b.high, b.low, b.close, period)?,
+        };
         Ok((v.is_finite() && v > 0.0).then_some(v))
     }
 
@@ -1049,7 +1081,7 @@ impl Deciding<'_> {
             .protocol_level(reference, i.spot, atr5, loss, i.equity.max(1e-9))?;
         self.level = r.level;
         let atr_text = match atr5 {
-            Some(a) => fixed(a, 2),
+            Some(a) => fixed(a, 2).to_string(),
             None => format!(
                 "fallback {} of spot",
                 pct(self.d.level_atr_fallback_share, 0)
@@ -1661,11 +1693,7 @@ impl Deciding<'_> {
     }
 
     fn free_cash(&self) -> f64 {
-        let held = self
-            .i
-            .own()
-            .map(Holding::collateral)
-            .fold(0.0, |a, b| a + b);
+        let held = self.own().map(Holding::collateral).fold(0.0, |a, b| a + b);
         (self.i.balance - self.spec.buffer * self.i.equity - held).max(0.0)
     }
 
@@ -1684,8 +1712,7 @@ impl Deciding<'_> {
 
     fn book_held(&self) -> Vec<Held> {
         let today = self.i.today;
-        self.i
-            .book
+        self.book
             .iter()
             .filter(|h| h.in_book)
             .map(|h| h.held(today))
@@ -1843,7 +1870,7 @@ impl Deciding<'_> {
         let free_cash = cash_limit.unwrap_or_else(|| self.free_cash());
         let allowed = self.allowed()?;
         let (share, cap) = self.symbol_share();
-        let existing = i
+        let existing = self
             .own()
             .filter(|h| h.symbol == i.symbol)
             .map(|h| h.exposure(i.spot))
@@ -2127,7 +2154,7 @@ impl Deciding<'_> {
             None if !stock => order.band.or_else(|| self.band_of(order.kind)),
             None => None,
         };
-        let symbol_exposure = i
+        let symbol_exposure = self
             .own()
             .filter(|h| h.symbol == i.symbol)
             .map(|h| h.exposure(i.spot))
@@ -2143,7 +2170,7 @@ impl Deciding<'_> {
         } else {
             0.0
         };
-        let sector_exposure = i
+        let sector_exposure = self
             .book
             .iter()
             .filter(|h| h.in_book && h.sector == i.sector)
@@ -2152,7 +2179,7 @@ impl Deciding<'_> {
         let (share, cap) = self.symbol_share();
         let size_cap = self.size_cap.unwrap_or(share.min(cap) * i.equity);
         let released = if kind == "roll" {
-            i.own()
+            self.own()
                 .filter(|h| h.symbol == i.symbol)
                 .map(Holding::collateral)
                 .fold(0.0, |a, b| a + b)
@@ -2177,7 +2204,7 @@ impl Deciding<'_> {
         .find(|q| q.strike == order.strike)
         .copied();
         let mid = quote.map(|q| (q.bid + q.ask) / 2.0).filter(|m| *m != 0.0);
-        let group_exposure = i
+        let group_exposure = self
             .own()
             .filter(|h| group.contains(&h.symbol))
             .map(|h| h.exposure(h.last_close))
