@@ -404,7 +404,7 @@ fn n(x: f64) -> String {
     } else if x.fract() == 0.0 && x.abs() < 1e15 {
         format!("{}", x as i64)
     } else {
-        let s = format!("{x:.4}");
+        let s = crate::protocol::decide::pyfmt::fixed(x, 4).to_string();
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }

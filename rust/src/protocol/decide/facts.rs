@@ -67,7 +67,7 @@ pub fn fixed(x: f64, digits: usize) -> String {
     } else if x.is_infinite() {
         if x > 0.0 { "inf" } else { "-inf" }.into()
     } else {
-        pyfmt::fixed(x, digits)
+        pyfmt::fixed(x, digits).to_string()
     }
 }
 
