@@ -389,7 +389,10 @@ impl TrustGate {
 /// What one decision needs: the account, its book, the symbol's market columns and the day's readings.
 #[pyclass(frozen, module = "allsuse._core")]
 pub struct DecisionInput {
+    /// The input; its `book` holds the `book` argument's positions only, and `held`'s are read where they are.
     inner: flow::DecisionInput,
+    /// The book given column by column (its positions follow `inner.book`'s), read in place by `Decider.decide`.
+    held: Option<Py<HeldBook>>,
     /// The bars' arrays as given (days, high, low, close), read in place by `Decider.decide` (checked when the input
     /// is built and again when read, since an array can change in between); the inner input's columns stay empty.
     bars: BarArrays,
@@ -519,12 +522,8 @@ impl DecisionInput {
             orders_last_minute,
             earnings_in_week,
             group_symbols,
-            // `book`'s positions, then `held`'s (a book given column by column).
-            book: book
-                .iter()
-                .map(|h| h.inner.clone())
-                .chain(held.iter().flat_map(|b| b.inner.iter().cloned()))
-                .collect(),
+            // `book`'s positions; `held`'s (a book given column by column) follow them, kept where they are.
+            book: book.iter().map(|h| h.inner.clone()).collect(),
             column,
             trust: trust.inner,
             cuts_done: cuts_done
@@ -539,6 +538,9 @@ impl DecisionInput {
             chain_calls: quotes_of(&chain_calls),
         };
         inner.validate().py_err(py)?;
+        if let Some(h) = &held {
+            flow::validate_book(&h.inner, inner.book.len()).py_err(py)?;
+        }
         let (mut c0, mut c1, mut c2, mut c3) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         flow::Bars {
             days: slice_of(&days, &mut c0),
@@ -550,6 +552,7 @@ impl DecisionInput {
         .py_err(py)?;
         Ok(DecisionInput {
             inner,
+            held: held.map(|h| h.into()),
             bars: BarArrays {
                 days: days.as_unbound().clone_ref(py),
                 high: high.as_unbound().clone_ref(py),
@@ -761,7 +764,24 @@ impl Decider {
             close: slice_of(&close, &mut c3),
         };
         bars.validate().py_err(py)?;
-        let decided = flow::decide_over(&self.inner, &input.inner, bars, &source, &rules.inner);
+        // The whole book: the input's positions, then its `HeldBook`'s, borrowed (joined only when both are given).
+        let joined: Vec<flow::Holding>;
+        let book: &[flow::Holding] = match &input.held {
+            Some(h) if input.inner.book.is_empty() => &h.get().inner,
+            Some(h) => {
+                joined = input
+                    .inner
+                    .book
+                    .iter()
+                    .chain(&h.get().inner)
+                    .cloned()
+                    .collect();
+                &joined
+            }
+            None => &input.inner.book,
+        };
+        let decided =
+            flow::decide_over(&self.inner, &input.inner, bars, book, &source, &rules.inner);
         if let Some(err) = source.failed.borrow_mut().take() {
             return Err(err);
         }

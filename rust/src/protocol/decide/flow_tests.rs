@@ -351,7 +351,7 @@ proptest::proptest! {
             empty.high = Vec::new();
             empty.low = Vec::new();
             empty.close = Vec::new();
-            decide_over(&dec, &empty, own.bars(), &source, &set)
+            decide_over(&dec, &empty, own.bars(), &empty.book, &source, &set)
         });
         let whole = decide(&dec, &own, &source, &set);
         match (apart, whole) {
