@@ -2,6 +2,7 @@
 //! chain of pairs whose lower-tail coefficient exceeds the limit, one risk for concentration (R07).
 
 use crate::error::{check, CoreError, CoreResult};
+use crate::protocol::decide::scenarios::columns_of_one_length;
 use crate::risk::tail::quantile_in_place;
 
 /// Columns of `returns` (rows x cols, row-major; column 0 the symbol) in the symbol's group, in column order.
@@ -34,21 +35,7 @@ pub fn tail_group(
 /// is in; the coefficients, and so the group and any error, are those of `risk::tail_dependence` pair by pair
 /// (checks in the same order: the first pair's x, its y, q, then each further column as a y).
 pub fn tail_group_of_columns(columns: &[&[f64]], q: f64, limit: f64) -> CoreResult<Vec<usize>> {
-    let Some(first) = columns.first() else {
-        return Err(CoreError::invalid(
-            "columns",
-            "needs at least the symbol's column",
-        ));
-    };
-    let rows = first.len();
-    for (i, c) in columns.iter().enumerate() {
-        if c.len() != rows {
-            return Err(CoreError::invalid(
-                format!("columns[{i}]"),
-                format!("has {} values, column 0 has {rows}", c.len()),
-            ));
-        }
-    }
+    let rows = columns_of_one_length(columns, "needs at least the symbol's column")?;
     if rows < 20 {
         return Ok(vec![0]);
     }

@@ -60,6 +60,24 @@ fn memo_key(positions: &[Held]) -> Vec<[u64; 5]> {
         .collect()
 }
 
+/// The length of every column of `columns` (the symbols' returns, one column each), or an error naming `columns`
+/// when there is none (with `empty` as its reason) or the first column `columns[i]` of another length than column 0.
+pub fn columns_of_one_length(columns: &[&[f64]], empty: &str) -> CoreResult<usize> {
+    let Some(first) = columns.first() else {
+        return Err(CoreError::invalid("columns", empty));
+    };
+    let rows = first.len();
+    for (i, c) in columns.iter().enumerate() {
+        if c.len() != rows {
+            return Err(CoreError::invalid(
+                format!("columns[{i}]"),
+                format!("has {} values, column 0 has {rows}", c.len()),
+            ));
+        }
+    }
+    Ok(rows)
+}
+
 /// Scenario returns (rows x symbols, row-major), their IV shifts, and today's spot and IV per symbol.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenarios {
@@ -138,21 +156,7 @@ impl Scenarios {
         horizon: f64,
         rate: f64,
     ) -> CoreResult<Self> {
-        let Some(first) = columns.first() else {
-            return Err(CoreError::invalid(
-                "columns",
-                "needs at least one symbol's column",
-            ));
-        };
-        let rows = first.len();
-        for (i, c) in columns.iter().enumerate() {
-            if c.len() != rows {
-                return Err(CoreError::invalid(
-                    format!("columns[{i}]"),
-                    format!("has {} values, column 0 has {rows}", c.len()),
-                ));
-            }
-        }
+        let rows = columns_of_one_length(columns, "needs at least one symbol's column")?;
         let cols = columns.len();
         let mut returns = Vec::with_capacity(rows * cols);
         for r in 0..rows {
@@ -231,5 +235,36 @@ impl Scenarios {
         let returns = ScenarioMatrix::new("scenario_returns", &self.returns, self.rows, self.cols)?;
         let shifts = ScenarioMatrix::new("vol_shifts", &self.shifts, self.rows, self.cols)?;
         risk::revalue(&book, &self.spot, &returns, Some(&shifts), self.horizon)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one check of the return columns' shape (the scenario set's and the tail group's): their length, or the
+    /// column named with the reason each caller gives when there is none.
+    #[test]
+    fn columns_of_one_length_gives_the_length_or_names_the_column() {
+        let (a, b, c) = ([1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0]);
+        assert_eq!(columns_of_one_length(&[&a, &b], "none"), Ok(3));
+        assert_eq!(columns_of_one_length(&[&a[..0]], "none"), Ok(0));
+        let err = columns_of_one_length(&[&a, &b, &c], "none").unwrap_err();
+        assert_eq!(
+            err,
+            CoreError::invalid("columns[2]", "has 2 values, column 0 has 3")
+        );
+        let err = columns_of_one_length(&[], "needs at least one").unwrap_err();
+        assert_eq!(err, CoreError::invalid("columns", "needs at least one"));
+        assert!(
+            Scenarios::from_columns(&[], vec![], vec![], 0.0, 1.0, 0.0).is_err_and(
+                |e| e == CoreError::invalid("columns", "needs at least one symbol's column")
+            )
+        );
+        assert!(
+            crate::protocol::decide::group::tail_group_of_columns(&[], 0.05, 0.3).is_err_and(
+                |e| e == CoreError::invalid("columns", "needs at least the symbol's column")
+            )
+        );
     }
 }
