@@ -435,8 +435,9 @@ pub struct LabelRules {
     pub(crate) inner: crate::protocol::decide::label::LabelTable,
 }
 
-/// The market label of the last bar and every reading behind it (confidence unrounded).
-#[pyclass(frozen, get_all, module = "allsuse._core")]
+/// The market label of the last bar and every reading behind it (confidence unrounded); a window's `LabelFact` is
+/// one too.
+#[pyclass(frozen, get_all, subclass, module = "allsuse._core")]
 pub struct LabelRead {
     label: &'static str,
     confidence: f64,
@@ -557,7 +558,43 @@ impl LabelRules {
         };
         let r = crate::protocol::decide::label::market_label(close, iv, volume, &self.inner)
             .py_err(py)?;
-        Ok(LabelRead {
+        Ok(r.into())
+    }
+}
+
+impl LabelRead {
+    /// The fields of a `MarketLabel` of this reading (`scores` a new dict) read with `iv`.
+    pub(crate) fn fields<'py>(
+        &self,
+        py: Python<'py>,
+        iv: f64,
+    ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        use pyo3::intern;
+        use pyo3::types::PyDict;
+        let scores = PyDict::new(py);
+        scores.set_item(intern!(py, "green"), self.green)?;
+        scores.set_item(intern!(py, "red"), self.red)?;
+        scores.set_item(intern!(py, "chop"), self.chop)?;
+        let d = PyDict::new(py);
+        d.set_item(intern!(py, "label"), self.label)?;
+        d.set_item(intern!(py, "confidence"), self.confidence)?;
+        d.set_item(intern!(py, "scores"), scores)?;
+        d.set_item(intern!(py, "iv"), iv)?;
+        d.set_item(intern!(py, "vol_regime"), self.vol_regime)?;
+        d.set_item(intern!(py, "trend"), self.trend)?;
+        d.set_item(intern!(py, "trend_strength"), self.trend_strength)?;
+        d.set_item(intern!(py, "trend_grade"), self.trend_grade)?;
+        d.set_item(intern!(py, "rsi"), self.rsi)?;
+        d.set_item(intern!(py, "roc_pct"), self.roc_pct)?;
+        d.set_item(intern!(py, "momentum"), self.momentum)?;
+        d.set_item(intern!(py, "volume_ratio"), self.volume_ratio)?;
+        Ok(d)
+    }
+}
+
+impl From<crate::protocol::decide::label::LabelReading> for LabelRead {
+    fn from(r: crate::protocol::decide::label::LabelReading) -> Self {
+        LabelRead {
             label: r.label.name(),
             confidence: r.confidence,
             green: r.scores[0],
@@ -571,7 +608,7 @@ impl LabelRules {
             roc_pct: r.roc_pct,
             momentum: r.momentum,
             volume_ratio: r.volume_ratio,
-        })
+        }
     }
 }
 

@@ -2,33 +2,20 @@
 //! one call per symbol, computed without the GIL (windows in parallel).
 
 use numpy::PyReadonlyArray1;
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use pyo3::PyClassInitializer;
 
 use crate::error::{CoreError, CoreResult};
 use crate::protocol::decide::facts::{self, Window};
-use crate::python::decide::LabelRules;
+use crate::python::decide::{LabelRead, LabelRules};
 use crate::python::errors::IntoPyResult;
 
-/// A window's market label as `MarketLabel` holds it (confidence rounded to 10 decimals) and its explanation
-/// line (`MarketLabel.explain()`).
-#[pyclass(frozen, get_all, module = "allsuse._core")]
+/// A window's market label as `MarketLabel` holds it (confidence rounded to 10 decimals): the `LabelRead` of the
+/// window, with the IV it was read with and its explanation line (`MarketLabel.explain()`).
+#[pyclass(frozen, get_all, extends = LabelRead, module = "allsuse._core")]
 pub struct LabelFact {
-    label: &'static str,
-    confidence: f64,
-    green: i64,
-    red: i64,
-    chop: i64,
     iv: f64,
-    vol_regime: &'static str,
-    trend: &'static str,
-    trend_strength: f64,
-    trend_grade: &'static str,
-    rsi: f64,
-    roc_pct: f64,
-    momentum: &'static str,
-    volume_ratio: f64,
     text: String,
 }
 
@@ -37,25 +24,8 @@ impl LabelFact {
     /// The fields of the `MarketLabel` this fact is (`scores` a new dict), read with `iv`: what the engine's
     /// label is made from in one call.
     #[pyo3(signature = (iv,))]
-    fn fields<'py>(&self, py: Python<'py>, iv: f64) -> PyResult<Bound<'py, PyDict>> {
-        let scores = PyDict::new(py);
-        scores.set_item(intern!(py, "green"), self.green)?;
-        scores.set_item(intern!(py, "red"), self.red)?;
-        scores.set_item(intern!(py, "chop"), self.chop)?;
-        let d = PyDict::new(py);
-        d.set_item(intern!(py, "label"), self.label)?;
-        d.set_item(intern!(py, "confidence"), self.confidence)?;
-        d.set_item(intern!(py, "scores"), scores)?;
-        d.set_item(intern!(py, "iv"), iv)?;
-        d.set_item(intern!(py, "vol_regime"), self.vol_regime)?;
-        d.set_item(intern!(py, "trend"), self.trend)?;
-        d.set_item(intern!(py, "trend_strength"), self.trend_strength)?;
-        d.set_item(intern!(py, "trend_grade"), self.trend_grade)?;
-        d.set_item(intern!(py, "rsi"), self.rsi)?;
-        d.set_item(intern!(py, "roc_pct"), self.roc_pct)?;
-        d.set_item(intern!(py, "momentum"), self.momentum)?;
-        d.set_item(intern!(py, "volume_ratio"), self.volume_ratio)?;
-        Ok(d)
+    fn fields<'py>(slf: &Bound<'py, Self>, iv: f64) -> PyResult<Bound<'py, PyDict>> {
+        slf.as_super().get().fields(slf.py(), iv)
     }
 }
 
@@ -91,7 +61,7 @@ fn label_facts<'py>(
     ends: PyReadonlyArray1<'py, i64>,
     ivs: PyReadonlyArray1<'py, f64>,
     min_bars: i64,
-) -> PyResult<Vec<Option<LabelFact>>> {
+) -> PyResult<Vec<Option<Py<LabelFact>>>> {
     let table = rules.inner;
     let close = slice("close", &close).py_err(py)?;
     let volume = match &volume {
@@ -106,31 +76,19 @@ fn label_facts<'py>(
     let out = py
         .detach(|| facts::label_facts(close, volume, &ws, ivs, min_bars, &table))
         .py_err(py)?;
-    Ok(out
-        .into_iter()
+    out.into_iter()
         .map(|f| {
             f.map(|f| {
-                let r = f.reading;
-                LabelFact {
-                    label: r.label.name(),
-                    confidence: r.confidence,
-                    green: r.scores[0],
-                    red: r.scores[1],
-                    chop: r.scores[2],
-                    iv: f.iv,
-                    vol_regime: r.vol_regime,
-                    trend: r.trend,
-                    trend_strength: r.trend_strength,
-                    trend_grade: r.trend_grade,
-                    rsi: r.rsi,
-                    roc_pct: r.roc_pct,
-                    momentum: r.momentum,
-                    volume_ratio: r.volume_ratio,
-                    text: f.text,
-                }
+                let fact =
+                    PyClassInitializer::from(LabelRead::from(f.reading)).add_subclass(LabelFact {
+                        iv: f.iv,
+                        text: f.text,
+                    });
+                Py::new(py, fact)
             })
+            .transpose()
         })
-        .collect())
+        .collect()
 }
 
 /// (value or None, source, note) of the VIX proxy read from each window `close[starts[i]:ends[i]]` of `source`
