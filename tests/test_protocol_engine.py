@@ -192,3 +192,17 @@ def test_drawdown_budget_proposes_reducing_excess_exposure(portfolio: Portfolio)
     assert "drawdown budget" in d.explanation
     engine.commit(d, portfolio)
     assert engine.decide(portfolio, "p1/gen-1", "NVDA", at(WEDNESDAY), m).action != "REDUCE"
+
+
+def test_the_trust_gate_follows_scores_changed_in_place(portfolio: Portfolio) -> None:
+    """The engine keeps the core's trust gate while the scores stay the same; a score written straight into the
+    book (as a service restoring its state does) is read by the next decision, and so is the way back."""
+    engine = Engine()
+    m = market(green(THURSDAY), IV_GREEN)
+    outcomes = []
+    for score in (engine.trust.score("entry"), 1.0, 0.0, 1.0):
+        engine.trust.scores["entry"] = score
+        d = engine.decide(portfolio, "p1/gen-1", "NVDA", at(THURSDAY), m)
+        assert d.action == "OPEN_PUT"
+        outcomes.append(d.requires_approval)
+    assert outcomes[1:] == [False, True, False]

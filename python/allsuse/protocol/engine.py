@@ -244,7 +244,8 @@ class Engine:
         # changes only after forget_equities (or a new keep_equities), which set it False, so until then a decision
         # takes the book as read instead of checking every position again.
         self._book_read = False
-        self._gate: tuple[tuple[float, ...], _core.TrustGate] | None = None
+        self._breaker: dict[float, tuple[float, bool, str]] = {}
+        self._gate: tuple[tuple[tuple[tuple[str, float], ...], float, float], _core.TrustGate] | None = None
 
     def _compile_decider(self) -> _core.Decider:
         """The core's `Decider`: account specs with their entry rules, the thresholds, strike grid, sizing and risk
@@ -541,10 +542,18 @@ class Engine:
         return reading
 
     def _vix(self, value: float | None) -> tuple[float, bool, str]:
+        """(size multiplier, hedged, state) of the VIX breaker at `value`, kept per value (a day's decisions read
+        a handful)."""
         if value is None:
             return 1.0, False, "ACTIVE"
-        r = self.tables.vix_breaker(float(value))
-        return r.multiplier, r.hedged, r.state
+        kept = self._breaker.get(value)
+        if kept is None:
+            r = self.tables.vix_breaker(float(value))
+            kept = (r.multiplier, r.hedged, r.state)
+            if len(self._breaker) > 256:
+                self._breaker.clear()
+            self._breaker[value] = kept
+        return kept
 
     def _protection(self, account: Account, equity: float, day: dt.date) -> tuple[int, float]:
         rt = self._runtime_of(account.id)
@@ -1203,28 +1212,21 @@ def _entry_expiry(today: dt.date) -> int:
 
 
 def _trust_gate(engine: Engine) -> _core.TrustGate:
-    """The core's trust gate from the engine's trust scores and thresholds, made again only when they changed."""
+    """The core's trust gate from the engine's trust scores and thresholds, made again only when they changed. The
+    scores are compared as the book holds them (a handful of entries), which is cheaper than asking for each."""
     trust = engine.trust
-    key = (
-        trust.score("entry"),
-        trust.score("exit"),
-        trust.score("roll"),
-        trust.score("risk_reduction"),
-        trust.score("emergency"),
-        trust.auto_threshold,
-        trust.confidence_threshold,
-    )
+    key = (tuple(trust.scores.items()), trust.auto_threshold, trust.confidence_threshold)
     last = engine._gate
     if last is not None and last[0] == key:
         return last[1]
     gate = _core.TrustGate(
-        entry=key[0],
-        exit=key[1],
-        roll=key[2],
-        risk_reduction=key[3],
-        emergency=key[4],
-        auto_threshold=key[5],
-        confidence_threshold=key[6],
+        entry=trust.score("entry"),
+        exit=trust.score("exit"),
+        roll=trust.score("roll"),
+        risk_reduction=trust.score("risk_reduction"),
+        emergency=trust.score("emergency"),
+        auto_threshold=key[1],
+        confidence_threshold=key[2],
     )
     engine._gate = (key, gate)
     return gate

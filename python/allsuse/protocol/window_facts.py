@@ -52,7 +52,7 @@ _FIRST, _SIZE, _CLOSE, _IV, _FACT, _MADE, _PROXY = range(7)
 class WindowFacts:
     """The label (with its line) and the VIX proxy reading of each window of each symbol a run shows the engine."""
 
-    __slots__ = ("_by_symbol", "_owner")
+    __slots__ = ("_by_symbol", "_last", "_owner")
 
     def __init__(
         self,
@@ -65,6 +65,7 @@ class WindowFacts:
         self._by_symbol: dict[str, dict[int, list[Any]]] = {}
         # The array owning each symbol's closes: a window's closes are read only when they share its memory.
         self._owner: dict[str, np.ndarray] = {}
+        self._last: dict[str, tuple[Bars, list[Any] | None]] = {}
         rules, min_bars = config.label_rules, config.label_min_bars
         for symbol, windows in series.items():
             bars = windows.bars
@@ -90,7 +91,17 @@ class WindowFacts:
             self._owner[symbol] = _owner(bars.close)
 
     def _entry(self, symbol: str, bars: Bars) -> list[Any] | None:
-        """The entry of `bars` when they are a window of `symbol` held here."""
+        """The entry of `bars` when they are a window of `symbol` held here. The last answer per symbol is kept
+        with the Bars object it was for (Bars are immutable): a day's label and VIX proxy of a symbol read the same
+        window, and a decision made again the same day reads it again."""
+        last = self._last.get(symbol)
+        if last is not None and last[0] is bars:
+            return last[1]
+        entry = self._find(symbol, bars)
+        self._last[symbol] = (bars, entry)
+        return entry
+
+    def _find(self, symbol: str, bars: Bars) -> list[Any] | None:
         table = self._by_symbol.get(symbol)
         if table is None:
             return None
