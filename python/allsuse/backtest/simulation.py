@@ -150,6 +150,22 @@ class _Ledger:
         row[what] += amount
 
 
+@dataclass(frozen=True)
+class _Session:
+    """What the day's market is made from, a fact of the data: the symbols listed (bars up to the session) in the
+    run's order, each with (first bar of its window, bars up to the session, IV, IV source); the symbols tradable;
+    those the market holds whatever is held; each listed symbol's last close; the VIX, the rate and the day's
+    volatility source."""
+
+    listed: tuple[tuple[str, int, int, float, str], ...]
+    tradable: frozenset[str]
+    needed: frozenset[str]
+    spot: dict[str, float]
+    vix: float | None
+    rate: float
+    used: str
+
+
 def _read_only(bars: Bars) -> Bars:
     """A copy of `bars` whose columns cannot be written."""
     days = np.array(bars.days)
@@ -262,6 +278,8 @@ class Simulation:
         for s in self.symbols:
             for i in np.flatnonzero((self._count[s] > 0) & ~self._has[s]).tolist():
                 self._skipped_at[i].append(s)
+        # What `_market` reads of each session, made on its first use (see _session).
+        self._session_at: list[_Session | None] = [None] * len(self.sessions)
         self._pos_ids = 0
         # Each symbol's close and IV per simulated day (filled at the run's end, see _record_series), and the day's
         # last closes (set each day).
@@ -281,41 +299,73 @@ class Simulation:
         hv = self._hv_at[symbol][k]
         return (hv * self._proxy_ratio if math.isfinite(hv) and hv > 0 else 0.2), "proxy"
 
-    def _window_bars(self, symbol: str, n: int, day: dt.date) -> Bars:
-        """The engine's view of `symbol` on a day: its last `_lookback` bars up to the day (n of them so far)."""
-        return self._bars[symbol].window(max(0, n - self._lookback), n)
-
-    def _market(self, i: int, held: set[str]) -> tuple[MarketData, set[str], str]:
-        """The day's market, the symbols tradable that day (a bar today and the warm-up behind it) and the day's
-        volatility source. The market holds the symbols anything reads that day: those held, those an account
-        decides on (an entry day of its type, or held), and the index symbols (the VIX proxy reads them);
-        every listed symbol's close and IV are recorded for the benchmarks."""
+    def _session(self, i: int) -> _Session:
+        """The facts of session i `_market` reads, made once: they depend on the data and configuration alone."""
+        made = self._session_at[i]
+        if made is not None:
+            return made
         day = self.sessions[i]
         weekday = day.weekday()
-        listed: dict[str, int] = {}
+        listed: list[tuple[str, int, int, float, str]] = []
         tradable: set[str] = set()
+        spot: dict[str, float] = {}
         for s in self.symbols:
             n = self._count_at[s][i]
             if n == 0:
                 continue
-            listed[s] = n
+            origin = "vix" if self._vix_at[s][i] else "proxy"
+            listed.append((s, max(0, n - self._lookback), n, self._vol_at[s][i], origin))
+            spot[s] = self._close_at[s][n - 1]
             if n > WARMUP and self._has_at[s][i]:
                 tradable.add(s)
-        needed = set(held) | (self.cash_settled & listed.keys())
+        # Needed whatever is held: the index symbols listed, and the tradable symbols of an account type whose entry
+        # day it is.
+        needed = {s for s, *_ in listed if s in self.cash_settled}
         for kind, symbols in self.accounts.items():
-            entry = weekday in self._entry_days[kind]
-            needed.update(s for s in symbols if s in tradable and (entry or s in held))
+            if weekday in self._entry_days[kind]:
+                needed.update(s for s in symbols if s in tradable)
+        made = self._session_at[i] = _Session(
+            tuple(listed),
+            frozenset(tradable),
+            frozenset(needed),
+            spot,
+            self.vix.get(day),
+            self.costs.rate.on(day),
+            self._used_at[i],
+        )
+        return made
+
+    def _market(self, i: int, held: set[str]) -> tuple[MarketData, frozenset[str], str]:
+        """The day's market, the symbols tradable that day (a bar today and the warm-up behind it) and the day's
+        volatility source. The market holds the symbols anything reads that day: those held, those an account
+        decides on (an entry day of its type, or held), and the index symbols (the VIX proxy reads them);
+        every listed symbol's close and IV are recorded for the benchmarks."""
+        session = self._session(i)
+        needed = session.needed | held if held else session.needed
         bars: dict[str, Bars] = {}
         iv: dict[str, float] = {}
         source: dict[str, str] = {}
-        for s, n in listed.items():
+        series = self._bars
+        for s, lo, n, vol, origin in session.listed:
             if s in needed:
-                bars[s] = self._window_bars(s, n, day)
-                iv[s] = self._vol_at[s][i]
-                source[s] = "vix" if self._vix_at[s][i] else "proxy"
-        market = MarketData(bars=bars, iv=iv, vix=self.vix.get(day), rate=self.costs.rate.on(day), iv_source=source)
-        self._spot = {s: self._close_at[s][n - 1] for s, n in listed.items()}
-        return market, tradable, self._used_at[i]
+                bars[s] = series[s].window(lo, n)
+                iv[s] = vol
+                source[s] = origin
+        # The MarketData(bars=..., iv=..., vix=..., rate=..., iv_source=...) the constructor makes, without its
+        # frozen __init__ (one object.__setattr__ per field, every session).
+        market = _made(
+            MarketData,
+            bars=bars,
+            iv=iv,
+            vix=session.vix,
+            rate=session.rate,
+            sectors={},
+            chains={},
+            earnings=None,
+            iv_source=source,
+        )
+        self._spot = session.spot
+        return market, session.tradable, session.used
 
     def _record_series(self, first: int, last: int) -> None:
         """Each symbol's close and IV on the simulated sessions first..last (NaN where it has no bar that day),
@@ -371,7 +421,7 @@ class Simulation:
             self.engine.use_windows(None)
 
     def _windows(self, first: int, last: int) -> dict[str, SeriesWindows]:
-        """Each symbol's windows the days first..last show the engine (`_window_bars`), each with the IV `_iv` gives
+        """Each symbol's windows the days first..last show the engine (`_market`), each with the IV `_iv` gives
         on the day of its last bar (NaN when that day is before the run: its label is then computed on demand)."""
         out: dict[str, SeriesWindows] = {}
         for s in self._data:
@@ -385,7 +435,7 @@ class Simulation:
                     ivs.setdefault(n, math.nan)
             ends = sorted(ivs)
             starts = [max(0, n - self._lookback) for n in ends]
-            # The very series `_window_bars` views: the table reads only windows sharing its memory.
+            # The very series `_market`'s windows view: the table reads only windows sharing its memory.
             out[s] = SeriesWindows(self._bars[s], starts, ends, [ivs[n] for n in ends])
         return out
 
@@ -398,40 +448,44 @@ class Simulation:
         daily_dates: list[dt.date] = []
         self._closes = {s: [] for s in self.symbols}
         self._vols = {s: [] for s in self.symbols}
+        sessions = self.sessions
+        positions = portfolio.positions
+        actions = ledger.actions
         for i in range(first, last + 1):
-            day = self.sessions[i]
-            market, tradable, source = self._market(i, {p.symbol for p in portfolio.positions.values()})
+            day = sessions[i]
+            weekday = day.weekday()
+            market, tradable, source = self._market(i, {p.symbol for p in positions.values()})
             ledger.vol_sources.append((day, source))
             for s in self._skipped_at[i]:
                 ledger.skipped[s] = ledger.skipped.get(s, 0) + 1
             if i > first:
-                self._accrue(portfolio, self.sessions[i - 1], day, ledger)
+                self._accrue(portfolio, sessions[i - 1], day, ledger)
             as_of = dt.datetime.combine(day, dt.time(15, 45))
-            held = {(p.account_id, p.symbol) for p in portfolio.positions.values()}
+            held = {(p.account_id, p.symbol) for p in positions.values()}
             # The day's decisions share one valuation of the accounts until a fill changes the portfolio.
             self.engine.keep_equities(portfolio)
             for account in list(portfolio.accounts.values()):
                 if portfolio.groups[account.group_id].merged:
                     continue
+                entry_day = weekday in self._entry_days[account.kind]
                 for symbol in self.accounts[account.kind]:
                     if symbol not in tradable:
                         continue
-                    if (account.id, symbol) not in held and day.weekday() not in self._entry_days[account.kind]:
+                    if not entry_day and (account.id, symbol) not in held:
                         # Holding no position in the symbol on a day that is no entry day under any label: the
                         # engine would answer NO_TRADE.
-                        ledger.actions["NO_TRADE"] = ledger.actions.get("NO_TRADE", 0) + 1
+                        actions["NO_TRADE"] = actions.get("NO_TRADE", 0) + 1
                         continue
                     self._decide(portfolio, account.id, account.kind, symbol, as_of, market, day, ledger)
             self.engine.keep_equities(None)
-            for pos in portfolio.positions.values():
-                ledger.active_this_week.add(pos.account_id)
+            ledger.active_this_week.update(p.account_id for p in positions.values())
             self._record_deployment(portfolio, market, day, ledger)
             self._settle_expiries(portfolio, market, day, ledger)
-            week_end = i == last or self.sessions[i + 1].isocalendar()[1] != day.isocalendar()[1]
+            week_end = i == last or sessions[i + 1].isocalendar()[1] != day.isocalendar()[1]
             if week_end:
                 self._week_end(portfolio, market, day, ledger)
             in_calendar = FIRST_YEAR <= day.year <= LAST_YEAR
-            if in_calendar and day.month in (3, 6, 9, 12) and (i == last or self.sessions[i + 1].month != day.month):
+            if in_calendar and day.month in (3, 6, 9, 12) and (i == last or sessions[i + 1].month != day.month):
                 # Acts only on the quarter's last NYSE trading day (PROTOCOL section 1).
                 for tx in portfolio.reinvest_quarter(dt.datetime.combine(day, dt.time(16, 0))):
                     ledger.events.append(
@@ -441,11 +495,16 @@ class Simulation:
             # Every account's equity at the close, each position marked once (the deployment's valuation when
             # nothing changed since).
             closing = self._equities(portfolio, market, day)
+            equity = ledger.equity
             for account in portfolio.accounts.values():
-                eq = closing[account.id] + float(account.leaps)
-                if eq - float(account.leaps) > float(account.peak):
-                    account.peak = money(eq - float(account.leaps))  # the equity high-water mark at the close
-                ledger.equity.setdefault(account.id, [math.nan] * len(daily_dates)).append(eq)
+                leaps = float(account.leaps)
+                eq = closing[account.id] + leaps
+                if eq - leaps > float(account.peak):
+                    account.peak = money(eq - leaps)  # the equity high-water mark at the close
+                series = equity.get(account.id)
+                if series is None:  # an account forked today: NaN before
+                    series = equity[account.id] = [math.nan] * len(daily_dates)
+                series.append(eq)
                 total += eq
             daily_equity.append(total)
             daily_dates.append(day)
@@ -491,10 +550,15 @@ class Simulation:
         """Interest from the previous close to this one on each account's cash (idle cash and put collateral
         alike: puts are cash-secured, so their collateral is cash in the account)."""
         at = dt.datetime.combine(day, dt.time(9, 30))
+        costs = self.costs
+        rate = costs.rate.on(previous)
+        days = (day - previous).days
+        groups = portfolio.groups
         for account in portfolio.accounts.values():
-            if portfolio.groups[account.group_id].merged:
+            if groups[account.group_id].merged:
                 continue
-            amount = round(self.costs.interest(float(account.balance), previous, day), 2)
+            # costs.interest(balance, previous, day), its rate and days looked up once a day.
+            amount = round(costs.accrued(float(account.balance), rate, days), 2)
             if amount != 0.0:
                 portfolio.book_pnl(account.id, amount, at, "interest")
                 ledger.cost(account.id, "interest", amount)
@@ -503,18 +567,26 @@ class Simulation:
         """Share of each account's equity, and of the portfolio's, committed at the close: put collateral plus
         held shares at market (section 8's deployment)."""
         committed: dict[str, float] = {}
+        # The day's last closes: each held symbol's bars in the market end at its close there.
+        spot = self._spot
         for p in portfolio.positions.values():
-            stock = max(p.exposure(market.bars_for(p.symbol).last_close), 0.0) if p.kind == "stock" else 0.0
+            stock = max(p.exposure(spot[p.symbol]), 0.0) if p.kind == "stock" else 0.0
             committed[p.account_id] = committed.get(p.account_id, 0.0) + p.collateral() + stock
         total_committed = 0.0
         total_equity = 0.0
         n = len(ledger.portfolio_deployment)
-        live = [a for a in portfolio.accounts.values() if not portfolio.groups[a.group_id].merged]
+        groups = portfolio.groups
         closing = self._equities(portfolio, market, day)
-        for account in live:
+        deployment = ledger.deployment
+        for account in portfolio.accounts.values():
+            if groups[account.group_id].merged:
+                continue
             eq = closing[account.id] + float(account.leaps)
             used = committed.get(account.id, 0.0)
-            ledger.deployment.setdefault(account.id, [math.nan] * n).append(used / eq if eq > 0 else 0.0)
+            series = deployment.get(account.id)
+            if series is None:  # an account forked since the last close: NaN before
+                series = deployment[account.id] = [math.nan] * n
+            series.append(used / eq if eq > 0 else 0.0)
             total_committed += used
             total_equity += eq
         ledger.portfolio_deployment.append(total_committed / total_equity if total_equity > 0 else 0.0)
