@@ -349,8 +349,8 @@ def put_write(
             columns["t"].append((short.expiry.toordinal() - ordinals[span]) / 365.0)
             columns["vol"].append(iv[short.symbol][span])
             columns["rate"].append(rates[span])
-        spot, strike, t_left, vol, rate = (np.concatenate(c) for c in columns.values())
-        marks = np.asarray(pricing.bs_price("put", spot, strike, t_left, vol, rate))
+        batch = [np.concatenate(c) for c in columns.values()]
+        marks = np.asarray(pricing.bs_price("put", *batch))
         at = 0
         for (short, _, _), span in zip(lives, spans, strict=True):
             size = span.stop - span.start
