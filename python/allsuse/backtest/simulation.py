@@ -16,14 +16,16 @@ Entry point: `run_backtest(BacktestSpec) -> BacktestRun`. Deterministic: the sam
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -150,8 +152,7 @@ class _Ledger:
         row[what] += amount
 
 
-@dataclass(frozen=True)
-class _Session:
+class _Session(NamedTuple):
     """What the day's market is made from, a fact of the data: the symbols listed (bars up to the session) in the
     run's order, each with (first bar of its window, bars up to the session, IV, IV source); the symbols tradable;
     those the market holds whatever is held; each listed symbol's last close; the VIX, the rate and the day's
@@ -164,6 +165,27 @@ class _Session:
     vix: float | None
     rate: float
     used: str
+
+
+# The garbage collector's thresholds during a run (see _collecting_less): a young collection every 20,000 new
+# container objects rather than 700, and a full one only after 1,000 middle-generation collections rather than 10.
+# Memory stays bounded: garbage without cycles is freed at once as ever, and cyclic garbage waits at most that long.
+RUN_GC_YOUNG = 20_000
+RUN_GC_FULL = 1_000
+
+
+@contextlib.contextmanager
+def _collecting_less() -> Iterator[None]:
+    """Raises the collector's young and full thresholds (never lowers them) for a run, and puts back the ones in
+    force before it. The thresholds are the process's: runs in concurrent threads share them (the last to finish
+    restores what the first found)."""
+    before = gc.get_threshold()
+    young, middle, full = before[0], before[1], before[2]
+    gc.set_threshold(max(young, RUN_GC_YOUNG), middle, max(full, RUN_GC_FULL))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def _read_only(bars: Bars) -> Bars:
@@ -278,8 +300,9 @@ class Simulation:
         for s in self.symbols:
             for i in np.flatnonzero((self._count[s] > 0) & ~self._has[s]).tolist():
                 self._skipped_at[i].append(s)
-        # What `_market` reads of each session, made on its first use (see _session).
-        self._session_at: list[_Session | None] = [None] * len(self.sessions)
+        # What `_market` reads of each session of the run under way, made at its start (see _sessions_of): the
+        # first session's index and the sessions from it.
+        self._run_sessions: tuple[int, list[_Session]] = (0, [])
         self._pos_ids = 0
         # Each symbol's close and IV per simulated day (filled at the run's end, see _record_series), and the day's
         # last closes (set each day).
@@ -299,41 +322,64 @@ class Simulation:
         hv = self._hv_at[symbol][k]
         return (hv * self._proxy_ratio if math.isfinite(hv) and hv > 0 else 0.2), "proxy"
 
+    def _sessions_of(self, first: int, last: int) -> list[_Session]:
+        """The facts of sessions first..last `_market` reads, facts of the data and configuration alone: made a
+        symbol at a time over the sessions (numpy and zip), then put together a session at a time."""
+        names = self.symbols
+        size = last - first + 1
+        listed_bits = np.zeros(size, dtype=np.int64)
+        tradable_bits = np.zeros(size, dtype=np.int64)
+        entries: list[list[tuple[str, int, int, float, str]]] = []
+        closes: list[list[float]] = []
+        for j, s in enumerate(names):
+            n = self._count[s][first : last + 1]
+            origins = ["vix" if v else "proxy" for v in self._vix_at[s][first : last + 1]]
+            lo = np.maximum(n - self._lookback, 0)
+            # Per session: (symbol, first bar of its window, bars up to the session, IV, IV source).
+            entries.append(list(zip(repeat(s), lo.tolist(), n.tolist(), self._vol_at[s][first : last + 1], origins)))
+            # Its last close (the close of its bar n - 1; the value at 0 where it has no bar yet is never read).
+            closes.append(self._data[s].bars.close[np.maximum(n - 1, 0)].tolist())
+            listed_bits |= (n > 0).astype(np.int64) << j
+            tradable_bits |= ((n > WARMUP) & self._has[s][first : last + 1]).astype(np.int64) << j
+        members: dict[int, tuple[int, ...]] = {}
+        made: dict[tuple[int, int, int], tuple[frozenset[str], frozenset[str]]] = {}
+        out: list[_Session] = []
+        for k, (listed, tradable) in enumerate(zip(listed_bits.tolist(), tradable_bits.tolist(), strict=True)):
+            i = first + k
+            day = self.sessions[i]
+            weekday = day.weekday()
+            at = members.get(listed)
+            if at is None:
+                at = members[listed] = tuple(j for j in range(len(names)) if listed >> j & 1)
+            sets = made.get((listed, tradable, weekday))
+            if sets is None:
+                can = frozenset(names[j] for j in range(len(names)) if tradable >> j & 1)
+                # Needed whatever is held: the index symbols listed, and the tradable symbols of an account type
+                # whose entry day it is.
+                needed = {names[j] for j in at if names[j] in self.cash_settled}
+                for kind, symbols in self.accounts.items():
+                    if weekday in self._entry_days[kind]:
+                        needed.update(x for x in symbols if x in can)
+                sets = made[(listed, tradable, weekday)] = (can, frozenset(needed))
+            out.append(
+                _Session(
+                    tuple(entries[j][k] for j in at),
+                    sets[0],
+                    sets[1],
+                    {names[j]: closes[j][k] for j in at},
+                    self.vix.get(day),
+                    self.costs.rate.on(day),
+                    self._used_at[i],
+                )
+            )
+        return out
+
     def _session(self, i: int) -> _Session:
-        """The facts of session i `_market` reads, made once: they depend on the data and configuration alone."""
-        made = self._session_at[i]
-        if made is not None:
-            return made
-        day = self.sessions[i]
-        weekday = day.weekday()
-        listed: list[tuple[str, int, int, float, str]] = []
-        tradable: set[str] = set()
-        spot: dict[str, float] = {}
-        for s in self.symbols:
-            n = self._count_at[s][i]
-            if n == 0:
-                continue
-            origin = "vix" if self._vix_at[s][i] else "proxy"
-            listed.append((s, max(0, n - self._lookback), n, self._vol_at[s][i], origin))
-            spot[s] = self._close_at[s][n - 1]
-            if n > WARMUP and self._has_at[s][i]:
-                tradable.add(s)
-        # Needed whatever is held: the index symbols listed, and the tradable symbols of an account type whose entry
-        # day it is.
-        needed = {s for s, *_ in listed if s in self.cash_settled}
-        for kind, symbols in self.accounts.items():
-            if weekday in self._entry_days[kind]:
-                needed.update(s for s in symbols if s in tradable)
-        made = self._session_at[i] = _Session(
-            tuple(listed),
-            frozenset(tradable),
-            frozenset(needed),
-            spot,
-            self.vix.get(day),
-            self.costs.rate.on(day),
-            self._used_at[i],
-        )
-        return made
+        """The facts of session i `_market` reads: those made for the run under way, or made now."""
+        first, made = self._run_sessions
+        if first <= i < first + len(made):
+            return made[i - first]
+        return self._sessions_of(i, i)[0]
 
     def _market(self, i: int, held: set[str]) -> tuple[MarketData, frozenset[str], str]:
         """The day's market, the symbols tradable that day (a bar today and the warm-up behind it) and the day's
@@ -402,23 +448,26 @@ class Simulation:
     def simulate(self, start: dt.date, end: dt.date) -> tuple[Portfolio, _Ledger, list[dt.date], list[float]]:
         """Simulates [start, end]: the final portfolio, the ledger, the simulated days and the daily equity.
 
-        The run makes many short-lived objects; what existed before it (the loaded data, the engine) is set aside
-        from the garbage collector's scans for the run's length (gc.freeze), so its full collections scan only what
-        the run made (a few per cent of a long run). Nothing else changes; a caller that froze objects itself keeps
-        its own freeze untouched. The engine knows the labels and VIX proxy readings of the run's windows ahead
+        The run makes many short-lived objects and keeps some (the ledger grows by the day): what existed before it
+        (the loaded data, the engine, the windows' facts) is set aside from the garbage collector's scans for the
+        run's length (gc.freeze), and its collections run less often (`_collecting_less`), so the young objects are
+        scanned in larger, fewer batches and the ones the run keeps are not scanned again and again by full
+        collections as the ledger grows. Nothing else changes; a caller that froze objects itself keeps its own
+        freeze untouched. The engine knows the labels and VIX proxy readings of the run's windows ahead
         (`_windows`, Engine.use_windows) for the run's length."""
         first, last = self._window(start, end)
-        self.engine.use_windows(self._windows(first, last))
-        try:
-            if gc.get_freeze_count():
-                return self._simulate(start, end)
-            gc.freeze()
+        with _collecting_less():
+            self.engine.use_windows(self._windows(first, last))
             try:
-                return self._simulate(start, end)
+                if gc.get_freeze_count():
+                    return self._simulate(start, end)
+                gc.freeze()
+                try:
+                    return self._simulate(start, end)
+                finally:
+                    gc.unfreeze()
             finally:
-                gc.unfreeze()
-        finally:
-            self.engine.use_windows(None)
+                self.engine.use_windows(None)
 
     def _windows(self, first: int, last: int) -> dict[str, SeriesWindows]:
         """Each symbol's windows the days first..last show the engine (`_market`), each with the IV `_iv` gives
@@ -444,10 +493,20 @@ class Simulation:
         t0 = dt.datetime.combine(self.sessions[first], dt.time(9, 30))
         portfolio = Portfolio.create("backtest", self.capital, t0)
         ledger = _Ledger()
-        daily_equity: list[float] = []
-        daily_dates: list[dt.date] = []
         self._closes = {s: [] for s in self.symbols}
         self._vols = {s: [] for s in self.symbols}
+        self._run_sessions = (first, self._sessions_of(first, last))
+        try:
+            return self._days(first, last, portfolio, ledger)
+        finally:
+            self._run_sessions = (0, [])
+
+    def _days(
+        self, first: int, last: int, portfolio: Portfolio, ledger: _Ledger
+    ) -> tuple[Portfolio, _Ledger, list[dt.date], list[float]]:
+        """The day loop of `_simulate` over sessions first..last."""
+        daily_equity: list[float] = []
+        daily_dates: list[dt.date] = []
         sessions = self.sessions
         positions = portfolio.positions
         actions = ledger.actions
