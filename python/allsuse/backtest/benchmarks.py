@@ -147,14 +147,17 @@ def buy_and_hold(
     cash = capital
     run = SeriesRun(BUY_AND_HOLD, np.empty(len(dates)), deployment=np.empty(len(dates)))
     assert run.deployment is not None
+    # The prices as Python floats (float(prices[s][i]) each), read a day at a time.
+    daily = list(zip(*(prices[s].tolist() for s in symbols), strict=True))
     for i, day in enumerate(dates):
         if i:
             earned = costs.interest(cash, dates[i - 1], day)
             cash += earned
             run.interest += earned
+        today = daily[i]
         if i == 0 or day.month != dates[i - 1].month or day.year != dates[i - 1].year:
-            cash = _rebalance(run, day, {s: float(prices[s][i]) for s in symbols}, held, basis, cash, costs)
-        invested = sum(held[s] * float(prices[s][i]) for s in symbols)
+            cash = _rebalance(run, day, dict(zip(symbols, today, strict=True)), held, basis, cash, costs)
+        invested = sum(held[s] * p for s, p in zip(symbols, today, strict=True))
         run.equity[i] = cash + invested
         run.deployment[i] = invested / run.equity[i] if run.equity[i] > 0 else 0.0
     return run
