@@ -474,12 +474,13 @@ class Simulation:
         on the day of its last bar (NaN when that day is before the run: its label is then computed on demand)."""
         out: dict[str, SeriesWindows] = {}
         for s in self._data:
-            count, has = self._count_at[s], self._has_at[s]
+            # The session table's IV of the day is `_iv`'s for the symbol's last bar (see __init__).
+            count, has, vol = self._count_at[s], self._has_at[s], self._vol_at[s]
             ivs: dict[int, float] = {}
             for i in range(first, last + 1):
                 n = count[i]
                 if n and has[i]:
-                    ivs[n] = self._iv(s, n - 1, self.sessions[i])[0]
+                    ivs[n] = vol[i]
                 elif n:
                     ivs.setdefault(n, math.nan)
             ends = sorted(ivs)
