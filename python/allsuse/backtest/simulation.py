@@ -148,7 +148,9 @@ class _Ledger:
     skipped: dict[str, int] = field(default_factory=dict)
 
     def cost(self, account_id: str, what: str, amount: float) -> None:
-        row = self.costs.setdefault(account_id, {"commissions": 0.0, "spread_costs": 0.0, "interest": 0.0})
+        row = self.costs.get(account_id)
+        if row is None:
+            row = self.costs[account_id] = {"commissions": 0.0, "spread_costs": 0.0, "interest": 0.0}
         row[what] += amount
 
 
