@@ -172,12 +172,12 @@ def test_a_runs_session_facts_made_at_once_are_each_sessions_own(tmp_path: Path)
     their definition (the stocks' first sessions list fewer symbols; SPX has a gap and reads the VIX)."""
     for sim in (_stocks(), _spx_with_a_gap(tmp_path)):
         first, last = 0, len(sim.sessions) - 1
-        made = sim._sessions_of(first, last)
+        made = list(sim._sessions_of(first, last))
         assert len(made) == last - first + 1
         for i in list(range(0, 80)) + list(range(first, last + 1, 7)):
             want = _session_by_definition(sim, i)
             assert tuple(made[i - first]) == want
-            assert tuple(sim._sessions_of(i, i)[0]) == want
+            assert tuple(next(sim._sessions_of(i, i))) == want
 
 
 @needs_data

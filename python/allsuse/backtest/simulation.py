@@ -302,9 +302,6 @@ class Simulation:
         for s in self.symbols:
             for i in np.flatnonzero((self._count[s] > 0) & ~self._has[s]).tolist():
                 self._skipped_at[i].append(s)
-        # What `_market` reads of each session of the run under way, made at its start (see _sessions_of): the
-        # first session's index and the sessions from it.
-        self._run_sessions: tuple[int, list[_Session]] = (0, [])
         self._pos_ids = 0
         # Each symbol's close and IV per simulated day (filled at the run's end, see _record_series), and the day's
         # last closes (set each day).
@@ -324,9 +321,10 @@ class Simulation:
         hv = self._hv_at[symbol][k]
         return (hv * self._proxy_ratio if math.isfinite(hv) and hv > 0 else 0.2), "proxy"
 
-    def _sessions_of(self, first: int, last: int) -> list[_Session]:
-        """The facts of sessions first..last `_market` reads, facts of the data and configuration alone: made a
-        symbol at a time over the sessions (numpy and zip), then put together a session at a time."""
+    def _sessions_of(self, first: int, last: int) -> Iterator[_Session]:
+        """The facts of sessions first..last `_market` reads, in order, facts of the data and configuration alone:
+        made a symbol at a time over the sessions (numpy and zip), then put together a session at a time as the run
+        reads them (none is kept)."""
         names = self.symbols
         size = last - first + 1
         listed_bits = np.zeros(size, dtype=np.int64)
@@ -345,7 +343,6 @@ class Simulation:
             tradable_bits |= ((n > WARMUP) & self._has[s][first : last + 1]).astype(np.int64) << j
         members: dict[int, tuple[int, ...]] = {}
         made: dict[tuple[int, int, int], tuple[frozenset[str], frozenset[str]]] = {}
-        out: list[_Session] = []
         for k, (listed, tradable) in enumerate(zip(listed_bits.tolist(), tradable_bits.tolist(), strict=True)):
             i = first + k
             day = self.sessions[i]
@@ -363,32 +360,26 @@ class Simulation:
                     if weekday in self._entry_days[kind]:
                         needed.update(x for x in symbols if x in can)
                 sets = made[(listed, tradable, weekday)] = (can, frozenset(needed))
-            out.append(
-                _Session(
-                    tuple(entries[j][k] for j in at),
-                    sets[0],
-                    sets[1],
-                    {names[j]: closes[j][k] for j in at},
-                    self.vix.get(day),
-                    self.costs.rate.on(day),
-                    self._used_at[i],
-                )
+            yield _Session(
+                tuple(entries[j][k] for j in at),
+                sets[0],
+                sets[1],
+                {names[j]: closes[j][k] for j in at},
+                self.vix.get(day),
+                self.costs.rate.on(day),
+                self._used_at[i],
             )
-        return out
 
-    def _session(self, i: int) -> _Session:
-        """The facts of session i `_market` reads: those made for the run under way, or made now."""
-        first, made = self._run_sessions
-        if first <= i < first + len(made):
-            return made[i - first]
-        return self._sessions_of(i, i)[0]
-
-    def _market(self, i: int, held: set[str]) -> tuple[MarketData, frozenset[str], str]:
+    def _market(
+        self, i: int, held: set[str], session: _Session | None = None
+    ) -> tuple[MarketData, frozenset[str], str]:
         """The day's market, the symbols tradable that day (a bar today and the warm-up behind it) and the day's
         volatility source. The market holds the symbols anything reads that day: those held, those an account
         decides on (an entry day of its type, or held), and the index symbols (the VIX proxy reads them);
-        every listed symbol's close and IV are recorded for the benchmarks."""
-        session = self._session(i)
+        every listed symbol's close and IV are recorded for the benchmarks. `session` is session i's facts when the
+        caller made them already (see _sessions_of)."""
+        if session is None:
+            session = next(self._sessions_of(i, i))
         needed = session.needed | held if held else session.needed
         bars: dict[str, Bars] = {}
         iv: dict[str, float] = {}
@@ -498,11 +489,7 @@ class Simulation:
         ledger = _Ledger()
         self._closes = {s: [] for s in self.symbols}
         self._vols = {s: [] for s in self.symbols}
-        self._run_sessions = (first, self._sessions_of(first, last))
-        try:
-            return self._days(first, last, portfolio, ledger)
-        finally:
-            self._run_sessions = (0, [])
+        return self._days(first, last, portfolio, ledger)
 
     def _days(
         self, first: int, last: int, portfolio: Portfolio, ledger: _Ledger
@@ -513,10 +500,10 @@ class Simulation:
         sessions = self.sessions
         positions = portfolio.positions
         actions = ledger.actions
-        for i in range(first, last + 1):
+        for i, session in zip(range(first, last + 1), self._sessions_of(first, last), strict=True):
             day = sessions[i]
             weekday = day.weekday()
-            market, tradable, source = self._market(i, {p.symbol for p in positions.values()})
+            market, tradable, source = self._market(i, {p.symbol for p in positions.values()}, session)
             ledger.vol_sources.append((day, source))
             for s in self._skipped_at[i]:
                 ledger.skipped[s] = ledger.skipped.get(s, 0) + 1
