@@ -35,14 +35,13 @@ Amount = float | int | str | Decimal
 
 def _number(value: Amount, name: str) -> Decimal:
     """`value` as an exact, finite Decimal; anything else is an InvalidInputError naming `name`."""
-    kind = type(value)
     # The common cases first, with the same results: a finite float read by its shortest repr (str is repr for a
     # float), a finite Decimal as it is.
-    if kind is float:
-        if math.isfinite(value):  # type: ignore[arg-type]
+    if type(value) is float:
+        if math.isfinite(value):
             return Decimal(repr(value))
-    elif kind is Decimal and value.is_finite():  # type: ignore[union-attr]
-        return value  # type: ignore[return-value]
+    elif type(value) is Decimal and value.is_finite():
+        return value
     if isinstance(value, bool):
         raise InvalidInputError.of(name, f"must be a number, got {value!r}")
     try:
