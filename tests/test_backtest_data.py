@@ -102,6 +102,11 @@ def test_a_symbol_listed_later_is_aligned_without_filling_its_early_days(tmp_pat
         ("date,AAPL,MSFT\n2020-01-02,1.5,2\n2020-01-03,-1,2\n", "line 3: AAPL '-1' must be a price > 0"),
         ("date,AAPL,MSFT\n2020-01-02,1.5,2\n2020-01-03,1.5,nan\n", "line 3: MSFT 'nan' must be a price > 0"),
         ("date,AAPL,MSFT\n2020-01-02,1.5,2\n2020-01-03,1.5,inf\n", "line 3: MSFT 'inf' must be a price > 0"),
+        # inf and -inf in one row (their sum is NaN, no cell is): the first is named.
+        ("date,AAPL,MSFT\n2020-01-02,1.5,2\n2020-01-03,inf,-inf\n", "line 3: AAPL 'inf' must be a price > 0"),
+        ("date,AAPL,MSFT\n2020-01-02,1.5,2\n2020-01-03,NaN, 2\n", "line 3: AAPL 'NaN' must be a price > 0"),
+        # A short row: its missing cell is empty (a missing session of that symbol), the next error still found.
+        ("date,AAPL,MSFT\n2020-01-02,1.5\n2020-01-03,1.5,x\n", "line 3: MSFT 'x' is not a number"),
         ("date,AAPL,AAPL\n2020-01-02,1.5,2\n", "line 1: symbol AAPL has two columns"),
         ("date,AAPL\n2020-01-03,1.5\n2020-01-02,1.5\n", "line 3: date 2020-01-02 is not after"),
         ("day,AAPL\n2020-01-02,1.5\n", "line 1: needs a date column"),
@@ -136,3 +141,19 @@ def test_an_empty_cell_of_a_wide_file_is_a_missing_session_of_that_symbol_only(t
     assert market.gaps["MSFT"].missing == (dt.date(2014, 7, 8),)
     assert "AAPL" not in market.gaps and dt.date(2014, 7, 8) in market.symbols["AAPL"].bars.dates
     assert len(market.symbols["MSFT"].bars) == len(market.symbols["AAPL"].bars) - 1
+
+
+def test_a_wide_file_reads_blank_lines_spaces_short_rows_and_one_column(tmp_path: Path) -> None:
+    """Blank lines (cells of blanks alone) are skipped, cells may carry spaces, a short row's missing cells are empty,
+    and a wide file of one symbol column reads like any other."""
+    path = tmp_path / "wide.csv"
+    path.write_text("date,AAPL,MSFT\n2020-01-02, 1.5 ,2\n , ,\n\n2020-01-03,1.25\n2020-01-06,1.75,2.5\n")
+    loaded = load_sources([Source(path)])
+    aapl, msft = loaded["AAPL"], loaded["MSFT"]
+    assert aapl.bars.close.tolist() == [1.5, 1.25, 1.75]
+    assert msft.bars.close.tolist() == [2.0, 2.5]
+    assert msft.bars.dates == (dt.date(2020, 1, 2), dt.date(2020, 1, 6))
+    one = tmp_path / "one.csv"
+    one.write_text("date,KO\n2020-01-02,40.5\n\n2020-01-03,\n2020-01-06,41\n")
+    ko = load_sources([Source(one)])["KO"]
+    assert ko.bars.close.tolist() == [40.5, 41.0] and ko.bars.dates == (dt.date(2020, 1, 2), dt.date(2020, 1, 6))

@@ -5,6 +5,7 @@ the close, kept only while the portfolio, the market and the day are unchanged."
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import math
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ import pytest
 
 from allsuse.backtest.data import Source, load_market
 from allsuse.backtest.simulation import (
+    RUN_GC_FULL,
+    RUN_GC_YOUNG,
+    WARMUP,
     ZERO_COSTS,
     Simulation,
     account_symbols,
@@ -140,3 +144,70 @@ def test_the_kept_valuation_is_dropped_when_the_portfolio_market_or_day_changes(
     again, _, _ = sim._market(i, set())  # the same day's market built again: another object
     assert sim._equities(portfolio, again, day) is not changed
     assert sim._equities(portfolio, again, day + dt.timedelta(days=1)) is not changed
+
+
+def _session_by_definition(sim: Simulation, i: int) -> tuple[Any, ...]:
+    """Session i's facts as `_market` once computed them each day, symbol by symbol."""
+    day = sim.sessions[i]
+    listed, tradable, spot = [], set(), {}
+    for s in sim.symbols:
+        n = sim._count_at[s][i]
+        if n == 0:
+            continue
+        vol, origin = sim._iv(s, n - 1, day)
+        listed.append((s, max(0, n - sim._lookback), n, vol, origin))
+        spot[s] = float(sim._data[s].bars.close[n - 1])
+        if n > WARMUP and sim._has_at[s][i]:
+            tradable.add(s)
+    needed = {s for s, *_ in listed if s in sim.cash_settled}
+    for kind, symbols in sim.accounts.items():
+        if day.weekday() in sim._entry_days[kind]:
+            needed.update(s for s in symbols if s in tradable)
+    return (tuple(listed), tradable, needed, spot, sim.vix.get(day), sim.costs.rate.on(day), sim._used_at[i])
+
+
+@needs_data
+def test_a_runs_session_facts_made_at_once_are_each_sessions_own(tmp_path: Path) -> None:
+    """The facts `_market` reads, made for a whole run at its start, are those of each session made alone and by
+    their definition (the stocks' first sessions list fewer symbols; SPX has a gap and reads the VIX)."""
+    for sim in (_stocks(), _spx_with_a_gap(tmp_path)):
+        first, last = 0, len(sim.sessions) - 1
+        made = list(sim._sessions_of(first, last))
+        assert len(made) == last - first + 1
+        for i in list(range(0, 80)) + list(range(first, last + 1, 7)):
+            want = _session_by_definition(sim, i)
+            assert tuple(made[i - first]) == want
+            assert tuple(next(sim._sessions_of(i, i))) == want
+
+
+@needs_data
+def test_a_run_collects_garbage_less_and_puts_the_collector_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """During a run the collector's young and full thresholds are raised and the objects from before it frozen;
+    after it, the thresholds and freeze a caller had are back (its own freeze untouched)."""
+    sim = _stocks()
+    seen: list[tuple[tuple[int, int, int], int]] = []
+    days = Simulation._days
+
+    def watched(self: Simulation, *args: Any) -> Any:
+        seen.append((gc.get_threshold(), gc.get_freeze_count()))
+        return days(self, *args)
+
+    monkeypatch.setattr(Simulation, "_days", watched)
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        sim.simulate(dt.date(2008, 1, 1), dt.date(2008, 1, 31))
+        ((during, frozen),) = seen
+        assert during == (RUN_GC_YOUNG, 10, RUN_GC_FULL) and frozen > 0
+        assert gc.get_threshold() == (700, 10, 10) and gc.get_freeze_count() == 0
+        # Higher thresholds of the caller's are kept, and so is a freeze it made.
+        gc.set_threshold(50_000, 20, 5_000)
+        gc.freeze()
+        mine = gc.get_freeze_count()
+        sim.simulate(dt.date(2008, 1, 1), dt.date(2008, 1, 31))
+        # (Frozen objects freed since leave the count; none is added or thawed by the run.)
+        assert seen[1][0] == (50_000, 20, 5_000) and 0 < seen[1][1] <= mine
+        assert gc.get_threshold() == (50_000, 20, 5_000) and 0 < gc.get_freeze_count() <= mine
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

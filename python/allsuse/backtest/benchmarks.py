@@ -147,14 +147,17 @@ def buy_and_hold(
     cash = capital
     run = SeriesRun(BUY_AND_HOLD, np.empty(len(dates)), deployment=np.empty(len(dates)))
     assert run.deployment is not None
+    # The prices as Python floats (float(prices[s][i]) each), read a day at a time.
+    daily = list(zip(*(prices[s].tolist() for s in symbols), strict=True))
     for i, day in enumerate(dates):
         if i:
             earned = costs.interest(cash, dates[i - 1], day)
             cash += earned
             run.interest += earned
+        today = daily[i]
         if i == 0 or day.month != dates[i - 1].month or day.year != dates[i - 1].year:
-            cash = _rebalance(run, day, {s: float(prices[s][i]) for s in symbols}, held, basis, cash, costs)
-        invested = sum(held[s] * float(prices[s][i]) for s in symbols)
+            cash = _rebalance(run, day, dict(zip(symbols, today, strict=True)), held, basis, cash, costs)
+        invested = sum(held[s] * p for s, p in zip(symbols, today, strict=True))
         run.equity[i] = cash + invested
         run.deployment[i] = invested / run.equity[i] if run.equity[i] > 0 else 0.0
     return run
@@ -336,15 +339,26 @@ def put_write(
         cash_at[i] = cash
         collateral_at[i] = collateral
     lives += [(short, sold_at, n_days) for short in shorts]
-    # The short puts at each close, one batch per put over the sessions it is open (Black-Scholes in the core).
+    # The short puts at each close: every put over the sessions it is open, priced in one batch (Black-Scholes in
+    # the core, each option from its own inputs alone, so as if priced put by put), then added up put by put in the
+    # order they were sold.
     liability = np.zeros(n_days)
-    for short, first, end in lives:
-        span = slice(first, end)
-        t_left = (short.expiry.toordinal() - ordinals[span]) / 365.0
-        marks = pricing.bs_price(
-            "put", prices[short.symbol][span], short.strike, t_left, iv[short.symbol][span], rates[span]
-        )
-        liability[span] += short.contracts * MULTIPLIER * np.asarray(marks)
+    if lives:
+        spans = [slice(first, end) for _, first, end in lives]
+        columns: dict[str, list[np.ndarray]] = {"spot": [], "strike": [], "t": [], "vol": [], "rate": []}
+        for (short, _, _), span in zip(lives, spans, strict=True):
+            columns["spot"].append(prices[short.symbol][span])
+            columns["strike"].append(np.full(span.stop - span.start, short.strike))
+            columns["t"].append((short.expiry.toordinal() - ordinals[span]) / 365.0)
+            columns["vol"].append(iv[short.symbol][span])
+            columns["rate"].append(rates[span])
+        batch = [np.concatenate(c) for c in columns.values()]
+        marks = np.asarray(pricing.bs_price("put", *batch))
+        at = 0
+        for (short, _, _), span in zip(lives, spans, strict=True):
+            size = span.stop - span.start
+            liability[span] += short.contracts * MULTIPLIER * marks[at : at + size]
+            at += size
     run.equity = cash_at + collateral_at - liability
     run.deployment = np.divide(collateral_at, run.equity, out=np.zeros(n_days), where=run.equity > 0)
     run.warnings = [f"{PUT_WRITE}: {s}: no put sold at {n} of {rolls} rolls ({why})" for (s, why), n in skipped.items()]

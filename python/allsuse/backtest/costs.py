@@ -126,7 +126,12 @@ class CostModel:
 
     def interest(self, balance: float, start: dt.date, end: dt.date) -> float:
         """Interest earned by `balance` from the close of `start` to the close of `end` (ACT/365, start's rate)."""
-        days = (end - start).days
+        return self.accrued(balance, self.rate.on(start), (end - start).days)
+
+    @staticmethod
+    def accrued(balance: float, rate: float, days: int) -> float:
+        """Interest earned by `balance` over `days` calendar days at annual `rate` (ACT/365); what `interest` gives
+        for the rate on its start day (a caller accruing many balances over the same days looks it up once)."""
         if days <= 0 or balance == 0.0:
             return 0.0
-        return balance * self.rate.on(start) * days / 365.0
+        return balance * rate * days / 365.0

@@ -24,7 +24,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import math
-from collections.abc import Iterable, Sequence
+import operator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def _ohlcv(path: Path, header: list[str], body: list[list[str]]) -> Bars:
     values = np.empty((len(body), 5), dtype=np.float64)
     n = 0
     for line, row in enumerate(body, start=2):
-        if not any(cell.strip() for cell in row):
+        if not "".join(row).strip():  # no cell with anything but blanks: a blank line
             continue
         cells = [row[j] if j < len(row) else "" for j in at]
         day = parse_date(cells[0], path, line)
@@ -177,11 +178,15 @@ def _wide(path: Path, header: list[str], body: list[list[str]], only: str | None
             "columns",
         )
     days: list[dt.date] = []
-    table = np.full((len(body), len(columns)), np.nan)
+    rows: list[list[float]] = []
     picks = list(columns.values())
-    n = 0
+    # The picked cells of a row (as a tuple: itemgetter of one index gives the cell alone).
+    only_one = picks[0]
+    pick: Callable[[list[str]], Iterable[str]] = (
+        operator.itemgetter(*picks) if len(picks) > 1 else lambda row: (row[only_one],)
+    )
     for line, row in enumerate(body, start=2):
-        if not any(cell.strip() for cell in row):
+        if not "".join(row).strip():  # no cell with anything but blanks: a blank line
             continue
         day = parse_date(row[date_at] if date_at < len(row) else "", path, line)
         if days and day <= days[-1]:
@@ -192,15 +197,18 @@ def _wide(path: Path, header: list[str], body: list[list[str]], only: str | None
             )
         try:
             # The common case in one go: every picked cell a number; anything else is looked at cell by cell.
-            values = [float(row[j]) for j in picks]
-            if any(math.isnan(v) for v in values):
+            values = list(map(float, pick(row)))
+            total = sum(values)
+            if total != total and any(math.isnan(v) for v in values):  # a NaN makes the sum NaN
                 raise ValueError("nan")
         except (ValueError, IndexError):
             values = [_wide_cell(path, line, symbol, row, j) for symbol, j in columns.items()]
-        table[n] = values
+        rows.append(values)
         days.append(day)
-        n += 1
-    bad = ~np.isnan(table[:n]) & ~(np.isfinite(table[:n]) & (table[:n] > 0))
+    n = len(rows)
+    # One array of every row at once (cheaper than row by row); NaN where a cell is empty.
+    table = np.array(rows, dtype=np.float64) if rows else np.empty((0, len(columns)))
+    bad = ~np.isnan(table) & ~(np.isfinite(table) & (table > 0))
     if bad.any():
         r, c = (int(x[0]) for x in np.nonzero(bad))
         symbol = list(columns)[c]
@@ -209,7 +217,7 @@ def _wide(path: Path, header: list[str], body: list[list[str]], only: str | None
         raise InvalidInputError(
             f"{path.name}: line {line}: {symbol} {raw!r} must be a price > 0", symbol, "out of range"
         )
-    closes = {symbol: table[:n, k] for k, symbol in enumerate(columns)}
+    closes = {symbol: table[:, k] for k, symbol in enumerate(columns)}
     out: list[SymbolData] = []
     ordinals = np.fromiter((d.toordinal() for d in days), dtype=np.int64, count=n)
     every = tuple(days)
@@ -390,7 +398,10 @@ def align(symbols: dict[str, SymbolData]) -> MarketSet:
         raise InvalidInputError.of("data", "no symbols")
     first = min(dt.date.fromordinal(int(s.bars.days[0])) for s in symbols.values())
     last = max(dt.date.fromordinal(int(s.bars.days[-1])) for s in symbols.values())
-    all_days = np.unique(np.concatenate([s.bars.days for s in symbols.values()]))
+    # The distinct days of the data (np.unique's answer; sorted and deduplicated here, which spares a process the
+    # import of numpy.ma that np.unique makes on its first call).
+    every = np.sort(np.concatenate([s.bars.days for s in symbols.values()]))
+    all_days = every[np.concatenate(([True], every[1:] != every[:-1]))] if every.size else every
     sessions = _sessions(first, last, all_days.tolist())
     ordinals = np.fromiter((d.toordinal() for d in sessions), dtype=np.int64, count=len(sessions))
     notes: list[str] = []

@@ -16,14 +16,16 @@ Entry point: `run_backtest(BacktestSpec) -> BacktestRun`. Deterministic: the sam
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -146,8 +148,46 @@ class _Ledger:
     skipped: dict[str, int] = field(default_factory=dict)
 
     def cost(self, account_id: str, what: str, amount: float) -> None:
-        row = self.costs.setdefault(account_id, {"commissions": 0.0, "spread_costs": 0.0, "interest": 0.0})
+        row = self.costs.get(account_id)
+        if row is None:
+            row = self.costs[account_id] = {"commissions": 0.0, "spread_costs": 0.0, "interest": 0.0}
         row[what] += amount
+
+
+class _Session(NamedTuple):
+    """What the day's market is made from, a fact of the data: the symbols listed (bars up to the session) in the
+    run's order, each with (first bar of its window, bars up to the session, IV, IV source); the symbols tradable;
+    those the market holds whatever is held; each listed symbol's last close; the VIX, the rate and the day's
+    volatility source."""
+
+    listed: tuple[tuple[str, int, int, float, str], ...]
+    tradable: frozenset[str]
+    needed: frozenset[str]
+    spot: dict[str, float]
+    vix: float | None
+    rate: float
+    used: str
+
+
+# The garbage collector's thresholds during a run (see _collecting_less): a young collection every 20,000 new
+# container objects rather than 700, and a full one only after 1,000 middle-generation collections rather than 10.
+# Memory stays bounded: garbage without cycles is freed at once as ever, and cyclic garbage waits at most that long.
+RUN_GC_YOUNG = 20_000
+RUN_GC_FULL = 1_000
+
+
+@contextlib.contextmanager
+def _collecting_less() -> Iterator[None]:
+    """Raises the collector's young and full thresholds (never lowers them) for a run, and puts back the ones in
+    force before it. The thresholds are the process's: runs in concurrent threads share them (the last to finish
+    restores what the first found)."""
+    before = gc.get_threshold()
+    young, middle, full = before[0], before[1], before[2]
+    gc.set_threshold(max(young, RUN_GC_YOUNG), middle, max(full, RUN_GC_FULL))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def _read_only(bars: Bars) -> Bars:
@@ -281,41 +321,90 @@ class Simulation:
         hv = self._hv_at[symbol][k]
         return (hv * self._proxy_ratio if math.isfinite(hv) and hv > 0 else 0.2), "proxy"
 
-    def _window_bars(self, symbol: str, n: int, day: dt.date) -> Bars:
-        """The engine's view of `symbol` on a day: its last `_lookback` bars up to the day (n of them so far)."""
-        return self._bars[symbol].window(max(0, n - self._lookback), n)
+    def _sessions_of(self, first: int, last: int) -> Iterator[_Session]:
+        """The facts of sessions first..last `_market` reads, in order, facts of the data and configuration alone:
+        made a symbol at a time over the sessions (numpy and zip), then put together a session at a time as the run
+        reads them (none is kept)."""
+        names = self.symbols
+        size = last - first + 1
+        listed_bits = np.zeros(size, dtype=np.int64)
+        tradable_bits = np.zeros(size, dtype=np.int64)
+        entries: list[list[tuple[str, int, int, float, str]]] = []
+        closes: list[list[float]] = []
+        for j, s in enumerate(names):
+            n = self._count[s][first : last + 1]
+            origins = ["vix" if v else "proxy" for v in self._vix_at[s][first : last + 1]]
+            lo = np.maximum(n - self._lookback, 0)
+            # Per session: (symbol, first bar of its window, bars up to the session, IV, IV source).
+            entries.append(list(zip(repeat(s), lo.tolist(), n.tolist(), self._vol_at[s][first : last + 1], origins)))
+            # Its last close (the close of its bar n - 1; the value at 0 where it has no bar yet is never read).
+            closes.append(self._data[s].bars.close[np.maximum(n - 1, 0)].tolist())
+            listed_bits |= (n > 0).astype(np.int64) << j
+            tradable_bits |= ((n > WARMUP) & self._has[s][first : last + 1]).astype(np.int64) << j
+        members: dict[int, tuple[int, ...]] = {}
+        made: dict[tuple[int, int, int], tuple[frozenset[str], frozenset[str]]] = {}
+        for k, (listed, tradable) in enumerate(zip(listed_bits.tolist(), tradable_bits.tolist(), strict=True)):
+            i = first + k
+            day = self.sessions[i]
+            weekday = day.weekday()
+            at = members.get(listed)
+            if at is None:
+                at = members[listed] = tuple(j for j in range(len(names)) if listed >> j & 1)
+            sets = made.get((listed, tradable, weekday))
+            if sets is None:
+                can = frozenset(names[j] for j in range(len(names)) if tradable >> j & 1)
+                # Needed whatever is held: the index symbols listed, and the tradable symbols of an account type
+                # whose entry day it is.
+                needed = {names[j] for j in at if names[j] in self.cash_settled}
+                for kind, symbols in self.accounts.items():
+                    if weekday in self._entry_days[kind]:
+                        needed.update(x for x in symbols if x in can)
+                sets = made[(listed, tradable, weekday)] = (can, frozenset(needed))
+            yield _Session(
+                tuple(entries[j][k] for j in at),
+                sets[0],
+                sets[1],
+                {names[j]: closes[j][k] for j in at},
+                self.vix.get(day),
+                self.costs.rate.on(day),
+                self._used_at[i],
+            )
 
-    def _market(self, i: int, held: set[str]) -> tuple[MarketData, set[str], str]:
+    def _market(
+        self, i: int, held: set[str], session: _Session | None = None
+    ) -> tuple[MarketData, frozenset[str], str]:
         """The day's market, the symbols tradable that day (a bar today and the warm-up behind it) and the day's
         volatility source. The market holds the symbols anything reads that day: those held, those an account
         decides on (an entry day of its type, or held), and the index symbols (the VIX proxy reads them);
-        every listed symbol's close and IV are recorded for the benchmarks."""
-        day = self.sessions[i]
-        weekday = day.weekday()
-        listed: dict[str, int] = {}
-        tradable: set[str] = set()
-        for s in self.symbols:
-            n = self._count_at[s][i]
-            if n == 0:
-                continue
-            listed[s] = n
-            if n > WARMUP and self._has_at[s][i]:
-                tradable.add(s)
-        needed = set(held) | (self.cash_settled & listed.keys())
-        for kind, symbols in self.accounts.items():
-            entry = weekday in self._entry_days[kind]
-            needed.update(s for s in symbols if s in tradable and (entry or s in held))
+        every listed symbol's close and IV are recorded for the benchmarks. `session` is session i's facts when the
+        caller made them already (see _sessions_of)."""
+        if session is None:
+            session = next(self._sessions_of(i, i))
+        needed = session.needed | held if held else session.needed
         bars: dict[str, Bars] = {}
         iv: dict[str, float] = {}
         source: dict[str, str] = {}
-        for s, n in listed.items():
+        series = self._bars
+        for s, lo, n, vol, origin in session.listed:
             if s in needed:
-                bars[s] = self._window_bars(s, n, day)
-                iv[s] = self._vol_at[s][i]
-                source[s] = "vix" if self._vix_at[s][i] else "proxy"
-        market = MarketData(bars=bars, iv=iv, vix=self.vix.get(day), rate=self.costs.rate.on(day), iv_source=source)
-        self._spot = {s: self._close_at[s][n - 1] for s, n in listed.items()}
-        return market, tradable, self._used_at[i]
+                bars[s] = series[s].window(lo, n)
+                iv[s] = vol
+                source[s] = origin
+        # The MarketData(bars=..., iv=..., vix=..., rate=..., iv_source=...) the constructor makes, without its
+        # frozen __init__ (one object.__setattr__ per field, every session).
+        market = _made(
+            MarketData,
+            bars=bars,
+            iv=iv,
+            vix=session.vix,
+            rate=session.rate,
+            sectors={},
+            chains={},
+            earnings=None,
+            iv_source=source,
+        )
+        self._spot = session.spot
+        return market, session.tradable, session.used
 
     def _record_series(self, first: int, last: int) -> None:
         """Each symbol's close and IV on the simulated sessions first..last (NaN where it has no bar that day),
@@ -352,40 +441,44 @@ class Simulation:
     def simulate(self, start: dt.date, end: dt.date) -> tuple[Portfolio, _Ledger, list[dt.date], list[float]]:
         """Simulates [start, end]: the final portfolio, the ledger, the simulated days and the daily equity.
 
-        The run makes many short-lived objects; what existed before it (the loaded data, the engine) is set aside
-        from the garbage collector's scans for the run's length (gc.freeze), so its full collections scan only what
-        the run made (a few per cent of a long run). Nothing else changes; a caller that froze objects itself keeps
-        its own freeze untouched. The engine knows the labels and VIX proxy readings of the run's windows ahead
+        The run makes many short-lived objects and keeps some (the ledger grows by the day): what existed before it
+        (the loaded data, the engine, the windows' facts) is set aside from the garbage collector's scans for the
+        run's length (gc.freeze), and its collections run less often (`_collecting_less`), so the young objects are
+        scanned in larger, fewer batches and the ones the run keeps are not scanned again and again by full
+        collections as the ledger grows. Nothing else changes; a caller that froze objects itself keeps its own
+        freeze untouched. The engine knows the labels and VIX proxy readings of the run's windows ahead
         (`_windows`, Engine.use_windows) for the run's length."""
         first, last = self._window(start, end)
-        self.engine.use_windows(self._windows(first, last))
-        try:
-            if gc.get_freeze_count():
-                return self._simulate(start, end)
-            gc.freeze()
+        with _collecting_less():
+            self.engine.use_windows(self._windows(first, last))
             try:
-                return self._simulate(start, end)
+                if gc.get_freeze_count():
+                    return self._simulate(start, end)
+                gc.freeze()
+                try:
+                    return self._simulate(start, end)
+                finally:
+                    gc.unfreeze()
             finally:
-                gc.unfreeze()
-        finally:
-            self.engine.use_windows(None)
+                self.engine.use_windows(None)
 
     def _windows(self, first: int, last: int) -> dict[str, SeriesWindows]:
-        """Each symbol's windows the days first..last show the engine (`_window_bars`), each with the IV `_iv` gives
+        """Each symbol's windows the days first..last show the engine (`_market`), each with the IV `_iv` gives
         on the day of its last bar (NaN when that day is before the run: its label is then computed on demand)."""
         out: dict[str, SeriesWindows] = {}
         for s in self._data:
-            count, has = self._count_at[s], self._has_at[s]
+            # The session table's IV of the day is `_iv`'s for the symbol's last bar (see __init__).
+            count, has, vol = self._count_at[s], self._has_at[s], self._vol_at[s]
             ivs: dict[int, float] = {}
             for i in range(first, last + 1):
                 n = count[i]
                 if n and has[i]:
-                    ivs[n] = self._iv(s, n - 1, self.sessions[i])[0]
+                    ivs[n] = vol[i]
                 elif n:
                     ivs.setdefault(n, math.nan)
             ends = sorted(ivs)
             starts = [max(0, n - self._lookback) for n in ends]
-            # The very series `_window_bars` views: the table reads only windows sharing its memory.
+            # The very series `_market`'s windows view: the table reads only windows sharing its memory.
             out[s] = SeriesWindows(self._bars[s], starts, ends, [ivs[n] for n in ends])
         return out
 
@@ -394,44 +487,54 @@ class Simulation:
         t0 = dt.datetime.combine(self.sessions[first], dt.time(9, 30))
         portfolio = Portfolio.create("backtest", self.capital, t0)
         ledger = _Ledger()
-        daily_equity: list[float] = []
-        daily_dates: list[dt.date] = []
         self._closes = {s: [] for s in self.symbols}
         self._vols = {s: [] for s in self.symbols}
-        for i in range(first, last + 1):
-            day = self.sessions[i]
-            market, tradable, source = self._market(i, {p.symbol for p in portfolio.positions.values()})
+        return self._days(first, last, portfolio, ledger)
+
+    def _days(
+        self, first: int, last: int, portfolio: Portfolio, ledger: _Ledger
+    ) -> tuple[Portfolio, _Ledger, list[dt.date], list[float]]:
+        """The day loop of `_simulate` over sessions first..last."""
+        daily_equity: list[float] = []
+        daily_dates: list[dt.date] = []
+        sessions = self.sessions
+        positions = portfolio.positions
+        actions = ledger.actions
+        for i, session in zip(range(first, last + 1), self._sessions_of(first, last), strict=True):
+            day = sessions[i]
+            weekday = day.weekday()
+            market, tradable, source = self._market(i, {p.symbol for p in positions.values()}, session)
             ledger.vol_sources.append((day, source))
             for s in self._skipped_at[i]:
                 ledger.skipped[s] = ledger.skipped.get(s, 0) + 1
             if i > first:
-                self._accrue(portfolio, self.sessions[i - 1], day, ledger)
+                self._accrue(portfolio, sessions[i - 1], day, ledger)
             as_of = dt.datetime.combine(day, dt.time(15, 45))
-            held = {(p.account_id, p.symbol) for p in portfolio.positions.values()}
+            held = {(p.account_id, p.symbol) for p in positions.values()}
             # The day's decisions share one valuation of the accounts until a fill changes the portfolio.
             self.engine.keep_equities(portfolio)
             for account in list(portfolio.accounts.values()):
                 if portfolio.groups[account.group_id].merged:
                     continue
+                entry_day = weekday in self._entry_days[account.kind]
                 for symbol in self.accounts[account.kind]:
                     if symbol not in tradable:
                         continue
-                    if (account.id, symbol) not in held and day.weekday() not in self._entry_days[account.kind]:
+                    if not entry_day and (account.id, symbol) not in held:
                         # Holding no position in the symbol on a day that is no entry day under any label: the
                         # engine would answer NO_TRADE.
-                        ledger.actions["NO_TRADE"] = ledger.actions.get("NO_TRADE", 0) + 1
+                        actions["NO_TRADE"] = actions.get("NO_TRADE", 0) + 1
                         continue
                     self._decide(portfolio, account.id, account.kind, symbol, as_of, market, day, ledger)
             self.engine.keep_equities(None)
-            for pos in portfolio.positions.values():
-                ledger.active_this_week.add(pos.account_id)
+            ledger.active_this_week.update(p.account_id for p in positions.values())
             self._record_deployment(portfolio, market, day, ledger)
             self._settle_expiries(portfolio, market, day, ledger)
-            week_end = i == last or self.sessions[i + 1].isocalendar()[1] != day.isocalendar()[1]
+            week_end = i == last or sessions[i + 1].isocalendar()[1] != day.isocalendar()[1]
             if week_end:
                 self._week_end(portfolio, market, day, ledger)
             in_calendar = FIRST_YEAR <= day.year <= LAST_YEAR
-            if in_calendar and day.month in (3, 6, 9, 12) and (i == last or self.sessions[i + 1].month != day.month):
+            if in_calendar and day.month in (3, 6, 9, 12) and (i == last or sessions[i + 1].month != day.month):
                 # Acts only on the quarter's last NYSE trading day (PROTOCOL section 1).
                 for tx in portfolio.reinvest_quarter(dt.datetime.combine(day, dt.time(16, 0))):
                     ledger.events.append(
@@ -441,11 +544,16 @@ class Simulation:
             # Every account's equity at the close, each position marked once (the deployment's valuation when
             # nothing changed since).
             closing = self._equities(portfolio, market, day)
+            equity = ledger.equity
             for account in portfolio.accounts.values():
-                eq = closing[account.id] + float(account.leaps)
-                if eq - float(account.leaps) > float(account.peak):
-                    account.peak = money(eq - float(account.leaps))  # the equity high-water mark at the close
-                ledger.equity.setdefault(account.id, [math.nan] * len(daily_dates)).append(eq)
+                leaps = float(account.leaps)
+                eq = closing[account.id] + leaps
+                if eq - leaps > float(account.peak):
+                    account.peak = money(eq - leaps)  # the equity high-water mark at the close
+                series = equity.get(account.id)
+                if series is None:  # an account forked today: NaN before
+                    series = equity[account.id] = [math.nan] * len(daily_dates)
+                series.append(eq)
                 total += eq
             daily_equity.append(total)
             daily_dates.append(day)
@@ -491,10 +599,15 @@ class Simulation:
         """Interest from the previous close to this one on each account's cash (idle cash and put collateral
         alike: puts are cash-secured, so their collateral is cash in the account)."""
         at = dt.datetime.combine(day, dt.time(9, 30))
+        costs = self.costs
+        rate = costs.rate.on(previous)
+        days = (day - previous).days
+        groups = portfolio.groups
         for account in portfolio.accounts.values():
-            if portfolio.groups[account.group_id].merged:
+            if groups[account.group_id].merged:
                 continue
-            amount = round(self.costs.interest(float(account.balance), previous, day), 2)
+            # costs.interest(balance, previous, day), its rate and days looked up once a day.
+            amount = round(costs.accrued(float(account.balance), rate, days), 2)
             if amount != 0.0:
                 portfolio.book_pnl(account.id, amount, at, "interest")
                 ledger.cost(account.id, "interest", amount)
@@ -503,18 +616,26 @@ class Simulation:
         """Share of each account's equity, and of the portfolio's, committed at the close: put collateral plus
         held shares at market (section 8's deployment)."""
         committed: dict[str, float] = {}
+        # The day's last closes: each held symbol's bars in the market end at its close there.
+        spot = self._spot
         for p in portfolio.positions.values():
-            stock = max(p.exposure(market.bars_for(p.symbol).last_close), 0.0) if p.kind == "stock" else 0.0
+            stock = max(p.exposure(spot[p.symbol]), 0.0) if p.kind == "stock" else 0.0
             committed[p.account_id] = committed.get(p.account_id, 0.0) + p.collateral() + stock
         total_committed = 0.0
         total_equity = 0.0
         n = len(ledger.portfolio_deployment)
-        live = [a for a in portfolio.accounts.values() if not portfolio.groups[a.group_id].merged]
+        groups = portfolio.groups
         closing = self._equities(portfolio, market, day)
-        for account in live:
+        deployment = ledger.deployment
+        for account in portfolio.accounts.values():
+            if groups[account.group_id].merged:
+                continue
             eq = closing[account.id] + float(account.leaps)
             used = committed.get(account.id, 0.0)
-            ledger.deployment.setdefault(account.id, [math.nan] * n).append(used / eq if eq > 0 else 0.0)
+            series = deployment.get(account.id)
+            if series is None:  # an account forked since the last close: NaN before
+                series = deployment[account.id] = [math.nan] * n
+            series.append(used / eq if eq > 0 else 0.0)
             total_committed += used
             total_equity += eq
         ledger.portfolio_deployment.append(total_committed / total_equity if total_equity > 0 else 0.0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -34,6 +35,13 @@ Amount = float | int | str | Decimal
 
 def _number(value: Amount, name: str) -> Decimal:
     """`value` as an exact, finite Decimal; anything else is an InvalidInputError naming `name`."""
+    # The common cases first, with the same results: a finite float read by its shortest repr (str is repr for a
+    # float), a finite Decimal as it is.
+    if type(value) is float:
+        if math.isfinite(value):
+            return Decimal(repr(value))
+    elif type(value) is Decimal and value.is_finite():
+        return value
     if isinstance(value, bool):
         raise InvalidInputError.of(name, f"must be a number, got {value!r}")
     try:
@@ -179,9 +187,13 @@ def _exact(x: float) -> Decimal:
     return Decimal(repr(float(x)))
 
 
+_OPTION_UNIT = Decimal(repr(float(MULTIPLIER)))
+_SHARE_UNIT = Decimal(1)
+
+
 def _unit(pos: Position) -> Decimal:
     """Units per quantity: 100 shares per option contract, 1 per share of stock."""
-    return _exact(MULTIPLIER) if pos.is_option else Decimal(1)
+    return _OPTION_UNIT if pos.is_option else _SHARE_UNIT
 
 
 def _entry_value(pos: Position, units: Decimal) -> Decimal:
@@ -266,9 +278,10 @@ class Portfolio:
         *,
         realised: Decimal = ZERO,
     ) -> Transaction:
-        acct = self.account(account_id)
+        acct = self.accounts.get(account_id) or self.account(account_id)
         acct.balance += amount
-        acct.peak = max(acct.peak, acct.balance)
+        if acct.balance > acct.peak:  # max(peak, balance): the peak stays unless the balance is above it
+            acct.peak = acct.balance
         acct.quarter_realised += realised
         return self._record(at, kind, account_id, amount, reason, counterparty, realised=realised)
 
