@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from allsuse import _core
+from allsuse import _core, _yaml
 from allsuse.config import CONFIG_DIR
 from allsuse.errors import InvalidInputError
 
@@ -59,7 +59,7 @@ def compile_file(path: Path, protocol: ProtocolConfig | None = None) -> _core.Ru
     R11's thresholds are checked against `protocol` (default: config/protocol.yaml).
     """
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _yaml.safe_load(path.read_text())
     except OSError as exc:
         raise InvalidInputError(f"{path.name}: cannot be read ({exc.strerror})", path.name, "unreadable") from None
     except yaml.YAMLError as exc:

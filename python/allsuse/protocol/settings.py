@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from allsuse import _core
+from allsuse import _core, _yaml
 from allsuse import config as config_files
 from allsuse.errors import AllsuseError, InvalidInputError
 
@@ -317,7 +317,7 @@ def parse(data: Any, source: str = "protocol.yaml") -> ProtocolConfig:
 def load_file(path: Path) -> ProtocolConfig:
     """Reads and validates one protocol file; errors name the file."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise InvalidInputError.of(path.name, f"cannot be read as YAML ({exc.__class__.__name__})") from None
     try:
