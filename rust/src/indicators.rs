@@ -488,18 +488,9 @@ mod tests {
             period in 0usize..60,
             broken in proptest::option::of((0usize..400, 0u8..4)),
         ) {
-            let mut high: Vec<f64> = bars.iter().map(|b| b.0 + b.1).collect();
-            let mut low: Vec<f64> = bars.iter().map(|b| b.0).collect();
-            let mut close: Vec<f64> = bars.iter().map(|b| b.0 + b.1 * b.2).collect();
-            if let Some((at, how)) = broken {
-                let at = at % bars.len();
-                match how {
-                    0 => low[at] = high[at] + 1.0,
-                    1 => close[at] = f64::NAN,
-                    2 => high[at] = f64::INFINITY,
-                    _ => { close.pop(); }
-                }
-            }
+            // 3 here is the short close column (the helper's 5).
+            let (high, low, close) =
+                ohlc_broken(&bars, broken.map(|(at, how)| (at, if how < 3 { how } else { 5 })));
             let a = atr_last(&high, &low, &close, period);
             let b = atr(&high, &low, &close, period);
             let same = match (a, b) {
@@ -522,20 +513,7 @@ mod tests {
             second in 0usize..60,
             broken in proptest::option::of((0usize..400, 0u8..6)),
         ) {
-            let mut high: Vec<f64> = bars.iter().map(|b| b.0 + b.1).collect();
-            let mut low: Vec<f64> = bars.iter().map(|b| b.0).collect();
-            let mut close: Vec<f64> = bars.iter().map(|b| b.0 + b.1 * b.2).collect();
-            if let Some((at, how)) = broken {
-                let at = at % bars.len();
-                match how {
-                    0 => low[at] = high[at] + 1.0,
-                    1 => close[at] = f64::NAN,
-                    2 => high[at] = f64::INFINITY,
-                    3 => low[at] = f64::NEG_INFINITY,
-                    4 => high[at] = low[at],
-                    _ => { close.pop(); }
-                }
-            }
+            let (high, low, close) = ohlc_broken(&bars, broken);
             let plain = high.len() == low.len()
                 && close.len() == high.len()
                 && high.iter().zip(&low).zip(&close).all(|((h, l), c)| {
@@ -553,6 +531,32 @@ mod tests {
                 None => prop_assert!(!(plain && fits(first) && fits(second))),
             }
         }
+    }
+
+    /// High, low and close columns from (low, range, where the close sits in the range) triples, with at most one
+    /// bar broken: 0 low above high, 1 a NaN close, 2 an infinite high, 3 an infinite low, 4 high equal to low,
+    /// otherwise the close column one short.
+    fn ohlc_broken(
+        bars: &[(f64, f64, f64)],
+        broken: Option<(usize, u8)>,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let mut high: Vec<f64> = bars.iter().map(|b| b.0 + b.1).collect();
+        let mut low: Vec<f64> = bars.iter().map(|b| b.0).collect();
+        let mut close: Vec<f64> = bars.iter().map(|b| b.0 + b.1 * b.2).collect();
+        if let Some((at, how)) = broken {
+            let at = at % bars.len();
+            match how {
+                0 => low[at] = high[at] + 1.0,
+                1 => close[at] = f64::NAN,
+                2 => high[at] = f64::INFINITY,
+                3 => low[at] = f64::NEG_INFINITY,
+                4 => high[at] = low[at],
+                _ => {
+                    close.pop();
+                }
+            }
+        }
+        (high, low, close)
     }
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
