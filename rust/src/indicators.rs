@@ -186,17 +186,9 @@ pub fn true_range(high: &[f64], low: &[f64], close: &[f64]) -> CoreResult<Vec<f6
 }
 
 fn true_range_unchecked(high: &[f64], low: &[f64], close: &[f64]) -> Vec<f64> {
-    let mut tr = Vec::with_capacity(high.len());
-    for i in 0..high.len() {
-        let range = high[i] - low[i];
-        tr.push(if i == 0 {
-            range
-        } else {
-            let prev = close[i - 1];
-            range.max((high[i] - prev).abs()).max((low[i] - prev).abs())
-        });
-    }
-    tr
+    (0..high.len())
+        .map(|i| true_range_at(high, low, close, i))
+        .collect()
 }
 
 /// Wilder's average true range.
@@ -222,6 +214,19 @@ pub fn atr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> CoreResul
     Ok(out)
 }
 
+/// Bar i's true range: its high - low, widened to the gaps from the previous close (Wilder); the first bar has no
+/// previous close. The one formula of `true_range`, `atr_last` and `atr_last_pair` (i < len).
+#[inline]
+fn true_range_at(high: &[f64], low: &[f64], close: &[f64], i: usize) -> f64 {
+    let range = high[i] - low[i];
+    if i == 0 {
+        range
+    } else {
+        let prev = close[i - 1];
+        range.max((high[i] - prev).abs()).max((low[i] - prev).abs())
+    }
+}
+
 /// The last value of `atr`, bit for bit (the same sums in the same order), without building the true-range and
 /// average series: one pass and no allocation. For bars whose columns are already known finite (a validated
 /// decision input reads two ATRs per decision); any other input, or a bar with high below low, goes through
@@ -240,15 +245,7 @@ pub fn atr_last(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Core
     if plain {
         return Ok(*atr(high, low, close, period)?.last().unwrap_or(&f64::NAN));
     }
-    let tr = |i: usize| -> f64 {
-        let range = high[i] - low[i];
-        if i == 0 {
-            range
-        } else {
-            let prev = close[i - 1];
-            range.max((high[i] - prev).abs()).max((low[i] - prev).abs())
-        }
-    };
+    let tr = |i: usize| true_range_at(high, low, close, i);
     let p = period as f64;
     let mut avg = (0..period).map(tr).sum::<f64>() / p;
     for i in period..n {
@@ -273,15 +270,7 @@ pub fn atr_last_pair(
     if low.len() != n || close.len() != n || first == 0 || second == 0 || first > n || second > n {
         return None;
     }
-    let tr = |i: usize| -> f64 {
-        let range = high[i] - low[i];
-        if i == 0 {
-            range
-        } else {
-            let prev = close[i - 1];
-            range.max((high[i] - prev).abs()).max((low[i] - prev).abs())
-        }
-    };
+    let tr = |i: usize| true_range_at(high, low, close, i);
     // Every bar plain, without an early exit (the loop is not held up by a branch per bar).
     let plain = |i: usize| -> bool {
         let (h, l, c) = (high[i], low[i], close[i]);
