@@ -339,3 +339,28 @@ def test_inside_keep_equities_the_book_is_checked_again_after_forget_equities() 
         outcomes.append(_fields(engine.decide(p, GEN, "NVDA", at(THURSDAY), m)))
         engine.keep_equities(None)
     assert outcomes[0] == outcomes[1]
+
+
+def test_a_decision_made_while_the_engines_book_is_in_use_reads_a_book_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the engine's book is being read (here: from inside the book's own call-back for a held put's roll
+    expiry, the one place Python runs during that read), a second decision cannot borrow it: it reads a book of its
+    own and decides exactly as a fresh engine does, and the first decision is not disturbed either."""
+    from allsuse.protocol import engine as engine_module
+
+    portfolio, m = _portfolio(), _market(THURSDAY)
+    engine = Engine()
+    nested: list[Decision] = []
+
+    def roll_expiry_deciding_meanwhile(expiry: dt.date) -> int:
+        if not nested:
+            nested.append(engine.decide(portfolio, REV, "NVDA", at(THURSDAY), m))
+        return _roll_expiry(expiry)
+
+    monkeypatch.setattr(engine_module, "_roll_expiry", roll_expiry_deciding_meanwhile)
+    outer = engine.decide(portfolio, GEN, "NVDA", at(THURSDAY), m)
+    monkeypatch.undo()
+    assert len(nested) == 1, "the roll expiry was not asked for while the book was read"
+    assert _fields(nested[0]) == _fields(Engine().decide(_portfolio(), REV, "NVDA", at(THURSDAY), m))
+    assert _fields(outer) == _fields(Engine().decide(_portfolio(), GEN, "NVDA", at(THURSDAY), m))
