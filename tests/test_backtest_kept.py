@@ -134,14 +134,14 @@ def test_the_kept_valuation_is_dropped_when_the_portfolio_market_or_day_changes(
     i = sim.sessions.index(dt.date(2008, 3, 3))
     day = sim.sessions[i]
     portfolio = Portfolio.create("backtest", 1e6, dt.datetime.combine(day, dt.time(9, 30)))
-    market, _, _ = sim._market(i, set())
+    market, _, _ = sim._market(set(), next(sim._sessions_of(i, i)))
     first = sim._equities(portfolio, market, day)
     assert sim._equities(portfolio, market, day) is first  # kept
     account = next(iter(portfolio.accounts))
     portfolio.book_pnl(account, 100.0, dt.datetime.combine(day, dt.time(10, 0)), "test")
     changed = sim._equities(portfolio, market, day)
     assert changed[account] == first[account] + 100.0
-    again, _, _ = sim._market(i, set())  # the same day's market built again: another object
+    again, _, _ = sim._market(set(), next(sim._sessions_of(i, i)))  # the same day's market built again: another object
     assert sim._equities(portfolio, again, day) is not changed
     assert sim._equities(portfolio, again, day + dt.timedelta(days=1)) is not changed
 

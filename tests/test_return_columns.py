@@ -251,7 +251,7 @@ def test_the_backtests_daily_windows_view_read_only_series_and_give_their_own_re
     start = sim.sessions.index(dt.date(2008, 9, 2))
     held = set(sim.symbols)
     for i in range(start, start + 30):
-        day_market, _, _ = sim._market(i, held)
+        day_market, _, _ = sim._market(held, next(sim._sessions_of(i, i)))
         bars = [day_market.bars_for(s) for s in sim.symbols]
         assert all(not b.close.flags.writeable for b in bars)
         got = sim.engine.historical_returns(list(sim.symbols), day_market)

@@ -344,18 +344,19 @@ def put_write(
     # order they were sold.
     liability = np.zeros(n_days)
     if lives:
-        spans = [slice(first, end) for _, first, end in lives]
-        columns: dict[str, list[np.ndarray]] = {"spot": [], "strike": [], "t": [], "vol": [], "rate": []}
-        for (short, _, _), span in zip(lives, spans, strict=True):
-            columns["spot"].append(prices[short.symbol][span])
-            columns["strike"].append(np.full(span.stop - span.start, short.strike))
-            columns["t"].append((short.expiry.toordinal() - ordinals[span]) / 365.0)
-            columns["vol"].append(iv[short.symbol][span])
-            columns["rate"].append(rates[span])
-        batch = [np.concatenate(c) for c in columns.values()]
-        marks = np.asarray(pricing.bs_price("put", *batch))
+        shorts_at = [(short, slice(first, end)) for short, first, end in lives]
+        marks = np.asarray(
+            pricing.bs_price(
+                "put",
+                np.concatenate([prices[short.symbol][span] for short, span in shorts_at]),
+                np.concatenate([np.full(span.stop - span.start, short.strike) for short, span in shorts_at]),
+                np.concatenate([(short.expiry.toordinal() - ordinals[span]) / 365.0 for short, span in shorts_at]),
+                np.concatenate([iv[short.symbol][span] for short, span in shorts_at]),
+                np.concatenate([rates[span] for _, span in shorts_at]),
+            )
+        )
         at = 0
-        for (short, _, _), span in zip(lives, spans, strict=True):
+        for short, span in shorts_at:
             size = span.stop - span.start
             liability[span] += short.contracts * MULTIPLIER * marks[at : at + size]
             at += size

@@ -276,8 +276,6 @@ class Simulation:
         # The same as Python lists (the day loop reads single elements, cheaper from a list than from an array).
         self._count_at = {s: c.tolist() for s, c in self._count.items()}
         self._has_at = {s: h.tolist() for s, h in self._has.items()}
-        self._close_at = {s: d.bars.close.tolist() for s, d in self._data.items()}
-        self._hv_at = {s: hv.tolist() for s, hv in self._hv.items()}
         # Each symbol's IV on each session (from its last bar up to it, see _iv) and whether it is the VIX's, and
         # whether any symbol listed that session read the VIX: facts of the data, computed once for every session.
         self._vol_at: dict[str, list[float]] = {}
@@ -318,7 +316,7 @@ class Simulation:
         the proxy (section 6). The definition the per-session table of __init__ (`_vol_at`, `_vix_at`) follows."""
         if symbol in self.vix_symbols and day in self.vix:
             return self.vix[day] / 100.0, "vix"
-        hv = self._hv_at[symbol][k]
+        hv = float(self._hv[symbol][k])
         return (hv * self._proxy_ratio if math.isfinite(hv) and hv > 0 else 0.2), "proxy"
 
     def _sessions_of(self, first: int, last: int) -> Iterator[_Session]:
@@ -370,16 +368,11 @@ class Simulation:
                 self._used_at[i],
             )
 
-    def _market(
-        self, i: int, held: set[str], session: _Session | None = None
-    ) -> tuple[MarketData, frozenset[str], str]:
+    def _market(self, held: set[str], session: _Session) -> tuple[MarketData, frozenset[str], str]:
         """The day's market, the symbols tradable that day (a bar today and the warm-up behind it) and the day's
-        volatility source. The market holds the symbols anything reads that day: those held, those an account
-        decides on (an entry day of its type, or held), and the index symbols (the VIX proxy reads them);
-        every listed symbol's close and IV are recorded for the benchmarks. `session` is session i's facts when the
-        caller made them already (see _sessions_of)."""
-        if session is None:
-            session = next(self._sessions_of(i, i))
+        volatility source, from the session's facts (see _sessions_of). The market holds the symbols anything reads
+        that day: those held, those an account decides on (an entry day of its type, or held), and the index
+        symbols (the VIX proxy reads them); the day's last closes of every listed symbol are kept in `_spot`."""
         needed = session.needed | held if held else session.needed
         bars: dict[str, Bars] = {}
         iv: dict[str, float] = {}
@@ -503,7 +496,7 @@ class Simulation:
         for i, session in zip(range(first, last + 1), self._sessions_of(first, last), strict=True):
             day = sessions[i]
             weekday = day.weekday()
-            market, tradable, source = self._market(i, {p.symbol for p in positions.values()}, session)
+            market, tradable, source = self._market({p.symbol for p in positions.values()}, session)
             ledger.vol_sources.append((day, source))
             for s in self._skipped_at[i]:
                 ledger.skipped[s] = ledger.skipped.get(s, 0) + 1

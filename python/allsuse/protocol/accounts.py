@@ -39,7 +39,7 @@ def _number(value: Amount, name: str) -> Decimal:
     # float), a finite Decimal as it is.
     if type(value) is float:
         if math.isfinite(value):
-            return Decimal(repr(value))
+            return _exact(value)
     elif type(value) is Decimal and value.is_finite():
         return value
     if isinstance(value, bool):
@@ -187,7 +187,7 @@ def _exact(x: float) -> Decimal:
     return Decimal(repr(float(x)))
 
 
-_OPTION_UNIT = Decimal(repr(float(MULTIPLIER)))
+_OPTION_UNIT = _exact(MULTIPLIER)
 _SHARE_UNIT = Decimal(1)
 
 
